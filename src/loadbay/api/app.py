@@ -1,0 +1,63 @@
+"""The one FastAPI app: native API, health, metrics, OpenAPI, dashboard, and workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from loadbay import __version__
+from loadbay.api import native, web
+from loadbay.api.problems import install_problem_handlers
+from loadbay.config import Settings
+from loadbay.core.runtime import Runtime
+from loadbay.core.service import BatchService
+from loadbay.core.worker import WorkerPool
+from loadbay.metrics import registry_for
+from loadbay.types import default_registry
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: str | None = None) -> FastAPI:
+    """Build the app (connecting and migrating now); worker threads start with the app."""
+    settings = settings or Settings()
+    rt = Runtime.build(settings, default_registry(), base_url=base_url or settings.base_url())
+    pool = WorkerPool(rt, workers)
+    app = FastAPI(title="loadbay", version=__version__, lifespan=_lifespan(pool))
+    app.state.runtime = rt
+    app.state.service = BatchService(rt, wake=pool.notify)
+    install_problem_handlers(app)
+    app.include_router(native.router)
+    app.include_router(web.router)
+    _add_operational_routes(app, rt)
+    return app
+
+
+def _lifespan(pool: WorkerPool):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        pool.start()
+        try:
+            yield
+        finally:
+            pool.shutdown()
+            pool.rt.close()
+
+    return lifespan
+
+
+def _add_operational_routes(app: FastAPI, rt: Runtime) -> None:
+    registry = registry_for(rt.db)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        with rt.db.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

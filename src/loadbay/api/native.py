@@ -1,0 +1,212 @@
+"""The native JSON API under /v1 (DESIGN.md, "External contracts")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from loadbay.api.deps import current_account, service_of
+from loadbay.api.schemas import (
+    BatchOut,
+    CreateBatch,
+    ErrorOut,
+    EventOut,
+    Page,
+    UploadUrlOut,
+    UploadUrlRequest,
+)
+from loadbay.core.intake import Upload
+from loadbay.core.models import Account
+from loadbay.core.service import BatchService
+from loadbay.errors import InvalidInput
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["batches"])
+
+Service = Annotated[BatchService, Depends(service_of)]
+Caller = Annotated[Account, Depends(current_account)]
+
+
+@router.post("/batches", status_code=201, response_model=BatchOut)
+def create_batch(body: CreateBatch, service: Service, account: Caller, response: Response) -> BatchOut:
+    """Create a batch; the same job_id with the same body answers the existing batch (200)."""
+    batch, created = service.create(account, body.spec(), items=body.items, submit=body.submit)
+    if not created:
+        response.status_code = 200
+    upload = None
+    if body.upload_url:
+        signed = service.upload_url(account, batch.id, body.file_name)
+        upload = UploadUrlOut(url=signed.url, method=signed.method, expires_at=signed.expires_at)
+    return BatchOut.of(batch, upload)
+
+
+@router.get("/batches", response_model=Page[BatchOut])
+def list_batches(
+    service: Service,
+    account: Caller,
+    status: str | None = None,
+    type: str | None = None,
+    job_id: str | None = None,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Page[BatchOut]:
+    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    filters = {k: v for k, v in {"status": status, "type": type, "job_id": job_id}.items() if v}
+    batches = service.list(account, filters, cursor, limit)
+    next_cursor = str(batches[-1].id) if len(batches) == limit else None
+    return Page[BatchOut](data=[BatchOut.of(b) for b in batches], next_cursor=next_cursor)
+
+
+@router.get("/batches/{batch_id}", response_model=BatchOut)
+def get_batch(batch_id: int, service: Service, account: Caller) -> BatchOut:
+    return BatchOut.of(service.get(account, batch_id))
+
+
+@router.put("/batches/{batch_id}/data", response_model=BatchOut)
+async def put_data(
+    batch_id: int, request: Request, service: Service, account: Caller, name: str = "data"
+) -> BatchOut:
+    """Stream a file into the batch; Content-Type picks the format; `?name=` for several files."""
+    upload = await run_in_threadpool(
+        service.start_upload, account, batch_id, name, request.headers.get("content-type")
+    )
+    await receive(upload, request)
+    return BatchOut.of(await run_in_threadpool(service.get, account, batch_id))
+
+
+async def receive(upload: Upload, request: Request) -> None:
+    """Stream the request body into an upload, enforcing the size limit as bytes arrive."""
+    upload.check_declared_size(_declared_size(request))
+    try:
+        async for data in request.stream():
+            upload.write(data)
+    except BaseException:
+        upload.abort()
+        raise
+    await run_in_threadpool(upload.finish)
+
+
+def _declared_size(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    return int(value) if value and value.isdigit() else None
+
+
+@router.put("/batches/{batch_id}/pages/{number}", response_model=BatchOut)
+def put_page(
+    batch_id: int,
+    number: int,
+    service: Service,
+    account: Caller,
+    body: Annotated[Any, Body(description="A JSON array of items, or {\"items\": [...]}")],
+) -> BatchOut:
+    """Store one page of items; sending the same page again replaces it."""
+    return BatchOut.of(service.put_page(account, batch_id, number, _items(body)))
+
+
+def _items(body: Any) -> list[Any]:
+    if isinstance(body, dict) and isinstance(body.get("items"), list):
+        return list(body["items"])
+    if isinstance(body, list):
+        return body
+    raise InvalidInput("a page is a JSON array of items, or an object with an `items` array", code="INVALID_PAGE")
+
+
+@router.post("/batches/{batch_id}/upload-url", response_model=UploadUrlOut)
+def upload_url(
+    batch_id: int, service: Service, account: Caller, body: UploadUrlRequest | None = None
+) -> UploadUrlOut:
+    """A signed URL that takes one `PUT` of the file, without the API key."""
+    signed = service.upload_url(account, batch_id, (body or UploadUrlRequest()).name)
+    return UploadUrlOut(url=signed.url, method=signed.method, expires_at=signed.expires_at)
+
+
+@router.post("/batches/{batch_id}/submit", response_model=BatchOut)
+def submit(batch_id: int, service: Service, account: Caller) -> BatchOut:
+    return BatchOut.of(service.submit(account, batch_id))
+
+
+@router.post("/batches/{batch_id}/process", response_model=BatchOut)
+def process(batch_id: int, service: Service, account: Caller) -> BatchOut:
+    return BatchOut.of(service.process(account, batch_id))
+
+
+@router.post("/batches/{batch_id}/cancel", response_model=BatchOut)
+def cancel(batch_id: int, service: Service, account: Caller) -> BatchOut:
+    return BatchOut.of(service.cancel(account, batch_id))
+
+
+@router.post("/batches/{batch_id}/clear", response_model=BatchOut)
+def clear(batch_id: int, service: Service, account: Caller) -> BatchOut:
+    return BatchOut.of(service.clear(account, batch_id))
+
+
+@router.get("/batches/{batch_id}/errors", response_model=Page[ErrorOut])
+def list_errors(
+    batch_id: int,
+    service: Service,
+    account: Caller,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Page[ErrorOut]:
+    """Record errors in record order of discovery; `next_cursor` pages on."""
+    rows = service.errors(account, batch_id, cursor, limit)
+    next_cursor = str(rows[-1].id) if len(rows) == limit else None
+    return Page[ErrorOut](data=[ErrorOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/batches/{batch_id}/results", response_class=StreamingResponse)
+def results(batch_id: int, service: Service, account: Caller) -> StreamingResponse:
+    """The result CSV: every input record with loadbay_status, action, entity id and error."""
+    parts = service.results(account, batch_id)
+    headers = {"Content-Disposition": f'attachment; filename="batch-{batch_id}-results.csv"'}
+    return StreamingResponse(_encoded(parts), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+def _encoded(parts: Iterator[str]) -> Iterator[bytes]:
+    for part in parts:
+        yield part.encode()
+
+
+@router.get("/batches/{batch_id}/children", response_model=Page[BatchOut])
+def children(batch_id: int, service: Service, account: Caller) -> Page[BatchOut]:
+    return Page[BatchOut](data=[BatchOut.of(b) for b in service.children(account, batch_id)])
+
+
+@router.get("/batches/{batch_id}/events", response_model=Page[EventOut])
+def events(batch_id: int, service: Service, account: Caller) -> Page[EventOut]:
+    return Page[EventOut](data=[EventOut.of(e) for e in service.events(account, batch_id)])
+
+
+@router.get("/types", tags=["types"])
+def types(service: Service, account: Caller) -> dict[str, Any]:
+    """Every batch type: its key, CSV columns and JSON Schema."""
+    return {
+        "data": [
+            {
+                "name": t.name,
+                "key": t.key,
+                "description": t.description,
+                "columns": list(t.columns().names),
+                "required": list(t.columns().required),
+                "schema": t.json_schema(),
+            }
+            for t in service.rt.types
+        ]
+    }
+
+
+@router.put("/blobs/{key:path}", status_code=200, tags=["signed"], include_in_schema=True)
+async def signed_put(
+    key: str, request: Request, service: Service, expires: str = "", signature: str = ""
+) -> dict[str, Any]:
+    """The target of a signed upload URL: the signature is the credential, no API key."""
+    upload = await run_in_threadpool(
+        service.start_signed_upload, key, expires, signature, request.headers.get("content-type")
+    )
+    await receive(upload, request)
+    return {"ok": True, "name": upload.name}

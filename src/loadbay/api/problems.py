@@ -1,0 +1,65 @@
+"""Errors at the native API's edge: loadbay errors as application/problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loadbay import errors
+
+__all__ = ["http_status", "install_problem_handlers", "problem"]
+
+_STATUS: tuple[tuple[type[errors.LoadbayError], int], ...] = (
+    (errors.NotFound, 404),
+    (errors.Unauthorized, 401),
+    (errors.BadSignature, 403),
+    (errors.TestModeMismatch, 403),
+    (errors.Conflict, 409),
+    (errors.InvalidInput, 400),
+    (errors.PayloadTooLarge, 413),
+    (errors.UnsupportedMediaType, 415),
+    (errors.UnreadableData, 422),
+    (errors.FetchError, 502),
+)
+
+
+def http_status(exc: errors.LoadbayError) -> int:
+    """The HTTP status for a loadbay error (the most specific class wins)."""
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": "about:blank", "title": code.replace("_", " ").capitalize(), "status": status}
+    body |= {"code": code, "detail": detail} | extra
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.LoadbayError, _loadbay_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+
+
+async def _loadbay_error(_request: Request, exc: errors.LoadbayError) -> JSONResponse:
+    return problem(http_status(exc), exc.code, exc.message)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    fields = [
+        {"field": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), "message": e["msg"]}
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return problem(400, "INVALID_INPUT", detail, errors=fields)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return problem(exc.status_code, code, str(exc.detail))

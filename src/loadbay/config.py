@@ -1,0 +1,46 @@
+"""Configuration from the environment (`LOADBAY_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every setting has a working default for the embedded, single-process mode."""
+
+    model_config = SettingsConfigDict(env_prefix="LOADBAY_", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    storage_url: str | None = None
+    secret_key: str | None = None
+    public_url: str | None = None
+    fetch_allow: str = ""
+    max_upload_bytes: int = 2 * 1024**3
+    chunk_size: int = Field(default=2000, ge=1)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    poll_interval: float = Field(default=0.5, gt=0)
+    signed_url_ttl: int = Field(default=3600, gt=0)
+
+    def resolved_database_url(self) -> str:
+        """The SQLAlchemy URL: LOADBAY_DATABASE_URL, or SQLite in the data dir."""
+        url = self.database_url or f"sqlite:///{self.data_dir.resolve() / 'loadbay.db'}"
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+    def resolved_storage_dir(self) -> Path:
+        """Where the local blob store keeps files."""
+        if self.storage_url and self.storage_url.startswith("file://"):
+            return Path(self.storage_url.removeprefix("file://"))
+        return self.data_dir.resolve() / "blobs"
+
+    def base_url(self, host: str = "127.0.0.1", port: int = 8000) -> str:
+        """The URL clients reach this server at, for signed links."""
+        return (self.public_url or f"http://{host}:{port}").rstrip("/")

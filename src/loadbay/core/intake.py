@@ -1,0 +1,142 @@
+"""Data in: streamed uploads, signed upload URLs and pages of JSON items."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, unquote
+
+from sqlalchemy import Connection
+
+from loadbay.blobs import BlobWriter
+from loadbay.core.lifecycle import Status
+from loadbay.core.models import Batch
+from loadbay.core.runtime import Runtime
+from loadbay.db import repository as repo
+from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from loadbay.readers import format_for_content_type
+
+__all__ = ["SignedUpload", "Upload", "input_key", "parse_input_key", "require_open", "store_page"]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUpload:
+    url: str
+    method: str
+    expires_at: datetime
+
+
+def input_key(batch_id: int, name: str) -> str:
+    return f"batches/{batch_id}/inputs/{quote(name, safe='')}"
+
+
+def parse_input_key(key: str) -> tuple[int, str]:
+    """(batch id, file name) of an input object key, or NotFound."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != "batches" or parts[2] != "inputs" or not parts[1].isdigit():
+        raise NotFound("no such upload target")
+    return int(parts[1]), unquote(parts[3])
+
+
+def require_open(batch: Batch) -> None:
+    if batch.status != Status.OPEN:
+        raise Conflict(
+            f"batch {batch.id} is {batch.status}; data can only be added while it is open",
+            code="BATCH_NOT_OPEN",
+        )
+
+
+def signed_upload(rt: Runtime, batch: Batch, name: str) -> SignedUpload:
+    require_open(batch)
+    ttl = rt.settings.signed_url_ttl
+    url = rt.blobs.signed_url(input_key(batch.id, name), "PUT", ttl)
+    return SignedUpload(url=url, method="PUT", expires_at=datetime.now(UTC) + timedelta(seconds=ttl))
+
+
+class Upload:
+    """One file arriving as a stream; stored whole or not at all."""
+
+    def __init__(self, rt: Runtime, batch: Batch, name: str, content_type: str | None) -> None:
+        require_open(batch)
+        self._rt = rt
+        self._batch_id = batch.id
+        self.name = name
+        self.format = format_for_content_type(content_type, name)
+        self._key = input_key(batch.id, name)
+        self._limit = rt.settings.max_upload_bytes
+        self._size = 0
+        self._writer: BlobWriter = rt.blobs.writer(self._key)
+
+    def check_declared_size(self, size: int | None) -> None:
+        if size is not None and size > self._limit:
+            self.abort()
+            raise PayloadTooLarge(f"the upload is {size} bytes; this server takes at most {self._limit}")
+
+    def write(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._limit:
+            self.abort()
+            raise PayloadTooLarge(f"the upload is over {self._limit} bytes, this server's limit")
+        self._writer.write(data)
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+    def finish(self) -> None:
+        """Keep the file as one of the batch's inputs (if the batch is still open)."""
+        with self._rt.db.write() as conn:
+            batch = repo.get_batch(conn, None, self._batch_id)
+            if batch is None:
+                raise NotFound(f"batch {self._batch_id} not found")
+            try:
+                require_open(batch)
+                _refuse_mixed(conn, batch.id, "file")
+            except Conflict:
+                self.abort()
+                raise
+            size = self._writer.commit()
+            values = {"format": self.format, "blob_key": self._key, "size": size, "items": None}
+            repo.upsert_input(conn, batch.id, "file", self.name, **values)
+            repo.add_event(conn, batch.id, "file_received", batch.status, f"{self.name} ({size} bytes)")
+
+
+def page_name(number: int) -> str:
+    return f"page-{number:09d}"
+
+
+def store_page(conn: Connection, batch: Batch, number: int, items: list[Any]) -> None:
+    """Store page `number` of JSON items, replacing an earlier copy of the same page."""
+    require_open(batch)
+    _check_page(batch, number, items)
+    _refuse_mixed(conn, batch.id, "page")
+    text = json.dumps(items, default=str)
+    values = {"format": "json", "blob_key": None, "items": text, "item_count": len(items), "size": len(text)}
+    repo.upsert_input(conn, batch.id, "page", page_name(number), **values)
+    repo.add_event(conn, batch.id, "page_received", batch.status, f"page {number}: {len(items)} items")
+
+
+def _check_page(batch: Batch, number: int, items: list[Any]) -> None:
+    if number < 0:
+        raise InvalidInput("page numbers start at 0", code="INVALID_PAGE")
+    if batch.page_size is not None and len(items) > batch.page_size:
+        raise InvalidInput(
+            f"page {number} has {len(items)} items; the batch's page size is {batch.page_size}",
+            code="PAGE_TOO_LARGE",
+        )
+    if batch.total_items is not None and batch.page_size:
+        first = number * batch.page_size
+        if first + len(items) > batch.total_items:
+            raise Conflict(
+                f"page {number} would hold items {first}..{first + len(items) - 1}, "
+                f"beyond the batch's {batch.total_items} items",
+                code="PAGE_BEYOND_TOTAL",
+            )
+
+
+def _refuse_mixed(conn: Connection, batch_id: int, kind: str) -> None:
+    count, _items, files = repo.input_summary(conn, batch_id)
+    other = count - files if kind == "file" else files
+    if other:
+        raise Conflict("a batch takes pages or files, not both", code="MIXED_INPUT")

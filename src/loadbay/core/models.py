@@ -1,0 +1,98 @@
+"""Accounts and batches as the core sees them: immutable snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from loadbay.core.lifecycle import FINAL, Status
+
+__all__ = ["Account", "Batch", "BatchEvent", "Counts", "ErrorRow", "NewBatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    test: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int = 0
+    valid: int = 0
+    invalid: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    unprocessed: int = 0
+
+    @property
+    def done(self) -> int:
+        """Records that have their final outcome."""
+        return self.invalid + self.succeeded + self.failed + self.unprocessed
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """What a client asks for when it creates a batch (the job_id fingerprint covers it)."""
+
+    type: str
+    job_id: str | None = None
+    description: str | None = None
+    test: bool | None = None
+    parent_id: int | None = None
+    process: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)
+    source_url: str | None = None
+    page_size: int | None = None
+    total_items: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: int
+    account_id: int
+    type: str
+    job_id: str | None
+    description: str | None
+    test: bool
+    parent_id: int | None
+    process_mode: str
+    options: dict[str, Any]
+    source_url: str | None
+    page_size: int | None
+    total_items: int | None
+    status: Status
+    outcome: str | None
+    error_code: str | None
+    error_message: str | None
+    warnings: list[str]
+    counts: Counts
+    created_at: datetime
+    submitted_at: datetime | None
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEvent:
+    id: int
+    at: datetime
+    event: str
+    status: str
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    id: int
+    record_index: int
+    external_id: str | None
+    field: str | None
+    code: str
+    message: str

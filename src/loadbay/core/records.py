@@ -1,0 +1,87 @@
+"""Records as they move through the pipeline, and their outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Action",
+    "Applied",
+    "FieldError",
+    "OutcomeStatus",
+    "RecordOutcome",
+    "StagedRecord",
+]
+
+
+class OutcomeStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    INVALID = "invalid"
+    FAILED = "failed"
+    UNPROCESSED = "unprocessed"
+
+
+class Action(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """Why one field of one record was refused: a stable code and a message."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StagedRecord:
+    """One record after validation, as it waits in a chunk.
+
+    `raw` is the record as read (echoed in the result file); `data` the
+    validated, JSON-ready values, or None when `errors` says why not.
+    """
+
+    index: int
+    external_id: str | None
+    raw: dict[str, Any]
+    data: dict[str, Any] | None
+    errors: tuple[FieldError, ...] = ()
+
+    def to_json(self) -> list[Any]:
+        errors = [[e.code, e.message, e.field] for e in self.errors]
+        return [self.index, self.external_id, self.raw, self.data, errors]
+
+    @classmethod
+    def from_json(cls, item: list[Any]) -> StagedRecord:
+        index, external_id, raw, data, errors = item
+        return cls(index, external_id, raw, data, tuple(FieldError(*e) for e in errors))
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a batch type's `apply` did with one valid record."""
+
+    index: int
+    action: Action | None = None
+    entity_id: str | None = None
+    error: FieldError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """The one outcome of one record: what the result file says about it."""
+
+    status: OutcomeStatus
+    action: Action | None = None
+    entity_id: str | None = None
+    errors: tuple[FieldError, ...] = ()

@@ -1,0 +1,49 @@
+"""The parts a running loadbay is made of, built once from the settings."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from loadbay.blobs import BlobStore, LocalBlobStore, UrlSigner
+from loadbay.config import Settings
+from loadbay.core.types import TypeRegistry
+from loadbay.db.engine import Database, migrate
+from loadbay.fetcher import AllowList
+
+__all__ = ["Runtime"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    types: TypeRegistry
+    fetch_allow: AllowList
+
+    @classmethod
+    def build(cls, settings: Settings, types: TypeRegistry, *, base_url: str) -> Runtime:
+        """Connect, migrate, and open the blob store (creating the data dir if needed)."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = settings.resolved_database_url()
+        migrate(url)
+        signer = UrlSigner(_secret(settings), settings.public_url or base_url)
+        blobs = LocalBlobStore(settings.resolved_storage_dir(), signer)
+        return cls(settings, Database(url), blobs, types, AllowList.parse(settings.fetch_allow))
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def _secret(settings: Settings) -> bytes:
+    """LOADBAY_SECRET_KEY, or a random one kept in the data dir (single machine only)."""
+    if settings.secret_key:
+        return hashlib.sha256(settings.secret_key.encode()).digest()
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        import secrets
+
+        path.write_bytes(secrets.token_bytes(32))
+        path.chmod(0o600)
+    return path.read_bytes()

@@ -1,0 +1,285 @@
+"""BatchService: everything a client can ask of loadbay, independent of any wire format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
+
+from loadbay.core import intake, settle
+from loadbay.core.lifecycle import FINAL, Event, Status, next_status
+from loadbay.core.models import Account, Batch, BatchEvent, ErrorRow, NewBatch
+from loadbay.core.results import header_row
+from loadbay.core.runtime import Runtime
+from loadbay.core.types import BatchType
+from loadbay.db import queue
+from loadbay.db import repository as repo
+from loadbay.errors import (
+    Conflict,
+    InvalidInput,
+    JobIdConflict,
+    NotFound,
+    TestModeMismatch,
+    Unauthorized,
+)
+
+__all__ = ["BatchService", "hash_key"]
+
+_RESULT_PAGE = 20
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class BatchService:
+    """The core's front door: used by the native API, every profile and the CLI."""
+
+    def __init__(self, rt: Runtime, wake: Callable[[], None] = lambda: None) -> None:
+        self.rt = rt
+        self._wake = wake
+
+    # accounts --------------------------------------------------------------
+
+    def create_account(self, name: str, *, test: bool = False) -> tuple[Account, str]:
+        """A new account and its API key (shown once; only its hash is kept)."""
+        key = f"lb_{'test' if test else 'live'}_{secrets.token_urlsafe(24)}"
+        with self.rt.db.write() as conn:
+            account = repo.insert_account(conn, name, test)
+            repo.insert_key(conn, account.id, hash_key(key), key[:12])
+        return account, key
+
+    def authenticate(self, key: str | None) -> Account:
+        if not key:
+            raise Unauthorized()
+        with self.rt.db.read() as conn:
+            account = repo.account_by_key_hash(conn, hash_key(key))
+        if account is None:
+            raise Unauthorized("unknown API key")
+        return account
+
+    # batches ---------------------------------------------------------------
+
+    def batch_type(self, name: str) -> BatchType:
+        return self.rt.types.get(name)
+
+    def create(
+        self,
+        account: Account,
+        spec: NewBatch,
+        *,
+        items: list[Any] | None = None,
+        submit: bool | None = None,
+    ) -> tuple[Batch, bool]:
+        """Create a batch (or find the one this job_id made). True when newly created."""
+        self._check_new(account, spec)
+        fingerprint = _fingerprint(spec, items, submit)
+        if spec.job_id is not None and (found := self._by_job_id(account, spec.job_id, fingerprint)):
+            return found, False
+        try:
+            batch_id = self._insert(account, spec, fingerprint, items)
+        except IntegrityError:  # another request created the same job_id just now
+            if spec.job_id is None:
+                raise
+            found = self._by_job_id(account, spec.job_id, fingerprint)
+            assert found is not None
+            return found, False
+        if submit or (submit is None and spec.source_url):
+            return self.submit(account, batch_id), True
+        return self.get(account, batch_id), True
+
+    def _check_new(self, account: Account, spec: NewBatch) -> None:
+        self.rt.types.get(spec.type)
+        if spec.test is not None and spec.test != account.test:
+            mode = "test" if account.test else "live"
+            raise TestModeMismatch(f"this key belongs to a {mode} account; the batch says test={spec.test}")
+        if spec.process not in ("auto", "manual"):
+            raise InvalidInput("process must be 'auto' or 'manual'", code="INVALID_PROCESS")
+        if spec.page_size is not None and spec.page_size < 1:
+            raise InvalidInput("page_size must be at least 1", code="INVALID_PAGE_SIZE")
+        if spec.total_items is not None and spec.total_items < 0:
+            raise InvalidInput("total_items cannot be negative", code="INVALID_TOTAL")
+        if spec.source_url is not None and not spec.source_url.lower().startswith(("http://", "https://")):
+            raise InvalidInput("source_url must be an http or https URL", code="INVALID_SOURCE_URL")
+
+    def _by_job_id(self, account: Account, job_id: str, fingerprint: str) -> Batch | None:
+        with self.rt.db.read() as conn:
+            found = repo.batch_by_job_id(conn, account.id, job_id)
+        if found is None:
+            return None
+        batch, stored = found
+        if stored != fingerprint:
+            raise JobIdConflict(f"job_id {job_id!r} already names batch {batch.id}, created with another body")
+        return batch
+
+    def _insert(self, account: Account, spec: NewBatch, fingerprint: str, items: list[Any] | None) -> int:
+        with self.rt.db.write() as conn:
+            if spec.parent_id is not None:
+                self._check_parent(conn, account, spec.parent_id)
+            values = asdict(spec) | {"account_id": account.id, "test": account.test}
+            values["process_mode"] = values.pop("process")
+            batch_id = repo.insert_batch(conn, values | {"fingerprint": fingerprint})
+            repo.add_event(conn, batch_id, "created", Status.OPEN)
+            if items is not None:
+                batch = repo.get_batch(conn, account.id, batch_id)
+                assert batch is not None
+                intake.store_page(conn, batch, 0, items)
+        return batch_id
+
+    def _check_parent(self, conn: Connection, account: Account, parent_id: int) -> None:
+        parent = repo.get_batch(conn, account.id, parent_id)
+        if parent is None:
+            raise NotFound(f"parent batch {parent_id} not found")
+        if parent.status != Status.OPEN:
+            raise Conflict(f"parent batch {parent_id} is {parent.status}; children join open batches only")
+
+    def get(self, account: Account, batch_id: int) -> Batch:
+        with self.rt.db.read() as conn:
+            return self._get(conn, account, batch_id)
+
+    def _get(self, conn: Connection, account: Account, batch_id: int) -> Batch:
+        batch = repo.get_batch(conn, account.id, batch_id)
+        if batch is None:
+            raise NotFound(f"batch {batch_id} not found")
+        return batch
+
+    def list(
+        self, account: Account, filters: Mapping[str, Any], before_id: int | None, limit: int
+    ) -> list[Batch]:
+        with self.rt.db.read() as conn:
+            return repo.list_batches(conn, account.id, filters=filters, before_id=before_id, limit=limit)
+
+    def children(self, account: Account, batch_id: int) -> list[Batch]:
+        with self.rt.db.read() as conn:
+            self._get(conn, account, batch_id)
+            return repo.children(conn, batch_id)
+
+    def events(self, account: Account, batch_id: int) -> list[BatchEvent]:
+        with self.rt.db.read() as conn:
+            self._get(conn, account, batch_id)
+            return repo.events(conn, batch_id)
+
+    def errors(self, account: Account, batch_id: int, after_id: int | None, limit: int) -> list[ErrorRow]:
+        with self.rt.db.read() as conn:
+            self._get(conn, account, batch_id)
+            return repo.errors_page(conn, batch_id, after_id, limit)
+
+    # data in ---------------------------------------------------------------
+
+    def put_page(self, account: Account, batch_id: int, number: int, items: list[Any]) -> Batch:
+        with self.rt.db.write() as conn:
+            intake.store_page(conn, self._get(conn, account, batch_id), number, items)
+            return self._get(conn, account, batch_id)
+
+    def start_upload(
+        self, account: Account, batch_id: int, name: str, content_type: str | None
+    ) -> intake.Upload:
+        return intake.Upload(self.rt, self.get(account, batch_id), name, content_type)
+
+    def upload_url(self, account: Account, batch_id: int, name: str) -> intake.SignedUpload:
+        return intake.signed_upload(self.rt, self.get(account, batch_id), name)
+
+    def start_signed_upload(
+        self, key: str, expires: str, signature: str, content_type: str | None
+    ) -> intake.Upload:
+        """An upload through a signed URL: the signature is the only credential."""
+        self.rt.blobs.verify(key, "PUT", expires, signature)
+        batch_id, name = intake.parse_input_key(key)
+        with self.rt.db.read() as conn:
+            batch = repo.get_batch(conn, None, batch_id)
+        if batch is None:
+            raise NotFound("no such upload target")
+        return intake.Upload(self.rt, batch, name, content_type)
+
+    # lifecycle -------------------------------------------------------------
+
+    def submit(self, account: Account, batch_id: int) -> Batch:
+        """Data complete: queue the batch (and its open children) for processing."""
+        with self.rt.db.write() as conn:
+            batch = self._get(conn, account, batch_id)
+            self._submit(conn, batch)
+            for child in repo.children(conn, batch.id):
+                if child.status == Status.OPEN:
+                    self._submit(conn, child)
+            batch = self._get(conn, account, batch_id)
+        self._wake()
+        return batch
+
+    def _submit(self, conn: Connection, batch: Batch) -> None:
+        status = next_status(batch.status, Event.SUBMIT)
+        count, items, files = repo.input_summary(conn, batch.id)
+        if count == 0 and batch.source_url is None:
+            raise Conflict(f"batch {batch.id} has no data yet; upload a file or send pages first", code="NO_DATA")
+        if batch.total_items is not None and files == 0 and items != batch.total_items:
+            raise Conflict(
+                f"batch {batch.id} has received {items} of its {batch.total_items} items",
+                code="INCOMPLETE_BATCH",
+            )
+        repo.set_status(conn, batch.id, status, Event.SUBMIT, submitted_at=repo.now())
+
+    def process(self, account: Account, batch_id: int) -> Batch:
+        """Apply a two-phase batch that waits at `validated`."""
+        with self.rt.db.write() as conn:
+            batch = self._get(conn, account, batch_id)
+            repo.set_status(conn, batch.id, next_status(batch.status, Event.PROCESS), Event.PROCESS)
+            settle.complete_if_done(conn, batch.id)
+            batch = self._get(conn, account, batch_id)
+        self._wake()
+        return batch
+
+    def cancel(self, account: Account, batch_id: int) -> Batch:
+        """Stop the batch: records not yet applied become `unprocessed`."""
+        with self.rt.db.write() as conn:
+            batch = self._get(conn, account, batch_id)
+            status = next_status(batch.status, Event.CANCEL)
+            repo.set_status(conn, batch.id, status, Event.CANCEL, finished_at=repo.now())
+            settle.cancel_chunks(conn, self.rt.types.get(batch.type), batch.id)
+            return self._get(conn, account, batch_id)
+
+    def clear(self, account: Account, batch_id: int) -> Batch:
+        """Remove the batch's staged data; it takes no more data afterwards."""
+        with self.rt.db.write() as conn:
+            batch = self._get(conn, account, batch_id)
+            status = next_status(batch.status, Event.CLEAR)
+            repo.delete_inputs(conn, batch.id)
+            queue.delete_chunks(conn, batch.id)
+            repo.set_status(conn, batch.id, status, Event.CLEAR, finished_at=repo.now())
+        self.rt.blobs.delete_prefix(f"batches/{batch_id}/inputs")
+        return self.get(account, batch_id)
+
+    # data out --------------------------------------------------------------
+
+    def results(self, account: Account, batch_id: int) -> Iterator[str]:
+        """The result CSV as a stream of text parts (header first)."""
+        batch = self.get(account, batch_id)
+        if batch.status not in FINAL or batch.status in (Status.ERROR, Status.CLEARED):
+            raise Conflict(
+                f"batch {batch.id} is {batch.status}; the result file exists once it is completed or cancelled",
+                code="RESULTS_NOT_READY",
+            )
+        columns = self.rt.types.get(batch.type).columns().names
+        return _result_stream(self.rt, batch.id, header_row(columns))
+
+
+def _result_stream(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:
+    yield header
+    after = -1
+    while True:
+        with rt.db.read() as conn:
+            parts = queue.result_parts(conn, batch_id, after, _RESULT_PAGE)
+        if not parts:
+            return
+        for seq, text in parts:
+            yield text or ""
+            after = seq
+
+
+def _fingerprint(spec: NewBatch, items: list[Any] | None, submit: bool | None) -> str:
+    body = {"spec": asdict(spec), "items": items, "submit": submit}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

@@ -1,0 +1,147 @@
+"""Settling records: outcomes, error rows, result rows, counts and batch completion.
+
+Every function runs inside the caller's transaction, so a chunk's outcomes, its
+result rows, the batch's counts and (for the last chunk) the batch's completion
+commit together with the domain writes, or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+
+from loadbay.core.lifecycle import Event, Status
+from loadbay.core.models import Counts
+from loadbay.core.records import Applied, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
+from loadbay.core.results import result_rows
+from loadbay.core.types import BatchType
+from loadbay.db import queue
+from loadbay.db import repository as repo
+
+__all__ = [
+    "cancel_chunks",
+    "complete_if_done",
+    "decode_chunk",
+    "encode_chunk",
+    "error_rows",
+    "outcomes",
+    "settle_chunk",
+]
+
+UNPROCESSED = FieldError("UNPROCESSED", "not applied: the batch was cancelled")
+RETRIES_SPENT = FieldError("RETRIES_EXHAUSTED", "not applied: the chunk failed on every attempt")
+
+
+def encode_chunk(records: Sequence[StagedRecord]) -> str:
+    return json.dumps([r.to_json() for r in records], default=str, separators=(",", ":"))
+
+
+def decode_chunk(payload: str) -> list[StagedRecord]:
+    return [StagedRecord.from_json(item) for item in json.loads(payload)]
+
+
+def outcomes(records: Sequence[StagedRecord], applied: Sequence[Applied]) -> list[RecordOutcome]:
+    """One outcome per record: invalid ones stay invalid, the rest as `apply` said."""
+    by_index = {a.index: a for a in applied}
+    return [_outcome(record, by_index.get(record.index)) for record in records]
+
+
+def _outcome(record: StagedRecord, applied: Applied | None) -> RecordOutcome:
+    if record.data is None:
+        return RecordOutcome(OutcomeStatus.INVALID, errors=record.errors)
+    if applied is None:
+        raise RuntimeError(f"batch type returned no outcome for record {record.index}")
+    if applied.error is not None:
+        return RecordOutcome(OutcomeStatus.FAILED, errors=(applied.error,))
+    return RecordOutcome(OutcomeStatus.SUCCEEDED, applied.action, applied.entity_id)
+
+
+def unapplied(records: Sequence[StagedRecord], reason: FieldError) -> list[RecordOutcome]:
+    """Outcomes for a chunk that will never be applied."""
+    return [
+        RecordOutcome(OutcomeStatus.INVALID, errors=r.errors)
+        if r.data is None
+        else RecordOutcome(OutcomeStatus.UNPROCESSED, errors=(reason,))
+        for r in records
+    ]
+
+
+def error_rows(pairs: Iterable[tuple[StagedRecord, Sequence[FieldError]]]) -> list[dict[str, Any]]:
+    """Rows for the errors table: one per (record, error)."""
+    return [
+        {
+            "record_index": r.index,
+            "external_id": r.external_id,
+            "field": e.field,
+            "code": e.code,
+            "message": e.message,
+        }
+        for r, errors in pairs
+        for e in errors
+    ]
+
+
+def settle_chunk(
+    conn: Connection,
+    batch_type: BatchType,
+    claim: queue.ChunkClaim,
+    records: Sequence[StagedRecord],
+    results: Sequence[RecordOutcome],
+    chunk_status: str = queue.DONE,
+) -> bool:
+    """Record a chunk's outcomes; False (write nothing) when the chunk's lease was lost."""
+    text = result_rows(batch_type.columns().names, records, results)
+    if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, text):
+        return False
+    late = (OutcomeStatus.FAILED, OutcomeStatus.UNPROCESSED)
+    pairs = ((r, o.errors) for r, o in zip(records, results, strict=True) if o.status in late)
+    repo.insert_errors(conn, claim.batch_id, error_rows(pairs))
+    repo.add_counts(conn, claim.batch_id, **_tally(results))
+    complete_if_done(conn, claim.batch_id)
+    return True
+
+
+def _tally(results: Sequence[RecordOutcome]) -> dict[str, int]:
+    counts = {"succeeded": 0, "failed": 0, "unprocessed": 0}
+    for outcome in results:
+        if outcome.status.value in counts:
+            counts[outcome.status.value] += 1
+    return counts
+
+
+def complete_if_done(conn: Connection, batch_id: int) -> None:
+    """Complete a processing batch once no chunk is left to apply."""
+    batch = repo.get_batch(conn, None, batch_id)
+    if batch is None or batch.status != Status.PROCESSING or queue.remaining_chunks(conn, batch_id):
+        return
+    repo.set_status(
+        conn,
+        batch_id,
+        Status.COMPLETED,
+        Event.COMPLETE,
+        outcome=batch_outcome(batch.counts),
+        finished_at=repo.now(),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
+
+
+def batch_outcome(counts: Counts) -> str:
+    if counts.succeeded == counts.total:
+        return "succeeded"
+    return "failed" if counts.succeeded == 0 else "partial"
+
+
+def cancel_chunks(conn: Connection, batch_type: BatchType, batch_id: int) -> None:
+    """Give every chunk not yet applied its final outcomes (valid records: unprocessed)."""
+    columns = batch_type.columns().names
+    unprocessed = 0
+    for chunk_id in queue.open_chunk_ids(conn, batch_id):
+        records = decode_chunk(queue.chunk_payload(conn, chunk_id))
+        results = unapplied(records, UNPROCESSED)
+        queue.cancel_chunk(conn, chunk_id, result_rows(columns, records, results))
+        unprocessed += sum(1 for r in records if r.data is not None)
+    repo.add_counts(conn, batch_id, unprocessed=unprocessed)

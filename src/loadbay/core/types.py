@@ -1,0 +1,125 @@
+"""Batch types: what a plugin declares (schema, key, bulk apply) and the registry."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from sqlalchemy import Connection
+
+from loadbay.core.records import Applied, FieldError, StagedRecord
+from loadbay.errors import UnknownType
+from loadbay.readers import Columns
+
+__all__ = ["ApplyContext", "BatchType", "TypeRegistry", "field_errors"]
+
+_CODES = {
+    "missing": "REQUIRED",
+    "string_too_long": "TOO_LONG",
+    "decimal_parsing": "INVALID_DECIMAL",
+    "decimal_max_places": "INVALID_DECIMAL",
+    "decimal_max_digits": "INVALID_DECIMAL",
+    "decimal_whole_digits": "INVALID_DECIMAL",
+    "decimal_type": "INVALID_DECIMAL",
+    "date_parsing": "INVALID_DATE",
+    "date_from_datetime_parsing": "INVALID_DATE",
+    "date_from_datetime_inexact": "INVALID_DATE",
+    "date_type": "INVALID_DATE",
+    "datetime_parsing": "INVALID_TIMESTAMP",
+    "datetime_from_date_parsing": "INVALID_TIMESTAMP",
+    "datetime_type": "INVALID_TIMESTAMP",
+    "timezone_aware": "INVALID_TIMESTAMP",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyContext:
+    """What a batch type knows about the batch whose chunk it applies."""
+
+    account_id: int
+    batch_id: int
+    test: bool
+    options: Mapping[str, Any]
+
+
+class BatchType(ABC):
+    """A kind of record loadbay can import: a pydantic schema, a key and a bulk apply."""
+
+    name: ClassVar[str]
+    key: ClassVar[str]
+    model: ClassVar[type[BaseModel]]
+    description: ClassVar[str] = ""
+
+    def columns(self) -> Columns:
+        fields = self.model.model_fields
+        required = tuple(n for n, f in fields.items() if f.is_required())
+        return Columns(names=tuple(fields), required=required)
+
+    def validate(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, tuple[FieldError, ...]]:
+        """The record's JSON-ready values, or the errors that refuse it."""
+        try:
+            parsed = self.model.model_validate(raw)
+        except ValidationError as exc:
+            return None, field_errors(exc.errors())
+        return parsed.model_dump(mode="json", exclude_none=True), ()
+
+    def external_id(self, raw: Mapping[str, Any]) -> str | None:
+        value = raw.get(self.key)
+        return None if value is None else str(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.model.model_json_schema()
+
+    @abstractmethod
+    def apply(
+        self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
+    ) -> list[Applied]:
+        """Write the chunk's valid records in the open transaction; one Applied each."""
+
+
+def field_errors(errors: Iterable[ErrorDetails]) -> tuple[FieldError, ...]:
+    """Translate pydantic's errors into loadbay's stable codes, one per field."""
+    seen: dict[str | None, FieldError] = {}
+    for error in errors:
+        field = ".".join(str(p) for p in error["loc"]) or None
+        if field not in seen:
+            seen[field] = FieldError(_code(error), _message(field, error), field)
+    return tuple(seen.values())
+
+
+def _code(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind.isupper():  # a PydanticCustomError raised by a type's own rule
+        return kind
+    return _CODES.get(kind, "INVALID_VALUE")
+
+
+def _message(field: str | None, error: ErrorDetails) -> str:
+    msg = error["msg"].removeprefix("Value error, ")
+    return f"{field}: {msg}" if field else msg
+
+
+class TypeRegistry:
+    """The batch types this server serves, by name."""
+
+    def __init__(self, types: Iterable[BatchType] = ()) -> None:
+        self._types: dict[str, BatchType] = {}
+        for batch_type in types:
+            self.register(batch_type)
+
+    def register(self, batch_type: BatchType) -> None:
+        self._types[batch_type.name] = batch_type
+
+    def get(self, name: str) -> BatchType:
+        try:
+            return self._types[name]
+        except KeyError:
+            known = ", ".join(sorted(self._types))
+            raise UnknownType(f"unknown batch type {name!r}; known types: {known}") from None
+
+    def __iter__(self) -> Any:
+        return iter(self._types.values())

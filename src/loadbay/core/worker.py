@@ -1,0 +1,103 @@
+"""Workers: loops that claim work from the queue and run it.
+
+A worker only coordinates: claiming is `loadbay.db.queue`, the work itself is
+`loadbay.core.processing`. Workers run as threads inside `loadbay serve` or
+inside `loadbay worker` processes; they share nothing but the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import timedelta
+
+from loadbay.core import processing, settle
+from loadbay.core.runtime import Runtime
+from loadbay.db import queue
+from loadbay.db import repository as repo
+
+__all__ = ["Worker", "WorkerPool"]
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Claims and runs one piece of work at a time until stopped."""
+
+    def __init__(self, rt: Runtime, name: str, stop: threading.Event, wake: threading.Event) -> None:
+        self.rt = rt
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
+        self._stop = stop
+        self._wake = wake
+        self._lease = timedelta(seconds=rt.settings.lease_seconds)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # never let one bad piece of work end the worker
+                log.exception("worker %s: unexpected error", self.owner)
+                busy = False
+            if not busy:
+                self._wake.wait(self.rt.settings.poll_interval)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """Do one piece of work; False when there was none."""
+        return self._apply_next() or self._validate_next() or self._settle_stalled()
+
+    def _apply_next(self) -> bool:
+        with self.rt.db.write() as conn:
+            claim = queue.claim_chunk(conn, self.owner, repo.now(), self._lease)
+        if claim is None:
+            return False
+        processing.apply_chunk(self.rt, claim)
+        return True
+
+    def _validate_next(self) -> bool:
+        with self.rt.db.write() as conn:
+            claim = queue.claim_validation(conn, self.owner, repo.now(), self._lease)
+        if claim is None:
+            return False
+        processing.validate_batch(self.rt, claim)
+        return True
+
+    def _settle_stalled(self) -> bool:
+        """Complete batches whose last chunk's finisher died between commit and completion."""
+        with self.rt.db.read() as conn:
+            stalled = queue.stalled_batches(conn)
+        for batch_id in stalled:
+            with self.rt.db.write() as conn:
+                settle.complete_if_done(conn, batch_id)
+        return False
+
+
+class WorkerPool:
+    """N worker threads sharing one stop flag and one wake-up signal."""
+
+    def __init__(self, rt: Runtime, size: int) -> None:
+        self.rt = rt
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._worker(i).run, name=f"loadbay-worker-{i}", daemon=True)
+            for i in range(size)
+        ]
+
+    def _worker(self, i: int) -> Worker:
+        return Worker(self.rt, f"w{i}", self.stop, self.wake)
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        self.stop.set()
+        self.wake.set()
+        for thread in self._threads:
+            thread.join(timeout)

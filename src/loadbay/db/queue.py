@@ -1,0 +1,227 @@
+"""The chunk queue: every statement that claims, leases, finishes or recovers work.
+
+Two kinds of work are claimed, both first in, first out by submission time:
+- a batch to validate (`queued`, or `validating` whose lease expired), and
+- a chunk to apply (`pending`, or `leased` whose lease expired) of a
+  `processing` batch.
+
+A claim takes a lease (owner + expiry) and bumps `attempt`; the attempt is the
+token every later write must present, so a worker that lost its lease (it
+stalled, the lease expired, another worker took over) has its late commit
+refused instead of applied twice. On PostgreSQL claims use
+`FOR UPDATE SKIP LOCKED`; on SQLite the claim runs in a `BEGIN IMMEDIATE`
+transaction (see `Database.write`), which serialises writers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from loadbay.core.lifecycle import FINAL, Status
+from loadbay.db.tables import batches, chunks
+
+__all__ = [
+    "ChunkClaim",
+    "ValidationClaim",
+    "claim_chunk",
+    "claim_validation",
+    "delete_chunks",
+    "extend_validation",
+    "finish_chunk",
+    "insert_chunk",
+    "open_chunk_ids",
+    "chunk_payload",
+    "cancel_chunk",
+    "stalled_batches",
+    "release_chunk",
+    "remaining_chunks",
+    "result_parts",
+]
+
+PENDING, LEASED, DONE, SPENT, CANCELLED = "pending", "leased", "done", "failed", "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationClaim:
+    batch_id: int
+    attempt: int
+    takeover: bool  # an earlier worker's lease expired mid-validation
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkClaim:
+    id: int
+    batch_id: int
+    seq: int
+    attempt: int
+    payload: str
+
+
+def claim_validation(
+    conn: Connection, owner: str, at: datetime, lease: timedelta
+) -> ValidationClaim | None:
+    """Take the oldest submitted batch that waits for validation (children after parents)."""
+    parent = batches.alias("parent")
+    query = (
+        select(batches.c.id, batches.c.attempt, batches.c.status)
+        .outerjoin(parent, parent.c.id == batches.c.parent_id)
+        .where(
+            or_(
+                batches.c.status == Status.QUEUED,
+                and_(batches.c.status == Status.VALIDATING, batches.c.lease_expires_at < at),
+            ),
+            or_(batches.c.parent_id.is_(None), parent.c.status.in_(list(FINAL))),
+        )
+        .order_by(batches.c.submitted_at, batches.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=batches)
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    attempt = row.attempt + 1
+    conn.execute(
+        update(batches)
+        .where(batches.c.id == row.id)
+        .values(
+            status=Status.VALIDATING, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt
+        )
+    )
+    return ValidationClaim(row.id, attempt, takeover=row.status == Status.VALIDATING)
+
+
+def extend_validation(
+    conn: Connection, batch_id: int, attempt: int, until: datetime
+) -> bool:
+    """Renew a validation lease; False when the lease was lost (stop working)."""
+    result = conn.execute(
+        update(batches)
+        .where(
+            batches.c.id == batch_id,
+            batches.c.attempt == attempt,
+            batches.c.status == Status.VALIDATING,
+        )
+        .values(lease_expires_at=until)
+    )
+    return result.rowcount == 1
+
+
+def insert_chunk(
+    conn: Connection, batch_id: int, seq: int, first_index: int, count: int, valid: int, payload: str
+) -> None:
+    values = {
+        "batch_id": batch_id,
+        "seq": seq,
+        "first_index": first_index,
+        "record_count": count,
+        "valid_count": valid,
+        "status": PENDING,
+        "attempt": 0,
+        "payload": payload,
+    }
+    conn.execute(insert(chunks).values(values))
+
+
+def delete_chunks(conn: Connection, batch_id: int) -> None:
+    conn.execute(delete(chunks).where(chunks.c.batch_id == batch_id))
+
+
+def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ChunkClaim | None:
+    """Take the next chunk to apply: oldest batch first, chunks in order."""
+    query = (
+        select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.payload)
+        .join(batches, batches.c.id == chunks.c.batch_id)
+        .where(
+            batches.c.status == Status.PROCESSING,
+            or_(
+                chunks.c.status == PENDING,
+                and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < at),
+            ),
+        )
+        .order_by(batches.c.submitted_at, batches.c.id, chunks.c.seq)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=chunks)
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    attempt = row.attempt + 1
+    conn.execute(
+        update(chunks)
+        .where(chunks.c.id == row.id)
+        .values(status=LEASED, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
+    )
+    return ChunkClaim(row.id, row.batch_id, row.seq, attempt, row.payload)
+
+
+def finish_chunk(conn: Connection, chunk_id: int, attempt: int, status: str, result: str) -> bool:
+    """Mark a leased chunk final with its result rows; False if the lease was lost."""
+    outcome = conn.execute(
+        update(chunks)
+        .where(chunks.c.id == chunk_id, chunks.c.attempt == attempt, chunks.c.status == LEASED)
+        .values(status=status, result=result, payload=None, lease_owner=None, lease_expires_at=None)
+    )
+    return outcome.rowcount == 1
+
+
+def release_chunk(conn: Connection, chunk_id: int, attempt: int, error: str) -> None:
+    """Give a chunk back after a failed attempt so it is retried."""
+    conn.execute(
+        update(chunks)
+        .where(chunks.c.id == chunk_id, chunks.c.attempt == attempt, chunks.c.status == LEASED)
+        .values(status=PENDING, lease_owner=None, lease_expires_at=None, last_error=error)
+    )
+
+
+def cancel_chunk(conn: Connection, chunk_id: int, result: str) -> None:
+    conn.execute(
+        update(chunks)
+        .where(chunks.c.id == chunk_id)
+        .values(status=CANCELLED, result=result, payload=None, lease_owner=None, lease_expires_at=None)
+    )
+
+
+def remaining_chunks(conn: Connection, batch_id: int) -> int:
+    query = select(func.count()).where(
+        chunks.c.batch_id == batch_id, chunks.c.status.in_([PENDING, LEASED])
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def open_chunk_ids(conn: Connection, batch_id: int) -> list[int]:
+    """Ids of the batch's chunks not yet final, in order."""
+    query = (
+        select(chunks.c.id)
+        .where(chunks.c.batch_id == batch_id, chunks.c.status.in_([PENDING, LEASED]))
+        .order_by(chunks.c.seq)
+    )
+    return [row.id for row in conn.execute(query)]
+
+
+def chunk_payload(conn: Connection, chunk_id: int) -> str:
+    return str(conn.execute(select(chunks.c.payload).where(chunks.c.id == chunk_id)).scalar_one())
+
+
+def result_parts(conn: Connection, batch_id: int, after_seq: int, limit: int) -> list[tuple[int, str | None]]:
+    """(seq, result rows) of the batch's chunks in order, from `after_seq` on."""
+    query = (
+        select(chunks.c.seq, chunks.c.result)
+        .where(chunks.c.batch_id == batch_id, chunks.c.seq > after_seq)
+        .order_by(chunks.c.seq)
+        .limit(limit)
+    )
+    return [(row.seq, row.result) for row in conn.execute(query)]
+
+
+def stalled_batches(conn: Connection) -> list[int]:
+    """Processing batches with no chunk left to apply (a finisher died before completing)."""
+    open_chunk = (
+        select(chunks.c.id)
+        .where(chunks.c.batch_id == batches.c.id, chunks.c.status.in_([PENDING, LEASED]))
+        .exists()
+    )
+    query = select(batches.c.id).where(batches.c.status == Status.PROCESSING, ~open_chunk).limit(20)
+    return [row.id for row in conn.execute(query)]

@@ -1,0 +1,259 @@
+"""Every statement about accounts, batches, their inputs, events and errors.
+
+Functions take an open connection, so the caller decides what commits together.
+The chunk queue's statements live in `loadbay.db.queue`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+
+from loadbay.core.lifecycle import Status
+from loadbay.core.models import Account, Batch, BatchEvent, Counts, ErrorRow
+from loadbay.db.tables import accounts, api_keys, batch_events, batch_inputs, batches, record_errors
+
+__all__ = [
+    "COUNT_FIELDS",
+    "account_by_key_hash",
+    "add_counts",
+    "add_event",
+    "batch_by_job_id",
+    "children",
+    "delete_inputs",
+    "errors_page",
+    "events",
+    "get_batch",
+    "insert_account",
+    "insert_batch",
+    "insert_errors",
+    "insert_key",
+    "list_batches",
+    "list_inputs",
+    "set_status",
+    "update_batch",
+    "upsert_input",
+]
+
+COUNT_FIELDS = ("total", "valid", "invalid", "succeeded", "failed", "unprocessed")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# accounts ------------------------------------------------------------------
+
+
+def insert_account(conn: Connection, name: str, test: bool) -> Account:
+    values = {"name": name, "test": test, "created_at": now()}
+    account_id = conn.execute(insert(accounts).values(values).returning(accounts.c.id)).scalar_one()
+    return Account(id=account_id, name=name, test=test)
+
+
+def insert_key(conn: Connection, account_id: int, key_hash: str, prefix: str) -> None:
+    values = {"account_id": account_id, "key_hash": key_hash, "prefix": prefix, "created_at": now()}
+    conn.execute(insert(api_keys).values(values))
+
+
+def account_by_key_hash(conn: Connection, key_hash: str) -> Account | None:
+    query = (
+        select(accounts.c.id, accounts.c.name, accounts.c.test)
+        .join(api_keys, api_keys.c.account_id == accounts.c.id)
+        .where(api_keys.c.key_hash == key_hash)
+    )
+    row = conn.execute(query).first()
+    return None if row is None else Account(id=row.id, name=row.name, test=row.test)
+
+
+def account_by_name(conn: Connection, name: str) -> Account | None:
+    row = conn.execute(select(accounts).where(accounts.c.name == name)).first()
+    return None if row is None else Account(id=row.id, name=row.name, test=row.test)
+
+
+# batches -------------------------------------------------------------------
+
+
+def insert_batch(conn: Connection, values: Mapping[str, Any]) -> int:
+    stamp = now()
+    row = {"created_at": stamp, "updated_at": stamp, "warnings": "[]", "status": Status.OPEN}
+    row |= {name: 0 for name in COUNT_FIELDS} | dict(values)
+    row["options"] = json.dumps(row.get("options") or {}, sort_keys=True)
+    return int(conn.execute(insert(batches).values(row).returning(batches.c.id)).scalar_one())
+
+
+def get_batch(conn: Connection, account_id: int | None, batch_id: int) -> Batch | None:
+    query = select(batches).where(batches.c.id == batch_id)
+    if account_id is not None:
+        query = query.where(batches.c.account_id == account_id)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _batch(row)
+
+
+def batch_by_job_id(conn: Connection, account_id: int, job_id: str) -> tuple[Batch, str] | None:
+    """The batch with this job_id and the fingerprint of the body that created it."""
+    query = select(batches).where(batches.c.account_id == account_id, batches.c.job_id == job_id)
+    row = conn.execute(query).mappings().first()
+    return None if row is None else (_batch(row), row["fingerprint"])
+
+
+def list_batches(
+    conn: Connection,
+    account_id: int,
+    *,
+    filters: Mapping[str, Any],
+    before_id: int | None,
+    limit: int,
+) -> list[Batch]:
+    """Newest first; `before_id` is the cursor of the next page."""
+    query = select(batches).where(batches.c.account_id == account_id)
+    for name, value in filters.items():
+        query = query.where(batches.c[name] == value)
+    if before_id is not None:
+        query = query.where(batches.c.id < before_id)
+    query = query.order_by(batches.c.id.desc()).limit(limit)
+    return [_batch(row) for row in conn.execute(query).mappings()]
+
+
+def children(conn: Connection, parent_id: int) -> list[Batch]:
+    query = select(batches).where(batches.c.parent_id == parent_id).order_by(batches.c.id)
+    return [_batch(row) for row in conn.execute(query).mappings()]
+
+
+def update_batch(conn: Connection, batch_id: int, **values: Any) -> None:
+    if "warnings" in values:
+        values["warnings"] = json.dumps(values["warnings"])
+    conn.execute(update(batches).where(batches.c.id == batch_id).values(updated_at=now(), **values))
+
+
+def set_status(
+    conn: Connection, batch_id: int, status: Status, event: str, detail: str | None = None, **values: Any
+) -> None:
+    """Move the batch to `status` and record the event (the caller checked the move)."""
+    update_batch(conn, batch_id, status=status, **values)
+    add_event(conn, batch_id, event, status, detail)
+
+
+def add_counts(conn: Connection, batch_id: int, **deltas: int) -> None:
+    changes = {name: batches.c[name] + delta for name, delta in deltas.items() if delta}
+    if changes:
+        conn.execute(update(batches).where(batches.c.id == batch_id).values(updated_at=now(), **changes))
+
+
+def reset_counts(conn: Connection, batch_id: int) -> None:
+    update_batch(conn, batch_id, **{name: 0 for name in COUNT_FIELDS})
+
+
+def _batch(row: RowMapping) -> Batch:
+    counts = Counts(**{name: int(row[name]) for name in COUNT_FIELDS})
+    return Batch(
+        id=row["id"],
+        account_id=row["account_id"],
+        type=row["type"],
+        job_id=row["job_id"],
+        description=row["description"],
+        test=row["test"],
+        parent_id=row["parent_id"],
+        process_mode=row["process_mode"],
+        options=json.loads(row["options"]),
+        source_url=row["source_url"],
+        page_size=row["page_size"],
+        total_items=row["total_items"],
+        status=Status(row["status"]),
+        outcome=row["outcome"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        warnings=json.loads(row["warnings"]),
+        counts=counts,
+        created_at=row["created_at"],
+        submitted_at=row["submitted_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+# events --------------------------------------------------------------------
+
+
+def add_event(conn: Connection, batch_id: int, event: str, status: str, detail: str | None = None) -> None:
+    values = {"batch_id": batch_id, "at": now(), "event": event, "status": status, "detail": detail}
+    conn.execute(insert(batch_events).values(values))
+
+
+def events(conn: Connection, batch_id: int) -> list[BatchEvent]:
+    query = select(batch_events).where(batch_events.c.batch_id == batch_id).order_by(batch_events.c.id)
+    return [
+        BatchEvent(id=r.id, at=r.at, event=r.event, status=r.status, detail=r.detail)
+        for r in conn.execute(query)
+    ]
+
+
+# inputs (files and pages) --------------------------------------------------
+
+
+def upsert_input(conn: Connection, batch_id: int, kind: str, name: str, **values: Any) -> None:
+    """Store a file or page; the same name again replaces it (keeping its place)."""
+    where = (batch_inputs.c.batch_id == batch_id, batch_inputs.c.kind == kind, batch_inputs.c.name == name)
+    found = conn.execute(select(batch_inputs.c.id).where(*where)).first()
+    if found is None:
+        row = {"batch_id": batch_id, "kind": kind, "name": name, "created_at": now()} | values
+        conn.execute(insert(batch_inputs).values(row))
+    else:
+        conn.execute(update(batch_inputs).where(batch_inputs.c.id == found.id).values(values))
+
+
+def list_inputs(conn: Connection, batch_id: int) -> list[RowMapping]:
+    """The batch's inputs in data order: files by arrival, then pages by number."""
+    query = select(batch_inputs).where(batch_inputs.c.batch_id == batch_id).order_by(batch_inputs.c.id)
+    rows = list(conn.execute(query).mappings())
+    pages = sorted((r for r in rows if r["kind"] == "page"), key=lambda r: str(r["name"]))
+    return [r for r in rows if r["kind"] == "file"] + pages
+
+
+def input_summary(conn: Connection, batch_id: int) -> tuple[int, int, int]:
+    """(number of inputs, items in pages, number of files)."""
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(batch_inputs.c.item_count), 0),
+        func.count(batch_inputs.c.blob_key),
+    ).where(batch_inputs.c.batch_id == batch_id)
+    count, items, files = conn.execute(query).one()
+    return int(count), int(items), int(files)
+
+
+def delete_inputs(conn: Connection, batch_id: int) -> None:
+    conn.execute(delete(batch_inputs).where(batch_inputs.c.batch_id == batch_id))
+
+
+# record errors -------------------------------------------------------------
+
+
+def insert_errors(conn: Connection, batch_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(record_errors), [{"batch_id": batch_id} | dict(r) for r in rows])
+
+
+def delete_errors(conn: Connection, batch_id: int) -> None:
+    conn.execute(delete(record_errors).where(record_errors.c.batch_id == batch_id))
+
+
+def errors_page(conn: Connection, batch_id: int, after_id: int | None, limit: int) -> list[ErrorRow]:
+    query = select(record_errors).where(record_errors.c.batch_id == batch_id)
+    if after_id is not None:
+        query = query.where(record_errors.c.id > after_id)
+    query = query.order_by(record_errors.c.id).limit(limit)
+    return [
+        ErrorRow(
+            id=r.id,
+            record_index=r.record_index,
+            external_id=r.external_id,
+            field=r.field,
+            code=r.code,
+            message=r.message,
+        )
+        for r in conn.execute(query)
+    ]

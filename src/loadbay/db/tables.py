@@ -1,0 +1,216 @@
+"""The database schema: every table loadbay stores, in one SQLAlchemy MetaData.
+
+Alembic migrations (loadbay/migrations) create exactly this schema; a test
+compares the two.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "accounts",
+    "api_keys",
+    "batch_events",
+    "batch_inputs",
+    "batches",
+    "billing_customers",
+    "chunks",
+    "metadata",
+    "record_errors",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite stores naive UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("test", Boolean, nullable=False, default=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("job_id", String(200)),
+    Column("fingerprint", String(64), nullable=False),
+    Column("description", Text),
+    Column("test", Boolean, nullable=False),
+    Column("parent_id", Id, ForeignKey("batches.id")),
+    Column("process_mode", String(10), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("source_url", Text),
+    Column("page_size", Integer),
+    Column("total_items", BigInteger),
+    Column("status", String(20), nullable=False),
+    Column("outcome", String(20)),
+    Column("error_code", String(60)),
+    Column("error_message", Text),
+    Column("warnings", Text, nullable=False),
+    Column("total", BigInteger, nullable=False, default=0),
+    Column("valid", BigInteger, nullable=False, default=0),
+    Column("invalid", BigInteger, nullable=False, default=0),
+    Column("succeeded", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("unprocessed", BigInteger, nullable=False, default=0),
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("submitted_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    UniqueConstraint("account_id", "job_id"),
+    Index(None, "account_id", "id"),
+    Index(None, "status", "submitted_at"),
+    Index(None, "parent_id"),
+)
+
+batch_events = Table(
+    "batch_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("detail", Text),
+    Index(None, "batch_id", "id"),
+)
+
+batch_inputs = Table(
+    "batch_inputs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id"), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("format", String(10), nullable=False),
+    Column("blob_key", Text),
+    Column("items", Text),
+    Column("item_count", BigInteger),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("batch_id", "kind", "name"),
+)
+
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("first_index", BigInteger, nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("valid_count", Integer, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("payload", Text),
+    Column("result", Text),
+    UniqueConstraint("batch_id", "seq"),
+    Index(None, "status", "batch_id", "seq"),
+)
+
+record_errors = Table(
+    "record_errors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("batch_id", Id, ForeignKey("batches.id"), nullable=False),
+    Column("record_index", BigInteger, nullable=False),
+    Column("external_id", String(300)),
+    Column("field", String(200)),
+    Column("code", String(60), nullable=False),
+    Column("message", Text, nullable=False),
+    Index(None, "batch_id", "id"),
+)
+
+billing_customers = Table(
+    "billing_customers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("customer_number", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320)),
+    Column("phone", String(40)),
+    Column("address_line1", String(200)),
+    Column("address_line2", String(200)),
+    Column("city", String(100)),
+    Column("state", String(100)),
+    Column("postal_code", String(20)),
+    Column("country", String(2)),
+    Column("currency", String(3), nullable=False),
+    Column("balance", Numeric(14, 2), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "customer_number"),
+)

@@ -1,0 +1,295 @@
+"""Fetch a batch's `source_url` without becoming an SSRF proxy.
+
+How a fetch stays on addresses loadbay may reach:
+
+1. The URL must be `http` or `https`, have a host, and carry no `user:password@`.
+2. The host is resolved once with `socket.getaddrinfo`. EVERY address it resolves to must
+   be public (globally routable; IPv4 embedded in IPv6 — mapped, 6to4, NAT64 — is judged
+   by its IPv4 address) or permitted by LOADBAY_FETCH_ALLOW (`AllowList`). One bad
+   address refuses the whole URL.
+3. DNS rebinding is defeated by pinning: the request is sent to the checked IP itself
+   (`http://203.0.113.7:443/...`), never to the name, so nothing re-resolves it. The
+   `Host` header keeps the original host, and for https the TLS SNI name and the
+   certificate check use the original host too (httpcore's `sni_hostname` extension
+   becomes `server_hostname`, which the default SSL context verifies). Proxies from the
+   environment are ignored (`trust_env=False`) and connections are not kept alive, so a
+   TLS session verified for one host is never reused for another on the same IP.
+4. Redirects are followed by hand, at most `max_redirects`, and each new location goes
+   through steps 1-3 again before anything connects to it.
+5. The body streams into the sink; more than `max_bytes` raises `PayloadTooLarge` at once
+   (or before reading, when Content-Length already says so).
+
+`timeout` bounds each network operation (connect, each read), not the whole download.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import httpx
+
+from loadbay.errors import FetchError, FetchRefused, PayloadTooLarge
+
+__all__ = ["AllowList", "FetchResult", "fetch_to", "is_public_address"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_SCHEMES = {"http": 80, "https": 443}
+_REDIRECTS = {301, 302, 303, 307, 308}
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_HOSTNAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What `fetch_to` wrote: byte count, the final response's Content-Type, the final URL."""
+
+    size: int
+    content_type: str | None
+    final_url: str
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """Hosts and IP networks that may be fetched even though they are not public."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> AllowList:
+        """Read LOADBAY_FETCH_ALLOW: host names, IPs and CIDRs separated by commas or spaces."""
+        hosts: set[str] = set()
+        networks: list[IPNetwork] = []
+        for entry in re.split(r"[,\s]+", text.strip()):
+            if entry:
+                _add_entry(entry, hosts, networks)
+        return cls(frozenset(hosts), tuple(networks))
+
+    def permits(self, host: str, address: IPAddress) -> bool:
+        """True if `host` is listed by name or `address` lies in a listed IP/CIDR."""
+        if _normalize_host(host) in self.hosts:
+            return True
+        return any(a in net for a in _with_embedded(address) for net in self.networks)
+
+
+def _add_entry(entry: str, hosts: set[str], networks: list[IPNetwork]) -> None:
+    try:
+        networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        return
+    except ValueError:
+        pass
+    host = _normalize_host(entry)
+    if not _HOSTNAME.match(host):
+        raise ValueError(
+            f"LOADBAY_FETCH_ALLOW entry {entry!r} is neither a host name nor an IP address/CIDR"
+        )
+    hosts.add(host)
+
+
+def _normalize_host(host: str) -> str:
+    return host.strip().lower().rstrip(".")
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _with_embedded(address: IPAddress) -> list[IPAddress]:
+    embedded = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    return [address] if embedded is None else [address, embedded]
+
+
+def _is_plainly_global(address: IPAddress) -> bool:
+    return address.is_global and not (
+        address.is_multicast
+        or address.is_reserved
+        or address.is_link_local
+        or address.is_loopback
+        or address.is_private
+        or address.is_unspecified
+    )
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """True if `address` is globally routable, and so is any IPv4 address embedded in it."""
+    embedded = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    if embedded is not None:
+        return _is_plainly_global(embedded)
+    return _is_plainly_global(address)
+
+
+def _checked_url(text: str) -> httpx.URL:
+    """Parse `text` and refuse anything but a plain http(s) URL with a host."""
+    try:
+        url = httpx.URL(text)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise FetchRefused(f"{text!r} is not a valid URL: {exc}") from exc
+    if url.scheme not in _SCHEMES:
+        problem = f"uses scheme {url.scheme!r}" if url.scheme else "has no scheme"
+        raise FetchRefused(f"{text!r} {problem}; only http:// and https:// URLs are fetched")
+    if not url.host:
+        raise FetchRefused(f"{text!r} has no host name")
+    if url.userinfo:
+        raise FetchRefused(f"{text!r} contains credentials (user:password@); remove them")
+    return url
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to, in resolver order, without duplicates."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise FetchError(f"cannot resolve host {host!r}: {exc}") from exc
+    families = (socket.AF_INET, socket.AF_INET6)
+    found = [ipaddress.ip_address(str(info[4][0])) for info in infos if info[0] in families]
+    if not found:
+        raise FetchError(f"host {host!r} resolves to no IP address")
+    return list(dict.fromkeys(found))
+
+
+def _permitted_addresses(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
+    """Resolve the URL's host and refuse it unless every address may be reached."""
+    host = url.raw_host.decode("ascii")
+    addresses = _resolve(host, url.port or _SCHEMES[url.scheme])
+    for address in addresses:
+        if not (is_public_address(address) or allow.permits(host, address)):
+            raise FetchRefused(
+                f"{url} resolves to {address}, which is not a public address; "
+                "add it to LOADBAY_FETCH_ALLOW to permit it"
+            )
+    return addresses
+
+
+def _pinned_request(client: httpx.Client, url: httpx.URL, address: IPAddress) -> httpx.Request:
+    """A GET to `address` itself that still names `url`'s host in Host and TLS SNI."""
+    extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
+    return client.build_request(
+        "GET",
+        url.copy_with(host=str(address)),
+        headers={"Host": url.netloc.decode("ascii"), "Accept-Encoding": "identity"},
+        extensions=extensions,
+    )
+
+
+def _send_pinned(
+    client: httpx.Client, url: httpx.URL, addresses: list[IPAddress]
+) -> httpx.Response:
+    """Send to the first checked address that accepts a connection."""
+    failure: httpx.ConnectError | None = None
+    for address in addresses:
+        try:
+            return client.send(_pinned_request(client, url, address), stream=True)
+        except httpx.ConnectError as exc:
+            failure = exc
+    assert failure is not None  # _resolve never returns an empty list
+    raise failure
+
+
+@contextmanager
+def _network_errors(url: httpx.URL) -> Iterator[None]:
+    """Turn httpx's transport errors into FetchError naming the URL and the reason."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise FetchError(f"GET {url} timed out ({type(exc).__name__})") from exc
+    except httpx.HTTPError as exc:
+        raise FetchError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
+
+
+def _redirect_target(response: httpx.Response, url: httpx.URL) -> httpx.URL | None:
+    """The checked next URL if `response` is a redirect, else None."""
+    location = response.headers.get("location")
+    if response.status_code not in _REDIRECTS or location is None:
+        return None
+    try:
+        target = str(url.join(location))
+    except httpx.InvalidURL as exc:
+        raise FetchRefused(f"{url} redirected to an invalid URL {location!r}") from exc
+    return _checked_url(target)
+
+
+def _refuse_declared_size(response: httpx.Response, url: httpx.URL, max_bytes: int) -> None:
+    declared = response.headers.get("content-length", "")
+    encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
+    if declared.isdigit() and int(declared) > max_bytes and not encoded:
+        raise PayloadTooLarge(f"{url} is {declared} bytes, over the limit of {max_bytes} bytes")
+
+
+def _copy_body(response: httpx.Response, url: httpx.URL, sink: BinaryIO, max_bytes: int) -> int:
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"{url} is over the limit of {max_bytes} bytes")
+        sink.write(chunk)
+    return size
+
+
+def _save(response: httpx.Response, url: httpx.URL, sink: BinaryIO, max_bytes: int) -> FetchResult:
+    """Check the final response and stream its body into `sink`."""
+    if not response.is_success:
+        raise FetchError(f"GET {url} answered HTTP {response.status_code}")
+    _refuse_declared_size(response, url, max_bytes)
+    with _network_errors(url):
+        size = _copy_body(response, url, sink, max_bytes)
+    content_type = response.headers.get("content-type")
+    return FetchResult(size=size, content_type=content_type, final_url=str(url))
+
+
+def _client(timeout: float, transport: httpx.BaseTransport | None) -> httpx.Client:
+    if transport is None:
+        transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.Client(
+        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
+    )
+
+
+def _open(client: httpx.Client, url: httpx.URL, allow: AllowList) -> httpx.Response:
+    """Check `url`'s addresses, then send the GET to a checked one."""
+    addresses = _permitted_addresses(url, allow)
+    with _network_errors(url):
+        return _send_pinned(client, url, addresses)
+
+
+def fetch_to(
+    url: str,
+    sink: BinaryIO,
+    *,
+    allow: AllowList,
+    max_bytes: int,
+    timeout: float = 30.0,
+    max_redirects: int = 5,
+    transport: httpx.BaseTransport | None = None,
+) -> FetchResult:
+    """GET `url` into `sink`, refusing non-public addresses unless `allow` permits them.
+
+    Raises FetchRefused (bad URL or address), PayloadTooLarge (over `max_bytes`) or
+    FetchError (unreachable, timeout, non-2xx answer, too many redirects). `transport`
+    replaces httpx's network transport (a test seam); it is closed with the client.
+    """
+    current = _checked_url(url)
+    with _client(timeout, transport) as client:
+        for _ in range(max_redirects + 1):
+            response = _open(client, current, allow)
+            try:
+                target = _redirect_target(response, current)
+                if target is None:
+                    return _save(response, current, sink, max_bytes)
+            finally:
+                response.close()
+            current = target
+    raise FetchError(f"GET {url} redirected more than {max_redirects} times")

@@ -1,0 +1,494 @@
+"""Streaming readers for batch files: CSV, JSON Lines and JSON arrays.
+
+A batch file can hold ten million rows, so every reader here streams: it reads
+the binary file object a chunk at a time and yields one `RawRecord` per record,
+in file order, holding only the current record in memory.
+
+Two kinds of failure are kept apart:
+
+* a problem with **one record** (a CSV row with too many cells, a JSON Lines
+  line that is not JSON, an array element that is not an object) becomes that
+  record's `problem`, and reading goes on;
+* a problem with **the file as a whole** (not UTF-8, a broken CSV quote, a
+  missing required column, JSON syntax errors in an array) raises an
+  `UnreadableData` subclass from `loadbay.errors`.
+
+Readers do not convert or validate values: CSV values stay `str`, JSON values
+stay as parsed (non-integer numbers as `Decimal`). Validation happens elsewhere.
+Record and item numbers in messages count from 1, like line numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, BinaryIO, Final
+
+import ijson
+
+from loadbay.errors import BadEncoding, MalformedFile, MissingColumn, UnsupportedMediaType
+
+__all__ = [
+    "FORMATS",
+    "Columns",
+    "RawRecord",
+    "RecordReader",
+    "format_for_content_type",
+    "iter_json_items",
+    "open_reader",
+]
+
+FORMATS: Final[tuple[str, ...]] = ("csv", "jsonl", "json")
+
+# --------------------------------------------------------------------------- content types
+
+_MEDIA_TYPES: Final[dict[str, str]] = {
+    "text/csv": "csv",
+    "application/csv": "csv",
+    "application/x-ndjson": "jsonl",
+    "application/jsonl": "jsonl",
+    "application/jsonlines": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/json": "json",
+}
+# Media types that say nothing useful: the file name's extension decides.
+_GUESSED_TYPES: Final = frozenset({"", "application/octet-stream", "text/plain"})
+_EXTENSIONS: Final[dict[str, str]] = {
+    "csv": "csv",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "json": "json",
+}
+# ASCII is a subset of UTF-8, so declaring it is harmless.
+_UTF8_CHARSETS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+_ACCEPTED: Final = (
+    "send text/csv, application/x-ndjson (JSON Lines) or application/json, "
+    "or application/octet-stream with a .csv, .jsonl, .ndjson or .json file name"
+)
+
+
+def format_for_content_type(content_type: str | None, filename: str | None = None) -> str:
+    """The reader format ("csv", "jsonl" or "json") for an upload's Content-Type.
+
+    Raises UnsupportedMediaType for a type loadbay does not read, or for a
+    charset other than UTF-8.
+    """
+    media_type, charset = _parse_content_type(content_type or "")
+    fmt = _MEDIA_TYPES.get(media_type) or _format_from_filename(media_type, filename)
+    if fmt is None:
+        raise UnsupportedMediaType(f"unsupported Content-Type {content_type!r}; {_ACCEPTED}")
+    if charset is not None and charset not in _UTF8_CHARSETS:
+        raise UnsupportedMediaType(f"charset {charset!r} is not supported; send the file as UTF-8")
+    return fmt
+
+
+def _parse_content_type(value: str) -> tuple[str, str | None]:
+    """The lower-cased media type and charset parameter (if any) of a Content-Type."""
+    media_type, *params = value.split(";")
+    charset = None
+    for param in params:
+        key, _, val = param.partition("=")
+        if key.strip().lower() == "charset":
+            charset = val.strip().strip('"').lower()
+    return media_type.strip().lower(), charset
+
+
+def _format_from_filename(media_type: str, filename: str | None) -> str | None:
+    if media_type not in _GUESSED_TYPES or not filename:
+        return None
+    _, dot, extension = filename.rpartition(".")
+    return _EXTENSIONS.get(extension.lower()) if dot else None
+
+
+# --------------------------------------------------------------------------- public types
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as read from the file, before any validation.
+
+    `values` maps field names to values (CSV: `str`; an empty cell is an absent
+    key). `problem` is `(code, message)` when this one record could not be
+    read; `values` is then empty.
+    """
+
+    values: dict[str, Any]
+    problem: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The canonical column names of a batch type, in order, and the required ones."""
+
+    names: tuple[str, ...]
+    required: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.required if name not in self.names]
+        if unknown:
+            raise ValueError(f"required columns not in names: {', '.join(unknown)}")
+
+
+class RecordReader:
+    """An iterator of `RawRecord`, in file order; single pass.
+
+    `warnings` lists file-level remarks found while opening the file, such as
+    "unknown column 'foo' ignored". Close the reader (or use it as a context
+    manager) to release the stream early; the stream itself is never closed.
+    """
+
+    __slots__ = ("_records", "warnings")
+
+    def __init__(self, records: Iterator[RawRecord], warnings: list[str] | None = None) -> None:
+        self._records = records
+        self.warnings: list[str] = warnings if warnings is not None else []
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        return self._records
+
+    def __next__(self) -> RawRecord:
+        return next(self._records)
+
+    def close(self) -> None:
+        close = getattr(self._records, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> RecordReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_reader(stream: BinaryIO, fmt: str, columns: Columns) -> RecordReader:
+    """A streaming reader of `stream` (a binary file object) in format `fmt`.
+
+    File-level problems found at the start (CSV header errors, an empty file,
+    a JSON file that is not an array) raise here; later ones raise while
+    iterating. The stream is read but not closed.
+    """
+    if fmt == "csv":
+        return _open_csv(stream, columns)
+    if fmt == "jsonl":
+        return RecordReader(_jsonl_records(stream, _KeyMap.of(columns)))
+    if fmt == "json":
+        return RecordReader(_json_array_records(_array_source(stream), _KeyMap.of(columns)))
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def iter_json_items(items: Iterable[Any], columns: Columns) -> Iterator[RawRecord]:
+    """Records from JSON items already parsed (for example inline in a request body)."""
+    keys = _KeyMap.of(columns)
+    for number, item in enumerate(items, start=1):
+        yield keys.item(item, number)
+
+
+def _problem(code: str, message: str) -> RawRecord:
+    return RawRecord({}, (code, message))
+
+
+# --------------------------------------------------------------------------- CSV
+
+# With errors="surrogateescape" every undecodable byte 0xNN becomes U+DCNN, which
+# valid UTF-8 can never produce; finding one gives an exact line number.
+_UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
+
+
+@dataclass(frozen=True, slots=True)
+class _CsvLayout:
+    """Where each known column sits in a row, from the header."""
+
+    pairs: tuple[tuple[int, str], ...]  # (cell index, canonical name)
+    width: int
+
+    def record(self, row: list[str]) -> RawRecord:
+        size = len(row)
+        if size > self.width:
+            return _problem("MALFORMED_ROW", f"row has {size} cells; the header has {self.width}")
+        return RawRecord({name: row[i] for i, name in self.pairs if i < size and row[i]})
+
+
+def _open_csv(stream: BinaryIO, columns: Columns) -> RecordReader:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    rows = _csv_rows(csv.reader(text, strict=True))
+    try:
+        layout, warnings = _csv_layout(_header(rows), columns)
+    except BaseException:
+        _release(text)
+        raise
+    return RecordReader(_csv_records(text, rows, layout), warnings)
+
+
+def _csv_records(
+    text: io.TextIOWrapper, rows: Iterator[list[str]], layout: _CsvLayout
+) -> Iterator[RawRecord]:
+    try:
+        yield from map(layout.record, rows)
+    finally:
+        _release(text)
+
+
+def _release(text: io.TextIOWrapper) -> None:
+    """Detach the wrapper so that it never closes the caller's stream."""
+    with suppress(ValueError):
+        text.detach()
+
+
+def _csv_rows(reader: Any) -> Iterator[list[str]]:
+    """The non-blank rows of a csv.reader, with file-level errors raised as loadbay errors."""
+    start = 1  # the line the next record starts on
+    try:
+        for row in reader:
+            if row and (len(row) > 1 or not row[0].isspace()):
+                _check_decoded(row, start)
+                yield row
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num)) from exc
+
+
+def _csv_syntax_message(exc: csv.Error, start: int, end: int) -> str:
+    if end > start:
+        return f"line {start}: {exc} (a quote opened on line {start} is still open at line {end})"
+    return f"line {start}: {exc}"
+
+
+def _check_decoded(row: list[str], start: int) -> None:
+    joined = "".join(row)
+    bad = _UNDECODABLE.search(joined)
+    if bad is not None:
+        line = start + joined.count("\n", 0, bad.start())
+        byte = ord(bad.group()) - 0xDC00
+        raise BadEncoding(
+            f"line {line}: the file is not valid UTF-8 (byte 0x{byte:02x}); "
+            "save it as UTF-8 (with or without BOM)"
+        )
+
+
+def _header(rows: Iterator[list[str]]) -> list[str]:
+    header = next(rows, None)
+    if header is None:
+        raise MalformedFile("the file is empty; a CSV needs a header row")
+    return header
+
+
+def _csv_layout(header: list[str], columns: Columns) -> tuple[_CsvLayout, list[str]]:
+    labels = [cell.strip() for cell in header]
+    _check_duplicates(labels)
+    canonical = {name.casefold(): name for name in columns.names}
+    pairs = tuple(
+        (i, canonical[label.casefold()])
+        for i, label in enumerate(labels)
+        if label.casefold() in canonical
+    )
+    _check_required({name for _, name in pairs}, columns)
+    warnings = [
+        _ignored_column(i, label)
+        for i, label in enumerate(labels)
+        if label.casefold() not in canonical
+    ]
+    return _CsvLayout(pairs, len(labels)), warnings
+
+
+def _check_duplicates(labels: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels, start=1):
+        key = label.casefold()
+        if key and key in seen:
+            raise MalformedFile(
+                f"duplicate column {label!r} in the header (columns {seen[key]} and {i})"
+            )
+        seen[key] = i
+
+
+def _check_required(found: set[str], columns: Columns) -> None:
+    missing = [name for name in columns.required if name not in found]
+    if len(missing) == 1:
+        raise MissingColumn(f"missing required column: {missing[0]}")
+    if missing:
+        raise MissingColumn(f"missing required columns: {', '.join(missing)}")
+
+
+def _ignored_column(index: int, label: str) -> str:
+    if not label:
+        return f"column {index + 1} has no name; ignored"
+    return f"unknown column {label!r} ignored"
+
+
+# --------------------------------------------------------------------------- JSON (shared)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyMap:
+    """Maps JSON keys to canonical column names ignoring case; other keys pass unchanged."""
+
+    canonical: dict[str, str]
+
+    @classmethod
+    def of(cls, columns: Columns) -> _KeyMap:
+        folded = {name.casefold(): name for name in columns.names}
+        return cls({**folded, **{name: name for name in columns.names}})
+
+    def name(self, key: str) -> str:
+        return self.canonical.get(key) or self.canonical.get(key.casefold(), key)
+
+    def record(self, obj: dict[str, Any], where: str) -> RawRecord:
+        canonical = self.canonical
+        values = {canonical.get(k) or canonical.get(k.casefold(), k): v for k, v in obj.items()}
+        if len(values) < len(obj):
+            return _problem("INVALID_RECORD", f"{where}: {self._clash(obj)}")
+        return RawRecord(values)
+
+    def item(self, item: Any, number: int) -> RawRecord:
+        if not isinstance(item, dict):
+            return _problem("INVALID_RECORD", f"item {number} is not an object")
+        return self.record(item, f"item {number}")
+
+    def _clash(self, obj: dict[str, Any]) -> str:
+        seen: dict[str, str] = {}
+        for key in obj:
+            name = self.name(key)
+            if name in seen:
+                return f"keys {seen[name]!r} and {key!r} both name the column {name!r}"
+            seen[name] = key
+        return "two keys name the same column"  # pragma: no cover - unreachable
+
+
+# --------------------------------------------------------------------------- JSON Lines
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_DECODER: Final = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+def _jsonl_records(stream: BinaryIO, keys: _KeyMap) -> Iterator[RawRecord]:
+    for number, raw in enumerate(stream, start=1):
+        text = _decode_line(raw, number)
+        if text and not text.isspace():
+            yield _jsonl_record(text, number, keys)
+
+
+def _decode_line(raw: bytes, number: int) -> str:
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start]
+        raise BadEncoding(
+            f"line {number}: the file is not valid UTF-8 (byte 0x{byte:02x}); "
+            "save it as UTF-8 (with or without BOM)"
+        ) from exc
+
+
+def _jsonl_record(text: str, number: int, keys: _KeyMap) -> RawRecord:
+    try:
+        value = _DECODER.decode(text)
+    except (ValueError, RecursionError) as exc:
+        return _problem("INVALID_JSON", f"line {number}: {_json_error(exc)}")
+    if not isinstance(value, dict):
+        return _problem("INVALID_JSON", f"line {number}: expected an object, got {_kind(value)}")
+    return keys.record(value, f"line {number}")
+
+
+def _json_error(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} (column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "the value is nested too deeply"
+    return str(exc)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return "a number"
+
+
+# --------------------------------------------------------------------------- JSON array
+
+_BOM: Final = b"\xef\xbb\xbf"
+_PEEK_SIZE: Final = 8192
+
+
+class _Prefixed:
+    """A binary reader that returns `head` before the rest of `stream` (undoes a peek)."""
+
+    __slots__ = ("_head", "_stream")
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._stream.read(size)
+        cut = len(self._head) if size < 0 else size
+        chunk, self._head = self._head[:cut], self._head[cut:]
+        return chunk
+
+
+def _array_source(stream: BinaryIO) -> _Prefixed:
+    """Check that the JSON text starts with '[' and return a reader positioned at it."""
+    head = _first_content(stream)
+    if not head:
+        raise MalformedFile("the file is empty; a JSON file needs a top-level array of objects")
+    if head[:1] != b"[":
+        found = "an object" if head[:1] == b"{" else f"{head[:1].decode('latin-1')!r}"
+        raise MalformedFile(
+            f"the top level of a JSON file must be an array of objects, not {found}"
+        )
+    return _Prefixed(head, stream)
+
+
+def _first_content(stream: BinaryIO) -> bytes:
+    """The first chunk of `stream` from its first non-whitespace byte; b"" when there is none."""
+    chunk = stream.read(_PEEK_SIZE).removeprefix(_BOM)
+    while chunk:
+        head = chunk.lstrip(b" \t\r\n")
+        if head:
+            return head
+        chunk = stream.read(_PEEK_SIZE)
+    return b""
+
+
+def _json_array_records(source: _Prefixed, keys: _KeyMap) -> Iterator[RawRecord]:
+    items = ijson.items(source, "item", use_float=False)
+    try:
+        for number, item in enumerate(items, start=1):
+            yield keys.item(item, number)
+    except ijson.JSONError as exc:
+        raise _json_file_error(exc) from exc
+
+
+def _json_file_error(exc: Exception) -> MalformedFile | BadEncoding:
+    message = str(exc)
+    if "invalid bytes in UTF8" in message:
+        return BadEncoding("the file is not valid UTF-8; save it as UTF-8 (with or without BOM)")
+    return MalformedFile(f"invalid JSON: {_condense(message)}")
+
+
+def _condense(message: str) -> str:
+    """One line from ijson's message: the error, then the text around it (yajl gives both)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) >= 3 and "(right here)" in lines[2]:
+        return f"{lines[0]} near: {lines[1]}"
+    return " ".join(lines) or "syntax error"
