@@ -193,7 +193,8 @@ def iter_json_items(items: Iterable[Any], columns: Columns) -> Iterator[RawRecor
     """Records from JSON items already parsed (for example inline in a request body)."""
     keys = _KeyMap.of(columns)
     for number, item in enumerate(items, start=1):
-        yield keys.item(item, number)
+        # A copy, so that the caller's objects never end up shared with a record.
+        yield keys.item(dict(item) if isinstance(item, dict) else item, number)
 
 
 def _problem(code: str, message: str) -> RawRecord:
@@ -253,7 +254,7 @@ def _csv_rows(reader: Any) -> Iterator[list[str]]:
     try:
         for row in reader:
             if row and (len(row) > 1 or not row[0].isspace()):
-                _check_decoded(row, start)
+                _check_decoded("".join(row), start)
                 yield row
             start = reader.line_num + 1
     except csv.Error as exc:
@@ -266,9 +267,9 @@ def _csv_syntax_message(exc: csv.Error, start: int, end: int) -> str:
     return f"line {start}: {exc}"
 
 
-def _check_decoded(row: list[str], start: int) -> None:
-    joined = "".join(row)
-    bad = _UNDECODABLE.search(joined)
+def _check_decoded(joined: str, start: int) -> None:
+    """Raise BadEncoding if a record's text (starting on line `start`) has undecodable bytes."""
+    bad = None if joined.isascii() else _UNDECODABLE.search(joined)
     if bad is not None:
         line = start + joined.count("\n", 0, bad.start())
         byte = ord(bad.group()) - 0xDC00
@@ -335,27 +336,34 @@ def _ignored_column(index: int, label: str) -> str:
 class _KeyMap:
     """Maps JSON keys to canonical column names ignoring case; other keys pass unchanged."""
 
-    canonical: dict[str, str]
+    exact: frozenset[str]
+    folded: dict[str, str]  # casefolded canonical name -> canonical name
 
     @classmethod
     def of(cls, columns: Columns) -> _KeyMap:
-        folded = {name.casefold(): name for name in columns.names}
-        return cls({**folded, **{name: name for name in columns.names}})
+        return cls(frozenset(columns.names), {name.casefold(): name for name in columns.names})
 
     def name(self, key: str) -> str:
-        return self.canonical.get(key) or self.canonical.get(key.casefold(), key)
+        return key if key in self.exact else self.folded.get(key.casefold(), key)
 
-    def record(self, obj: dict[str, Any], where: str) -> RawRecord:
-        canonical = self.canonical
-        values = {canonical.get(k) or canonical.get(k.casefold(), k): v for k, v in obj.items()}
+    def record(self, obj: dict[str, Any], unit: str, number: int) -> RawRecord:
+        """`obj` as a record; `unit` and `number` ("line", 7) place it in messages."""
+        odd = obj.keys() - self.exact  # usually empty: the fast path keeps `obj` as it is
+        renames = {k: self.folded[k.casefold()] for k in odd if self._foldable(k)}
+        if not renames:
+            return RawRecord(obj)
+        values = {renames.get(k, k): v for k, v in obj.items()}
         if len(values) < len(obj):
-            return _problem("INVALID_RECORD", f"{where}: {self._clash(obj)}")
+            return _problem("INVALID_RECORD", f"{unit} {number}: {self._clash(obj)}")
         return RawRecord(values)
 
     def item(self, item: Any, number: int) -> RawRecord:
         if not isinstance(item, dict):
             return _problem("INVALID_RECORD", f"item {number} is not an object")
-        return self.record(item, f"item {number}")
+        return self.record(item, "item", number)
+
+    def _foldable(self, key: Any) -> bool:
+        return isinstance(key, str) and key.casefold() in self.folded
 
     def _clash(self, obj: dict[str, Any]) -> str:
         seen: dict[str, str] = {}
@@ -397,17 +405,27 @@ def _decode_line(raw: bytes, number: int) -> str:
 
 def _jsonl_record(text: str, number: int, keys: _KeyMap) -> RawRecord:
     try:
-        value = _DECODER.decode(text)
+        value = _parse_json(text)
     except (ValueError, RecursionError) as exc:
-        return _problem("INVALID_JSON", f"line {number}: {_json_error(exc)}")
+        return _problem("INVALID_JSON", f"line {number}: {_json_error(exc, text)}")
     if not isinstance(value, dict):
         return _problem("INVALID_JSON", f"line {number}: expected an object, got {_kind(value)}")
-    return keys.record(value, f"line {number}")
+    return keys.record(value, "line", number)
 
 
-def _json_error(exc: Exception) -> str:
+def _parse_json(text: str) -> Any:
+    """One JSON value filling `text` but for surrounding whitespace."""
+    body = text.strip()
+    value, end = _DECODER.raw_decode(body)
+    if end != len(body):
+        raise json.JSONDecodeError("Extra data", body, end)
+    return value
+
+
+def _json_error(exc: Exception, text: str) -> str:
     if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} (column {exc.colno})"
+        indent = len(text) - len(text.lstrip())  # _parse_json stripped it
+        return f"{exc.msg} (column {exc.colno + indent})"
     if isinstance(exc, RecursionError):
         return "the value is nested too deeply"
     return str(exc)

@@ -1,0 +1,5 @@
+"""`python -m loadbay` runs the CLI."""
+
+from loadbay.cli import main
+
+main()

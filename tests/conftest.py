@@ -1,0 +1,75 @@
+"""Shared fixtures: a database per backend (SQLite file, PostgreSQL from a migrated
+template), and real `loadbay serve` processes on loopback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loadbay.db.engine import migrate
+from tests.support.postgres import create_database, drop_database, postgres_server_url
+from tests.support.servers import Server, start_server
+
+BACKENDS = ["sqlite", "postgres"]
+TEMPLATE = "loadbay_template"
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> str | None:
+    """The PostgreSQL server URL, with a migrated template database made once per session."""
+    server = postgres_server_url()
+    if server is None:
+        return None
+    drop_database(server, TEMPLATE)
+    migrate(_sqlalchemy(create_database(server, TEMPLATE)))
+    return server
+
+
+def _sqlalchemy(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _new_database(backend: str, directory: Path, postgres: str | None) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{directory / 'loadbay.db'}"
+        return
+    if postgres is None:
+        pytest.skip("no PostgreSQL server available (install Debian's postgresql)")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = create_database(postgres, name, template=TEMPLATE)
+    yield url
+    drop_database(postgres, name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None) -> Iterator[str]:
+    """A fresh, migrated database of each backend for one test."""
+    yield from _new_database(request.param, tmp_path, postgres_template)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, postgres_template: str | None
+) -> Iterator[str]:
+    yield from _new_database(request.param, tmp_path_factory.mktemp("db"), postgres_template)
+
+
+@pytest.fixture(scope="module")
+def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `loadbay serve` per module and backend; tests make their own accounts.
+
+    It may fetch from loopback (LOADBAY_FETCH_ALLOW) and takes uploads up to 5 MB.
+    """
+    env = {"LOADBAY_FETCH_ALLOW": "127.0.0.1", "LOADBAY_MAX_UPLOAD_BYTES": str(5 * 1024 * 1024)}
+    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def key(server: Server) -> str:
+    """A fresh live account's API key on the module's server."""
+    return server.account(f"acct-{uuid.uuid4().hex[:8]}")
