@@ -222,13 +222,24 @@ class _CsvLayout:
         return RawRecord({name: row[i] for i, name in self.pairs if i < size and row[i]})
 
 
+class _BorrowedText(io.TextIOWrapper):
+    """A text wrapper that never closes the caller's binary stream.
+
+    Closing it (explicitly, or when it is garbage-collected) only detaches it.
+    """
+
+    def close(self) -> None:
+        with suppress(ValueError):  # already detached
+            self.detach()
+
+
 def _open_csv(stream: BinaryIO, columns: Columns) -> RecordReader:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    text = _BorrowedText(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
     rows = _csv_rows(csv.reader(text, strict=True))
     try:
         layout, warnings = _csv_layout(_header(rows), columns)
     except BaseException:
-        _release(text)
+        text.close()
         raise
     return RecordReader(_csv_records(text, rows, layout), warnings)
 
@@ -239,13 +250,7 @@ def _csv_records(
     try:
         yield from map(layout.record, rows)
     finally:
-        _release(text)
-
-
-def _release(text: io.TextIOWrapper) -> None:
-    """Detach the wrapper so that it never closes the caller's stream."""
-    with suppress(ValueError):
-        text.detach()
+        text.close()
 
 
 def _csv_rows(reader: Any) -> Iterator[list[str]]:
@@ -418,7 +423,7 @@ def _parse_json(text: str) -> Any:
     body = text.strip()
     value, end = _DECODER.raw_decode(body)
     if end != len(body):
-        raise json.JSONDecodeError("Extra data", body, end)
+        raise json.JSONDecodeError("Extra data", body, len(body) - len(body[end:].lstrip()))
     return value
 
 
@@ -445,6 +450,14 @@ def _kind(value: Any) -> str:
 
 _BOM: Final = b"\xef\xbb\xbf"
 _PEEK_SIZE: Final = 8192
+_TOP_LEVEL_KINDS: Final[dict[bytes, str]] = {
+    b"{": "an object",
+    b'"': "a string",
+    b"t": "true",
+    b"f": "false",
+    b"n": "null",
+    **{bytes([c]): "a number" for c in b"-0123456789"},
+}
 
 
 class _Prefixed:
@@ -470,7 +483,7 @@ def _array_source(stream: BinaryIO) -> _Prefixed:
     if not head:
         raise MalformedFile("the file is empty; a JSON file needs a top-level array of objects")
     if head[:1] != b"[":
-        found = "an object" if head[:1] == b"{" else f"{head[:1].decode('latin-1')!r}"
+        found = _TOP_LEVEL_KINDS.get(head[:1], "text that is not JSON")
         raise MalformedFile(
             f"the top level of a JSON file must be an array of objects, not {found}"
         )
@@ -493,13 +506,14 @@ def _json_array_records(source: _Prefixed, keys: _KeyMap) -> Iterator[RawRecord]
     try:
         for number, item in enumerate(items, start=1):
             yield keys.item(item, number)
-    except ijson.JSONError as exc:
+    except (ijson.JSONError, UnicodeDecodeError) as exc:
         raise _json_file_error(exc) from exc
 
 
 def _json_file_error(exc: Exception) -> MalformedFile | BadEncoding:
     message = str(exc)
-    if "invalid bytes in UTF8" in message:
+    # yajl reports bad UTF-8 as a lexical error; ijson's pure-Python backends decode it
+    if isinstance(exc, UnicodeDecodeError) or "invalid bytes in UTF8" in message:
         return BadEncoding("the file is not valid UTF-8; save it as UTF-8 (with or without BOM)")
     return MalformedFile(f"invalid JSON: {_condense(message)}")
 

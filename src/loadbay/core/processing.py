@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import closing
@@ -121,7 +122,7 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
         inputs = repo.list_inputs(conn, batch.id)
     for item in inputs:
         if item["kind"] == "page":
-            yield from iter_json_items(json.loads(item["items"]), columns)
+            yield from iter_json_items(json.loads(item["items"], parse_float=Decimal), columns)
             continue
         with closing(rt.blobs.open(item["blob_key"])) as stream:
             reader = open_reader(stream, item["format"], columns)

@@ -1,0 +1,752 @@
+"""The native /v1 API as a client uses it, against a real `loadbay serve` on each backend.
+
+Every test makes its own account (the `key` fixture), so it sees only its own batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from typing import Any
+
+import httpx
+from pytest_httpserver import HTTPServer
+
+from tests.support.servers import Server, wait_final
+
+TYPE = "billing.customer"
+COLUMNS = [
+    "customer_number",
+    "name",
+    "email",
+    "phone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "currency",
+    "balance",
+    "status",
+]
+RESULT_COLUMNS = [
+    "loadbay_status",
+    "loadbay_action",
+    "loadbay_entity_id",
+    "loadbay_error_code",
+    "loadbay_error_message",
+]
+CSV = "text/csv"
+NDJSON = "application/x-ndjson"
+JSON = "application/json"
+
+
+# helpers -------------------------------------------------------------------
+
+
+def create(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    r = client.post("/v1/batches", json={"type": TYPE} | body)
+    assert r.status_code == 201, r.text
+    batch: dict[str, Any] = r.json()
+    return batch
+
+
+def put_data(
+    client: httpx.Client,
+    batch_id: int,
+    body: bytes | str,
+    content_type: str = CSV,
+    name: str | None = None,
+) -> dict[str, Any]:
+    content = body.encode() if isinstance(body, str) else body
+    params = {"name": name} if name else None
+    r = client.put(
+        f"/v1/batches/{batch_id}/data",
+        content=content,
+        params=params,
+        headers={"Content-Type": content_type},
+    )
+    assert r.status_code == 200, r.text
+    batch: dict[str, Any] = r.json()
+    return batch
+
+
+def put_page(client: httpx.Client, batch_id: int, number: int, body: Any) -> dict[str, Any]:
+    r = client.put(f"/v1/batches/{batch_id}/pages/{number}", json=body)
+    assert r.status_code == 200, r.text
+    batch: dict[str, Any] = r.json()
+    return batch
+
+
+def post(client: httpx.Client, batch_id: int, action: str) -> dict[str, Any]:
+    r = client.post(f"/v1/batches/{batch_id}/{action}")
+    assert r.status_code == 200, r.text
+    batch: dict[str, Any] = r.json()
+    return batch
+
+
+def run(
+    client: httpx.Client, body: bytes | str, content_type: str = CSV, **create_body: Any
+) -> dict[str, Any]:
+    """Create, upload, submit and wait: the batch at its final status."""
+    batch = create(client, **create_body)
+    put_data(client, batch["id"], body, content_type)
+    post(client, batch["id"], "submit")
+    return wait_final(client, batch["id"])
+
+
+def counts(**values: int) -> dict[str, int]:
+    return {
+        "total": 0,
+        "valid": 0,
+        "invalid": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "unprocessed": 0,
+    } | values
+
+
+def all_errors(client: httpx.Client, batch_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+    """Every error of a batch, following next_cursor."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": limit}
+    while True:
+        r = client.get(f"/v1/batches/{batch_id}/errors", params=params)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["data"]) <= limit
+        found.extend(page["data"])
+        if page["next_cursor"] is None:
+            return found
+        params["cursor"] = page["next_cursor"]
+
+
+def error_keys(errors: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [(e["index"], e["external_id"], e["field"], e["code"]) for e in errors]
+
+
+def results(client: httpx.Client, batch_id: int) -> tuple[list[str], list[dict[str, str]]]:
+    """The result CSV's header and rows (parsed with the csv module)."""
+    r = client.get(f"/v1/batches/{batch_id}/results")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.text, newline="")))
+    header, body = rows[0], rows[1:]
+    return header, [dict(zip(header, row, strict=True)) for row in body]
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    assert body["status"] == status
+    return body
+
+
+def csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
+# data in: files ------------------------------------------------------------
+
+
+def test_csv_with_bom_crlf_quoted_newline_and_other_letter_case(server: Server, key: str) -> None:
+    body = (
+        "\ufeffCustomer_Number,NAME,Address_Line1,EMAIL\r\n"
+        'C1,Ada,"1 Main St\r\nSuite 5",ada@example.com\r\n'
+        "C2,Bob,,bob@example.com\r\n"
+        "C3,Cy,,not-an-email\r\n"
+    )
+    with server.client(key) as client:
+        done = run(client, body.encode(), "text/csv; charset=utf-8")
+        assert done["status"] == "completed"
+        assert done["outcome"] == "partial"
+        assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
+        assert done["warnings"] == []
+        assert error_keys(all_errors(client, done["id"])) == [(2, "C3", "email", "INVALID_EMAIL")]
+        _, rows = results(client, done["id"])
+    assert [r["customer_number"] for r in rows] == ["C1", "C2", "C3"]
+    assert rows[0]["address_line1"] == "1 Main St\r\nSuite 5"
+    assert rows[0]["name"] == "Ada"
+    assert rows[2]["email"] == "not-an-email"
+    assert [r["loadbay_status"] for r in rows] == ["succeeded", "succeeded", "invalid"]
+
+
+def test_json_lines_upload(server: Server, key: str) -> None:
+    lines = [
+        {"customer_number": "J1", "name": "One", "balance": 12.5},
+        {"CUSTOMER_NUMBER": "J2", "Name": "Two"},  # keys in other letter case
+        {"customer_number": "J3"},  # no name
+    ]
+    body = (
+        "\n".join(json.dumps(line) for line in lines[:2])
+        + "\nnot json\n"
+        + json.dumps(lines[2])
+        + "\n"
+    )
+    with server.client(key) as client:
+        done = run(client, body, NDJSON)
+        assert done["status"] == "completed"
+        assert done["counts"] == counts(total=4, valid=2, invalid=2, succeeded=2)
+        assert error_keys(all_errors(client, done["id"])) == [
+            (2, None, None, "INVALID_JSON"),
+            (3, "J3", "name", "REQUIRED"),
+        ]
+        _, rows = results(client, done["id"])
+    assert [(r["customer_number"], r["loadbay_status"]) for r in rows] == [
+        ("J1", "succeeded"),
+        ("J2", "succeeded"),
+        ("", "invalid"),
+        ("J3", "invalid"),
+    ]
+    assert rows[0]["balance"] == "12.5"
+    assert rows[1]["name"] == "Two"
+
+
+def test_json_array_upload(server: Server, key: str) -> None:
+    items = [
+        {"customer_number": "A1", "name": "One", "country": "de"},
+        {"customer_number": "A2", "name": "Two", "balance": "abc"},
+        {"customer_number": "A3", "name": "Three", "currency": "eur"},
+    ]
+    with server.client(key) as client:
+        done = run(client, json.dumps(items), JSON)
+        assert done["status"] == "completed"
+        assert done["outcome"] == "partial"
+        assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
+        assert error_keys(all_errors(client, done["id"])) == [
+            (1, "A2", "balance", "INVALID_DECIMAL")
+        ]
+
+
+def test_several_files_keep_their_order_and_indexes_run_across_files(
+    server: Server, key: str
+) -> None:
+    with server.client(key) as client:
+        batch = create(client)
+        put_data(client, batch["id"], "customer_number,name\nZ1,Old\n", name="zeta.csv")
+        second = '{"customer_number": "A1", "name": "A"}\n{"customer_number": "A2", "email": "x"}\n'
+        put_data(client, batch["id"], second, NDJSON, name="alpha.jsonl")
+        # the same name again replaces the file and keeps its place
+        put_data(client, batch["id"], "customer_number,name\nZ1,Zed\nZ2,Zed two\n", name="zeta.csv")
+        events = client.get(f"/v1/batches/{batch['id']}/events").json()["data"]
+        assert [e["event"] for e in events] == [
+            "created",
+            "file_received",
+            "file_received",
+            "file_received",
+        ]
+        post(client, batch["id"], "submit")
+        done = wait_final(client, batch["id"])
+        assert done["counts"] == counts(total=4, valid=3, invalid=1, succeeded=3)
+        # the bad row is the 2nd record of the 2nd file: index 3 of the batch
+        assert error_keys(all_errors(client, batch["id"])) == [(3, "A2", "name", "REQUIRED")]
+        _, rows = results(client, batch["id"])
+    assert [(r["customer_number"], r["name"]) for r in rows] == [
+        ("Z1", "Zed"),
+        ("Z2", "Zed two"),
+        ("A1", "A"),
+        ("A2", ""),
+    ]
+
+
+# data in: pages ------------------------------------------------------------
+
+
+def test_pages_in_order_and_the_same_page_twice_replaces_it(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client)
+        put_page(client, batch["id"], 1, {"items": [{"customer_number": "P3", "name": "Three"}]})
+        put_page(client, batch["id"], 0, [{"customer_number": "P1", "name": "One"}])
+        page0 = [{"customer_number": "P1", "name": "One"}, {"customer_number": "P2", "name": "Two"}]
+        put_page(client, batch["id"], 0, page0)
+        put_page(client, batch["id"], 0, page0)  # the same page again
+        post(client, batch["id"], "submit")
+        done = wait_final(client, batch["id"])
+        assert done["status"] == "completed"
+        assert done["outcome"] == "succeeded"
+        assert done["counts"] == counts(total=3, valid=3, succeeded=3)
+        _, rows = results(client, batch["id"])
+    assert [r["customer_number"] for r in rows] == ["P1", "P2", "P3"]
+
+
+def test_a_page_that_is_not_items_is_refused(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client, page_size=2)
+        assert_problem(
+            client.put(f"/v1/batches/{batch['id']}/pages/0", json={"rows": []}), 400, "INVALID_PAGE"
+        )
+        too_many = [{"customer_number": f"X{i}", "name": "x"} for i in range(3)]
+        assert_problem(
+            client.put(f"/v1/batches/{batch['id']}/pages/0", json=too_many), 400, "PAGE_TOO_LARGE"
+        )
+        assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "NO_DATA")
+
+
+def test_items_inline_on_create_with_submit(server: Server, key: str) -> None:
+    items = [{"customer_number": "I1", "name": "One"}, {"customer_number": "I2", "name": "Two"}]
+    with server.client(key) as client:
+        batch = create(client, items=items, submit=True)
+        assert batch["status"] != "open"
+        assert batch["submitted_at"] is not None
+        done = wait_final(client, batch["id"])
+    assert done["status"] == "completed"
+    assert done["counts"] == counts(total=2, valid=2, succeeded=2)
+
+
+def test_submit_with_fewer_items_than_total_items_is_refused(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client, total_items=3, page_size=2)
+        put_page(
+            client,
+            batch["id"],
+            0,
+            [{"customer_number": "T1", "name": "a"}, {"customer_number": "T2", "name": "b"}],
+        )
+        body = assert_problem(
+            client.post(f"/v1/batches/{batch['id']}/submit"), 409, "INCOMPLETE_BATCH"
+        )
+        assert "2 of its 3" in body["detail"]
+        assert client.get(f"/v1/batches/{batch['id']}").json()["status"] == "open"
+        put_page(client, batch["id"], 1, [{"customer_number": "T3", "name": "c"}])
+        post(client, batch["id"], "submit")
+        done = wait_final(client, batch["id"])
+    assert done["counts"] == counts(total=3, valid=3, succeeded=3)
+
+
+# data in: signed upload URL and source_url ---------------------------------
+
+
+def test_signed_upload_url_takes_a_put_without_api_key(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client)
+        r = client.post(f"/v1/batches/{batch['id']}/upload-url")
+        assert r.status_code == 200, r.text
+        signed = r.json()
+        assert signed["method"] == "PUT"
+        body = b"customer_number,name\nU1,One\nU2,Two\n"
+        with httpx.Client(timeout=30.0) as anonymous:  # no API key: the signature is the credential
+            put = anonymous.put(signed["url"], content=body, headers={"Content-Type": CSV})
+            assert put.status_code == 200, put.text
+            tampered = signed["url"].replace("signature=", "signature=0")
+            assert_problem(
+                anonymous.put(tampered, content=body, headers={"Content-Type": CSV}),
+                403,
+                "BAD_SIGNATURE",
+            )
+            post(client, batch["id"], "submit")
+            # refused once the batch has left `open`
+            late = anonymous.put(signed["url"], content=body, headers={"Content-Type": CSV})
+            assert_problem(late, 409, "BATCH_NOT_OPEN")
+        done = wait_final(client, batch["id"])
+    assert done["status"] == "completed"
+    assert done["counts"] == counts(total=2, valid=2, succeeded=2)
+
+
+def test_upload_url_on_create(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client, upload_url=True, file_name="customers.jsonl")
+        upload = batch["upload"]
+        assert upload["method"] == "PUT"
+        body = b'{"customer_number": "V1", "name": "One"}\n'
+        put = httpx.put(
+            upload["url"],
+            content=body,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=30,
+        )
+        assert put.status_code == 200, put.text
+        post(client, batch["id"], "submit")
+        done = wait_final(client, batch["id"])
+    assert done["status"] == "completed"
+    assert done["counts"] == counts(total=1, valid=1, succeeded=1)
+
+
+def test_source_url_is_fetched_and_auto_submitted(
+    server: Server, key: str, httpserver: HTTPServer
+) -> None:
+    body = "customer_number,name,email\nS1,One,one@example.com\nS2,Two,bad\nS3,Three,\n"
+    httpserver.expect_request("/exports/customers.csv").respond_with_data(
+        body, content_type="text/csv"
+    )
+    url = f"http://127.0.0.1:{httpserver.port}/exports/customers.csv"
+    with server.client(key) as client:
+        batch = create(client, source_url=url)
+        assert batch["status"] != "open"
+        assert batch["source_url"] == url
+        done = wait_final(client, batch["id"])
+        assert done["status"] == "completed", done
+        assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
+        events = [
+            e["event"] for e in client.get(f"/v1/batches/{batch['id']}/events").json()["data"]
+        ]
+    assert "copied" in events
+    assert "chunked" in events
+    assert events.index("copied") < events.index("chunked")
+
+
+# lifecycle ------------------------------------------------------------------
+
+
+def test_two_phase_batch_waits_at_validated_until_process(server: Server, key: str) -> None:
+    body = "customer_number,name,country\nM1,One,US\nM2,Two,XX\nM3,Three,\n"
+    with server.client(key) as client:
+        validated = run(client, body, process="manual")
+        assert validated["status"] == "validated"
+        assert validated["process"] == "manual"
+        assert validated["counts"] == counts(total=3, valid=2, invalid=1)
+        assert error_keys(all_errors(client, validated["id"])) == [
+            (1, "M2", "country", "INVALID_COUNTRY")
+        ]
+        assert_problem(
+            client.get(f"/v1/batches/{validated['id']}/results"), 409, "RESULTS_NOT_READY"
+        )
+        post(client, validated["id"], "process")
+        done = wait_final(client, validated["id"])
+    assert done["status"] == "completed"
+    assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
+
+
+def test_cancel_a_validated_batch(server: Server, key: str) -> None:
+    body = "customer_number,name,email\nK1,One,\nK2,Two,nope\nK3,Three,\n"
+    with server.client(key) as client:
+        validated = run(client, body, process="manual")
+        assert validated["status"] == "validated"
+        cancelled = post(client, validated["id"], "cancel")
+        assert cancelled["status"] == "cancelled"
+        assert cancelled["finished_at"] is not None
+        assert cancelled["counts"] == counts(total=3, valid=2, invalid=1, unprocessed=2)
+        assert cancelled["progress"] == 1.0
+        assert_problem(client.post(f"/v1/batches/{validated['id']}/process"), 409, "INVALID_STATE")
+        assert_problem(client.post(f"/v1/batches/{validated['id']}/cancel"), 409, "INVALID_STATE")
+        _, rows = results(client, validated["id"])
+        assert client.get(f"/v1/batches/{validated['id']}").json()["counts"]["succeeded"] == 0
+    assert [(r["customer_number"], r["loadbay_status"], r["loadbay_error_code"]) for r in rows] == [
+        ("K1", "unprocessed", "UNPROCESSED"),
+        ("K2", "invalid", "INVALID_EMAIL"),
+        ("K3", "unprocessed", "UNPROCESSED"),
+    ]
+    assert all(r["loadbay_action"] == "" and r["loadbay_entity_id"] == "" for r in rows)
+
+
+def test_cancel_a_completed_batch_is_refused(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        done = run(client, "customer_number,name\nD1,One\n")
+        assert done["status"] == "completed"
+        assert_problem(client.post(f"/v1/batches/{done['id']}/cancel"), 409, "INVALID_STATE")
+        assert client.get(f"/v1/batches/{done['id']}").json()["status"] == "completed"
+
+
+def test_clear_an_open_batch(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client)
+        put_page(client, batch["id"], 0, [{"customer_number": "L1", "name": "One"}])
+        cleared = post(client, batch["id"], "clear")
+        assert cleared["status"] == "cleared"
+        page = client.put(
+            f"/v1/batches/{batch['id']}/pages/0", json=[{"customer_number": "L1", "name": "x"}]
+        )
+        assert_problem(page, 409, "BATCH_NOT_OPEN")
+        data = client.put(
+            f"/v1/batches/{batch['id']}/data", content=b"customer_number,name\nL1,x\n"
+        )
+        assert_problem(data, 409, "BATCH_NOT_OPEN")
+        assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "INVALID_STATE")
+        assert_problem(client.get(f"/v1/batches/{batch['id']}/results"), 409, "RESULTS_NOT_READY")
+
+
+def test_job_id_makes_create_idempotent(server: Server, key: str) -> None:
+    body = {
+        "type": TYPE,
+        "job_id": "nightly-2024-05-01",
+        "description": "nightly",
+        "options": {"a": 1},
+    }
+    with server.client(key) as client:
+        first = client.post("/v1/batches", json=body)
+        assert first.status_code == 201, first.text
+        again = client.post("/v1/batches", json=body)
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == first.json()["id"]
+        assert again.json()["job_id"] == "nightly-2024-05-01"
+        other = client.post("/v1/batches", json=body | {"description": "something else"})
+        assert_problem(other, 409, "JOB_ID_CONFLICT")
+        listed = client.get("/v1/batches", params={"job_id": "nightly-2024-05-01"}).json()["data"]
+        assert [b["id"] for b in listed] == [first.json()["id"]]
+
+
+# accounts -------------------------------------------------------------------
+
+
+def test_another_accounts_batch_is_not_found(server: Server, key: str) -> None:
+    stranger = server.account(f"stranger-{uuid.uuid4().hex[:8]}")
+    with server.client(key) as owner:
+        done = run(owner, "customer_number,name,email\nO1,One,bad\n")
+    path = f"/v1/batches/{done['id']}"
+    with server.client(stranger) as client:
+        assert_problem(client.get(path), 404, "NOT_FOUND")
+        data = client.put(
+            f"{path}/data", content=b"customer_number,name\nX,x\n", headers={"Content-Type": CSV}
+        )
+        assert_problem(data, 404, "NOT_FOUND")
+        assert_problem(client.put(f"{path}/pages/0", json=[]), 404, "NOT_FOUND")
+        assert_problem(client.post(f"{path}/submit"), 404, "NOT_FOUND")
+        assert_problem(client.post(f"{path}/cancel"), 404, "NOT_FOUND")
+        assert_problem(client.post(f"{path}/upload-url"), 404, "NOT_FOUND")
+        assert_problem(client.get(f"{path}/errors"), 404, "NOT_FOUND")
+        assert_problem(client.get(f"{path}/results"), 404, "NOT_FOUND")
+        assert_problem(client.get(f"{path}/events"), 404, "NOT_FOUND")
+        assert_problem(client.get(f"{path}/children"), 404, "NOT_FOUND")
+        assert_problem(
+            client.post("/v1/batches", json={"type": TYPE, "parent_id": done["id"]}),
+            404,
+            "NOT_FOUND",
+        )
+        assert client.get("/v1/batches").json()["data"] == []
+
+
+def test_missing_or_unknown_key_is_unauthorized(server: Server, key: str) -> None:
+    with server.client() as client:
+        assert_problem(client.get("/v1/batches"), 401, "UNAUTHORIZED")
+        assert_problem(client.post("/v1/batches", json={"type": TYPE}), 401, "UNAUTHORIZED")
+        assert_problem(client.get("/v1/types"), 401, "UNAUTHORIZED")
+        assert_problem(
+            client.get("/v1/batches", headers={"X-Api-Key": "lb_live_nope"}), 401, "UNAUTHORIZED"
+        )
+        bearer = client.get("/v1/batches", headers={"Authorization": f"Bearer {key}"})
+        assert bearer.status_code == 200, bearer.text
+
+
+def test_test_accounts_make_test_batches(server: Server, key: str) -> None:
+    test_key = server.account(f"sandbox-{uuid.uuid4().hex[:8]}", test=True)
+    with server.client(test_key) as client:
+        assert_problem(
+            client.post("/v1/batches", json={"type": TYPE, "test": False}),
+            403,
+            "TEST_MODE_MISMATCH",
+        )
+        assert create(client)["test"] is True
+        assert create(client, test=True)["test"] is True
+        done = run(client, "customer_number,name\nTT1,One\n")
+        assert done["test"] is True
+        assert done["counts"]["succeeded"] == 1
+    with server.client(key) as live:
+        assert_problem(
+            live.post("/v1/batches", json={"type": TYPE, "test": True}), 403, "TEST_MODE_MISMATCH"
+        )
+        assert create(live)["test"] is False
+
+
+# data out -------------------------------------------------------------------
+
+
+def test_errors_api_pages_through_every_error(server: Server, key: str) -> None:
+    rows = [["customer_number", "name", "email", "country"]]
+    expected = []
+    for i in range(300):
+        number = f"E{i:03d}"
+        if i % 6 == 0:
+            rows.append([number, "Fine", "", ""])
+        elif i % 3 == 0:
+            rows.append([number, "Bad country", "", "ZZ"])
+            expected.append((i, number, "country", "INVALID_COUNTRY"))
+        elif i % 2 == 0:
+            rows.append([number, "", "", ""])
+            expected.append((i, number, "name", "REQUIRED"))
+        else:
+            rows.append([number, "Bad email", "nope", ""])
+            expected.append((i, number, "email", "INVALID_EMAIL"))
+    assert len(expected) == 250
+    with server.client(key) as client:
+        done = run(client, csv_text(rows))
+        assert done["counts"] == counts(total=300, valid=50, invalid=250, succeeded=50)
+        pages = []
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            page = client.get(f"/v1/batches/{done['id']}/errors", params=params).json()
+            pages.append(page["data"])
+            if page["next_cursor"] is None:
+                break
+            params["cursor"] = page["next_cursor"]
+    assert [len(p) for p in pages] == [100, 100, 50]
+    found = [e for p in pages for e in p]
+    assert len({e["id"] for e in found}) == 250
+    assert error_keys(found) == expected
+    assert all(e["message"] for e in found)
+
+
+def test_results_csv(server: Server, key: str) -> None:
+    first = csv_text(
+        [
+            ["customer_number", "name", "balance"],
+            ["R1", "Ada", "10.00"],
+            ["R2", "=cmd()", "-5.00"],
+            ["R3", "Cy", "1.234"],
+        ]
+    )
+    with server.client(key) as client:
+        done = run(client, first)
+        assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
+        header, rows = results(client, done["id"])
+        assert header == COLUMNS + RESULT_COLUMNS
+        assert [r["customer_number"] for r in rows] == ["R1", "R2", "R3"]
+        assert rows[1]["name"] == "'=cmd()"
+        assert rows[1]["balance"] == "-5.00"
+        assert [r["loadbay_status"] for r in rows] == ["succeeded", "succeeded", "invalid"]
+        assert [r["loadbay_action"] for r in rows] == ["created", "created", ""]
+        assert rows[0]["loadbay_entity_id"] and rows[1]["loadbay_entity_id"]
+        assert rows[2]["loadbay_entity_id"] == ""
+        assert rows[2]["loadbay_error_code"] == "INVALID_DECIMAL"
+        assert "balance" in rows[2]["loadbay_error_message"]
+        assert all(r["loadbay_error_code"] == r["loadbay_error_message"] == "" for r in rows[:2])
+        ids = {r["customer_number"]: r["loadbay_entity_id"] for r in rows[:2]}
+
+        second = csv_text(
+            [
+                ["customer_number", "name", "balance"],
+                ["R1", "Ada Lovelace", "10.00"],
+                ["R2", "=cmd()", "-5"],
+            ]
+        )
+        again = run(client, second)
+        assert again["outcome"] == "succeeded"
+        _, rows = results(client, again["id"])
+        assert [(r["loadbay_action"], r["loadbay_entity_id"]) for r in rows] == [
+            ("updated", ids["R1"]),
+            ("unchanged", ids["R2"]),
+        ]
+
+        third = run(client, second)
+        _, rows = results(client, third["id"])
+        assert [r["loadbay_action"] for r in rows] == ["unchanged", "unchanged"]
+
+
+# reading batches -------------------------------------------------------------
+
+
+def test_list_batches_with_filters_and_cursor(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        done = run(client, "customer_number,name\nF1,One\n")
+        opened = [create(client)["id"] for _ in range(3)]
+        newest_first = [*reversed(opened), done["id"]]
+
+        pages = []
+        params: dict[str, Any] = {"limit": 2}
+        while True:
+            page = client.get("/v1/batches", params=params).json()
+            pages.append([b["id"] for b in page["data"]])
+            if page["next_cursor"] is None:
+                break
+            params["cursor"] = page["next_cursor"]
+        assert [p for p in pages if p] == [newest_first[:2], newest_first[2:]]
+
+        by_status = client.get("/v1/batches", params={"status": "open"}).json()
+        assert [b["id"] for b in by_status["data"]] == list(reversed(opened))
+        assert by_status["next_cursor"] is None
+        completed = client.get("/v1/batches", params={"status": "completed"}).json()["data"]
+        assert [b["id"] for b in completed] == [done["id"]]
+        by_type = client.get("/v1/batches", params={"type": TYPE}).json()["data"]
+        assert [b["id"] for b in by_type] == newest_first
+        assert client.get("/v1/batches", params={"type": "billing.invoice"}).json()["data"] == []
+        both = client.get("/v1/batches", params={"type": TYPE, "status": "completed"}).json()[
+            "data"
+        ]
+        assert [b["id"] for b in both] == [done["id"]]
+
+
+def test_children_of_a_parent(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        parent = create(client, description="parent")
+        child = create(client, parent_id=parent["id"], description="child")
+        assert child["parent_id"] == parent["id"]
+        children = client.get(f"/v1/batches/{parent['id']}/children").json()
+        assert [c["id"] for c in children["data"]] == [child["id"]]
+        assert client.get(f"/v1/batches/{child['id']}/children").json()["data"] == []
+
+        put_data(client, parent["id"], "customer_number,name\nH1,Parent\n")
+        put_data(client, child["id"], "customer_number,name\nH2,Child\n")
+        post(client, parent["id"], "submit")  # submits the open children too
+        assert wait_final(client, parent["id"])["status"] == "completed"
+        assert wait_final(client, child["id"])["status"] == "completed"
+        refused = client.post("/v1/batches", json={"type": TYPE, "parent_id": parent["id"]})
+        assert_problem(refused, 409, "CONFLICT")
+
+
+def test_events_in_order(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        done = run(client, "customer_number,name\nV1,One\nV2,Two\n")
+        events = client.get(f"/v1/batches/{done['id']}/events").json()["data"]
+    assert [(e["event"], e["status"]) for e in events] == [
+        ("created", "open"),
+        ("file_received", "open"),
+        ("submit", "queued"),
+        ("start", "validating"),
+        ("chunked", "validating"),
+        ("process", "processing"),
+        ("complete", "completed"),
+    ]
+    stamps = [e["at"] for e in events]
+    assert stamps == sorted(stamps)
+
+
+def test_types(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        r = client.get("/v1/types")
+    assert r.status_code == 200, r.text
+    types = {t["name"]: t for t in r.json()["data"]}
+    customer = types[TYPE]
+    assert customer["key"] == "customer_number"
+    assert customer["columns"] == COLUMNS
+    assert customer["required"] == ["customer_number", "name"]
+    schema = customer["schema"]
+    assert schema["type"] == "object"
+    assert set(schema["properties"]) == set(COLUMNS)
+    assert sorted(schema["required"]) == ["customer_number", "name"]
+
+
+def test_health_and_metrics(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        create(client)
+        health = client.get("/healthz")
+        metrics = client.get("/metrics")
+    assert health.status_code == 200, health.text
+    assert health.json() == {"status": "ok"}
+    assert metrics.status_code == 200, metrics.text
+    assert "# TYPE loadbay_batches gauge" in metrics.text
+    open_batches = [
+        line
+        for line in metrics.text.splitlines()
+        if line.startswith('loadbay_batches{status="open"}')
+    ]
+    assert len(open_batches) == 1
+    assert float(open_batches[0].split()[-1]) >= 1
+
+
+def test_openapi_lists_the_native_paths(server: Server) -> None:
+    with server.client() as client:
+        r = client.get("/openapi.json")
+    assert r.status_code == 200, r.text
+    paths = r.json()["paths"]
+    for expected in [
+        "/v1/batches",
+        "/v1/batches/{batch_id}",
+        "/v1/batches/{batch_id}/data",
+        "/v1/batches/{batch_id}/pages/{number}",
+        "/v1/batches/{batch_id}/upload-url",
+        "/v1/batches/{batch_id}/submit",
+        "/v1/batches/{batch_id}/process",
+        "/v1/batches/{batch_id}/cancel",
+        "/v1/batches/{batch_id}/clear",
+        "/v1/batches/{batch_id}/errors",
+        "/v1/batches/{batch_id}/results",
+        "/v1/batches/{batch_id}/children",
+        "/v1/batches/{batch_id}/events",
+        "/v1/types",
+    ]:
+        assert expected in paths, expected
