@@ -45,7 +45,9 @@ def _new_database(backend: str, directory: Path, postgres: str | None) -> Iterat
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_template: str | None
+) -> Iterator[str]:
     """A fresh, migrated database of each backend for one test."""
     yield from _new_database(request.param, tmp_path, postgres_template)
 

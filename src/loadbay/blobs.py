@@ -48,7 +48,9 @@ class UrlSigner:
 
     def url(self, key: str, method: str, expires_in: int) -> str:
         expires = int(time.time()) + expires_in
-        query = urlencode({"method": method, "expires": expires, "signature": self.sign(method, key, expires)})
+        query = urlencode(
+            {"method": method, "expires": expires, "signature": self.sign(method, key, expires)}
+        )
         return f"{self.base_url}/v1/blobs/{quote(key)}?{query}"
 
     def sign(self, method: str, key: str, expires: int) -> str:

@@ -21,7 +21,9 @@ accounts_app = typer.Typer(help="Manage accounts and their API keys.", no_args_i
 app.add_typer(accounts_app, name="accounts")
 console = Console(stderr=True)
 
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where SQLite and files live (default ./data)")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where SQLite and files live (default ./data)")
+]
 Url = Annotated[str, typer.Option("--url", envvar="LOADBAY_URL", help="The loadbay server")]
 Key = Annotated[str, typer.Option("--key", envvar="LOADBAY_API_KEY", help="Your API key")]
 FINAL = {"completed", "error", "cancelled", "cleared"}

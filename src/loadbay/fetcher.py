@@ -88,9 +88,7 @@ def _add_entry(entry: str, hosts: set[str], networks: list[IPNetwork]) -> None:
         pass
     host = _normalize_host(entry)
     if not _HOSTNAME.match(host):
-        raise ValueError(
-            f"LOADBAY_FETCH_ALLOW entry {entry!r} is neither a host name nor an IP address/CIDR"
-        )
+        raise ValueError(f"LOADBAY_FETCH_ALLOW entry {entry!r} is neither a host name nor an IP address/CIDR")
     hosts.add(host)
 
 
@@ -185,9 +183,7 @@ def _pinned_request(client: httpx.Client, url: httpx.URL, address: IPAddress) ->
     )
 
 
-def _send_pinned(
-    client: httpx.Client, url: httpx.URL, addresses: list[IPAddress]
-) -> httpx.Response:
+def _send_pinned(client: httpx.Client, url: httpx.URL, addresses: list[IPAddress]) -> httpx.Response:
     """Send to the first checked address that accepts a connection."""
     failure: httpx.ConnectError | None = None
     for address in addresses:
@@ -253,9 +249,7 @@ def _save(response: httpx.Response, url: httpx.URL, sink: BinaryIO, max_bytes: i
 def _client(timeout: float, transport: httpx.BaseTransport | None) -> httpx.Client:
     if transport is None:
         transport = httpx.HTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
-    return httpx.Client(
-        transport=transport, timeout=timeout, follow_redirects=False, trust_env=False
-    )
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
 def _open(client: httpx.Client, url: httpx.URL, allow: AllowList) -> httpx.Response:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from loadbay.db.engine import Database
 from loadbay.db.tables import batches, chunks
@@ -25,7 +26,10 @@ class QueueCollector(Collector):
             by_batch = conn.execute(select(batches.c.status, func.count()).group_by(batches.c.status)).all()
             by_chunk = conn.execute(select(chunks.c.status, func.count()).group_by(chunks.c.status)).all()
             records = conn.execute(
-                select(func.coalesce(func.sum(batches.c.succeeded), 0), func.coalesce(func.sum(batches.c.failed), 0))
+                select(
+                    func.coalesce(func.sum(batches.c.succeeded), 0),
+                    func.coalesce(func.sum(batches.c.failed), 0),
+                )
             ).one()
         yield _gauge("loadbay_batches", "Batches by status", "status", by_batch)
         yield _gauge("loadbay_chunks", "Chunks by status", "status", by_chunk)
@@ -35,10 +39,10 @@ class QueueCollector(Collector):
         yield applied
 
 
-def _gauge(name: str, doc: str, label: str, rows: list[tuple[str, int]]) -> GaugeMetricFamily:
+def _gauge(name: str, doc: str, label: str, rows: Sequence[Row[Any]]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=[label])
-    for value, count in rows:
-        family.add_metric([value], float(count))
+    for row in rows:
+        family.add_metric([str(row[0])], float(row[1]))
     return family
 
 

@@ -296,15 +296,11 @@ def _csv_layout(header: list[str], columns: Columns) -> tuple[_CsvLayout, list[s
     _check_duplicates(labels)
     canonical = {name.casefold(): name for name in columns.names}
     pairs = tuple(
-        (i, canonical[label.casefold()])
-        for i, label in enumerate(labels)
-        if label.casefold() in canonical
+        (i, canonical[label.casefold()]) for i, label in enumerate(labels) if label.casefold() in canonical
     )
     _check_required({name for _, name in pairs}, columns)
     warnings = [
-        _ignored_column(i, label)
-        for i, label in enumerate(labels)
-        if label.casefold() not in canonical
+        _ignored_column(i, label) for i, label in enumerate(labels) if label.casefold() not in canonical
     ]
     return _CsvLayout(pairs, len(labels)), warnings
 
@@ -314,9 +310,7 @@ def _check_duplicates(labels: list[str]) -> None:
     for i, label in enumerate(labels, start=1):
         key = label.casefold()
         if key and key in seen:
-            raise MalformedFile(
-                f"duplicate column {label!r} in the header (columns {seen[key]} and {i})"
-            )
+            raise MalformedFile(f"duplicate column {label!r} in the header (columns {seen[key]} and {i})")
         seen[key] = i
 
 
@@ -484,9 +478,7 @@ def _array_source(stream: BinaryIO) -> _Prefixed:
         raise MalformedFile("the file is empty; a JSON file needs a top-level array of objects")
     if head[:1] != b"[":
         found = _TOP_LEVEL_KINDS.get(head[:1], "text that is not JSON")
-        raise MalformedFile(
-            f"the top level of a JSON file must be an array of objects, not {found}"
-        )
+        raise MalformedFile(f"the top level of a JSON file must be an array of objects, not {found}")
     return _Prefixed(head, stream)
 
 

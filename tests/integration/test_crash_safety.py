@@ -43,7 +43,9 @@ def submit_file(client: httpx.Client, body: bytes) -> int:
     return batch_id
 
 
-def wait_until(client: httpx.Client, batch_id: int, condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+def wait_until(
+    client: httpx.Client, batch_id: int, condition: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}").json()

@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 import pytest
+
 from tests.support.postgres import create_database, drop_database, postgres_server_url
 
 

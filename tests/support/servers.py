@@ -45,7 +45,9 @@ class Server:
     def account(self, name: str, *, test: bool = False) -> str:
         """Create an account with the real CLI and return its API key."""
         args = [sys.executable, "-m", "loadbay", "accounts", "create", name, "--json"]
-        out = subprocess.run(args + (["--test"] if test else []), env=self.env, check=True, capture_output=True)
+        out = subprocess.run(
+            args + (["--test"] if test else []), env=self.env, check=True, capture_output=True
+        )
         key: str = json.loads(out.stdout)["api_key"]
         return key
 
@@ -105,7 +107,9 @@ def start_worker(
     args = [sys.executable, "-m", "loadbay", "worker", "--concurrency", str(concurrency)]
     log = data_dir / f"worker-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
-        return subprocess.Popen(args, env=_env(database_url, data_dir, env), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            args, env=_env(database_url, data_dir, env), stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def wait_final(client: httpx.Client, batch_id: int, timeout: float = 120.0) -> dict[str, Any]:

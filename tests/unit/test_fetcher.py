@@ -115,9 +115,7 @@ def test_non_public_addresses_are_not_public(address: str) -> None:
     assert not AllowList().permits("example.com", parsed)
 
 
-@pytest.mark.parametrize(
-    "address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
-)
+@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
 def test_public_addresses_are_public(address: str) -> None:
     assert is_public_address(ipaddress.ip_address(address))
 
@@ -227,9 +225,7 @@ def test_cidr_allow_entry(httpserver: HTTPServer) -> None:
     assert (written, result.size) == (b"ok", 2)
 
 
-def test_hostname_allow_entry_pins_the_checked_address(
-    httpserver: HTTPServer, fake_dns: Any
-) -> None:
+def test_hostname_allow_entry_pins_the_checked_address(httpserver: HTTPServer, fake_dns: Any) -> None:
     lookups = fake_dns("files.internal", ["127.0.0.1"])
     httpserver.expect_request("/data.csv").respond_with_data("id\n1\n")
     target = f"http://files.internal:{httpserver.port}/data.csv"

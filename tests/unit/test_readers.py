@@ -290,9 +290,7 @@ def test_jsonl_records_and_bad_lines_with_line_numbers() -> None:
 
 
 def test_jsonl_trailing_garbage_is_a_record_problem() -> None:
-    assert problems(b'{"name": "Ada"} x\n', "jsonl") == [
-        ("INVALID_JSON", "line 1: Extra data (column 17)")
-    ]
+    assert problems(b'{"name": "Ada"} x\n', "jsonl") == [("INVALID_JSON", "line 1: Extra data (column 17)")]
 
 
 def test_jsonl_keys_map_to_canonical_names_ignoring_case() -> None:
@@ -441,9 +439,7 @@ def test_columns_required_must_be_names() -> None:
         ("application/octet-stream", "dir/rows.json", "json"),
     ],
 )
-def test_format_for_content_type(
-    content_type: str | None, filename: str | None, expected: str
-) -> None:
+def test_format_for_content_type(content_type: str | None, filename: str | None, expected: str) -> None:
     assert format_for_content_type(content_type, filename) == expected
 
 

@@ -57,7 +57,7 @@ def list_batches(
 ) -> Page[BatchOut]:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
     filters = {k: v for k, v in {"status": status, "type": type, "job_id": job_id}.items() if v}
-    batches = service.list(account, filters, cursor, limit)
+    batches = service.list_batches(account, filters, cursor, limit)
     next_cursor = str(batches[-1].id) if len(batches) == limit else None
     return Page[BatchOut](data=[BatchOut.of(b) for b in batches], next_cursor=next_cursor)
 
@@ -102,7 +102,7 @@ def put_page(
     number: int,
     service: Service,
     account: Caller,
-    body: Annotated[Any, Body(description="A JSON array of items, or {\"items\": [...]}")],
+    body: Annotated[Any, Body(description='A JSON array of items, or {"items": [...]}')],
 ) -> BatchOut:
     """Store one page of items; sending the same page again replaces it."""
     return BatchOut.of(service.put_page(account, batch_id, number, _items(body)))
@@ -113,7 +113,9 @@ def _items(body: Any) -> list[Any]:
         return list(body["items"])
     if isinstance(body, list):
         return body
-    raise InvalidInput("a page is a JSON array of items, or an object with an `items` array", code="INVALID_PAGE")
+    raise InvalidInput(
+        "a page is a JSON array of items, or an object with an `items` array", code="INVALID_PAGE"
+    )
 
 
 @router.post("/batches/{batch_id}/upload-url", response_model=UploadUrlOut)

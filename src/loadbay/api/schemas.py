@@ -39,7 +39,9 @@ class CreateBatch(BaseModel):
     items: list[Any] | None = Field(default=None, description="Page 0 of JSON items, inline")
     submit: bool | None = Field(default=None, description="Submit right away (default: only with source_url)")
     upload_url: bool = Field(default=False, description="Answer with a signed upload URL too")
-    file_name: str = Field(default="data", max_length=200, description="Name of the file the upload URL takes")
+    file_name: str = Field(
+        default="data", max_length=200, description="Name of the file the upload URL takes"
+    )
 
     def spec(self) -> NewBatch:
         return NewBatch(
@@ -109,7 +111,9 @@ class BatchOut(BaseModel):
     def of(cls, batch: Batch, upload: UploadUrlOut | None = None) -> BatchOut:
         counts = batch.counts
         progress = 1.0 if batch.final else (counts.done / counts.total if counts.total else 0.0)
-        error = ProblemOut(code=batch.error_code, message=batch.error_message or "") if batch.error_code else None
+        error = (
+            ProblemOut(code=batch.error_code, message=batch.error_message or "") if batch.error_code else None
+        )
         return cls(
             id=batch.id,
             type=batch.type,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import closing
 from datetime import timedelta
+from decimal import Decimal
 from typing import BinaryIO, cast
 
 from sqlalchemy import Connection
@@ -158,7 +158,9 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         repo.add_event(conn, batch.id, "chunked", Status.VALIDATING, detail)
         manual = batch.process_mode == "manual"
         status, event = (Status.VALIDATED, Event.VALIDATED) if manual else (Status.PROCESSING, Event.PROCESS)
-        repo.set_status(conn, batch.id, status, event, warnings=warnings, lease_owner=None, lease_expires_at=None)
+        repo.set_status(
+            conn, batch.id, status, event, warnings=warnings, lease_owner=None, lease_expires_at=None
+        )
         settle.complete_if_done(conn, batch.id)
 
 
@@ -216,7 +218,9 @@ def _spend(rt: Runtime, batch_type: BatchType, claim: queue.ChunkClaim, records:
         settle.settle_chunk(conn, batch_type, claim, records, results, queue.SPENT)
 
 
-def _apply(conn: Connection, batch_type: BatchType, ctx: ApplyContext, valid: Sequence[StagedRecord]) -> list[Applied]:
+def _apply(
+    conn: Connection, batch_type: BatchType, ctx: ApplyContext, valid: Sequence[StagedRecord]
+) -> list[Applied]:
     """Apply in bulk; if the database refuses the bulk write, find the refused records one by one."""
     if not valid:
         return []
@@ -233,4 +237,6 @@ def _apply_one(conn: Connection, batch_type: BatchType, ctx: ApplyContext, recor
             return batch_type.apply(conn, ctx, [record])[0]
     except _RECORD_REFUSALS as exc:
         reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-        return Applied(record.index, error=FieldError("APPLY_ERROR", f"the database refused this record: {reason}"))
+        return Applied(
+            record.index, error=FieldError("APPLY_ERROR", f"the database refused this record: {reason}")
+        )

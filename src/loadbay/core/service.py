@@ -115,7 +115,9 @@ class BatchService:
             return None
         batch, stored = found
         if stored != fingerprint:
-            raise JobIdConflict(f"job_id {job_id!r} already names batch {batch.id}, created with another body")
+            raise JobIdConflict(
+                f"job_id {job_id!r} already names batch {batch.id}, created with another body"
+            )
         return batch
 
     def _insert(self, account: Account, spec: NewBatch, fingerprint: str, items: list[Any] | None) -> int:
@@ -149,7 +151,7 @@ class BatchService:
             raise NotFound(f"batch {batch_id} not found")
         return batch
 
-    def list(
+    def list_batches(
         self, account: Account, filters: Mapping[str, Any], before_id: int | None, limit: int
     ) -> list[Batch]:
         with self.rt.db.read() as conn:
@@ -215,7 +217,9 @@ class BatchService:
         status = next_status(batch.status, Event.SUBMIT)
         count, items, files = repo.input_summary(conn, batch.id)
         if count == 0 and batch.source_url is None:
-            raise Conflict(f"batch {batch.id} has no data yet; upload a file or send pages first", code="NO_DATA")
+            raise Conflict(
+                f"batch {batch.id} has no data yet; upload a file or send pages first", code="NO_DATA"
+            )
         if batch.total_items is not None and files == 0 and items != batch.total_items:
             raise Conflict(
                 f"batch {batch.id} has received {items} of its {batch.total_items} items",
@@ -260,7 +264,8 @@ class BatchService:
         batch = self.get(account, batch_id)
         if batch.status not in FINAL or batch.status in (Status.ERROR, Status.CLEARED):
             raise Conflict(
-                f"batch {batch.id} is {batch.status}; the result file exists once it is completed or cancelled",
+                f"batch {batch.id} is {batch.status}; "
+                "the result file exists once it is completed or cancelled",
                 code="RESULTS_NOT_READY",
             )
         columns = self.rt.types.get(batch.type).columns().names

@@ -63,6 +63,8 @@ class Stager:
         if key is None:
             return None
         if key in self._seen:
-            return FieldError("DUPLICATE_KEY", f"{self._type.key} {key!r} appears earlier in this batch", self._type.key)
+            return FieldError(
+                "DUPLICATE_KEY", f"{self._type.key} {key!r} appears earlier in this batch", self._type.key
+            )
         self._seen.add(key)
         return None

@@ -75,9 +75,7 @@ class BatchType(ABC):
         return self.model.model_json_schema()
 
     @abstractmethod
-    def apply(
-        self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
-    ) -> list[Applied]:
+    def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         """Write the chunk's valid records in the open transaction; one Applied each."""
 
 

@@ -60,9 +60,7 @@ class ChunkClaim:
     payload: str
 
 
-def claim_validation(
-    conn: Connection, owner: str, at: datetime, lease: timedelta
-) -> ValidationClaim | None:
+def claim_validation(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ValidationClaim | None:
     """Take the oldest submitted batch that waits for validation (children after parents)."""
     parent = batches.alias("parent")
     query = (
@@ -86,16 +84,12 @@ def claim_validation(
     conn.execute(
         update(batches)
         .where(batches.c.id == row.id)
-        .values(
-            status=Status.VALIDATING, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt
-        )
+        .values(status=Status.VALIDATING, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
     )
     return ValidationClaim(row.id, attempt, takeover=row.status == Status.VALIDATING)
 
 
-def extend_validation(
-    conn: Connection, batch_id: int, attempt: int, until: datetime
-) -> bool:
+def extend_validation(conn: Connection, batch_id: int, attempt: int, until: datetime) -> bool:
     """Renew a validation lease; False when the lease was lost (stop working)."""
     result = conn.execute(
         update(batches)
@@ -185,9 +179,7 @@ def cancel_chunk(conn: Connection, chunk_id: int, result: str) -> None:
 
 
 def remaining_chunks(conn: Connection, batch_id: int) -> int:
-    query = select(func.count()).where(
-        chunks.c.batch_id == batch_id, chunks.c.status.in_([PENDING, LEASED])
-    )
+    query = select(func.count()).where(chunks.c.batch_id == batch_id, chunks.c.status.in_([PENDING, LEASED]))
     return int(conn.execute(query).scalar_one())
 
 

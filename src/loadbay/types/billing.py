@@ -93,9 +93,7 @@ class CustomerType(BatchType):
     model = CustomerRecord
     description = "Billing customers, created or updated by customer_number."
 
-    def apply(
-        self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
-    ) -> list[Applied]:
+    def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         rows = {r.index: _row(r) for r in records if r.data is not None}
         existing = _existing(conn, ctx.account_id, [row["customer_number"] for row in rows.values()])
         now = datetime.now(UTC)
@@ -119,7 +117,7 @@ class CustomerType(BatchType):
 def _row(record: StagedRecord) -> dict[str, Any]:
     assert record.data is not None
     row = {name: record.data.get(name) for name in CustomerRecord.model_fields}
-    row["balance"] = Decimal(row["balance"])
+    row["balance"] = Decimal(str(row["balance"]))
     return row
 
 
