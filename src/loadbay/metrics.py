@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
-from sqlalchemy import Row, func, select
+from sqlalchemy import func, select
 
 from loadbay.db.engine import Database
 from loadbay.db.tables import batches, chunks
@@ -39,7 +39,7 @@ class QueueCollector(Collector):
         yield applied
 
 
-def _gauge(name: str, doc: str, label: str, rows: Sequence[Row[Any]]) -> GaugeMetricFamily:
+def _gauge(name: str, doc: str, label: str, rows: Sequence[Any]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc, labels=[label])
     for row in rows:
         family.add_metric([str(row[0])], float(row[1]))
