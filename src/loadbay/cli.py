@@ -6,6 +6,8 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -178,16 +180,43 @@ def _chunks(stream: Any, size: int = 1 << 20) -> Any:
 
 
 def _follow(client: httpx.Client, batch: dict[str, Any]) -> dict[str, Any]:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("queued", total=None)
+    """Poll until the batch is final: a progress bar on a terminal, a line per change elsewhere."""
+    report = _bar_reporter() if console.is_terminal else _line_reporter()
+    with report as update:
         while batch["status"] not in FINAL:
             time.sleep(0.5)
             batch = _check(client.get(f"/v1/batches/{batch['id']}"))
             counts = batch["counts"]
             done = counts["invalid"] + counts["succeeded"] + counts["failed"] + counts["unprocessed"]
-            progress.update(task, description=batch["status"], total=counts["total"] or None, completed=done)
+            update(batch["status"], done, counts["total"])
     return batch
+
+
+Reporter = Callable[[str, int, int], None]
+
+
+@contextmanager
+def _bar_reporter() -> Iterator[Reporter]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("queued", total=None)
+
+        def update(status: str, done: int, total: int) -> None:
+            progress.update(task, description=status, total=total or None, completed=done)
+
+        yield update
+
+
+@contextmanager
+def _line_reporter() -> Iterator[Reporter]:
+    last: list[tuple[str, int, int]] = []
+
+    def update(status: str, done: int, total: int) -> None:
+        if not last or last[-1] != (status, done, total):
+            console.print(f"{status} {done}/{total}")
+            last.append((status, done, total))
+
+    yield update
 
 
 def _summary(batch: dict[str, Any]) -> None:
