@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from loadbay.core.staging import Stager
+from loadbay.readers import RawRecord
+from loadbay.types.billing import CustomerType
+
+customer = CustomerType()
+
+
+def codes(raw: dict[str, Any]) -> dict[str | None, str]:
+    data, errors = customer.validate(raw)
+    assert (data is None) == bool(errors)
+    return {e.field: e.code for e in errors}
+
+
+def test_defaults_and_normalisation() -> None:
+    data, errors = customer.validate(
+        {"customer_number": " C1 ", "name": "Ann", "country": "nz", "status": "active"}
+    )
+    assert errors == ()
+    assert data == {
+        "customer_number": "C1",
+        "name": "Ann",
+        "country": "NZ",
+        "currency": "USD",
+        "balance": "0",
+        "status": "Active",
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"name": "x"}, {"customer_number": "REQUIRED"}),
+        ({"customer_number": "C" * 41, "name": "x"}, {"customer_number": "TOO_LONG"}),
+        ({"customer_number": "C", "name": "x", "email": "nope"}, {"email": "INVALID_EMAIL"}),
+        ({"customer_number": "C", "name": "x", "country": "XX"}, {"country": "INVALID_COUNTRY"}),
+        ({"customer_number": "C", "name": "x", "currency": "ABC"}, {"currency": "INVALID_CURRENCY"}),
+        ({"customer_number": "C", "name": "x", "balance": "1.234"}, {"balance": "INVALID_DECIMAL"}),
+        ({"customer_number": "C", "name": "x", "balance": "ten"}, {"balance": "INVALID_DECIMAL"}),
+        ({"customer_number": "C", "name": "x", "status": "Gone"}, {"status": "INVALID_VALUE"}),
+    ],
+)
+def test_each_rule_has_its_code(raw: dict[str, Any], expected: dict[str, str]) -> None:
+    assert codes(raw) == expected
+
+
+def test_several_fields_give_several_errors() -> None:
+    assert codes({"customer_number": "C", "name": "x", "email": "a", "country": "QQ"}) == {
+        "email": "INVALID_EMAIL",
+        "country": "INVALID_COUNTRY",
+    }
+
+
+def test_stager_marks_the_later_duplicate_and_cuts_chunks() -> None:
+    raws = [RawRecord({"customer_number": k, "name": "n"}) for k in ["A", "B", "A", "C", "D"]]
+    raws.append(RawRecord({}, ("INVALID_JSON", "line 6: bad")))
+    chunks = list(Stager(customer, chunk_size=2).chunks(raws))
+    assert [len(c.records) for c in chunks] == [2, 2, 2]
+    records = [r for c in chunks for r in c.records]
+    assert [r.index for r in records] == [0, 1, 2, 3, 4, 5]
+    assert records[2].errors[0].code == "DUPLICATE_KEY" and records[0].errors == ()
+    assert records[5].errors[0].code == "INVALID_JSON"
+    assert [c.valid for c in chunks] == [2, 1, 1]
