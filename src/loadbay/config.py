@@ -37,9 +37,13 @@ class Settings(BaseSettings):
 
     def resolved_storage_dir(self) -> Path:
         """Where the local blob store keeps files."""
-        if self.storage_url and self.storage_url.startswith("file://"):
+        if not self.storage_url:
+            return self.data_dir.resolve() / "blobs"
+        if self.storage_url.startswith("file://"):
             return Path(self.storage_url.removeprefix("file://"))
-        return self.data_dir.resolve() / "blobs"
+        raise ValueError(
+            f"LOADBAY_STORAGE_URL={self.storage_url!r}: only file:// URLs are supported so far"
+        )
 
     def base_url(self, host: str = "127.0.0.1", port: int = 8000) -> str:
         """The URL clients reach this server at, for signed links."""

@@ -21,12 +21,12 @@ RESULT_COLUMNS = (
     "loadbay_error_message",
 )
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = frozenset("=+-@\t\r")
 
 
 def escape_cell(value: str) -> str:
     """Stop a spreadsheet from running a cell as a formula (negative numbers stay numbers)."""
-    if value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+    if value and value[0] in _FORMULA_START and not _NUMBER.match(value):
         return "'" + value
     return value
 
@@ -43,20 +43,25 @@ def result_rows(
 
 
 def _row(columns: Sequence[str], record: StagedRecord, outcome: RecordOutcome) -> list[str]:
-    values = [_cell(record.raw.get(name)) for name in columns]
-    codes = ";".join(e.code for e in outcome.errors)
-    messages = "; ".join(e.message for e in outcome.errors)
+    raw = record.raw
+    values = [_cell(raw.get(name)) for name in columns]
     action = outcome.action.value if outcome.action else ""
-    status = [outcome.status.value, action, outcome.entity_id or "", codes, messages]
-    return [escape_cell(v) for v in [*values, *status]]
+    status = [outcome.status.value, action, outcome.entity_id or ""]
+    if outcome.errors:
+        codes = ";".join(e.code for e in outcome.errors)
+        messages = escape_cell("; ".join(e.message for e in outcome.errors))
+        return [*values, *status, codes, messages]
+    return [*values, *status, "", ""]
 
 
 def _cell(value: Any) -> str:
+    if value.__class__ is str:
+        return escape_cell(value)
     if value is None:
         return ""
     if isinstance(value, dict | list):
-        return json.dumps(value, default=str)
-    return str(value)
+        return escape_cell(json.dumps(value, default=str))
+    return escape_cell(str(value))
 
 
 def _csv_text(rows: Iterable[list[str]]) -> str:

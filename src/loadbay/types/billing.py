@@ -103,10 +103,9 @@ class CustomerType(BatchType):
             for row in rows.values()
             if row["customer_number"] in existing and _differs(row, existing[row["customer_number"]])
         ]
-        _insert(conn, ctx.account_id, new, now)
+        ids = {number: row["id"] for number, row in existing.items()}
+        ids |= _insert(conn, ctx.account_id, new, now)
         _update(conn, ctx.account_id, changed, now)
-        ids = _existing(conn, ctx.account_id, [row["customer_number"] for row in new])
-        ids.update(existing)
         changed_keys = {row["customer_number"] for row in changed}
         return [
             _applied(index, row["customer_number"], existing, changed_keys, ids)
@@ -138,10 +137,15 @@ def _differs(row: dict[str, Any], stored: dict[str, Any]) -> bool:
     return any(row[name] != stored[name] for name in _FIELDS)
 
 
-def _insert(conn: Connection, account_id: int, rows: list[dict[str, Any]], now: datetime) -> None:
-    if rows:
-        extra = {"account_id": account_id, "revision": 1, "created_at": now, "updated_at": now}
-        conn.execute(insert(billing_customers), [row | extra for row in rows])
+def _insert(conn: Connection, account_id: int, rows: list[dict[str, Any]], now: datetime) -> dict[str, int]:
+    """Insert new customers in one executemany; their ids by customer_number."""
+    if not rows:
+        return {}
+    extra = {"account_id": account_id, "revision": 1, "created_at": now, "updated_at": now}
+    c = billing_customers.c
+    statement = insert(billing_customers).returning(c.customer_number, c.id)
+    result = conn.execute(statement, [row | extra for row in rows])
+    return {number: entity_id for number, entity_id in result}
 
 
 def _update(conn: Connection, account_id: int, rows: list[dict[str, Any]], now: datetime) -> None:
@@ -163,10 +167,10 @@ def _applied(
     number: str,
     existing: dict[str, dict[str, Any]],
     changed: set[str],
-    ids: dict[str, dict[str, Any]],
+    ids: dict[str, int],
 ) -> Applied:
     if number not in existing:
         action = Action.CREATED
     else:
         action = Action.UPDATED if number in changed else Action.UNCHANGED
-    return Applied(index=index, action=action, entity_id=str(ids[number]["id"]))
+    return Applied(index=index, action=action, entity_id=str(ids[number]))
