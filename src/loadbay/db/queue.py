@@ -152,11 +152,14 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
 
 
 def finish_chunk(conn: Connection, chunk_id: int, attempt: int, status: str, result: str) -> bool:
-    """Mark a leased chunk final with its result rows; False if the lease was lost."""
+    """Mark a leased chunk final with its result rows; False if the lease was lost.
+
+    `lease_owner` stays: it tells an operator which worker applied the chunk.
+    """
     outcome = conn.execute(
         update(chunks)
         .where(chunks.c.id == chunk_id, chunks.c.attempt == attempt, chunks.c.status == LEASED)
-        .values(status=status, result=result, payload=None, lease_owner=None, lease_expires_at=None)
+        .values(status=status, result=result, payload=None, lease_expires_at=None)
     )
     return outcome.rowcount == 1
 
