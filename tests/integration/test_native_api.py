@@ -1,6 +1,6 @@
 """The native /v1 API as a client uses it, against a real `loadbay serve` on each backend.
 
-Every test makes its own account (the `key` fixture), so it sees only its own batches.
+Every test gets its own account (the `key` fixture), so it sees only its own batches.
 """
 
 from __future__ import annotations
@@ -8,10 +8,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import pytest
 from pytest_httpserver import HTTPServer
 
 from tests.support.servers import Server, wait_final
@@ -42,6 +47,52 @@ RESULT_COLUMNS = [
 CSV = "text/csv"
 NDJSON = "application/x-ndjson"
 JSON = "application/json"
+
+
+# accounts: one fresh account per test --------------------------------------
+
+# `loadbay accounts create` costs a few seconds of imports per call; this makes a
+# module's accounts in one process, with the same service call the CLI makes.
+_MAKE_ACCOUNTS = """
+import json, sys
+from loadbay.config import Settings
+from loadbay.core.runtime import Runtime
+from loadbay.core.service import BatchService
+from loadbay.types import default_registry
+
+settings = Settings()
+rt = Runtime.build(settings, default_registry(), base_url=settings.base_url())
+service = BatchService(rt)
+keys = [service.create_account(f"{sys.argv[1]}-{i}")[1] for i in range(int(sys.argv[2]))]
+rt.close()
+print(json.dumps(keys))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_keys(server: Server) -> Iterator[str]:
+    """API keys of new live accounts on the module's server, each handed out once."""
+    args = [sys.executable, "-c", _MAKE_ACCOUNTS, f"native-{uuid.uuid4().hex[:8]}", "40"]
+    out = subprocess.run(args, env=server.env, check=True, capture_output=True)
+    return _hand_out(server, json.loads(out.stdout))
+
+
+def _hand_out(server: Server, keys: list[str]) -> Iterator[str]:
+    yield from keys
+    while True:  # more tests than accounts made: fall back to the CLI
+        yield server.account(f"native-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def key(fresh_keys: Iterator[str]) -> str:
+    """A fresh live account's API key (overrides conftest's, which runs the CLI per test)."""
+    return next(fresh_keys)
+
+
+@pytest.fixture
+def other_key(fresh_keys: Iterator[str]) -> str:
+    """A second, unrelated live account's API key."""
+    return next(fresh_keys)
 
 
 # helpers -------------------------------------------------------------------
@@ -147,6 +198,19 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     return body
 
 
+def at_once(
+    server: Server, key: str, request: Callable[[httpx.Client], httpx.Response]
+) -> list[httpx.Response]:
+    """The same request sent 6 times at once, each on its own connection."""
+
+    def send(_: int) -> httpx.Response:
+        with server.client(key) as client:
+            return request(client)
+
+    with ThreadPoolExecutor(6) as pool:
+        return list(pool.map(send, range(6)))
+
+
 def csv_text(rows: list[list[str]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
@@ -158,17 +222,17 @@ def csv_text(rows: list[list[str]]) -> str:
 
 def test_csv_with_bom_crlf_quoted_newline_and_other_letter_case(server: Server, key: str) -> None:
     body = (
-        "\ufeffCustomer_Number,NAME,Address_Line1,EMAIL\r\n"
-        'C1,Ada,"1 Main St\r\nSuite 5",ada@example.com\r\n'
-        "C2,Bob,,bob@example.com\r\n"
-        "C3,Cy,,not-an-email\r\n"
+        "\ufeffCustomer_Number,NAME,Address_Line1,EMAIL,Extra\r\n"
+        'C1,Ada,"1 Main St\r\nSuite 5",ada@example.com,x\r\n'
+        "C2,Bob,,bob@example.com,\r\n"
+        "C3,Cy,,not-an-email,\r\n"
     )
     with server.client(key) as client:
         done = run(client, body.encode(), "text/csv; charset=utf-8")
         assert done["status"] == "completed"
         assert done["outcome"] == "partial"
         assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
-        assert done["warnings"] == []
+        assert done["warnings"] == ["data: unknown column 'Extra' ignored"]
         assert error_keys(all_errors(client, done["id"])) == [(2, "C3", "email", "INVALID_EMAIL")]
         _, rows = results(client, done["id"])
     assert [r["customer_number"] for r in rows] == ["C1", "C2", "C3"]
@@ -184,12 +248,7 @@ def test_json_lines_upload(server: Server, key: str) -> None:
         {"CUSTOMER_NUMBER": "J2", "Name": "Two"},  # keys in other letter case
         {"customer_number": "J3"},  # no name
     ]
-    body = (
-        "\n".join(json.dumps(line) for line in lines[:2])
-        + "\nnot json\n"
-        + json.dumps(lines[2])
-        + "\n"
-    )
+    body = "\n".join(json.dumps(line) for line in lines[:2]) + "\nnot json\n" + json.dumps(lines[2]) + "\n"
     with server.client(key) as client:
         done = run(client, body, NDJSON)
         assert done["status"] == "completed"
@@ -220,14 +279,10 @@ def test_json_array_upload(server: Server, key: str) -> None:
         assert done["status"] == "completed"
         assert done["outcome"] == "partial"
         assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
-        assert error_keys(all_errors(client, done["id"])) == [
-            (1, "A2", "balance", "INVALID_DECIMAL")
-        ]
+        assert error_keys(all_errors(client, done["id"])) == [(1, "A2", "balance", "INVALID_DECIMAL")]
 
 
-def test_several_files_keep_their_order_and_indexes_run_across_files(
-    server: Server, key: str
-) -> None:
+def test_several_files_keep_their_order_and_indexes_run_across_files(server: Server, key: str) -> None:
     with server.client(key) as client:
         batch = create(client)
         put_data(client, batch["id"], "customer_number,name\nZ1,Old\n", name="zeta.csv")
@@ -256,6 +311,73 @@ def test_several_files_keep_their_order_and_indexes_run_across_files(
     ]
 
 
+def test_records_keep_their_order_across_chunks(server: Server, key: str) -> None:
+    """More records than one chunk (2,000): indexes, errors and result rows stay in order."""
+    rows = [["customer_number", "name", "email"]]
+    rows += [[f"N{i:05d}", f"Name {i}", "bad" if i in (1999, 2000, 4499) else ""] for i in range(4500)]
+    with server.client(key) as client:
+        done = run(client, csv_text(rows))
+        assert done["counts"] == counts(total=4500, valid=4497, invalid=3, succeeded=4497)
+        assert [e[0] for e in error_keys(all_errors(client, done["id"]))] == [1999, 2000, 4499]
+        _, found = results(client, done["id"])
+    assert [r["customer_number"] for r in found] == [row[0] for row in rows[1:]]
+    statuses = {i: r["loadbay_status"] for i, r in enumerate(found) if r["loadbay_status"] != "succeeded"}
+    assert statuses == {1999: "invalid", 2000: "invalid", 4499: "invalid"}
+
+
+def test_unreadable_data_and_unsupported_content_types(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client)
+        path = f"/v1/batches/{batch['id']}/data"
+        xml = client.put(path, content=b"<customers/>", headers={"Content-Type": "application/xml"})
+        assert_problem(xml, 415, "UNSUPPORTED_MEDIA_TYPE")
+        latin1 = client.put(path, content=b"x", headers={"Content-Type": "text/csv; charset=latin-1"})
+        assert_problem(latin1, 415, "UNSUPPORTED_MEDIA_TYPE")
+        assert_problem(client.put(path, content=b"x"), 415, "UNSUPPORTED_MEDIA_TYPE")
+
+        done = run(client, "customer_number,email\nC1,a@example.com\n")  # no `name` column
+        assert done["status"] == "error"
+        assert done["error"]["code"] == "MISSING_COLUMN"
+        assert "name" in done["error"]["message"]
+        assert done["counts"] == counts()
+        assert_problem(client.get(f"/v1/batches/{done['id']}/results"), 409, "RESULTS_NOT_READY")
+        assert post(client, done["id"], "clear")["status"] == "cleared"
+
+
+def test_uploads_over_the_size_limit_are_refused(server: Server, key: str) -> None:
+    big = b"customer_number,name\n" + b"C,n\n" * (5 * 1024 * 1024 // 4)  # over the server's 5 MB
+
+    def streamed() -> Iterator[bytes]:  # no Content-Length: the limit holds as bytes arrive
+        for start in range(0, len(big), 256 * 1024):
+            yield big[start : start + 256 * 1024]
+
+    with server.client(key) as client:
+        batch = create(client)
+        path = f"/v1/batches/{batch['id']}/data"
+        assert_problem(client.put(path, content=big, headers={"Content-Type": CSV}), 413, "PAYLOAD_TOO_LARGE")
+        assert_problem(
+            client.put(path, content=streamed(), headers={"Content-Type": CSV}), 413, "PAYLOAD_TOO_LARGE"
+        )
+        assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "NO_DATA")
+
+
+def test_create_refuses_a_bad_body(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        assert_problem(client.post("/v1/batches", json={"type": "billing.nope"}), 400, "UNKNOWN_TYPE")
+        bad_fields: list[dict[str, Any]] = [
+            {"process": "later"},
+            {"colour": "red"},
+            {"page_size": 0},
+            {"total_items": -1},
+        ]
+        for bad in bad_fields:
+            assert_problem(client.post("/v1/batches", json={"type": TYPE} | bad), 400, "INVALID_INPUT")
+        source = {"type": TYPE, "source_url": "file:///etc/passwd"}
+        assert_problem(client.post("/v1/batches", json=source), 400, "INVALID_SOURCE_URL")
+        assert_problem(client.get("/v1/batches/999999999"), 404, "NOT_FOUND")
+        assert client.get("/v1/batches").json()["data"] == []
+
+
 # data in: pages ------------------------------------------------------------
 
 
@@ -276,6 +398,27 @@ def test_pages_in_order_and_the_same_page_twice_replaces_it(server: Server, key:
     assert [r["customer_number"] for r in rows] == ["P1", "P2", "P3"]
 
 
+def test_the_same_page_and_file_sent_at_once_are_stored_once(server: Server, key: str) -> None:
+    """A client that retries a PUT while the first is still in flight gets 200 for both."""
+    items = [{"customer_number": f"Q{i}", "name": "x"} for i in range(50)]
+    body = b"customer_number,name\nQF1,x\nQF2,y\n"
+    with server.client(key) as client:
+        pages, files = create(client), create(client)
+        page_puts = at_once(server, key, lambda c: c.put(f"/v1/batches/{pages['id']}/pages/0", json=items))
+        file_puts = at_once(
+            server,
+            key,
+            lambda c: c.put(f"/v1/batches/{files['id']}/data", content=body, headers={"Content-Type": CSV}),
+        )
+        assert [r.status_code for r in page_puts + file_puts] == [200] * 12, [
+            r.text for r in page_puts + file_puts
+        ]
+        post(client, pages["id"], "submit")
+        post(client, files["id"], "submit")
+        assert wait_final(client, pages["id"])["counts"] == counts(total=50, valid=50, succeeded=50)
+        assert wait_final(client, files["id"])["counts"] == counts(total=2, valid=2, succeeded=2)
+
+
 def test_a_page_that_is_not_items_is_refused(server: Server, key: str) -> None:
     with server.client(key) as client:
         batch = create(client, page_size=2)
@@ -283,10 +426,12 @@ def test_a_page_that_is_not_items_is_refused(server: Server, key: str) -> None:
             client.put(f"/v1/batches/{batch['id']}/pages/0", json={"rows": []}), 400, "INVALID_PAGE"
         )
         too_many = [{"customer_number": f"X{i}", "name": "x"} for i in range(3)]
-        assert_problem(
-            client.put(f"/v1/batches/{batch['id']}/pages/0", json=too_many), 400, "PAGE_TOO_LARGE"
-        )
+        assert_problem(client.put(f"/v1/batches/{batch['id']}/pages/0", json=too_many), 400, "PAGE_TOO_LARGE")
         assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "NO_DATA")
+        put_page(client, batch["id"], 0, [{"customer_number": "X1", "name": "x"}])
+        path = f"/v1/batches/{batch['id']}/data"
+        file = client.put(path, content=b"customer_number,name\nX2,y\n", headers={"Content-Type": CSV})
+        assert_problem(file, 409, "MIXED_INPUT")
 
 
 def test_items_inline_on_create_with_submit(server: Server, key: str) -> None:
@@ -309,9 +454,7 @@ def test_submit_with_fewer_items_than_total_items_is_refused(server: Server, key
             0,
             [{"customer_number": "T1", "name": "a"}, {"customer_number": "T2", "name": "b"}],
         )
-        body = assert_problem(
-            client.post(f"/v1/batches/{batch['id']}/submit"), 409, "INCOMPLETE_BATCH"
-        )
+        body = assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "INCOMPLETE_BATCH")
         assert "2 of its 3" in body["detail"]
         assert client.get(f"/v1/batches/{batch['id']}").json()["status"] == "open"
         put_page(client, batch["id"], 1, [{"customer_number": "T3", "name": "c"}])
@@ -351,12 +494,13 @@ def test_signed_upload_url_takes_a_put_without_api_key(server: Server, key: str)
 
 def test_upload_url_on_create(server: Server, key: str) -> None:
     with server.client(key) as client:
-        batch = create(client, upload_url=True, file_name="customers.jsonl")
-        upload = batch["upload"]
-        assert upload["method"] == "PUT"
+        # a name with a space; octet-stream lets the extension pick the format
+        batch = create(client, upload_url=True, file_name="customers 2024.jsonl")
+        assert batch["upload_url"].startswith(server.url + "/v1/blobs/")
+        assert batch["upload_url_expires_at"] > batch["created_at"]
         body = b'{"customer_number": "V1", "name": "One"}\n'
         put = httpx.put(
-            upload["url"],
+            batch["upload_url"],
             content=body,
             headers={"Content-Type": "application/octet-stream"},
             timeout=30,
@@ -368,13 +512,9 @@ def test_upload_url_on_create(server: Server, key: str) -> None:
     assert done["counts"] == counts(total=1, valid=1, succeeded=1)
 
 
-def test_source_url_is_fetched_and_auto_submitted(
-    server: Server, key: str, httpserver: HTTPServer
-) -> None:
+def test_source_url_is_fetched_and_auto_submitted(server: Server, key: str, httpserver: HTTPServer) -> None:
     body = "customer_number,name,email\nS1,One,one@example.com\nS2,Two,bad\nS3,Three,\n"
-    httpserver.expect_request("/exports/customers.csv").respond_with_data(
-        body, content_type="text/csv"
-    )
+    httpserver.expect_request("/exports/customers.csv").respond_with_data(body, content_type="text/csv")
     url = f"http://127.0.0.1:{httpserver.port}/exports/customers.csv"
     with server.client(key) as client:
         batch = create(client, source_url=url)
@@ -383,12 +523,28 @@ def test_source_url_is_fetched_and_auto_submitted(
         done = wait_final(client, batch["id"])
         assert done["status"] == "completed", done
         assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
-        events = [
-            e["event"] for e in client.get(f"/v1/batches/{batch['id']}/events").json()["data"]
-        ]
+        events = [e["event"] for e in client.get(f"/v1/batches/{batch['id']}/events").json()["data"]]
     assert "copied" in events
     assert "chunked" in events
     assert events.index("copied") < events.index("chunked")
+
+
+def test_source_url_that_cannot_be_fetched_is_a_batch_error(
+    server: Server, key: str, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/missing.csv").respond_with_data("gone", status=404)
+    with server.client(key) as client:
+        missing = create(client, source_url=f"http://127.0.0.1:{httpserver.port}/missing.csv")
+        # loopback outside LOADBAY_FETCH_ALLOW (127.0.0.1 only): refused without connecting
+        private = create(client, source_url=f"http://127.0.0.2:{httpserver.port}/data.csv")
+        failed = wait_final(client, missing["id"])
+        refused = wait_final(client, private["id"])
+    assert failed["status"] == "error"
+    assert failed["error"]["code"] == "FETCH_FAILED"
+    assert failed["counts"] == counts()
+    assert refused["status"] == "error"
+    assert refused["error"]["code"] == "FETCH_REFUSED"
+    assert [r.path for r, _ in httpserver.log] == ["/missing.csv"]
 
 
 # lifecycle ------------------------------------------------------------------
@@ -401,16 +557,25 @@ def test_two_phase_batch_waits_at_validated_until_process(server: Server, key: s
         assert validated["status"] == "validated"
         assert validated["process"] == "manual"
         assert validated["counts"] == counts(total=3, valid=2, invalid=1)
-        assert error_keys(all_errors(client, validated["id"])) == [
-            (1, "M2", "country", "INVALID_COUNTRY")
-        ]
-        assert_problem(
-            client.get(f"/v1/batches/{validated['id']}/results"), 409, "RESULTS_NOT_READY"
-        )
+        assert error_keys(all_errors(client, validated["id"])) == [(1, "M2", "country", "INVALID_COUNTRY")]
+        assert_problem(client.get(f"/v1/batches/{validated['id']}/results"), 409, "RESULTS_NOT_READY")
+        # nothing applied yet: another batch still creates M1
+        other = run(client, "customer_number,name,country\nM1,One,US\n")
+        assert results(client, other["id"])[1][0]["loadbay_action"] == "created"
+        assert client.get(f"/v1/batches/{validated['id']}").json()["status"] == "validated"
+
         post(client, validated["id"], "process")
         done = wait_final(client, validated["id"])
-    assert done["status"] == "completed"
-    assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
+        assert done["status"] == "completed"
+        assert done["outcome"] == "partial"
+        assert done["counts"] == counts(total=3, valid=2, invalid=1, succeeded=2)
+        _, rows = results(client, validated["id"])
+        assert_problem(client.post(f"/v1/batches/{validated['id']}/process"), 409, "INVALID_STATE")
+    assert [(r["customer_number"], r["loadbay_action"]) for r in rows] == [
+        ("M1", "unchanged"),
+        ("M2", ""),
+        ("M3", "created"),
+    ]
 
 
 def test_cancel_a_validated_batch(server: Server, key: str) -> None:
@@ -449,13 +614,9 @@ def test_clear_an_open_batch(server: Server, key: str) -> None:
         put_page(client, batch["id"], 0, [{"customer_number": "L1", "name": "One"}])
         cleared = post(client, batch["id"], "clear")
         assert cleared["status"] == "cleared"
-        page = client.put(
-            f"/v1/batches/{batch['id']}/pages/0", json=[{"customer_number": "L1", "name": "x"}]
-        )
+        page = client.put(f"/v1/batches/{batch['id']}/pages/0", json=[{"customer_number": "L1", "name": "x"}])
         assert_problem(page, 409, "BATCH_NOT_OPEN")
-        data = client.put(
-            f"/v1/batches/{batch['id']}/data", content=b"customer_number,name\nL1,x\n"
-        )
+        data = client.put(f"/v1/batches/{batch['id']}/data", content=b"customer_number,name\nL1,x\n")
         assert_problem(data, 409, "BATCH_NOT_OPEN")
         assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "INVALID_STATE")
         assert_problem(client.get(f"/v1/batches/{batch['id']}/results"), 409, "RESULTS_NOT_READY")
@@ -481,11 +642,18 @@ def test_job_id_makes_create_idempotent(server: Server, key: str) -> None:
         assert [b["id"] for b in listed] == [first.json()["id"]]
 
 
+def test_job_id_sent_at_once_creates_one_batch(server: Server, key: str) -> None:
+    body = {"type": TYPE, "job_id": "retry-storm"}
+    answers = at_once(server, key, lambda c: c.post("/v1/batches", json=body))
+    assert sorted(r.status_code for r in answers) == [200] * 5 + [201], [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+
+
 # accounts -------------------------------------------------------------------
 
 
-def test_another_accounts_batch_is_not_found(server: Server, key: str) -> None:
-    stranger = server.account(f"stranger-{uuid.uuid4().hex[:8]}")
+def test_another_accounts_batch_is_not_found(server: Server, key: str, other_key: str) -> None:
+    stranger = other_key
     with server.client(key) as owner:
         done = run(owner, "customer_number,name,email\nO1,One,bad\n")
     path = f"/v1/batches/{done['id']}"
@@ -516,9 +684,7 @@ def test_missing_or_unknown_key_is_unauthorized(server: Server, key: str) -> Non
         assert_problem(client.get("/v1/batches"), 401, "UNAUTHORIZED")
         assert_problem(client.post("/v1/batches", json={"type": TYPE}), 401, "UNAUTHORIZED")
         assert_problem(client.get("/v1/types"), 401, "UNAUTHORIZED")
-        assert_problem(
-            client.get("/v1/batches", headers={"X-Api-Key": "lb_live_nope"}), 401, "UNAUTHORIZED"
-        )
+        assert_problem(client.get("/v1/batches", headers={"X-Api-Key": "lb_live_nope"}), 401, "UNAUTHORIZED")
         bearer = client.get("/v1/batches", headers={"Authorization": f"Bearer {key}"})
         assert bearer.status_code == 200, bearer.text
 
@@ -537,9 +703,7 @@ def test_test_accounts_make_test_batches(server: Server, key: str) -> None:
         assert done["test"] is True
         assert done["counts"]["succeeded"] == 1
     with server.client(key) as live:
-        assert_problem(
-            live.post("/v1/batches", json={"type": TYPE, "test": True}), 403, "TEST_MODE_MISMATCH"
-        )
+        assert_problem(live.post("/v1/batches", json={"type": TYPE, "test": True}), 403, "TEST_MODE_MISMATCH")
         assert create(live)["test"] is False
 
 
@@ -654,9 +818,7 @@ def test_list_batches_with_filters_and_cursor(server: Server, key: str) -> None:
         by_type = client.get("/v1/batches", params={"type": TYPE}).json()["data"]
         assert [b["id"] for b in by_type] == newest_first
         assert client.get("/v1/batches", params={"type": "billing.invoice"}).json()["data"] == []
-        both = client.get("/v1/batches", params={"type": TYPE, "status": "completed"}).json()[
-            "data"
-        ]
+        both = client.get("/v1/batches", params={"type": TYPE, "status": "completed"}).json()["data"]
         assert [b["id"] for b in both] == [done["id"]]
 
 
@@ -720,9 +882,7 @@ def test_health_and_metrics(server: Server, key: str) -> None:
     assert metrics.status_code == 200, metrics.text
     assert "# TYPE loadbay_batches gauge" in metrics.text
     open_batches = [
-        line
-        for line in metrics.text.splitlines()
-        if line.startswith('loadbay_batches{status="open"}')
+        line for line in metrics.text.splitlines() if line.startswith('loadbay_batches{status="open"}')
     ]
     assert len(open_batches) == 1
     assert float(open_batches[0].split()[-1]) >= 1
@@ -750,3 +910,22 @@ def test_openapi_lists_the_native_paths(server: Server) -> None:
         "/v1/types",
     ]:
         assert expected in paths, expected
+
+
+def test_cancelling_a_parent_cancels_its_unfinished_children(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        parent = create(client)
+        child = create(client, parent_id=parent["id"])
+        put_page(client, child["id"], 0, [{"customer_number": "P1", "name": "Child"}])
+        cancelled = post(client, parent["id"], "cancel")
+        assert cancelled["status"] == "cancelled"
+        assert client.get(f"/v1/batches/{child['id']}").json()["status"] == "cancelled"
+
+
+def test_numeric_keys_in_json_are_read_as_text(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        batch = create(client, items=[{"customer_number": 12345, "name": "Numbered"}], submit=True)
+        done = wait_final(client, batch["id"])
+        rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/batches/{batch['id']}/results").text)))
+    assert done["counts"]["succeeded"] == 1
+    assert rows[0]["customer_number"] == "12345" and rows[0]["loadbay_action"] == "created"

@@ -52,7 +52,7 @@ def list_batches(
     status: str | None = None,
     type: str | None = None,
     job_id: str | None = None,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[BatchOut]:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
@@ -152,7 +152,7 @@ def list_errors(
     batch_id: int,
     service: Service,
     account: Caller,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Page[ErrorOut]:
     """Record errors in record order of discovery; `next_cursor` pages on."""

@@ -34,8 +34,8 @@ class CreateBatch(BaseModel):
     process: Literal["auto", "manual"] = "auto"
     options: dict[str, Any] = Field(default_factory=dict)
     source_url: str | None = Field(default=None, description="http(s) URL the server fetches")
-    page_size: int | None = Field(default=None, ge=1)
-    total_items: int | None = Field(default=None, ge=0)
+    page_size: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    total_items: int | None = Field(default=None, ge=0, le=2**63 - 1)
     items: list[Any] | None = Field(default=None, description="Page 0 of JSON items, inline")
     submit: bool | None = Field(default=None, description="Submit right away (default: only with source_url)")
     upload_url: bool = Field(default=False, description="Answer with a signed upload URL too")
@@ -105,7 +105,8 @@ class BatchOut(BaseModel):
     submitted_at: datetime | None
     updated_at: datetime
     finished_at: datetime | None
-    upload: UploadUrlOut | None = None
+    upload_url: str | None = Field(default=None, description="Signed URL for one PUT of the file, when asked")
+    upload_url_expires_at: datetime | None = None
 
     @classmethod
     def of(cls, batch: Batch, upload: UploadUrlOut | None = None) -> BatchOut:
@@ -136,7 +137,8 @@ class BatchOut(BaseModel):
             submitted_at=batch.submitted_at,
             updated_at=batch.updated_at,
             finished_at=batch.finished_at,
-            upload=upload,
+            upload_url=upload.url if upload else None,
+            upload_url_expires_at=upload.expires_at if upload else None,
         )
 
 

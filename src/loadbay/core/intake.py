@@ -28,8 +28,19 @@ class SignedUpload:
     expires_at: datetime
 
 
+_MAX_QUOTED_NAME = 240  # a file name on the local store is at most 255 bytes
+
+
 def input_key(batch_id: int, name: str) -> str:
-    return f"batches/{batch_id}/inputs/{quote(name, safe='')}"
+    """The object key of one of the batch's input files; InvalidInput for an unusable name."""
+    quoted = quote(name, safe="")
+    if name in ("", ".", "..") or len(quoted) > _MAX_QUOTED_NAME:
+        raise InvalidInput(
+            f"file name {name[:50]!r} cannot be used: a name is not empty, '.' or '..', "
+            f"and at most {_MAX_QUOTED_NAME} bytes once URL-encoded",
+            code="INVALID_NAME",
+        )
+    return f"batches/{batch_id}/inputs/{quoted}"
 
 
 def parse_input_key(key: str) -> tuple[int, str]:
@@ -87,7 +98,7 @@ class Upload:
     def finish(self) -> None:
         """Keep the file as one of the batch's inputs (if the batch is still open)."""
         with self._rt.db.write() as conn:
-            batch = repo.get_batch(conn, None, self._batch_id)
+            batch = repo.get_batch(conn, None, self._batch_id, lock=True)
             if batch is None:
                 raise NotFound(f"batch {self._batch_id} not found")
             try:

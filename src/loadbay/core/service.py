@@ -23,6 +23,7 @@ from loadbay.db import repository as repo
 from loadbay.errors import (
     Conflict,
     InvalidInput,
+    InvalidTransition,
     JobIdConflict,
     NotFound,
     TestModeMismatch,
@@ -135,7 +136,7 @@ class BatchService:
         return batch_id
 
     def _check_parent(self, conn: Connection, account: Account, parent_id: int) -> None:
-        parent = repo.get_batch(conn, account.id, parent_id)
+        parent = repo.get_batch(conn, account.id, parent_id) if _storable_id(parent_id) else None
         if parent is None:
             raise NotFound(f"parent batch {parent_id} not found")
         if parent.status != Status.OPEN:
@@ -145,8 +146,9 @@ class BatchService:
         with self.rt.db.read() as conn:
             return self._get(conn, account, batch_id)
 
-    def _get(self, conn: Connection, account: Account, batch_id: int) -> Batch:
-        batch = repo.get_batch(conn, account.id, batch_id)
+    def _get(self, conn: Connection, account: Account, batch_id: int, *, lock: bool = False) -> Batch:
+        found = _storable_id(batch_id)
+        batch = repo.get_batch(conn, account.id, batch_id, lock=lock) if found else None
         if batch is None:
             raise NotFound(f"batch {batch_id} not found")
         return batch
@@ -176,7 +178,7 @@ class BatchService:
 
     def put_page(self, account: Account, batch_id: int, number: int, items: list[Any]) -> Batch:
         with self.rt.db.write() as conn:
-            intake.store_page(conn, self._get(conn, account, batch_id), number, items)
+            intake.store_page(conn, self._get(conn, account, batch_id, lock=True), number, items)
             return self._get(conn, account, batch_id)
 
     def start_upload(
@@ -204,7 +206,7 @@ class BatchService:
     def submit(self, account: Account, batch_id: int) -> Batch:
         """Data complete: queue the batch (and its open children) for processing."""
         with self.rt.db.write() as conn:
-            batch = self._get(conn, account, batch_id)
+            batch = self._get(conn, account, batch_id, lock=True)
             self._submit(conn, batch)
             for child in repo.children(conn, batch.id):
                 if child.status == Status.OPEN:
@@ -230,7 +232,11 @@ class BatchService:
     def process(self, account: Account, batch_id: int) -> Batch:
         """Apply a two-phase batch that waits at `validated`."""
         with self.rt.db.write() as conn:
-            batch = self._get(conn, account, batch_id)
+            batch = self._get(conn, account, batch_id, lock=True)
+            if batch.process_mode != "manual":  # an auto batch moves on by itself, never on request
+                raise InvalidTransition(
+                    f"batch {batch.id} is processed automatically; process is for manual batches"
+                )
             repo.set_status(conn, batch.id, next_status(batch.status, Event.PROCESS), Event.PROCESS)
             settle.complete_if_done(conn, batch.id)
             batch = self._get(conn, account, batch_id)
@@ -240,16 +246,22 @@ class BatchService:
     def cancel(self, account: Account, batch_id: int) -> Batch:
         """Stop the batch: records not yet applied become `unprocessed`."""
         with self.rt.db.write() as conn:
-            batch = self._get(conn, account, batch_id)
-            status = next_status(batch.status, Event.CANCEL)
-            repo.set_status(conn, batch.id, status, Event.CANCEL, finished_at=repo.now())
-            settle.cancel_chunks(conn, self.rt.types.get(batch.type), batch.id)
+            batch = self._get(conn, account, batch_id, lock=True)
+            self._cancel(conn, batch)
+            for child in repo.children(conn, batch.id):
+                if not child.final:
+                    self._cancel(conn, child)
             return self._get(conn, account, batch_id)
+
+    def _cancel(self, conn: Connection, batch: Batch) -> None:
+        status = next_status(batch.status, Event.CANCEL)
+        repo.set_status(conn, batch.id, status, Event.CANCEL, finished_at=repo.now())
+        settle.cancel_chunks(conn, self.rt.types.get(batch.type), batch.id)
 
     def clear(self, account: Account, batch_id: int) -> Batch:
         """Remove the batch's staged data; it takes no more data afterwards."""
         with self.rt.db.write() as conn:
-            batch = self._get(conn, account, batch_id)
+            batch = self._get(conn, account, batch_id, lock=True)
             status = next_status(batch.status, Event.CLEAR)
             repo.delete_inputs(conn, batch.id)
             queue.delete_chunks(conn, batch.id)
@@ -283,6 +295,11 @@ def _result_stream(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:
         for seq, text in parts:
             yield text or ""
             after = seq
+
+
+def _storable_id(batch_id: int) -> bool:
+    """False for an id no database row can have (the ids are 64-bit), so lookups never overflow."""
+    return 0 < batch_id < 2**63
 
 
 def _fingerprint(spec: NewBatch, items: list[Any] | None, submit: bool | None) -> str:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loadbay.core.lifecycle import Status
 from loadbay.core.models import Account, Batch, BatchEvent, Counts, ErrorRow
@@ -86,10 +88,13 @@ def insert_batch(conn: Connection, values: Mapping[str, Any]) -> int:
     return int(conn.execute(insert(batches).values(row).returning(batches.c.id)).scalar_one())
 
 
-def get_batch(conn: Connection, account_id: int | None, batch_id: int) -> Batch | None:
+def get_batch(conn: Connection, account_id: int | None, batch_id: int, *, lock: bool = False) -> Batch | None:
+    """The batch (of this account, unless None); `lock` holds its row until commit (PostgreSQL)."""
     query = select(batches).where(batches.c.id == batch_id)
     if account_id is not None:
         query = query.where(batches.c.account_id == account_id)
+    if lock:
+        query = query.with_for_update()
     row = conn.execute(query).mappings().first()
     return None if row is None else _batch(row)
 
@@ -196,14 +201,16 @@ def events(conn: Connection, batch_id: int) -> list[BatchEvent]:
 
 
 def upsert_input(conn: Connection, batch_id: int, kind: str, name: str, **values: Any) -> None:
-    """Store a file or page; the same name again replaces it (keeping its place)."""
-    where = (batch_inputs.c.batch_id == batch_id, batch_inputs.c.kind == kind, batch_inputs.c.name == name)
-    found = conn.execute(select(batch_inputs.c.id).where(*where)).first()
-    if found is None:
-        row = {"batch_id": batch_id, "kind": kind, "name": name, "created_at": now()} | values
-        conn.execute(insert(batch_inputs).values(row))
-    else:
-        conn.execute(update(batch_inputs).where(batch_inputs.c.id == found.id).values(values))
+    """Store a file or page; the same name again replaces it (keeping its place).
+
+    One atomic INSERT … ON CONFLICT, so two requests storing the same page at once
+    both succeed (a select-then-insert lets the second hit the unique key).
+    """
+    row = {"batch_id": batch_id, "kind": kind, "name": name, "created_at": now()} | values
+    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(batch_inputs).values(row)
+    keys = [batch_inputs.c.batch_id, batch_inputs.c.kind, batch_inputs.c.name]
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=values))
 
 
 def list_inputs(conn: Connection, batch_id: int) -> list[RowMapping]:

@@ -38,7 +38,7 @@ Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2)]
 class CustomerRecord(BaseModel):
     """A row of a `billing.customer` file."""
 
-    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore")
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore", coerce_numbers_to_str=True)
 
     customer_number: str = Field(min_length=1, max_length=40)
     name: str = Field(min_length=1, max_length=200)
