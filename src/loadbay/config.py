@@ -41,9 +41,7 @@ class Settings(BaseSettings):
             return self.data_dir.resolve() / "blobs"
         if self.storage_url.startswith("file://"):
             return Path(self.storage_url.removeprefix("file://"))
-        raise ValueError(
-            f"LOADBAY_STORAGE_URL={self.storage_url!r}: only file:// URLs are supported so far"
-        )
+        raise ValueError(f"LOADBAY_STORAGE_URL={self.storage_url!r}: only file:// URLs are supported so far")
 
     def base_url(self, host: str = "127.0.0.1", port: int = 8000) -> str:
         """The URL clients reach this server at, for signed links."""

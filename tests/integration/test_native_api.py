@@ -929,3 +929,12 @@ def test_numeric_keys_in_json_are_read_as_text(server: Server, key: str) -> None
         rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/batches/{batch['id']}/results").text)))
     assert done["counts"]["succeeded"] == 1
     assert rows[0]["customer_number"] == "12345" and rows[0]["loadbay_action"] == "created"
+
+
+def test_a_key_repeated_in_a_later_chunk_is_a_duplicate(server: Server, key: str) -> None:
+    lines = ["customer_number,name"] + [f"D{i},Name {i}" for i in range(2500)] + ["D5,Again"]
+    with server.client(key) as client:
+        done = run(client, "\n".join(lines) + "\n")
+        errors = client.get(f"/v1/batches/{done['id']}/errors").json()["data"]
+    assert done["counts"] == counts(total=2501, valid=2500, invalid=1, succeeded=2500)
+    assert [(e["index"], e["code"], e["external_id"]) for e in errors] == [(2500, "DUPLICATE_KEY", "D5")]

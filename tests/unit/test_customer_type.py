@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from loadbay.core.staging import Stager
+from loadbay.core.staging import Stager, chunk_keys, mark_duplicates
 from loadbay.readers import RawRecord
 from loadbay.types.billing import CustomerType
 
@@ -56,13 +56,26 @@ def test_several_fields_give_several_errors() -> None:
     }
 
 
-def test_stager_marks_the_later_duplicate_and_cuts_chunks() -> None:
+def test_stager_cuts_chunks_and_keeps_unreadable_records() -> None:
     raws = [RawRecord({"customer_number": k, "name": "n"}) for k in ["A", "B", "A", "C", "D"]]
     raws.append(RawRecord({}, ("INVALID_JSON", "line 6: bad")))
     chunks = list(Stager(customer, chunk_size=2).chunks(raws))
     assert [len(c.records) for c in chunks] == [2, 2, 2]
     records = [r for c in chunks for r in c.records]
     assert [r.index for r in records] == [0, 1, 2, 3, 4, 5]
-    assert records[2].errors[0].code == "DUPLICATE_KEY" and records[0].errors == ()
     assert records[5].errors[0].code == "INVALID_JSON"
-    assert [c.valid for c in chunks] == [2, 1, 1]
+    assert [c.valid for c in chunks] == [2, 2, 1]
+
+
+def test_later_duplicates_are_marked_within_and_across_chunks() -> None:
+    raws = [RawRecord({"customer_number": k, "name": "n"}) for k in [" A", "B", "A", "C"]]
+    records = [Stager(customer, 10).stage(i, raw) for i, raw in enumerate(raws)]
+    assert chunk_keys(customer, records) == ["A", "B", "C"]
+    marked = mark_duplicates(customer, records, fresh={"A", "C"})  # B was seen in an earlier chunk
+    assert [r.errors[0].code if r.errors else None for r in marked] == [
+        None,
+        "DUPLICATE_KEY",
+        "DUPLICATE_KEY",
+        None,
+    ]
+    assert marked[2].errors[0].field == "customer_number" and marked[2].data is None

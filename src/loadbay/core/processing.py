@@ -18,7 +18,7 @@ from loadbay.core.lifecycle import Event, Status
 from loadbay.core.models import Batch
 from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.core.runtime import Runtime
-from loadbay.core.staging import Chunk, Stager
+from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -73,6 +73,7 @@ def _start(rt: Runtime, claim: queue.ValidationClaim) -> None:
 
 
 def _reset_staging(conn: Connection, batch_id: int) -> None:
+    repo.delete_keys(conn, batch_id)
     queue.delete_chunks(conn, batch_id)
     repo.delete_errors(conn, batch_id)
     repo.reset_counts(conn, batch_id)
@@ -85,7 +86,7 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[
     warnings: list[str] = []
     stager = Stager(batch_type, rt.settings.chunk_size)
     for chunk in stager.chunks(_records(rt, batch, batch_type.columns(), warnings)):
-        _store_chunk(rt, claim, chunk)
+        _store_chunk(rt, claim, batch_type, chunk)
     return warnings
 
 
@@ -130,13 +131,15 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)
 
 
-def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, chunk: Chunk) -> None:
-    records = chunk.records
-    valid = chunk.valid
-    invalid = [r for r in records if r.data is None]
-    rows = settle.error_rows((r, r.errors) for r in invalid)
+def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch_type: BatchType, chunk: Chunk) -> None:
+    """Stage one chunk: its records (duplicates marked), their errors and the counts, at once."""
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
+        fresh = repo.claim_keys(conn, claim.batch_id, chunk_keys(batch_type, chunk.records))
+        records = mark_duplicates(batch_type, chunk.records, fresh)
+        invalid = [r for r in records if r.data is None]
+        valid = len(records) - len(invalid)
+        rows = settle.error_rows((r, r.errors) for r in invalid)
         payload = settle.encode_chunk(records)
         queue.insert_chunk(conn, claim.batch_id, chunk.seq, chunk.first_index, len(records), valid, payload)
         repo.insert_errors(conn, claim.batch_id, rows)
@@ -156,6 +159,7 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         assert fresh is not None
         detail = f"{fresh.counts.total} records, {fresh.counts.invalid} invalid"
         repo.add_event(conn, batch.id, "chunked", Status.VALIDATING, detail)
+        repo.delete_keys(conn, batch.id)
         manual = batch.process_mode == "manual"
         status, event = (Status.VALIDATED, Event.VALIDATED) if manual else (Status.PROCESSING, Event.PROCESS)
         repo.set_status(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 from loadbay.core.records import FieldError, StagedRecord
 from loadbay.core.types import BatchType
 from loadbay.readers import RawRecord
 
-__all__ = ["Chunk", "Stager"]
+__all__ = ["Chunk", "Stager", "chunk_keys", "mark_duplicates"]
 
 
 @dataclass(slots=True)
@@ -29,15 +29,12 @@ class Chunk:
 
 
 class Stager:
-    """Validates records one by one and cuts them into chunks.
-
-    A key seen earlier in the batch makes the later record `DUPLICATE_KEY`.
-    """
+    """Validates records one by one and cuts them into chunks (duplicates are found later,
+    per chunk, against the keys the batch has already seen: see `mark_duplicates`)."""
 
     def __init__(self, batch_type: BatchType, chunk_size: int) -> None:
         self._type = batch_type
         self._chunk_size = chunk_size
-        self._seen: set[str] = set()
 
     def chunks(self, records: Iterable[RawRecord]) -> Iterator[Chunk]:
         chunk = Chunk(seq=0)
@@ -55,16 +52,30 @@ class Stager:
             code, message = raw.problem
             return StagedRecord(index, external_id, raw.values, None, (FieldError(code, message),))
         data, errors = self._type.validate(raw.values)
-        if data is not None and (duplicate := self._duplicate(external_id)):
-            data, errors = None, (duplicate,)
         return StagedRecord(index, external_id, raw.values, data, errors)
 
-    def _duplicate(self, key: str | None) -> FieldError | None:
-        if key is None:
-            return None
-        if key in self._seen:
-            return FieldError(
-                "DUPLICATE_KEY", f"{self._type.key} {key!r} appears earlier in this batch", self._type.key
+
+def chunk_keys(batch_type: BatchType, records: Sequence[StagedRecord]) -> list[str]:
+    """The distinct keys of the chunk's valid records, in order."""
+    keys = (batch_type.record_key(r.data) for r in records if r.data is not None)
+    return list(dict.fromkeys(k for k in keys if k is not None))
+
+
+def mark_duplicates(
+    batch_type: BatchType, records: Sequence[StagedRecord], fresh: set[str]
+) -> list[StagedRecord]:
+    """A valid record whose key the batch saw before (`fresh` lacks it, or earlier in this
+    chunk) becomes invalid with DUPLICATE_KEY: the later record fails."""
+    seen: set[str] = set()
+    marked = []
+    for record in records:
+        key = batch_type.record_key(record.data) if record.data is not None else None
+        if key is not None and (key not in fresh or key in seen):
+            message = f"{batch_type.key} {key!r} appears earlier in this batch"
+            record = replace(
+                record, data=None, errors=(FieldError("DUPLICATE_KEY", message, batch_type.key),)
             )
-        self._seen.add(key)
-        return None
+        elif key is not None:
+            seen.add(key)
+        marked.append(record)
+    return marked

@@ -71,6 +71,11 @@ class BatchType(ABC):
         value = raw.get(self.key)
         return None if value is None else str(value)
 
+    def record_key(self, data: Mapping[str, Any]) -> str | None:
+        """The validated record's key, which must be unique within a batch."""
+        value = data.get(self.key)
+        return None if value is None else str(value)
+
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
 

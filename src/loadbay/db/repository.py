@@ -11,13 +11,21 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy import Connection, RowMapping, Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loadbay.core.lifecycle import Status
 from loadbay.core.models import Account, Batch, BatchEvent, Counts, ErrorRow
-from loadbay.db.tables import accounts, api_keys, batch_events, batch_inputs, batches, record_errors
+from loadbay.db.tables import (
+    accounts,
+    api_keys,
+    batch_events,
+    batch_inputs,
+    batch_keys,
+    batches,
+    record_errors,
+)
 
 __all__ = [
     "COUNT_FIELDS",
@@ -207,8 +215,7 @@ def upsert_input(conn: Connection, batch_id: int, kind: str, name: str, **values
     both succeed (a select-then-insert lets the second hit the unique key).
     """
     row = {"batch_id": batch_id, "kind": kind, "name": name, "created_at": now()} | values
-    dialect_insert = postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(batch_inputs).values(row)
+    statement = _upsert_insert(conn, batch_inputs).values(row)
     keys = [batch_inputs.c.batch_id, batch_inputs.c.kind, batch_inputs.c.name]
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=values))
 
@@ -234,6 +241,26 @@ def input_summary(conn: Connection, batch_id: int) -> tuple[int, int, int]:
 
 def delete_inputs(conn: Connection, batch_id: int) -> None:
     conn.execute(delete(batch_inputs).where(batch_inputs.c.batch_id == batch_id))
+
+
+def _upsert_insert(conn: Connection, table: Table) -> Any:
+    """An INSERT that knows ON CONFLICT, for the connection's dialect."""
+    return (postgresql_insert if conn.dialect.name == "postgresql" else sqlite_insert)(table)
+
+
+# keys seen in a batch (for DUPLICATE_KEY) ----------------------------------
+
+
+def claim_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]:
+    """Record `keys` as seen in the batch; answers those not seen before."""
+    if not keys:
+        return set()
+    statement = _upsert_insert(conn, batch_keys).on_conflict_do_nothing().returning(batch_keys.c.key)
+    return set(conn.execute(statement, [{"batch_id": batch_id, "key": key} for key in keys]).scalars())
+
+
+def delete_keys(conn: Connection, batch_id: int) -> None:
+    conn.execute(delete(batch_keys).where(batch_keys.c.batch_id == batch_id))
 
 
 # record errors -------------------------------------------------------------

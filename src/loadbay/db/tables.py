@@ -32,6 +32,7 @@ __all__ = [
     "api_keys",
     "batch_events",
     "batch_inputs",
+    "batch_keys",
     "batches",
     "billing_customers",
     "chunks",
@@ -176,6 +177,13 @@ chunks = Table(
     Column("result", Text),
     UniqueConstraint("batch_id", "seq"),
     Index(None, "status", "batch_id", "seq"),
+)
+
+batch_keys = Table(
+    "batch_keys",
+    metadata,
+    Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
+    Column("key", String(300), primary_key=True),
 )
 
 record_errors = Table(
