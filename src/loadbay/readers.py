@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import accumulate
 from types import TracebackType
 from typing import Any, BinaryIO, Final
 
@@ -493,8 +494,56 @@ def _first_content(stream: BinaryIO) -> bytes:
     return b""
 
 
+# ijson keeps a prefix string per open level ("item.item.item..."), so memory grows with the
+# square of the nesting depth: 100,000 levels (a 200 KB file) take 24 GB. Depth is capped.
+_MAX_DEPTH: Final = 512
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+class _DepthLimited:
+    """A binary reader that raises MalformedFile once the JSON text nests deeper than `_MAX_DEPTH`.
+
+    Per chunk, in C-speed bytes operations: escaped backslashes and quotes are dropped, the
+    text between quotes (strings) is dropped, and the brackets left are counted. The state
+    between chunks is the depth, whether a string is open and whether a backslash is pending.
+    """
+
+    __slots__ = ("_depth", "_escaped", "_in_string", "_source")
+
+    def __init__(self, source: _Prefixed) -> None:
+        self._source = source
+        self._depth = 0
+        self._in_string = False
+        self._escaped = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if data:
+            self._scan(data)
+        return data
+
+    def _scan(self, data: bytes) -> None:
+        if self._escaped:  # the previous chunk ended in a backslash: this first byte is escaped
+            data, self._escaped = data[1:], False
+        if b"\\" in data:
+            data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+            if data.endswith(b"\\"):
+                data, self._escaped = data[:-1], True
+        parts = data.split(b'"')
+        outside = b"".join(parts[1::2] if self._in_string else parts[::2])
+        self._in_string ^= len(parts) % 2 == 0
+        brackets = outside.translate(None, _NOT_BRACKETS)
+        opened = brackets.count(b"[") + brackets.count(b"{")
+        if self._depth + opened > _MAX_DEPTH:
+            steps = accumulate(map(_DEPTH_STEP.__getitem__, brackets), initial=self._depth)
+            if max(steps) > _MAX_DEPTH:
+                raise MalformedFile(f"invalid JSON: nested more than {_MAX_DEPTH} levels deep")
+        self._depth += 2 * opened - len(brackets)
+
+
 def _json_array_records(source: _Prefixed, keys: _KeyMap) -> Iterator[RawRecord]:
-    items = ijson.items(source, "item", use_float=False)
+    items = ijson.items(_DepthLimited(source), "item", use_float=False)
     try:
         for number, item in enumerate(items, start=1):
             yield keys.item(item, number)

@@ -16,6 +16,7 @@ from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.worker import WorkerPool
 from loadbay.metrics import registry_for
+from loadbay.profiles import mount_profiles
 from loadbay.types import default_registry
 
 __all__ = ["create_app"]
@@ -28,10 +29,12 @@ def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: 
     pool = WorkerPool(rt, workers)
     app = FastAPI(title="loadbay", version=__version__, lifespan=_lifespan(pool))
     app.state.runtime = rt
-    app.state.service = BatchService(rt, wake=pool.notify)
+    service = BatchService(rt, wake=pool.notify)
+    app.state.service = service
     install_problem_handlers(app)
     app.include_router(native.router)
     app.include_router(web.router)
+    mount_profiles(app, service)
     _add_operational_routes(app, rt)
     return app
 

@@ -19,7 +19,7 @@ from loadbay.api.schemas import (
     UploadUrlOut,
     UploadUrlRequest,
 )
-from loadbay.core.intake import Upload
+from loadbay.api.streaming import receive
 from loadbay.core.models import Account
 from loadbay.core.service import BatchService
 from loadbay.errors import InvalidInput
@@ -77,23 +77,6 @@ async def put_data(
     )
     await receive(upload, request)
     return BatchOut.of(await run_in_threadpool(service.get, account, batch_id))
-
-
-async def receive(upload: Upload, request: Request) -> None:
-    """Stream the request body into an upload, enforcing the size limit as bytes arrive."""
-    upload.check_declared_size(_declared_size(request))
-    try:
-        async for data in request.stream():
-            upload.write(data)
-    except BaseException:
-        upload.abort()
-        raise
-    await run_in_threadpool(upload.finish)
-
-
-def _declared_size(request: Request) -> int | None:
-    value = request.headers.get("content-length")
-    return int(value) if value and value.isdigit() else None
 
 
 @router.put("/batches/{batch_id}/pages/{number}", response_model=BatchOut)

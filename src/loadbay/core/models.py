@@ -53,6 +53,7 @@ class NewBatch:
 class Batch:
     id: int
     account_id: int
+    ref: str
     type: str
     job_id: str | None
     description: str | None

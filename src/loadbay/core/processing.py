@@ -86,7 +86,7 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[
     warnings: list[str] = []
     stager = Stager(batch_type, rt.settings.chunk_size)
     for chunk in stager.chunks(_records(rt, batch, batch_type.columns(), warnings)):
-        _store_chunk(rt, claim, batch_type, chunk)
+        _store_chunk(rt, claim, batch, chunk)
     return warnings
 
 
@@ -131,12 +131,15 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)
 
 
-def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch_type: BatchType, chunk: Chunk) -> None:
-    """Stage one chunk: its records (duplicates marked), their errors and the counts, at once."""
+def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk: Chunk) -> None:
+    """Stage one chunk: its records (duplicates marked, type rules checked), their errors
+    and the counts, in one transaction."""
+    batch_type = rt.types.get(batch.type)
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         fresh = repo.claim_keys(conn, claim.batch_id, chunk_keys(batch_type, chunk.records))
         records = mark_duplicates(batch_type, chunk.records, fresh)
+        records = batch_type.check(conn, _context(batch), records)
         invalid = [r for r in records if r.data is None]
         valid = len(records) - len(invalid)
         rows = settle.error_rows((r, r.errors) for r in invalid)
@@ -201,7 +204,7 @@ def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
     if claim.attempt > rt.settings.max_attempts:
         _spend(rt, batch_type, claim, records)
         return
-    ctx = ApplyContext(batch.account_id, batch.id, batch.test, batch.options)
+    ctx = _context(batch)
     try:
         with rt.db.write() as conn:
             applied = _apply(conn, batch_type, ctx, [r for r in records if r.data is not None])
@@ -214,6 +217,10 @@ def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
         log.exception("chunk %s of batch %s failed (attempt %s)", claim.id, batch.id, claim.attempt)
         with rt.db.write() as conn:
             queue.release_chunk(conn, claim.id, claim.attempt, f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _context(batch: Batch) -> ApplyContext:
+    return ApplyContext(batch.account_id, batch.id, batch.test, batch.options)
 
 
 def _spend(rt: Runtime, batch_type: BatchType, claim: queue.ChunkClaim, records: list[StagedRecord]) -> None:

@@ -71,6 +71,7 @@ class Applied:
     action: Action | None = None
     entity_id: str | None = None
     error: FieldError | None = None
+    note: FieldError | None = None  # why a succeeded record was skipped (e.g. STALE_STATUS)
 
     @property
     def ok(self) -> bool:

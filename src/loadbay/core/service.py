@@ -153,6 +153,14 @@ class BatchService:
             raise NotFound(f"batch {batch_id} not found")
         return batch
 
+    def get_by_ref(self, account: Account, ref: str) -> Batch:
+        """The batch with this opaque reference (what profiles with string ids expose)."""
+        with self.rt.db.read() as conn:
+            batch = repo.batch_by_ref(conn, account.id, ref)
+        if batch is None:
+            raise NotFound(f"batch {ref} not found")
+        return batch
+
     def list_batches(
         self, account: Account, filters: Mapping[str, Any], before_id: int | None, limit: int
     ) -> list[Batch]:

@@ -56,7 +56,8 @@ def _outcome(record: StagedRecord, applied: Applied | None) -> RecordOutcome:
         raise RuntimeError(f"batch type returned no outcome for record {record.index}")
     if applied.error is not None:
         return RecordOutcome(OutcomeStatus.FAILED, errors=(applied.error,))
-    return RecordOutcome(OutcomeStatus.SUCCEEDED, applied.action, applied.entity_id)
+    notes = (applied.note,) if applied.note else ()
+    return RecordOutcome(OutcomeStatus.SUCCEEDED, applied.action, applied.entity_id, notes)
 
 
 def unapplied(records: Sequence[StagedRecord], reason: FieldError) -> list[RecordOutcome]:

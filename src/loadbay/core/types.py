@@ -79,6 +79,14 @@ class BatchType(ABC):
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
 
+    def check(
+        self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
+    ) -> list[StagedRecord]:
+        """Rules that need stored data or the batch's other records, run per chunk while
+        staging (after duplicates are marked, so this chunk's keys are already in the
+        batch's key table). Answers the records, refused ones with data None and errors."""
+        return list(records)
+
     @abstractmethod
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         """Write the chunk's valid records in the open transaction; one Applied each."""

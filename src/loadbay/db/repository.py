@@ -7,6 +7,7 @@ The chunk queue's statements live in `loadbay.db.queue`.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -93,6 +94,7 @@ def insert_batch(conn: Connection, values: Mapping[str, Any]) -> int:
     row = {"created_at": stamp, "updated_at": stamp, "warnings": "[]", "status": Status.OPEN}
     row |= {name: 0 for name in COUNT_FIELDS} | dict(values)
     row["options"] = json.dumps(row.get("options") or {}, sort_keys=True)
+    row.setdefault("ref", new_ref())
     return int(conn.execute(insert(batches).values(row).returning(batches.c.id)).scalar_one())
 
 
@@ -103,6 +105,20 @@ def get_batch(conn: Connection, account_id: int | None, batch_id: int, *, lock: 
         query = query.where(batches.c.account_id == account_id)
     if lock:
         query = query.with_for_update()
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _batch(row)
+
+
+def new_ref() -> str:
+    """An opaque, unguessable batch reference (22 characters of base 58)."""
+    return "".join(secrets.choice(_BASE58) for _ in range(22))
+
+
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def batch_by_ref(conn: Connection, account_id: int, ref: str) -> Batch | None:
+    query = select(batches).where(batches.c.account_id == account_id, batches.c.ref == ref)
     row = conn.execute(query).mappings().first()
     return None if row is None else _batch(row)
 
@@ -166,6 +182,7 @@ def _batch(row: RowMapping) -> Batch:
     return Batch(
         id=row["id"],
         account_id=row["account_id"],
+        ref=row["ref"],
         type=row["type"],
         job_id=row["job_id"],
         description=row["description"],

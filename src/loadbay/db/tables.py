@@ -96,6 +96,7 @@ batches = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("ref", String(32), nullable=False, unique=True),
     Column("type", String(100), nullable=False),
     Column("job_id", String(200)),
     Column("fingerprint", String(64), nullable=False),

@@ -51,6 +51,7 @@ def upgrade() -> None:
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
         sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("ref", sa.String(length=32), nullable=False),
         sa.Column("type", sa.String(length=100), nullable=False),
         sa.Column("job_id", sa.String(length=200), nullable=True),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
@@ -82,6 +83,7 @@ def upgrade() -> None:
         sa.Column("finished_at", loadbay.db.tables.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], name=op.f("fk_batches_account_id_accounts")),
         sa.ForeignKeyConstraint(["parent_id"], ["batches.id"], name=op.f("fk_batches_parent_id_batches")),
+        sa.UniqueConstraint("ref", name=op.f("uq_batches_ref")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_batches")),
         sa.UniqueConstraint("account_id", "job_id", name=op.f("uq_batches_account_id_job_id")),
     )

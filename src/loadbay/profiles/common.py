@@ -1,0 +1,60 @@
+"""What every API profile needs: the service, the caller's key in the vendor's auth
+style, and a sub-application of its own (so its error format stays its own)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import FastAPI, Request
+
+from loadbay.core.models import Account
+from loadbay.core.service import BatchService
+
+__all__ = ["account_of", "profile_app", "profile_key", "service_of"]
+
+
+def profile_app(title: str, service: BatchService) -> FastAPI:
+    """A sub-application mounted under the profile's prefix; its docs live at …/docs."""
+    app = FastAPI(title=f"loadbay {title} profile")
+    app.state.service = service
+    return app
+
+
+def service_of(request: Request) -> BatchService:
+    service: BatchService = request.app.state.service
+    return service
+
+
+def profile_key(request: Request) -> str | None:
+    """The loadbay API key, in any of the seeds' styles: `X-Api-Key: KEY`,
+    `Authorization: Basic KEY`, `Authorization: Basic base64(user:KEY)` or `Bearer KEY`."""
+    header = request.headers.get("x-api-key")
+    if header and header.strip():
+        return header.strip()
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    value = value.strip()
+    if not value:
+        return None
+    if scheme.lower() == "bearer":
+        return value
+    if scheme.lower() == "basic":
+        return _basic_password(value) or value
+    return None
+
+
+def _basic_password(value: str) -> str | None:
+    """The password of a standard Basic credential, or None if `value` is not one."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        return None
+    return password or user
+
+
+def account_of(request: Request) -> Account:
+    """The calling account (raises Unauthorized; each profile renders that its own way)."""
+    return service_of(request).authenticate(profile_key(request))
