@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -29,6 +30,11 @@ from sqlalchemy.engine import Dialect
 
 __all__ = [
     "accounts",
+    "assets_external_assets",
+    "assets_terminal_statuses",
+    "catalog_userx",
+    "mail_jobs",
+    "mail_tracking",
     "api_keys",
     "batch_events",
     "batch_inputs",
@@ -222,4 +228,87 @@ billing_customers = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("account_id", "customer_number"),
+)
+
+# assets (Centrapay) ---------------------------------------------------------
+
+assets_external_assets = Table(
+    "assets_external_assets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("external_id", String(100), nullable=False),
+    Column("barcode", String(16), nullable=False),
+    Column("description", String(500)),
+    Column("balance", Numeric(14, 2)),
+    Column("currency", String(3)),
+    Column("expires_on", Date),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "external_id"),
+)
+
+assets_terminal_statuses = Table(
+    "assets_terminal_statuses",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("terminal_id", String(100), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("reported_at", UTCDateTime, nullable=False),
+    Column("merchant_id", String(100)),
+    Column("location", String(500)),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "terminal_id"),
+)
+
+# catalog (Alliant) ----------------------------------------------------------
+
+catalog_userx = Table(
+    "catalog_userx",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("dimension", Integer, nullable=False),
+    Column("item_id", String(50), nullable=False),
+    Column("parent_item_id", String(50)),
+    Column("description", String(500)),
+    Column("data", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "dimension", "item_id"),
+)
+
+# mail (Click2Mail) ----------------------------------------------------------
+
+mail_jobs = Table(
+    "mail_jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("batch_id", Id, ForeignKey("batches.id"), nullable=False),
+    Column("record_index", Integer, nullable=False),
+    Column("status", String(40), nullable=False),
+    Column("starting_page", Integer, nullable=False),
+    Column("ending_page", Integer, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("batch_id", "record_index"),
+)
+
+mail_tracking = Table(
+    "mail_tracking",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("mail_jobs.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status", String(60), nullable=False),
+    Column("location", String(200)),
+    Column("detail", Text),
+    Index(None, "job_id", "at"),
 )

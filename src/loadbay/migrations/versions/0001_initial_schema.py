@@ -209,11 +209,122 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("batch_id", "key", name=op.f("pk_batch_keys")),
     )
 
+    op.create_table(
+        "assets_external_assets",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("external_id", sa.String(length=100), nullable=False),
+        sa.Column("barcode", sa.String(length=16), nullable=False),
+        sa.Column("description", sa.String(length=500), nullable=True),
+        sa.Column("balance", sa.Numeric(precision=14, scale=2), nullable=True),
+        sa.Column("currency", sa.String(length=3), nullable=True),
+        sa.Column("expires_on", sa.Date(), nullable=True),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_assets_external_assets_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_assets_external_assets")),
+        sa.UniqueConstraint(
+            "account_id", "external_id", name=op.f("uq_assets_external_assets_account_id_external_id")
+        ),
+    )
+    op.create_table(
+        "assets_terminal_statuses",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("terminal_id", sa.String(length=100), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("reported_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("merchant_id", sa.String(length=100), nullable=True),
+        sa.Column("location", sa.String(length=500), nullable=True),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_assets_terminal_statuses_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_assets_terminal_statuses")),
+        sa.UniqueConstraint(
+            "account_id", "terminal_id", name=op.f("uq_assets_terminal_statuses_account_id_terminal_id")
+        ),
+    )
+    op.create_table(
+        "catalog_userx",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("dimension", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.String(length=50), nullable=False),
+        sa.Column("parent_item_id", sa.String(length=50), nullable=True),
+        sa.Column("description", sa.String(length=500), nullable=True),
+        sa.Column("data", sa.Text(), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_catalog_userx_account_id_accounts")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_catalog_userx")),
+        sa.UniqueConstraint(
+            "account_id", "dimension", "item_id", name=op.f("uq_catalog_userx_account_id_dimension_item_id")
+        ),
+    )
+    op.create_table(
+        "mail_jobs",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("batch_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("record_index", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=40), nullable=False),
+        sa.Column("starting_page", sa.Integer(), nullable=False),
+        sa.Column("ending_page", sa.Integer(), nullable=False),
+        sa.Column("data", sa.Text(), nullable=False),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_mail_jobs_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(["batch_id"], ["batches.id"], name=op.f("fk_mail_jobs_batch_id_batches")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mail_jobs")),
+        sa.UniqueConstraint("batch_id", "record_index", name=op.f("uq_mail_jobs_batch_id_record_index")),
+    )
+    op.create_table(
+        "mail_tracking",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("job_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("status", sa.String(length=60), nullable=False),
+        sa.Column("location", sa.String(length=200), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["job_id"], ["mail_jobs.id"], name=op.f("fk_mail_tracking_job_id_mail_jobs")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_mail_tracking")),
+    )
+    with op.batch_alter_table("mail_tracking", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mail_tracking_job_id_at"), ["job_id", "at"], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("mail_tracking", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mail_tracking_job_id_at"))
+
+    op.drop_table("mail_tracking")
+    op.drop_table("mail_jobs")
+    op.drop_table("catalog_userx")
+    op.drop_table("assets_terminal_statuses")
+    op.drop_table("assets_external_assets")
     op.drop_table("batch_keys")
     with op.batch_alter_table("record_errors", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_record_errors_batch_id_id"))
