@@ -3,6 +3,7 @@ template), and real `loadbay serve` processes on loopback."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ def postgres_template() -> str | None:
     """The PostgreSQL server URL, with a migrated template database made once per session."""
     server = postgres_server_url()
     if server is None:
+        if os.environ.get("LOADBAY_REQUIRE_POSTGRES") == "1":
+            raise RuntimeError("LOADBAY_REQUIRE_POSTGRES=1 but no PostgreSQL server could be started")
         return None
     drop_database(server, TEMPLATE)
     migrate(_sqlalchemy(create_database(server, TEMPLATE)))
