@@ -40,7 +40,13 @@ __all__ = [
     "batch_inputs",
     "batch_keys",
     "batches",
+    "billing_allocations",
     "billing_customers",
+    "billing_invoice_lines",
+    "billing_invoices",
+    "billing_memos",
+    "billing_payments",
+    "billing_write_offs",
     "chunks",
     "metadata",
     "record_errors",
@@ -228,6 +234,95 @@ billing_customers = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("account_id", "customer_number"),
+)
+
+billing_invoices = Table(
+    "billing_invoices",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("invoice_number", String(40), nullable=False),
+    Column("customer_id", Id, ForeignKey("billing_customers.id"), nullable=False),
+    Column("invoice_date", Date, nullable=False),
+    Column("due_date", Date),
+    Column("currency", String(3), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("balance", Numeric(14, 2), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "invoice_number"),
+    Index(None, "customer_id", "status"),
+)
+
+billing_invoice_lines = Table(
+    "billing_invoice_lines",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("invoice_id", Id, ForeignKey("billing_invoices.id"), nullable=False),
+    Column("line_number", Integer, nullable=False),
+    Column("description", String(500)),
+    Column("quantity", Numeric(18, 4), nullable=False),
+    Column("unit_price", Numeric(18, 4), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("invoice_id", "line_number"),
+)
+
+billing_memos = Table(
+    "billing_memos",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("memo_number", String(40), nullable=False),
+    Column("customer_id", Id, ForeignKey("billing_customers.id"), nullable=False),
+    Column("memo_date", Date, nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", String(500)),
+    Column("status", String(20), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("account_id", "kind", "memo_number"),
+)
+
+billing_payments = Table(
+    "billing_payments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("customer_id", Id, ForeignKey("billing_customers.id"), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("unapplied", Numeric(14, 2), nullable=False),
+    Column("payment_date", Date, nullable=False),
+    Column("reference", String(100)),
+    Column("method", String(40)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+billing_allocations = Table(
+    "billing_allocations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("payment_id", Id, ForeignKey("billing_payments.id"), nullable=False),
+    Column("invoice_id", Id, ForeignKey("billing_invoices.id"), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+)
+
+billing_write_offs = Table(
+    "billing_write_offs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("invoice_id", Id, ForeignKey("billing_invoices.id"), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("reason", String(500)),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # assets (Centrapay) ---------------------------------------------------------

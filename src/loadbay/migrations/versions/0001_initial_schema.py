@@ -312,11 +312,172 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("mail_tracking", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_mail_tracking_job_id_at"), ["job_id", "at"], unique=False)
+    op.create_table(
+        "billing_invoices",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("invoice_number", sa.String(length=40), nullable=False),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("invoice_date", sa.Date(), nullable=False),
+        sa.Column("due_date", sa.Date(), nullable=True),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("balance", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_billing_invoices_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["billing_customers.id"],
+            name=op.f("fk_billing_invoices_customer_id_billing_customers"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_invoices")),
+        sa.UniqueConstraint(
+            "account_id", "invoice_number", name=op.f("uq_billing_invoices_account_id_invoice_number")
+        ),
+    )
+    with op.batch_alter_table("billing_invoices", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_billing_invoices_customer_id_status"), ["customer_id", "status"], unique=False
+        )
+
+    op.create_table(
+        "billing_memos",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("memo_number", sa.String(length=40), nullable=False),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("memo_date", sa.Date(), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=True),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_billing_memos_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["billing_customers.id"],
+            name=op.f("fk_billing_memos_customer_id_billing_customers"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_memos")),
+        sa.UniqueConstraint(
+            "account_id", "kind", "memo_number", name=op.f("uq_billing_memos_account_id_kind_memo_number")
+        ),
+    )
+    op.create_table(
+        "billing_payments",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("customer_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("unapplied", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("payment_date", sa.Date(), nullable=False),
+        sa.Column("reference", sa.String(length=100), nullable=True),
+        sa.Column("method", sa.String(length=40), nullable=True),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_billing_payments_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"],
+            ["billing_customers.id"],
+            name=op.f("fk_billing_payments_customer_id_billing_customers"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_payments")),
+    )
+    op.create_table(
+        "billing_allocations",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("payment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("invoice_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["billing_invoices.id"],
+            name=op.f("fk_billing_allocations_invoice_id_billing_invoices"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["payment_id"],
+            ["billing_payments.id"],
+            name=op.f("fk_billing_allocations_payment_id_billing_payments"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_allocations")),
+    )
+    op.create_table(
+        "billing_invoice_lines",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("invoice_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("line_number", sa.Integer(), nullable=False),
+        sa.Column("description", sa.String(length=500), nullable=True),
+        sa.Column("quantity", sa.Numeric(precision=18, scale=4), nullable=False),
+        sa.Column("unit_price", sa.Numeric(precision=18, scale=4), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("revision", sa.Integer(), nullable=False),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["billing_invoices.id"],
+            name=op.f("fk_billing_invoice_lines_invoice_id_billing_invoices"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_invoice_lines")),
+        sa.UniqueConstraint(
+            "invoice_id", "line_number", name=op.f("uq_billing_invoice_lines_invoice_id_line_number")
+        ),
+    )
+    op.create_table(
+        "billing_write_offs",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("account_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("invoice_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
+        sa.Column("reason", sa.String(length=500), nullable=True),
+        sa.Column("created_at", loadbay.db.tables.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_billing_write_offs_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"],
+            ["billing_invoices.id"],
+            name=op.f("fk_billing_write_offs_invoice_id_billing_invoices"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_billing_write_offs")),
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table("billing_write_offs")
+    op.drop_table("billing_invoice_lines")
+    op.drop_table("billing_allocations")
+    op.drop_table("billing_payments")
+    op.drop_table("billing_memos")
+    with op.batch_alter_table("billing_invoices", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_billing_invoices_customer_id_status"))
+
+    op.drop_table("billing_invoices")
     with op.batch_alter_table("mail_tracking", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_mail_tracking_job_id_at"))
 
