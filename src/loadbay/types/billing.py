@@ -10,12 +10,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection
 
-from loadbay.core.records import Action, Applied, StagedRecord
+from loadbay.core.records import Applied, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_customers
 from loadbay.types.iso import COUNTRIES, CURRENCIES
+from loadbay.types.upsert import Stored, UpsertSpec, key_of, upsert
 
 __all__ = ["CustomerRecord", "CustomerType"]
 
@@ -83,6 +84,7 @@ class CustomerRecord(BaseModel):
 
 
 _FIELDS = tuple(f for f in CustomerRecord.model_fields if f != "customer_number")
+CUSTOMERS = UpsertSpec(billing_customers, ("account_id", "customer_number"), _FIELDS)
 
 
 class CustomerType(BatchType):
@@ -94,83 +96,17 @@ class CustomerType(BatchType):
     description = "Billing customers, created or updated by customer_number."
 
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
-        rows = {r.index: _row(r) for r in records if r.data is not None}
-        existing = _existing(conn, ctx.account_id, [row["customer_number"] for row in rows.values()])
-        now = datetime.now(UTC)
-        new = [row for row in rows.values() if row["customer_number"] not in existing]
-        changed = [
-            row
-            for row in rows.values()
-            if row["customer_number"] in existing and _differs(row, existing[row["customer_number"]])
-        ]
-        ids = {number: row["id"] for number, row in existing.items()}
-        ids |= _insert(conn, ctx.account_id, new, now)
-        _update(conn, ctx.account_id, changed, now)
-        changed_keys = {row["customer_number"] for row in changed}
-        return [
-            _applied(index, row["customer_number"], existing, changed_keys, ids)
-            for index, row in rows.items()
-        ]
+        rows = {r.index: _row(r, ctx.account_id) for r in records if r.data is not None}
+        stored = upsert(conn, CUSTOMERS, list(rows.values()), datetime.now(UTC))
+        return [_applied(index, stored[key_of(CUSTOMERS, row)]) for index, row in rows.items()]
 
 
-def _row(record: StagedRecord) -> dict[str, Any]:
+def _row(record: StagedRecord, account_id: int) -> dict[str, Any]:
     assert record.data is not None
     row = {name: record.data.get(name) for name in CustomerRecord.model_fields}
     row["balance"] = Decimal(str(row["balance"]))
-    return row
+    return row | {"account_id": account_id}
 
 
-def _existing(conn: Connection, account_id: int, numbers: list[str]) -> dict[str, dict[str, Any]]:
-    """The stored customers among `numbers`, by customer_number (one query per 500)."""
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(numbers), 500):
-        query = select(billing_customers).where(
-            billing_customers.c.account_id == account_id,
-            billing_customers.c.customer_number.in_(numbers[start : start + 500]),
-        )
-        for row in conn.execute(query).mappings():
-            found[row["customer_number"]] = dict(row)
-    return found
-
-
-def _differs(row: dict[str, Any], stored: dict[str, Any]) -> bool:
-    return any(row[name] != stored[name] for name in _FIELDS)
-
-
-def _insert(conn: Connection, account_id: int, rows: list[dict[str, Any]], now: datetime) -> dict[str, int]:
-    """Insert new customers in one executemany; their ids by customer_number."""
-    if not rows:
-        return {}
-    extra = {"account_id": account_id, "revision": 1, "created_at": now, "updated_at": now}
-    c = billing_customers.c
-    statement = insert(billing_customers).returning(c.customer_number, c.id)
-    result = conn.execute(statement, [row | extra for row in rows])
-    return {number: entity_id for number, entity_id in result}
-
-
-def _update(conn: Connection, account_id: int, rows: list[dict[str, Any]], now: datetime) -> None:
-    if not rows:
-        return
-    c = billing_customers.c
-    statement = (
-        update(billing_customers)
-        .where(c.account_id == account_id, c.customer_number == bindparam("key"))
-        .values({name: bindparam(f"v_{name}") for name in _FIELDS})
-        .values(revision=c.revision + 1, updated_at=now)
-    )
-    params = [{f"v_{k}": v for k, v in row.items()} | {"key": row["customer_number"]} for row in rows]
-    conn.execute(statement, params)
-
-
-def _applied(
-    index: int,
-    number: str,
-    existing: dict[str, dict[str, Any]],
-    changed: set[str],
-    ids: dict[str, int],
-) -> Applied:
-    if number not in existing:
-        action = Action.CREATED
-    else:
-        action = Action.UPDATED if number in changed else Action.UNCHANGED
-    return Applied(index=index, action=action, entity_id=str(ids[number]))
+def _applied(index: int, stored: Stored) -> Applied:
+    return Applied(index=index, action=stored.action, entity_id=str(stored.id))

@@ -1,0 +1,108 @@
+"""Bulk upsert by a natural key: the statements most record types apply a chunk with.
+
+One SELECT (per 500 keys) finds the stored rows, one executemany INSERT …
+RETURNING creates the new ones, one executemany UPDATE changes the ones whose
+values differ (bumping `revision`); rows with the same values are `unchanged`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, bindparam, insert, select, tuple_, update
+
+from loadbay.core.records import Action
+
+__all__ = ["Stored", "UpsertSpec", "find", "key_of", "upsert"]
+
+Key = tuple[Any, ...]
+_SELECT_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertSpec:
+    table: Table
+    key: tuple[str, ...]  # the columns that identify a row (including its scope, e.g. account_id)
+    fields: tuple[str, ...]  # the columns a record sets (compared to decide updated/unchanged)
+    extra: tuple[str, ...] = ()  # stored columns to read back as well (e.g. status, balance)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    id: int
+    action: Action
+    before: Mapping[str, Any] | None  # the stored values before this chunk (None when created)
+
+
+def key_of(spec: UpsertSpec, row: Mapping[str, Any]) -> Key:
+    return tuple(row[name] for name in spec.key)
+
+
+def find(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+    """The stored rows among `keys` (id, key columns, fields and extras), by key."""
+    table = spec.table
+    columns = [table.c.id, *(table.c[n] for n in dict.fromkeys(spec.key + spec.fields + spec.extra))]
+    found: dict[Key, dict[str, Any]] = {}
+    for start in range(0, len(keys), _SELECT_BATCH):
+        part = keys[start : start + _SELECT_BATCH]
+        query = select(*columns).where(_key_in(table, spec.key, part))
+        for row in conn.execute(query).mappings():
+            values = dict(row)
+            found[key_of(spec, values)] = values
+    return found
+
+
+def _key_in(table: Table, names: tuple[str, ...], keys: Sequence[Key]) -> Any:
+    if len(names) == 1:
+        return table.c[names[0]].in_([k[0] for k in keys])
+    return tuple_(*(table.c[n] for n in names)).in_(keys)
+
+
+def upsert(
+    conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[Key, Stored]:
+    """Create or update every row (each has the key columns and fields); the result by key."""
+    keys = list(dict.fromkeys(key_of(spec, row) for row in rows))
+    stored = find(conn, spec, keys)
+    new = [row for row in rows if key_of(spec, row) not in stored]
+    changed = [row for row in rows if (k := key_of(spec, row)) in stored and _differs(spec, row, stored[k])]
+    result = {k: Stored(before["id"], Action.UNCHANGED, before) for k, before in stored.items()}
+    result |= {k: Stored(i, Action.CREATED, None) for k, i in _insert(conn, spec, new, now).items()}
+    _update(conn, spec, changed, now)
+    for row in changed:
+        k = key_of(spec, row)
+        result[k] = Stored(result[k].id, Action.UPDATED, stored[k])
+    return result
+
+
+def _differs(spec: UpsertSpec, row: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
+    return any(row[name] != stored[name] for name in spec.fields)
+
+
+def _insert(
+    conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[Key, int]:
+    if not rows:
+        return {}
+    table = spec.table
+    stamps = {"revision": 1, "created_at": now, "updated_at": now}
+    statement = insert(table).returning(table.c.id, *(table.c[n] for n in spec.key))
+    result = conn.execute(statement, [dict(row) | stamps for row in rows])
+    return {tuple(found[1:]): found[0] for found in result}
+
+
+def _update(conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    if not rows:
+        return
+    table = spec.table
+    statement = (
+        update(table)
+        .where(and_(*(table.c[n] == bindparam(f"k_{n}") for n in spec.key)))
+        .values({n: bindparam(f"v_{n}") for n in spec.fields})
+        .values(revision=table.c.revision + 1, updated_at=now)
+    )
+    params = [{f"k_{n}": row[n] for n in spec.key} | {f"v_{n}": row[n] for n in spec.fields} for row in rows]
+    conn.execute(statement, params)
