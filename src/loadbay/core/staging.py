@@ -9,7 +9,7 @@ from loadbay.core.records import FieldError, StagedRecord
 from loadbay.core.types import BatchType
 from loadbay.readers import RawRecord
 
-__all__ = ["Chunk", "Stager", "chunk_keys", "mark_duplicates"]
+__all__ = ["Chunk", "Stager", "chunk_keys", "mark_duplicates", "refuse"]
 
 
 @dataclass(slots=True)
@@ -79,3 +79,10 @@ def mark_duplicates(
             seen.add(key)
         marked.append(record)
     return marked
+
+
+def refuse(records: Sequence[StagedRecord], refusals: dict[int, FieldError]) -> list[StagedRecord]:
+    """The records, those named in `refusals` (by index) made invalid with that error."""
+    return [
+        replace(r, data=None, errors=(refusals[r.index],)) if r.index in refusals else r for r in records
+    ]

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from loadbay.core.types import TypeRegistry
+from loadbay.types.assets import ExternalAssetType, TerminalStatusType
 from loadbay.types.billing import CustomerType
+from loadbay.types.invoices import InvoiceLineType, InvoiceType
+from loadbay.types.memos import CreditMemoType, DebitMemoType
+from loadbay.types.payments import PaymentType, WriteOffType
 
 __all__ = ["default_registry"]
 
+BILLING = (
+    CustomerType(),
+    InvoiceType(),
+    InvoiceLineType(),
+    CreditMemoType(),
+    DebitMemoType(),
+    PaymentType(),
+    WriteOffType(),
+)
+
 
 def default_registry() -> TypeRegistry:
-    return TypeRegistry([CustomerType()])
+    return TypeRegistry([*BILLING, ExternalAssetType(), TerminalStatusType()])

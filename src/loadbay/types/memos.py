@@ -1,0 +1,115 @@
+"""Credit and debit memos (TYPES.md, billing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import Connection
+
+from loadbay.core.records import Applied, StagedRecord
+from loadbay.core.staging import refuse
+from loadbay.core.types import ApplyContext, BatchType
+from loadbay.db.tables import billing_memos
+from loadbay.types import ledger
+from loadbay.types.invoices import currency_code
+from loadbay.types.upsert import UpsertSpec, key_of, upsert
+
+__all__ = ["CreditMemoType", "DebitMemoType", "MemoRecord"]
+
+
+class MemoRecord(BaseModel):
+    """A row of a `billing.credit_memo` or `billing.debit_memo` file."""
+
+    model_config = ConfigDict(str_strip_whitespace=True, extra="ignore", coerce_numbers_to_str=True)
+
+    memo_number: str = Field(min_length=1, max_length=40)
+    customer_number: str = Field(min_length=1, max_length=40)
+    memo_date: date
+    amount: Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+    currency: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        return currency_code(value)
+
+
+MEMOS = UpsertSpec(
+    billing_memos,
+    ("account_id", "kind", "memo_number"),
+    ("customer_id", "memo_date", "amount", "currency", "reason"),
+)
+
+
+class _MemoType(BatchType):
+    """Memos by memo_number; a credit lowers what the customer owes, a debit raises it."""
+
+    key = "memo_number"
+    model = MemoRecord
+    kind: ClassVar[str]
+    sign: ClassVar[int]
+
+    def check(
+        self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
+    ) -> list[StagedRecord]:
+        customers = ledger.customers_named(conn, ctx.account_id, records)
+        return refuse(records, {r.index: e for r in records if (e := ledger.unknown_customer(r, customers))})
+
+    def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
+        now = datetime.now(UTC)
+        customers = ledger.customers_named(conn, ctx.account_id, records)
+        applied: list[Applied] = []
+        rows: dict[int, dict[str, Any]] = {}
+        for record in (r for r in records if r.data is not None):
+            error = ledger.unknown_customer(record, customers)
+            if error:
+                applied.append(Applied(record.index, error=error))
+            else:
+                rows[record.index] = self._row(record, ctx, customers)
+        saved = upsert(conn, MEMOS, list(rows.values()), now)
+        deltas = [
+            (row["customer_id"], self.sign * ledger.amount_change(row, saved[key_of(MEMOS, row)].before))
+            for row in rows.values()
+        ]
+        ledger.move_balances(conn, customers.values(), deltas, now)
+        for index, row in rows.items():
+            result = saved[key_of(MEMOS, row)]
+            applied.append(Applied(index, action=result.action, entity_id=str(result.id)))
+        return applied
+
+    def _row(
+        self, record: StagedRecord, ctx: ApplyContext, customers: Mapping[Any, ledger.CustomerRef]
+    ) -> dict[str, Any]:
+        data = record.data
+        assert data is not None
+        customer = customers[data["customer_number"]]
+        return {
+            "account_id": ctx.account_id,
+            "kind": self.kind,
+            "memo_number": data["memo_number"],
+            "customer_id": customer.id,
+            "memo_date": date.fromisoformat(data["memo_date"]),
+            "amount": ledger.money(data["amount"]),
+            "currency": data.get("currency") or customer.currency,
+            "reason": data.get("reason"),
+            "status": "Open",
+        }
+
+
+class CreditMemoType(_MemoType):
+    name = "billing.credit_memo"
+    description = "Credit memos: lower what a customer owes."
+    kind = "credit"
+    sign = -1
+
+
+class DebitMemoType(_MemoType):
+    name = "billing.debit_memo"
+    description = "Debit memos: raise what a customer owes."
+    kind = "debit"
+    sign = 1

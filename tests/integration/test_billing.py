@@ -1,0 +1,176 @@
+"""The billing types end to end through the native API, with balances checked in the database."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from tests.support.servers import Server, wait_final
+
+
+def load(
+    client: httpx.Client, type_: str, body: str, *, submit: bool = True, **create: Any
+) -> dict[str, Any]:
+    """Create a batch of `type_` with `body` as its CSV, and submit it unless told not to."""
+    answer = client.post("/v1/batches", json={"type": type_} | create)
+    assert answer.status_code == 201, answer.text
+    batch: dict[str, Any] = answer.json()
+    put = client.put(f"/v1/batches/{batch['id']}/data", content=body, headers={"Content-Type": "text/csv"})
+    assert put.status_code == 200, put.text
+    if submit:
+        client.post(f"/v1/batches/{batch['id']}/submit").raise_for_status()
+    return batch
+
+
+def done(client: httpx.Client, batch: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    final = wait_final(client, batch["id"])
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/v1/batches/{batch['id']}/results").text)))
+    return final, rows
+
+
+def query(server: Server, sql: str) -> list[Any]:
+    engine = create_engine(
+        server.env["LOADBAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    )
+    with engine.connect() as conn:
+        rows = list(conn.execute(text(sql)))
+    engine.dispose()
+    return rows
+
+
+def outcomes(rows: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return [(r["loadbay_status"], r["loadbay_error_code"]) for r in rows]
+
+
+CUSTOMERS = "customer_number,name,status\nB1,Ann,Active\nB2,Bob,Suspended\n"
+INVOICES = (
+    "invoice_number,customer_number,invoice_date,due_date,amount\n"
+    "I1,B1,2026-01-01,2026-01-31,100.00\n"
+    "I2,B1,2026-02-01,2026-01-01,50.00\n"  # due before issued
+    "I3,B9,2026-02-01,,10.00\n"  # unknown customer
+    "I4,B1,2026-03-01,,30.00\n"
+    "I5,B2,2026-03-01,,20.00\n"
+)
+LINES = (
+    "invoice_number,line_number,description,quantity,unit_price,amount\n"
+    "I1,1,Widgets,2,25.00,50.00\n"
+    "I1,2,Gadgets,1,50.00,\n"
+    "I1,3,Oops,3,1.10,3.00\n"  # 3 × 1.10 = 3.30
+    "I9,1,Nowhere,1,1,1\n"  # unknown invoice
+)
+
+
+def test_invoices_then_their_line_item_children(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        customers, _ = done(client, load(client, "billing.customer", CUSTOMERS))
+        assert customers["counts"]["succeeded"] == 2
+
+        invoices = load(client, "billing.invoice", INVOICES, submit=False)
+        lines = load(client, "billing.invoice_line", LINES, submit=False, parent_id=invoices["id"])
+        client.post(f"/v1/batches/{invoices['id']}/submit").raise_for_status()
+        invoice_batch, invoice_rows = done(client, invoices)
+        line_batch, line_rows = done(client, lines)
+        children = client.get(f"/v1/batches/{invoices['id']}/children").json()["data"]
+
+    assert [c["id"] for c in children] == [lines["id"]]
+    assert outcomes(invoice_rows) == [
+        ("succeeded", ""),
+        ("invalid", "INVALID_DUE_DATE"),
+        ("invalid", "UNKNOWN_CUSTOMER"),
+        ("succeeded", ""),
+        ("succeeded", ""),
+    ]
+    assert invoice_batch["counts"]["succeeded"] == 3
+    assert outcomes(line_rows) == [
+        ("succeeded", ""),
+        ("succeeded", ""),
+        ("invalid", "AMOUNT_MISMATCH"),
+        ("invalid", "UNKNOWN_INVOICE"),
+    ]
+    assert line_batch["counts"]["succeeded"] == 2
+    lines_stored = query(server, "SELECT line_number, amount FROM billing_invoice_lines ORDER BY line_number")
+    assert [(n, Decimal(str(a))) for n, a in lines_stored] == [(1, Decimal("50.00")), (2, Decimal("50.00"))]
+    assert (
+        Decimal(str(query(server, "SELECT balance FROM billing_customers WHERE customer_number='B1'")[0][0]))
+        == 130
+    )
+
+
+PAYER_INVOICES = (
+    "invoice_number,customer_number,invoice_date,amount\n"
+    "J1,P1,2026-01-01,100.00\n"
+    "J4,P1,2026-03-01,30.00\n"
+    "J5,P2,2026-03-01,20.00\n"
+    "J6,P1,2026-04-01,40.00\n"
+    "J7,P1,2026-05-01,5.00\n"
+)
+WRITE_OFFS = "invoice_number,amount\nJ1,\nJ4,25.00\nJ5,\nJ9,\nJ6,15.00\nJ6,1.00\nJ7,\n"
+
+
+def test_payment_settles_oldest_invoices_first_then_write_off_rules(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        done(
+            client,
+            load(
+                client, "billing.customer", "customer_number,name,status\nP1,Pat,Active\nP2,Sue,Suspended\n"
+            ),
+        )
+        done(client, load(client, "billing.invoice", PAYER_INVOICES))
+        payments = "customer_number,amount,reference\nP1,110.00,R1\nP9,5.00,R2\n"
+        _, payment_rows = done(client, load(client, "billing.payment", payments))
+        staged = wait_final(client, load(client, "billing.write_off", WRITE_OFFS, process="manual")["id"])
+        validated_counts = staged["counts"]
+        client.post(f"/v1/batches/{staged['id']}/process").raise_for_status()
+        _, write_off_rows = done(client, staged)
+
+    assert outcomes(payment_rows) == [("succeeded", ""), ("invalid", "UNKNOWN_CUSTOMER")]
+    assert (
+        staged["status"] == "validated"
+        and validated_counts["valid"] == 2
+        and validated_counts["invalid"] == 5
+    )
+    assert outcomes(write_off_rows) == [
+        ("invalid", "INVOICE_NOT_OPEN"),  # J1 was paid in full by the payment (oldest first)
+        ("invalid", "AMOUNT_EXCEEDS_BALANCE"),  # J4 has 20 left after the payment's other 10
+        ("invalid", "CUSTOMER_NOT_ACTIVE"),  # J5's customer is Suspended
+        ("invalid", "UNKNOWN_INVOICE"),
+        ("succeeded", ""),
+        ("invalid", "DUPLICATE_KEY"),
+        ("succeeded", ""),
+    ]
+    stored = query(
+        server, "SELECT invoice_number, status, balance FROM billing_invoices WHERE invoice_number LIKE 'J%'"
+    )
+    invoices = {n: (status, Decimal(str(b))) for n, status, b in stored}
+    assert invoices == {
+        "J1": ("Paid", Decimal("0.00")),
+        "J4": ("Open", Decimal("20.00")),
+        "J5": ("Open", Decimal("20.00")),
+        "J6": ("Open", Decimal("25.00")),
+        "J7": ("WrittenOff", Decimal("0.00")),
+    }
+    balance = query(server, "SELECT balance FROM billing_customers WHERE customer_number = 'P1'")[0][0]
+    assert Decimal(str(balance)) == Decimal("45.00")  # 175 invoiced - 110 paid - 20 written off
+    allocations = query(server, "SELECT count(*), sum(amount) FROM billing_allocations")
+    assert allocations[0][0] == 2 and Decimal(str(allocations[0][1])) == Decimal("110.00")
+
+
+def test_memos_move_the_customer_balance(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        done(client, load(client, "billing.customer", "customer_number,name\nM1,Mo\n"))
+        credit = (
+            "memo_number,customer_number,memo_date,amount\nC1,M1,2026-01-05,12.50\nC2,M9,2026-01-05,1.00\n"
+        )
+        _, credit_rows = done(client, load(client, "billing.credit_memo", credit))
+        debit = "memo_number,customer_number,memo_date,amount\nC1,M1,2026-01-06,2.00\nD2,M1,2026-01-06,0\n"
+        _, debit_rows = done(client, load(client, "billing.debit_memo", debit))
+
+    assert outcomes(credit_rows) == [("succeeded", ""), ("invalid", "UNKNOWN_CUSTOMER")]
+    assert outcomes(debit_rows) == [("succeeded", ""), ("invalid", "INVALID_VALUE")]  # amount must be > 0
+    balance = query(server, "SELECT balance FROM billing_customers WHERE customer_number = 'M1'")[0][0]
+    assert Decimal(str(balance)) == Decimal("-10.50")
