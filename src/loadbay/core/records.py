@@ -12,6 +12,7 @@ __all__ = [
     "FieldError",
     "OutcomeStatus",
     "RecordOutcome",
+    "RecordView",
     "StagedRecord",
 ]
 
@@ -83,6 +84,36 @@ class RecordOutcome:
     """The one outcome of one record: what the result file says about it."""
 
     status: OutcomeStatus
+    action: Action | None = None
+    entity_id: str | None = None
+    errors: tuple[FieldError, ...] = ()
+
+    def to_json(self) -> list[Any]:
+        action = self.action.value if self.action else None
+        return [self.status.value, action, self.entity_id, [[e.code, e.message, e.field] for e in self.errors]]
+
+    @classmethod
+    def from_json(cls, item: list[Any]) -> RecordOutcome:
+        status, action, entity_id, errors = item
+        return cls(
+            OutcomeStatus(status),
+            Action(action) if action else None,
+            entity_id,
+            tuple(FieldError(*e) for e in errors),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    """One record as a client may look at it: what was sent and where it stands.
+
+    `status` is the outcome once the record has one; before that `valid` or
+    `invalid` (validated, not yet applied)."""
+
+    index: int
+    external_id: str | None
+    raw: dict[str, Any]
+    status: str
     action: Action | None = None
     entity_id: str | None = None
     errors: tuple[FieldError, ...] = ()

@@ -15,7 +15,14 @@ from sqlalchemy import Connection
 
 from loadbay.core.lifecycle import Event, Status
 from loadbay.core.models import Counts
-from loadbay.core.records import Applied, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
+from loadbay.core.records import (
+    Applied,
+    FieldError,
+    OutcomeStatus,
+    RecordOutcome,
+    RecordView,
+    StagedRecord,
+)
 from loadbay.core.results import result_rows
 from loadbay.core.types import BatchType
 from loadbay.db import queue
@@ -41,6 +48,27 @@ def encode_chunk(records: Sequence[StagedRecord]) -> str:
 
 def decode_chunk(payload: str) -> list[StagedRecord]:
     return [StagedRecord.from_json(item) for item in json.loads(payload)]
+
+
+def encode_outcomes(results: Sequence[RecordOutcome]) -> str:
+    return json.dumps([o.to_json() for o in results], separators=(",", ":"))
+
+
+def record_views(payload: str, outcomes: str | None) -> list[RecordView]:
+    """A chunk's records with their outcomes (or their validation state before applying)."""
+    records = decode_chunk(payload)
+    if outcomes is None:
+        return [_pending_view(r) for r in records]
+    settled = [RecordOutcome.from_json(item) for item in json.loads(outcomes)]
+    return [
+        RecordView(r.index, r.external_id, r.raw, o.status.value, o.action, o.entity_id, o.errors)
+        for r, o in zip(records, settled, strict=True)
+    ]
+
+
+def _pending_view(record: StagedRecord) -> RecordView:
+    status = "valid" if record.data is not None else OutcomeStatus.INVALID.value
+    return RecordView(record.index, record.external_id, record.raw, status, errors=record.errors)
 
 
 def outcomes(records: Sequence[StagedRecord], applied: Sequence[Applied]) -> list[RecordOutcome]:
@@ -95,7 +123,7 @@ def settle_chunk(
 ) -> bool:
     """Record a chunk's outcomes; False (write nothing) when the chunk's lease was lost."""
     text = result_rows(batch_type.columns().names, records, results)
-    if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, text):
+    if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, encode_outcomes(results), text):
         return False
     late = (OutcomeStatus.FAILED, OutcomeStatus.UNPROCESSED)
     pairs = ((r, o.errors) for r, o in zip(records, results, strict=True) if o.status in late)
@@ -143,6 +171,6 @@ def cancel_chunks(conn: Connection, batch_type: BatchType, batch_id: int) -> Non
     for chunk_id in queue.open_chunk_ids(conn, batch_id):
         records = decode_chunk(queue.chunk_payload(conn, chunk_id))
         results = unapplied(records, UNPROCESSED)
-        queue.cancel_chunk(conn, chunk_id, result_rows(columns, records, results))
+        queue.cancel_chunk(conn, chunk_id, encode_outcomes(results), result_rows(columns, records, results))
         unprocessed += sum(1 for r in records if r.data is not None)
     repo.add_counts(conn, batch_id, unprocessed=unprocessed)

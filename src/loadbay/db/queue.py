@@ -151,15 +151,17 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
     return ChunkClaim(row.id, row.batch_id, row.seq, attempt, row.payload)
 
 
-def finish_chunk(conn: Connection, chunk_id: int, attempt: int, status: str, result: str) -> bool:
-    """Mark a leased chunk final with its result rows; False if the lease was lost.
+def finish_chunk(
+    conn: Connection, chunk_id: int, attempt: int, status: str, outcomes: str, result: str
+) -> bool:
+    """Mark a leased chunk final with its outcomes and result rows; False if the lease was lost.
 
     `lease_owner` stays: it tells an operator which worker applied the chunk.
     """
     outcome = conn.execute(
         update(chunks)
         .where(chunks.c.id == chunk_id, chunks.c.attempt == attempt, chunks.c.status == LEASED)
-        .values(status=status, result=result, payload=None, lease_expires_at=None)
+        .values(status=status, outcomes=outcomes, result=result, lease_expires_at=None)
     )
     return outcome.rowcount == 1
 
@@ -173,11 +175,11 @@ def release_chunk(conn: Connection, chunk_id: int, attempt: int, error: str) -> 
     )
 
 
-def cancel_chunk(conn: Connection, chunk_id: int, result: str) -> None:
+def cancel_chunk(conn: Connection, chunk_id: int, outcomes: str, result: str) -> None:
     conn.execute(
         update(chunks)
         .where(chunks.c.id == chunk_id)
-        .values(status=CANCELLED, result=result, payload=None, lease_owner=None, lease_expires_at=None)
+        .values(status=CANCELLED, outcomes=outcomes, result=result, lease_owner=None, lease_expires_at=None)
     )
 
 
@@ -198,6 +200,19 @@ def open_chunk_ids(conn: Connection, batch_id: int) -> list[int]:
 
 def chunk_payload(conn: Connection, chunk_id: int) -> str:
     return str(conn.execute(select(chunks.c.payload).where(chunks.c.id == chunk_id)).scalar_one())
+
+
+def chunk_records(
+    conn: Connection, batch_id: int, after_seq: int, limit: int
+) -> list[tuple[int, str | None, str | None]]:
+    """(seq, payload, outcomes) of the batch's chunks in order, from `after_seq` on."""
+    query = (
+        select(chunks.c.seq, chunks.c.payload, chunks.c.outcomes)
+        .where(chunks.c.batch_id == batch_id, chunks.c.seq > after_seq)
+        .order_by(chunks.c.seq)
+        .limit(limit)
+    )
+    return [(row.seq, row.payload, row.outcomes) for row in conn.execute(query)]
 
 
 def result_parts(conn: Connection, batch_id: int, after_seq: int, limit: int) -> list[tuple[int, str | None]]:

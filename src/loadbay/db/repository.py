@@ -39,12 +39,15 @@ __all__ = [
     "errors_page",
     "events",
     "get_batch",
+    "input_items",
     "insert_account",
     "insert_batch",
     "insert_errors",
     "insert_key",
     "list_batches",
     "list_inputs",
+    "release_keys",
+    "seen_keys",
     "set_status",
     "update_batch",
     "upsert_input",
@@ -146,6 +149,19 @@ def list_batches(
         query = query.where(batches.c.id < before_id)
     query = query.order_by(batches.c.id.desc()).limit(limit)
     return [_batch(row) for row in conn.execute(query).mappings()]
+
+
+def active_batch(conn: Connection, account_id: int, types: Sequence[str]) -> Batch | None:
+    """The account's oldest batch of these types that is submitted but not yet final."""
+    active = [Status.QUEUED, Status.VALIDATING, Status.VALIDATED, Status.PROCESSING]
+    query = (
+        select(batches)
+        .where(batches.c.account_id == account_id, batches.c.type.in_(types), batches.c.status.in_(active))
+        .order_by(batches.c.id)
+        .limit(1)
+    )
+    row = conn.execute(query).mappings().first()
+    return None if row is None else _batch(row)
 
 
 def children(conn: Connection, parent_id: int) -> list[Batch]:
@@ -256,6 +272,14 @@ def input_summary(conn: Connection, batch_id: int) -> tuple[int, int, int]:
     return int(count), int(items), int(files)
 
 
+def input_items(conn: Connection, batch_id: int, kind: str, name: str) -> str | None:
+    """The stored JSON text of one input's items (a page), or None."""
+    c = batch_inputs.c
+    query = select(c["items"]).where(c.batch_id == batch_id, c.kind == kind, c.name == name)
+    text: str | None = conn.execute(query).scalar()
+    return text
+
+
 def delete_inputs(conn: Connection, batch_id: int) -> None:
     conn.execute(delete(batch_inputs).where(batch_inputs.c.batch_id == batch_id))
 
@@ -274,6 +298,23 @@ def claim_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]
         return set()
     statement = _upsert_insert(conn, batch_keys).on_conflict_do_nothing().returning(batch_keys.c.key)
     return set(conn.execute(statement, [{"batch_id": batch_id, "key": key} for key in keys]).scalars())
+
+
+def seen_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]:
+    """Those of `keys` the batch has seen (one query per 500 keys)."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        part = keys[start : start + 500]
+        query = select(batch_keys.c.key).where(batch_keys.c.batch_id == batch_id, batch_keys.c.key.in_(part))
+        found.update(conn.execute(query).scalars())
+    return found
+
+
+def release_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> None:
+    """Forget `keys` as seen in the batch (their records were refused after all)."""
+    if keys:
+        query = delete(batch_keys).where(batch_keys.c.batch_id == batch_id, batch_keys.c.key.in_(keys))
+        conn.execute(query)
 
 
 def delete_keys(conn: Connection, batch_id: int) -> None:

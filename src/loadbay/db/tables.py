@@ -187,6 +187,7 @@ chunks = Table(
     Column("lease_expires_at", UTCDateTime),
     Column("last_error", Text),
     Column("payload", Text),
+    Column("outcomes", Text),
     Column("result", Text),
     UniqueConstraint("batch_id", "seq"),
     Index(None, "status", "batch_id", "seq"),

@@ -174,6 +174,7 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", loadbay.db.tables.UTCDateTime(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("payload", sa.Text(), nullable=True),
+        sa.Column("outcomes", sa.Text(), nullable=True),
         sa.Column("result", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(["batch_id"], ["batches.id"], name=op.f("fk_chunks_batch_id_batches")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_chunks")),

@@ -1,0 +1,277 @@
+"""Fusebill BulkApi profile (seed 001): bulk write-off and payment jobs, two-phase.
+
+A job is a loadbay batch with `process: manual`: creating it validates it
+(`Validated` / `ValidatedWithErrors`), `POST /v1/BulkApi/Process` applies it.
+This module only translates Fusebill's JSON to the core and back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loadbay import errors
+from loadbay.api.problems import http_status
+from loadbay.core.lifecycle import Status
+from loadbay.core.models import Account, Batch, NewBatch
+from loadbay.core.records import RecordView
+from loadbay.core.service import BatchService
+from loadbay.profiles.common import account_of, profile_app, service_of
+
+__all__ = ["PREFIX", "build"]
+
+PREFIX = "/compat/fusebill"
+UPLOAD_TYPES = {"BulkWriteOff": "billing.write_off", "BulkPayment": "billing.payment"}
+JOB_TYPES = {v: k for k, v in UPLOAD_TYPES.items()}
+MAX_ITEMS = 1000
+_PAYMENT_FIELDS = {
+    "customerId": "customer_id",
+    "amount": "amount",
+    "reference": "reference",
+    "paymentDate": "payment_date",
+    "method": "method",
+}
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:")
+_RECORD_STATUS = {
+    "valid": "PassedValidation",
+    "invalid": "FailedValidation",
+    "succeeded": "Processed",
+    "failed": "FailedProcessing",
+    "unprocessed": "FailedProcessing",
+}
+
+
+class FusebillError(Exception):
+    """An answer in Fusebill's error body."""
+
+    def __init__(self, status: int, message: str, key: str = "Api Error") -> None:
+        super().__init__(message)
+        self.status, self.message, self.key = status, message, key
+
+
+def build(service: BatchService) -> FastAPI:
+    app = profile_app("Fusebill", service)
+    app.add_exception_handler(FusebillError, _fusebill_error)  # type: ignore[arg-type]
+    app.add_exception_handler(errors.LoadbayError, _loadbay_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_api_route("/v1/BulkApi", create_job, methods=["POST"])
+    app.add_api_route("/v1/BulkApi/Process", process_job, methods=["POST"])
+    app.add_api_route("/v1/BulkApi/{job_id}", read_job, methods=["GET"])
+    app.add_api_route("/v1/BulkApi/{job_id}/Cancel", cancel_job, methods=["POST"])
+    return app
+
+
+# requests -------------------------------------------------------------------
+
+
+async def _body(request: Request) -> Any:
+    """The JSON body; the seed's own curl sends `{id:123456}` (a bare key), so that is read too."""
+    text = (await request.body()).decode("utf-8", errors="replace").strip()
+    if not text:
+        raise FusebillError(400, "The request body is empty.")
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return json.loads(_BARE_KEY.sub(r'\1"\2":', text))
+    except ValueError:
+        raise FusebillError(400, "The request body is not valid JSON.") from None
+
+
+async def create_job(request: Request) -> JSONResponse:
+    """POST /v1/BulkApi: create a job from {accountUploadType, data}; validation starts at once."""
+    service, account = service_of(request), account_of(request)
+    body = await _body(request)
+    upload_type, items = _job_items(body)
+    batch_type = UPLOAD_TYPES[upload_type]
+    busy = service.active_batch(account, list(UPLOAD_TYPES.values()))
+    if busy is not None:
+        raise FusebillError(400, f"Cannot create a new Upload while Upload {busy.id} is still in progress.")
+    spec = NewBatch(
+        type=batch_type,
+        process="manual",
+        description=str(body.get("reference") or f"{upload_type} via API"),
+        options={"fileName": str(body.get("fileName") or f"{upload_type}-{datetime.now():%Y%m%d}.json")},
+    )
+    batch, _created = service.create(account, spec, items=items, submit=True)
+    return JSONResponse(job(service, account, batch))
+
+
+def _job_items(body: Any) -> tuple[str, list[dict[str, Any]]]:
+    if not isinstance(body, dict):
+        raise FusebillError(400, "The request body must be a JSON object.")
+    upload_type = body.get("accountUploadType")
+    if upload_type not in UPLOAD_TYPES:
+        allowed = ", ".join(UPLOAD_TYPES)
+        raise FusebillError(400, f"accountUploadType must be one of {allowed}; got {upload_type!r}.")
+    data = body.get("data")
+    if not isinstance(data, list) or not data:
+        raise FusebillError(400, "data must be a non-empty list.")
+    if len(data) > MAX_ITEMS:
+        raise FusebillError(400, f"data has {len(data)} items; a job takes at most {MAX_ITEMS}.")
+    to_item = _write_off_item if upload_type == "BulkWriteOff" else _payment_item
+    return upload_type, [to_item(value) for value in data]
+
+
+def _write_off_item(value: Any) -> dict[str, Any]:
+    """BulkWriteOff data are invoice ids: each invoice's whole open balance is written off."""
+    return {"invoice_id": value}
+
+
+def _payment_item(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        return {"payment": value}  # refused by validation as a record, with its index
+    return {_PAYMENT_FIELDS.get(str(key), str(key)): item for key, item in value.items()}
+
+
+async def process_job(request: Request) -> JSONResponse:
+    """POST /v1/BulkApi/Process with {id}: apply a validated job."""
+    service, account = service_of(request), account_of(request)
+    body = await _body(request)
+    job_id = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(job_id, int):
+        raise FusebillError(400, "id is required and must be a number.")
+    batch = _find(service, account, job_id)
+    if batch.status != Status.VALIDATED:
+        raise FusebillError(
+            400, f"Cannot process Upload {job_id} that is not in status Validated or ValidatedWIthErrors"
+        )
+    return JSONResponse(job(service, account, service.process(account, batch.id)))
+
+
+def read_job(job_id: str, request: Request, view: str = "Summary") -> JSONResponse:
+    """GET /v1/BulkApi/{id}[?view=Full]: a job in any status; Full adds its records."""
+    service, account = service_of(request), account_of(request)
+    batch = _find(service, account, _job_number(job_id))
+    answer = job(service, account, batch)
+    if view.lower() == "full":
+        answer["records"] = [
+            _record(batch, view_) for view_ in service.records(account, batch.id, 0, MAX_ITEMS)
+        ]
+    return JSONResponse(answer)
+
+
+def cancel_job(job_id: str, request: Request) -> JSONResponse:
+    """POST /v1/BulkApi/{id}/Cancel: every incomplete record fails; the account is free again."""
+    service, account = service_of(request), account_of(request)
+    batch = _find(service, account, _job_number(job_id))
+    if batch.final:
+        raise FusebillError(400, f"Cannot cancel Upload {batch.id} that is already {job_status(batch)}")
+    return JSONResponse(job(service, account, service.cancel(account, batch.id)))
+
+
+def _job_number(text: str) -> int:
+    if not text.isdigit():
+        raise FusebillError(400, f"The upload id {text!r} is not a number.")
+    return int(text)
+
+
+def _find(service: BatchService, account: Account, job_id: int) -> Batch:
+    try:
+        batch = service.get(account, job_id)
+    except errors.NotFound:
+        batch = None
+    if batch is None or batch.type not in JOB_TYPES:
+        raise FusebillError(404, f"Upload {job_id} was not found.")
+    return batch
+
+
+# answers --------------------------------------------------------------------
+
+
+def job_status(batch: Batch) -> str:
+    """Fusebill's word for where the job stands."""
+    counts = batch.counts
+    if batch.status in (Status.OPEN,):
+        return "NotStarted"
+    if batch.status in (Status.QUEUED, Status.VALIDATING):
+        return "Validating"
+    if batch.status == Status.VALIDATED:
+        return "ValidatedWithErrors" if counts.invalid else "Validated"
+    if batch.status == Status.PROCESSING:
+        return "Processing"
+    if batch.status == Status.COMPLETED:
+        troubled = counts.invalid + counts.failed + counts.unprocessed
+        return "ProcessedWithErrors" if troubled else "Processed"
+    return "Failed"
+
+
+def job(service: BatchService, account: Account, batch: Batch) -> dict[str, Any]:
+    """The job object, with the seed's fields."""
+    counts = batch.counts
+    milestones = {e.event: e.at for e in service.events(account, batch.id)}
+    processed = batch.status == Status.COMPLETED
+    return {
+        "accountId": account.id,
+        "type": JOB_TYPES[batch.type],
+        "status": job_status(batch),
+        "createdTimestamp": _stamp(batch.created_at),
+        "completedTimestamp": _stamp(milestones.get("chunked")),
+        "totalRecords": counts.total,
+        "successfulRecords": counts.valid,
+        "failedRecords": counts.invalid,
+        "totalProcessedRecords": counts.succeeded + counts.failed + counts.unprocessed,
+        "processedRecords": counts.succeeded,
+        "failedProcessedRecords": counts.failed + counts.unprocessed,
+        "importingTimestamp": _stamp(milestones.get("process")),
+        "processedTimestamp": _stamp(batch.finished_at) if processed else None,
+        "fileName": batch.options.get("fileName"),
+        "reference": batch.description,
+        "relatedId": None,
+        "internalAutomatedFlag": False,
+        "modifiedTimestamp": _stamp(batch.updated_at),
+        "id": batch.id,
+        "uri": None,
+    }
+
+
+def _record(batch: Batch, view: RecordView) -> dict[str, Any]:
+    status = _RECORD_STATUS[view.status]
+    details: str | None = "; ".join(e.message for e in view.errors) or None
+    if view.status == "unprocessed" and batch.status == Status.CANCELLED:
+        details = "Manually marked as Failed."
+    entity = int(view.entity_id) if view.entity_id and view.entity_id.isdigit() else None
+    return {
+        "accountUploadId": batch.id,
+        "status": status,
+        "data": json.dumps(view.raw, default=str),
+        "details": details,
+        "createdEntityId": entity,
+        "id": view.index + 1,
+        "uri": None,
+    }
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    """Fusebill's timestamps: ISO 8601 without an offset (UTC), milliseconds when there are any."""
+    if moment is None:
+        return None
+    text = moment.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return text.removesuffix(".000")
+
+
+# errors ---------------------------------------------------------------------
+
+
+def _error_body(status: int, message: str, key: str = "Api Error") -> JSONResponse:
+    body = {"ErrorId": 0, "HttpStatusCode": status, "Errors": [{"Key": key, "Value": message}]}
+    return JSONResponse(body, status_code=status)
+
+
+async def _fusebill_error(_request: Request, exc: FusebillError) -> JSONResponse:
+    return _error_body(exc.status, exc.message, exc.key)
+
+
+async def _loadbay_error(_request: Request, exc: errors.LoadbayError) -> JSONResponse:
+    return _error_body(http_status(exc), exc.message)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return _error_body(exc.status_code, str(exc.detail))
