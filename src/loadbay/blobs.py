@@ -73,7 +73,7 @@ class UrlSigner:
 class _LocalWriter:
     def __init__(self, final: Path) -> None:
         self._final = final
-        self._tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.part")
+        self._tmp = final.with_name(f".{uuid.uuid4().hex}.part")  # short: the final name may be long
         final.parent.mkdir(parents=True, exist_ok=True)
         self._file = self._tmp.open("wb")
         self._size = 0

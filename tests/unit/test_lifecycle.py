@@ -8,7 +8,7 @@ from loadbay.errors import InvalidTransition
 
 def test_happy_paths_follow_the_table() -> None:
     status = Status.OPEN
-    for event in (Event.SUBMIT, Event.START, Event.PROCESS, Event.COMPLETE):
+    for event in (Event.SUBMIT, Event.START, Event.APPLY, Event.COMPLETE):
         status = next_status(status, event)
     assert status == Status.COMPLETED
     assert next_status(next_status(Status.VALIDATING, Event.VALIDATED), Event.PROCESS) == Status.PROCESSING
@@ -29,3 +29,8 @@ def test_refused_move_names_the_status(status: Status) -> None:
 def test_refusal_lists_what_is_allowed() -> None:
     with pytest.raises(InvalidTransition, match=r"allowed now: cancel, clear, submit"):
         next_status(Status.OPEN, Event.PROCESS)
+
+
+def test_a_client_cannot_process_a_batch_still_validating() -> None:
+    with pytest.raises(InvalidTransition):
+        next_status(Status.VALIDATING, Event.PROCESS)

@@ -25,7 +25,8 @@ class Event(StrEnum):
     SUBMIT = "submit"
     START = "start"  # a worker took the batch for validation
     VALIDATED = "validated"  # validation done, waiting for an explicit process (manual)
-    PROCESS = "process"  # chunks may be applied
+    APPLY = "apply"  # validation done, an automatic batch goes on to be applied
+    PROCESS = "process"  # the client asks a validated (two-phase) batch to be applied
     COMPLETE = "complete"  # every record has an outcome
     FAIL = "fail"  # the batch's data could not be read
     CANCEL = "cancel"
@@ -39,7 +40,7 @@ TRANSITIONS: dict[tuple[Status, Event], Status] = {
     (S.QUEUED, E.START): S.VALIDATING,
     (S.VALIDATING, E.START): S.VALIDATING,  # a new worker took over an expired lease
     (S.VALIDATING, E.VALIDATED): S.VALIDATED,
-    (S.VALIDATING, E.PROCESS): S.PROCESSING,
+    (S.VALIDATING, E.APPLY): S.PROCESSING,
     (S.VALIDATED, E.PROCESS): S.PROCESSING,
     (S.PROCESSING, E.COMPLETE): S.COMPLETED,
     (S.QUEUED, E.FAIL): S.ERROR,

@@ -8,13 +8,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import closing
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import BinaryIO, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
 
 from loadbay.core import settle
-from loadbay.core.lifecycle import Event, Status
+from loadbay.core.heartbeat import Heartbeat
+from loadbay.core.lifecycle import Event, Status, next_status
 from loadbay.core.models import Batch
 from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.core.runtime import Runtime
@@ -22,7 +24,7 @@ from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db import queue
 from loadbay.db import repository as repo
-from loadbay.errors import FetchError, LoadbayError, PayloadTooLarge, UnreadableData
+from loadbay.errors import LoadbayError
 from loadbay.fetcher import fetch_to
 from loadbay.readers import Columns, RawRecord, format_for_content_type, iter_json_items, open_reader
 
@@ -30,7 +32,6 @@ __all__ = ["LeaseLost", "apply_chunk", "validate_batch"]
 
 log = logging.getLogger(__name__)
 
-_BATCH_FAILURES = (UnreadableData, FetchError, PayloadTooLarge)
 _RECORD_REFUSALS = (IntegrityError, DataError)
 
 
@@ -42,19 +43,42 @@ class LeaseLost(Exception):
 
 
 def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
-    """Read, validate and chunk a claimed batch; on unreadable data the batch goes to `error`."""
+    """Read, validate and chunk a claimed batch; on unreadable data the batch goes to `error`.
+
+    A loadbay error (unreadable file, refused fetch, …) fails the batch with its code. Anything
+    else (a bug, a lost database connection) gives the batch back at once for another attempt;
+    after LOADBAY_MAX_ATTEMPTS the batch fails with the last error seen.
+    """
     batch = _load(rt, claim.batch_id)
     if claim.attempt > rt.settings.max_attempts:
-        _fail(rt, claim, "RETRIES_EXHAUSTED", f"validation was interrupted {claim.attempt - 1} times")
+        last = f": {batch.error_message}" if batch.error_message else ""
+        _fail(rt, claim, "RETRIES_EXHAUSTED", f"validation failed {claim.attempt - 1} times{last}")
         return
+    renew = partial(_renew_validation, rt, claim)
     try:
-        _start(rt, claim)
-        warnings = _stage_all(rt, claim, batch)
-        _finish_validation(rt, claim, batch, warnings)
-    except _BATCH_FAILURES as exc:
+        with Heartbeat(rt, renew):
+            _start(rt, claim)
+            warnings = _stage_all(rt, claim, batch)
+            _finish_validation(rt, claim, batch, warnings)
+    except LoadbayError as exc:
         _fail(rt, claim, exc.code, exc.message)
     except LeaseLost:
         log.info("batch %s: validation lease lost; leaving it to its new owner", batch.id)
+    except Exception as exc:
+        log.exception("batch %s: validation failed (attempt %s)", batch.id, claim.attempt)
+        _give_back(rt, claim, f"{type(exc).__name__}: {exc}")
+
+
+def _renew_validation(rt: Runtime, claim: queue.ValidationClaim, conn: Connection) -> bool:
+    until = repo.now() + timedelta(seconds=rt.settings.lease_seconds)
+    return queue.extend_validation(conn, claim.batch_id, claim.attempt, until)
+
+
+def _give_back(rt: Runtime, claim: queue.ValidationClaim, error: str) -> None:
+    """End our lease now, keeping the error, so another attempt starts at once."""
+    with rt.db.write() as conn:
+        if queue.extend_validation(conn, claim.batch_id, claim.attempt, repo.now()):
+            repo.update_batch(conn, claim.batch_id, error_message=error[:2000])
 
 
 def _load(rt: Runtime, batch_id: int) -> Batch:
@@ -85,7 +109,11 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[
     batch_type = rt.types.get(batch.type)
     warnings: list[str] = []
     stager = Stager(batch_type, rt.settings.chunk_size)
-    for chunk in stager.chunks(_records(rt, batch, batch_type.columns(), warnings)):
+    if batch_type.generates:
+        records = _generated(rt, batch, batch_type)
+    else:
+        records = _records(rt, batch, batch_type.columns(), warnings)
+    for chunk in stager.chunks(records):
         _store_chunk(rt, claim, batch, chunk)
     return warnings
 
@@ -123,12 +151,26 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
         inputs = repo.list_inputs(conn, batch.id)
     for item in inputs:
         if item["kind"] == "page":
-            yield from iter_json_items(json.loads(item["items"], parse_float=Decimal), columns)
+            with rt.db.read() as conn:
+                text = repo.page_items(conn, item["id"])
+            yield from iter_json_items(json.loads(text, parse_float=Decimal), columns)
             continue
         with closing(rt.blobs.open(item["blob_key"])) as stream:
             reader = open_reader(stream, item["format"], columns)
             yield from reader
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)
+
+
+def _generated(rt: Runtime, batch: Batch, batch_type: BatchType) -> Iterator[RawRecord]:
+    """The records a generating type makes itself, one page per read transaction."""
+    after: str | None = None
+    while True:
+        with rt.db.read() as conn:
+            page = batch_type.generate(conn, _context(batch), after)
+        yield from (RawRecord(dict(values)) for values in page.records)
+        if page.after is None:
+            return
+        after = page.after
 
 
 def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk: Chunk) -> None:
@@ -139,7 +181,7 @@ def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk:
         _check_lease(conn, claim, rt)
         fresh = repo.claim_keys(conn, claim.batch_id, chunk_keys(batch_type, chunk.records))
         records = mark_duplicates(batch_type, chunk.records, fresh)
-        records = batch_type.check(conn, _context(batch), records)
+        records = _checked(conn, batch_type, batch, records)
         invalid = [r for r in records if r.data is None]
         valid = len(records) - len(invalid)
         rows = settle.error_rows((r, r.errors) for r in invalid)
@@ -147,6 +189,19 @@ def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk:
         queue.insert_chunk(conn, claim.batch_id, chunk.seq, chunk.first_index, len(records), valid, payload)
         repo.insert_errors(conn, claim.batch_id, rows)
         repo.add_counts(conn, claim.batch_id, total=len(records), valid=valid, invalid=len(invalid))
+
+
+def _checked(
+    conn: Connection, batch_type: BatchType, batch: Batch, records: list[StagedRecord]
+) -> list[StagedRecord]:
+    """The type's own rules (`check`). The keys of the records it refuses are released: like
+    any invalid record's key, they are not "seen" (no later DUPLICATE_KEY, no parent found)."""
+    checked = batch_type.check(conn, _context(batch), records)
+    pairs = zip(records, checked, strict=True)
+    refused = [before.data for before, after in pairs if before.data is not None and after.data is None]
+    keys = (batch_type.record_key(data) for data in refused if data is not None)
+    repo.release_keys(conn, batch.id, [key for key in keys if key is not None])
+    return checked
 
 
 def _check_lease(conn: Connection, claim: queue.ValidationClaim, rt: Runtime) -> None:
@@ -163,8 +218,8 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         detail = f"{fresh.counts.total} records, {fresh.counts.invalid} invalid"
         repo.add_event(conn, batch.id, "chunked", Status.VALIDATING, detail)
         repo.delete_keys(conn, batch.id)
-        manual = batch.process_mode == "manual"
-        status, event = (Status.VALIDATED, Event.VALIDATED) if manual else (Status.PROCESSING, Event.PROCESS)
+        event = Event.VALIDATED if batch.process_mode == "manual" else Event.APPLY
+        status = next_status(Status.VALIDATING, event)
         repo.set_status(
             conn, batch.id, status, event, warnings=warnings, lease_owner=None, lease_expires_at=None
         )
@@ -197,36 +252,62 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
 
 
 def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
-    """Apply one claimed chunk: domain writes, outcomes and the done mark in one transaction."""
+    """Apply one claimed chunk: domain writes, outcomes and the done mark in one transaction.
+
+    Any failure gives the chunk back for another attempt; a chunk past LOADBAY_MAX_ATTEMPTS
+    is settled with its valid records `unprocessed`, so the batch still finishes.
+    """
+    if claim.attempt > rt.settings.max_attempts:
+        _spend(rt, claim)
+        return
+    renew = partial(_renew_chunk, rt, claim)
+    try:
+        with Heartbeat(rt, renew):
+            _apply_and_settle(rt, claim)
+    except LeaseLost:
+        log.info("chunk %s: lease lost; its new owner applies it", claim.id)
+    except Exception as exc:
+        log.exception("chunk %s of batch %s failed (attempt %s)", claim.id, claim.batch_id, claim.attempt)
+        with rt.db.write() as conn:
+            queue.release_chunk(conn, claim.id, claim.attempt, f"{type(exc).__name__}: {exc}"[:2000])
+
+
+def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
     batch = _load(rt, claim.batch_id)
     batch_type = rt.types.get(batch.type)
     records = settle.decode_chunk(claim.payload)
-    if claim.attempt > rt.settings.max_attempts:
-        _spend(rt, batch_type, claim, records)
-        return
-    ctx = _context(batch)
-    try:
-        with rt.db.write() as conn:
-            applied = _apply(conn, batch_type, ctx, [r for r in records if r.data is not None])
-            results = settle.outcomes(records, applied)
-            if not settle.settle_chunk(conn, batch_type, claim, records, results):
-                raise LeaseLost()
-    except LeaseLost:
-        log.info("chunk %s: lease lost; its new owner applies it", claim.id)
-    except Exception as exc:  # any failure: give the chunk back for another attempt
-        log.exception("chunk %s of batch %s failed (attempt %s)", claim.id, batch.id, claim.attempt)
-        with rt.db.write() as conn:
-            queue.release_chunk(conn, claim.id, claim.attempt, f"{type(exc).__name__}: {exc}"[:2000])
+    with rt.db.write() as conn:
+        applied = _apply(conn, batch_type, _context(batch), [r for r in records if r.data is not None])
+        results = settle.outcomes(records, applied)
+        if not settle.settle_chunk(conn, batch_type, claim, records, results):
+            raise LeaseLost()
+
+
+def _renew_chunk(rt: Runtime, claim: queue.ChunkClaim, conn: Connection) -> bool:
+    until = repo.now() + timedelta(seconds=rt.settings.lease_seconds)
+    return queue.extend_chunk(conn, claim.id, claim.attempt, until)
 
 
 def _context(batch: Batch) -> ApplyContext:
     return ApplyContext(batch.account_id, batch.id, batch.test, batch.options)
 
 
-def _spend(rt: Runtime, batch_type: BatchType, claim: queue.ChunkClaim, records: list[StagedRecord]) -> None:
-    with rt.db.write() as conn:
-        results = settle.unapplied(records, settle.RETRIES_SPENT)
-        settle.settle_chunk(conn, batch_type, claim, records, results, queue.SPENT)
+def _spend(rt: Runtime, claim: queue.ChunkClaim) -> None:
+    """Settle a chunk that failed on every attempt: its valid records become `unprocessed`.
+
+    If even that cannot be done normally (its type is gone, its payload is unreadable),
+    the chunk is closed with its valid records counted unprocessed and no result rows.
+    """
+    try:
+        batch_type = rt.types.get(_load(rt, claim.batch_id).type)
+        records = settle.decode_chunk(claim.payload)
+        with rt.db.write() as conn:
+            results = settle.unapplied(records, settle.RETRIES_SPENT)
+            settle.settle_chunk(conn, batch_type, claim, records, results, queue.SPENT)
+    except Exception:
+        log.exception("chunk %s: cannot settle it record by record; closing it", claim.id)
+        with rt.db.write() as conn:
+            settle.close_unreadable_chunk(conn, claim)
 
 
 def _apply(

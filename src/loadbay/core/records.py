@@ -90,7 +90,12 @@ class RecordOutcome:
 
     def to_json(self) -> list[Any]:
         action = self.action.value if self.action else None
-        return [self.status.value, action, self.entity_id, [[e.code, e.message, e.field] for e in self.errors]]
+        return [
+            self.status.value,
+            action,
+            self.entity_id,
+            [[e.code, e.message, e.field] for e in self.errors],
+        ]
 
     @classmethod
     def from_json(cls, item: list[Any]) -> RecordOutcome:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
 from dataclasses import dataclass
 
 from loadbay.blobs import BlobStore, LocalBlobStore, UrlSigner
@@ -42,8 +44,7 @@ def _secret(settings: Settings) -> bytes:
         return hashlib.sha256(settings.secret_key.encode()).digest()
     path = settings.data_dir / "secret.key"
     if not path.exists():
-        import secrets
-
-        path.write_bytes(secrets.token_bytes(32))
-        path.chmod(0o600)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(secrets.token_bytes(32))
     return path.read_bytes()

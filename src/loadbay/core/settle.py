@@ -99,12 +99,12 @@ def unapplied(records: Sequence[StagedRecord], reason: FieldError) -> list[Recor
 
 
 def error_rows(pairs: Iterable[tuple[StagedRecord, Sequence[FieldError]]]) -> list[dict[str, Any]]:
-    """Rows for the errors table: one per (record, error)."""
+    """Rows for the errors table: one per (record, error); ids and field names cut to fit."""
     return [
         {
             "record_index": r.index,
-            "external_id": r.external_id,
-            "field": e.field,
+            "external_id": r.external_id[:300] if r.external_id else r.external_id,
+            "field": e.field[:200] if e.field else e.field,
             "code": e.code,
             "message": e.message,
         }
@@ -121,7 +121,12 @@ def settle_chunk(
     results: Sequence[RecordOutcome],
     chunk_status: str = queue.DONE,
 ) -> bool:
-    """Record a chunk's outcomes; False (write nothing) when the chunk's lease was lost."""
+    """Record a chunk's outcomes; False (write nothing) when the chunk's lease was lost.
+
+    The batch row is locked first, as cancel does, so the two never deadlock and the
+    last two chunks of a batch cannot both miss the batch's completion.
+    """
+    repo.get_batch(conn, None, claim.batch_id, lock=True)
     text = result_rows(batch_type.columns().names, records, results)
     if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, encode_outcomes(results), text):
         return False
@@ -143,7 +148,7 @@ def _tally(results: Sequence[RecordOutcome]) -> dict[str, int]:
 
 def complete_if_done(conn: Connection, batch_id: int) -> None:
     """Complete a processing batch once no chunk is left to apply."""
-    batch = repo.get_batch(conn, None, batch_id)
+    batch = repo.get_batch(conn, None, batch_id, lock=True)
     if batch is None or batch.status != Status.PROCESSING or queue.remaining_chunks(conn, batch_id):
         return
     repo.set_status(
@@ -169,8 +174,29 @@ def cancel_chunks(conn: Connection, batch_type: BatchType, batch_id: int) -> Non
     columns = batch_type.columns().names
     unprocessed = 0
     for chunk_id in queue.open_chunk_ids(conn, batch_id):
-        records = decode_chunk(queue.chunk_payload(conn, chunk_id))
-        results = unapplied(records, UNPROCESSED)
-        queue.cancel_chunk(conn, chunk_id, encode_outcomes(results), result_rows(columns, records, results))
-        unprocessed += sum(1 for r in records if r.data is not None)
+        unprocessed += _cancel_chunk(conn, columns, chunk_id)
     repo.add_counts(conn, batch_id, unprocessed=unprocessed)
+    repo.delete_keys(conn, batch_id)
+
+
+def _cancel_chunk(conn: Connection, columns: Sequence[str], chunk_id: int) -> int:
+    """Settle one chunk as cancelled; the number of its records that become unprocessed."""
+    payload = queue.chunk_payload(conn, chunk_id)
+    try:
+        records = decode_chunk(payload or "")
+    except ValueError:  # unreadable: close it without result rows
+        queue.cancel_chunk(conn, chunk_id, None, "")
+        return queue.chunk_valid_count(conn, chunk_id)
+    results = unapplied(records, UNPROCESSED)
+    queue.cancel_chunk(conn, chunk_id, encode_outcomes(results), result_rows(columns, records, results))
+    return sum(1 for r in records if r.data is not None)
+
+
+def close_unreadable_chunk(conn: Connection, claim: queue.ChunkClaim) -> None:
+    """Close a chunk that cannot be settled record by record: its valid records count as
+    unprocessed; it has no result rows."""
+    repo.get_batch(conn, None, claim.batch_id, lock=True)
+    valid = queue.chunk_valid_count(conn, claim.id)
+    if queue.finish_chunk(conn, claim.id, claim.attempt, queue.SPENT, None, ""):
+        repo.add_counts(conn, claim.batch_id, unprocessed=valid)
+        complete_if_done(conn, claim.batch_id)

@@ -100,7 +100,7 @@ def extend_validation(conn: Connection, batch_id: int, attempt: int, until: date
         )
         .values(lease_expires_at=until)
     )
-    return result.rowcount == 1
+    return bool(result.rowcount == 1)
 
 
 def insert_chunk(
@@ -152,7 +152,7 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
 
 
 def finish_chunk(
-    conn: Connection, chunk_id: int, attempt: int, status: str, outcomes: str, result: str
+    conn: Connection, chunk_id: int, attempt: int, status: str, outcomes: str | None, result: str
 ) -> bool:
     """Mark a leased chunk final with its outcomes and result rows; False if the lease was lost.
 
@@ -166,6 +166,20 @@ def finish_chunk(
     return outcome.rowcount == 1
 
 
+def extend_chunk(conn: Connection, chunk_id: int, attempt: int, until: datetime) -> bool:
+    """Renew a chunk's lease; False when the lease was lost."""
+    result = conn.execute(
+        update(chunks)
+        .where(chunks.c.id == chunk_id, chunks.c.attempt == attempt, chunks.c.status == LEASED)
+        .values(lease_expires_at=until)
+    )
+    return bool(result.rowcount == 1)
+
+
+def chunk_valid_count(conn: Connection, chunk_id: int) -> int:
+    return int(conn.execute(select(chunks.c.valid_count).where(chunks.c.id == chunk_id)).scalar_one())
+
+
 def release_chunk(conn: Connection, chunk_id: int, attempt: int, error: str) -> None:
     """Give a chunk back after a failed attempt so it is retried."""
     conn.execute(
@@ -175,10 +189,10 @@ def release_chunk(conn: Connection, chunk_id: int, attempt: int, error: str) -> 
     )
 
 
-def cancel_chunk(conn: Connection, chunk_id: int, outcomes: str, result: str) -> None:
+def cancel_chunk(conn: Connection, chunk_id: int, outcomes: str | None, result: str) -> None:
     conn.execute(
         update(chunks)
-        .where(chunks.c.id == chunk_id)
+        .where(chunks.c.id == chunk_id, chunks.c.status.in_([PENDING, LEASED]))
         .values(status=CANCELLED, outcomes=outcomes, result=result, lease_owner=None, lease_expires_at=None)
     )
 
@@ -198,8 +212,9 @@ def open_chunk_ids(conn: Connection, batch_id: int) -> list[int]:
     return [row.id for row in conn.execute(query)]
 
 
-def chunk_payload(conn: Connection, chunk_id: int) -> str:
-    return str(conn.execute(select(chunks.c.payload).where(chunks.c.id == chunk_id)).scalar_one())
+def chunk_payload(conn: Connection, chunk_id: int) -> str | None:
+    payload: str | None = conn.execute(select(chunks.c.payload).where(chunks.c.id == chunk_id)).scalar_one()
+    return payload
 
 
 def chunk_records(

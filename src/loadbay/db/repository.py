@@ -255,10 +255,16 @@ def upsert_input(conn: Connection, batch_id: int, kind: str, name: str, **values
 
 def list_inputs(conn: Connection, batch_id: int) -> list[RowMapping]:
     """The batch's inputs in data order: files by arrival, then pages by number."""
-    query = select(batch_inputs).where(batch_inputs.c.batch_id == batch_id).order_by(batch_inputs.c.id)
+    columns = [c for c in batch_inputs.c if c.name != "items"]  # a page's items are read one page at a time
+    query = select(*columns).where(batch_inputs.c.batch_id == batch_id).order_by(batch_inputs.c.id)
     rows = list(conn.execute(query).mappings())
     pages = sorted((r for r in rows if r["kind"] == "page"), key=lambda r: str(r["name"]))
     return [r for r in rows if r["kind"] == "file"] + pages
+
+
+def page_items(conn: Connection, input_id: int) -> str:
+    """The JSON text of one stored page."""
+    return str(conn.execute(select(batch_inputs.c["items"]).where(batch_inputs.c.id == input_id)).scalar_one())
 
 
 def input_summary(conn: Connection, batch_id: int) -> tuple[int, int, int]:
