@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check install dev clean
+.PHONY: run test lint typecheck check install dev clean bench
 
 $(BIN)/loadbay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ typecheck: dev
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# A benchmark, not a test: loadbay end to end vs the database's own bulk load vs a naive
+# importer, on SQLite and PostgreSQL (see bench/README.md; BENCH_ROWS=20000 for a quick run).
+bench: dev
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

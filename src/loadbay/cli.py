@@ -256,5 +256,51 @@ def results(
     typer.echo(f"wrote {output}")
 
 
+# mail tracking -------------------------------------------------------------
+
+tracking_app = typer.Typer(help="Mail tracking for the Click2Mail profile.", no_args_is_help=True)
+app.add_typer(tracking_app, name="tracking")
+
+
+@tracking_app.command("load")
+def tracking_load(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    data_dir: DataDir = None,
+) -> None:
+    """Load a daily tracking feed (CSV: job_id, at, status, location, detail).
+
+    Exit status: 0 when every row was stored (or already was), 1 when some rows were
+    refused (unknown job, test account's job, bad value: each is listed), 2 when the
+    file cannot be read at all.
+    """
+    from loadbay.core.runtime import Runtime
+    from loadbay.errors import UnreadableData
+    from loadbay.types import default_registry
+    from loadbay.types.mail_tracking import load_tracking
+
+    settings = _settings(data_dir)
+    rt = Runtime.build(settings, default_registry(), base_url=settings.base_url())
+    try:
+        with file.open("rb") as stream:
+            report = load_tracking(rt.db, stream)
+    except UnreadableData as exc:
+        console.print(f"[red]error[/] {exc.code}: {exc.message}")
+        raise typer.Exit(2) from exc
+    finally:
+        rt.close()
+    _tracking_report(report)
+    raise typer.Exit(1 if report.refused_count else 0)
+
+
+def _tracking_report(report: Any) -> None:
+    for refusal in report.refused:
+        where = f"row {refusal.row}" + (f" (job {refusal.job_id})" if refusal.job_id else "")
+        console.print(f"{where}: {refusal.code}: {refusal.message}", markup=False)
+    typer.echo(
+        f"loaded {report.loaded} tracking events, skipped {report.duplicates} already stored, "
+        f"refused {report.refused_count} rows"
+    )
+
+
 def main() -> None:
     app()

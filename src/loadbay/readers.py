@@ -44,6 +44,7 @@ __all__ = [
     "format_for_content_type",
     "iter_json_items",
     "open_reader",
+    "unstorable",
 ]
 
 FORMATS: Final[tuple[str, ...]] = ("csv", "jsonl", "json")
@@ -202,6 +203,30 @@ def _problem(code: str, message: str) -> RawRecord:
     return RawRecord({}, (code, message))
 
 
+# Text that no database column (PostgreSQL refuses U+0000) or UTF-8 file (an unpaired
+# surrogate, which JSON's \uD800 escapes can make) can hold: such a record is refused.
+_UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(value: Any) -> str | None:
+    """What in a JSON value (keys aside) text cannot hold, or None. No recursion: values nest deep."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if item.isascii():  # the usual case, and quick
+                if "\x00" in item:
+                    return "a NUL character"
+            elif (found := _UNSTORABLE.search(item)) is not None:
+                char = found.group()
+                return "a NUL character" if char == "\x00" else f"an unpaired surrogate (U+{ord(char):04X})"
+        elif isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return None
+
+
 # --------------------------------------------------------------------------- CSV
 
 # With errors="surrogateescape" every undecodable byte 0xNN becomes U+DCNN, which
@@ -220,6 +245,8 @@ class _CsvLayout:
         size = len(row)
         if size > self.width:
             return _problem("MALFORMED_ROW", f"row has {size} cells; the header has {self.width}")
+        if "\x00" in "".join(row):
+            return _problem("MALFORMED_ROW", "row holds a NUL character (byte 0x00), which text cannot hold")
         return RawRecord({name: row[i] for i, name in self.pairs if i < size and row[i]})
 
 
@@ -348,6 +375,10 @@ class _KeyMap:
 
     def record(self, obj: dict[str, Any], unit: str, number: int) -> RawRecord:
         """`obj` as a record; `unit` and `number` ("line", 7) place it in messages."""
+        if (found := unstorable(obj)) is not None:
+            return _problem(
+                "INVALID_RECORD", f"{unit} {number}: a value holds {found}, which text cannot hold"
+            )
         odd = obj.keys() - self.exact  # usually empty: the fast path keeps `obj` as it is
         renames = {k: self.folded[k.casefold()] for k in odd if self._foldable(k)}
         if not renames:

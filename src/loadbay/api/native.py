@@ -16,6 +16,7 @@ from loadbay.api.schemas import (
     ErrorOut,
     EventOut,
     Page,
+    Text,
     UploadUrlOut,
     UploadUrlRequest,
 )
@@ -49,9 +50,9 @@ def create_batch(body: CreateBatch, service: Service, account: Caller, response:
 def list_batches(
     service: Service,
     account: Caller,
-    status: str | None = None,
-    type: str | None = None,
-    job_id: str | None = None,
+    status: Text | None = None,
+    type: Text | None = None,
+    job_id: Text | None = None,
     cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[BatchOut]:
@@ -195,3 +196,11 @@ async def signed_put(
     )
     await receive(upload, request)
     return {"ok": True, "name": upload.name}
+
+
+@router.get("/blobs/{key:path}", tags=["signed"], response_class=StreamingResponse)
+def signed_get(key: str, service: Service, expires: str = "", signature: str = "") -> StreamingResponse:
+    """The target of a signed download URL (a batch's result file): the signature is the credential."""
+    batch_id, parts = service.signed_results(key, expires, signature)
+    headers = {"Content-Disposition": f'attachment; filename="batch-{batch_id}-results.csv"'}
+    return StreamingResponse(_encoded(parts), media_type="text/csv; charset=utf-8", headers=headers)

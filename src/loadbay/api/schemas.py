@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from loadbay.core.models import Batch, BatchEvent, ErrorRow, NewBatch
+from loadbay.readers import unstorable
 
 __all__ = [
     "BatchOut",
@@ -16,9 +17,23 @@ __all__ = [
     "ErrorOut",
     "EventOut",
     "Page",
+    "Text",
     "UploadUrlOut",
     "UploadUrlRequest",
 ]
+
+V = TypeVar("V")
+
+
+def _storable(value: V) -> V:
+    """Refuse text no database column can hold (U+0000 on PostgreSQL, unpaired surrogates anywhere)."""
+    if (found := unstorable(value)) is not None:
+        raise ValueError(f"holds {found}, which text cannot hold")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+Name = Annotated[str, Field(max_length=200), AfterValidator(_storable)]
 
 
 class CreateBatch(BaseModel):
@@ -26,22 +41,20 @@ class CreateBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(description="A registered batch type, e.g. billing.customer")
-    job_id: str | None = Field(default=None, max_length=200, description="Idempotency key")
-    description: str | None = None
+    type: Text = Field(description="A registered batch type, e.g. billing.customer")
+    job_id: Name | None = Field(default=None, description="Idempotency key")
+    description: Text | None = None
     test: bool | None = Field(default=None, description="Must match the key's account when given")
     parent_id: int | None = None
     process: Literal["auto", "manual"] = "auto"
-    options: dict[str, Any] = Field(default_factory=dict)
-    source_url: str | None = Field(default=None, description="http(s) URL the server fetches")
+    options: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(default_factory=dict)
+    source_url: Text | None = Field(default=None, description="http(s) URL the server fetches")
     page_size: int | None = Field(default=None, ge=1, le=2**31 - 1)
     total_items: int | None = Field(default=None, ge=0, le=2**63 - 1)
     items: list[Any] | None = Field(default=None, description="Page 0 of JSON items, inline")
     submit: bool | None = Field(default=None, description="Submit right away (default: only with source_url)")
     upload_url: bool = Field(default=False, description="Answer with a signed upload URL too")
-    file_name: str = Field(
-        default="data", max_length=200, description="Name of the file the upload URL takes"
-    )
+    file_name: Name = Field(default="data", description="Name of the file the upload URL takes")
 
     def spec(self) -> NewBatch:
         return NewBatch(

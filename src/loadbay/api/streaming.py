@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from loadbay.core.intake import Upload
+from loadbay.core.intake import Incoming
 
 __all__ = ["receive"]
 
 
-async def receive(upload: Upload, request: Request) -> None:
+async def receive(upload: Incoming, request: Request) -> None:
     """Stream the request body into an upload, enforcing the size limit as bytes arrive."""
     upload.check_declared_size(_declared_size(request))
     try:

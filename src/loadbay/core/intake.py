@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import quote, unquote
 
 from sqlalchemy import Connection
@@ -14,11 +16,39 @@ from loadbay.blobs import BlobWriter
 from loadbay.core.lifecycle import Status
 from loadbay.core.models import Batch
 from loadbay.core.runtime import Runtime
+from loadbay.core.types import BatchType
 from loadbay.db import repository as repo
 from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from loadbay.readers import format_for_content_type
+from loadbay.readers import format_for_content_type, unstorable
 
-__all__ = ["SignedUpload", "Upload", "input_key", "parse_input_key", "require_open", "store_page"]
+__all__ = [
+    "ATTACHMENTS",
+    "Attachment",
+    "Incoming",
+    "SignedUpload",
+    "Upload",
+    "attachment_key",
+    "attachments_of",
+    "input_key",
+    "parse_input_key",
+    "require_attachments",
+    "require_takes_data",
+    "require_open",
+    "store_page",
+]
+
+# The key of the batch options under which loadbay keeps what it knows of each attachment.
+ATTACHMENTS = "attachments"
+_SPOOL_IN_MEMORY = 1 << 20
+
+
+class Incoming(Protocol):
+    """A file arriving as a stream (an Upload or an Attachment)."""
+
+    def check_declared_size(self, size: int | None) -> None: ...
+    def write(self, data: bytes) -> None: ...
+    def abort(self) -> None: ...
+    def finish(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,11 +63,11 @@ _MAX_QUOTED_NAME = 240  # a file name on the local store is at most 255 bytes
 
 def input_key(batch_id: int, name: str) -> str:
     """The object key of one of the batch's input files; InvalidInput for an unusable name."""
-    quoted = quote(name, safe="")
-    if name in ("", ".", "..") or len(quoted) > _MAX_QUOTED_NAME:
+    quoted = "" if unstorable(name) else quote(name, safe="")
+    if name in ("", ".", "..") or not quoted or len(quoted) > _MAX_QUOTED_NAME:
         raise InvalidInput(
-            f"file name {name[:50]!r} cannot be used: a name is not empty, '.' or '..', "
-            f"and at most {_MAX_QUOTED_NAME} bytes once URL-encoded",
+            f"file name {name[:50]!r} cannot be used: a name is not empty, '.' or '..', holds no "
+            f"U+0000 or unpaired surrogate, and is at most {_MAX_QUOTED_NAME} bytes once URL-encoded",
             code="INVALID_NAME",
         )
     return f"batches/{batch_id}/inputs/{quoted}"
@@ -71,6 +101,8 @@ class Upload:
 
     def __init__(self, rt: Runtime, batch: Batch, name: str, content_type: str | None) -> None:
         require_open(batch)
+        require_attachments(batch, rt.types.get(batch.type), "its data")
+        require_takes_data(batch, rt.types.get(batch.type))
         self._rt = rt
         self._batch_id = batch.id
         self.name = name
@@ -111,6 +143,118 @@ class Upload:
             values = {"format": self.format, "blob_key": self._key, "size": size, "items": None}
             repo.upsert_input(conn, batch.id, "file", self.name, **values)
             repo.add_event(conn, batch.id, "file_received", batch.status, f"{self.name} ({size} bytes)")
+
+
+# attachments: files a batch needs besides its records -----------------------
+
+
+def attachment_key(batch_id: int, name: str) -> str:
+    """The object key of the batch's attachment `name` in the blob store."""
+    return f"batches/{batch_id}/attachments/{quote(name, safe='')}"
+
+
+def attachments_of(batch: Batch) -> dict[str, Any]:
+    """What loadbay learnt of each of the batch's attachments, by name."""
+    found = batch.options.get(ATTACHMENTS)
+    return dict(found) if isinstance(found, Mapping) else {}
+
+
+def require_takes_data(batch: Batch, batch_type: BatchType) -> None:
+    """Conflict (NO_DATA_TAKEN) for a batch whose type makes its own records (BatchType.generates)."""
+    if batch_type.generates:
+        raise Conflict(
+            f"batch {batch.id} is a {batch_type.name} batch: it makes its own records and takes no data",
+            code="NO_DATA_TAKEN",
+        )
+
+
+def require_attachments(batch: Batch, batch_type: BatchType, before: str) -> None:
+    """Conflict (ATTACHMENT_MISSING) unless the batch has every attachment its type needs."""
+    have = attachments_of(batch)
+    for name, what in batch_type.attachments.items():
+        if name not in have:
+            raise Conflict(
+                f"batch {batch.id} needs its {name} ({what}) before {before}; send it first",
+                code="ATTACHMENT_MISSING",
+            )
+
+
+class Attachment:
+    """A file the batch needs besides its records (e.g. the PDF a mail batch prints), as a
+    stream: spooled, inspected by the batch type, then stored whole or not at all.
+    Attachments come before the batch's data, since the type's rules read them."""
+
+    def __init__(self, rt: Runtime, batch: Batch, batch_type: BatchType, name: str) -> None:
+        require_open(batch)
+        if name not in batch_type.attachments:
+            raise InvalidInput(
+                f"a {batch_type.name} batch takes no attachment {name!r}", code="UNKNOWN_ATTACHMENT"
+            )
+        self._rt = rt
+        self._batch_id = batch.id
+        self._type = batch_type
+        self.name = name
+        self._limit = rt.settings.max_upload_bytes
+        self._size = 0
+        # Lives across the request's body chunks; finish() or abort() closes it.
+        self._spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)  # noqa: SIM115
+
+    def check_declared_size(self, size: int | None) -> None:
+        if size is not None and size > self._limit:
+            self.abort()
+            raise PayloadTooLarge(f"the file is {size} bytes; this server takes at most {self._limit}")
+
+    def write(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._size > self._limit:
+            self.abort()
+            raise PayloadTooLarge(f"the file is over {self._limit} bytes, this server's limit")
+        self._spool.write(data)
+
+    def abort(self) -> None:
+        self._spool.close()
+
+    def finish(self) -> None:
+        """Inspect the file (InvalidInput if the type refuses it), then keep it with the batch."""
+        try:
+            self._spool.seek(0)
+            meta = self._type.inspect_attachment(self.name, cast(BinaryIO, self._spool))
+            self._store(meta)
+        finally:
+            self._spool.close()
+
+    def _store(self, meta: dict[str, Any]) -> None:
+        key = attachment_key(self._batch_id, self.name)
+        with self._rt.db.write() as conn:
+            batch = repo.get_batch(conn, None, self._batch_id, lock=True)
+            if batch is None:
+                raise NotFound(f"batch {self._batch_id} not found")
+            require_open(batch)
+            _refuse_after_data(conn, batch.id)
+            size = self._copy_to(key)
+            attached = attachments_of(batch) | {self.name: meta | {"size": size}}
+            options = json.dumps(batch.options | {ATTACHMENTS: attached}, sort_keys=True)
+            repo.update_batch(conn, batch.id, options=options)
+            repo.add_event(conn, batch.id, "attachment_received", batch.status, f"{self.name} ({size} bytes)")
+
+    def _copy_to(self, key: str) -> int:
+        writer = self._rt.blobs.writer(key)
+        self._spool.seek(0)
+        while data := self._spool.read(1 << 20):
+            writer.write(data)
+        return writer.commit()
+
+
+def _refuse_after_data(conn: Connection, batch_id: int) -> None:
+    count, _items, _files = repo.input_summary(conn, batch_id)
+    if count:
+        raise Conflict(
+            f"batch {batch_id} already has its data; send attachments before the data",
+            code="ATTACHMENT_AFTER_DATA",
+        )
+
+
+# pages -----------------------------------------------------------------------
 
 
 def page_name(number: int) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from loadbay.core import intake, settle
 from loadbay.core.lifecycle import FINAL, Event, Status, next_status
 from loadbay.core.models import Account, Batch, BatchEvent, ErrorRow, NewBatch
+from loadbay.core.records import RecordView
 from loadbay.core.results import header_row
 from loadbay.core.runtime import Runtime
 from loadbay.core.types import BatchType
@@ -76,23 +77,26 @@ class BatchService:
         spec: NewBatch,
         *,
         items: list[Any] | None = None,
+        page: int = 0,
         submit: bool | None = None,
     ) -> tuple[Batch, bool]:
-        """Create a batch (or find the one this job_id made). True when newly created."""
+        """Create a batch (or find the one this job_id made), with page `page` of `items` and
+        submitted when asked, all or nothing. True when newly created."""
         self._check_new(account, spec)
-        fingerprint = _fingerprint(spec, items, submit)
+        fingerprint = _fingerprint(spec, items, submit, page)
         if spec.job_id is not None and (found := self._by_job_id(account, spec.job_id, fingerprint)):
             return found, False
+        submit = bool(submit or (submit is None and spec.source_url))
         try:
-            batch_id = self._insert(account, spec, fingerprint, items)
+            batch_id = self._insert(account, spec, fingerprint, (items, page), submit)
         except IntegrityError:  # another request created the same job_id just now
             if spec.job_id is None:
                 raise
             found = self._by_job_id(account, spec.job_id, fingerprint)
             assert found is not None
             return found, False
-        if submit or (submit is None and spec.source_url):
-            return self.submit(account, batch_id), True
+        if submit:
+            self._wake()
         return self.get(account, batch_id), True
 
     def _check_new(self, account: Account, spec: NewBatch) -> None:
@@ -102,6 +106,11 @@ class BatchService:
             raise TestModeMismatch(f"this key belongs to a {mode} account; the batch says test={spec.test}")
         if spec.process not in ("auto", "manual"):
             raise InvalidInput("process must be 'auto' or 'manual'", code="INVALID_PROCESS")
+        if intake.ATTACHMENTS in spec.options:
+            raise InvalidInput(
+                f"options.{intake.ATTACHMENTS} is kept by loadbay; send attachments as files",
+                code="RESERVED_OPTION",
+            )
         if spec.page_size is not None and spec.page_size < 1:
             raise InvalidInput("page_size must be at least 1", code="INVALID_PAGE_SIZE")
         if spec.total_items is not None and spec.total_items < 0:
@@ -121,19 +130,41 @@ class BatchService:
             )
         return batch
 
-    def _insert(self, account: Account, spec: NewBatch, fingerprint: str, items: list[Any] | None) -> int:
+    def _insert(
+        self,
+        account: Account,
+        spec: NewBatch,
+        fingerprint: str,
+        page: tuple[list[Any] | None, int],
+        submit: bool,
+    ) -> int:
         with self.rt.db.write() as conn:
             if spec.parent_id is not None:
                 self._check_parent(conn, account, spec.parent_id)
-            values = asdict(spec) | {"account_id": account.id, "test": account.test}
-            values["process_mode"] = values.pop("process")
-            batch_id = repo.insert_batch(conn, values | {"fingerprint": fingerprint})
+            batch_id = repo.insert_batch(conn, _batch_row(account, spec, fingerprint))
             repo.add_event(conn, batch_id, "created", Status.OPEN)
-            if items is not None:
-                batch = repo.get_batch(conn, account.id, batch_id)
-                assert batch is not None
-                intake.store_page(conn, batch, 0, items)
+            self._spawn(conn, account, batch_id, spec)
+            if page[0] is not None or submit:
+                self._fill(conn, self._get(conn, account, batch_id), page, submit)
         return batch_id
+
+    def _fill(self, conn: Connection, batch: Batch, page: tuple[list[Any] | None, int], submit: bool) -> None:
+        """A new batch's first page and its submission, in the transaction that creates it
+        (a refused page or submit leaves no batch behind)."""
+        items, number = page
+        if items is not None:
+            intake.require_attachments(batch, self.rt.types.get(batch.type), "its data")
+            intake.require_takes_data(batch, self.rt.types.get(batch.type))
+            intake.store_page(conn, batch, number, items)
+        if submit:
+            self._submit_family(conn, batch)
+
+    def _spawn(self, conn: Connection, account: Account, parent_id: int, spec: NewBatch) -> None:
+        """Create the child batches a batch's type makes along with it (BatchType.spawn)."""
+        for made in self.rt.types.get(spec.type).spawn(spec.options):
+            child = replace(made, job_id=None, test=None, parent_id=parent_id, process=spec.process)
+            child_id = repo.insert_batch(conn, _batch_row(account, child, _fingerprint(child, None, None)))
+            repo.add_event(conn, child_id, "created", Status.OPEN)
 
     def _check_parent(self, conn: Connection, account: Account, parent_id: int) -> None:
         parent = repo.get_batch(conn, account.id, parent_id) if _storable_id(parent_id) else None
@@ -161,6 +192,11 @@ class BatchService:
             raise NotFound(f"batch {ref} not found")
         return batch
 
+    def active_batch(self, account: Account, types: Sequence[str]) -> Batch | None:
+        """The account's oldest submitted, not yet final batch of these types, if any."""
+        with self.rt.db.read() as conn:
+            return repo.active_batch(conn, account.id, types)
+
     def list_batches(
         self, account: Account, filters: Mapping[str, Any], before_id: int | None, limit: int
     ) -> list[Batch]:
@@ -182,12 +218,50 @@ class BatchService:
             self._get(conn, account, batch_id)
             return repo.errors_page(conn, batch_id, after_id, limit)
 
+    def records(
+        self, account: Account, batch_id: int, offset: int = 0, limit: int = 1000
+    ) -> list[RecordView]:
+        """Records `offset`… of a staged batch, each with its outcome or validation state."""
+        self.get(account, batch_id)
+        views: list[RecordView] = []
+        after = -1
+        while len(views) < limit:
+            with self.rt.db.read() as conn:
+                parts = queue.chunk_records(conn, batch_id, after, _RESULT_PAGE)
+            if not parts:
+                break
+            for seq, payload, outcomes in parts:
+                after = seq
+                if payload is not None:
+                    views += [v for v in settle.record_views(payload, outcomes) if v.index >= offset]
+        return views[:limit]
+
     # data in ---------------------------------------------------------------
 
     def put_page(self, account: Account, batch_id: int, number: int, items: list[Any]) -> Batch:
         with self.rt.db.write() as conn:
-            intake.store_page(conn, self._get(conn, account, batch_id, lock=True), number, items)
+            batch = self._get(conn, account, batch_id, lock=True)
+            intake.require_open(batch)
+            intake.require_attachments(batch, self.rt.types.get(batch.type), "its data")
+            intake.require_takes_data(batch, self.rt.types.get(batch.type))
+            intake.store_page(conn, batch, number, items)
             return self._get(conn, account, batch_id)
+
+    def read_page(self, account: Account, batch_id: int, number: int) -> tuple[list[Any], int]:
+        """Page `number`'s items as stored (empty when not sent, or cleared), and the number
+        of items all the batch's pages hold. One page in memory, never the whole batch."""
+        with self.rt.db.read() as conn:
+            self._get(conn, account, batch_id)
+            text = repo.input_items(conn, batch_id, "page", intake.page_name(number))
+            _count, received, _files = repo.input_summary(conn, batch_id)
+        return ([] if text is None else json.loads(text)), received
+
+    def attach(self, account: Account, batch_id: int, name: str) -> intake.Attachment:
+        """Start receiving attachment `name`: a file the batch's type needs besides its records
+        (see BatchType.attachments), sent before the data; what the type learns of it reaches
+        its rules as ApplyContext.options["attachments"][name]."""
+        batch = self.get(account, batch_id)
+        return intake.Attachment(self.rt, batch, self.rt.types.get(batch.type), name)
 
     def start_upload(
         self, account: Account, batch_id: int, name: str, content_type: str | None
@@ -215,18 +289,24 @@ class BatchService:
         """Data complete: queue the batch (and its open children) for processing."""
         with self.rt.db.write() as conn:
             batch = self._get(conn, account, batch_id, lock=True)
-            self._submit(conn, batch)
-            for child in repo.children(conn, batch.id):
-                if child.status == Status.OPEN:
-                    self._submit(conn, child)
+            self._submit_family(conn, batch)
             batch = self._get(conn, account, batch_id)
         self._wake()
         return batch
 
+    def _submit_family(self, conn: Connection, batch: Batch) -> None:
+        """Submit the batch and its open children."""
+        self._submit(conn, batch)
+        for child in repo.children(conn, batch.id):
+            if child.status == Status.OPEN:
+                self._submit(conn, child)
+
     def _submit(self, conn: Connection, batch: Batch) -> None:
         status = next_status(batch.status, Event.SUBMIT)
+        batch_type = self.rt.types.get(batch.type)
+        intake.require_attachments(batch, batch_type, "it is submitted")
         count, items, files = repo.input_summary(conn, batch.id)
-        if count == 0 and batch.source_url is None:
+        if count == 0 and batch.source_url is None and not batch_type.generates:
             raise Conflict(
                 f"batch {batch.id} has no data yet; upload a file or send pages first", code="NO_DATA"
             )
@@ -275,21 +355,61 @@ class BatchService:
             queue.delete_chunks(conn, batch.id)
             repo.set_status(conn, batch.id, status, Event.CLEAR, finished_at=repo.now())
         self.rt.blobs.delete_prefix(f"batches/{batch_id}/inputs")
+        self.rt.blobs.delete_prefix(f"batches/{batch_id}/attachments")
         return self.get(account, batch_id)
 
     # data out --------------------------------------------------------------
 
     def results(self, account: Account, batch_id: int) -> Iterator[str]:
         """The result CSV as a stream of text parts (header first)."""
-        batch = self.get(account, batch_id)
-        if batch.status not in FINAL or batch.status in (Status.ERROR, Status.CLEARED):
-            raise Conflict(
-                f"batch {batch.id} is {batch.status}; "
-                "the result file exists once it is completed or cancelled",
-                code="RESULTS_NOT_READY",
-            )
+        return self._results(self.get(account, batch_id))
+
+    def _results(self, batch: Batch) -> Iterator[str]:
+        _require_results(batch)
         columns = self.rt.types.get(batch.type).columns().names
         return _result_stream(self.rt, batch.id, header_row(columns))
+
+    def result_url(self, account: Account, batch_id: int) -> str:
+        """A signed URL that downloads the batch's result file (one GET, no API key)."""
+        batch = self.get(account, batch_id)
+        _require_results(batch)
+        return self.rt.blobs.signed_url(_results_key(batch.id), "GET", self.rt.settings.signed_url_ttl)
+
+    def signed_results(self, key: str, expires: str, signature: str) -> tuple[int, Iterator[str]]:
+        """(batch id, result CSV) behind a signed download URL: the signature is the credential."""
+        self.rt.blobs.verify(key, "GET", expires, signature)
+        with self.rt.db.read() as conn:
+            batch = repo.get_batch(conn, None, _batch_of_results_key(key))
+        if batch is None:
+            raise NotFound("no such result file")
+        return batch.id, self._results(batch)
+
+
+def _require_results(batch: Batch) -> None:
+    if batch.status not in FINAL or batch.status in (Status.ERROR, Status.CLEARED):
+        raise Conflict(
+            f"batch {batch.id} is {batch.status}; the result file exists once it is completed or cancelled",
+            code="RESULTS_NOT_READY",
+        )
+
+
+def _results_key(batch_id: int) -> str:
+    return f"batches/{batch_id}/results.csv"
+
+
+def _batch_of_results_key(key: str) -> int:
+    """The batch id in a result file's key, or NotFound."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "batches" or parts[2] != "results.csv" or not parts[1].isdigit():
+        raise NotFound("no such result file")
+    return int(parts[1])
+
+
+def _batch_row(account: Account, spec: NewBatch, fingerprint: str) -> dict[str, Any]:
+    """The row of a new batch of this account."""
+    values = asdict(spec) | {"account_id": account.id, "test": account.test, "fingerprint": fingerprint}
+    values["process_mode"] = values.pop("process")
+    return values
 
 
 def _result_stream(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:
@@ -310,6 +430,6 @@ def _storable_id(batch_id: int) -> bool:
     return 0 < batch_id < 2**63
 
 
-def _fingerprint(spec: NewBatch, items: list[Any] | None, submit: bool | None) -> str:
-    body = {"spec": asdict(spec), "items": items, "submit": submit}
+def _fingerprint(spec: NewBatch, items: list[Any] | None, submit: bool | None, page: int = 0) -> str:
+    body = {"spec": asdict(spec), "items": items, "submit": submit} | ({"page": page} if page else {})
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

@@ -83,6 +83,4 @@ def mark_duplicates(
 
 def refuse(records: Sequence[StagedRecord], refusals: dict[int, FieldError]) -> list[StagedRecord]:
     """The records, those named in `refusals` (by index) made invalid with that error."""
-    return [
-        replace(r, data=None, errors=(refusals[r.index],)) if r.index in refusals else r for r in records
-    ]
+    return [replace(r, data=None, errors=(refusals[r.index],)) if r.index in refusals else r for r in records]

@@ -5,17 +5,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy import Connection
 
+from loadbay.core.models import NewBatch
 from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.errors import UnknownType
 from loadbay.readers import Columns
 
-__all__ = ["ApplyContext", "BatchType", "TypeRegistry", "field_errors"]
+__all__ = ["ApplyContext", "BatchType", "GeneratedPage", "TypeRegistry", "field_errors"]
 
 _CODES = {
     "missing": "REQUIRED",
@@ -46,6 +47,14 @@ class ApplyContext:
     options: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class GeneratedPage:
+    """One page of the records a generating type makes itself (see BatchType.generate)."""
+
+    records: list[dict[str, Any]]
+    after: str | None = None  # the cursor of the next page; None when this page is the last
+
+
 class BatchType(ABC):
     """A kind of record loadbay can import: a pydantic schema, a key and a bulk apply."""
 
@@ -53,6 +62,11 @@ class BatchType(ABC):
     key: ClassVar[str]
     model: ClassVar[type[BaseModel]]
     description: ClassVar[str] = ""
+    # Files a batch of this type needs besides its records (name -> what it is), sent
+    # before the data; what `inspect_attachment` learns of each is in ApplyContext.options.
+    attachments: ClassVar[Mapping[str, str]] = {}
+    # True for a type that makes its own records (`generate`) and takes no data.
+    generates: ClassVar[bool] = False
 
     def columns(self) -> Columns:
         fields = self.model.model_fields
@@ -78,6 +92,21 @@ class BatchType(ABC):
 
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
+
+    def inspect_attachment(self, name: str, stream: BinaryIO) -> dict[str, Any]:
+        """What the rules need to know of attachment `name` (e.g. a PDF's page count), kept
+        JSON-ready with the batch; raises InvalidInput when the file is not what it should be."""
+        return {}
+
+    def spawn(self, options: Mapping[str, Any]) -> list[NewBatch]:
+        """Child batches (their type and options) created with a batch of this type and these
+        options; raises InvalidInput for options the type refuses."""
+        return []
+
+    def generate(self, conn: Connection, ctx: ApplyContext, after: str | None) -> GeneratedPage:
+        """A generating type's records, read a page per transaction while the batch is
+        validated: the page that starts at cursor `after` (None: the first page)."""
+        return GeneratedPage([])
 
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]

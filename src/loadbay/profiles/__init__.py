@@ -26,4 +26,12 @@ def mount_profiles(app: FastAPI, service: BatchService) -> None:
 
 def _profiles() -> list[tuple[str, ProfileBuilder]]:
     """(prefix, builder) of each profile; a profile module exposes PREFIX and build(service)."""
-    return []
+    from loadbay.profiles import alliant, centrapay, click2mail, ebill, fusebill
+
+    return [
+        (centrapay.PREFIX, centrapay.build),
+        (fusebill.PREFIX, fusebill.build),
+        (click2mail.PREFIX, click2mail.build),
+        (alliant.PREFIX, alliant.build),
+        (ebill.PREFIX, ebill.build),
+    ]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from loadbay.core.types import TypeRegistry
 from loadbay.types.assets import ExternalAssetType, TerminalStatusType
 from loadbay.types.billing import CustomerType
+from loadbay.types.carry_forward import CARRY_FORWARD
+from loadbay.types.catalog import catalog_types
 from loadbay.types.invoices import InvoiceLineType, InvoiceType
+from loadbay.types.mail import MailJobType
 from loadbay.types.memos import CreditMemoType, DebitMemoType
 from loadbay.types.payments import PaymentType, WriteOffType
 
@@ -19,8 +22,11 @@ BILLING = (
     DebitMemoType(),
     PaymentType(),
     WriteOffType(),
+    *CARRY_FORWARD,
 )
 
 
 def default_registry() -> TypeRegistry:
-    return TypeRegistry([*BILLING, ExternalAssetType(), TerminalStatusType()])
+    return TypeRegistry(
+        [*BILLING, ExternalAssetType(), TerminalStatusType(), *catalog_types(), MailJobType()]
+    )

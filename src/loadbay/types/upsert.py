@@ -85,13 +85,14 @@ def _differs(spec: UpsertSpec, row: Mapping[str, Any], stored: Mapping[str, Any]
 def _insert(
     conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], now: datetime
 ) -> dict[Key, int]:
+    """Insert new rows in one executemany, then read their ids back by key (one plain
+    executemany and a SELECT are much faster on PostgreSQL than INSERT … RETURNING)."""
     if not rows:
         return {}
-    table = spec.table
     stamps = {"revision": 1, "created_at": now, "updated_at": now}
-    statement = insert(table).returning(table.c.id, *(table.c[n] for n in spec.key))
-    result = conn.execute(statement, [dict(row) | stamps for row in rows])
-    return {tuple(found[1:]): found[0] for found in result}
+    conn.execute(insert(spec.table), [dict(row) | stamps for row in rows])
+    created = find(conn, spec, [key_of(spec, row) for row in rows])
+    return {key: row["id"] for key, row in created.items()}
 
 
 def _update(conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:

@@ -1,0 +1,380 @@
+"""Alliant's Import UserX Batch API (seed 003) over the core, under /compat/alliant.
+
+    POST  /api/Import/User{X}s/Batch[?Submit=true]          create (+ a first page) → 201
+    PATCH /api/Import/User{X}s/Batch/{batchId}[?Submit=true] a page {pageNumber, items}, and/or submit
+    GET   /api/Import/User{X}s/Batch/{batchId}[?pageNumber=N] the read model, with page N's items
+    POST  /api/Import/User{X}s/Batch/{batchId}/clear         clear the staged items
+
+X is the dimension, 1-9 (the batch type `catalog.userX`); a batch is found only
+under its own dimension. Every answer is the envelope `{result, errors, warnings,
+hasErrors, hasWarnings}`; errors and warnings are objects `{code, message}`, with
+`field`, and for an item's error `itemId` and `index` (its 0-based position across
+the pages). A refused request has `result: null`. The read model adds `status`
+(the core's: open, queued, validating, processing, completed, error, cleared),
+`outcome`, `succeededItems` and `failedItems` to the seed's fields, and lists the
+batch's first 1,000 item errors (more: GET /v1/batches/{id}/errors).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, StrictInt, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loadbay.api.problems import http_status
+from loadbay.core.models import Account, Batch, ErrorRow, NewBatch
+from loadbay.core.service import BatchService
+from loadbay.core.types import field_errors
+from loadbay.errors import (
+    InvalidInput,
+    LoadbayError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from loadbay.profiles.common import profile_app, profile_key, service_of
+from loadbay.readers import unstorable
+from loadbay.types.catalog import DIMENSIONS, type_name
+
+__all__ = ["PREFIX", "build"]
+
+PREFIX = "/compat/alliant"
+
+_BATCHES = "/api/Import/User{dimension:int}s/Batch"
+_BATCH = _BATCHES + "/{batch_id:int}"
+_FILE_NAME = "importFileName"  # the batch option that keeps the import file name
+_ERRORS_SHOWN = 1000
+_INT32 = 2**31 - 1
+_MAX_DEPTH = 64  # how deep a body may nest (an item needs about 8 levels, its ud values up to 32 more)
+_JSON_TYPES = ("application/json", "text/json")
+_GUIDS = uuid.UUID("6f1d3a52-8d0e-4b8e-9a51-3c1f0f7e2a10")  # namespace of the jobQueueGuids
+
+
+def build(service: BatchService) -> FastAPI:
+    app = profile_app("Alliant", service)
+    app.include_router(router)
+    app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _server_error)
+    return app
+
+
+# wire models ------------------------------------------------------------------
+
+
+def _storable(value: str | None) -> str | None:
+    if value is not None and (found := unstorable(value)) is not None:
+        raise ValueError(f"must not hold {found}")
+    return value
+
+
+class CreateBody(BaseModel):
+    """The body of the create request (unknown keys are ignored)."""
+
+    import_file_name: str = Field(alias="importFileName", min_length=1, max_length=255)
+    description: str | None = None
+    page_size: StrictInt = Field(alias="pageSize", ge=1, le=_INT32)
+    total_items: StrictInt = Field(alias="totalItems", ge=0, le=_INT32)
+    page_number: StrictInt = Field(default=0, alias="pageNumber", ge=0, le=_INT32)
+    items: list[Any] | None = None
+
+    @field_validator("import_file_name", "description")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return _storable(value)
+
+
+class PageBody(BaseModel):
+    """The body of a PATCH: a page, or nothing (`{}`) when it only submits."""
+
+    page_number: StrictInt | None = Field(default=None, alias="pageNumber", ge=0, le=_INT32)
+    items: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _whole(self) -> PageBody:
+        if (self.page_number is None) != (self.items is None):
+            raise ValueError("a page has both pageNumber and items")
+        return self
+
+
+class UnknownKey(Unauthorized):
+    """This API key is not known here. Check the key you send."""
+
+    code = "FORBIDDEN"
+
+
+# request parts ----------------------------------------------------------------------
+
+
+def _caller(request: Request) -> Account:
+    key = profile_key(request)
+    try:
+        return service_of(request).authenticate(key)
+    except Unauthorized as exc:
+        raise (UnknownKey() if key else exc) from None
+
+
+def _type(dimension: int) -> str:
+    """The batch type of dimension X (NotFound outside 1-9)."""
+    if dimension not in DIMENSIONS:
+        raise NotFound(f"there is no User{dimension}s import; dimensions are 1 to 9")
+    return type_name(dimension)
+
+
+def _submit(request: Request) -> bool:
+    """`?Submit=true` (the name in any case, as ASP.NET binds it)."""
+    values = [v for k, v in request.query_params.multi_items() if k.lower() == "submit"]
+    value = values[-1].strip().lower() if values else "false"
+    if value not in ("true", "false"):
+        raise _bad_query("Submit", f"Submit is true or false, not {values[-1]!r}")
+    return value == "true"
+
+
+async def _json_body(request: Request) -> Any:
+    """The JSON body, or None when there is none (415 unless JSON, 400 when unreadable)."""
+    body = await _read(request, service_of(request).rt.settings.max_upload_bytes)
+    if not body.strip():
+        return None
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type {media_type or 'none'!r}: this API takes application/json")
+    try:
+        return _shallow(json.loads(body, parse_constant=_no_constant))
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", code="INVALID_JSON") from None
+
+
+def _shallow(value: Any) -> Any:
+    """The body, unless it nests deeper than _MAX_DEPTH (no recursion: it may be deep)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list) and depth > _MAX_DEPTH:
+            raise ValueError(f"it nests more than {_MAX_DEPTH} levels deep")
+        if isinstance(item, dict):
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return value
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes, this server's limit")
+    return bytes(body)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _parsed(model: type[CreateBody] | type[PageBody], body: Any) -> Any:
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _bad_query(name: str, message: str) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "value_error", "loc": ("query", name), "msg": message, "input": None}]
+    )
+
+
+Service = Annotated[BatchService, Depends(service_of)]
+Caller = Annotated[Account, Depends(_caller)]
+TypeName = Annotated[str, Depends(_type)]
+Submit = Annotated[bool, Depends(_submit)]
+Body = Annotated[Any, Depends(_json_body)]
+
+router = APIRouter(tags=["alliant"])
+
+
+# routes -------------------------------------------------------------------------------
+
+
+@router.post(_BATCHES, status_code=201)
+def create_batch(
+    account: Caller, batch_type: TypeName, submit: Submit, body: Body, service: Service
+) -> JSONResponse:
+    """Create an Import UserX Batch, with its first page and submitted when asked."""
+    parsed: CreateBody = _parsed(CreateBody, body if body is not None else {})
+    spec = NewBatch(
+        type=batch_type,
+        description=parsed.description,
+        options={_FILE_NAME: parsed.import_file_name},
+        page_size=parsed.page_size,
+        total_items=parsed.total_items,
+    )
+    batch, _ = service.create(account, spec, items=parsed.items, page=parsed.page_number, submit=submit)
+    return _envelope({"batchId": batch.id, "jobQueueGuid": _guid(batch)}, status=201)
+
+
+@router.patch(_BATCH)
+def patch_batch(
+    batch_id: int, account: Caller, batch_type: TypeName, submit: Submit, body: Body, service: Service
+) -> JSONResponse:
+    """Send a page (the same pageNumber again replaces it) and/or submit the batch."""
+    page: PageBody = _parsed(PageBody, body if body is not None else {})
+    if page.items is None and not submit:
+        raise InvalidInput("send a page {pageNumber, items}, ?Submit=true, or both", code="NOTHING_TO_DO")
+    _find(service, account, batch_type, batch_id)
+    if page.items is not None and page.page_number is not None:
+        service.put_page(account, batch_id, page.page_number, page.items)
+    if submit:
+        service.submit(account, batch_id)
+    return _envelope({})
+
+
+@router.get(_BATCH)
+def read_batch(
+    batch_id: int,
+    account: Caller,
+    batch_type: TypeName,
+    service: Service,
+    page_number: Annotated[int, Query(alias="pageNumber", ge=0, le=_INT32)] = 0,
+) -> JSONResponse:
+    """The batch, page `pageNumber`'s items (default 0) and, once validated, its item errors."""
+    batch = _find(service, account, batch_type, batch_id)
+    items, received = service.read_page(account, batch_id, page_number)
+    errors, warnings = _outcome(service, account, batch)
+    return _envelope(_read_model(batch, page_number, items, received), errors, warnings)
+
+
+@router.post(_BATCH + "/clear")
+def clear_batch(batch_id: int, account: Caller, batch_type: TypeName, service: Service) -> JSONResponse:
+    """Remove the batch's items; it takes no more pages afterwards."""
+    _find(service, account, batch_type, batch_id)
+    service.clear(account, batch_id)
+    return _envelope({})
+
+
+def _find(service: BatchService, account: Account, batch_type: str, batch_id: int) -> Batch:
+    """The account's batch of this dimension (another dimension's or type's is not found)."""
+    batch = service.get(account, batch_id)
+    if batch.type != batch_type:
+        raise NotFound(f"batch {batch_id} not found")
+    return batch
+
+
+# rendering ------------------------------------------------------------------------------
+
+
+def _guid(batch: Batch) -> str:
+    """A stable UUID for the batch's job (derived from its opaque reference)."""
+    return str(uuid.uuid5(_GUIDS, batch.ref))
+
+
+def _read_model(batch: Batch, page_number: int, items: list[Any], received: int) -> dict[str, Any]:
+    counts = batch.counts
+    return {
+        "importFileName": batch.options.get(_FILE_NAME),
+        "importFileSID": batch.id,
+        "description": batch.description,
+        "fileDownloadNumber": None,
+        "pageSize": batch.page_size,
+        "totalItems": batch.total_items,
+        "batchId": batch.id,
+        "pageNumber": page_number,
+        "receivedItems": received,
+        "createdDateTime": batch.created_at.isoformat(),
+        "items": items,
+        "status": batch.status.value,
+        "outcome": batch.outcome,
+        "succeededItems": counts.succeeded,
+        "failedItems": counts.invalid + counts.failed + counts.unprocessed,
+    }
+
+
+def _outcome(service: BatchService, account: Account, batch: Batch) -> tuple[list[Any], list[Any]]:
+    """Errors (the batch's own failure, then its first item errors) and warnings."""
+    rows = service.errors(account, batch.id, None, _ERRORS_SHOWN + 1)
+    errors = [_error(batch.error_code, batch.error_message or "")] if batch.error_code else []
+    errors += [_item_error(row) for row in rows[:_ERRORS_SHOWN]]
+    warnings = [_error("WARNING", text) for text in batch.warnings]
+    if len(rows) > _ERRORS_SHOWN:
+        more = f"only the first {_ERRORS_SHOWN} item errors are listed; /v1/batches/{batch.id}/errors has all"
+        warnings.append(_error("ERRORS_TRUNCATED", more))
+    return errors, warnings
+
+
+def _item_error(row: ErrorRow) -> dict[str, Any]:
+    error = _error(row.code, row.message, row.field)
+    return error | {"itemId": row.external_id, "index": row.record_index}
+
+
+def _error(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message} | ({"field": field} if field else {})
+
+
+def _envelope(
+    result: Mapping[str, Any] | None,
+    errors: Iterable[Mapping[str, Any]] = (),
+    warnings: Iterable[Mapping[str, Any]] = (),
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    errors, warnings = list(errors), list(warnings)
+    body: dict[str, Any] = {"result": result, "errors": errors, "warnings": warnings}
+    body |= {"hasErrors": bool(errors), "hasWarnings": bool(warnings)}
+    return _Json(body, status_code=status, headers=headers)
+
+
+class _Json(JSONResponse):
+    """JSON in ASCII: items echo as sent, even text UTF-8 cannot encode (a lone surrogate)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+# errors as envelopes ------------------------------------------------------------------
+
+
+async def _loadbay_error(_request: Request, exc: LoadbayError) -> JSONResponse:
+    status = 403 if isinstance(exc, UnknownKey) else http_status(exc)
+    headers = {"WWW-Authenticate": 'Bearer realm="loadbay"'} if status == 401 else None
+    return _envelope(None, [_error(exc.code, exc.message)], status=status, headers=headers)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = field_errors(_unplaced(exc.errors()))
+    return _envelope(None, [_error(e.code, e.message, e.field) for e in errors], status=400)
+
+
+def _unplaced(errors: Iterable[ErrorDetails]) -> list[ErrorDetails]:
+    """Errors without their place (body, query, path) at the head of the location."""
+    out = []
+    for error in errors:
+        copy = error.copy()
+        copy["loc"] = tuple(error["loc"][1:]) or tuple(error["loc"])
+        out.append(copy)
+    return out
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 405:
+        error = _error("METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {request.url.path}")
+    elif exc.status_code == 404:
+        error = _error("NOT_FOUND", f"no such endpoint: {request.url.path}")
+    else:
+        error = _error("HTTP_ERROR", str(exc.detail))
+    return _envelope(None, [error], status=exc.status_code, headers=exc.headers)
+
+
+async def _server_error(_request: Request, _exc: Exception) -> JSONResponse:
+    error = _error("INTERNAL_ERROR", "the server failed to answer; the failure is in its log")
+    return _envelope(None, [error], status=500)

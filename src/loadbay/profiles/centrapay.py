@@ -1,0 +1,234 @@
+"""Centrapay's Batches API (seed 002) over the core, under /compat/centrapay.
+
+    POST /api/batches        {type, url, accountId, test} → the Batch model
+    GET  /api/batches/{id}   the Batch model; `id` is the core batch's opaque ref
+
+The server fetches `url` (the core's SSRF-guarded fetcher) and loads the file as
+assets.external_asset or assets.terminal_status. Centrapay's statuses are read
+from the core's: open/queued → created; validating → created, then copied once
+the file is stored (the "copied" event of the current attempt); validated or
+processing → chunked; completed → complete; error (and cancelled, cleared) →
+error. `count` is records counted, `errorCount` invalid plus failed records, both
+as strings (BigNumber); `errors` lists record errors by their code word.
+
+Errors are JSON `{"code": "…", "message": "…"}`; a `test` flag that differs from
+the key's account is 403 `LIVENESS_MISSMATCH` (the seed's spelling).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loadbay.api.problems import http_status
+from loadbay.core.lifecycle import Event, Status
+from loadbay.core.models import Account, Batch, BatchEvent, NewBatch
+from loadbay.core.service import BatchService
+from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, Unauthorized, UnknownType
+from loadbay.profiles.common import profile_app, profile_key, service_of
+
+__all__ = ["PREFIX", "TYPES", "build"]
+
+PREFIX = "/compat/centrapay"
+
+TYPES = {
+    "farmlands-external-asset": "assets.external_asset",
+    "verifone-terminal-status": "assets.terminal_status",
+}
+_NAMES = {core: name for name, core in TYPES.items()}
+
+_ACCOUNT_OPTION = "centrapay_account_id"  # where the batch keeps the accountId it was given
+_ERRORS_SHOWN = 1000  # record errors listed in a Batch; errorCount counts them all
+
+_STATUSES = {
+    Status.OPEN: "created",
+    Status.QUEUED: "created",
+    Status.VALIDATED: "chunked",
+    Status.PROCESSING: "chunked",
+    Status.COMPLETED: "complete",
+}
+_FAILED = frozenset({Status.ERROR, Status.CANCELLED, Status.CLEARED})
+
+
+# wire models ------------------------------------------------------------------
+
+
+class CreateBatch(BaseModel):
+    """The body of `POST /api/batches`."""
+
+    type: str = Field(description="farmlands-external-asset or verifone-terminal-status")
+    url: str = Field(min_length=1, description="The http(s) URL of the CSV or JSON Lines file")
+    account_id: str = Field(alias="accountId", min_length=1, max_length=200)
+    test: bool | None = Field(default=None, description="Must match the API key's account")
+
+    @field_validator("type", "url", "account_id")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain a NUL character")
+        return value
+
+
+class ErrorOut(BaseModel):
+    external_id: str | None = Field(default=None, serialization_alias="externalId")
+    index: str | None = None
+    message: str
+
+
+class BatchOut(BaseModel):
+    id: str
+    account_id: str | None = Field(default=None, serialization_alias="accountId")
+    status: str
+    type: str
+    url: str | None
+    test: bool
+    count: str
+    error_count: str = Field(serialization_alias="errorCount")
+    errors: list[ErrorOut]
+
+
+class UnknownKey(Unauthorized):
+    """This API key is not known here. Check the X-Api-Key header."""
+
+    code = "FORBIDDEN"
+
+
+# routes ---------------------------------------------------------------------------
+
+
+def _caller(request: Request) -> Account:
+    key = profile_key(request)
+    try:
+        return service_of(request).authenticate(key)
+    except Unauthorized as exc:
+        raise (UnknownKey() if key else exc) from None
+
+
+Service = Annotated[BatchService, Depends(service_of)]
+Caller = Annotated[Account, Depends(_caller)]
+
+router = APIRouter(tags=["centrapay"])
+
+
+@router.post("/api/batches", response_model=BatchOut, response_model_exclude_none=True)
+def create_batch(body: CreateBatch, service: Service, account: Caller) -> BatchOut:
+    """Create a batch that loads the file at `url`; it starts at once."""
+    spec = NewBatch(
+        type=_core_type(body.type),
+        test=body.test,
+        source_url=body.url,
+        options={_ACCOUNT_OPTION: body.account_id},
+    )
+    batch, _ = service.create(account, spec)
+    return _render(service, account, batch)
+
+
+@router.get("/api/batches/{batch_id}", response_model=BatchOut, response_model_exclude_none=True)
+def get_batch(batch_id: str, service: Service, account: Caller) -> BatchOut:
+    return _render(service, account, _find(service, account, batch_id))
+
+
+def _core_type(name: str) -> str:
+    if name not in TYPES:
+        raise UnknownType(f"unknown batch type {name!r}; the types are {', '.join(TYPES)}")
+    return TYPES[name]
+
+
+def _find(service: BatchService, account: Account, ref: str) -> Batch:
+    """The account's Centrapay batch with this id (a batch of another type is not one)."""
+    batch = service.get_by_ref(account, ref)
+    if batch.type not in _NAMES:
+        raise NotFound(f"batch {ref} not found")
+    return batch
+
+
+# rendering ------------------------------------------------------------------------
+
+
+def _render(service: BatchService, account: Account, batch: Batch) -> BatchOut:
+    account_id = batch.options.get(_ACCOUNT_OPTION)
+    return BatchOut(
+        id=batch.ref,
+        account_id=None if account_id is None else str(account_id),
+        status=_status(service, account, batch),
+        type=_NAMES[batch.type],
+        url=batch.source_url,
+        test=batch.test,
+        count=str(batch.counts.total),
+        error_count=str(_error_count(batch)),
+        errors=_errors(service, account, batch),
+    )
+
+
+def _status(service: BatchService, account: Account, batch: Batch) -> str:
+    if batch.status == Status.VALIDATING:
+        return "copied" if _copied(service.events(account, batch.id)) else "created"
+    return _STATUSES.get(batch.status, "error")
+
+
+def _copied(events: list[BatchEvent]) -> bool:
+    """True once the current validation attempt has stored the file (a new attempt fetches again)."""
+    copied = False
+    for event in events:
+        if event.event == Event.START:
+            copied = False
+        elif event.event == "copied":
+            copied = True
+    return copied
+
+
+def _error_count(batch: Batch) -> int:
+    failed = 1 if batch.status in _FAILED else 0
+    return batch.counts.invalid + batch.counts.failed + failed
+
+
+def _errors(service: BatchService, account: Account, batch: Batch) -> list[ErrorOut]:
+    if batch.status in _FAILED:
+        return [ErrorOut(message=_failure(batch))]
+    if not batch.counts.invalid + batch.counts.failed:
+        return []
+    rows = service.errors(account, batch.id, None, _ERRORS_SHOWN)
+    return [ErrorOut(message=r.code, external_id=r.external_id, index=str(r.record_index)) for r in rows]
+
+
+def _failure(batch: Batch) -> str:
+    if batch.status == Status.ERROR:
+        return f"{batch.error_code}: {batch.error_message}"
+    return f"the batch was {batch.status}"
+
+
+# errors ---------------------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status)
+
+
+async def _loadbay_error(_request: Request, exc: LoadbayError) -> JSONResponse:
+    status = 403 if isinstance(exc, UnknownKey) else http_status(exc)
+    code = "LIVENESS_MISSMATCH" if isinstance(exc, TestModeMismatch) else exc.code
+    return _error(status, code, exc.message)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = [f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
+    return _error(400, "INVALID_REQUEST", "; ".join(problems))
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+def build(service: BatchService) -> FastAPI:
+    app = profile_app("Centrapay", service)
+    app.include_router(router)
+    app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    return app

@@ -1,0 +1,366 @@
+"""The Click2Mail profile (seed 004): batches of mail jobs, XML in and out.
+
+    POST /batches                         201 <batchjob>: a new, empty `mail.job` batch
+    PUT  /batches/{id}  application/pdf   200, no body: the batch's document (its PDF)
+    PUT  /batches/{id}  application/xml   200, no body: the <batch> XML, one record per <job>
+    POST /batches/{id}                    200, no body: submit (batches run first in, first out)
+    GET  /batches/{id}                    <batchjob>: submitted, received, hasErrors, errorMessage
+    GET  /batches/{id}/details            <batchDetails>: the jobs created, refused jobs, count
+    GET  /batches/{id}/tracking           <tracking>, or "Tracking data not available …"
+
+Auth is HTTP Basic with the loadbay API key as the password (or `Basic KEY`). Any
+other Content-Type on PUT is 415. Errors are
+`<error><status/><code/><description/></error>`; a call out of order (the XML
+before the PDF, a submit before both, a PDF after the XML or after the submit) is a
+400 that says which call comes first. The rules (call order, page ranges,
+addresses, test accounts never tracked) live in the core and the `mail.job` type:
+this module only translates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from xml.etree.ElementTree import Element, SubElement, indent, tostring
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loadbay import errors
+from loadbay.api.problems import http_status
+from loadbay.api.streaming import receive
+from loadbay.core.lifecycle import Status
+from loadbay.core.models import Account, Batch, ErrorRow, NewBatch
+from loadbay.core.service import BatchService
+from loadbay.profiles.common import account_of, profile_app, service_of
+from loadbay.types.mail import DOCUMENT, MailJob, jobs_page
+from loadbay.types.mail_tracking import TrackingEvent, tracking_page
+from loadbay.xmlsafe import parse_xml
+
+__all__ = ["PREFIX", "build", "manifest_items"]
+
+PREFIX = "/compat/click2mail"
+TYPE = "mail.job"
+PROLOG = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+NO_TRACKING = "Tracking data not available for this batch."
+_XML_TYPES = frozenset({"application/xml", "text/xml"})
+_RECEIVED = frozenset(
+    {Status.VALIDATING, Status.VALIDATED, Status.PROCESSING, Status.COMPLETED, Status.ERROR}
+)
+_PAGE = 500
+_SHOWN_ERRORS = 3
+_ORDER = (
+    "Click2Mail batches take their calls in this order: POST /batches, PUT the PDF "
+    "(application/pdf), PUT the batch XML (application/xml), POST /batches/{id} to submit"
+)
+_HINTS = {
+    "ATTACHMENT_MISSING": _ORDER,
+    "ATTACHMENT_AFTER_DATA": _ORDER,
+    "NO_DATA": _ORDER,
+    "BATCH_NOT_OPEN": "a submitted batch takes no more uploads; create a new batch",
+    "INVALID_STATE": "a batch is submitted once, after its PDF and its batch XML",
+}
+
+router = APIRouter(prefix="/batches")
+T = TypeVar("T")
+
+
+def build(service: BatchService) -> FastAPI:
+    app = profile_app("Click2Mail", service)
+    app.include_router(router)
+    app.add_exception_handler(errors.LoadbayError, _loadbay_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    return app
+
+
+# submission calls ----------------------------------------------------------
+
+
+@router.post("", status_code=201)
+def create_batch(request: Request) -> Response:
+    """Create an empty batch: the container its PDF, its XML and its jobs go into."""
+    service, account = service_of(request), account_of(request)
+    batch, _created = service.create(account, NewBatch(type=TYPE))
+    return _xml(_document("batchjob", _batchjob(batch, [])), 201)
+
+
+@router.put("/{batch_id}")
+async def upload(batch_id: int, request: Request) -> Response:
+    """The PDF (application/pdf) first, then the batch XML (application/xml or text/xml)."""
+    service = service_of(request)
+    account = await run_in_threadpool(account_of, request)
+    media_type = _media_type(request)
+    if media_type == "application/pdf":
+        await receive(await run_in_threadpool(service.attach, account, batch_id, DOCUMENT), request)
+    elif media_type in _XML_TYPES:
+        body = await _body(request, service.rt.settings.max_upload_bytes)
+        items = await run_in_threadpool(_manifest, body)
+        await run_in_threadpool(service.put_page, account, batch_id, 0, items)
+    else:
+        await run_in_threadpool(service.get, account, batch_id)  # another account's batch: 404
+        raise errors.UnsupportedMediaType(
+            f"unsupported Content-Type {media_type or '(none)'!r}; "
+            "send the PDF as application/pdf and the batch XML as application/xml"
+        )
+    return Response(status_code=200)
+
+
+@router.post("/{batch_id}")
+def submit(batch_id: int, request: Request) -> Response:
+    """Queue the batch; batches are taken first in, first out."""
+    service_of(request).submit(account_of(request), batch_id)
+    return Response(status_code=200)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for data in request.stream():
+        body += data
+        if len(body) > limit:
+            raise errors.PayloadTooLarge(f"the batch XML is over {limit} bytes, this server's limit")
+    return bytes(body)
+
+
+def _manifest(body: bytes) -> list[dict[str, Any]]:
+    return manifest_items(parse_xml(body))
+
+
+def manifest_items(root: Element) -> list[dict[str, Any]]:
+    """The records of a `<batch>` document: one JSON item per `<job>`, in order."""
+    if _local(root.tag) != "batch":
+        raise errors.InvalidInput(
+            f"the body is not a Click2Mail batch XML: its root is <{_local(root.tag)}>, not <batch>",
+            code="NOT_A_BATCH",
+        )
+    jobs = [child for child in root if _local(child.tag) == "job"]
+    if not jobs:
+        raise errors.InvalidInput("the batch XML has no <job>", code="NO_JOBS")
+    return [{_local(child.tag): _value(child) for child in job} for job in jobs]
+
+
+def _value(element: Element) -> Any:
+    if _local(element.tag) == "recipients":
+        return [_fields(address) for address in element if _local(address.tag) == "address"]
+    return _fields(element) if len(element) else _text(element)
+
+
+def _fields(element: Element) -> dict[str, str | None]:
+    return {_local(child.tag): _text(child) for child in element}
+
+
+def _text(element: Element) -> str | None:
+    return (element.text or "").strip() or None
+
+
+def _local(tag: str) -> str:
+    """The tag without its namespace."""
+    return tag.rsplit("}", 1)[-1]
+
+
+# post-submission calls -----------------------------------------------------
+
+
+@router.get("/{batch_id}")
+def status(batch_id: int, request: Request) -> Response:
+    service, account = service_of(request), account_of(request)
+    batch = service.get(account, batch_id)
+    shown = service.errors(account, batch_id, None, _SHOWN_ERRORS) if _has_errors(batch) else []
+    return _xml(_document("batchjob", _batchjob(batch, shown)))
+
+
+@router.get("/{batch_id}/details")
+def details(batch_id: int, request: Request) -> StreamingResponse:
+    """The jobs created (id, key, status), the jobs refused and why, and the count created."""
+    service, account = service_of(request), account_of(request)
+    batch = service.get(account, batch_id)
+    return _xml_stream(_details(service, account, batch))
+
+
+@router.get("/{batch_id}/tracking", response_model=None)
+def tracking(batch_id: int, request: Request) -> Response | StreamingResponse:
+    service, account = service_of(request), account_of(request)
+    batch = service.get(account, batch_id)
+    first = tracking_page(service.rt.db, batch, 0, _PAGE)
+    if not first:
+        fields = {"batchId": batch.id, "status": 1, "description": NO_TRACKING, "items": ""}
+        return _xml(_document("tracking", fields))
+    return _xml_stream(_tracking(service, batch, first))
+
+
+def _batchjob(batch: Batch, shown: list[ErrorRow]) -> dict[str, Any]:
+    """The seed's <batchjob> fields, in the seed's order."""
+    return {
+        "createdAt": _timestamp(batch.created_at),
+        "errorMessage": _error_message(batch, shown),
+        "hasErrors": _has_errors(batch),
+        "id": batch.id,
+        "received": batch.status in _RECEIVED,
+        "submitted": batch.submitted_at is not None,
+    }
+
+
+def _has_errors(batch: Batch) -> bool:
+    return batch.status == Status.ERROR or batch.counts.invalid + batch.counts.failed > 0
+
+
+def _error_message(batch: Batch, shown: list[ErrorRow]) -> str:
+    if batch.status == Status.ERROR:
+        return batch.error_message or ""
+    if not shown:
+        return ""
+    refused = batch.counts.invalid + batch.counts.failed
+    reasons = "; ".join(f"job-{e.record_index + 1}: {e.message} ({e.code})" for e in shown)
+    more = "; …" if refused > len(shown) else ""
+    return f"{refused} of {batch.counts.total} jobs have errors: {reasons}{more}"
+
+
+def _details(service: BatchService, account: Account, batch: Batch) -> Iterator[str]:
+    yield f"{PROLOG}<batchDetails>{_leaf('id', batch.id)}<jobs>"
+    count = 0
+    for job in _pages(lambda after: jobs_page(service.rt.db, batch.id, after, _PAGE), _position):
+        count += 1
+        yield _serialize(_element("job", _job_fields(job)))
+    yield "</jobs><errors>"
+    for row in _pages(lambda after: service.errors(account, batch.id, after, _PAGE), _row_id):
+        yield _serialize(_element("error", _error_fields(row)))
+    yield f"</errors>{_leaf('count', count)}</batchDetails>"
+
+
+def _job_fields(job: MailJob) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "jobKey": job.key,
+        "status": job.status,
+        "startingPage": job.starting_page,
+        "endingPage": job.ending_page,
+        "recipients": job.recipients,
+    }
+
+
+def _error_fields(row: ErrorRow) -> dict[str, Any]:
+    key = f"job-{row.record_index + 1}"
+    return {"jobKey": key, "field": row.field, "code": row.code, "description": row.message}
+
+
+def _tracking(service: BatchService, batch: Batch, first: list[TrackingEvent]) -> Iterator[str]:
+    yield f"{PROLOG}<tracking>{_leaf('batchId', batch.id)}{_leaf('status', 0)}"
+    yield f"{_leaf('description', 'Success')}<items>"
+    yield from (_serialize(_element("item", _event_fields(e))) for e in first)
+    after = first[-1].id
+    for event in _pages(lambda a: tracking_page(service.rt.db, batch, a, _PAGE), _event_id, after):
+        yield _serialize(_element("item", _event_fields(event)))
+    yield "</items></tracking>"
+
+
+def _event_fields(event: TrackingEvent) -> dict[str, Any]:
+    return {
+        "jobId": event.job_id,
+        "status": event.status,
+        "dateTime": _timestamp(event.at),
+        "statusLocation": event.location,
+        "detail": event.detail,
+    }
+
+
+def _pages(fetch: Callable[[int], list[T]], cursor: Callable[[T], int], after: int = 0) -> Iterator[T]:
+    """Every item of a keyset-paged read (items after the cursor `after`), a page at a time."""
+    while page := fetch(after):
+        yield from page
+        after = cursor(page[-1])
+
+
+def _position(job: MailJob) -> int:
+    return job.position
+
+
+def _row_id(row: ErrorRow) -> int:
+    return row.id
+
+
+def _event_id(event: TrackingEvent) -> int:
+    return event.id
+
+
+# rendering -----------------------------------------------------------------
+
+
+def _timestamp(at: datetime) -> str:
+    """ISO 8601 to the second with a numeric offset, like the seed's 2022-04-18T10:52:30-04:00."""
+    return at.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _element(tag: str, fields: Mapping[str, Any]) -> Element:
+    element = Element(tag)
+    for name, value in fields.items():
+        SubElement(element, name).text = _text_of(value)
+    return element
+
+
+def _node(tag: str, value: Any) -> Element:
+    element = Element(tag)
+    element.text = _text_of(value)
+    return element
+
+
+def _serialize(element: Element) -> str:
+    return tostring(element, encoding="unicode", short_empty_elements=False)
+
+
+def _leaf(tag: str, value: Any) -> str:
+    return _serialize(_node(tag, value))
+
+
+def _document(tag: str, fields: Mapping[str, Any]) -> str:
+    """A whole XML document, indented like the seed's examples."""
+    element = _element(tag, fields)
+    indent(element, space="    ")
+    return PROLOG + _serialize(element) + "\n"
+
+
+def _xml(text: str, status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(text, status_code=status_code, media_type="application/xml", headers=headers)
+
+
+def _xml_stream(parts: Iterator[str]) -> StreamingResponse:
+    return StreamingResponse((part.encode() for part in parts), media_type="application/xml")
+
+
+# errors --------------------------------------------------------------------
+
+
+def _error(status_code: int, code: str, description: str) -> Response:
+    headers = {"WWW-Authenticate": 'Basic realm="loadbay"'} if status_code == 401 else None
+    fields = {"status": status_code, "code": code, "description": description}
+    return _xml(_document("error", fields), status_code, headers)
+
+
+async def _loadbay_error(_request: Request, exc: errors.LoadbayError) -> Response:
+    """Click2Mail answers 400 to a call its batch's state refuses (wrong order, submitted)."""
+    status_code = 400 if isinstance(exc, errors.Conflict) else http_status(exc)
+    hint = _HINTS.get(exc.code)
+    return _error(status_code, exc.code, f"{exc.message}. {hint}" if hint else exc.message)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return _error(400, "INVALID_INPUT", detail)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return _error(exc.status_code, code, str(exc.detail))

@@ -1,0 +1,500 @@
+"""eBill's Batch File Upload API (seed 000) over the core, under /compat/ebill.
+
+    POST /rest/batchProcess?mode=BatchInit      a billing.carry_forward batch (its children
+                                                carry each kind of document); answered once
+                                                it and its children are final (10 s at most)
+    POST /rest/batchProcess?mode=S3FileUpload   a batch in Draft, with a signed uploadUrl
+    PUT  {uploadUrl}                            the file itself: no API key, any or no
+                                                Content-Type (inputFilename's extension)
+    PUT  /rest/batchProcess?mode=BatchFinalize  submits the batch with its line-item files
+    GET  /rest/batchProcess?id=N | ?jobId=J     the batch process and its children
+
+The eBill `id` is the core batch id and `jobId` its job_id: unique per account, so a
+jobId used before is refused (409) even with the same body. `subOperation` names the
+batch type; an `Invoice Line Item` file is a child batch of its invoice batch.
+
+Statuses come from the core's: open → Draft, queued → Queued, validating, validated
+and processing → Processing, completed → Success, Partial Success or Failed (all, some
+or none of the records succeeded); error, cancelled and cleared → Failed, with
+errorMessage saying why. successCount counts succeeded records, failCount the invalid,
+failed and unprocessed ones. downloadUrl is a signed URL of the result file (every
+record with its loadbay_status) once the batch is final.
+
+Errors are XML, with the HTTP status of the error (400 bad request, 401 no or unknown
+key, 404 unknown id or jobId, 409 the batch's state or a used jobId refuses it):
+
+    <batchProcess><errorCode>NOT_FOUND</errorCode><errorMessage>…</errorMessage></batchProcess>
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, TypeVar
+from xml.etree.ElementTree import Element, SubElement, indent, tostring
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loadbay.api.problems import http_status
+from loadbay.core import intake
+from loadbay.core.lifecycle import Status
+from loadbay.core.models import Account, Batch, NewBatch
+from loadbay.core.service import BatchService
+from loadbay.errors import (
+    Conflict,
+    InvalidInput,
+    JobIdConflict,
+    LoadbayError,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from loadbay.profiles.common import account_of, profile_app, service_of
+from loadbay.readers import format_for_content_type
+from loadbay.xmlsafe import parse_xml
+
+__all__ = ["PREFIX", "SUB_OPERATIONS", "build"]
+
+PREFIX = "/compat/ebill"
+PATH = "/rest/batchProcess"
+
+IMPORT, CARRY_FORWARD = "eBill-Import", "CarryForward"
+SUB_OPERATIONS = {
+    "Customer": "billing.customer",
+    "Invoice": "billing.invoice",
+    "Invoice Line Item": "billing.invoice_line",
+    "Credit Memo": "billing.credit_memo",
+    "Debit Memo": "billing.debit_memo",
+}
+INVOICES, LINE_ITEMS = SUB_OPERATIONS["Invoice"], SUB_OPERATIONS["Invoice Line Item"]
+CARRY_FORWARD_TYPE = "billing.carry_forward"
+# each carry-forward child type: its node in the BatchInit answer and its subOperation
+CARRIED = {
+    "billing.carry_forward_invoice": ("carryForwardInvoice", "Invoice"),
+    "billing.carry_forward_credit_memo": ("carryForwardCreditMemo", "Credit Memo"),
+    "billing.carry_forward_debit_memo": ("carryForwardDebitMemo", "Debit Memo"),
+}
+_OPERATIONS: dict[str, tuple[str, str]] = (
+    {core: (IMPORT, sub) for sub, core in SUB_OPERATIONS.items()}
+    | {core: (CARRY_FORWARD, sub) for core, (_node, sub) in CARRIED.items()}
+    | {CARRY_FORWARD_TYPE: (CARRY_FORWARD, "")}
+)
+
+_STATUSES = {
+    Status.OPEN: ("Draft", "BatchProcess is created"),
+    Status.QUEUED: ("Queued", "BatchProcess is in Queue"),
+    Status.VALIDATING: ("Processing", "BatchProcess is Processing"),
+    Status.VALIDATED: ("Processing", "BatchProcess is Processing"),
+    Status.PROCESSING: ("Processing", "BatchProcess is Processing"),
+}
+_OUTCOMES = {"succeeded": "Success", "partial": "Partial Success", "failed": "Failed"}
+_SUMMARY = (
+    "id",
+    "jobId",
+    "status",
+    "operation",
+    "subOperation",
+    "successCount",
+    "successMessage",
+    "errorMessage",
+    "failCount",
+)
+_MAX_BODY = 1 << 20
+_INIT_WAIT, _INIT_POLL = 10.0, 0.05
+
+
+# requests ---------------------------------------------------------------------------
+
+Id = Annotated[int, Field(ge=1, lt=2**63)]
+JobId = Annotated[str, Field(min_length=1, max_length=200)]
+_REQUEST = ConfigDict(str_strip_whitespace=True)
+
+
+class BatchRef(BaseModel):
+    """A batch process named by id, jobId or both (BatchFinalize's body, GET's query)."""
+
+    model_config = _REQUEST
+
+    id: Id | None = Field(default=None, alias="id")
+    job_id: JobId | None = Field(default=None, alias="jobId")
+
+
+class InitRequest(BaseModel):
+    """BatchInit's body; its fields but job_id are the options of billing.carry_forward."""
+
+    model_config = _REQUEST
+
+    job_id: JobId | None = Field(default=None, alias="jobId")
+    invoices: bool = Field(default=False, alias="carryForwardInvoices")
+    credit_memos: bool = Field(default=False, alias="carryForwardCreditMemos")
+    debit_memos: bool = Field(default=False, alias="carryForwardDebitMemos")
+    zero_out_customer_balance: bool = Field(default=False, alias="zeroOutCustomerBalance")
+
+
+class UploadRequest(BaseModel):
+    """S3FileUpload's body."""
+
+    model_config = _REQUEST
+
+    job_id: JobId | None = Field(default=None, alias="jobId")
+    input_type: str | None = Field(default=None, alias="inputType")
+    operation: str = Field(alias="operation")
+    sub_operation: str = Field(alias="subOperation")
+    input_filename: str = Field(alias="inputFilename", max_length=200)
+    parent_id: Id | None = Field(default=None, alias="parentBatchProcess")
+    parent_job_id: JobId | None = Field(default=None, alias="parentBatchProcessJobId")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _root(body: bytes) -> Element:
+    root = parse_xml(body)
+    if root.tag.lower() != "batchprocess":
+        raise InvalidInput(f"the root element is <{root.tag}>; send a <batchProcess>", code="INVALID_XML")
+    return root
+
+
+def _request(values: Mapping[str, str | None], model: type[M]) -> M:
+    """`values` (by element name, any letter case; empty ones left out) as `model`, or InvalidInput."""
+    aliases = {(f.alias or name).lower(): f.alias or name for name, f in model.model_fields.items()}
+    known = {aliases[k.lower()]: v.strip() for k, v in values.items() if k.lower() in aliases and v}
+    try:
+        return model.model_validate({k: v for k, v in known.items() if v})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInput(problems, code="INVALID_REQUEST") from None
+
+
+def _elements(root: Element, model: type[M]) -> M:
+    return _request({child.tag: child.text for child in root}, model)
+
+
+# finding batches ----------------------------------------------------------------------
+
+
+def _find(service: BatchService, account: Account, batch_id: int | None, job_id: str | None) -> Batch:
+    """The eBill batch process named by id, jobId or both (which must agree)."""
+    if batch_id is None and job_id is None:
+        raise InvalidInput("name the batch process by id, jobId or both", code="MISSING_ID")
+    by_id = _by_id(service, account, batch_id) if batch_id is not None else None
+    by_job = _by_job_id(service, account, job_id) if job_id is not None else None
+    if by_id is not None and by_job is not None and by_id.id != by_job.id:
+        raise InvalidInput(
+            f"id {batch_id} and jobId {job_id!r} name different batch processes", code="ID_MISMATCH"
+        )
+    found = by_id or by_job
+    assert found is not None
+    return found
+
+
+def _by_id(service: BatchService, account: Account, batch_id: int) -> Batch:
+    batch = service.get(account, batch_id)
+    if batch.type not in _OPERATIONS:
+        raise NotFound(f"no batch process {batch_id}")
+    return batch
+
+
+def _by_job_id(service: BatchService, account: Account, job_id: str) -> Batch:
+    found = service.list_batches(account, {"job_id": job_id}, None, 1)
+    if not found or found[0].type not in _OPERATIONS:
+        raise NotFound(f"no batch process with jobId {job_id!r}")
+    return found[0]
+
+
+# modes ---------------------------------------------------------------------------------
+
+
+def _init(service: BatchService, account: Account, root: Element) -> Element:
+    """BatchInit: carry forward; answered with the children as they stand after a short wait."""
+    request = _elements(root, InitRequest)
+    options = request.model_dump(exclude={"job_id"})  # invoices, credit_memos, …
+    spec = NewBatch(type=CARRY_FORWARD_TYPE, job_id=request.job_id, options=options)
+    batch = _create(service, account, spec, submit=True)
+    batch, children = _settled(service, account, batch.id)
+    node = Element("batchProcess")
+    _add(node, {"id": batch.id, "jobId": batch.job_id})
+    node.append(_carried(service, account, children, urls=False))
+    return node
+
+
+def _settled(service: BatchService, account: Account, batch_id: int) -> tuple[Batch, list[Batch]]:
+    """The batch and its children once all are final, or as they are after _INIT_WAIT seconds."""
+    deadline = time.monotonic() + _INIT_WAIT
+    while True:
+        batch, children = service.get(account, batch_id), service.children(account, batch_id)
+        if all(b.final for b in (batch, *children)) or time.monotonic() > deadline:
+            return batch, children
+        time.sleep(_INIT_POLL)
+
+
+def _file_upload(service: BatchService, account: Account, root: Element) -> Element:
+    """S3FileUpload: a Draft batch for one file, and the signed URL that takes the file."""
+    request = _elements(root, UploadRequest)
+    batch_type = _batch_type(request)
+    _check_filename(request.input_filename)
+    parent_id = _parent(service, account, request, batch_type)
+    spec = NewBatch(
+        type=batch_type, job_id=request.job_id, parent_id=parent_id, description=request.input_filename
+    )
+    batch = _create(service, account, spec)
+    upload = service.upload_url(account, batch.id, request.input_filename)
+    node = _summary(batch)
+    _add(node, {"uploadUrl": upload.url})
+    return node
+
+
+def _batch_type(request: UploadRequest) -> str:
+    if request.operation.lower() != IMPORT.lower():
+        raise InvalidInput(f"unknown operation {request.operation!r}; use {IMPORT}", code="UNKNOWN_OPERATION")
+    by_word = {" ".join(word.lower().split()): core for word, core in SUB_OPERATIONS.items()}
+    found = by_word.get(" ".join(request.sub_operation.lower().split()))
+    if found is None:
+        raise InvalidInput(
+            f"unknown subOperation {request.sub_operation!r}; use one of {', '.join(SUB_OPERATIONS)}",
+            code="UNKNOWN_SUB_OPERATION",
+        )
+    return found
+
+
+def _check_filename(name: str) -> None:
+    """InvalidInput unless the name can be stored and its extension says the file's format."""
+    try:
+        format_for_content_type(None, name)
+    except UnsupportedMediaType:
+        raise InvalidInput(
+            f"inputFilename {name!r}: its extension says the format: .csv, .jsonl, .ndjson or .json",
+            code="INVALID_FILENAME",
+        ) from None
+    intake.input_key(0, name)
+
+
+def _parent(service: BatchService, account: Account, request: UploadRequest, batch_type: str) -> int | None:
+    """The invoice batch a line-item file belongs to (other files have none)."""
+    named = request.parent_id is not None or request.parent_job_id is not None
+    if batch_type != LINE_ITEMS:
+        if named:
+            raise InvalidInput(
+                "only an Invoice Line Item file names a parentBatchProcess", code="UNEXPECTED_PARENT"
+            )
+        return None
+    if not named:
+        raise InvalidInput(
+            "an Invoice Line Item file names its invoice batch by parentBatchProcess "
+            "or parentBatchProcessJobId",
+            code="PARENT_REQUIRED",
+        )
+    parent = _find(service, account, request.parent_id, request.parent_job_id)
+    if parent.type != INVOICES:
+        raise InvalidInput(f"batch process {parent.id} is not an Invoice batch", code="NOT_AN_INVOICE_BATCH")
+    return parent.id
+
+
+def _create(service: BatchService, account: Account, spec: NewBatch, *, submit: bool = False) -> Batch:
+    batch, created = service.create(account, spec, submit=submit)
+    if not created:
+        raise JobIdConflict(f"jobId {spec.job_id!r} is taken by batch process {batch.id}; use a new jobId")
+    return batch
+
+
+def _finalize(service: BatchService, account: Account, root: Element) -> Element:
+    """BatchFinalize: submit the batch process (an invoice batch with its line-item files)."""
+    ref = _elements(root, BatchRef)
+    batch = _find(service, account, ref.id, ref.job_id)
+    if batch.parent_id is not None:
+        raise Conflict(
+            f"batch process {batch.id} belongs to batch process {batch.parent_id}; finalize that one",
+            code="FINALIZE_PARENT",
+        )
+    return _full(service, account, service.submit(account, batch.id))
+
+
+Mode = Callable[[BatchService, Account, Element], Element]
+_POST_MODES: dict[str, Mode] = {"BatchInit": _init, "S3FileUpload": _file_upload}
+_PUT_MODES: dict[str, Mode] = {"BatchFinalize": _finalize}
+
+
+def _mode(modes: Mapping[str, Mode], mode: str, method: str) -> Mode:
+    for name, action in modes.items():
+        if name.lower() == mode.strip().lower():
+            return action
+    raise InvalidInput(f"unknown mode {mode!r} for {method}; use {' or '.join(modes)}", code="UNKNOWN_MODE")
+
+
+# rendering ------------------------------------------------------------------------------
+
+
+def _add(node: Element, values: Mapping[str, Any]) -> None:
+    for tag, value in values.items():
+        SubElement(node, tag).text = "" if value is None else str(value)
+
+
+def _summary(batch: Batch, tag: str = "batchProcess") -> Element:
+    """The fields every batch process node has, in the seed's order."""
+    operation, sub_operation = _OPERATIONS[batch.type]
+    word, message = _status(batch)
+    counts = batch.counts
+    failed = counts.invalid + counts.failed + counts.unprocessed
+    node = Element(tag)
+    _add(
+        node,
+        {
+            "id": batch.id,
+            "jobId": batch.job_id,
+            "status": word,
+            "operation": operation,
+            "subOperation": sub_operation,
+            "successCount": counts.succeeded,
+            "successMessage": message,
+            "errorMessage": _error_message(batch),
+            "failCount": failed,
+        },
+    )
+    return node
+
+
+def _status(batch: Batch) -> tuple[str, str]:
+    """The eBill status word and successMessage."""
+    if batch.status in _STATUSES:
+        return _STATUSES[batch.status]
+    counts = batch.counts
+    failed = counts.invalid + counts.failed + counts.unprocessed
+    word = _OUTCOMES.get(batch.outcome or "", "Failed") if batch.status == Status.COMPLETED else "Failed"
+    return word, f"Success, {counts.succeeded} records successfully processed, {failed} failed"
+
+
+def _error_message(batch: Batch) -> str:
+    if batch.status == Status.ERROR:
+        return f"{batch.error_code}: {batch.error_message}"
+    if batch.status in (Status.CANCELLED, Status.CLEARED):
+        return f"the batch process was {batch.status}"
+    return ""
+
+
+def _download_url(service: BatchService, account: Account, batch: Batch) -> str:
+    if batch.status in (Status.COMPLETED, Status.CANCELLED):
+        return service.result_url(account, batch.id)
+    return ""
+
+
+def _with_download(service: BatchService, account: Account, batch: Batch) -> Element:
+    node = _summary(batch)
+    _add(node, {"downloadUrl": _download_url(service, account, batch)})
+    return node
+
+
+def _full(service: BatchService, account: Account, batch: Batch) -> Element:
+    """A batch process with its children: a carry-forward's as in BatchInit's answer,
+    any other's (line-item files) as <child><batchProcess>…</batchProcess>…</child>."""
+    node = _with_download(service, account, batch)
+    children = service.children(account, batch.id)
+    if batch.type == CARRY_FORWARD_TYPE:
+        node.append(_carried(service, account, children, urls=True))
+    elif children:
+        child = SubElement(node, "child")
+        child.extend(_with_download(service, account, c) for c in children)
+    return node
+
+
+def _carried(service: BatchService, account: Account, children: Iterable[Batch], *, urls: bool) -> Element:
+    """<child> with one node per kind of document, empty for a kind not carried forward."""
+    by_type = {c.type: c for c in children}
+    node = Element("child")
+    for core, (tag, _sub) in CARRIED.items():
+        batch = by_type.get(core)
+        if batch is None:
+            empty = SubElement(node, tag)
+            _add(empty, dict.fromkeys(_SUMMARY))
+            continue
+        found = _summary(batch, tag)
+        if urls:
+            _add(found, {"downloadUrl": _download_url(service, account, batch)})
+        node.append(found)
+    return node
+
+
+def _xml(node: Element, status: int = 200) -> Response:
+    indent(node)
+    text = tostring(node, encoding="unicode", short_empty_elements=False)
+    return Response(text, status_code=status, media_type="application/xml")
+
+
+# routes ------------------------------------------------------------------------------------
+
+
+async def _body(request: Request) -> bytes:
+    """The request body (an XML document is small: at most 1 MiB)."""
+    data = bytearray()
+    async for part in request.stream():
+        data += part
+        if len(data) > _MAX_BODY:
+            raise PayloadTooLarge(f"the XML body is over {_MAX_BODY} bytes")
+    return bytes(data)
+
+
+Caller = Annotated[Account, Depends(account_of)]
+Service = Annotated[BatchService, Depends(service_of)]
+Body = Annotated[bytes, Depends(_body)]
+
+router = APIRouter(tags=["ebill"])
+
+
+@router.post(PATH, response_class=Response)
+def post_batch_process(account: Caller, service: Service, body: Body, mode: str = "") -> Response:
+    """mode=BatchInit (carry forward) or mode=S3FileUpload (a Draft batch and its uploadUrl)."""
+    action = _mode(_POST_MODES, mode, "POST")
+    return _xml(action(service, account, _root(body)))
+
+
+@router.put(PATH, response_class=Response)
+def put_batch_process(account: Caller, service: Service, body: Body, mode: str = "") -> Response:
+    """mode=BatchFinalize: submit the batch process named by id and/or jobId."""
+    action = _mode(_PUT_MODES, mode, "PUT")
+    return _xml(action(service, account, _root(body)))
+
+
+@router.get(PATH, response_class=Response)
+def get_batch_process(
+    account: Caller,
+    service: Service,
+    batch_id: Annotated[str | None, Query(alias="id")] = None,
+    job_id: Annotated[str | None, Query(alias="jobId")] = None,
+) -> Response:
+    """The batch process named by ?id= or ?jobId= (or both), with its children."""
+    ref = _request({"id": batch_id, "jobId": job_id}, BatchRef)
+    return _xml(_full(service, account, _find(service, account, ref.id, ref.job_id)))
+
+
+# errors ------------------------------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    node = Element("batchProcess")
+    _add(node, {"errorCode": code, "errorMessage": message})
+    return _xml(node, status)
+
+
+async def _loadbay_error(_request: Request, exc: LoadbayError) -> Response:
+    return _error(http_status(exc), exc.code, exc.message)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return _error(400, "INVALID_REQUEST", problems)
+
+
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+def build(service: BatchService) -> FastAPI:
+    app = profile_app("eBill", service)
+    app.include_router(router)
+    app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    return app

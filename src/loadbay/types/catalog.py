@@ -1,0 +1,543 @@
+"""Catalog record types (TYPES.md, catalog): Alliant's UserX items, one type per dimension.
+
+An item is the seed's nested camelCase JSON. Dimension X (1-9, the X in `UserXs`)
+names two of its fields (`userXBOMHeaders[].userXBOMDetails[].udKeyXReference`),
+so each dimension has its own model and its own batch type, `catalog.user1` …
+`catalog.user9`: keys, duplicates and parents are per dimension.
+
+In every object of the item, a key starting with `ud` that is not a known field is
+a user-defined value, kept as given; at the item's top level `udLookup_*` keys are
+UD lookup fields (validated: ranges and dates). Any other unknown key is refused
+with `UNKNOWN_FIELD`, so a `user2BOMHeaders` sent to dimension 1 is not lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import ErrorDetails, PydanticCustomError
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from loadbay.core.records import Action, Applied, FieldError, StagedRecord
+from loadbay.core.types import ApplyContext, BatchType, field_errors
+from loadbay.db import repository as repo
+from loadbay.db.tables import catalog_userx
+from loadbay.readers import Columns
+
+__all__ = ["DIMENSIONS", "UserXType", "catalog_types", "item_model", "type_name"]
+
+DIMENSIONS = range(1, 10)
+_UD = "ud*"  # the container a part's free `ud…` values are gathered into while validating
+_LOOKUPS = "udLookup_*"  # the container of an item's UD lookup fields
+_CONTAINERS = frozenset({_UD, _LOOKUPS})
+_BATCH = 500  # keys per IN (…) query
+_FREE_DEPTH = 32  # how deep a user-defined value may nest
+
+
+def type_name(dimension: int) -> str:
+    return f"catalog.user{dimension}"
+
+
+# values ----------------------------------------------------------------------
+
+
+def json_number(value: Decimal) -> int | float | str:
+    """A Decimal as a JSON number (a string only when no float can hold it)."""
+    if value == value.to_integral_value() and abs(value) < 10**18:
+        return int(value)
+    number = float(value)
+    return number if math.isfinite(number) else str(value)
+
+
+def _plain(value: Any) -> Any:
+    """A free value as plain JSON (numbers read as Decimal become JSON numbers again)."""
+    return json.loads(json.dumps(value, default=_decimal))
+
+
+def _decimal(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return json_number(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _shallow(value: Any) -> Any:
+    """A user-defined value nests at most _FREE_DEPTH levels (no recursion: it may be deep)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > _FREE_DEPTH:
+            raise PydanticCustomError(
+                "INVALID_VALUE", "nests more than {limit} levels deep", {"limit": _FREE_DEPTH}
+            )
+        if isinstance(item, dict):
+            pending.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            pending.extend((v, depth + 1) for v in item)
+    return value
+
+
+def _range(value: str) -> str:
+    """`"a:b"` with two numbers, a ≤ b (INVALID_RANGE); kept as given."""
+    low, high = _bounds(value)
+    if low > high:
+        raise PydanticCustomError("INVALID_RANGE", "range {value}: {low} is above {high}", _ctx(value))
+    return value
+
+
+def _bounds(value: str) -> tuple[Decimal, Decimal]:
+    parts = value.split(":")
+    try:
+        numbers = [Decimal(part.strip()) for part in parts]
+    except InvalidOperation:
+        numbers = []
+    if len(numbers) != 2 or not all(n.is_finite() for n in numbers):
+        raise PydanticCustomError("INVALID_RANGE", "range {value} is not 'a:b' with two numbers", _ctx(value))
+    return numbers[0], numbers[1]
+
+
+def _ctx(value: str) -> dict[str, str]:
+    low, _, high = value.partition(":")
+    return {"value": repr(value), "low": low.strip(), "high": high.strip()}
+
+
+def _check_order(start: datetime | None, end: datetime | None, names: tuple[str, str]) -> None:
+    """INVALID_DATE_RANGE when `end` is before `start` (a time without offset counts as UTC)."""
+    if start is None or end is None or _utc(start) <= _utc(end):
+        return
+    raise PydanticCustomError(
+        "INVALID_DATE_RANGE",
+        "{end_name} {end} is before {start_name} {start}",
+        {"start_name": names[0], "end_name": names[1], "start": start.isoformat(), "end": end.isoformat()},
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+Range = Annotated[str, AfterValidator(_range)]
+Number = Annotated[Decimal, Field(max_digits=28), PlainSerializer(json_number, when_used="json")]
+FreeValue = Annotated[Any, AfterValidator(_shallow)]
+
+
+# the item's parts --------------------------------------------------------------
+
+
+class _Part(BaseModel):
+    """One JSON object of an item: its known fields, plus free `ud…` values kept as given."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        extra="forbid",
+        coerce_numbers_to_str=True,
+        str_strip_whitespace=True,
+        json_schema_extra={"patternProperties": {"^ud": {}}},
+    )
+    free_prefixes: ClassVar[tuple[tuple[str, str], ...]] = (("ud", _UD),)
+
+    ud: SkipJsonSchema[dict[str, FreeValue]] = Field(default_factory=dict, alias=_UD, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, value: Any) -> Any:
+        """Move free keys into their containers, so that only unknown keys are refused."""
+        if not isinstance(value, dict):
+            return value
+        known = _known(cls)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            container = None if key in known else cls._container(key)
+            if container is None:
+                out[key] = item
+            else:
+                out.setdefault(container, {})[key] = item
+        return out
+
+    @classmethod
+    def _container(cls, key: Any) -> str | None:
+        for prefix, container in cls.free_prefixes:
+            if isinstance(key, str) and key.startswith(prefix):
+                return container
+        return None
+
+    @model_serializer(mode="wrap")
+    def _spread(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Put the free values back where they came from (user-defined ones as plain JSON)."""
+        data: dict[str, Any] = handler(self)
+        data.update(data.pop(_LOOKUPS, {}))
+        data.update(_plain(self.ud))
+        return data
+
+
+@cache
+def _known(cls: type[BaseModel]) -> frozenset[str]:
+    """The keys a part knows (its fields' aliases), containers aside."""
+    return frozenset(f.alias or n for n, f in cls.model_fields.items()) - _CONTAINERS
+
+
+class Reference(_Part):
+    id: str | None = None
+
+
+class DescriptionReference(_Part):
+    description: str | None = None
+
+
+class ProcedureReference(_Part):
+    registered_prodedure_name: str | None = None  # the seed's spelling
+
+
+class NameReference(_Part):
+    name: str | None = None
+
+
+class LookupItem(_Part):
+    """One of a UD lookup field's `udfLookupItems`."""
+
+    amount1_range: Range | None = None
+    amount2_range: Range | None = None
+    contact1_reference: Reference | None = None
+    contact2_reference: Reference | None = None
+    contact3_reference: Reference | None = None
+    contact4_reference: Reference | None = None
+    end_actual_period_reference: Reference | None = None
+    end_other_period_reference: Reference | None = None
+    end_posted_period_reference: Reference | None = None
+    from_date: datetime | None = None
+    price1_range: Range | None = None
+    price2_range: Range | None = None
+    rate1_range: Range | None = None
+    rate2_range: Range | None = None
+    rate3_range: Range | None = None
+    sort_order_number: int | None = None
+    start_actual_period_reference: Reference | None = None
+    start_other_period_reference: Reference | None = None
+    start_posted_period_reference: Reference | None = None
+    text1: str | None = None
+    text2: str | None = None
+    to_date: datetime | None = None
+    ud_key_x_hierarchy_type_reference: Reference | None = None
+    ud_key_x_list_reference: DescriptionReference | None = None
+    ud_key_x_reference: Reference | None = None
+    unit1_range: Range | None = None
+    unit2_range: Range | None = None
+
+    @field_validator("to_date")
+    @classmethod
+    def _dates_in_order(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        _check_order(info.data.get("from_date"), value, ("fromDate", "toDate"))
+        return value
+
+
+class UdLookup(_Part):
+    """A `udLookup_*` field of the item."""
+
+    udf_lookup_items: list[LookupItem] = Field(default_factory=list)
+
+
+class BomDetail(_Part):
+    """One of a BOM header's `userXBOMDetails` (the subclass per dimension adds `udKeyXReference`)."""
+
+    allocation_percent: Number | None = None
+    large_sort_order_number: int | None = None
+    quantity: Number | None = None
+
+
+class BomHeader(_Part):
+    """One of the item's `userXBOMHeaders` (the subclass per dimension names `details`)."""
+
+    allocation_method_reference: ProcedureReference | None = None
+    allocation_udf_reference: NameReference | None = Field(default=None, alias="allocationUDFReference")
+    effective_from_date: datetime | None = None
+    effective_to_date: datetime | None = None
+    details: list[BomDetail] = Field(default_factory=list)
+
+    @field_validator("effective_to_date")
+    @classmethod
+    def _dates_in_order(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        _check_order(info.data.get("effective_from_date"), value, ("effectiveFromDate", "effectiveToDate"))
+        return value
+
+    @field_validator("details")
+    @classmethod
+    def _allocation_is_whole(cls, details: list[BomDetail]) -> list[BomDetail]:
+        """When the details give allocationPercent, they share out exactly 100."""
+        given = [d.allocation_percent for d in details if d.allocation_percent is not None]
+        if given and sum(given) != 100:
+            raise PydanticCustomError(
+                "ALLOCATION_NOT_100", "allocationPercent sums to {total}, not 100", {"total": str(sum(given))}
+            )
+        return details
+
+
+class Item(_Part):
+    """A UserX item (the subclass per dimension names `bom_headers`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"patternProperties": {"^udLookup_": {"type": "object"}, "^ud": {}}}
+    )
+    free_prefixes = (("udLookup_", _LOOKUPS), ("ud", _UD))
+
+    admin_class_reference: Reference | None = None
+    comment: str | None = None
+    description: str | None = Field(default=None, max_length=500)
+    id: str = Field(min_length=1, max_length=50)
+    ip_rights_bearing_flag: bool | None = None
+    parent_reference: Reference | None = None
+    royalty_bearing_flag: bool | None = None
+    lookups: SkipJsonSchema[dict[str, UdLookup]] = Field(default_factory=dict, alias=_LOOKUPS)
+    bom_headers: list[BomHeader] = Field(default_factory=list)
+
+
+@cache
+def item_model(dimension: int) -> type[Item]:
+    """The item model of dimension X: `userXBOMHeaders[].userXBOMDetails[].udKeyXReference`."""
+    detail = create_model(
+        f"User{dimension}BOMDetail",
+        __base__=BomDetail,
+        ud_key_reference=(Reference | None, Field(default=None, alias=f"udKey{dimension}Reference")),
+    )
+    header = create_model(
+        f"User{dimension}BOMHeader",
+        __base__=BomHeader,
+        details=(list[detail], Field(default_factory=list, alias=f"user{dimension}BOMDetails")),
+    )
+    return create_model(
+        f"User{dimension}Item",
+        __base__=Item,
+        bom_headers=(list[header], Field(default_factory=list, alias=f"user{dimension}BOMHeaders")),
+    )
+
+
+def _located(errors: Iterable[ErrorDetails]) -> list[ErrorDetails]:
+    """pydantic's errors with the containers left out of each location, and unknown keys
+    as UNKNOWN_FIELD."""
+    out = []
+    for error in errors:
+        copy = error.copy()
+        copy["loc"] = tuple(part for part in error["loc"] if part not in _CONTAINERS)
+        if error["type"] == "extra_forbidden":
+            copy["type"] = "UNKNOWN_FIELD"
+            copy["msg"] = "unknown field (user-defined fields start with ud)"
+        out.append(copy)
+    return out
+
+
+# the batch type ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Parents:
+    """What the parents of one chunk's items can be: stored items, and keys the batch has
+    seen (earlier chunks, and this chunk)."""
+
+    stored: set[str]
+    seen: set[str]
+
+    def refuses(self, parent: str, pending: set[str]) -> bool:
+        """True unless `parent` is stored, or was seen and is not one of this chunk's keys
+        still waiting (a later item, or an earlier one refused)."""
+        return parent not in self.stored and (parent not in self.seen or parent in pending)
+
+
+class UserXType(BatchType):
+    """Alliant UserX items of one dimension, upserted by (account, dimension, id)."""
+
+    key = "id"
+    dimension: ClassVar[int]
+    model: ClassVar[type[Item]]
+
+    def columns(self) -> Columns:
+        names = tuple(f.alias or n for n, f in self.model.model_fields.items() if f.alias not in _CONTAINERS)
+        return Columns(names=names, required=("id",))
+
+    def validate(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, tuple[FieldError, ...]]:
+        try:
+            parsed = self.model.model_validate(raw)
+        except ValidationError as exc:
+            return None, field_errors(_located(exc.errors()))
+        return parsed.model_dump(mode="json", by_alias=True, exclude_unset=True), ()
+
+    def check(
+        self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
+    ) -> list[StagedRecord]:
+        """UNKNOWN_PARENT: a parent must be stored, or an item earlier in this batch."""
+        wanted = {p for r in records if (p := _parent_of(r)) is not None}
+        if not wanted:
+            return list(records)
+        stored = _stored(conn, ctx.account_id, self.dimension, wanted)
+        parents = _Parents(stored, repo.seen_keys(conn, ctx.batch_id, sorted(wanted - stored)))
+        return self._refuse_orphans(records, parents)
+
+    def _refuse_orphans(self, records: Sequence[StagedRecord], parents: _Parents) -> list[StagedRecord]:
+        pending = {r.data["id"] for r in records if r.data is not None}
+        out = []
+        for record in records:
+            parent = _parent_of(record)
+            if parent is not None and parents.refuses(parent, pending):
+                record = replace(record, data=None, errors=(self._unknown_parent(parent),))
+            if record.data is not None:
+                pending.discard(record.data["id"])
+            out.append(record)
+        return out
+
+    def _unknown_parent(self, parent: str) -> FieldError:
+        message = (
+            f"parentReference.id: no User{self.dimension} item {parent!r} is stored "
+            "or comes earlier in this batch"
+        )
+        return FieldError("UNKNOWN_PARENT", message, "parentReference.id")
+
+    def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
+        rows = {r.index: _row(r) for r in records}
+        scope = (ctx.account_id, self.dimension)
+        existing = _existing(conn, scope, [row["item_id"] for row in rows.values()])
+        new = [row for row in rows.values() if row["item_id"] not in existing]
+        changed = [row for row in rows.values() if _changed(row, existing)]
+        now = datetime.now(UTC)
+        ids = {item_id: found["id"] for item_id, found in existing.items()}
+        ids |= _insert(conn, scope, new, now)
+        _update(conn, scope, changed, now)
+        changed_ids = {row["item_id"] for row in changed}
+        return [_applied(index, row["item_id"], existing, changed_ids, ids) for index, row in rows.items()]
+
+
+def catalog_types() -> list[UserXType]:
+    """One batch type per dimension: catalog.user1 … catalog.user9."""
+    return [_type_of(dimension)() for dimension in DIMENSIONS]
+
+
+def _type_of(x: int) -> type[UserXType]:
+    class _UserX(UserXType):
+        name = type_name(x)
+        dimension = x
+        model = item_model(x)
+        description = f"Alliant User{x} items (Import User{x}s), upserted by id within dimension {x}."
+
+    _UserX.__name__ = _UserX.__qualname__ = f"User{x}Type"
+    return _UserX
+
+
+def _parent_of(record: StagedRecord) -> str | None:
+    if record.data is None:
+        return None
+    parent = (record.data.get("parentReference") or {}).get("id")
+    return None if parent is None else str(parent)
+
+
+def _stored(conn: Connection, account_id: int, dimension: int, ids: set[str]) -> set[str]:
+    c = catalog_userx.c
+    found: set[str] = set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), _BATCH):
+        query = select(c.item_id).where(
+            c.account_id == account_id,
+            c.dimension == dimension,
+            c.item_id.in_(ordered[start : start + _BATCH]),
+        )
+        found.update(conn.execute(query).scalars())
+    return found
+
+
+# applying ------------------------------------------------------------------------
+
+
+def _row(record: StagedRecord) -> dict[str, Any]:
+    data = record.data
+    assert data is not None
+    return {
+        "item_id": data["id"],
+        "parent_item_id": (data.get("parentReference") or {}).get("id"),
+        "description": data.get("description"),
+        "data": json.dumps(data, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def _existing(conn: Connection, scope: tuple[int, int], ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The stored items among `ids`: their row id and data, by item id."""
+    c = catalog_userx.c
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(ids), _BATCH):
+        query = select(c.id, c.item_id, c.data).where(
+            c.account_id == scope[0], c.dimension == scope[1], c.item_id.in_(ids[start : start + _BATCH])
+        )
+        found |= {row.item_id: {"id": row.id, "data": row.data} for row in conn.execute(query)}
+    return found
+
+
+def _changed(row: dict[str, Any], existing: dict[str, dict[str, Any]]) -> bool:
+    stored = existing.get(row["item_id"])
+    return stored is not None and stored["data"] != row["data"]
+
+
+def _insert(
+    conn: Connection, scope: tuple[int, int], rows: list[dict[str, Any]], now: datetime
+) -> dict[str, int]:
+    """Insert new items in one statement; their row ids by item id."""
+    if not rows:
+        return {}
+    extra = {
+        "account_id": scope[0],
+        "dimension": scope[1],
+        "revision": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    statement = insert(catalog_userx).returning(catalog_userx.c.item_id, catalog_userx.c.id)
+    return {item_id: row_id for item_id, row_id in conn.execute(statement, [row | extra for row in rows])}
+
+
+def _update(conn: Connection, scope: tuple[int, int], rows: list[dict[str, Any]], now: datetime) -> None:
+    if not rows:
+        return
+    c = catalog_userx.c
+    statement = (
+        update(catalog_userx)
+        .where(c.account_id == scope[0], c.dimension == scope[1], c.item_id == bindparam("key"))
+        .values(
+            parent_item_id=bindparam("v_parent"),
+            description=bindparam("v_description"),
+            data=bindparam("v_data"),
+            revision=c.revision + 1,
+            updated_at=now,
+        )
+    )
+    conn.execute(statement, [_update_params(row) for row in rows])
+
+
+def _update_params(row: dict[str, Any]) -> dict[str, Any]:
+    parent, description = row["parent_item_id"], row["description"]
+    return {"key": row["item_id"], "v_parent": parent, "v_description": description, "v_data": row["data"]}
+
+
+def _applied(
+    index: int, item_id: str, existing: dict[str, dict[str, Any]], changed: set[str], ids: dict[str, int]
+) -> Applied:
+    if item_id not in existing:
+        action = Action.CREATED
+    else:
+        action = Action.UPDATED if item_id in changed else Action.UNCHANGED
+    return Applied(index=index, action=action, entity_id=str(ids[item_id]))

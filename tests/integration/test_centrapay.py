@@ -1,0 +1,445 @@
+"""The Centrapay profile (seed 002) as a Centrapay client uses it, against a real
+`loadbay serve` on each backend, with files served by pytest-httpserver on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from tests.support.servers import Server, free_port, start_server
+
+API = "/compat/centrapay/api/batches"
+ASSET = "farmlands-external-asset"
+TERMINAL = "verifone-terminal-status"
+ACCOUNT_ID = "C4QnjXvj8At6SMsEN4LRi9"  # the seed's accountId
+SEED_EXTERNAL_ID = "69d64d80-f9bd-4057-bc5b-1c55685d995b"
+BATCH_FIELDS = ["id", "accountId", "status", "type", "url", "test", "count", "errorCount", "errors"]
+LIFECYCLE = ["created", "copied", "chunked", "complete"]
+BARCODE = "1234567890123456"
+ASSET_HEADER = "external_id,barcode,description,balance,currency,expires_on\n"
+SCALE_POSTGRES = "LOADBAY_TEST_SCALE_POSTGRES"
+
+
+# servers and accounts -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `loadbay serve` per backend that may fetch from loopback; it takes files up
+    to 64 MB (the 160,000-record file is about 11 MB; conftest's server stops at 5 MB)."""
+    env = {"LOADBAY_FETCH_ALLOW": "127.0.0.1", "LOADBAY_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024)}
+    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env)
+    yield running
+    running.stop()
+
+
+# `loadbay accounts create` pays the imports on every call; this makes a module's
+# accounts in one process, with the service call the CLI makes.
+_MAKE_ACCOUNTS = """
+import json, sys
+from loadbay.config import Settings
+from loadbay.core.runtime import Runtime
+from loadbay.core.service import BatchService
+from loadbay.types import default_registry
+
+settings = Settings()
+rt = Runtime.build(settings, default_registry(), base_url=settings.base_url())
+service = BatchService(rt)
+keys = {
+    mode: [service.create_account(f"{sys.argv[1]}-{mode}-{i}", test=mode == "test")[1] for i in range(40)]
+    for mode in ("live", "test")
+}
+rt.close()
+print(json.dumps(keys))
+"""
+
+
+@pytest.fixture(scope="module")
+def made_keys(server: Server) -> dict[str, Iterator[str]]:
+    """Keys of new live and test accounts, each handed out once."""
+    args = [sys.executable, "-c", _MAKE_ACCOUNTS, f"centrapay-{uuid.uuid4().hex[:8]}"]
+    made = json.loads(subprocess.run(args, env=server.env, check=True, capture_output=True).stdout)
+    return {mode: _hand_out(server, keys, mode == "test") for mode, keys in made.items()}
+
+
+def _hand_out(server: Server, keys: list[str], test: bool) -> Iterator[str]:
+    yield from keys
+    while True:  # more tests than accounts made: fall back to the CLI
+        yield server.account(f"centrapay-{uuid.uuid4().hex[:8]}", test=test)
+
+
+@pytest.fixture
+def key(made_keys: dict[str, Iterator[str]]) -> str:
+    """A fresh live account's key (overrides conftest's, which runs the CLI per test)."""
+    return next(made_keys["live"])
+
+
+@pytest.fixture
+def other_key(made_keys: dict[str, Iterator[str]]) -> str:
+    return next(made_keys["live"])
+
+
+@pytest.fixture
+def test_key(made_keys: dict[str, Iterator[str]]) -> str:
+    """A fresh test account's key."""
+    return next(made_keys["test"])
+
+
+# helpers ----------------------------------------------------------------------
+
+
+def serve(httpserver: HTTPServer, path: str, body: str | bytes, content_type: str = "text/csv") -> str:
+    httpserver.expect_request(path).respond_with_data(body, content_type=content_type)
+    return f"http://127.0.0.1:{httpserver.port}{path}"
+
+
+def seed_body(url: str, **changes: Any) -> dict[str, Any]:
+    """The seed's Create Batch body, with `url` pointing at a file loadbay may fetch."""
+    return {"type": ASSET, "url": url, "accountId": ACCOUNT_ID, "test": True} | changes
+
+
+def create(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post(API, json=body)
+    assert response.status_code == 200, response.text
+    batch: dict[str, Any] = response.json()
+    return batch
+
+
+def get(client: httpx.Client, batch_id: str) -> dict[str, Any]:
+    response = client.get(f"{API}/{batch_id}")
+    assert response.status_code == 200, response.text
+    batch: dict[str, Any] = response.json()
+    return batch
+
+
+def poll(client: httpx.Client, batch_id: str, timeout: float = 240.0) -> tuple[dict[str, Any], list[str]]:
+    """GET the batch until it is complete or error; also every status seen on the way."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        batch = get(client, batch_id)
+        if not seen or seen[-1] != batch["status"]:
+            seen.append(batch["status"])
+        if batch["status"] in ("complete", "error"):
+            return batch, seen
+        time.sleep(0.02)
+    raise AssertionError(f"batch {batch_id} not finished after {timeout}s: {seen}")
+
+
+def finish(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    return poll(client, create(client, body)["id"])[0]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error: dict[str, Any] = response.json()
+    assert set(error) == {"code", "message"} and error["code"] == code and error["message"]
+    return error
+
+
+def native_events(client: httpx.Client, url: str) -> list[str]:
+    """The core events of this account's batch that fetched `url` (through the native API)."""
+    batches = client.get("/v1/batches").json()["data"]
+    [batch] = [b for b in batches if b["source_url"] == url]
+    return [e["event"] for e in client.get(f"/v1/batches/{batch['id']}/events").json()["data"]]
+
+
+def asset_rows(count: int, bad: int) -> Iterator[str]:
+    yield ASSET_HEADER
+    for i in range(count):
+        if i == bad:
+            yield f"{SEED_EXTERNAL_ID},123456789012345,Gift card,25.00,NZD,2027-06-30\n"
+        else:
+            yield f"{i:08x}-0000-4000-8000-{i:012x},{i:016d},Gift card,25.00,NZD,2027-06-30\n"
+
+
+# the seed, step by step -------------------------------------------------------
+
+
+def test_seed_create_then_get_until_complete(server: Server, test_key: str, httpserver: HTTPServer) -> None:
+    url = serve(httpserver, "/1234", "".join(asset_rows(3000, bad=1954)))
+    with server.client(test_key) as client:
+        response = client.post(API, json=seed_body(url))
+        assert response.status_code == 200, response.text
+        created = response.json()
+        assert list(created) == BATCH_FIELDS
+        assert created == {
+            "id": created["id"],
+            "accountId": ACCOUNT_ID,
+            "status": "created",
+            "type": ASSET,
+            "url": url,
+            "test": True,
+            "count": "0",
+            "errorCount": "0",
+            "errors": [],
+        }
+        done, _ = poll(client, created["id"])
+    assert list(done) == BATCH_FIELDS
+    assert done == created | {
+        "status": "complete",
+        "count": "3000",
+        "errorCount": "1",
+        "errors": [{"externalId": SEED_EXTERNAL_ID, "index": "1954", "message": "INVALID_BARCODE_LENGTH"}],
+    }
+    assert list(done["errors"][0]) == ["externalId", "index", "message"]
+
+
+def test_ids_are_opaque_strings(server: Server, key: str, httpserver: HTTPServer) -> None:
+    url = serve(httpserver, "/opaque.csv", ASSET_HEADER + f"o1,{BARCODE}\n")
+    with server.client(key) as client:
+        batch = finish(client, seed_body(url, test=False))
+        native_id = client.get("/v1/batches").json()["data"][0]["id"]
+        assert_error(client.get(f"{API}/{native_id}"), 404, "NOT_FOUND")
+    assert len(batch["id"]) >= 20 and not batch["id"].isdigit()
+    assert batch["id"] != str(native_id)
+
+
+@pytest.mark.slow
+def test_the_seeds_160000_record_file_completes(
+    server: Server, test_key: str, httpserver: HTTPServer
+) -> None:
+    """The seed's example size, and the lifecycle a poller sees on the way: every status
+    in order (reading and applying 160,000 records take long enough to see each one).
+
+    SQLite only unless LOADBAY_TEST_SCALE_POSTGRES=1: on PostgreSQL it takes minutes on
+    a small, busy machine (on SQLite 40-100 s)."""
+    if server.env["LOADBAY_DATABASE_URL"].startswith("postgresql") and not os.environ.get(SCALE_POSTGRES):
+        pytest.skip(f"160,000 records on PostgreSQL are slow here; {SCALE_POSTGRES}=1 runs them")
+    url = serve(httpserver, "/azurebuckets/1234", "".join(asset_rows(160_000, bad=1954)).encode())
+    with server.client(test_key) as client:
+        started = time.monotonic()
+        created = create(client, seed_body(url))
+        done, seen = poll(client, created["id"])
+        elapsed = time.monotonic() - started
+        events = native_events(client, url)
+    print(f"160,000 records: complete in {elapsed:.1f}s; statuses seen: {seen}")
+    assert done["status"] == "complete" and done["count"] == "160000" and done["errorCount"] == "1"
+    assert done["errors"] == [
+        {"externalId": SEED_EXTERNAL_ID, "index": "1954", "message": "INVALID_BARCODE_LENGTH"}
+    ]
+    assert seen == LIFECYCLE
+    milestones = [e for e in events if e in ("created", "copied", "chunked", "complete")]
+    assert milestones == ["created", "copied", "chunked", "complete"]
+
+
+def test_created_while_the_file_is_fetched(server: Server, key: str, httpserver: HTTPServer) -> None:
+    """A slow file server: the batch says `created` while loadbay fetches the file, then
+    moves on in lifecycle order."""
+    body = "".join(asset_rows(5_000, bad=-1))
+
+    def slow(_request: Request) -> Response:
+        time.sleep(1.0)
+        return Response(body, content_type="text/csv")
+
+    httpserver.expect_request("/slow.csv").respond_with_handler(slow)
+    url = f"http://127.0.0.1:{httpserver.port}/slow.csv"
+    with server.client(key) as client:
+        created = create(client, seed_body(url, test=False))
+        time.sleep(0.5)
+        fetching = get(client, created["id"])
+        done, seen = poll(client, created["id"])
+    assert fetching["status"] == "created"
+    assert seen == [s for s in LIFECYCLE if s in seen] and seen[-1] == "complete"
+    assert done["count"] == "5000" and done["errorCount"] == "0"
+
+
+# record types -----------------------------------------------------------------
+
+
+def test_bad_rows_are_listed_with_their_index(server: Server, key: str, httpserver: HTTPServer) -> None:
+    rows = [
+        f"b0,{BARCODE},,1.00,NZD,2027-01-01",
+        "b1,12345678ABCDEFGH,,,,",
+        f"b2,{BARCODE},,-5,,",
+        f"b3,{BARCODE},,,QQQ,",
+        ",1234,,,,",
+        f"b0,{BARCODE},,,,",
+    ]
+    url = serve(httpserver, "/bad.csv", ASSET_HEADER + "\n".join(rows) + "\n")
+    with server.client(key) as client:
+        done = finish(client, seed_body(url, test=False))
+    assert (done["status"], done["count"], done["errorCount"]) == ("complete", "6", "5")
+    assert done["errors"] == [
+        {"externalId": "b1", "index": "1", "message": "INVALID_BARCODE"},
+        {"externalId": "b2", "index": "2", "message": "NEGATIVE_BALANCE"},
+        {"externalId": "b3", "index": "3", "message": "INVALID_CURRENCY"},
+        {"index": "4", "message": "REQUIRED"},
+        {"index": "4", "message": "INVALID_BARCODE_LENGTH"},
+        {"externalId": "b0", "index": "5", "message": "DUPLICATE_KEY"},
+    ]
+
+
+def test_terminal_status_from_json_lines_and_a_stale_report(
+    server: Server, key: str, httpserver: HTTPServer
+) -> None:
+    first = [
+        {"terminal_id": "T1", "status": "online", "reported_at": "2026-03-01T10:00:00Z"},
+        {"terminal_id": "T2", "status": "broken", "reported_at": "2026-03-01T10:00:00Z"},
+        {"terminal_id": "T3", "status": "faulty", "reported_at": "2026-03-01 10:00"},
+    ]
+    stale = [{"terminal_id": "T1", "status": "offline", "reported_at": "2026-03-01T09:00:00Z"}]
+    lines = "".join(json.dumps(r) + "\n" for r in first)
+    url1 = serve(httpserver, "/terminals.jsonl", lines, "application/x-ndjson")
+    url2 = serve(httpserver, "/stale.jsonl", json.dumps(stale[0]) + "\n", "application/x-ndjson")
+    with server.client(key) as client:
+        done = finish(client, seed_body(url1, type=TERMINAL, test=False))
+        skipped = finish(client, seed_body(url2, type=TERMINAL, test=False))
+        results = _native_results(client, url2)
+    assert (done["type"], done["count"], done["errorCount"]) == (TERMINAL, "3", "2")
+    assert done["errors"] == [
+        {"externalId": "T2", "index": "1", "message": "INVALID_STATUS"},
+        {"externalId": "T3", "index": "2", "message": "INVALID_TIMESTAMP"},
+    ]
+    assert (skipped["status"], skipped["count"], skipped["errorCount"], skipped["errors"]) == (
+        "complete",
+        "1",
+        "0",
+        [],
+    )
+    assert "succeeded,skipped" in results and "STALE_STATUS" in results
+
+
+def _native_results(client: httpx.Client, url: str) -> str:
+    [batch] = [b for b in client.get("/v1/batches").json()["data"] if b["source_url"] == url]
+    return client.get(f"/v1/batches/{batch['id']}/results").text
+
+
+# files that cannot be had -----------------------------------------------------
+
+
+def test_unreachable_url_is_an_error_with_the_reason(server: Server, key: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}/closed.csv"  # nothing listens there
+    with server.client(key) as client:
+        done = finish(client, seed_body(url, test=False))
+    assert (done["status"], done["count"], done["errorCount"]) == ("error", "0", "1")
+    [error] = done["errors"]
+    assert list(error) == ["message"]
+    assert error["message"].startswith("FETCH_FAILED: ") and url in error["message"]
+
+
+def test_a_missing_file_is_an_error(server: Server, key: str, httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/gone.csv").respond_with_data("gone", status=404)
+    with server.client(key) as client:
+        done = finish(client, seed_body(f"http://127.0.0.1:{httpserver.port}/gone.csv", test=False))
+    assert done["status"] == "error"
+    assert "HTTP 404" in done["errors"][0]["message"]
+
+
+def test_a_file_without_the_required_columns_is_an_error(
+    server: Server, key: str, httpserver: HTTPServer
+) -> None:
+    url = serve(httpserver, "/columns.csv", "id,code\n1,2\n")
+    with server.client(key) as client:
+        done = finish(client, seed_body(url, test=False))
+    assert done["status"] == "error" and done["errors"][0]["message"].startswith("MISSING_COLUMN: ")
+
+
+def test_a_private_address_is_refused(database_url: str, tmp_path: Path, httpserver: HTTPServer) -> None:
+    """A server without LOADBAY_FETCH_ALLOW fetches from public addresses only."""
+    url = serve(httpserver, "/private.csv", ASSET_HEADER + f"p1,{BARCODE}\n")
+    strict = start_server(database_url, tmp_path / "strict")
+    try:
+        with strict.client(strict.account("strict")) as client:
+            done = finish(client, seed_body(url, test=False))
+    finally:
+        strict.stop()
+    assert done["status"] == "error"
+    message = done["errors"][0]["message"]
+    assert message.startswith("FETCH_REFUSED: ") and "127.0.0.1" in message
+    assert not httpserver.log  # refused without connecting
+
+
+# requests that are refused ----------------------------------------------------
+
+
+def test_liveness_mismatch_both_ways(server: Server, key: str, test_key: str) -> None:
+    url = "http://127.0.0.1:9/never-fetched.csv"
+    with server.client(key) as live, server.client(test_key) as test:
+        error = assert_error(live.post(API, json=seed_body(url, test=True)), 403, "LIVENESS_MISSMATCH")
+        assert_error(test.post(API, json=seed_body(url, test=False)), 403, "LIVENESS_MISSMATCH")
+        assert "test" in error["message"]
+        assert live.get("/v1/batches").json()["data"] == []
+
+
+def test_test_may_be_left_out(server: Server, test_key: str, httpserver: HTTPServer) -> None:
+    url = serve(httpserver, "/no-test.csv", ASSET_HEADER + f"n1,{BARCODE}\n")
+    body = seed_body(url)
+    del body["test"]
+    with server.client(test_key) as client:
+        assert create(client, body)["test"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"type": "farmlands-internal-asset"}, "UNKNOWN_TYPE"),
+        ({"type": "assets.external_asset"}, "UNKNOWN_TYPE"),  # loadbay's own name is not Centrapay's
+        ({"url": None}, "INVALID_REQUEST"),
+        ({"url": ""}, "INVALID_REQUEST"),
+        ({"url": "ftp://127.0.0.1/file.csv"}, "INVALID_SOURCE_URL"),
+        ({"url": "not a url"}, "INVALID_SOURCE_URL"),
+        ({"accountId": None}, "INVALID_REQUEST"),
+        ({"accountId": "a\x00b"}, "INVALID_REQUEST"),
+        ({"test": "maybe"}, "INVALID_REQUEST"),
+    ],
+)
+def test_a_bad_body_is_400(server: Server, key: str, change: dict[str, Any], code: str) -> None:
+    body = {
+        k: v for k, v in (seed_body("http://127.0.0.1:9/f.csv", test=False) | change).items() if v is not None
+    }
+    with server.client(key) as client:
+        error = assert_error(client.post(API, json=body), 400, code)
+        if code == "UNKNOWN_TYPE":
+            assert ASSET in error["message"] and TERMINAL in error["message"]
+
+
+def test_a_body_that_is_not_json_is_400(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        response = client.post(API, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_error(response, 400, "INVALID_REQUEST")
+
+
+def test_unknown_and_other_accounts_ids_are_404(
+    server: Server, key: str, other_key: str, httpserver: HTTPServer
+) -> None:
+    url = serve(httpserver, "/mine.csv", ASSET_HEADER + f"m1,{BARCODE}\n")
+    with server.client(key) as mine, server.client(other_key) as theirs:
+        batch = create(mine, seed_body(url, test=False))
+        assert_error(theirs.get(f"{API}/{batch['id']}"), 404, "NOT_FOUND")
+        assert_error(mine.get(f"{API}/AVH5uG4gRLYK6YR8JyrViN"), 404, "NOT_FOUND")
+        assert get(mine, batch["id"])["id"] == batch["id"]
+
+
+def test_a_batch_of_another_type_is_not_a_centrapay_batch(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        native = client.post("/v1/batches", json={"type": "billing.customer"})
+        assert native.status_code == 201, native.text
+        assert_error(client.get(f"{API}/{native.json()['id']}"), 404, "NOT_FOUND")
+
+
+def test_missing_or_unknown_key(server: Server) -> None:
+    body = seed_body("http://127.0.0.1:9/f.csv")
+    with server.client() as anonymous, server.client("lb_live_nobody") as stranger:
+        assert_error(anonymous.post(API, json=body), 401, "UNAUTHORIZED")
+        assert_error(anonymous.get(f"{API}/AVH5uG4gRLYK6YR8JyrViN"), 401, "UNAUTHORIZED")
+        assert_error(stranger.get(f"{API}/AVH5uG4gRLYK6YR8JyrViN"), 403, "FORBIDDEN")
+
+
+def test_unknown_paths_answer_in_the_profiles_error_shape(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        assert_error(client.get("/compat/centrapay/api/nothing"), 404, "NOT_FOUND")
+        assert_error(client.delete(f"{API}/AVH5uG4gRLYK6YR8JyrViN"), 405, "METHOD_NOT_ALLOWED")
