@@ -720,6 +720,8 @@ def test_page_numbers_and_sizes_are_checked(client: httpx.Client, p: str) -> Non
     problem(client.put(f"/v1/batches/{bid}/pages/1", json=item[2:4]), 409, "PAGE_BEYOND_TOTAL")
     problem(client.put(f"/v1/batches/{bid}/pages/2", json=item[:1]), 409, "PAGE_BEYOND_TOTAL")
     problem(client.put(f"/v1/batches/{bid}/pages/-1", json=item[:1]), 400, "INVALID_PAGE")
+    problem(client.put(f"/v1/batches/{bid}/pages/1000000000", json=item[:1]), 400, "INVALID_PAGE")
+    problem(client.get("/v1/batches", params={"status": "bogus"}), 400, "INVALID_STATUS")
     problem(client.put(f"/v1/batches/{bid}/pages/x", json=item[:1]), 400, "INVALID_INPUT")
     assert snapshot(client, bid) == before
     assert client.put(f"/v1/batches/{bid}/pages/0", json=item[:2]).status_code == 200

@@ -21,6 +21,7 @@ from loadbay.api.schemas import (
     UploadUrlRequest,
 )
 from loadbay.api.streaming import receive
+from loadbay.core.lifecycle import Status
 from loadbay.core.models import Account
 from loadbay.core.service import BatchService
 from loadbay.errors import InvalidInput
@@ -57,6 +58,8 @@ def list_batches(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[BatchOut]:
     """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    if status and status not in set(Status):
+        raise InvalidInput(f"status must be one of {', '.join(Status)}", code="INVALID_STATUS")
     filters = {k: v for k, v in {"status": status, "type": type, "job_id": job_id}.items() if v}
     batches = service.list_batches(account, filters, cursor, limit)
     next_cursor = str(batches[-1].id) if len(batches) == limit else None

@@ -272,9 +272,12 @@ def store_page(conn: Connection, batch: Batch, number: int, items: list[Any]) ->
     repo.add_event(conn, batch.id, "page_received", batch.status, f"page {number}: {len(items)} items")
 
 
+MAX_PAGE = 999_999_999  # page names are zero-padded to 9 digits, so they sort by number
+
+
 def _check_page(batch: Batch, number: int, items: list[Any]) -> None:
-    if number < 0:
-        raise InvalidInput("page numbers start at 0", code="INVALID_PAGE")
+    if not 0 <= number <= MAX_PAGE:
+        raise InvalidInput(f"page numbers run from 0 to {MAX_PAGE}", code="INVALID_PAGE")
     if batch.page_size is not None and len(items) > batch.page_size:
         raise InvalidInput(
             f"page {number} has {len(items)} items; the batch's page size is {batch.page_size}",
