@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, select, tuple_, update
+from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, tuple_, update
 
 from loadbay.core.records import Action
 
@@ -20,6 +20,7 @@ __all__ = ["Stored", "UpsertSpec", "find", "key_of", "upsert"]
 
 Key = tuple[Any, ...]
 _SELECT_BATCH = 500
+_MAX_PREFIXES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +57,25 @@ def find(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> dict[Key, d
 
 
 def _key_in(table: Table, names: tuple[str, ...], keys: Sequence[Key]) -> Any:
+    """A WHERE clause for these keys that both databases answer from the unique index.
+
+    Keys that share their leading columns (the usual case: one account) become
+    `account_id = ? AND number IN (…)`; a row-value IN would make SQLite scan the
+    index and PostgreSQL plan a many-branch OR."""
+    last = table.c[names[-1]]
     if len(names) == 1:
-        return table.c[names[0]].in_([k[0] for k in keys])
-    return tuple_(*(table.c[n] for n in names)).in_(keys)
+        return last.in_([k[0] for k in keys])
+    groups: dict[Key, list[Any]] = {}
+    for key in keys:
+        groups.setdefault(key[:-1], []).append(key[-1])
+    if len(groups) > _MAX_PREFIXES:
+        return tuple_(*(table.c[n] for n in names)).in_(keys)
+    return or_(
+        *(
+            and_(*(table.c[n] == v for n, v in zip(names[:-1], prefix, strict=True)), last.in_(values))
+            for prefix, values in groups.items()
+        )
+    )
 
 
 def upsert(
