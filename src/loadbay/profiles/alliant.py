@@ -38,10 +38,9 @@ from loadbay.errors import (
     LoadbayError,
     NotFound,
     PayloadTooLarge,
-    Unauthorized,
     UnsupportedMediaType,
 )
-from loadbay.profiles.common import profile_app, profile_key, service_of
+from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
 from loadbay.readers import unstorable
 from loadbay.types.catalog import DIMENSIONS, type_name
 
@@ -107,21 +106,7 @@ class PageBody(BaseModel):
         return self
 
 
-class UnknownKey(Unauthorized):
-    """This API key is not known here. Check the key you send."""
-
-    code = "FORBIDDEN"
-
-
 # request parts ----------------------------------------------------------------------
-
-
-def _caller(request: Request) -> Account:
-    key = profile_key(request)
-    try:
-        return service_of(request).authenticate(key)
-    except Unauthorized as exc:
-        raise (UnknownKey() if key else exc) from None
 
 
 def _type(dimension: int) -> str:
@@ -195,7 +180,7 @@ def _bad_query(name: str, message: str) -> RequestValidationError:
 
 
 Service = Annotated[BatchService, Depends(service_of)]
-Caller = Annotated[Account, Depends(_caller)]
+Caller = Annotated[Account, Depends(caller)]
 TypeName = Annotated[str, Depends(_type)]
 Submit = Annotated[bool, Depends(_submit)]
 Body = Annotated[Any, Depends(_json_body)]

@@ -29,8 +29,8 @@ from loadbay.api.problems import http_status
 from loadbay.core.lifecycle import Event, Status
 from loadbay.core.models import Account, Batch, BatchEvent, NewBatch
 from loadbay.core.service import BatchService
-from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, Unauthorized, UnknownType
-from loadbay.profiles.common import profile_app, profile_key, service_of
+from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
+from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
 
 __all__ = ["PREFIX", "TYPES", "build"]
 
@@ -92,25 +92,11 @@ class BatchOut(BaseModel):
     errors: list[ErrorOut]
 
 
-class UnknownKey(Unauthorized):
-    """This API key is not known here. Check the X-Api-Key header."""
-
-    code = "FORBIDDEN"
-
-
 # routes ---------------------------------------------------------------------------
 
 
-def _caller(request: Request) -> Account:
-    key = profile_key(request)
-    try:
-        return service_of(request).authenticate(key)
-    except Unauthorized as exc:
-        raise (UnknownKey() if key else exc) from None
-
-
 Service = Annotated[BatchService, Depends(service_of)]
-Caller = Annotated[Account, Depends(_caller)]
+Caller = Annotated[Account, Depends(caller)]
 
 router = APIRouter(tags=["centrapay"])
 

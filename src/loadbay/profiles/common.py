@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 
 from loadbay.core.models import Account
 from loadbay.core.service import BatchService
+from loadbay.errors import Unauthorized
 
-__all__ = ["account_of", "profile_app", "profile_key", "service_of"]
+__all__ = ["UnknownKey", "account_of", "caller", "profile_app", "profile_key", "service_of"]
 
 
 def profile_app(title: str, service: BatchService) -> FastAPI:
@@ -53,6 +54,22 @@ def _basic_password(value: str) -> str | None:
     if not colon:
         return None
     return password or user
+
+
+class UnknownKey(Unauthorized):
+    """This API key is not known here. Check the key you send."""
+
+    code = "FORBIDDEN"
+
+
+def caller(request: Request) -> Account:
+    """The calling account. No key is Unauthorized (401); a key this server does not know
+    is UnknownKey (the profiles that tell the two apart answer 403)."""
+    key = profile_key(request)
+    try:
+        return service_of(request).authenticate(key)
+    except Unauthorized as exc:
+        raise (UnknownKey() if key else exc) from None
 
 
 def account_of(request: Request) -> Account:
