@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 
 from tests.support.servers import Server, wait_final
 
@@ -33,14 +32,8 @@ def done(client: httpx.Client, batch: dict[str, Any]) -> tuple[dict[str, Any], l
     return final, rows
 
 
-def query(server: Server, sql: str) -> list[Any]:
-    engine = create_engine(
-        server.env["LOADBAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
-    )
-    with engine.connect() as conn:
-        rows = list(conn.execute(text(sql)))
-    engine.dispose()
-    return rows
+def query(server: Server, sql: str, **params: Any) -> list[Any]:
+    return server.query(sql, **params)
 
 
 def outcomes(rows: list[dict[str, str]]) -> list[tuple[str, str]]:

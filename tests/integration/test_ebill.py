@@ -15,7 +15,6 @@ from xml.etree.ElementTree import Element
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
@@ -179,13 +178,7 @@ def download(url: str) -> list[dict[str, str]]:
 
 
 def query(server: Server, sql: str, **params: Any) -> list[Any]:
-    engine = create_engine(
-        server.env["LOADBAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
-    )
-    with engine.connect() as conn:
-        rows = list(conn.execute(text(sql), params))
-    engine.dispose()
-    return rows
+    return server.query(sql, **params)
 
 
 def csv_text(header: str, rows: list[str]) -> str:

@@ -7,7 +7,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
 
 from tests.support.servers import Server, wait_final
 
@@ -67,14 +66,8 @@ def seed_ledger(server: Server, key: str, prefix: str) -> dict[str, int]:
     return {number: int(id_) for number, id_ in rows}
 
 
-def query(server: Server, sql: str) -> list[Any]:
-    engine = create_engine(
-        server.env["LOADBAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
-    )
-    with engine.connect() as conn:
-        rows = list(conn.execute(text(sql)))
-    engine.dispose()
-    return rows
+def query(server: Server, sql: str, **params: Any) -> list[Any]:
+    return server.query(sql, **params)
 
 
 def poll(client: httpx.Client, job_id: int, *statuses: str) -> dict[str, Any]:

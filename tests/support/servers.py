@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, text
 
 __all__ = ["Server", "free_port", "start_server", "start_worker", "wait_final"]
 
@@ -50,6 +51,16 @@ class Server:
         )
         key: str = json.loads(out.stdout)["api_key"]
         return key
+
+    def query(self, sql: str, **params: Any) -> list[Any]:
+        """Rows of a read straight from the server's database (what the domain tables hold)."""
+        url = self.env["LOADBAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(text(sql), params))
+        finally:
+            engine.dispose()
 
     def client(self, key: str | None = None, **headers: str) -> httpx.Client:
         auth = {"X-Api-Key": key} if key else {}

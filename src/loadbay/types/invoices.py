@@ -82,8 +82,7 @@ class InvoiceType(BatchType):
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
     ) -> list[StagedRecord]:
-        customers = ledger.customers_named(conn, ctx.account_id, records)
-        return refuse(records, {r.index: e for r in records if (e := ledger.unknown_customer(r, customers))})
+        return ledger.check_customers(conn, ctx.account_id, records)
 
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         now = datetime.now(UTC)

@@ -6,7 +6,7 @@ as SQL arithmetic), so SQLite's floating-point NUMERIC never rounds money.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select, update
 
 from loadbay.core.records import FieldError, StagedRecord
+from loadbay.core.staging import refuse
 from loadbay.db.tables import billing_customers, billing_invoices
 
 __all__ = [
@@ -163,6 +164,12 @@ def customers_named(
     """The customers the records name by customer_number, by number."""
     numbers = [r.data["customer_number"] for r in records if r.data is not None]
     return customers_by(conn, account_id, "customer_number", numbers)
+
+
+def check_customers(conn: Connection, account_id: int, records: Sequence[StagedRecord]) -> list[StagedRecord]:
+    """The records, those naming a customer this account does not have refused (UNKNOWN_CUSTOMER)."""
+    customers = customers_named(conn, account_id, records)
+    return refuse(records, {r.index: e for r in records if (e := unknown_customer(r, customers))})
 
 
 def unknown_customer(record: StagedRecord, customers: Mapping[Any, CustomerRef]) -> FieldError | None:

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
 from loadbay.core.records import Applied, StagedRecord
-from loadbay.core.staging import refuse
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_memos
 from loadbay.types import ledger
@@ -57,8 +56,7 @@ class _MemoType(BatchType):
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
     ) -> list[StagedRecord]:
-        customers = ledger.customers_named(conn, ctx.account_id, records)
-        return refuse(records, {r.index: e for r in records if (e := ledger.unknown_customer(r, customers))})
+        return ledger.check_customers(conn, ctx.account_id, records)
 
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         now = datetime.now(UTC)
