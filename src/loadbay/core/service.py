@@ -332,7 +332,9 @@ class BatchService:
         return batch
 
     def cancel(self, account: Account, batch_id: int) -> Batch:
-        """Stop the batch: records not yet applied become `unprocessed`."""
+        """Stop the batch (and its unfinished children): records not yet applied become
+        `unprocessed`. A batch cancelled while still validating has outcomes only for the
+        records read so far; its counts say how many that is."""
         with self.rt.db.write() as conn:
             batch = self._get(conn, account, batch_id, lock=True)
             self._cancel(conn, batch)
