@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -173,9 +173,11 @@ class BatchService:
         if parent.status != Status.OPEN:
             raise Conflict(f"parent batch {parent_id} is {parent.status}; children join open batches only")
 
-    def get(self, account: Account, batch_id: int) -> Batch:
+    def get(self, account: Account, batch_id: int, *, types: Collection[str] | None = None) -> Batch:
+        """The account's batch; with `types`, a batch of another type is NotFound too
+        (how a profile sees only the batches it serves)."""
         with self.rt.db.read() as conn:
-            return self._get(conn, account, batch_id)
+            return _of_types(self._get(conn, account, batch_id), types, batch_id)
 
     def _get(self, conn: Connection, account: Account, batch_id: int, *, lock: bool = False) -> Batch:
         found = _storable_id(batch_id)
@@ -184,13 +186,13 @@ class BatchService:
             raise NotFound(f"batch {batch_id} not found")
         return batch
 
-    def get_by_ref(self, account: Account, ref: str) -> Batch:
+    def get_by_ref(self, account: Account, ref: str, *, types: Collection[str] | None = None) -> Batch:
         """The batch with this opaque reference (what profiles with string ids expose)."""
         with self.rt.db.read() as conn:
             batch = repo.batch_by_ref(conn, account.id, ref)
         if batch is None:
             raise NotFound(f"batch {ref} not found")
-        return batch
+        return _of_types(batch, types, ref)
 
     def active_batch(self, account: Account, types: Sequence[str]) -> Batch | None:
         """The account's oldest submitted, not yet final batch of these types, if any."""
@@ -425,6 +427,12 @@ def _result_stream(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:
         for seq, text in parts:
             yield text or ""
             after = seq
+
+
+def _of_types(batch: Batch, types: Collection[str] | None, name: object) -> Batch:
+    if types is not None and batch.type not in types:
+        raise NotFound(f"batch {name} not found")
+    return batch
 
 
 def _storable_id(batch_id: int) -> bool:

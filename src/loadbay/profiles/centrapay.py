@@ -29,7 +29,7 @@ from loadbay.api.problems import http_status
 from loadbay.core.lifecycle import Event, Status
 from loadbay.core.models import Account, Batch, BatchEvent, NewBatch
 from loadbay.core.service import BatchService
-from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
+from loadbay.errors import LoadbayError, TestModeMismatch, UnknownType
 from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
 
 __all__ = ["PREFIX", "TYPES", "build"]
@@ -127,10 +127,7 @@ def _core_type(name: str) -> str:
 
 def _find(service: BatchService, account: Account, ref: str) -> Batch:
     """The account's Centrapay batch with this id (a batch of another type is not one)."""
-    batch = service.get_by_ref(account, ref)
-    if batch.type not in _NAMES:
-        raise NotFound(f"batch {ref} not found")
-    return batch
+    return service.get_by_ref(account, ref, types=_NAMES)
 
 
 # rendering ------------------------------------------------------------------------

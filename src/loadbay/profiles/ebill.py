@@ -192,10 +192,7 @@ def _find(service: BatchService, account: Account, batch_id: int | None, job_id:
 
 
 def _by_id(service: BatchService, account: Account, batch_id: int) -> Batch:
-    batch = service.get(account, batch_id)
-    if batch.type not in _OPERATIONS:
-        raise NotFound(f"no batch process {batch_id}")
-    return batch
+    return service.get(account, batch_id, types=_OPERATIONS)
 
 
 def _by_job_id(service: BatchService, account: Account, job_id: str) -> Batch:

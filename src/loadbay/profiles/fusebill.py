@@ -175,12 +175,9 @@ def _job_number(text: str) -> int:
 
 def _find(service: BatchService, account: Account, job_id: int) -> Batch:
     try:
-        batch = service.get(account, job_id)
+        return service.get(account, job_id, types=JOB_TYPES)
     except errors.NotFound:
-        batch = None
-    if batch is None or batch.type not in JOB_TYPES:
-        raise FusebillError(404, f"Upload {job_id} was not found.")
-    return batch
+        raise FusebillError(404, f"Upload {job_id} was not found.") from None
 
 
 # answers --------------------------------------------------------------------
