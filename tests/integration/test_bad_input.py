@@ -401,7 +401,7 @@ def test_deeply_nested_json_line_is_one_invalid_record(client: httpx.Client, p: 
 def _bad_values(p: str) -> tuple[list[dict[str, Any]], set[tuple[int, str, str | None]]]:
     """Records with one bad field each (and one with two), and the errors expected."""
     ok = {"name": "Fine", "email": "a@example.com", "country": "NZ", "currency": "NZD", "balance": "12.50"}
-    records = [
+    records: list[dict[str, Any]] = [
         {"customer_number": f"{p}0", "name": "Zero", "email": "not-an-email"},
         {"customer_number": f"{p}1", "name": "One", "country": "ZZ"},
         {"customer_number": f"{p}2", "name": "Two", "currency": "XXX"},
@@ -416,7 +416,7 @@ def _bad_values(p: str) -> tuple[list[dict[str, Any]], set[tuple[int, str, str |
         {"customer_number": f"{p}10", **ok, "name": "Again"},
         {"customer_number": f"{p}12", "name": "Twelve", "status": "Dormant"},
     ]
-    expected = {
+    expected: set[tuple[int, str, str | None]] = {
         (0, "INVALID_EMAIL", "email"),
         (1, "INVALID_COUNTRY", "country"),
         (2, "INVALID_CURRENCY", "currency"),

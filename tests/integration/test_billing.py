@@ -94,6 +94,80 @@ def test_invoices_then_their_line_item_children(server: Server, key: str) -> Non
     )
 
 
+TOTALLED_INVOICES = (
+    "invoice_number,customer_number,invoice_date,amount\n"
+    "T1,T0,2026-01-01,80.00\n"  # 50 + 30, its lines in two files
+    "T2,T0,2026-01-01,70.00\n"  # 50 + 30 = 80: mismatch
+    "T3,T0,2026-01-01,10.00\n"  # its only line is invalid, so nothing adds to it: not checked
+    "T4,T0,2026-01-01,12.50\n"  # 2 × 6.25, amount left to quantity × unit_price
+    "T5,T0,2026-01-01,7.00\n"  # 7 once: the same line again in a file is a duplicate
+)
+FIRST_LINES = (
+    "invoice_number,line_number,quantity,unit_price,amount\n"
+    "T1,1,1,50.00,50.00\n"
+    "T2,1,1,50.00,50.00\n"
+    "T3,1,1,10.00,11.00\n"  # its own AMOUNT_MISMATCH
+    "T4,1,2,6.25,\n"
+)
+SECOND_LINES = (
+    "invoice_number,line_number,quantity,unit_price,amount\n"
+    "T1,2,1,30.00,30.00\n"
+    "T2,2,1,30.00,30.00\n"
+    "T5,1,1,7.00,7.00\n"
+    "T5,1,1,7.00,7.00\n"
+)
+
+
+def test_an_invoice_whose_line_items_do_not_add_up_is_refused(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        done(client, load(client, "billing.customer", "customer_number,name\nT0,Ann\n"))
+        invoices = load(client, "billing.invoice", TOTALLED_INVOICES, submit=False)
+        first = load(client, "billing.invoice_line", FIRST_LINES, submit=False, parent_id=invoices["id"])
+        second = load(client, "billing.invoice_line", SECOND_LINES, submit=False, parent_id=invoices["id"])
+        client.post(f"/v1/batches/{invoices['id']}/submit").raise_for_status()
+        invoice_batch, invoice_rows = done(client, invoices)
+        _, first_rows = done(client, first)
+        _, second_rows = done(client, second)
+        errors = client.get(f"/v1/batches/{invoices['id']}/errors").json()["data"]
+        events = client.get(f"/v1/batches/{invoices['id']}/events").json()["data"]
+
+    assert outcomes(invoice_rows) == [
+        ("succeeded", ""),
+        ("invalid", "AMOUNT_MISMATCH"),
+        ("succeeded", ""),
+        ("succeeded", ""),
+        ("succeeded", ""),
+    ]
+    assert invoice_batch["counts"]["invalid"] == 1
+    [mismatch] = errors
+    assert (mismatch["index"], mismatch["field"], mismatch["code"]) == (1, "amount", "AMOUNT_MISMATCH")
+    assert "70.00" in mismatch["message"] and "80.00" in mismatch["message"]
+    assert any(e["event"] == "summed" and "7 line items" in e["detail"] for e in events)
+    assert outcomes(first_rows) == [
+        ("succeeded", ""),
+        ("invalid", "UNKNOWN_INVOICE"),
+        ("invalid", "AMOUNT_MISMATCH"),
+        ("succeeded", ""),
+    ]
+    assert outcomes(second_rows) == [
+        ("succeeded", ""),
+        ("invalid", "UNKNOWN_INVOICE"),
+        ("succeeded", ""),
+        ("invalid", "DUPLICATE_KEY"),
+    ]
+    sql = "SELECT invoice_number, amount FROM billing_invoices WHERE invoice_number LIKE 'T_' ORDER BY 1"
+    stored = query(server, sql)
+    assert [(n, Decimal(str(a))) for n, a in stored] == [
+        ("T1", Decimal("80.00")),
+        ("T3", Decimal("10.00")),
+        ("T4", Decimal("12.50")),
+        ("T5", Decimal("7.00")),
+    ]
+    balance = query(server, "SELECT balance FROM billing_customers WHERE customer_number='T0'")[0][0]
+    assert Decimal(str(balance)) == Decimal("109.50")
+    assert query(server, "SELECT count(*) FROM child_shares")[0][0] == 0
+
+
 PAYER_INVOICES = (
     "invoice_number,customer_number,invoice_date,amount\n"
     "J1,P1,2026-01-01,100.00\n"

@@ -345,9 +345,13 @@ AUG_INVOICES = (
     "AUG-1,C1,2020-08-01,30.00\n"
     "AUG-2,C4,2020-08-01,20.00\n"
     "AUG-3,C9,2020-08-01,5.00\n"  # unknown customer
+    "AUG-4,C1,2020-08-01,25.00\n"  # its lines add up to 20.00
 )
 AUG_ITM_1 = (
-    "invoice_number,line_number,quantity,unit_price,amount\nAUG-1,1,1,10.00,10.00\nAUG-2,1,2,5.00,10.00\n"
+    "invoice_number,line_number,quantity,unit_price,amount\n"
+    "AUG-1,1,1,10.00,10.00\n"
+    "AUG-2,1,2,5.00,10.00\n"
+    "AUG-4,1,1,10.00,10.00\n"
 )
 AUG_ITM_2 = (
     "invoice_number,line_number,quantity,unit_price,amount\n"
@@ -355,6 +359,7 @@ AUG_ITM_2 = (
     "AUG-2,2,1,10.00,10.00\n"
     "AUG-3,1,1,5.00,5.00\n"  # its invoice was refused
     "AUG-2,3,3,3.00,9.99\n"  # 3 × 3.00 is 9.00
+    "AUG-4,2,1,10.00,10.00\n"
 )
 PARENT = "<parentBatchProcessJobId>AUG_INV</parentBatchProcessJobId>"
 AUG_INIT = """<batchProcess><jobId>AUG_INIT</jobId>
@@ -435,13 +440,14 @@ def _load_august(client: httpx.Client) -> None:
     children = [fields(c) for c in done.findall("child/batchProcess")]
     assert [(fields(done)["status"], fields(done)["successCount"], fields(done)["failCount"])] + [
         (c["status"], c["successCount"], c["failCount"]) for c in children
-    ] == [("Partial Success", "2", "1"), ("Success", "2", "0"), ("Partial Success", "2", "2")]
+    ] == [("Partial Success", "2", "2"), ("Partial Success", "2", "1"), ("Partial Success", "2", "3")]
     assert [c["jobId"] for c in children] == ["AUG_ITM_1", "AUG_ITM_2"]
     invoice_rows = download(fields(done)["downloadUrl"])
     assert [(r["invoice_number"], r["loadbay_status"], r["loadbay_error_code"]) for r in invoice_rows] == [
         ("AUG-1", "succeeded", ""),
         ("AUG-2", "succeeded", ""),
         ("AUG-3", "invalid", "UNKNOWN_CUSTOMER"),
+        ("AUG-4", "invalid", "AMOUNT_MISMATCH"),
     ]
     line_rows = download(children[1]["downloadUrl"])
     assert [
@@ -452,6 +458,7 @@ def _load_august(client: httpx.Client) -> None:
         ("AUG-2", "2", "succeeded", ""),
         ("AUG-3", "1", "invalid", "UNKNOWN_INVOICE"),
         ("AUG-2", "3", "invalid", "AMOUNT_MISMATCH"),
+        ("AUG-4", "2", "invalid", "UNKNOWN_INVOICE"),
     ]
 
 

@@ -9,19 +9,20 @@ from contextlib import closing
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
+from itertools import islice
 from typing import BinaryIO, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
 
-from loadbay.core import settle
+from loadbay.core import settle, totals
 from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.lifecycle import Event, Status, next_status
 from loadbay.core.models import Batch
 from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.core.runtime import Runtime
 from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
-from loadbay.core.types import ApplyContext, BatchType
+from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db import queue
 from loadbay.db import repository as repo
 from loadbay.errors import LoadbayError
@@ -98,6 +99,7 @@ def _start(rt: Runtime, claim: queue.ValidationClaim) -> None:
 
 def _reset_staging(conn: Connection, batch_id: int) -> None:
     repo.delete_keys(conn, batch_id)
+    repo.delete_shares(conn, batch_id)
     queue.delete_chunks(conn, batch_id)
     repo.delete_errors(conn, batch_id)
     repo.reset_counts(conn, batch_id)
@@ -108,6 +110,8 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[
         _fetch_source(rt, claim, batch)
     batch_type = rt.types.get(batch.type)
     warnings: list[str] = []
+    if batch_type.child_totals is not None:
+        _sum_children(rt, claim, batch, batch_type.child_totals, warnings)
     stager = Stager(batch_type, rt.settings.chunk_size)
     if batch_type.generates:
         records = _generated(rt, batch, batch_type)
@@ -116,6 +120,46 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[
     for chunk in stager.chunks(records):
         _store_chunk(rt, claim, batch, chunk)
     return warnings
+
+
+def _sum_children(
+    rt: Runtime, claim: queue.ValidationClaim, batch: Batch, rule: ChildTotals, warnings: list[str]
+) -> None:
+    """Keep what the valid records of the batch's waiting children of `rule.child_type` add
+    to the batch's records. A child whose data cannot be read adds nothing (it fails on its
+    own when it is validated); the batch gets a warning."""
+    with rt.db.read() as conn:
+        children = [c for c in repo.children(conn, batch.id) if c.type == rule.child_type]
+    child_type = rt.types.get(rule.child_type)
+    kept = 0
+    for child in (c for c in children if c.status == Status.QUEUED):
+        try:
+            kept += _keep_shares(rt, claim, batch, child, child_type)
+        except LoadbayError as exc:
+            warnings.append(
+                f"child batch {child.id} cannot be read, its {rule.children_are} are not summed: "
+                f"{exc.message}"
+            )
+            with rt.db.write() as conn:
+                repo.delete_shares(conn, batch.id, child.id)
+    with rt.db.write() as conn:
+        _check_lease(conn, claim, rt)
+        detail = f"{kept} {rule.children_are} of {len(children)} child batches summed"
+        repo.add_event(conn, batch.id, "summed", Status.VALIDATING, detail)
+
+
+def _keep_shares(
+    rt: Runtime, claim: queue.ValidationClaim, batch: Batch, child: Batch, child_type: BatchType
+) -> int:
+    """Keep one child's shares, a thousand per transaction; how many it had."""
+    count = 0
+    shares = totals.shares(child_type, _records(rt, child, child_type.columns(), []))
+    while part := list(islice(shares, 1000)):
+        with rt.db.write() as conn:
+            _check_lease(conn, claim, rt)
+            repo.insert_shares(conn, batch.id, child.id, part)
+        count += len(part)
+    return count
 
 
 def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:
@@ -196,7 +240,7 @@ def _checked(
 ) -> list[StagedRecord]:
     """The type's own rules (`check`). The keys of the records it refuses are released: like
     any invalid record's key, they are not "seen" (no later DUPLICATE_KEY, no parent found)."""
-    checked = batch_type.check(conn, _context(batch), records)
+    checked = totals.check(conn, batch_type, batch.id, batch_type.check(conn, _context(batch), records))
     pairs = zip(records, checked, strict=True)
     refused = [before.data for before, after in pairs if before.data is not None and after.data is None]
     keys = (batch_type.record_key(data) for data in refused if data is not None)
@@ -218,6 +262,7 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         detail = f"{fresh.counts.total} records, {fresh.counts.invalid} invalid"
         repo.add_event(conn, batch.id, "chunked", Status.VALIDATING, detail)
         repo.delete_keys(conn, batch.id)
+        repo.delete_shares(conn, batch.id)
         event = Event.VALIDATED if batch.process_mode == "manual" else Event.APPLY
         status = next_status(Status.VALIDATING, event)
         repo.set_status(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, BinaryIO, ClassVar
 
 from pydantic import BaseModel, ValidationError
@@ -16,7 +17,7 @@ from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.errors import UnknownType
 from loadbay.readers import Columns
 
-__all__ = ["ApplyContext", "BatchType", "GeneratedPage", "TypeRegistry", "field_errors"]
+__all__ = ["ApplyContext", "BatchType", "ChildTotals", "GeneratedPage", "TypeRegistry", "field_errors"]
 
 _CODES = {
     "missing": "REQUIRED",
@@ -48,6 +49,19 @@ class ApplyContext:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildTotals:
+    """A rule joining a batch to its child batches: each valid record's `field` must equal
+    the sum of what the children's valid records add to it (`BatchType.share` of
+    `child_type`), or the record is refused with `code`. Records nothing adds to are not
+    checked. The core sums the children before the batch is validated."""
+
+    child_type: str
+    field: str
+    code: str
+    children_are: str  # what the child records are, for messages: "line items"
+
+
+@dataclass(frozen=True, slots=True)
 class GeneratedPage:
     """One page of the records a generating type makes itself (see BatchType.generate)."""
 
@@ -67,6 +81,8 @@ class BatchType(ABC):
     attachments: ClassVar[Mapping[str, str]] = {}
     # True for a type that makes its own records (`generate`) and takes no data.
     generates: ClassVar[bool] = False
+    # A total each record must match over the batch's child batches (see ChildTotals).
+    child_totals: ClassVar[ChildTotals | None] = None
 
     def columns(self) -> Columns:
         fields = self.model.model_fields
@@ -89,6 +105,11 @@ class BatchType(ABC):
         """The validated record's key, which must be unique within a batch."""
         value = data.get(self.key)
         return None if value is None else str(value)
+
+    def share(self, data: Mapping[str, Any]) -> tuple[str, Decimal] | None:
+        """What a valid record of a child batch adds to its parent batch's record, for the
+        parent type's `child_totals`: that record's key and the amount; None for nothing."""
+        return None
 
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()

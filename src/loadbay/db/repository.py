@@ -25,6 +25,7 @@ from loadbay.db.tables import (
     batch_inputs,
     batch_keys,
     batches,
+    child_shares,
     record_errors,
 )
 
@@ -36,6 +37,7 @@ __all__ = [
     "batch_by_job_id",
     "children",
     "delete_inputs",
+    "delete_shares",
     "errors_page",
     "events",
     "get_batch",
@@ -44,10 +46,12 @@ __all__ = [
     "insert_batch",
     "insert_errors",
     "insert_key",
+    "insert_shares",
     "list_batches",
     "list_inputs",
     "release_keys",
     "seen_keys",
+    "shares_of",
     "set_status",
     "update_batch",
     "upsert_input",
@@ -334,6 +338,43 @@ def release_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> None:
 
 def delete_keys(conn: Connection, batch_id: int) -> None:
     conn.execute(delete(batch_keys).where(batch_keys.c.batch_id == batch_id))
+
+
+# what child records add to their parent batch's records ----------------------
+
+
+def insert_shares(
+    conn: Connection, batch_id: int, child_id: int, rows: Sequence[tuple[str, str, str]]
+) -> None:
+    """Keep child batch `child_id`'s (parent_key, child_key, amount) rows for the batch; a
+    child key seen before keeps its first amount."""
+    if rows:
+        values = [
+            {"batch_id": batch_id, "parent_key": p, "child_key": c, "child_batch_id": child_id, "amount": a}
+            for p, c, a in rows
+        ]
+        conn.execute(_upsert_insert(conn, child_shares).on_conflict_do_nothing(), values)
+
+
+def shares_of(conn: Connection, batch_id: int, parent_keys: Sequence[str]) -> dict[str, list[str]]:
+    """The amounts kept for each of `parent_keys` that has any (one query per 500 keys)."""
+    found: dict[str, list[str]] = {}
+    for start in range(0, len(parent_keys), 500):
+        part = parent_keys[start : start + 500]
+        query = select(child_shares.c.parent_key, child_shares.c.amount).where(
+            child_shares.c.batch_id == batch_id, child_shares.c.parent_key.in_(part)
+        )
+        for row in conn.execute(query):
+            found.setdefault(row.parent_key, []).append(row.amount)
+    return found
+
+
+def delete_shares(conn: Connection, batch_id: int, child_id: int | None = None) -> None:
+    """Forget the batch's kept shares (with `child_id`, only that child batch's)."""
+    query = delete(child_shares).where(child_shares.c.batch_id == batch_id)
+    if child_id is not None:
+        query = query.where(child_shares.c.child_batch_id == child_id)
+    conn.execute(query)
 
 
 # record errors -------------------------------------------------------------

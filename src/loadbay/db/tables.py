@@ -39,6 +39,7 @@ __all__ = [
     "batch_events",
     "batch_inputs",
     "batch_keys",
+    "child_shares",
     "batches",
     "billing_allocations",
     "billing_customers",
@@ -198,6 +199,18 @@ batch_keys = Table(
     metadata,
     Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
     Column("key", String(300), primary_key=True),
+)
+
+# What each valid record of a batch's children adds to one of the batch's records (see
+# BatchType.share): kept while the parent batch is validated, then deleted.
+child_shares = Table(
+    "child_shares",
+    metadata,
+    Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
+    Column("parent_key", String(300), primary_key=True),
+    Column("child_key", String(300), primary_key=True),
+    Column("child_batch_id", Id, nullable=False),
+    Column("amount", String(60), nullable=False),
 )
 
 record_errors = Table(

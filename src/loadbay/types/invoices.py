@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 
 from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.core.staging import refuse
-from loadbay.core.types import ApplyContext, BatchType
+from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db.tables import billing_invoice_lines, billing_invoices
 from loadbay.types import ledger
 from loadbay.types.iso import CURRENCIES
@@ -78,6 +78,7 @@ class InvoiceType(BatchType):
     key = "invoice_number"
     model = InvoiceRecord
     description = "Invoices of existing customers; their line items come in child batches."
+    child_totals = ChildTotals("billing.invoice_line", "amount", "AMOUNT_MISMATCH", "line items")
 
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
@@ -174,6 +175,13 @@ class InvoiceLineRecord(BaseModel):
         return value
 
 
+def _amount(data: Mapping[str, Any]) -> Decimal:
+    """A valid line's amount: its own, or quantity × unit_price."""
+    if data.get("amount") is not None:
+        return Decimal(str(data["amount"]))
+    return line_amount(Decimal(str(data["quantity"])), Decimal(str(data["unit_price"])))
+
+
 def line_amount(quantity: Decimal, price: Decimal) -> Decimal:
     return (quantity * price).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
@@ -195,6 +203,10 @@ class InvoiceLineType(BatchType):
 
     def record_key(self, data: Mapping[str, Any]) -> str | None:
         return f"{data.get('invoice_number')}#{data.get('line_number')}"
+
+    def share(self, data: Mapping[str, Any]) -> tuple[str, Decimal] | None:
+        """A line adds its amount (quantity × unit_price when it has none) to its invoice."""
+        return str(data["invoice_number"]), _amount(data)
 
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
@@ -236,12 +248,11 @@ def _line_row(record: StagedRecord, invoices: Mapping[Any, ledger.InvoiceRef]) -
     data = record.data
     assert data is not None
     quantity, price = Decimal(str(data["quantity"])), Decimal(str(data["unit_price"]))
-    amount = Decimal(str(data["amount"])) if data.get("amount") is not None else line_amount(quantity, price)
     return {
         "invoice_id": invoices[data["invoice_number"]].id,
         "line_number": int(data["line_number"]),
         "description": data.get("description"),
         "quantity": quantity,
         "unit_price": price,
-        "amount": amount,
+        "amount": _amount(data),
     }
