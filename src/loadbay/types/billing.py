@@ -16,7 +16,7 @@ from loadbay.core.records import Applied, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_customers
 from loadbay.types.iso import COUNTRIES, CURRENCIES
-from loadbay.types.upsert import Stored, UpsertSpec, key_of, upsert
+from loadbay.types.upsert import Stored, UpsertSpec, key_of, merge
 
 __all__ = ["CustomerRecord", "CustomerType"]
 
@@ -97,7 +97,7 @@ class CustomerType(BatchType):
 
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         rows = {r.index: _row(r, ctx.account_id) for r in records if r.data is not None}
-        stored = upsert(conn, CUSTOMERS, list(rows.values()), datetime.now(UTC))
+        stored = merge(conn, CUSTOMERS, list(rows.values()), datetime.now(UTC))
         return [_applied(index, stored[key_of(CUSTOMERS, row)]) for index, row in rows.items()]
 
 

@@ -7,16 +7,30 @@ values differ (bumping `revision`); rows with the same values are `unchanged`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    TextClause,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.engine import Dialect
 
 from loadbay.core.records import Action
 
-__all__ = ["Stored", "UpsertSpec", "find", "key_of", "upsert"]
+__all__ = ["Stored", "UpsertSpec", "find", "key_of", "merge", "upsert"]
 
 Key = tuple[Any, ...]
 _SELECT_BATCH = 500
@@ -93,6 +107,75 @@ def upsert(
         k = key_of(spec, row)
         result[k] = Stored(result[k].id, Action.UPDATED, stored[k])
     return result
+
+
+def merge(
+    conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], now: datetime
+) -> dict[Key, Stored]:
+    """Create or update every row in one statement; the result by key.
+
+    One INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING takes the whole chunk as one
+    parameter per column (PostgreSQL arrays) or one JSON array (SQLite); the unique key
+    decides, and a row whose values all equal the stored ones is not written (`unchanged`,
+    its id read afterwards). The keys must be distinct. Unlike `upsert`, the stored
+    values before are not read: `before` is None.
+    """
+    if not rows:
+        return {}
+    dialect = conn.dialect.name
+    names = spec.key + spec.fields
+    params = {"now": now} | _merge_params(dialect, names, rows)
+    result: dict[Key, Stored] = {}
+    for row in conn.execute(_merge_statement(conn.dialect, spec), params):
+        action = Action.CREATED if row.revision == 1 else Action.UPDATED
+        result[tuple(row)[1 : 1 + len(spec.key)]] = Stored(row.id, action, None)
+    left = [key for key in (key_of(spec, row) for row in rows) if key not in result]
+    for key, found in find(conn, spec, left).items():
+        result[key] = Stored(found["id"], Action.UNCHANGED, None)
+    return result
+
+
+def _merge_params(dialect: str, names: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    if dialect == "postgresql":
+        return {f"c{i}": [row[name] for row in rows] for i, name in enumerate(names)}
+    values = [[row[name] for name in names] for row in rows]
+    return {"rows": json.dumps(values, default=str, separators=(",", ":"))}
+
+
+_MERGES: dict[tuple[str, UpsertSpec], TextClause] = {}
+
+
+def _merge_statement(dialect: Dialect, spec: UpsertSpec) -> TextClause:
+    """The merge statement for `spec` on this database (built once)."""
+    statement = _MERGES.get((dialect.name, spec))
+    if statement is None:
+        statement = _MERGES[(dialect.name, spec)] = _build_merge(dialect, spec)
+    return statement
+
+
+def _build_merge(dialect: Dialect, spec: UpsertSpec) -> TextClause:
+    table = spec.table
+    names = spec.key + spec.fields
+    if dialect.name == "postgresql":
+        arrays = ", ".join(
+            f"CAST(:c{i} AS {table.c[n].type.compile(dialect=dialect)}[])" for i, n in enumerate(names)
+        )
+        source = f"SELECT u.*, 1, :now, :now FROM unnest({arrays}) AS u"
+        differs = f"({', '.join(f'{table.name}.{n}' for n in spec.fields)}) IS DISTINCT FROM " + (
+            f"({', '.join(f'excluded.{n}' for n in spec.fields)})"
+        )
+    else:
+        cells = ", ".join(f"value ->> {i}" for i in range(len(names)))
+        source = f"SELECT {cells}, 1, :now, :now FROM json_each(:rows) WHERE true"
+        differs = " OR ".join(f"{table.name}.{n} IS NOT excluded.{n}" for n in spec.fields)
+    sets = ", ".join(f"{n} = excluded.{n}" for n in spec.fields)
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}, revision, created_at, updated_at) {source} "
+        f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {sets}, "
+        f"revision = {table.name}.revision + 1, updated_at = excluded.updated_at WHERE {differs} "
+        f"RETURNING id, {', '.join(spec.key)}, revision"
+    )
+    return text(sql).bindparams(bindparam("now", type_=table.c.updated_at.type))
 
 
 def _differs(spec: UpsertSpec, row: Mapping[str, Any], stored: Mapping[str, Any]) -> bool:
