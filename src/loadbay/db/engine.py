@@ -74,6 +74,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.execute("PRAGMA wal_autocheckpoint=20000")
     cursor.close()
 
 

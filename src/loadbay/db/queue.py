@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
 
 from loadbay.core.lifecycle import FINAL, Status
-from loadbay.db.tables import batches, chunks
+from loadbay.db.tables import batches, chunk_payloads, chunks
 
 __all__ = [
     "ChunkClaim",
@@ -114,19 +114,21 @@ def insert_chunk(
         "valid_count": valid,
         "status": PENDING,
         "attempt": 0,
-        "payload": payload,
     }
-    conn.execute(insert(chunks).values(values))
+    chunk_id = conn.execute(insert(chunks).values(values).returning(chunks.c.id)).scalar_one()
+    conn.execute(insert(chunk_payloads).values(chunk_id=chunk_id, payload=payload))
 
 
 def delete_chunks(conn: Connection, batch_id: int) -> None:
+    ids = select(chunks.c.id).where(chunks.c.batch_id == batch_id).scalar_subquery()
+    conn.execute(delete(chunk_payloads).where(chunk_payloads.c.chunk_id.in_(ids)))
     conn.execute(delete(chunks).where(chunks.c.batch_id == batch_id))
 
 
 def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ChunkClaim | None:
     """Take the next chunk to apply: oldest batch first, chunks in order."""
     query = (
-        select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.payload)
+        select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt)
         .join(batches, batches.c.id == chunks.c.batch_id)
         .where(
             batches.c.status == Status.PROCESSING,
@@ -148,7 +150,7 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
         .where(chunks.c.id == row.id)
         .values(status=LEASED, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
     )
-    return ChunkClaim(row.id, row.batch_id, row.seq, attempt, row.payload)
+    return ChunkClaim(row.id, row.batch_id, row.seq, attempt, chunk_payload(conn, row.id) or "")
 
 
 def finish_chunk(
@@ -213,7 +215,8 @@ def open_chunk_ids(conn: Connection, batch_id: int) -> list[int]:
 
 
 def chunk_payload(conn: Connection, chunk_id: int) -> str | None:
-    payload: str | None = conn.execute(select(chunks.c.payload).where(chunks.c.id == chunk_id)).scalar_one()
+    query = select(chunk_payloads.c.payload).where(chunk_payloads.c.chunk_id == chunk_id)
+    payload: str | None = conn.execute(query).scalar_one_or_none()
     return payload
 
 
@@ -222,7 +225,8 @@ def chunk_records(
 ) -> list[tuple[int, str | None, str | None]]:
     """(seq, payload, outcomes) of the batch's chunks in order, from `after_seq` on."""
     query = (
-        select(chunks.c.seq, chunks.c.payload, chunks.c.outcomes)
+        select(chunks.c.seq, chunk_payloads.c.payload, chunks.c.outcomes)
+        .outerjoin(chunk_payloads, chunk_payloads.c.chunk_id == chunks.c.id)
         .where(chunks.c.batch_id == batch_id, chunks.c.seq > after_seq)
         .order_by(chunks.c.seq)
         .limit(limit)

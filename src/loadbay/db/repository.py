@@ -307,18 +307,17 @@ def _upsert_insert(conn: Connection, table: Table) -> Any:
 def claim_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]:
     """Record `keys` (distinct) as seen in the batch; answers those not seen before.
 
-    One INSERT … ON CONFLICT DO NOTHING RETURNING with the keys as one array (PostgreSQL)
-    or JSON (SQLite) parameter: the unique index decides, so no lookup depends on the
+    One INSERT … ON CONFLICT DO NOTHING RETURNING with the keys as one JSON parameter
+    (faster than an array on PostgreSQL): the unique index decides, so no lookup depends on the
     planner's statistics, and the statement text is short enough to stay prepared.
     """
     if not keys:
         return set()
     if conn.dialect.name == "postgresql":
-        source = "SELECT :batch_id, k FROM unnest(CAST(:keys AS text[])) AS k"
-        values: Any = list(keys)
+        source = "SELECT :batch_id, k FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k"
     else:
         source = "SELECT :batch_id, value FROM json_each(:keys) WHERE true"
-        values = json.dumps(list(keys))
+    values = json.dumps(list(keys))
     statement = text(f"INSERT INTO batch_keys (batch_id, key) {source} ON CONFLICT DO NOTHING RETURNING key")
     return set(conn.execute(statement, {"batch_id": batch_id, "keys": values}).scalars())
 

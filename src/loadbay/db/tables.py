@@ -48,6 +48,7 @@ __all__ = [
     "billing_memos",
     "billing_payments",
     "billing_write_offs",
+    "chunk_payloads",
     "chunks",
     "metadata",
     "record_errors",
@@ -187,11 +188,19 @@ chunks = Table(
     Column("lease_owner", String(100)),
     Column("lease_expires_at", UTCDateTime),
     Column("last_error", Text),
-    Column("payload", Text),
     Column("outcomes", Text),
     Column("result", Text),
     UniqueConstraint("batch_id", "seq"),
     Index(None, "status", "batch_id", "seq"),
+)
+
+# A chunk's staged records (encoded), apart from its row: a claim or a finish changes the
+# chunk's row, and SQLite rewrites the whole row (payload included) on every change.
+chunk_payloads = Table(
+    "chunk_payloads",
+    metadata,
+    Column("chunk_id", Id, ForeignKey("chunks.id"), primary_key=True),
+    Column("payload", Text, nullable=False),
 )
 
 batch_keys = Table(
