@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import accumulate
+from itertools import accumulate, chain
 from types import TracebackType
 from typing import Any, BinaryIO, Final
 
@@ -232,6 +232,11 @@ def unstorable(value: Any) -> str | None:
 # With errors="surrogateescape" every undecodable byte 0xNN becomes U+DCNN, which
 # valid UTF-8 can never produce; finding one gives an exact line number.
 _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
+# csv.reader is fed the text's lines a block of about this many characters at a time (less
+# than the text wrapper's own read-ahead), and each block is checked once for text that
+# needs a closer look: the rows of the blocks without any skip the checks of each row.
+_BLOCK_CHARS: Final = 4096
+_NUL_IN_ROW: Final = "row holds a NUL character (byte 0x00), which text cannot hold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,14 +245,46 @@ class _CsvLayout:
 
     pairs: tuple[tuple[int, str], ...]  # (cell index, canonical name)
     width: int
+    # The canonical names of the first cells when the known columns come first (the usual
+    # case): a row's values are then the non-empty ones of zip(leading, row).
+    leading: tuple[str, ...] | None
 
-    def record(self, row: list[str]) -> RawRecord:
-        size = len(row)
-        if size > self.width:
-            return _problem("MALFORMED_ROW", f"row has {size} cells; the header has {self.width}")
-        if "\x00" in "".join(row):
-            return _problem("MALFORMED_ROW", "row holds a NUL character (byte 0x00), which text cannot hold")
-        return RawRecord({name: row[i] for i, name in self.pairs if i < size and row[i]})
+
+class _CsvLines:
+    """The lines of the text for csv.reader, read a block at a time.
+
+    A NUL character or an undecodable byte is rare: `suspect_end` is the last line of the
+    last block read that holds one (0: none so far). A row starting after that line holds
+    neither, as csv.reader reads no line beyond the row it returns.
+    """
+
+    __slots__ = ("_text", "count", "suspect_end")
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text = text
+        self.count = 0  # lines read so far
+        self.suspect_end = 0
+
+    def blocks(self) -> Iterator[list[str]]:
+        readlines = self._text.readlines
+        while lines := readlines(_BLOCK_CHARS):
+            self.count += len(lines)
+            if _suspect("".join(lines)):
+                self.suspect_end = self.count
+            yield lines
+
+
+def _suspect(text: str) -> bool:
+    """Whether `text` may hold a NUL character or an undecodable byte (a lone surrogate)."""
+    if "\x00" in text:
+        return True
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")  # strict: fails on any surrogate, such as U+DCNN
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _BorrowedText(io.TextIOWrapper):
@@ -263,35 +300,71 @@ class _BorrowedText(io.TextIOWrapper):
 
 def _open_csv(stream: BinaryIO, columns: Columns) -> RecordReader:
     text = _BorrowedText(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    rows = _csv_rows(csv.reader(text, strict=True))
+    lines = _CsvLines(text)
+    reader = csv.reader(chain.from_iterable(lines.blocks()), strict=True)
     try:
-        layout, warnings = _csv_layout(_header(rows), columns)
+        header, start = _csv_header(reader)
+        layout, warnings = _csv_layout(header, columns)
     except BaseException:
         text.close()
         raise
-    return RecordReader(_csv_records(text, rows, layout), warnings)
+    return RecordReader(_csv_records(text, reader, lines, layout, start), warnings)
 
 
-def _csv_records(
-    text: io.TextIOWrapper, rows: Iterator[list[str]], layout: _CsvLayout
-) -> Iterator[RawRecord]:
-    try:
-        yield from map(layout.record, rows)
-    finally:
-        text.close()
+def _blank(row: list[str]) -> bool:
+    return not row or (len(row) == 1 and row[0].isspace())
 
 
-def _csv_rows(reader: Any) -> Iterator[list[str]]:
-    """The non-blank rows of a csv.reader, with file-level errors raised as loadbay errors."""
-    start = 1  # the line the next record starts on
+def _csv_header(reader: Any) -> tuple[list[str], int]:
+    """The first non-blank row, and the line after it; file-level errors raised as loadbay errors."""
+    start = 1  # the line the next row starts on
     try:
         for row in reader:
-            if row and (len(row) > 1 or not row[0].isspace()):
+            if not _blank(row):
                 _check_decoded("".join(row), start)
-                yield row
+                return row, reader.line_num + 1
             start = reader.line_num + 1
     except csv.Error as exc:
         raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num)) from exc
+    raise MalformedFile("the file is empty; a CSV needs a header row")
+
+
+def _csv_records(
+    text: io.TextIOWrapper, reader: Any, lines: _CsvLines, layout: _CsvLayout, start: int
+) -> Iterator[RawRecord]:
+    """One record per non-blank row after the header (which ends on line `start` - 1).
+
+    Hot: one loop, no call per row but csv.reader's and RawRecord's in the usual case.
+    """
+    width, pairs, leading = layout.width, layout.pairs, layout.leading
+    try:
+        for row in reader:
+            size = len(row)
+            if size < 2 and (not size or row[0].isspace()):  # a blank line
+                start = reader.line_num + 1
+                continue
+            nul = False
+            if start <= lines.suspect_end:
+                joined = "".join(row)
+                _check_decoded(joined, start)
+                nul = "\x00" in joined
+            start = reader.line_num + 1
+            if size > width:
+                yield _problem("MALFORMED_ROW", f"row has {size} cells; the header has {width}")
+            elif nul:
+                yield _problem("MALFORMED_ROW", _NUL_IN_ROW)
+            elif leading is None:
+                yield RawRecord({name: row[i] for i, name in pairs if i < size and row[i]})
+            # zip stops at the end of a short row, leaving the later keys absent. (A strict=False
+            # keyword would make building the dict a quarter slower.)
+            elif all(row):  # no empty cell
+                yield RawRecord(dict(zip(leading, row)))  # noqa: B905
+            else:
+                yield RawRecord({name: value for name, value in zip(leading, row) if value})  # noqa: B905
+    except csv.Error as exc:
+        raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num)) from exc
+    finally:
+        text.close()
 
 
 def _csv_syntax_message(exc: csv.Error, start: int, end: int) -> str:
@@ -312,13 +385,6 @@ def _check_decoded(joined: str, start: int) -> None:
         )
 
 
-def _header(rows: Iterator[list[str]]) -> list[str]:
-    header = next(rows, None)
-    if header is None:
-        raise MalformedFile("the file is empty; a CSV needs a header row")
-    return header
-
-
 def _csv_layout(header: list[str], columns: Columns) -> tuple[_CsvLayout, list[str]]:
     labels = [cell.strip() for cell in header]
     _check_duplicates(labels)
@@ -330,7 +396,9 @@ def _csv_layout(header: list[str], columns: Columns) -> tuple[_CsvLayout, list[s
     warnings = [
         _ignored_column(i, label) for i, label in enumerate(labels) if label.casefold() not in canonical
     ]
-    return _CsvLayout(pairs, len(labels)), warnings
+    leads = all(i == n for n, (i, _) in enumerate(pairs))
+    leading = tuple(name for _, name in pairs) if leads else None
+    return _CsvLayout(pairs, len(labels), leading), warnings
 
 
 def _check_duplicates(labels: list[str]) -> None:

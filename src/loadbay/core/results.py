@@ -6,7 +6,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from loadbay.core.records import RecordOutcome, StagedRecord
@@ -39,19 +40,45 @@ def result_rows(
     columns: Sequence[str], records: Sequence[StagedRecord], outcomes: Sequence[RecordOutcome]
 ) -> str:
     """CSV rows (no header) for one chunk: the record's input values, then its outcome."""
-    return _csv_text(_row(columns, r, o) for r, o in zip(records, outcomes, strict=True))
+    inputs = _InputCells(columns)
+    rows = [inputs.of(r.raw) + _outcome_cells(o) for r, o in zip(records, outcomes, strict=True)]
+    return _csv_text(rows)
 
 
-def _row(columns: Sequence[str], record: StagedRecord, outcome: RecordOutcome) -> list[str]:
-    raw = record.raw
-    values = [_cell(raw.get(name)) for name in columns]
-    action = outcome.action.value if outcome.action else ""
-    status = [outcome.status.value, action, outcome.entity_id or ""]
+class _InputCells:
+    """A record's input values as cells, in column order, as `_cell` makes them.
+
+    Hot (once per record): a value is looked up without a call per column, and only a cell
+    that is not text or starts like a formula takes a call.
+    """
+
+    __slots__ = ("_blank", "_columns", "_pick")
+
+    def __init__(self, columns: Sequence[str]) -> None:
+        self._columns = columns
+        self._blank = dict.fromkeys(columns, "")  # an absent value is an empty cell
+        # (itemgetter of one name gives a value, not a tuple)
+        self._pick: Callable[[dict[str, Any]], tuple[Any, ...]] | None = (
+            itemgetter(*columns) if len(columns) > 1 else None
+        )
+
+    def of(self, raw: dict[str, Any]) -> list[str]:
+        values = self._pick(self._blank | raw) if self._pick is not None else map(raw.get, self._columns)
+        return [
+            value if value.__class__ is str and not (value and value[0] in _FORMULA_START) else _cell(value)
+            for value in values
+        ]
+
+
+def _outcome_cells(outcome: RecordOutcome) -> list[str]:
+    # str() of a StrEnum member is its value (and cheaper than .value)
+    action = str(outcome.action) if outcome.action else ""
+    status = [str(outcome.status), action, outcome.entity_id or ""]
     if outcome.errors:
         codes = ";".join(e.code for e in outcome.errors)
         messages = escape_cell("; ".join(e.message for e in outcome.errors))
-        return [*values, *status, codes, messages]
-    return [*values, *status, "", ""]
+        return [*status, codes, messages]
+    return [*status, "", ""]
 
 
 def _cell(value: Any) -> str:
@@ -65,6 +92,28 @@ def _cell(value: Any) -> str:
 
 
 def _csv_text(rows: Iterable[list[str]]) -> str:
+    """The rows as csv.writer writes them (minimal quoting, CRLF line ends).
+
+    A row with a cell to quote (one holding a comma, a quote or a line break) goes through
+    csv.writer; any other row is written as its cells joined with commas, which is what
+    csv.writer writes for it (but for a row of one empty cell, which it writes as "").
+    """
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    write = buffer.write
+    writerow = csv.writer(buffer, lineterminator="\r\n").writerow
+    for row in rows:
+        try:
+            line = ",".join(row)
+        except TypeError:  # a cell that is not text: csv.writer writes its str()
+            line = ""
+        if (
+            line
+            and line.count(",") == len(row) - 1  # no comma inside a cell
+            and '"' not in line
+            and "\n" not in line
+            and "\r" not in line
+        ):
+            write(line + "\r\n")
+        else:
+            writerow(row)
     return buffer.getvalue()

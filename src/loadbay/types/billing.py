@@ -101,11 +101,16 @@ class CustomerType(BatchType):
         return [_applied(index, stored[key_of(CUSTOMERS, row)]) for index, row in rows.items()]
 
 
+_COLUMNS = tuple(CustomerRecord.model_fields)
+
+
 def _row(record: StagedRecord, account_id: int) -> dict[str, Any]:
-    assert record.data is not None
-    row = {name: record.data.get(name) for name in CustomerRecord.model_fields}
-    row["balance"] = Decimal(str(row["balance"]))
-    return row | {"account_id": account_id}
+    """The record's values as a row (the balance stays the validated decimal text)."""
+    data = record.data
+    assert data is not None
+    row = {name: data.get(name) for name in _COLUMNS}
+    row["account_id"] = account_id
+    return row
 
 
 def _applied(index: int, stored: Stored) -> Applied:
