@@ -86,6 +86,10 @@ class WorkerPool:
             for i in range(size)
         ]
 
+    @property
+    def size(self) -> int:
+        return len(self._threads)
+
     def _worker(self, i: int) -> Worker:
         return Worker(self.rt, f"w{i}", self.stop, self.wake)
 
