@@ -168,6 +168,41 @@ def test_an_invoice_whose_line_items_do_not_add_up_is_refused(server: Server, ke
     assert query(server, "SELECT count(*) FROM child_shares")[0][0] == 0
 
 
+def test_an_unreadable_line_item_file_leaves_the_totals_unchecked(server: Server, key: str) -> None:
+    """Partial sums would refuse good invoices: with one child unreadable, nothing is checked."""
+    with server.client(key) as client:
+        done(client, load(client, "billing.customer", "customer_number,name\nU0,Uma\n"))
+        invoices = load(
+            client,
+            "billing.invoice",
+            "invoice_number,customer_number,invoice_date,amount\nU1,U0,2026-01-01,80.00\n",
+            submit=False,
+        )
+        good = load(
+            client,
+            "billing.invoice_line",
+            "invoice_number,line_number,quantity,unit_price\nU1,1,1,50\n",
+            submit=False,
+            parent_id=invoices["id"],
+        )
+        bad = load(
+            client,
+            "billing.invoice_line",
+            "invoice_number,quantity\nU1,1\n",
+            submit=False,
+            parent_id=invoices["id"],
+        )
+        client.post(f"/v1/batches/{invoices['id']}/submit").raise_for_status()
+        invoice_batch, invoice_rows = done(client, invoices)
+        good_batch, _ = done(client, good)
+        bad_batch = wait_final(client, bad["id"])
+
+    assert outcomes(invoice_rows) == [("succeeded", "")]
+    assert any(f"child batch {bad['id']} cannot be read" in w for w in invoice_batch["warnings"])
+    assert good_batch["counts"]["succeeded"] == 1
+    assert (bad_batch["status"], bad_batch["error"]["code"]) == ("error", "MISSING_COLUMN")
+
+
 PAYER_INVOICES = (
     "invoice_number,customer_number,invoice_date,amount\n"
     "J1,P1,2026-01-01,100.00\n"

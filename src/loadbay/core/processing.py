@@ -126,25 +126,35 @@ def _sum_children(
     rt: Runtime, claim: queue.ValidationClaim, batch: Batch, rule: ChildTotals, warnings: list[str]
 ) -> None:
     """Keep what the valid records of the batch's waiting children of `rule.child_type` add
-    to the batch's records. A child whose data cannot be read adds nothing (it fails on its
-    own when it is validated); the batch gets a warning."""
+    to the batch's records. When a child cannot be summed (its data is fetched from its URL
+    only when it is validated, or cannot be read) nothing is kept and no record is checked:
+    partial sums would refuse good records. The batch gets a warning; an unreadable child
+    fails on its own when it is validated."""
     with rt.db.read() as conn:
-        children = [c for c in repo.children(conn, batch.id) if c.type == rule.child_type]
+        children = [
+            c
+            for c in repo.children(conn, batch.id)
+            if c.type == rule.child_type and c.status == Status.QUEUED
+        ]
     child_type = rt.types.get(rule.child_type)
-    kept = 0
-    for child in (c for c in children if c.status == Status.QUEUED):
+    kept, reason = 0, None
+    for child in children:
+        if child.source_url:
+            reason = f"child batch {child.id} is fetched from its URL only when it is validated"
+            break
         try:
             kept += _keep_shares(rt, claim, batch, child, child_type)
         except LoadbayError as exc:
-            warnings.append(
-                f"child batch {child.id} cannot be read, its {rule.children_are} are not summed: "
-                f"{exc.message}"
-            )
-            with rt.db.write() as conn:
-                repo.delete_shares(conn, batch.id, child.id)
+            reason = f"child batch {child.id} cannot be read: {exc.message}"
+            break
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
-        detail = f"{kept} {rule.children_are} of {len(children)} child batches summed"
+        if reason is None:
+            detail = f"{kept} {rule.children_are} of {len(children)} child batches summed"
+        else:
+            repo.delete_shares(conn, batch.id)
+            detail = f"{rule.children_are} not summed, {rule.field} not checked against them: {reason}"
+            warnings.append(detail)
         repo.add_event(conn, batch.id, "summed", Status.VALIDATING, detail)
 
 

@@ -357,6 +357,8 @@ class BatchService:
             status = next_status(batch.status, Event.CLEAR)
             repo.delete_inputs(conn, batch.id)
             queue.delete_chunks(conn, batch.id)
+            repo.delete_keys(conn, batch.id)
+            repo.delete_shares(conn, batch.id)
             repo.set_status(conn, batch.id, status, Event.CLEAR, finished_at=repo.now())
         self.rt.blobs.delete_prefix(f"batches/{batch_id}/inputs")
         self.rt.blobs.delete_prefix(f"batches/{batch_id}/attachments")

@@ -7,6 +7,7 @@ commit together with the domain writes, or not at all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -54,7 +55,11 @@ def encode_chunk(records: Sequence[StagedRecord]) -> str:
 
 def decode_chunk(payload: str) -> list[StagedRecord]:
     """The chunk's records; ValueError when the payload is not a chunk."""
-    return [StagedRecord.from_json(item) for item in _DECODER.decode(payload)]
+    try:
+        items = _DECODER.decode(payload)
+    except msgspec.DecodeError:  # written by the json module: NaN and Infinity are allowed there
+        items = json.loads(payload)
+    return [StagedRecord.from_json(item) for item in items]
 
 
 def encode_outcomes(results: Sequence[RecordOutcome]) -> str:
@@ -184,6 +189,7 @@ def cancel_chunks(conn: Connection, batch_type: BatchType, batch_id: int) -> Non
         unprocessed += _cancel_chunk(conn, columns, chunk_id)
     repo.add_counts(conn, batch_id, unprocessed=unprocessed)
     repo.delete_keys(conn, batch_id)
+    repo.delete_shares(conn, batch_id)
 
 
 def _cancel_chunk(conn: Connection, columns: Sequence[str], chunk_id: int) -> int:

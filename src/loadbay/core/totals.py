@@ -43,14 +43,12 @@ def check(
     kept = repo.shares_of(conn, batch_id, list(dict.fromkeys(k for k in keys.values() if k is not None)))
     refusals: dict[int, FieldError] = {}
     for record in records:
-        amounts = kept.get(keys.get(record.index) or "")
-        if record.data is None or not amounts:
+        shares = kept.get(keys.get(record.index) or "")
+        if record.data is None or shares is None:
             continue
-        total = sum((Decimal(a) for a in amounts), Decimal(0))
+        count, total = shares
         value = Decimal(str(record.data[rule.field]))
         if value != total:
-            message = (
-                f"{rule.field} {value} is not the sum of its {len(amounts)} {rule.children_are} ({total})"
-            )
+            message = f"{rule.field} {value} is not the sum of its {count} {rule.children_are} ({total})"
             refusals[record.index] = FieldError(rule.code, message, rule.field)
     return refuse(records, refusals)

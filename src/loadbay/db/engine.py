@@ -60,6 +60,7 @@ def _sqlite_engine(url: str, pool_size: int) -> Engine:
         poolclass=QueuePool,
         pool_size=pool_size,
         max_overflow=20,
+        pool_timeout=120,  # longer than SQLite's own wait for the write lock (60 s)
         connect_args={"timeout": 60, "check_same_thread": False},
     )
     event.listen(engine, "connect", _sqlite_on_connect)

@@ -10,6 +10,7 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, Table, delete, func, insert, select, text, update
@@ -359,25 +360,24 @@ def insert_shares(
         conn.execute(_upsert_insert(conn, child_shares).on_conflict_do_nothing(), values)
 
 
-def shares_of(conn: Connection, batch_id: int, parent_keys: Sequence[str]) -> dict[str, list[str]]:
-    """The amounts kept for each of `parent_keys` that has any (one query per 500 keys)."""
-    found: dict[str, list[str]] = {}
+def shares_of(conn: Connection, batch_id: int, parent_keys: Sequence[str]) -> dict[str, tuple[int, Decimal]]:
+    """How many shares were kept for each of `parent_keys` that has any, and their sum (one
+    query per 500 keys)."""
+    found: dict[str, tuple[int, Decimal]] = {}
     for start in range(0, len(parent_keys), 500):
         part = parent_keys[start : start + 500]
         query = select(child_shares.c.parent_key, child_shares.c.amount).where(
             child_shares.c.batch_id == batch_id, child_shares.c.parent_key.in_(part)
         )
         for row in conn.execute(query):
-            found.setdefault(row.parent_key, []).append(row.amount)
+            count, total = found.get(row.parent_key, (0, Decimal(0)))
+            found[row.parent_key] = (count + 1, total + Decimal(row.amount))
     return found
 
 
-def delete_shares(conn: Connection, batch_id: int, child_id: int | None = None) -> None:
-    """Forget the batch's kept shares (with `child_id`, only that child batch's)."""
-    query = delete(child_shares).where(child_shares.c.batch_id == batch_id)
-    if child_id is not None:
-        query = query.where(child_shares.c.child_batch_id == child_id)
-    conn.execute(query)
+def delete_shares(conn: Connection, batch_id: int) -> None:
+    """Forget the batch's kept shares."""
+    conn.execute(delete(child_shares).where(child_shares.c.batch_id == batch_id))
 
 
 # record errors -------------------------------------------------------------

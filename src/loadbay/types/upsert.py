@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import (
     Connection,
+    String,
     Table,
     TextClause,
     and_,
@@ -151,19 +152,24 @@ def _merge_statement(dialect: Dialect, spec: UpsertSpec) -> TextClause:
     return statement
 
 
+def _pg_type(table: Table, name: str, dialect: Dialect) -> str:
+    """What a merged cell is cast to: text for strings (a CAST to VARCHAR(n) would cut an
+    over-long value silently; the column itself refuses it), else the column's own type."""
+    column_type = table.c[name].type
+    return "text" if isinstance(column_type, String) else column_type.compile(dialect=dialect)
+
+
 def _build_merge(dialect: Dialect, spec: UpsertSpec) -> TextClause:
     table = spec.table
     names = spec.key + spec.fields
     if dialect.name == "postgresql":
-        cells = ", ".join(
-            f"CAST(r ->> {i} AS {table.c[n].type.compile(dialect=dialect)})" for i, n in enumerate(names)
-        )
+        cells = ", ".join(f"CAST(r ->> {i} AS {_pg_type(table, n, dialect)})" for i, n in enumerate(names))
         source = f"SELECT {cells}, 1, :now, :now FROM jsonb_array_elements(CAST(:rows AS jsonb)) AS r"
         differs = f"({', '.join(f'{table.name}.{n}' for n in spec.fields)}) IS DISTINCT FROM " + (
             f"({', '.join(f'excluded.{n}' for n in spec.fields)})"
         )
     else:
-        cells = ", ".join(f"value ->> {i}" for i in range(len(names)))
+        cells = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
         source = f"SELECT {cells}, 1, :now, :now FROM json_each(:rows) WHERE true"
         differs = " OR ".join(f"{table.name}.{n} IS NOT excluded.{n}" for n in spec.fields)
     sets = ", ".join(f"{n} = excluded.{n}" for n in spec.fields)
