@@ -39,7 +39,18 @@ from bench.e2e import E2eSettings, loadbay_end_to_end
 from bench.peers import naive, postgres_copy_direct, postgres_limit, sqlite_limit
 from bench.report import LOADBAY, NAIVE, Result, format_table, machine_facts, write_json
 
-SCRATCH = bench_data.CACHE_DIR / "work"
+# Each run's own scratch space, so two runs at once do not delete each other's databases.
+SCRATCH = bench_data.CACHE_DIR / "work" / f"run-{os.getpid()}"
+
+
+def _remove_abandoned_scratch() -> None:
+    """Delete the scratch space of earlier runs whose process is gone."""
+    for path in SCRATCH.parent.glob("*"):
+        pid = path.name.removeprefix("run-")
+        if not (pid.isdigit() and Path(f"/proc/{pid}").exists()):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 METHODS = ("limit", "loadbay", "naive")
 Measure = Callable[[Fresh], Result]
 
@@ -173,7 +184,7 @@ class Run:
             _log(f"bench: {how} {file.path.name} ({file.size / 1e6:.0f} MB, checked) in {took:.1f}s")
 
     def measure_all(self) -> None:
-        shutil.rmtree(SCRATCH, ignore_errors=True)
+        _remove_abandoned_scratch()
         try:
             for backend in self.config.backends:
                 for rows in self.config.sizes[backend.name]:
