@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Table, delete, func, insert, select, text, update
+from sqlalchemy import Column, Connection, RowMapping, Table, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -341,7 +341,23 @@ def release_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> None:
 
 
 def delete_keys(conn: Connection, batch_id: int) -> None:
-    conn.execute(delete(batch_keys).where(batch_keys.c.batch_id == batch_id))
+    _delete_batch_rows(conn, batch_keys, batch_id, batch_keys.c.key)
+
+
+_DELETE_SLICE = 50_000
+
+
+def _delete_batch_rows(conn: Connection, table: Table, batch_id: int, key: Column[Any]) -> None:
+    """Delete a batch's rows of `table` (keyed by batch_id and `key`) 50,000 at a time.
+
+    With foreign keys on, one SQLite DELETE holds ~23 bytes per deleted row in memory until
+    it ends (235 MB for a 10M-record batch's keys); slices keep the memory flat.
+    """
+    mine = table.c.batch_id == batch_id
+    while True:
+        some = select(key).where(mine).limit(_DELETE_SLICE).scalar_subquery()
+        if conn.execute(delete(table).where(mine, key.in_(some))).rowcount < _DELETE_SLICE:
+            return
 
 
 # what child records add to their parent batch's records ----------------------
@@ -377,7 +393,7 @@ def shares_of(conn: Connection, batch_id: int, parent_keys: Sequence[str]) -> di
 
 def delete_shares(conn: Connection, batch_id: int) -> None:
     """Forget the batch's kept shares."""
-    conn.execute(delete(child_shares).where(child_shares.c.batch_id == batch_id))
+    _delete_batch_rows(conn, child_shares, batch_id, child_shares.c.child_key)
 
 
 # record errors -------------------------------------------------------------
