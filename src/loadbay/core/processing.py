@@ -248,9 +248,10 @@ def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk:
 def _checked(
     conn: Connection, batch_type: BatchType, batch: Batch, records: list[StagedRecord]
 ) -> list[StagedRecord]:
-    """The type's own rules (`check`). The keys of the records it refuses are released: like
+    """The type's own rules (`check`), then its child totals. The keys of refused records are released: like
     any invalid record's key, they are not "seen" (no later DUPLICATE_KEY, no parent found)."""
-    checked = totals.check(conn, batch_type, batch.id, batch_type.check(conn, _context(batch), records))
+    checked = batch_type.check(conn, _context(batch), records)
+    checked = totals.check(conn, batch_type, batch.id, checked)
     pairs = zip(records, checked, strict=True)
     refused = [before.data for before, after in pairs if before.data is not None and after.data is None]
     keys = (batch_type.record_key(data) for data in refused if data is not None)

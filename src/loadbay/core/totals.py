@@ -20,16 +20,17 @@ from loadbay.readers import RawRecord
 
 __all__ = ["check", "shares"]
 
+_CHUNK = 1000  # child records validated per pydantic call
+
 
 def shares(child_type: BatchType, raws: Iterable[RawRecord]) -> Iterator[tuple[str, str, str]]:
-    """(parent key, child key, amount) of each valid child record that adds to a parent."""
-    stager = Stager(child_type, chunk_size=1)
-    for index, raw in enumerate(raws):
-        data = stager.stage(index, raw).data
-        share = child_type.share(data) if data is not None else None
-        child_key = child_type.record_key(data) if data is not None else None
-        if share is not None and child_key is not None:
-            yield share[0], child_key, str(share[1])
+    """(parent key, child key, amount) of each valid child record that adds to a parent,
+    validated a chunk at a time as the child itself will be."""
+    for chunk in Stager(child_type, _CHUNK).chunks(raws):
+        for data in (r.data for r in chunk.records if r.data is not None):
+            share, child_key = child_type.share(data), child_type.record_key(data)
+            if share is not None and child_key is not None:
+                yield share[0], child_key, str(share[1])
 
 
 def check(
