@@ -35,8 +35,9 @@ def expected_invalid(rows: int) -> int:
     return len(range(0, rows, BAD_EVERY))
 
 
-def submit_file(client: httpx.Client, body: bytes) -> int:
-    batch_id: int = client.post("/v1/batches", json={"type": "billing.customer"}).json()["id"]
+def submit_file(client: httpx.Client, body: bytes, process: str = "auto") -> int:
+    created = client.post("/v1/batches", json={"type": "billing.customer", "process": process})
+    batch_id: int = created.json()["id"]
     response = client.put(f"/v1/batches/{batch_id}/data", content=body, headers={"Content-Type": "text/csv"})
     response.raise_for_status()
     client.post(f"/v1/batches/{batch_id}/submit").raise_for_status()
@@ -117,7 +118,8 @@ def test_worker_killed_while_applying(api: Server, workers: Any, database_url: s
             seen = wait_for_progress(client, batch_id, more=500)
             worker.kill()
             after = client.get(f"/v1/batches/{batch_id}").json()
-            assert after["status"] == "processing", "the kill must land mid-batch"
+            # (chunks are applied while the rest of the file is still validated)
+            assert after["status"] in ("validating", "processing"), "the kill must land mid-batch"
             assert after["counts"]["succeeded"] < ROWS - expected_invalid(ROWS), seen
         workers()
         assert_exactly_once(client, batch_id, database_url)
@@ -129,16 +131,35 @@ def wait_for_progress(client: httpx.Client, batch_id: int, more: int) -> dict[st
     return wait_until(client, batch_id, lambda b: b["counts"]["succeeded"] > start + more)
 
 
-def test_worker_killed_while_validating(api: Server, workers: Any, database_url: str) -> None:
+@pytest.mark.parametrize("process", ["auto", "manual"])
+def test_worker_killed_while_validating(api: Server, workers: Any, database_url: str, process: str) -> None:
+    """An automatic batch applies chunks while it is validated: the next worker resumes after
+    the last staged chunk. A two-phase batch applies nothing yet: its validation starts over."""
     with api.client(api.account("acme")) as client:
-        batch_id = submit_file(client, customer_csv(ROWS))
+        batch_id = submit_file(client, customer_csv(ROWS), process)
         worker = workers()
         wait_until(client, batch_id, lambda b: b["status"] == "validating" and b["counts"]["total"] > 1000)
         worker.kill()
         after = client.get(f"/v1/batches/{batch_id}").json()
         assert after["status"] == "validating" and after["counts"]["total"] < ROWS, after
         workers()
+        if process == "manual":
+            wait_until(client, batch_id, lambda b: b["status"] == "validated")
+            client.post(f"/v1/batches/{batch_id}/process").raise_for_status()
         assert_exactly_once(client, batch_id, database_url)
+        starts = [e["detail"] for e in events(client, batch_id) if e["event"] == "start"]
+        assert len(starts) == 2, starts
+        if process == "auto":
+            resumed = int(starts[1].rsplit(" ", 1)[1])
+            assert starts[1].startswith("attempt 2, resuming at record ")
+            assert resumed == after["counts"]["total"] and resumed % 100 == 0, (starts, after)
+        else:
+            assert starts[1] == "attempt 2", starts
+
+
+def events(client: httpx.Client, batch_id: int) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = client.get(f"/v1/batches/{batch_id}/events").json()["data"]
+    return found
 
 
 def test_server_with_embedded_workers_killed_and_restarted(database_url: str, tmp_path: Path) -> None:
@@ -152,7 +173,7 @@ def test_server_with_embedded_workers_killed_and_restarted(database_url: str, tm
     second = start_server(database_url, data, workers=2, env=ENV)
     try:
         with second.client(key) as client:
-            assert client.get(f"/v1/batches/{batch_id}").json()["status"] == "processing"
+            assert client.get(f"/v1/batches/{batch_id}").json()["status"] in ("validating", "processing")
             assert_exactly_once(client, batch_id, database_url)
     finally:
         second.stop()

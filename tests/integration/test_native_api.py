@@ -849,6 +849,7 @@ def test_events_in_order(server: Server, key: str) -> None:
         ("file_received", "open"),
         ("submit", "queued"),
         ("start", "validating"),
+        ("read", "validating"),  # read through before anything is staged: it applies early
         ("chunked", "validating"),
         ("apply", "processing"),  # an automatic batch moves on by itself
         ("complete", "completed"),

@@ -74,6 +74,7 @@ class Batch:
     submitted_at: datetime | None
     updated_at: datetime
     finished_at: datetime | None
+    apply_early: bool = False  # chunks are applied while the batch is still validated
 
     @property
     def final(self) -> bool:

@@ -29,7 +29,7 @@ from loadbay.errors import LoadbayError
 from loadbay.fetcher import fetch_to
 from loadbay.readers import Columns, RawRecord, format_for_content_type, iter_json_items, open_reader
 
-__all__ = ["LeaseLost", "apply_chunk", "validate_batch"]
+__all__ = ["LeaseLost", "applies_early", "apply_chunk", "validate_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
     renew = partial(_renew_validation, rt, claim)
     try:
         with Heartbeat(rt, renew):
-            _start(rt, claim)
+            _start(rt, claim, batch)
             warnings = _stage_all(rt, claim, batch)
             _finish_validation(rt, claim, batch, warnings)
     except LoadbayError as exc:
@@ -89,12 +89,18 @@ def _load(rt: Runtime, batch_id: int) -> Batch:
     return batch
 
 
-def _start(rt: Runtime, claim: queue.ValidationClaim) -> None:
+def _start(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:
+    """Begin an attempt. A batch taken over from a worker whose lease expired starts again
+    from nothing, unless it applies early: then it resumes after its last staged chunk."""
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
-        if claim.takeover:
+        detail = f"attempt {claim.attempt}"
+        if claim.takeover and batch.apply_early:
+            _seq, index = queue.staged_through(conn, claim.batch_id)
+            detail += f", resuming at record {index}"
+        elif claim.takeover:
             _reset_staging(conn, claim.batch_id)
-        repo.add_event(conn, claim.batch_id, Event.START, Status.VALIDATING, f"attempt {claim.attempt}")
+        repo.add_event(conn, claim.batch_id, Event.START, Status.VALIDATING, detail)
 
 
 def _reset_staging(conn: Connection, batch_id: int) -> None:
@@ -106,20 +112,60 @@ def _reset_staging(conn: Connection, batch_id: int) -> None:
 
 
 def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[str]:
-    if batch.source_url:
+    if batch.source_url and not batch.apply_early:  # (applying early: copied by an earlier attempt)
         _fetch_source(rt, claim, batch)
     batch_type = rt.types.get(batch.type)
     warnings: list[str] = []
     if batch_type.child_totals is not None:
         _sum_children(rt, claim, batch, batch_type.child_totals, warnings)
-    stager = Stager(batch_type, rt.settings.chunk_size)
     if batch_type.generates:
         records = _generated(rt, batch, batch_type)
     else:
         records = _records(rt, batch, batch_type.columns(), warnings)
-    for chunk in stager.chunks(records):
+    seq, first = 0, 0
+    if applies_early(batch, batch_type):
+        seq, first = _open_early(rt, claim, batch, batch_type)
+        records = islice(records, first, None)
+    for chunk in Stager(batch_type, rt.settings.chunk_size).chunks(records, seq, first):
         _store_chunk(rt, claim, batch, chunk)
     return warnings
+
+
+def applies_early(batch: Batch, batch_type: BatchType) -> bool:
+    """Whether the batch's chunks are applied while it is still validated.
+
+    An automatic batch does, when its type's staging reads nothing that applying writes:
+    no `check` (its rules read stored data), no child totals, no generated records. Its
+    outcomes are then the same as when every chunk waits for the end of validation.
+    """
+    return (
+        batch.process_mode != "manual"
+        and not batch_type.generates
+        and batch_type.child_totals is None
+        and type(batch_type).check is BatchType.check
+    )
+
+
+def _open_early(
+    rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_type: BatchType
+) -> tuple[int, int]:
+    """Let the batch's chunks be applied as they are staged; (seq, record index) to stage from.
+
+    The first attempt reads the data through once before it stages anything: a batch whose
+    data turns out unreadable must still apply nothing. A later attempt resumes after the
+    last chunk an earlier one staged (each chunk, its keys, errors and counts were committed
+    together, so nothing before it is staged twice or missed).
+    """
+    if batch.apply_early:
+        with rt.db.read() as conn:
+            return queue.staged_through(conn, batch.id)
+    read = sum(1 for _ in _records(rt, batch, batch_type.columns(), []))
+    with rt.db.write() as conn:
+        _check_lease(conn, claim, rt)
+        repo.update_batch(conn, batch.id, apply_early=True)
+        detail = f"{read} records read through; chunks are applied as they are staged"
+        repo.add_event(conn, batch.id, "read", Status.VALIDATING, detail)
+    return 0, 0
 
 
 def _sum_children(
@@ -289,7 +335,13 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
             _check_lease(conn, claim, rt)
         except LeaseLost:
             return
-        _reset_staging(conn, claim.batch_id)
+        batch = repo.get_batch(conn, None, claim.batch_id, lock=True)
+        assert batch is not None
+        if batch.apply_early and queue.applied_chunks(conn, batch.id):
+            message = _end_early(rt, conn, batch, code, message)
+        else:
+            _reset_staging(conn, claim.batch_id)
+            repo.update_batch(conn, batch.id, apply_early=False)
         repo.set_status(
             conn,
             claim.batch_id,
@@ -302,6 +354,15 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
             lease_owner=None,
             lease_expires_at=None,
         )
+
+
+def _end_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message: str) -> str:
+    """A batch applying early fails after some of its chunks were applied: they keep their
+    outcomes, the staged records not yet applied become unprocessed; the message says so."""
+    reason = FieldError(code, f"not applied: the batch failed while it was validated: {message}"[:2000])
+    settle.cancel_chunks(conn, rt.types.get(batch.type), batch.id, reason)
+    staged = batch.counts.total
+    return f"{message} (after {staged} records were staged and some applied: see the result file)"
 
 
 # applying ------------------------------------------------------------------

@@ -181,18 +181,20 @@ def batch_outcome(counts: Counts) -> str:
     return "failed" if counts.succeeded == 0 else "partial"
 
 
-def cancel_chunks(conn: Connection, batch_type: BatchType, batch_id: int) -> None:
+def cancel_chunks(
+    conn: Connection, batch_type: BatchType, batch_id: int, reason: FieldError = UNPROCESSED
+) -> None:
     """Give every chunk not yet applied its final outcomes (valid records: unprocessed)."""
     columns = batch_type.columns().names
     unprocessed = 0
     for chunk_id in queue.open_chunk_ids(conn, batch_id):
-        unprocessed += _cancel_chunk(conn, columns, chunk_id)
+        unprocessed += _cancel_chunk(conn, columns, chunk_id, reason)
     repo.add_counts(conn, batch_id, unprocessed=unprocessed)
     repo.delete_keys(conn, batch_id)
     repo.delete_shares(conn, batch_id)
 
 
-def _cancel_chunk(conn: Connection, columns: Sequence[str], chunk_id: int) -> int:
+def _cancel_chunk(conn: Connection, columns: Sequence[str], chunk_id: int, reason: FieldError) -> int:
     """Settle one chunk as cancelled; the number of its records that become unprocessed."""
     payload = queue.chunk_payload(conn, chunk_id)
     try:
@@ -200,7 +202,7 @@ def _cancel_chunk(conn: Connection, columns: Sequence[str], chunk_id: int) -> in
     except ValueError:  # unreadable: close it without result rows
         queue.cancel_chunk(conn, chunk_id, None, "")
         return queue.chunk_valid_count(conn, chunk_id)
-    results = unapplied(records, UNPROCESSED)
+    results = unapplied(records, reason)
     queue.cancel_chunk(conn, chunk_id, encode_outcomes(results), result_rows(columns, records, results))
     return sum(1 for r in records if r.data is not None)
 

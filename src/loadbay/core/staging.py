@@ -36,8 +36,8 @@ class Stager:
         self._type = batch_type
         self._chunk_size = chunk_size
 
-    def chunks(self, records: Iterable[RawRecord]) -> Iterator[Chunk]:
-        seq, first = 0, 0
+    def chunks(self, records: Iterable[RawRecord], seq: int = 0, first: int = 0) -> Iterator[Chunk]:
+        """The records' chunks, numbered from `seq`, their records from `first`."""
         raws: list[RawRecord] = []
         for raw in records:
             raws.append(raw)

@@ -3,7 +3,8 @@
 Two kinds of work are claimed, both first in, first out by submission time:
 - a batch to validate (`queued`, or `validating` whose lease expired), and
 - a chunk to apply (`pending`, or `leased` whose lease expired) of a
-  `processing` batch.
+  `processing` batch, or of a `validating` one that applies early (its file was
+  read through before any chunk was staged).
 
 A claim takes a lease (owner + expiry) and bumps `attempt`; the attempt is the
 token every later write must present, so a worker that lost its lease (it
@@ -26,6 +27,7 @@ from loadbay.db.tables import batches, chunk_payloads, chunks
 __all__ = [
     "ChunkClaim",
     "ValidationClaim",
+    "applied_chunks",
     "claim_chunk",
     "claim_validation",
     "delete_chunks",
@@ -39,6 +41,7 @@ __all__ = [
     "release_chunk",
     "remaining_chunks",
     "result_parts",
+    "staged_through",
 ]
 
 PENDING, LEASED, DONE, SPENT, CANCELLED = "pending", "leased", "done", "failed", "cancelled"
@@ -119,6 +122,22 @@ def insert_chunk(
     conn.execute(insert(chunk_payloads).values(chunk_id=chunk_id, payload=payload))
 
 
+def staged_through(conn: Connection, batch_id: int) -> tuple[int, int]:
+    """(seq, first record index) of the batch's next chunk to stage: (0, 0) when none is."""
+    query = select(
+        func.coalesce(func.max(chunks.c.seq) + 1, 0),
+        func.coalesce(func.max(chunks.c.first_index + chunks.c.record_count), 0),
+    ).where(chunks.c.batch_id == batch_id)
+    seq, index = conn.execute(query).one()
+    return int(seq), int(index)
+
+
+def applied_chunks(conn: Connection, batch_id: int) -> int:
+    """How many of the batch's chunks were claimed to be applied (leased or final)."""
+    query = select(func.count()).where(chunks.c.batch_id == batch_id, chunks.c.status != PENDING)
+    return int(conn.execute(query).scalar_one())
+
+
 def delete_chunks(conn: Connection, batch_id: int) -> None:
     ids = select(chunks.c.id).where(chunks.c.batch_id == batch_id).scalar_subquery()
     conn.execute(delete(chunk_payloads).where(chunk_payloads.c.chunk_id.in_(ids)))
@@ -131,7 +150,10 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
         select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt)
         .join(batches, batches.c.id == chunks.c.batch_id)
         .where(
-            batches.c.status == Status.PROCESSING,
+            or_(
+                batches.c.status == Status.PROCESSING,
+                and_(batches.c.status == Status.VALIDATING, batches.c.apply_early),
+            ),
             or_(
                 chunks.c.status == PENDING,
                 and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < at),

@@ -224,6 +224,7 @@ def _batch(row: RowMapping) -> Batch:
         submitted_at=row["submitted_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        apply_early=row["apply_early"],
     )
 
 

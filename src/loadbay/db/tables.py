@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 
@@ -136,6 +137,8 @@ batches = Table(
     Column("lease_owner", String(100)),
     Column("lease_expires_at", UTCDateTime),
     Column("attempt", Integer, nullable=False, default=0),
+    # Chunks are applied while the batch is still validated (see core.processing).
+    Column("apply_early", Boolean, nullable=False, server_default=false()),
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
