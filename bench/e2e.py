@@ -1,4 +1,5 @@
-"""loadbay end to end: a real `loadbay serve`, the native API, the whole result file back."""
+"""loadbay end to end: a real `loadbay serve` (and `loadbay worker`s), the native API, the whole
+result file back."""
 
 from __future__ import annotations
 
@@ -17,23 +18,28 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
-from tests.support.servers import FINAL, Server, start_server
+from tests.support.servers import FINAL, Server, start_server, start_worker
 
 from bench.data import DataFile
 from bench.databases import Fresh, count_customers
 from bench.peers import BenchError
 from bench.report import LOADBAY, Result
 
-__all__ = ["E2eSettings", "loadbay_end_to_end"]
+__all__ = ["LAYOUTS", "PROCESSES", "THREADS", "E2eSettings", "loadbay_end_to_end"]
+
+PROCESSES = "processes"  # `serve --workers 0` + `workers` × `loadbay worker --concurrency 1`
+THREADS = "threads"  # `serve --workers N`: the workers are threads of the server
+LAYOUTS = (PROCESSES, THREADS)
 
 
 @dataclass(frozen=True)
 class E2eSettings:
-    workers: int = 2  # `loadbay serve --workers`
+    layout: str = PROCESSES  # where the workers run (PROCESSES or THREADS)
+    workers: int = 2  # worker processes, or `loadbay serve --workers` threads
     pollers: int = 4  # concurrent status pollers while the import runs
     poll_pause: float = 0.25  # seconds each poller waits between two requests
     server_env: dict[str, str] = field(default_factory=dict)
-    pyspy: str | None = None  # a py-spy binary: record the server's stacks during the run
+    pyspy: str | None = None  # a py-spy binary: record each loadbay process's stacks during the run
     profile_dir: Path | None = None  # where py-spy's collapsed stacks go
 
 
@@ -123,61 +129,166 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def _peak_rss_mb(pid: int) -> float | None:
+    hwm = _proc_status_kb(pid, "VmHWM")
+    return round(hwm / 1024, 1) if hwm is not None else None
+
+
 def _stream(file: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
     while block := file.read(size):
         yield block
 
 
+@dataclass
+class _Worker:
+    """A `loadbay worker` process and its log (in the data dir, deleted with the measurement)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
 def loadbay_end_to_end(database: str, db: Fresh, data: DataFile, settings: E2eSettings) -> Result:
     """Time from the upload's first byte to the last byte of the result file."""
     env = {"LOADBAY_POLL_INTERVAL": "0.5"} | settings.server_env  # the shipped default, not the tests' 0.05
-    server = start_server(db.url, db.work_dir / "data", workers=settings.workers, env=env)
-    profiler: subprocess.Popen[bytes] | None = None
+    data_dir = db.work_dir / "data"
+    threads = settings.workers if settings.layout == THREADS else 0
+    server = start_server(db.url, data_dir, workers=threads, env=env)
+    workers: list[_Worker] = []
+    profilers: list[subprocess.Popen[bytes]] = []
     try:
+        if settings.layout == PROCESSES:
+            for _ in range(settings.workers):  # the same database, data dir and environment as the server
+                workers.append(_start_worker(db.url, data_dir, env))
+            _wait_workers_ready(workers)
         key = server.account("bench")
-        profiler, profile = _start_pyspy(settings, server, database, data)
-        cpu_before = _cpu_seconds(server.process.pid)
-        result = _run(server, key, database, db, data, settings)
-        cpu_after = _cpu_seconds(server.process.pid)
-        hwm = _proc_status_kb(server.process.pid, "VmHWM")  # the server's peak RSS, read before it stops
-        result.peak_rss_mb = hwm / 1024 if hwm is not None else None
-        if cpu_before is not None and cpu_after is not None:  # the run's share, not start-up's
-            result.extra["server_cpu_s"] = round(cpu_after - cpu_before, 2)
-        if profiler is not None:
-            _stop_pyspy(profiler)
-            result.extra["pyspy_profile"] = str(profile)
+        processes = [server.process, *(w.process for w in workers)]  # the server first
+        profiles = _start_pyspy(settings, processes, database, data, profilers)
+        cpu_before = [_cpu_seconds(p.pid) for p in processes]
+        result = _run(server, workers, key, database, db, data, settings)
+        cpu_after = [_cpu_seconds(p.pid) for p in processes]
+        peaks = [_peak_rss_mb(p.pid) for p in processes]  # each process's peak RSS, read before it stops
+        _record_processes(result, peaks, cpu_before, cpu_after)
+        if profilers:
+            _stop_pyspy(profilers)
+            result.extra["pyspy_profiles"] = [str(p) for p in profiles]
     finally:
-        if profiler is not None and profiler.poll() is None:
-            profiler.kill()
-        server.stop()
+        for profiler in profilers:
+            if profiler.poll() is None:
+                profiler.kill()
+                profiler.wait()
+        _stop([*(w.process for w in workers), server.process])
     _check_counts_in_db(db, data)
     return result
 
 
+def _start_worker(database_url: str, data_dir: Path, env: dict[str, str]) -> _Worker:
+    before = set(data_dir.glob("worker-*.log"))
+    process = start_worker(database_url, data_dir, concurrency=1, env=env)
+    new = sorted(set(data_dir.glob("worker-*.log")) - before)  # start_worker names its log itself
+    return _Worker(process, new[-1] if new else data_dir / "worker-?.log")
+
+
+def _wait_workers_ready(workers: list[_Worker], timeout: float = 60.0) -> None:
+    """Until each worker has logged that its threads run (after imports and connecting)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(workers)
+    while waiting and time.monotonic() < deadline:
+        for worker in list(waiting):
+            if worker.process.poll() is not None:
+                raise BenchError(f"loadbay worker exited with {worker.process.returncode}:\n{worker.tail()}")
+            try:
+                if "loadbay worker:" in worker.log.read_text(errors="replace"):
+                    waiting.remove(worker)
+            except OSError:
+                pass
+        time.sleep(0.1)
+    if waiting:
+        raise BenchError(f"loadbay worker not ready after {timeout}s:\n{waiting[0].tail()}")
+
+
+def _stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    """SIGTERM to all at once, wait for all, then SIGKILL what is left (and reap it)."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _record_processes(
+    result: Result, peaks: list[float | None], before: list[float | None], after: list[float | None]
+) -> None:
+    """Peak RSS and the run's CPU seconds (start-up left out) of the server, then of each worker."""
+    pairs = zip(after, before, strict=True)
+    cpu = [round(a - b, 2) if a is not None and b is not None else None for a, b in pairs]
+    result.server_peak_rss_mb = peaks[0]
+    result.extra["server_cpu_s"] = cpu[0]
+    if len(peaks) > 1:
+        result.worker_peak_rss_mb = peaks[1:]
+        result.extra["worker_cpu_s"] = cpu[1:]
+    known = [p for p in peaks if p is not None]
+    result.peak_rss_mb = round(sum(known), 1) if len(known) == len(peaks) else None
+    if all(c is not None for c in cpu):
+        result.extra["cpu_s_total"] = round(sum(c for c in cpu if c is not None), 2)
+
+
 def _start_pyspy(
-    settings: E2eSettings, server: Server, database: str, data: DataFile
-) -> tuple[subprocess.Popen[bytes] | None, Path | None]:
-    """`py-spy record` of the server (all threads, idle ones left out), as collapsed stacks."""
+    settings: E2eSettings,
+    processes: list[subprocess.Popen[bytes]],
+    database: str,
+    data: DataFile,
+    profilers: list[subprocess.Popen[bytes]],
+) -> list[Path]:
+    """One `py-spy record` per process (all threads, idle ones left out), as collapsed stacks:
+    loadbay-<db>-<rows>-server.txt, then -worker1.txt, -worker2.txt, … Each py-spy goes into
+    `profilers` as soon as it runs, so the caller can stop it whatever happens next."""
     if settings.pyspy is None or settings.profile_dir is None:
-        return None, None
+        return []
     settings.profile_dir.mkdir(parents=True, exist_ok=True)
-    profile = settings.profile_dir / f"loadbay-{database}-{data.rows}.txt"
-    args = [settings.pyspy, "record", "--pid", str(server.process.pid), "--threads", "--format", "raw"]
-    args += ["--rate", "50", "--output", str(profile)]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)  # let it attach before the clock starts
-    return process, profile
+    profiles: list[Path] = []
+    for i, process in enumerate(processes):
+        role = "server" if i == 0 else f"worker{i}"
+        profile = settings.profile_dir / f"loadbay-{database}-{data.rows}-{role}.txt"
+        args = [settings.pyspy, "record", "--pid", str(process.pid), "--threads", "--format", "raw"]
+        args += ["--rate", "50", "--output", str(profile)]
+        profilers.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        profiles.append(profile)
+    time.sleep(1.0)  # let them attach before the clock starts
+    return profiles
 
 
-def _stop_pyspy(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        process.kill()
+def _stop_pyspy(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    deadline = time.monotonic() + 60
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
-def _run(server: Server, key: str, database: str, db: Fresh, data: DataFile, settings: E2eSettings) -> Result:
+def _run(
+    server: Server,
+    workers: list[_Worker],
+    key: str,
+    database: str,
+    db: Fresh,
+    data: DataFile,
+    settings: E2eSettings,
+) -> Result:
     results_path = db.work_dir / "results.csv"
     headers = {"X-Api-Key": key}
     with httpx.Client(base_url=server.url, headers=headers, timeout=httpx.Timeout(600.0)) as client:
@@ -197,7 +308,7 @@ def _run(server: Server, key: str, database: str, db: Fresh, data: DataFile, set
                 )
             uploaded = time.perf_counter()
             _ok(client.post(f"/v1/batches/{batch_id}/submit"))
-            batch = _wait_final(server, client, batch_id, pollers)
+            batch = _wait_final(server, workers, client, batch_id, pollers)
             completed = time.perf_counter()
         with client.stream("GET", f"/v1/batches/{batch_id}/results") as response:
             if response.status_code != 200:
@@ -223,14 +334,19 @@ def _run(server: Server, key: str, database: str, db: Fresh, data: DataFile, set
         "status_max_ms": round(latencies[-1], 2) if latencies else None,
         "apply_rate_by_tenth": _rate_by_tenth(pollers.progress, data.rows - data.bad),
         "counts": batch["counts"],
+        "layout": settings.layout,
         "workers": settings.workers,
         "pollers": settings.pollers,
         "poll_pause_s": settings.poll_pause,
     }
+    if settings.layout == PROCESSES:
+        method = f"loadbay serve + {settings.workers} worker processes"
+    else:
+        method = f"loadbay serve (--workers {settings.workers})"
     return Result(
         database,
         data.rows,
-        f"loadbay serve (--workers {settings.workers})",
+        method,
         data.rows,
         finished - started,
         kind=LOADBAY,
@@ -248,13 +364,21 @@ def _ok(response: httpx.Response) -> dict[str, Any]:
 
 
 def _wait_final(
-    server: Server, client: httpx.Client, batch_id: int, pollers: _Pollers, timeout: float = 3 * 3600
+    server: Server,
+    workers: list[_Worker],
+    client: httpx.Client,
+    batch_id: int,
+    pollers: _Pollers,
+    timeout: float = 3 * 3600,
 ) -> dict[str, Any]:
     """The pollers notice completion (no extra requests of our own); without pollers, poll here."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BenchError(f"loadbay serve exited with {server.process.returncode}; see {server.log}")
+        for worker in workers:
+            if worker.process.poll() is not None:
+                raise BenchError(f"loadbay worker exited with {worker.process.returncode}:\n{worker.tail()}")
         if pollers.count:
             if pollers.done.wait(1.0) and pollers.final is not None:
                 return pollers.final
@@ -331,9 +455,17 @@ def _events(events: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _phases(at: dict[str, float]) -> dict[str, float | None]:
-    """Validation (one worker reads, validates and stages every record) and apply (all workers)."""
+    """From the batch's events: reading the file through (`start` → `read`: a batch that
+    applies early checks the whole file is readable first), validating and staging every
+    record (→ `chunked`; chunks are applied meanwhile), and the apply left after that
+    (`chunked` → `complete`)."""
 
     def between(a: str, b: str) -> float | None:
         return round(at[b] - at[a], 3) if a in at and b in at else None
 
-    return {"validate_s": between("start", "chunked"), "apply_s": between("chunked", "complete")}
+    staged_from = "read" if "read" in at else "start"
+    return {
+        "read_s": between("start", "read"),
+        "validate_s": between(staged_from, "chunked"),
+        "apply_after_s": between("chunked", "complete"),
+    }

@@ -27,7 +27,9 @@ class Result:
     rows_measured: int  # rows this measurement read (the naive peer may stop early)
     seconds: float
     kind: str = LIMIT  # loadbay | limit | floor | naive
-    peak_rss_mb: float | None = None
+    peak_rss_mb: float | None = None  # loadbay: server + worker processes' peaks, summed
+    server_peak_rss_mb: float | None = None  # loadbay: the `loadbay serve` process's peak
+    worker_peak_rss_mb: list[float | None] | None = None  # loadbay: each `loadbay worker` process's peak
     status_p50_ms: float | None = None
     status_p99_ms: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +76,14 @@ HEADERS = (
 )
 
 
+def _rss(r: Result) -> str:
+    """ "80" (one process), or "80 + 150/140": the server's peak + each worker process's."""
+    if r.worker_peak_rss_mb and r.server_peak_rss_mb is not None:
+        workers = "/".join(f"{mb:.0f}" if mb is not None else "?" for mb in r.worker_peak_rss_mb)
+        return f"{r.server_peak_rss_mb:.0f} + {workers}"
+    return f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else ""
+
+
 def _cells(results: list[Result], r: Result) -> list[str]:
     vs_limit, vs_naive = comparisons(results, r)
     latency = ""
@@ -87,7 +97,7 @@ def _cells(results: list[Result], r: Result) -> list[str]:
         f"{r.records_per_s:,.0f}",
         vs_limit,
         vs_naive,
-        f"{r.peak_rss_mb:.0f}" if r.peak_rss_mb is not None else "",
+        _rss(r),
         latency,
     ]
 

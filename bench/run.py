@@ -6,11 +6,13 @@ Environment (all optional):
   BENCH_DATABASES=sqlite,postgres    databases
   BENCH_METHODS=limit,loadbay,naive  what to measure (PostgreSQL's "limit" includes the plain-COPY floor)
   BENCH_NAIVE_ROWS=100000            the naive importer reads at most this many rows of a file
-  BENCH_WORKERS=2                    `loadbay serve --workers`
+  BENCH_LAYOUT=processes             `loadbay serve --workers 0` + BENCH_WORKERS `loadbay worker
+                                     --concurrency 1` processes; threads: `loadbay serve --workers N`
+  BENCH_WORKERS=2                    worker processes (or threads in the server, BENCH_LAYOUT=threads)
   BENCH_POLLERS=4                    status pollers while loadbay imports
   BENCH_POLL_PAUSE=0.25              seconds each poller waits between two requests
-  BENCH_PYSPY=1                      record the loadbay server with py-spy (on PATH, or give its path)
-                                     into bench/.cache/profiles/ (collapsed stacks)
+  BENCH_PYSPY=1                      record each loadbay process with py-spy (on PATH, or give its
+                                     path) into bench/.cache/profiles/ (collapsed stacks)
   LOADBAY_BENCH_POSTGRES_URL         an existing PostgreSQL server (must allow CREATE DATABASE);
                                      default: a throwaway cluster (tests/support/postgres.py)
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -35,7 +38,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench`, `tests` an
 
 from bench import data as bench_data
 from bench.databases import BENCH_POSTGRES_ENV, Backend, Fresh, PostgresBackend, SqliteBackend
-from bench.e2e import E2eSettings, loadbay_end_to_end
+from bench.e2e import LAYOUTS, PROCESSES, E2eSettings, loadbay_end_to_end
 from bench.peers import naive, postgres_copy_direct, postgres_limit, sqlite_limit
 from bench.report import LOADBAY, NAIVE, Result, format_table, machine_facts, write_json
 
@@ -95,7 +98,11 @@ class Config:
             b.name: [int(n.replace("_", "")) for n in _list(f"BENCH_ROWS_{b.name.upper()}", default)]
             for b in backends
         }
+        layout = os.environ.get("BENCH_LAYOUT", PROCESSES).strip() or PROCESSES
+        if layout not in LAYOUTS:
+            raise SystemExit(f"bench: unknown BENCH_LAYOUT {layout!r} (choose from {', '.join(LAYOUTS)})")
         e2e = E2eSettings(
+            layout=layout,
             workers=_int("BENCH_WORKERS", 2),
             pollers=_int("BENCH_POLLERS", 4),
             poll_pause=float(os.environ.get("BENCH_POLL_PAUSE", "0.25")),
@@ -109,6 +116,7 @@ class Config:
             "rows": self.sizes,
             "methods": self.methods,
             "naive_rows_cap": self.naive_cap,
+            "loadbay_layout": self.e2e.layout,
             "loadbay_workers": self.e2e.workers,
             "status_pollers": self.e2e.pollers,
             "status_poll_pause_s": self.e2e.poll_pause,
@@ -142,7 +150,7 @@ def _backends(names: list[str]) -> list[Backend]:
 
 
 def _pyspy() -> str | None:
-    """BENCH_PYSPY=1 (py-spy on PATH) or BENCH_PYSPY=/path/to/py-spy: profile the loadbay server."""
+    """BENCH_PYSPY=1 (py-spy on PATH) or BENCH_PYSPY=/path/to/py-spy: profile loadbay's processes."""
     value = os.environ.get("BENCH_PYSPY", "").strip()
     if not value or value == "0":
         return None
@@ -240,10 +248,19 @@ def _notes(run: Run) -> list[str]:
     e2e = config.e2e
     notes: list[str] = []
     if "loadbay" in config.methods:
+        if e2e.layout == PROCESSES:
+            layout = (
+                f"layout processes: `loadbay serve --workers 0` + {e2e.workers} × "
+                "`loadbay worker --concurrency 1`"
+            )
+            rss = "peak RSS = each process's VmHWM, server + worker1/worker2/…"
+        else:
+            layout = f"layout threads: `loadbay serve --workers {e2e.workers}`"
+            rss = "peak RSS = the server process's VmHWM (its worker threads included)"
         notes.append(
-            f"loadbay: upload start → result file downloaded; `loadbay serve --workers {e2e.workers}`, "
+            f"loadbay: upload start → result file downloaded; {layout}, "
             f"{e2e.pollers} status pollers (GET /v1/batches/{{id}}, {e2e.poll_pause}s pause each) during "
-            "the import; peak RSS = the server process's VmHWM."
+            f"the import; {rss}."
         )
     if "limit" in config.methods:
         notes.append(
@@ -282,18 +299,30 @@ def _phase_line(r: Result) -> str:
     """Where a loadbay run's time went, by the server's own lifecycle events."""
     e = r.extra
     phases = e.get("server_phases_s", {})
+    read = phases.get("read_s")
     validate = phases.get("validate_s")
-    apply = phases.get("apply_s")
-    cpu = e.get("server_cpu_s")
+    apply = phases.get("apply_after_s", phases.get("apply_s"))
+    workers = f"{e.get('workers')} worker {'threads' if e.get('layout') == 'threads' else 'processes'}"
+    cpu = f"server CPU {e.get('server_cpu_s')}s"
+    if "worker_cpu_s" in e:
+        cpu += f", workers {'/'.join(str(s) for s in e['worker_cpu_s'])}s (total {e.get('cpu_s_total')}s)"
     return (
-        f"loadbay {r.database} {r.rows:,}: upload {e.get('upload_s')}s, validate+stage {validate}s "
-        f"(1 worker), apply {apply}s ({e.get('workers')} workers), download {e.get('download_s')}s; "
-        f"server CPU {cpu}s; {e.get('status_requests')} status requests; "
+        f"loadbay {r.database} {r.rows:,}: upload {e.get('upload_s')}s, read through {read}s, "
+        f"validate+stage {validate}s (1 worker; the others apply meanwhile), "
+        f"apply after that {apply}s ({workers}), download {e.get('download_s')}s; "
+        f"{cpu}; {e.get('status_requests')} status requests; "
         f"apply records/s by tenth of the batch {e.get('apply_rate_by_tenth')}"
     )
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the loadbay processes and databases of a measurement are
+    stopped and dropped on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     started = datetime.now(UTC)
     load_at_start = _loadavg()
     config = Config.from_env()
