@@ -10,7 +10,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from itertools import islice
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, IntegrityError
@@ -20,6 +20,7 @@ from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.lifecycle import Event, Status, next_status
 from loadbay.core.models import Batch
 from loadbay.core.records import Applied, FieldError, StagedRecord
+from loadbay.core.results import input_parts
 from loadbay.core.runtime import Runtime
 from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
 from loadbay.core.types import ApplyContext, BatchType, ChildTotals
@@ -275,17 +276,26 @@ def _generated(rt: Runtime, batch: Batch, batch_type: BatchType) -> Iterator[Raw
 
 def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk: Chunk) -> None:
     """Stage one chunk: its records (duplicates marked, type rules checked), their errors
-    and the counts, in one transaction."""
+    and the counts, in one transaction.
+
+    The payload is encoded before the transaction, as if no earlier chunk had one of this
+    chunk's keys and no rule refused a record (the usual case), and again inside only when
+    that turns out wrong: on SQLite the transaction holds the one write lock.
+    """
     batch_type = rt.types.get(batch.type)
+    keys = chunk_keys(batch_type, chunk.records)
+    unseen = mark_duplicates(batch_type, chunk.records, set(keys))  # duplicates within the chunk
+    encoded = settle.encode_chunk(unseen)
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
-        fresh = repo.claim_keys(conn, claim.batch_id, chunk_keys(batch_type, chunk.records))
-        records = mark_duplicates(batch_type, chunk.records, fresh)
-        records = _checked(conn, batch_type, batch, records)
+        fresh = repo.claim_keys(conn, claim.batch_id, keys)
+        marked = unseen if len(fresh) == len(keys) else mark_duplicates(batch_type, chunk.records, fresh)
+        records = _checked(conn, batch_type, batch, marked)
+        unchanged = marked is unseen and all(a is b for a, b in zip(records, unseen, strict=True))
+        payload = encoded if unchanged else settle.encode_chunk(records)
         invalid = [r for r in records if r.data is None]
         valid = len(records) - len(invalid)
         rows = settle.error_rows((r, r.errors) for r in invalid)
-        payload = settle.encode_chunk(records)
         queue.insert_chunk(conn, claim.batch_id, chunk.seq, chunk.first_index, len(records), valid, payload)
         repo.insert_errors(conn, claim.batch_id, rows)
         repo.add_counts(conn, claim.batch_id, total=len(records), valid=valid, invalid=len(invalid))
@@ -390,13 +400,19 @@ def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
 
 
 def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
+    """Decode the chunk and do what needs no database (the type's `prepare`, the input half of
+    the result rows) first, then write in one transaction: on SQLite it holds the one write
+    lock, which the validating worker needs too."""
     batch = _load(rt, claim.batch_id)
-    batch_type = rt.types.get(batch.type)
+    batch_type, ctx = rt.types.get(batch.type), _context(batch)
     records = settle.decode_chunk(claim.payload)
+    valid = [r for r in records if r.data is not None]
+    prepared = batch_type.prepare(ctx, valid) if valid else None
+    inputs = input_parts(batch_type.columns().names, records)
     with rt.db.write() as conn:
-        applied = _apply(conn, batch_type, _context(batch), [r for r in records if r.data is not None])
+        applied = _apply(conn, batch_type, ctx, valid, prepared)
         results = settle.outcomes(records, applied)
-        if not settle.settle_chunk(conn, batch_type, claim, records, results):
+        if not settle.settle_chunk(conn, batch_type, claim, records, results, inputs=inputs):
             raise LeaseLost()
 
 
@@ -428,14 +444,14 @@ def _spend(rt: Runtime, claim: queue.ChunkClaim) -> None:
 
 
 def _apply(
-    conn: Connection, batch_type: BatchType, ctx: ApplyContext, valid: Sequence[StagedRecord]
+    conn: Connection, batch_type: BatchType, ctx: ApplyContext, valid: Sequence[StagedRecord], prepared: Any
 ) -> list[Applied]:
     """Apply in bulk; if the database refuses the bulk write, find the refused records one by one."""
     if not valid:
         return []
     try:
         with conn.begin_nested():
-            return batch_type.apply(conn, ctx, valid)
+            return batch_type.apply_prepared(conn, ctx, valid, prepared)
     except _RECORD_REFUSALS:
         return [_apply_one(conn, batch_type, ctx, record) for record in valid]
 

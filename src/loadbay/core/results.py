@@ -12,7 +12,7 @@ from typing import Any
 
 from loadbay.core.records import RecordOutcome, StagedRecord
 
-__all__ = ["RESULT_COLUMNS", "escape_cell", "header_row", "result_rows"]
+__all__ = ["RESULT_COLUMNS", "escape_cell", "header_row", "input_parts", "result_rows"]
 
 RESULT_COLUMNS = (
     "loadbay_status",
@@ -37,12 +37,28 @@ def header_row(columns: Sequence[str]) -> str:
 
 
 def result_rows(
-    columns: Sequence[str], records: Sequence[StagedRecord], outcomes: Sequence[RecordOutcome]
+    columns: Sequence[str],
+    records: Sequence[StagedRecord],
+    outcomes: Sequence[RecordOutcome],
+    inputs: Sequence[str] | None = None,
 ) -> str:
-    """CSV rows (no header) for one chunk: the record's input values, then its outcome."""
-    inputs = _InputCells(columns)
-    rows = [inputs.of(r.raw) + _outcome_cells(o) for r, o in zip(records, outcomes, strict=True)]
-    return _csv_text(rows)
+    """CSV rows (no header) for one chunk: the record's input values, then its outcome.
+
+    `inputs` is `input_parts(columns, records)`, when the caller made it already (before its
+    write transaction: the input half of a row does not depend on the outcome).
+    """
+    if inputs is None:
+        inputs = input_parts(columns, records)
+    parts = [_csv_line(_outcome_cells(o)) for o in outcomes]
+    if not columns:
+        return "".join(f"{part}\r\n" for part in parts)
+    return "".join(f"{i},{part}\r\n" for i, part in zip(inputs, parts, strict=True))
+
+
+def input_parts(columns: Sequence[str], records: Sequence[StagedRecord]) -> list[str]:
+    """Each record's input cells as CSV text: the first part of its result row."""
+    cells = _InputCells(columns)
+    return [_csv_line(cells.of(r.raw)) for r in records]
 
 
 class _InputCells:
@@ -89,6 +105,20 @@ def _cell(value: Any) -> str:
     if isinstance(value, dict | list):
         return escape_cell(json.dumps(value, default=str))
     return escape_cell(str(value))
+
+
+def _csv_line(cells: list[str]) -> str:
+    """Cells as csv.writer writes them inside a row (minimal quoting; no line end)."""
+    line = ",".join(cells)
+    if line.count(",") == len(cells) - 1 and '"' not in line and "\n" not in line and "\r" not in line:
+        return line
+    return ",".join(_quoted(cell) for cell in cells)
+
+
+def _quoted(cell: str) -> str:
+    if "," in cell or '"' in cell or "\n" in cell or "\r" in cell:
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 def _csv_text(rows: Iterable[list[str]]) -> str:

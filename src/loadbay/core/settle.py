@@ -132,14 +132,16 @@ def settle_chunk(
     records: Sequence[StagedRecord],
     results: Sequence[RecordOutcome],
     chunk_status: str = queue.DONE,
+    inputs: Sequence[str] | None = None,
 ) -> bool:
     """Record a chunk's outcomes; False (write nothing) when the chunk's lease was lost.
+    `inputs`: the records' `input_parts`, when the caller made them before the transaction.
 
     The batch row is locked first, as cancel does, so the two never deadlock and the
     last two chunks of a batch cannot both miss the batch's completion.
     """
     repo.get_batch(conn, None, claim.batch_id, lock=True)
-    text = result_rows(batch_type.columns().names, records, results)
+    text = result_rows(batch_type.columns().names, records, results, inputs)
     if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, encode_outcomes(results), text):
         return False
     late = (OutcomeStatus.FAILED, OutcomeStatus.UNPROCESSED)

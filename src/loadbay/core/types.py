@@ -159,6 +159,18 @@ class BatchType(ABC):
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         """Write the chunk's valid records in the open transaction; one Applied each."""
 
+    def prepare(self, ctx: ApplyContext, records: Sequence[StagedRecord]) -> Any:
+        """The part of applying these records that needs no database (e.g. the rows to write),
+        done before the write transaction opens: on SQLite that transaction holds the one
+        write lock. Handed to `apply_prepared`; None (nothing to prepare) by default."""
+        return None
+
+    def apply_prepared(
+        self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord], prepared: Any
+    ) -> list[Applied]:
+        """`apply`, given what `prepare` made of the same records."""
+        return self.apply(conn, ctx, records)
+
 
 class _Bulk:
     """The cached adapters that validate and dump a list of a model's records in one call."""

@@ -16,7 +16,7 @@ from loadbay.core.records import Applied, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_customers
 from loadbay.types.iso import COUNTRIES, CURRENCIES
-from loadbay.types.upsert import Stored, UpsertSpec, key_of, merge
+from loadbay.types.upsert import Merge, Stored, UpsertSpec
 
 __all__ = ["CustomerRecord", "CustomerType"]
 
@@ -96,9 +96,23 @@ class CustomerType(BatchType):
     description = "Billing customers, created or updated by customer_number."
 
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
+        return self.apply_prepared(conn, ctx, records, self.prepare(ctx, records))
+
+    def prepare(self, ctx: ApplyContext, records: Sequence[StagedRecord]) -> tuple[list[int], Merge]:
+        """(the records' indexes, their customers ready to merge)."""
         rows = {r.index: _row(r, ctx.account_id) for r in records if r.data is not None}
-        stored = merge(conn, CUSTOMERS, list(rows.values()), datetime.now(UTC))
-        return [_applied(index, stored[key_of(CUSTOMERS, row)]) for index, row in rows.items()]
+        return list(rows), Merge(CUSTOMERS, list(rows.values()))
+
+    def apply_prepared(
+        self,
+        conn: Connection,
+        ctx: ApplyContext,
+        records: Sequence[StagedRecord],
+        prepared: tuple[list[int], Merge],
+    ) -> list[Applied]:
+        indexes, customers = prepared
+        stored = customers.run(conn, datetime.now(UTC))
+        return [_applied(i, stored[key]) for i, key in zip(indexes, customers.keys, strict=True)]
 
 
 _COLUMNS = tuple(CustomerRecord.model_fields)

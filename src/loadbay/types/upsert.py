@@ -31,7 +31,7 @@ from sqlalchemy.engine import Dialect
 
 from loadbay.core.records import Action
 
-__all__ = ["Stored", "UpsertSpec", "find", "key_of", "merge", "upsert"]
+__all__ = ["Merge", "Stored", "UpsertSpec", "find", "key_of", "upsert"]
 
 Key = tuple[Any, ...]
 _SELECT_BATCH = 500
@@ -110,10 +110,8 @@ def upsert(
     return result
 
 
-def merge(
-    conn: Connection, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], now: datetime
-) -> dict[Key, Stored]:
-    """Create or update every row in one statement; the result by key.
+class Merge:
+    """Rows to create or update in one statement, made ready before the transaction opens.
 
     One INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING takes the whole chunk as one
     JSON parameter (three times faster on PostgreSQL than one array per column); the unique key
@@ -121,18 +119,27 @@ def merge(
     its id read afterwards). The keys must be distinct. Unlike `upsert`, the stored
     values before are not read: `before` is None.
     """
-    if not rows:
-        return {}
-    names = spec.key + spec.fields
-    params = {"now": now} | _merge_params(rows, names)
-    result: dict[Key, Stored] = {}
-    for row in conn.execute(_merge_statement(conn.dialect, spec), params):
-        action = Action.CREATED if row.revision == 1 else Action.UPDATED
-        result[tuple(row)[1 : 1 + len(spec.key)]] = Stored(row.id, action, None)
-    left = [key for key in (key_of(spec, row) for row in rows) if key not in result]
-    for key, found in find(conn, spec, left).items():
-        result[key] = Stored(found["id"], Action.UNCHANGED, None)
-    return result
+
+    __slots__ = ("_params", "keys", "spec")
+
+    def __init__(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.spec = spec
+        self.keys = [key_of(spec, row) for row in rows]
+        self._params = _merge_params(rows, spec.key + spec.fields) if rows else {}
+
+    def run(self, conn: Connection, now: datetime) -> dict[Key, Stored]:
+        """Write the rows in the open transaction; what became of each, by key."""
+        if not self.keys:
+            return {}
+        spec = self.spec
+        result: dict[Key, Stored] = {}
+        for row in conn.execute(_merge_statement(conn.dialect, spec), {"now": now} | self._params):
+            action = Action.CREATED if row.revision == 1 else Action.UPDATED
+            result[tuple(row)[1 : 1 + len(spec.key)]] = Stored(row.id, action, None)
+        left = [key for key in self.keys if key not in result]
+        for key, found in find(conn, spec, left).items():
+            result[key] = Stored(found["id"], Action.UNCHANGED, None)
+        return result
 
 
 def _merge_params(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
