@@ -4,21 +4,14 @@
 (`BEGIN IMMEDIATE`), so a read-then-write transaction such as claiming a chunk
 can never interleave with another process's. PostgreSQL needs no such help:
 claims there use `FOR UPDATE SKIP LOCKED`.
-
-On SQLite, writers first queue on a lock file (see `_Writers`): SQLite's own wait
-for its write lock sleeps and retries, and loses every race to a busy writer.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from alembic import command
@@ -36,16 +29,11 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.engine = _sqlite_engine(url, pool_size) if self.is_sqlite else _pg_engine(url, pool_size)
-        self._writers: AbstractContextManager[Any] = nullcontext()
-        if self.is_sqlite:
-            database = self.engine.url.database
-            file = None if not database or database == ":memory:" else Path(database + "-writers.lock")
-            self._writers = _Writers(file)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed on success, rolled back on error."""
-        with self._writers, self.engine.connect() as conn:
+        with self.engine.connect() as conn:
             conn = conn.execution_options(loadbay_write=True)
             with conn.begin():
                 yield conn
@@ -58,43 +46,6 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
-
-class _Writers:
-    """One SQLite writer at a time, across threads and processes, waiting in the kernel.
-
-    SQLite's own wait for its write lock (`busy_timeout`) sleeps 1, 2, 5 … 100 ms between
-    tries, so a writer that waits misses the short gaps between a busy writer's transactions:
-    a validating worker waited most of its time while another process applied chunks. Writers
-    first take an exclusive `flock` on a file beside the database; the kernel wakes a waiter
-    the moment the holder lets go. Threads of one process queue on a lock first (one flock per
-    process). SQLite's own lock still guards the data: this only orders loadbay's writers.
-    """
-
-    def __init__(self, file: Path | None) -> None:
-        self._file = file
-        self._threads = threading.Lock()
-        self._fd: int | None = None
-
-    def __enter__(self) -> None:
-        self._threads.acquire()
-        try:
-            if self._file is not None:
-                if self._fd is None:
-                    self._fd = os.open(self._file, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._threads.release()
-            raise
-
-    def __exit__(
-        self, _type: type[BaseException] | None, _exc: BaseException | None, _tb: TracebackType | None
-    ) -> None:
-        try:
-            if self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._threads.release()
 
 
 def _pg_engine(url: str, pool_size: int) -> Engine:
@@ -125,7 +76,6 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=60000")
     cursor.execute("PRAGMA wal_autocheckpoint=20000")
-    cursor.execute("PRAGMA mmap_size=268435456")
     cursor.close()
 
 
