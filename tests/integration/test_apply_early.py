@@ -60,7 +60,8 @@ def test_every_record_applied_once_with_its_events(api: Server, database_url: st
         found = events(client, batch_id)
         names = [e["event"] for e in found]
         assert names[-5:] == ["start", "read", "chunked", "apply", "complete"], names
-        assert found[-4]["detail"] == f"{ROWS} records read through; chunks are applied as they are staged"
+        detail = f"{ROWS} records in 1 file read through; chunks are applied as they are staged"
+        assert found[-4]["detail"] == detail
 
 
 def test_a_two_phase_batch_applies_nothing_before_it_is_told_to(api: Server) -> None:

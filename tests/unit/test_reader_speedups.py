@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from loadbay.core.records import Action, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 from loadbay.core.results import RESULT_COLUMNS, escape_cell, header_row, result_rows
-from loadbay.errors import BadEncoding, MalformedFile
-from loadbay.readers import Columns, RawRecord, open_reader
+from loadbay.errors import BadEncoding, MalformedFile, MissingColumn
+from loadbay.readers import Columns, RawRecord, open_reader, read_through
 
 COLUMNS = Columns(names=("name", "email", "age"), required=("name",))
 NUL_PROBLEM = ("MALFORMED_ROW", "row holds a NUL character (byte 0x00), which text cannot hold")
@@ -183,3 +183,64 @@ def test_result_rows_match_the_cell_by_cell_reference(
     records = [StagedRecord(i, None, raw, None) for i, (raw, _) in enumerate(rows)]
     outcomes = [o for _, o in rows]
     assert result_rows(columns, records, outcomes) == reference_rows(columns, records, outcomes)
+
+
+# --------------------------------------------------------------------------- reading through
+
+
+def outcome_of_reading(read: Any) -> tuple[str, Any]:
+    """("count", n) or (the error's type, its message)."""
+    try:
+        return "count", read()
+    except (BadEncoding, MalformedFile, MissingColumn) as exc:
+        return type(exc).__name__, str(exc)
+
+
+def assert_read_through_as_reading(data: bytes, fmt: str = "csv") -> None:
+    reading = outcome_of_reading(lambda: sum(1 for _ in open_reader(io.BytesIO(data), fmt, COLUMNS)))
+    assert outcome_of_reading(lambda: read_through(io.BytesIO(data), fmt, COLUMNS)) == reading
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"name,email,age\n" + FILLER,
+        b"\xef\xbb\xbfname,email,age\n" + FILLER + b"\n \n\t\n" + FILLER,
+        b"name,email,age\n" + FILLER + b'\n\nAda,"open\nstill open\n',
+        b"name,email,age\n" + FILLER + b'Ada,"a"b,3\n' + FILLER,
+        b"name,email,age\n" + FILLER + b"Ada,caf\xe9,3\n",
+        b"name,email,age\n" + FILLER + b'Ada,"two\nlines \xff",3\n',
+        b"name,email,age\n" + FILLER + b"Ada,\x00,3\n",  # a problem of one record, not of the file
+        b"name,email,age,extra\nAda,a@example.com,3,x,too many\n",
+        b"email,age\nAda,3\n",
+        b"name,name\n",
+        b"",
+        b"\n\n",
+    ],
+)
+def test_reading_a_csv_through_raises_what_reading_it_raises(data: bytes) -> None:
+    assert_read_through_as_reading(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (b'{"name": "Ada"}\n{"name": \n\n[1]\n', "jsonl"),
+        (b'[{"name": "Ada"}, {"name": ]', "json"),
+        (b'[{"name": "Ada"}, 42]', "json"),
+    ],
+)
+def test_reading_other_formats_through_raises_what_reading_them_raises(data: bytes, fmt: str) -> None:
+    assert_read_through_as_reading(data, fmt)
+
+
+csv_text = st.lists(
+    st.sampled_from(["a", "é", ",", '"', "\n", "\r\n", " ", "\x00", "\udcff", "name", "email"]), max_size=40
+).map("".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=csv_text)
+def test_reading_any_csv_through_raises_what_reading_it_raises(body: str) -> None:
+    assert_read_through_as_reading(("name,email\n" + body).encode("utf-8", "surrogateescape"))
+    assert_read_through_as_reading(body.encode("utf-8", "surrogateescape"))

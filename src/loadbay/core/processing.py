@@ -28,7 +28,14 @@ from loadbay.db import queue
 from loadbay.db import repository as repo
 from loadbay.errors import LoadbayError
 from loadbay.fetcher import fetch_to
-from loadbay.readers import Columns, RawRecord, format_for_content_type, iter_json_items, open_reader
+from loadbay.readers import (
+    Columns,
+    RawRecord,
+    format_for_content_type,
+    iter_json_items,
+    open_reader,
+    read_through,
+)
 
 __all__ = ["LeaseLost", "applies_early", "apply_chunk", "validate_batch"]
 
@@ -160,11 +167,12 @@ def _open_early(
     if batch.apply_early:
         with rt.db.read() as conn:
             return queue.staged_through(conn, batch.id)
-    read = sum(1 for _ in _records(rt, batch, batch_type.columns(), []))
+    read, files = _read_through(rt, batch, batch_type.columns())
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         repo.update_batch(conn, batch.id, apply_early=True)
-        detail = f"{read} records read through; chunks are applied as they are staged"
+        plural = "" if files == 1 else "s"
+        detail = f"{read} records in {files} file{plural} read through; chunks are applied as they are staged"
         repo.add_event(conn, batch.id, "read", Status.VALIDATING, detail)
     return 0, 0
 
@@ -217,6 +225,18 @@ def _keep_shares(
             repo.insert_shares(conn, batch.id, child.id, part)
         count += len(part)
     return count
+
+
+def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> tuple[int, int]:
+    """Read the batch's files once, raising what reading them raises; (records, files).
+    Its pages were parsed when they were stored."""
+    with rt.db.read() as conn:
+        files = [item for item in repo.list_inputs(conn, batch.id) if item["kind"] != "page"]
+    read = 0
+    for item in files:
+        with closing(rt.blobs.open(item["blob_key"])) as stream:
+            read += read_through(stream, item["format"], columns)
+    return read, len(files)
 
 
 def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:
