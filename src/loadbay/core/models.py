@@ -75,6 +75,7 @@ class Batch:
     updated_at: datetime
     finished_at: datetime | None
     apply_early: bool = False  # chunks are applied while the batch is still validated
+    staged_attempt: int = 0  # the last validation attempt that staged a chunk (apply_early)
 
     @property
     def final(self) -> bool:

@@ -59,9 +59,12 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
     after LOADBAY_MAX_ATTEMPTS the batch fails with the last error seen.
     """
     batch = _load(rt, claim.batch_id)
-    if claim.attempt > rt.settings.max_attempts:
+    # A batch applied while validated counts the attempts since the last one that staged a
+    # chunk: an attempt that resumes and goes on has not failed.
+    attempts = claim.attempt - batch.staged_attempt if batch.apply_early else claim.attempt
+    if attempts > rt.settings.max_attempts:
         last = f": {batch.error_message}" if batch.error_message else ""
-        _fail(rt, claim, "RETRIES_EXHAUSTED", f"validation failed {claim.attempt - 1} times{last}")
+        _fail(rt, claim, "RETRIES_EXHAUSTED", f"validation failed {attempts - 1} times{last}")
         return
     renew = partial(_renew_validation, rt, claim)
     try:
@@ -131,11 +134,11 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[
     else:
         records = _records(rt, batch, batch_type.columns(), warnings)
     seq, first = 0, 0
-    if applies_early(batch, batch_type):
+    if batch.apply_early or applies_early(batch, batch_type):
         seq, first = _open_early(rt, claim, batch, batch_type)
         records = islice(records, first, None)
-    for chunk in Stager(batch_type, rt.settings.chunk_size).chunks(records, seq, first):
-        _store_chunk(rt, claim, batch, chunk)
+    for n, chunk in enumerate(Stager(batch_type, rt.settings.chunk_size).chunks(records, seq, first)):
+        _store_chunk(rt, claim, batch, chunk, first_of_attempt=n == 0)
     return warnings
 
 
@@ -172,7 +175,8 @@ def _open_early(
         _check_lease(conn, claim, rt)
         repo.update_batch(conn, batch.id, apply_early=True)
         plural = "" if files == 1 else "s"
-        detail = f"{read} records in {files} file{plural} read through; chunks are applied as they are staged"
+        found = f"{read} records in {files} file{plural} read through" if files else "pages only"
+        detail = f"{found}; chunks are applied as they are staged"
         repo.add_event(conn, batch.id, "read", Status.VALIDATING, detail)
     return 0, 0
 
@@ -240,9 +244,14 @@ def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> tuple[int, int
 
 
 def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:
-    """Copy the batch's source_url into the blob store (once per attempt)."""
+    """Copy the batch's source_url into the blob store (once per attempt).
+
+    Each attempt writes its own copy and points the batch at it under its lease, so an
+    attempt that lost its lease mid-fetch cannot replace the file a later one reads (or
+    resumes reading); the copy it replaces is deleted."""
     assert batch.source_url is not None
-    key = f"batches/{batch.id}/inputs/source"
+    folder = f"batches/{batch.id}/inputs/fetched-{claim.attempt}"
+    key = f"{folder}/source"
     writer = rt.blobs.writer(key)
     try:
         sink = cast(BinaryIO, writer)
@@ -252,10 +261,18 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
         raise
     size = writer.commit()
     fmt = _source_format(got.content_type, got.final_url)
-    with rt.db.write() as conn:
-        _check_lease(conn, claim, rt)
-        repo.upsert_input(conn, batch.id, "file", "source", format=fmt, blob_key=key, size=size)
-        repo.add_event(conn, batch.id, "copied", Status.VALIDATING, f"{size} bytes from {got.final_url}")
+    try:
+        with rt.db.write() as conn:
+            _check_lease(conn, claim, rt)
+            before = [i["blob_key"] for i in repo.list_inputs(conn, batch.id) if i["name"] == "source"]
+            repo.upsert_input(conn, batch.id, "file", "source", format=fmt, blob_key=key, size=size)
+            repo.add_event(conn, batch.id, "copied", Status.VALIDATING, f"{size} bytes from {got.final_url}")
+    except LeaseLost:
+        rt.blobs.delete_prefix(folder)
+        raise
+    for old in before:
+        if old != key and old.endswith("/source"):
+            rt.blobs.delete_prefix(old.removesuffix("/source"))
 
 
 def _source_format(content_type: str | None, url: str) -> str:
@@ -294,9 +311,11 @@ def _generated(rt: Runtime, batch: Batch, batch_type: BatchType) -> Iterator[Raw
         after = page.after
 
 
-def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk: Chunk) -> None:
+def _store_chunk(
+    rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk: Chunk, *, first_of_attempt: bool
+) -> None:
     """Stage one chunk: its records (duplicates marked, type rules checked), their errors
-    and the counts, in one transaction.
+    and the counts, in one transaction (the attempt's first also notes the attempt).
 
     The payload is encoded before the transaction, as if no earlier chunk had one of this
     chunk's keys and no rule refused a record (the usual case), and again inside only when
@@ -319,6 +338,8 @@ def _store_chunk(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk:
         queue.insert_chunk(conn, claim.batch_id, chunk.seq, chunk.first_index, len(records), valid, payload)
         repo.insert_errors(conn, claim.batch_id, rows)
         repo.add_counts(conn, claim.batch_id, total=len(records), valid=valid, invalid=len(invalid))
+        if first_of_attempt:
+            repo.update_batch(conn, claim.batch_id, staged_attempt=claim.attempt)
 
 
 def _checked(
@@ -359,7 +380,8 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
 
 
 def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) -> None:
-    """The batch's data cannot be read: nothing is applied and nothing stays staged."""
+    """The batch's data cannot be read: nothing is applied and nothing stays staged (unless
+    some of it was applied early: see `_stop_early`)."""
     with rt.db.write() as conn:
         try:
             _check_lease(conn, claim, rt)
@@ -368,10 +390,10 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
         batch = repo.get_batch(conn, None, claim.batch_id, lock=True)
         assert batch is not None
         if batch.apply_early and queue.applied_chunks(conn, batch.id):
-            message = _end_early(rt, conn, batch, code, message)
-        else:
-            _reset_staging(conn, claim.batch_id)
-            repo.update_batch(conn, batch.id, apply_early=False)
+            _stop_early(rt, conn, batch, code, message)
+            return
+        _reset_staging(conn, claim.batch_id)
+        repo.update_batch(conn, batch.id, apply_early=False)
         repo.set_status(
             conn,
             claim.batch_id,
@@ -386,13 +408,27 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
         )
 
 
-def _end_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message: str) -> str:
-    """A batch applying early fails after some of its chunks were applied: they keep their
-    outcomes, the staged records not yet applied become unprocessed; the message says so."""
-    reason = FieldError(code, f"not applied: the batch failed while it was validated: {message}"[:2000])
+def _stop_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message: str) -> None:
+    """A batch applied while validated whose validation cannot go on, after some of its chunks
+    were applied: it cannot end in `error` (which means nothing was applied), so it stops as a
+    cancel stops it. Its staged records not yet applied become unprocessed, the records never
+    staged have no outcome (the counts say how many were staged), and it keeps the code and
+    message of what stopped it."""
+    reason = FieldError(code, f"not applied: the batch's validation failed: {message}"[:2000])
     settle.cancel_chunks(conn, rt.types.get(batch.type), batch.id, reason)
-    staged = batch.counts.total
-    return f"{message} (after {staged} records were staged and some applied: see the result file)"
+    detail = f"validation failed after {batch.counts.total} records were staged: {message}"
+    repo.set_status(
+        conn,
+        batch.id,
+        next_status(batch.status, Event.CANCEL),
+        Event.CANCEL,
+        detail[:2000],
+        error_code=code,
+        error_message=message,
+        finished_at=repo.now(),
+        lease_owner=None,
+        lease_expires_at=None,
+    )
 
 
 # applying ------------------------------------------------------------------

@@ -392,10 +392,7 @@ class BatchService:
 
 
 def _require_results(batch: Batch) -> None:
-    """A batch has a result file once every record read has an outcome: completed, cancelled,
-    or failed after some of its chunks were applied early."""
-    failed_unapplied = batch.status == Status.ERROR and not batch.apply_early
-    if batch.status not in FINAL or batch.status == Status.CLEARED or failed_unapplied:
+    if batch.status not in FINAL or batch.status in (Status.ERROR, Status.CLEARED):
         raise Conflict(
             f"batch {batch.id} is {batch.status}; the result file exists once it is completed or cancelled",
             code="RESULTS_NOT_READY",

@@ -133,8 +133,8 @@ def staged_through(conn: Connection, batch_id: int) -> tuple[int, int]:
 
 
 def applied_chunks(conn: Connection, batch_id: int) -> int:
-    """How many of the batch's chunks were claimed to be applied (leased or final)."""
-    query = select(func.count()).where(chunks.c.batch_id == batch_id, chunks.c.status != PENDING)
+    """How many of the batch's chunks were applied (or settled after their last attempt)."""
+    query = select(func.count()).where(chunks.c.batch_id == batch_id, chunks.c.status.in_([DONE, SPENT]))
     return int(conn.execute(query).scalar_one())
 
 

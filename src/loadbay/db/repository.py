@@ -225,6 +225,7 @@ def _batch(row: RowMapping) -> Batch:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         apply_early=row["apply_early"],
+        staged_attempt=row["staged_attempt"],
     )
 
 

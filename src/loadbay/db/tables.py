@@ -139,6 +139,7 @@ batches = Table(
     Column("attempt", Integer, nullable=False, default=0),
     # Chunks are applied while the batch is still validated (see core.processing).
     Column("apply_early", Boolean, nullable=False, server_default=false()),
+    Column("staged_attempt", Integer, nullable=False, server_default="0"),  # the last that staged a chunk
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),

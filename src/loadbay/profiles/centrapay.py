@@ -155,10 +155,11 @@ def _status(service: BatchService, account: Account, batch: Batch) -> str:
 
 
 def _copied(events: list[BatchEvent]) -> bool:
-    """True once the current validation attempt has stored the file (a new attempt fetches again)."""
+    """True once the current validation attempt has stored the file (a new attempt fetches
+    again, unless it resumes a batch applied while validated: that keeps its copy)."""
     copied = False
     for event in events:
-        if event.event == Event.START:
+        if event.event == Event.START and "resuming" not in (event.detail or ""):
             copied = False
         elif event.event == "copied":
             copied = True
