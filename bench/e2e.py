@@ -212,11 +212,11 @@ def _wait_workers_ready(workers: list[_Worker], timeout: float = 60.0) -> None:
         raise BenchError(f"loadbay worker not ready after {timeout}s:\n{waiting[0].tail()}")
 
 
-def _stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
-    """SIGTERM to all at once, wait for all, then SIGKILL what is left (and reap it)."""
+def _stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
+    """`sig` to all at once, wait for all, then SIGKILL what is left (and reap it)."""
     for process in processes:
         if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
+            process.send_signal(sig)
     deadline = time.monotonic() + timeout
     for process in processes:
         try:
@@ -269,15 +269,7 @@ def _start_pyspy(
 
 
 def _stop_pyspy(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        process.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-    deadline = time.monotonic() + 60
-    for process in processes:
-        try:
-            process.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    _stop(processes, timeout=60, sig=signal.SIGINT)  # py-spy writes its output on SIGINT
 
 
 def _run(

@@ -69,8 +69,8 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
     renew = partial(_renew_validation, rt, claim)
     try:
         with Heartbeat(rt, renew):
-            _start(rt, claim, batch)
-            warnings = _stage_all(rt, claim, batch)
+            resume = _start(rt, claim, batch)
+            warnings = _stage_all(rt, claim, batch, resume)
             _finish_validation(rt, claim, batch, warnings)
     except LoadbayError as exc:
         _fail(rt, claim, exc.code, exc.message)
@@ -100,18 +100,21 @@ def _load(rt: Runtime, batch_id: int) -> Batch:
     return batch
 
 
-def _start(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:
-    """Begin an attempt. A batch taken over from a worker whose lease expired starts again
-    from nothing, unless it applies early: then it resumes after its last staged chunk."""
+def _start(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> tuple[int, int]:
+    """Begin an attempt; (seq, record index) of the first chunk it stages. A batch taken over
+    from a worker whose lease expired starts again from nothing, unless it applies early:
+    then it resumes after its last staged chunk."""
+    resume = (0, 0)
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         detail = f"attempt {claim.attempt}"
         if claim.takeover and batch.apply_early:
-            _seq, index = queue.staged_through(conn, claim.batch_id)
-            detail += f", resuming at record {index}"
+            resume = queue.staged_through(conn, claim.batch_id)
+            detail += f", resuming at record {resume[1]}"
         elif claim.takeover:
             _reset_staging(conn, claim.batch_id)
         repo.add_event(conn, claim.batch_id, Event.START, Status.VALIDATING, detail)
+    return resume
 
 
 def _reset_staging(conn: Connection, batch_id: int) -> None:
@@ -122,7 +125,7 @@ def _reset_staging(conn: Connection, batch_id: int) -> None:
     repo.reset_counts(conn, batch_id)
 
 
-def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[str]:
+def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: tuple[int, int]) -> list[str]:
     if batch.source_url and not batch.apply_early:  # (applying early: copied by an earlier attempt)
         _fetch_source(rt, claim, batch)
     batch_type = rt.types.get(batch.type)
@@ -133,9 +136,9 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> list[
         records = _generated(rt, batch, batch_type)
     else:
         records = _records(rt, batch, batch_type.columns(), warnings)
-    seq, first = 0, 0
+    seq, first = resume
     if batch.apply_early or applies_early(batch, batch_type):
-        seq, first = _open_early(rt, claim, batch, batch_type)
+        _open_early(rt, claim, batch, batch_type)
         records = islice(records, first, None)
     for n, chunk in enumerate(Stager(batch_type, rt.settings.chunk_size).chunks(records, seq, first)):
         _store_chunk(rt, claim, batch, chunk, first_of_attempt=n == 0)
@@ -157,19 +160,16 @@ def applies_early(batch: Batch, batch_type: BatchType) -> bool:
     )
 
 
-def _open_early(
-    rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_type: BatchType
-) -> tuple[int, int]:
-    """Let the batch's chunks be applied as they are staged; (seq, record index) to stage from.
+def _open_early(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_type: BatchType) -> None:
+    """Let the batch's chunks be applied as they are staged.
 
     The first attempt reads the data through once before it stages anything: a batch whose
     data turns out unreadable must still apply nothing. A later attempt resumes after the
-    last chunk an earlier one staged (each chunk, its keys, errors and counts were committed
-    together, so nothing before it is staged twice or missed).
+    last chunk an earlier one staged (see `_start`: each chunk, its keys, errors and counts
+    were committed together, so nothing before it is staged twice or missed).
     """
     if batch.apply_early:
-        with rt.db.read() as conn:
-            return queue.staged_through(conn, batch.id)
+        return
     read, files = _read_through(rt, batch, batch_type.columns())
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
@@ -178,7 +178,6 @@ def _open_early(
         found = f"{read} records in {files} file{plural} read through" if files else "pages only"
         detail = f"{found}; chunks are applied as they are staged"
         repo.add_event(conn, batch.id, "read", Status.VALIDATING, detail)
-    return 0, 0
 
 
 def _sum_children(
@@ -270,9 +269,10 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
     except LeaseLost:
         rt.blobs.delete_prefix(folder)
         raise
+    fetched = f"batches/{batch.id}/inputs/fetched-"
     for old in before:
-        if old != key and old.endswith("/source"):
-            rt.blobs.delete_prefix(old.removesuffix("/source"))
+        if old != key and old.startswith(fetched):
+            rt.blobs.delete_prefix(old.rsplit("/", 1)[0])
 
 
 def _source_format(content_type: str | None, url: str) -> str:
@@ -415,20 +415,9 @@ def _stop_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message:
     staged have no outcome (the counts say how many were staged), and it keeps the code and
     message of what stopped it."""
     reason = FieldError(code, f"not applied: the batch's validation failed: {message}"[:2000])
-    settle.cancel_chunks(conn, rt.types.get(batch.type), batch.id, reason)
-    detail = f"validation failed after {batch.counts.total} records were staged: {message}"
-    repo.set_status(
-        conn,
-        batch.id,
-        next_status(batch.status, Event.CANCEL),
-        Event.CANCEL,
-        detail[:2000],
-        error_code=code,
-        error_message=message,
-        finished_at=repo.now(),
-        lease_owner=None,
-        lease_expires_at=None,
-    )
+    detail = f"validation failed after {batch.counts.total} records were staged: {message}"[:2000]
+    values = {"error_code": code, "error_message": message, "lease_owner": None, "lease_expires_at": None}
+    settle.cancel(conn, rt.types.get(batch.type), batch, detail, reason, **values)
 
 
 # applying ------------------------------------------------------------------

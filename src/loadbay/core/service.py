@@ -346,9 +346,7 @@ class BatchService:
             return self._get(conn, account, batch_id)
 
     def _cancel(self, conn: Connection, batch: Batch) -> None:
-        status = next_status(batch.status, Event.CANCEL)
-        repo.set_status(conn, batch.id, status, Event.CANCEL, finished_at=repo.now())
-        settle.cancel_chunks(conn, self.rt.types.get(batch.type), batch.id)
+        settle.cancel(conn, self.rt.types.get(batch.type), batch)
 
     def clear(self, account: Account, batch_id: int) -> Batch:
         """Remove the batch's staged data; it takes no more data afterwards."""

@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
-from loadbay.core.lifecycle import Event, Status
-from loadbay.core.models import Counts
+from loadbay.core.lifecycle import Event, Status, next_status
+from loadbay.core.models import Batch, Counts
 from loadbay.core.records import (
     Applied,
     FieldError,
@@ -30,6 +30,7 @@ from loadbay.db import queue
 from loadbay.db import repository as repo
 
 __all__ = [
+    "cancel",
     "cancel_chunks",
     "complete_if_done",
     "decode_chunk",
@@ -181,6 +182,21 @@ def batch_outcome(counts: Counts) -> str:
     if counts.succeeded == counts.total:
         return "succeeded"
     return "failed" if counts.succeeded == 0 else "partial"
+
+
+def cancel(
+    conn: Connection,
+    batch_type: BatchType,
+    batch: Batch,
+    detail: str | None = None,
+    reason: FieldError = UNPROCESSED,
+    **values: Any,
+) -> None:
+    """Stop the batch (`cancelled`): every chunk not yet applied is settled with its valid
+    records unprocessed for `reason`; `values` are more batch columns to set."""
+    status = next_status(batch.status, Event.CANCEL)
+    repo.set_status(conn, batch.id, status, Event.CANCEL, detail, finished_at=repo.now(), **values)
+    cancel_chunks(conn, batch_type, batch.id, reason)
 
 
 def cancel_chunks(
