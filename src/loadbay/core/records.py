@@ -55,13 +55,29 @@ class StagedRecord:
     errors: tuple[FieldError, ...] = ()
 
     def to_json(self) -> list[Any]:
+        """The record as a chunk payload keeps it. Validated values that are the values read,
+        all text and in the same order (most records of a CSV file), are written as
+        `SAME_AS_RAW`: a payload is then about half as long, and as much faster to write and read."""
         errors = [[e.code, e.message, e.field] for e in self.errors]
-        return [self.index, self.external_id, self.raw, self.data, errors]
+        data: dict[str, Any] | int | None = self.data
+        if data is not None and _same_text(data, self.raw):
+            data = SAME_AS_RAW
+        return [self.index, self.external_id, self.raw, data, errors]
 
     @classmethod
     def from_json(cls, item: list[Any]) -> StagedRecord:
         index, external_id, raw, data, errors = item
+        if data == SAME_AS_RAW:
+            data = dict(raw)
         return cls(index, external_id, raw, data, tuple(FieldError(*e) for e in errors))
+
+
+SAME_AS_RAW = 1  # (a record's data is a JSON object or null: a number cannot be mistaken for it)
+
+
+def _same_text(data: dict[str, Any], raw: dict[str, Any]) -> bool:
+    """Whether `data` holds exactly `raw`'s items, in its order, every value text."""
+    return data == raw and all(v.__class__ is str for v in data.values()) and list(data) == list(raw)
 
 
 @dataclass(frozen=True, slots=True)

