@@ -111,29 +111,37 @@ def upsert(
 
 
 class Merge:
-    """Rows to create or update in one statement, made ready before the transaction opens.
+    """Rows to create or update by their unique key, made ready before the transaction opens.
 
-    One INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING takes the whole chunk as one
-    JSON parameter (three times faster on PostgreSQL than one array per column); the unique key
-    decides, and a row whose values all equal the stored ones is not written (`unchanged`,
-    its id read afterwards). The keys must be distinct. Unlike `upsert`, the stored
-    values before are not read: `before` is None.
+    The keys must be distinct. A row whose values all equal the stored ones is not written
+    (`unchanged`). Unlike `upsert`, the stored values before are not read: `before` is None.
+
+    - PostgreSQL: one INSERT … SELECT … ON CONFLICT DO UPDATE … RETURNING takes the whole
+      chunk as one JSON parameter (three times faster than one array per column).
+    - SQLite: the driver's executemany of the same INSERT … ON CONFLICT, between two SELECTs
+      of the keys' ids and revisions (which rows were there, what each became): 7 -> 4 µs per
+      row against json_each, and on SQLite this runs while the one write lock is held.
     """
 
-    __slots__ = ("_params", "keys", "spec")
+    __slots__ = ("_values", "keys", "spec")
 
     def __init__(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]]) -> None:
+        """`rows`: the key columns and fields of each, JSON-ready scalars (a decimal as text)."""
         self.spec = spec
         self.keys = [key_of(spec, row) for row in rows]
-        self._params = _merge_params(rows, spec.key + spec.fields) if rows else {}
+        names = spec.key + spec.fields
+        self._values = [[row[name] for name in names] for row in rows]
 
     def run(self, conn: Connection, now: datetime) -> dict[Key, Stored]:
         """Write the rows in the open transaction; what became of each, by key."""
         if not self.keys:
             return {}
+        if conn.dialect.name == "sqlite":
+            return self._run_sqlite(conn, now)
         spec = self.spec
         result: dict[Key, Stored] = {}
-        for row in conn.execute(_merge_statement(conn.dialect, spec), {"now": now} | self._params):
+        rows = _JSON.encode(self._values).decode()
+        for row in conn.execute(_merge_statement(conn.dialect, spec), {"now": now, "rows": rows}):
             action = Action.CREATED if row.revision == 1 else Action.UPDATED
             result[tuple(row)[1 : 1 + len(spec.key)]] = Stored(row.id, action, None)
         left = [key for key in self.keys if key not in result]
@@ -141,10 +149,48 @@ class Merge:
             result[key] = Stored(found["id"], Action.UNCHANGED, None)
         return result
 
+    def _run_sqlite(self, conn: Connection, now: datetime) -> dict[Key, Stored]:
+        spec = self.spec
+        before = _revisions(conn, spec, self.keys)
+        stamp = _bound(conn, spec.table.c.updated_at, now)
+        values = [(*cells, stamp) for cells in self._values]
+        conn.exec_driver_sql(_merge_statement(conn.dialect, spec).text, values)
+        result: dict[Key, Stored] = {}
+        for key, (row_id, revision) in _revisions(conn, spec, self.keys).items():
+            was = before.get(key)
+            if was is None:
+                action = Action.CREATED
+            else:
+                action = Action.UNCHANGED if was[1] == revision else Action.UPDATED
+            result[key] = Stored(row_id, action, None)
+        return result
 
-def _merge_params(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The rows as one JSON array of arrays (decimals as strings)."""
-    return {"rows": _JSON.encode([[row[name] for name in names] for row in rows]).decode()}
+
+def _revisions(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> dict[Key, tuple[int, int]]:
+    """(id, revision) of the stored rows among `keys`, by key: through the driver, 500 keys a
+    statement, `prefix = ? AND last IN (?, …)` (answered from the unique index)."""
+    names, table = spec.key, spec.table.name
+    groups: dict[Key, list[Any]] = {}
+    for key in keys:
+        groups.setdefault(key[:-1], []).append(key[-1])
+    found: dict[Key, tuple[int, int]] = {}
+    for prefix, lasts in groups.items():
+        where = "".join(f"{name} = ? AND " for name in names[:-1])
+        for start in range(0, len(lasts), _SELECT_BATCH):
+            part = lasts[start : start + _SELECT_BATCH]
+            sql = (
+                f"SELECT id, revision, {names[-1]} FROM {table} "
+                f"WHERE {where}{names[-1]} IN ({', '.join('?' * len(part))})"
+            )
+            for row_id, revision, last in conn.exec_driver_sql(sql, (*prefix, *part)):
+                found[(*prefix, last)] = (row_id, revision)
+    return found
+
+
+def _bound(conn: Connection, column: Any, value: Any) -> Any:
+    """`value` as the driver receives it for `column` (its type's bind processing)."""
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return value if process is None else process(value)
 
 
 _JSON = msgspec.json.Encoder(decimal_format="string")
@@ -175,17 +221,21 @@ def _build_merge(dialect: Dialect, spec: UpsertSpec) -> TextClause:
         differs = f"({', '.join(f'{table.name}.{n}' for n in spec.fields)}) IS DISTINCT FROM " + (
             f"({', '.join(f'excluded.{n}' for n in spec.fields)})"
         )
-    else:
-        cells = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(names)))
-        source = f"SELECT {cells}, 1, :now, :now FROM json_each(:rows) WHERE true"
+        returning = f" RETURNING id, {', '.join(spec.key)}, revision"
+    else:  # one row of the driver's executemany: its cells, then the time
+        stamp = f"?{len(names) + 1}"
+        source = f"VALUES ({', '.join(f'?{i}' for i in range(1, len(names) + 1))}, 1, {stamp}, {stamp})"
         differs = " OR ".join(f"{table.name}.{n} IS NOT excluded.{n}" for n in spec.fields)
+        returning = ""
     sets = ", ".join(f"{n} = excluded.{n}" for n in spec.fields)
     sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}, revision, created_at, updated_at) {source} "
         f"ON CONFLICT ({', '.join(spec.key)}) DO UPDATE SET {sets}, "
-        f"revision = {table.name}.revision + 1, updated_at = excluded.updated_at WHERE {differs} "
-        f"RETURNING id, {', '.join(spec.key)}, revision"
+        f"revision = {table.name}.revision + 1, updated_at = excluded.updated_at WHERE {differs}"
+        f"{returning}"
     )
+    if dialect.name != "postgresql":
+        return text(sql)
     return text(sql).bindparams(bindparam("now", type_=table.c.updated_at.type))
 
 
