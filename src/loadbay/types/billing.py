@@ -24,12 +24,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _STATUSES = ("Active", "Cancelled", "Suspended", "Draft")
 
 
+_CANONICAL = {status.lower(): status for status in _STATUSES}
+
+
 def _status(value: Any) -> Any:
     """Accept a status in any letter case and store its canonical spelling."""
     if isinstance(value, str):
-        for status in _STATUSES:
-            if value.strip().lower() == status.lower():
-                return status
+        return _CANONICAL.get(value.strip().lower(), value)
     return value
 
 
