@@ -95,7 +95,8 @@ class WorkerPool:
         return Worker(self.rt, f"w{i}", self.stop, self.wake)
 
     def start(self) -> None:
-        _collect_less_often()
+        if self._threads:  # (an API-only server keeps Python's defaults)
+            _collect_less_often()
         for thread in self._threads:
             thread.start()
 

@@ -111,7 +111,8 @@ def upsert(
 
 
 class Merge:
-    """Rows to create or update by their unique key, made ready before the transaction opens.
+    """Rows to create or update by their unique key, their cells picked out before the
+    transaction opens (on SQLite it holds the one write lock).
 
     The keys must be distinct. A row whose values all equal the stored ones is not written
     (`unchanged`). Unlike `upsert`, the stored values before are not read: `before` is None.
