@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     public_url: str | None = None
     fetch_allow: str = ""
     max_upload_bytes: int = 2 * 1024**3
+    max_body_bytes: int = Field(default=32 * 1024**2, ge=1)  # a JSON or XML body read whole
     chunk_size: int = Field(default=2000, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)

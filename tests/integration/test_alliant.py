@@ -30,7 +30,7 @@ from tests.support.servers import Server, start_server
 
 ENVELOPE = {"result", "errors", "warnings", "hasErrors", "hasWarnings"}
 FINAL = {"completed", "error", "cleared", "cancelled"}
-LIMIT = 256 * 1024  # the module server's LOADBAY_MAX_UPLOAD_BYTES
+LIMIT = 256 * 1024  # the module server's LOADBAY_MAX_BODY_BYTES (a JSON body read whole)
 
 
 def base(dimension: int | str = 1) -> str:
@@ -39,7 +39,7 @@ def base(dimension: int | str = 1) -> str:
 
 @pytest.fixture(scope="module")
 def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"LOADBAY_CHUNK_SIZE": "2", "LOADBAY_MAX_UPLOAD_BYTES": str(LIMIT)}
+    env = {"LOADBAY_CHUNK_SIZE": "2", "LOADBAY_MAX_BODY_BYTES": str(LIMIT)}
     running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env)
     yield running
     running.stop()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from loadbay.api.bodies import LimitedRoute, streams_files
 from loadbay.api.deps import current_account, service_of
 from loadbay.api.schemas import (
     BatchOut,
@@ -28,7 +29,7 @@ from loadbay.errors import InvalidInput
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["batches"])
+router = APIRouter(prefix="/v1", tags=["batches"], route_class=LimitedRoute)
 
 Service = Annotated[BatchService, Depends(service_of)]
 Caller = Annotated[Account, Depends(current_account)]
@@ -72,6 +73,7 @@ def get_batch(batch_id: int, service: Service, account: Caller) -> BatchOut:
 
 
 @router.put("/batches/{batch_id}/data", response_model=BatchOut)
+@streams_files
 async def put_data(
     batch_id: int, request: Request, service: Service, account: Caller, name: str = "data"
 ) -> BatchOut:
@@ -190,6 +192,7 @@ def types(service: Service, account: Caller) -> dict[str, Any]:
 
 
 @router.put("/blobs/{key:path}", status_code=200, tags=["signed"], include_in_schema=True)
+@streams_files
 async def signed_put(
     key: str, request: Request, service: Service, expires: str = "", signature: str = ""
 ) -> dict[str, Any]:

@@ -9,10 +9,11 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from loadbay import __version__
+from loadbay.api.bodies import LimitedRoute
 
 __all__ = ["router"]
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=LimitedRoute)
 _templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "web" / "templates"))
 
 

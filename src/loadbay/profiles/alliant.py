@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError, field_validat
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loadbay.api.bodies import LimitedRoute
 from loadbay.api.problems import http_status
 from loadbay.core.models import Account, Batch, ErrorRow, NewBatch
 from loadbay.core.service import BatchService
@@ -127,7 +128,7 @@ def _submit(request: Request) -> bool:
 
 async def _json_body(request: Request) -> Any:
     """The JSON body, or None when there is none (415 unless JSON, 400 when unreadable)."""
-    body = await _read(request, service_of(request).rt.settings.max_upload_bytes)
+    body = await _read(request, service_of(request).rt.settings.max_body_bytes)
     if not body.strip():
         return None
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -185,7 +186,7 @@ TypeName = Annotated[str, Depends(_type)]
 Submit = Annotated[bool, Depends(_submit)]
 Body = Annotated[Any, Depends(_json_body)]
 
-router = APIRouter(tags=["alliant"])
+router = APIRouter(tags=["alliant"], route_class=LimitedRoute)
 
 
 # routes -------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loadbay.api.bodies import LimitedRoute
 from loadbay.api.problems import http_status
 from loadbay.core.lifecycle import Event, Status
 from loadbay.core.models import Account, Batch, BatchEvent, NewBatch
@@ -98,7 +99,7 @@ class BatchOut(BaseModel):
 Service = Annotated[BatchService, Depends(service_of)]
 Caller = Annotated[Account, Depends(caller)]
 
-router = APIRouter(tags=["centrapay"])
+router = APIRouter(tags=["centrapay"], route_class=LimitedRoute)
 
 
 @router.post("/api/batches", response_model=BatchOut, response_model_exclude_none=True)

@@ -31,6 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
+from loadbay.api.bodies import LimitedRoute, streams_files
 from loadbay.api.problems import http_status
 from loadbay.api.streaming import receive
 from loadbay.core.lifecycle import Status
@@ -65,7 +66,7 @@ _HINTS = {
     "INVALID_STATE": "a batch is submitted once, after its PDF and its batch XML",
 }
 
-router = APIRouter(prefix="/batches")
+router = APIRouter(prefix="/batches", route_class=LimitedRoute)
 T = TypeVar("T")
 
 
@@ -90,6 +91,7 @@ def create_batch(request: Request) -> Response:
 
 
 @router.put("/{batch_id}")
+@streams_files
 async def upload(batch_id: int, request: Request) -> Response:
     """The PDF (application/pdf) first, then the batch XML (application/xml or text/xml)."""
     service = service_of(request)
@@ -98,7 +100,7 @@ async def upload(batch_id: int, request: Request) -> Response:
     if media_type == "application/pdf":
         await receive(await run_in_threadpool(service.attach, account, batch_id, DOCUMENT), request)
     elif media_type in _XML_TYPES:
-        body = await _body(request, service.rt.settings.max_upload_bytes)
+        body = await _body(request, service.rt.settings.max_body_bytes)
         items = await run_in_threadpool(_manifest, body)
         await run_in_threadpool(service.put_page, account, batch_id, 0, items)
     else:

@@ -8,6 +8,7 @@ import binascii
 
 from fastapi import FastAPI, Request
 
+from loadbay.api.bodies import LimitedRoute
 from loadbay.core.models import Account
 from loadbay.core.service import BatchService
 from loadbay.errors import Unauthorized
@@ -18,6 +19,7 @@ __all__ = ["UnknownKey", "account_of", "caller", "profile_app", "profile_key", "
 def profile_app(title: str, service: BatchService) -> FastAPI:
     """A sub-application mounted under the profile's prefix; its docs live at …/docs."""
     app = FastAPI(title=f"loadbay {title} profile")
+    app.router.route_class = LimitedRoute  # (before any route is added)
     app.state.service = service
     return app
 

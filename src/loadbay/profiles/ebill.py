@@ -38,6 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loadbay.api.bodies import LimitedRoute
 from loadbay.api.problems import http_status
 from loadbay.core import intake
 from loadbay.core.lifecycle import Status
@@ -436,7 +437,7 @@ Caller = Annotated[Account, Depends(account_of)]
 Service = Annotated[BatchService, Depends(service_of)]
 Body = Annotated[bytes, Depends(_body)]
 
-router = APIRouter(tags=["ebill"])
+router = APIRouter(tags=["ebill"], route_class=LimitedRoute)
 
 
 @router.post(PATH, response_class=Response)

@@ -1,0 +1,88 @@
+"""The size limit of request bodies read whole into memory (JSON and XML documents).
+
+Every route of the native API and of the profiles reads its body through `LimitedRoute`:
+at most LOADBAY_MAX_BODY_BYTES, refused with `PayloadTooLarge` (413, in the app's own error
+format) as soon as the Content-Length or the bytes received say it is over, before anything
+is parsed or stored. A route that streams a file into the blob store instead is marked with
+`@streams_files`: its body is not read here, and LOADBAY_MAX_UPLOAD_BYTES limits it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any, TypeVar
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope
+
+from loadbay.errors import PayloadTooLarge
+
+__all__ = ["LimitedRoute", "streams_files"]
+
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+_STREAMS = "__loadbay_streams_files__"
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def streams_files(endpoint: Endpoint) -> Endpoint:
+    """Mark a route that streams its body into an upload (its own limit applies)."""
+    setattr(endpoint, _STREAMS, True)
+    return endpoint
+
+
+class LimitedRoute(APIRoute):
+    """A route whose request body is read within the server's limit before the endpoint runs."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if getattr(self.endpoint, _STREAMS, False):
+            return handler
+
+        async def limited(request: Request) -> Response:
+            if request.method not in _WITH_BODY:
+                return await handler(request)
+            body = await _read_within(request, _limit(request))
+            return await handler(_ReadRequest(request.scope, request.receive, body))
+
+        return limited
+
+
+def _limit(request: Request) -> int:
+    limit: int = request.app.state.service.rt.settings.max_body_bytes
+    return limit
+
+
+async def _read_within(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise _too_large(None, limit)
+    return bytes(body)
+
+
+def _too_large(size: int | None, limit: int) -> PayloadTooLarge:
+    said = f"{size} bytes" if size is not None else f"over {limit} bytes"
+    return PayloadTooLarge(
+        f"the request body is {said}; this server reads at most {limit} bytes of JSON or XML "
+        "in one request (LOADBAY_MAX_BODY_BYTES): send more items in more pages, or the data as a file"
+    )
+
+
+class _ReadRequest(Request):
+    """The request with its body already read (within the limit)."""
+
+    def __init__(self, scope: Scope, receive: Receive, body: bytes) -> None:
+        super().__init__(scope, receive)
+        self._read = body
+
+    async def body(self) -> bytes:
+        return self._read
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        yield self._read
