@@ -363,6 +363,7 @@ def _check_lease(conn: Connection, claim: queue.ValidationClaim, rt: Runtime) ->
 
 
 def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, warnings: list[str]) -> None:
+    _drop_keys(rt, claim, batch)
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         fresh = repo.get_batch(conn, None, batch.id)
@@ -377,6 +378,19 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
             conn, batch.id, status, event, warnings=warnings, lease_owner=None, lease_expires_at=None
         )
         settle.complete_if_done(conn, batch.id)
+
+
+def _drop_keys(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:
+    """Delete the keys the batch's staging claimed, now that every record is staged: a slice
+    per transaction, so SQLite's write lock is not held for all of them at once (1M keys:
+    about a second). Safe to stop half-way: an attempt that takes over either starts the
+    staging again from nothing or resumes with nothing left to stage, and `_finish_validation`
+    deletes any key still left in its own transaction."""
+    more = True
+    while more:
+        with rt.db.write() as conn:
+            _check_lease(conn, claim, rt)
+            more = repo.delete_some_keys(conn, batch.id)
 
 
 def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) -> None:

@@ -346,6 +346,11 @@ def delete_keys(conn: Connection, batch_id: int) -> None:
     _delete_batch_rows(conn, batch_keys, batch_id, batch_keys.c.key)
 
 
+def delete_some_keys(conn: Connection, batch_id: int) -> bool:
+    """Delete up to 50,000 of the batch's keys; whether there may be more."""
+    return _delete_slice(conn, batch_keys, batch_id, batch_keys.c.key) == _DELETE_SLICE
+
+
 _DELETE_SLICE = 50_000
 
 
@@ -355,11 +360,16 @@ def _delete_batch_rows(conn: Connection, table: Table, batch_id: int, key: Colum
     With foreign keys on, one SQLite DELETE holds ~23 bytes per deleted row in memory until
     it ends (235 MB for a 10M-record batch's keys); slices keep the memory flat.
     """
+    while _delete_slice(conn, table, batch_id, key) == _DELETE_SLICE:
+        pass
+
+
+def _delete_slice(conn: Connection, table: Table, batch_id: int, key: Column[Any]) -> int:
+    """Delete up to 50,000 of a batch's rows of `table`; how many were deleted."""
     mine = table.c.batch_id == batch_id
-    while True:
-        some = select(key).where(mine).limit(_DELETE_SLICE).scalar_subquery()
-        if conn.execute(delete(table).where(mine, key.in_(some))).rowcount < _DELETE_SLICE:
-            return
+    some = select(key).where(mine).limit(_DELETE_SLICE).scalar_subquery()
+    deleted: int = conn.execute(delete(table).where(mine, key.in_(some))).rowcount
+    return deleted
 
 
 # what child records add to their parent batch's records ----------------------
