@@ -61,8 +61,9 @@ _MEDIA_TYPES: Final[dict[str, str]] = {
     "application/x-jsonlines": "jsonl",
     "application/json": "json",
 }
-# Media types that say nothing useful: the file name's extension decides.
-_GUESSED_TYPES: Final = frozenset({"", "application/octet-stream", "text/plain"})
+# Media types that say nothing useful: the file name's extension decides. Windows (and so
+# browsers there) labels every .csv file application/vnd.ms-excel when Excel is installed.
+_GUESSED_TYPES: Final = frozenset({"", "application/octet-stream", "text/plain", "application/vnd.ms-excel"})
 _EXTENSIONS: Final[dict[str, str]] = {
     "csv": "csv",
     "jsonl": "jsonl",
@@ -73,7 +74,8 @@ _EXTENSIONS: Final[dict[str, str]] = {
 _UTF8_CHARSETS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _ACCEPTED: Final = (
     "send text/csv, application/x-ndjson (JSON Lines) or application/json, "
-    "or application/octet-stream with a .csv, .jsonl, .ndjson or .json file name"
+    "or application/octet-stream with a .csv, .jsonl, .ndjson or .json file name "
+    "(Excel workbooks are not read: save the sheet as CSV)"
 )
 
 

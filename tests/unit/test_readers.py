@@ -437,6 +437,7 @@ def test_columns_required_must_be_names() -> None:
         (None, "rows.ndjson", "jsonl"),
         ("", "rows.jsonl", "jsonl"),
         ("application/octet-stream", "dir/rows.json", "json"),
+        ("application/vnd.ms-excel", "customers.csv", "csv"),  # a .csv file sent from Windows
     ],
 )
 def test_format_for_content_type(content_type: str | None, filename: str | None, expected: str) -> None:
@@ -452,6 +453,8 @@ def test_format_for_content_type(content_type: str | None, filename: str | None,
         (None, None),
         (None, "rows"),
         ("application/octet-stream", "rows.xlsx"),
+        ("application/vnd.ms-excel", "book.xls"),  # a real workbook
+        ("application/vnd.ms-excel", None),
     ],
 )
 def test_format_for_content_type_rejects(content_type: str | None, filename: str | None) -> None:
