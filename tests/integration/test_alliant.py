@@ -253,6 +253,20 @@ def test_pages_replace_and_are_read_back_one_at_a_time(client: httpx.Client, p: 
     assert done["result"]["succeededItems"] == 4 and done["errors"] == []
 
 
+def test_names_bind_in_any_letter_case(client: httpx.Client, p: str) -> None:
+    """ASP.NET binds JSON property and query names in any letter case: a client that sends
+    PascalCase (a C# class serialised as it is) works the same."""
+    body = {"ImportFileName": "PascalCase", "PAGESIZE": 1, "totalitems": 2, "Items": [{"id": p + "A"}]}
+    batch_id = ok(client.post(base(1), json=body), 201)["batchId"]
+    ok(client.patch(f"{base(1)}/{batch_id}", json={"PageNumber": 1, "ITEMS": [{"id": p + "B"}]}))
+    model = read(client, batch_id, PAGENUMBER=1)["result"]
+    assert (model["pageNumber"], model["receivedItems"], model["items"]) == (1, 2, [{"id": p + "B"}])
+    assert read(client, batch_id)["result"]["items"] == [{"id": p + "A"}]
+    refused(client.get(f"{base(1)}/{batch_id}", params={"PageNumber": "-1"}), 400, "INVALID_VALUE")
+    ok(submit(client, batch_id))
+    assert processed(client, batch_id)["result"]["succeededItems"] == 2
+
+
 def test_page_and_submit_in_one_patch(client: httpx.Client, p: str) -> None:
     batch_id = create(client, pageSize=2, totalItems=2)
     body = {"pageNumber": 0, "items": [{"id": p + "A"}, {"id": p + "B"}]}

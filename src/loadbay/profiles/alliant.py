@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt, ValidationError, field_validator, model_validator
@@ -169,9 +169,34 @@ def _no_constant(name: str) -> Any:
 
 def _parsed(model: type[CreateBody] | type[PageBody], body: Any) -> Any:
     try:
-        return model.model_validate(body)
+        return model.model_validate(_named(model, body))
     except ValidationError as exc:
         raise RequestValidationError([e | {"loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _named(model: type[CreateBody] | type[PageBody], body: Any) -> Any:
+    """The body with its property names spelt as the model spells them: ASP.NET binds JSON
+    properties in any letter case (`PageSize`, `pagesize`), so a client may send them so. Of
+    two spellings of one name the later wins, as it does there."""
+    if not isinstance(body, dict):
+        return body
+    spelt = [field.alias or name for name, field in model.model_fields.items()]
+    names = {name.lower(): name for name in spelt}
+    named: dict[str, Any] = {}
+    for key, value in body.items():
+        named[names.get(str(key).lower(), str(key))] = value
+    return named
+
+
+def _page_number(request: Request) -> int:
+    """`?pageNumber=` (the name in any case, as ASP.NET binds it): 0 when absent."""
+    values = [v for k, v in request.query_params.multi_items() if k.lower() == "pagenumber"]
+    if not values:
+        return 0
+    text = values[-1].strip()
+    if not text.isascii() or not text.isdigit() or int(text) > _INT32:
+        raise _bad_query("pageNumber", f"pageNumber is a whole number from 0 to {_INT32}, not {values[-1]!r}")
+    return int(text)
 
 
 def _bad_query(name: str, message: str) -> RequestValidationError:
@@ -185,6 +210,7 @@ Caller = Annotated[Account, Depends(caller)]
 TypeName = Annotated[str, Depends(_type)]
 Submit = Annotated[bool, Depends(_submit)]
 Body = Annotated[Any, Depends(_json_body)]
+PageNumber = Annotated[int, Depends(_page_number)]
 
 router = APIRouter(tags=["alliant"], route_class=LimitedRoute)
 
@@ -231,7 +257,7 @@ def read_batch(
     account: Caller,
     batch_type: TypeName,
     service: Service,
-    page_number: Annotated[int, Query(alias="pageNumber", ge=0, le=_INT32)] = 0,
+    page_number: PageNumber,
 ) -> JSONResponse:
     """The batch, page `pageNumber`'s items (default 0) and, once validated, its item errors."""
     batch = _find(service, account, batch_type, batch_id)
