@@ -4,24 +4,43 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from loadbay.core.models import BatchEvent
+import pytest
+
+from loadbay.core.lifecycle import Status
+from loadbay.core.models import Batch, BatchEvent, Counts
 from loadbay.profiles.centrapay import _copied
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def batch(*, apply_early: bool) -> Batch:
+    return Batch(
+        1, 1, "ref", "assets.external_asset", None, None, False, None, "auto", {}, "https://x/a.csv",
+        None, None, Status.VALIDATING, None, None, None, [], Counts(), AT, AT, AT, None,
+        apply_early=apply_early,
+    )  # fmt: skip
 
 
 def events(*pairs: tuple[str, str | None]) -> list[BatchEvent]:
     return [BatchEvent(i, AT, event, "validating", detail) for i, (event, detail) in enumerate(pairs)]
 
 
+@pytest.mark.parametrize("early", [False, True])
+def test_the_first_attempt_is_copied_once_it_stored_the_file(early: bool) -> None:
+    # (a batch is marked as applied early only after its file was copied and read through)
+    assert not _copied(batch(apply_early=False), events(("start", "attempt 1")))
+    stored = events(("start", "attempt 1"), ("copied", "10 bytes from https://x/a.csv"))
+    assert _copied(batch(apply_early=early), stored)
+
+
 def test_a_new_attempt_fetches_the_file_again() -> None:
-    assert not _copied(events(("start", "attempt 1")))
-    assert _copied(events(("start", "attempt 1"), ("copied", "10 bytes from https://x/a.csv")))
-    assert not _copied(events(("start", "attempt 1"), ("copied", "10 bytes"), ("start", "attempt 2")))
+    again = events(("start", "attempt 1"), ("copied", "10 bytes"), ("start", "attempt 2"))
+    assert not _copied(batch(apply_early=False), again)
 
 
-def test_an_attempt_that_resumes_keeps_the_copy() -> None:
+def test_an_attempt_of_a_batch_applied_early_keeps_the_copy() -> None:
     resumed = events(
-        ("start", "attempt 1"), ("copied", "10 bytes"), ("start", "attempt 2, resuming at record 2000")
-    )
-    assert _copied(resumed)
+        ("start", "attempt 1"), ("copied", "10 bytes"), ("read", "3 records in 1 file read through"),
+        ("start", "attempt 2, resuming at record 2000"),
+    )  # fmt: skip
+    assert _copied(batch(apply_early=True), resumed)

@@ -151,16 +151,19 @@ def _render(service: BatchService, account: Account, batch: Batch) -> BatchOut:
 
 def _status(service: BatchService, account: Account, batch: Batch) -> str:
     if batch.status == Status.VALIDATING:
-        return "copied" if _copied(service.events(account, batch.id)) else "created"
+        return "copied" if _copied(batch, service.events(account, batch.id)) else "created"
     return _STATUSES.get(batch.status, "error")
 
 
-def _copied(events: list[BatchEvent]) -> bool:
-    """True once the current validation attempt has stored the file (a new attempt fetches
-    again, unless it resumes a batch applied while validated: that keeps its copy)."""
+def _copied(batch: Batch, events: list[BatchEvent]) -> bool:
+    """True once the current validation attempt has stored the file. A new attempt fetches
+    it again, unless the batch is applied while validated: its file was copied and read
+    through before that began, and every later attempt resumes with that copy."""
+    if batch.apply_early:
+        return True
     copied = False
     for event in events:
-        if event.event == Event.START and "resuming" not in (event.detail or ""):
+        if event.event == Event.START:
             copied = False
         elif event.event == "copied":
             copied = True
