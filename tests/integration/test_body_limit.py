@@ -10,10 +10,12 @@ import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from xml.etree.ElementTree import fromstring
 
 import httpx
 import pytest
 
+from tests.support.pdfs import pdf
 from tests.support.servers import Server, start_server, wait_final
 
 LIMIT = 4096
@@ -121,3 +123,22 @@ def test_a_profile_refuses_it_in_its_own_error_format(server: Server) -> None:
     answer = response.json()
     assert answer["HttpStatusCode"] == 413, answer
     assert "LOADBAY_MAX_BODY_BYTES" in answer["Errors"][0]["Value"], answer
+
+
+def test_click2mail_limits_its_batch_xml_but_not_its_pdf(server: Server) -> None:
+    """One route takes both: the PDF is a file (streamed), the batch XML a document."""
+    key = server.account("limits-click2mail")
+    pdf_type, xml_type = {"Content-Type": "application/pdf"}, {"Content-Type": "application/xml"}
+    with httpx.Client(base_url=server.url + "/compat/click2mail", auth=("user", key), timeout=30) as c2m:
+        created = c2m.post("/batches")
+        assert created.status_code == 201, created.text
+        batch_id = int(fromstring(created.text).findtext("id") or "0")
+        document = pdf(100)
+        assert len(document) > 2 * LIMIT
+        stored = c2m.put(f"/batches/{batch_id}", content=document, headers=pdf_type)
+        assert stored.status_code == 200, stored.text
+        job = "<job><startingPage>1</startingPage><endingPage>1</endingPage></job>"
+        xml = f"<batch><filename>a.pdf</filename>{job * 200}</batch>".encode()
+        refused = c2m.put(f"/batches/{batch_id}", content=xml, headers=xml_type)
+    assert refused.status_code == 413, refused.text
+    assert "LOADBAY_MAX_BODY_BYTES" in refused.text

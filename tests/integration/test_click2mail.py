@@ -3,7 +3,6 @@ on each backend: the seed's calls in the seed's order, the bad inputs, FIFO, tra
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import subprocess
@@ -17,8 +16,8 @@ from xml.etree.ElementTree import Element, fromstring
 
 import httpx
 import pytest
-from pypdf import PdfWriter
 
+from tests.support.pdfs import pdf
 from tests.support.servers import Server, start_server, start_worker
 
 BASE = "/compat/click2mail"
@@ -85,15 +84,6 @@ def _client(server: Server, key: str) -> httpx.Client:
 
 
 # documents -----------------------------------------------------------------
-
-
-def pdf(pages: int) -> bytes:
-    writer = PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(612, 792)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 RECIPIENT = (

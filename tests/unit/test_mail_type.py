@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pypdf import PdfWriter
 from sqlalchemy import select
 
 from loadbay.core.records import Action, StagedRecord
@@ -22,6 +21,7 @@ from loadbay.profiles.click2mail import manifest_items
 from loadbay.types.mail import MailJobType, document_pages, pdf_pages
 from loadbay.types.mail_tracking import load_tracking, tracking_page
 from loadbay.xmlsafe import parse_xml
+from tests.support.pdfs import pdf
 
 mail = MailJobType()
 ADDRESS = {"name": "Ann Lee", "address1": "1 Main St", "city": "Arlington", "postalCode": "22201"}
@@ -35,15 +35,6 @@ def codes(raw: dict[str, Any]) -> dict[str | None, str]:
     data, errors = mail.validate(raw)
     assert (data is None) == bool(errors)
     return {e.field: e.code for e in errors}
-
-
-def pdf(pages: int) -> bytes:
-    writer = PdfWriter()
-    for _ in range(pages):
-        writer.add_blank_page(612, 792)
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def ctx(pages: int | None = 3, *, test: bool = False, batch_id: int = 1) -> ApplyContext:

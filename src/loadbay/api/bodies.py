@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope
 
 from loadbay.errors import PayloadTooLarge
 
-__all__ = ["LimitedRoute", "streams_files"]
+__all__ = ["LimitedRoute", "read_limited", "streams_files"]
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 _STREAMS = "__loadbay_streams_files__"
@@ -43,18 +43,16 @@ class LimitedRoute(APIRoute):
         async def limited(request: Request) -> Response:
             if request.method not in _WITH_BODY:
                 return await handler(request)
-            body = await _read_within(request, _limit(request))
+            body = await read_limited(request)
             return await handler(_ReadRequest(request.scope, request.receive, body))
 
         return limited
 
 
-def _limit(request: Request) -> int:
+async def read_limited(request: Request) -> bytes:
+    """The request's body, read within the server's limit (for a `@streams_files` route that
+    also takes a document: Click2Mail's batch XML)."""
     limit: int = request.app.state.service.rt.settings.max_body_bytes
-    return limit
-
-
-async def _read_within(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)

@@ -38,7 +38,6 @@ from loadbay.errors import (
     InvalidInput,
     LoadbayError,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
@@ -119,16 +118,24 @@ def _type(dimension: int) -> str:
 
 def _submit(request: Request) -> bool:
     """`?Submit=true` (the name in any case, as ASP.NET binds it)."""
-    values = [v for k, v in request.query_params.multi_items() if k.lower() == "submit"]
-    value = values[-1].strip().lower() if values else "false"
+    given = _query(request, "Submit")
+    value = given.strip().lower() if given is not None else "false"
     if value not in ("true", "false"):
-        raise _bad_query("Submit", f"Submit is true or false, not {values[-1]!r}")
+        raise _bad_query("Submit", f"Submit is true or false, not {given!r}")
     return value == "true"
 
 
+def _query(request: Request, name: str) -> str | None:
+    """The query parameter `name` matched in any letter case, as ASP.NET binds it (the last
+    one given), or None."""
+    values = [v for k, v in request.query_params.multi_items() if k.lower() == name.lower()]
+    return values[-1] if values else None
+
+
 async def _json_body(request: Request) -> Any:
-    """The JSON body, or None when there is none (415 unless JSON, 400 when unreadable)."""
-    body = await _read(request, service_of(request).rt.settings.max_body_bytes)
+    """The JSON body, or None when there is none (415 unless JSON, 400 when unreadable). The
+    route read it already, within LOADBAY_MAX_BODY_BYTES (`LimitedRoute`)."""
+    body = await request.body()
     if not body.strip():
         return None
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -152,15 +159,6 @@ def _shallow(value: Any) -> Any:
         elif isinstance(item, list):
             pending.extend((v, depth + 1) for v in item)
     return value
-
-
-async def _read(request: Request, limit: int) -> bytes:
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the body is over {limit} bytes, this server's limit")
-    return bytes(body)
 
 
 def _no_constant(name: str) -> Any:
@@ -190,12 +188,12 @@ def _named(model: type[CreateBody] | type[PageBody], body: Any) -> Any:
 
 def _page_number(request: Request) -> int:
     """`?pageNumber=` (the name in any case, as ASP.NET binds it): 0 when absent."""
-    values = [v for k, v in request.query_params.multi_items() if k.lower() == "pagenumber"]
-    if not values:
+    given = _query(request, "pageNumber")
+    if given is None:
         return 0
-    text = values[-1].strip()
+    text = given.strip()
     if not text.isascii() or not text.isdigit() or int(text) > _INT32:
-        raise _bad_query("pageNumber", f"pageNumber is a whole number from 0 to {_INT32}, not {values[-1]!r}")
+        raise _bad_query("pageNumber", f"pageNumber is a whole number from 0 to {_INT32}, not {given!r}")
     return int(text)
 
 

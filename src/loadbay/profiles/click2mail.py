@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
-from loadbay.api.bodies import LimitedRoute, streams_files
+from loadbay.api.bodies import LimitedRoute, read_limited, streams_files
 from loadbay.api.problems import http_status
 from loadbay.api.streaming import receive
 from loadbay.core.lifecycle import Status
@@ -100,7 +100,7 @@ async def upload(batch_id: int, request: Request) -> Response:
     if media_type == "application/pdf":
         await receive(await run_in_threadpool(service.attach, account, batch_id, DOCUMENT), request)
     elif media_type in _XML_TYPES:
-        body = await _body(request, service.rt.settings.max_body_bytes)
+        body = await read_limited(request)
         items = await run_in_threadpool(_manifest, body)
         await run_in_threadpool(service.put_page, account, batch_id, 0, items)
     else:
@@ -121,15 +121,6 @@ def submit(batch_id: int, request: Request) -> Response:
 
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    body = bytearray()
-    async for data in request.stream():
-        body += data
-        if len(body) > limit:
-            raise errors.PayloadTooLarge(f"the batch XML is over {limit} bytes, this server's limit")
-    return bytes(body)
 
 
 def _manifest(body: bytes) -> list[dict[str, Any]]:
