@@ -11,6 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from loadbay import __version__
 from loadbay.api import native, web
+from loadbay.api.auth import use_authenticator
+from loadbay.api.deps import current_account
+from loadbay.api.disconnects import QuietDisconnects
 from loadbay.api.problems import install_problem_handlers
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
@@ -32,7 +35,9 @@ def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: 
     app.state.runtime = rt
     service = BatchService(rt, wake=pool.notify)
     app.state.service = service
+    app.add_middleware(QuietDisconnects)
     install_problem_handlers(app)
+    use_authenticator(app, current_account)
     app.include_router(native.router)
     app.include_router(web.router)
     mount_profiles(app, service)

@@ -1,7 +1,9 @@
-"""The size limit of request bodies read whole into memory (JSON and XML documents).
+"""Request bodies: the caller checked first, then read whole within a limit (JSON and XML).
 
-Every route of the native API and of the profiles reads its body through `LimitedRoute`:
-at most LOADBAY_MAX_BODY_BYTES, refused with `PayloadTooLarge` (413, in the app's own error
+Every route of the native API and of the profiles is a `LimitedRoute`. On a request that
+may carry a body it first runs the app's authenticator (`loadbay.api.auth`), so a caller
+without a valid key costs no more than a request head. It then reads the body: at most
+LOADBAY_MAX_BODY_BYTES, refused with `PayloadTooLarge` (413, in the app's own error
 format) as soon as the Content-Length or the bytes received say it is over, before anything
 is parsed or stored. A route that streams a file into the blob store instead is marked with
 `@streams_files`: its body is not read here, and LOADBAY_MAX_UPLOAD_BYTES limits it.
@@ -16,6 +18,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope
 
+from loadbay.api.auth import authenticate_first, is_signed
 from loadbay.errors import PayloadTooLarge
 
 __all__ = ["LimitedRoute", "read_limited", "streams_files"]
@@ -33,15 +36,20 @@ def streams_files(endpoint: Endpoint) -> Endpoint:
 
 
 class LimitedRoute(APIRoute):
-    """A route whose request body is read within the server's limit before the endpoint runs."""
+    """A route whose caller is authenticated, then its request body read within the server's
+    limit, before the endpoint runs."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if getattr(self.endpoint, _STREAMS, False):
-            return handler
+        keyless = is_signed(self.endpoint)
+        streams = getattr(self.endpoint, _STREAMS, False)
 
         async def limited(request: Request) -> Response:
             if request.method not in _WITH_BODY:
+                return await handler(request)
+            if not keyless:
+                await authenticate_first(request)
+            if streams:
                 return await handler(request)
             body = await read_limited(request)
             return await handler(_ReadRequest(request.scope, request.receive, body))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from loadbay.api.auth import once_per_request
 from loadbay.core.models import Account
 from loadbay.core.service import BatchService
 
@@ -26,5 +27,6 @@ def api_key(request: Request) -> str | None:
     return None
 
 
+@once_per_request
 def current_account(request: Request) -> Account:
     return service_of(request).authenticate(api_key(request))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from loadbay.api.auth import signed
 from loadbay.api.bodies import LimitedRoute, streams_files
 from loadbay.api.deps import current_account, service_of
 from loadbay.api.schemas import (
@@ -193,6 +194,7 @@ def types(service: Service, account: Caller) -> dict[str, Any]:
 
 @router.put("/blobs/{key:path}", status_code=200, tags=["signed"], include_in_schema=True)
 @streams_files
+@signed
 async def signed_put(
     key: str, request: Request, service: Service, expires: str = "", signature: str = ""
 ) -> dict[str, Any]:

@@ -59,7 +59,7 @@ _GUIDS = uuid.UUID("6f1d3a52-8d0e-4b8e-9a51-3c1f0f7e2a10")  # namespace of the j
 
 
 def build(service: BatchService) -> FastAPI:
-    app = profile_app("Alliant", service)
+    app = profile_app("Alliant", service, caller)
     app.include_router(router)
     app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -214,7 +214,7 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
 
 
 def build(service: BatchService) -> FastAPI:
-    app = profile_app("Centrapay", service)
+    app = profile_app("Centrapay", service, caller)
     app.include_router(router)
     app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ import binascii
 
 from fastapi import FastAPI, Request
 
+from loadbay.api.auth import Authenticator, once_per_request, use_authenticator
 from loadbay.api.bodies import LimitedRoute
 from loadbay.core.models import Account
 from loadbay.core.service import BatchService
@@ -16,11 +17,15 @@ from loadbay.errors import Unauthorized
 __all__ = ["UnknownKey", "account_of", "caller", "profile_app", "profile_key", "service_of"]
 
 
-def profile_app(title: str, service: BatchService) -> FastAPI:
-    """A sub-application mounted under the profile's prefix; its docs live at …/docs."""
+def profile_app(
+    title: str, service: BatchService, authenticate: Authenticator | None = None
+) -> FastAPI:
+    """A sub-application mounted under the profile's prefix; its docs live at …/docs.
+    Every request that may carry a body passes `authenticate` (default `account_of`) first."""
     app = FastAPI(title=f"loadbay {title} profile")
     app.router.route_class = LimitedRoute  # (before any route is added)
     app.state.service = service
+    use_authenticator(app, authenticate or account_of)
     return app
 
 
@@ -64,6 +69,7 @@ class UnknownKey(Unauthorized):
     code = "FORBIDDEN"
 
 
+@once_per_request
 def caller(request: Request) -> Account:
     """The calling account. No key is Unauthorized (401); a key this server does not know
     is UnknownKey (the profiles that tell the two apart answer 403)."""
@@ -74,6 +80,7 @@ def caller(request: Request) -> Account:
         raise (UnknownKey() if key else exc) from None
 
 
+@once_per_request
 def account_of(request: Request) -> Account:
     """The calling account (raises Unauthorized; each profile renders that its own way)."""
     return service_of(request).authenticate(profile_key(request))

@@ -1,0 +1,70 @@
+"""Who is calling, decided before a request's body is read.
+
+Each app (the native API, each profile) names its authenticator with `use_authenticator`;
+`LimitedRoute` runs it on every request that may carry a body, before reading a byte of
+it, so a request without a valid key is answered 401 (or the profile's equivalent) after
+its head alone. Routes whose signature is their credential (signed upload URLs) are marked
+`@signed` and skip it. The account found is kept for the request, so the route's own
+dependency or call finds it again without another lookup.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+
+from loadbay.core.models import Account
+
+__all__ = [
+    "Authenticator",
+    "authenticate_first",
+    "is_signed",
+    "once_per_request",
+    "signed",
+    "use_authenticator",
+]
+
+Authenticator = Callable[[Request], Account]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+_ACCOUNT = "loadbay.account"
+_SIGNED = "__loadbay_signed__"
+
+
+def once_per_request(authenticate: Authenticator) -> Authenticator:
+    """`authenticate`, looked up once per request: later calls answer the same account."""
+
+    @functools.wraps(authenticate)
+    def cached(request: Request) -> Account:
+        found: Account | None = request.scope.get(_ACCOUNT)
+        if found is None:
+            found = request.scope[_ACCOUNT] = authenticate(request)
+        return found
+
+    return cached
+
+
+def use_authenticator(app: FastAPI, authenticate: Authenticator) -> None:
+    """Make `authenticate` the check every body-carrying request of `app` passes first."""
+    app.state.authenticate = authenticate
+
+
+def signed(endpoint: Endpoint) -> Endpoint:
+    """Mark a route whose URL signature is the credential (it takes no API key)."""
+    setattr(endpoint, _SIGNED, True)
+    return endpoint
+
+
+def is_signed(endpoint: Callable[..., Any]) -> bool:
+    return bool(getattr(endpoint, _SIGNED, False))
+
+
+async def authenticate_first(request: Request) -> None:
+    """Run the app's authenticator (raising its error) unless the app has none."""
+    authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
+    if authenticate is not None:
+        await run_in_threadpool(authenticate, request)
