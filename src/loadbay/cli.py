@@ -48,8 +48,7 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Create a demo account and print its key")] = False,
 ) -> None:
     """Run the HTTP server (migrating the database first) with in-process workers."""
-    import uvicorn
-
+    from loadbay.api import server
     from loadbay.api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -57,7 +56,7 @@ def serve(
     application = create_app(settings, workers=workers, base_url=settings.base_url(host, port))
     if demo:
         _print_demo_key(application.state.service, settings, host, port)
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    server.run(application, host, port, settings)
 
 
 def _print_demo_key(service: Any, settings: Settings, host: str, port: int) -> None:

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     fetch_allow: str = ""
     max_upload_bytes: int = 2 * 1024**3
     max_body_bytes: int = Field(default=32 * 1024**2, ge=1)  # a JSON or XML body read whole
+    max_head_bytes: int = Field(default=32 * 1024, ge=1024)  # a request's line and headers
+    head_timeout: float = Field(default=10.0, gt=0)  # seconds for a request head to arrive whole
+    body_timeout: float = Field(default=30.0, gt=0)  # seconds a request body may send nothing
     chunk_size: int = Field(default=2000, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
