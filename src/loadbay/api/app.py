@@ -13,7 +13,7 @@ from loadbay import __version__
 from loadbay.api import native, web
 from loadbay.api.auth import use_authenticator
 from loadbay.api.deps import current_account
-from loadbay.api.disconnects import QuietDisconnects
+from loadbay.api.edge import QuietDisconnects, RefuseAmbiguousFraming
 from loadbay.api.problems import install_problem_handlers
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: 
     service = BatchService(rt, wake=pool.notify)
     app.state.service = service
     app.add_middleware(QuietDisconnects)
+    app.add_middleware(RefuseAmbiguousFraming)
     install_problem_handlers(app)
     use_authenticator(app, current_account)
     app.include_router(native.router)
