@@ -112,7 +112,8 @@ def _items(body: Any) -> list[Any]:
 def upload_url(
     batch_id: int, service: Service, account: Caller, body: UploadUrlRequest | None = None
 ) -> UploadUrlOut:
-    """A signed URL that takes one `PUT` of the file, without the API key."""
+    """A signed URL that takes `PUT`s of one file, without the API key, until it expires or
+    the batch is submitted (a second `PUT` replaces the first, as on S3)."""
     signed = service.upload_url(account, batch_id, (body or UploadUrlRequest()).name)
     return UploadUrlOut(url=signed.url, method=signed.method, expires_at=signed.expires_at)
 
