@@ -118,7 +118,10 @@ class BatchOut(BaseModel):
     submitted_at: datetime | None
     updated_at: datetime
     finished_at: datetime | None
-    upload_url: str | None = Field(default=None, description="Signed URL for one PUT of the file, when asked")
+    upload_url: str | None = Field(
+        default=None,
+        description="Signed URL that takes PUTs of the file until it expires or the batch is submitted",
+    )
     upload_url_expires_at: datetime | None = None
 
     @classmethod
