@@ -170,10 +170,12 @@ def _open_early(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_t
     """
     if batch.apply_early:
         return
-    read, files = _read_through(rt, batch, batch_type.columns())
+    counted = _read_through(rt, batch, batch_type.columns())
+    read, files = sum(counted.values()), len(counted)
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         repo.update_batch(conn, batch.id, apply_early=True)
+        repo.set_item_counts(conn, counted)  # the batch's total is known from here on
         plural = "" if files == 1 else "s"
         found = f"{read} records in {files} file{plural} read through" if files else "pages only"
         detail = f"{found}; chunks are applied as they are staged"
@@ -230,16 +232,16 @@ def _keep_shares(
     return count
 
 
-def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> tuple[int, int]:
-    """Read the batch's files once, raising what reading them raises; (records, files).
-    Its pages were parsed when they were stored."""
+def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> dict[int, int]:
+    """Read the batch's files once, raising what reading them raises; the records of each
+    (by input id). Its pages were counted when they were stored."""
     with rt.db.read() as conn:
         files = [item for item in repo.list_inputs(conn, batch.id) if item["kind"] != "page"]
-    read = 0
+    counted: dict[int, int] = {}
     for item in files:
         with closing(rt.blobs.open(item["blob_key"])) as stream:
-            read += read_through(stream, item["format"], columns)
-    return read, len(files)
+            counted[item["id"]] = read_through(stream, item["format"], columns)
+    return counted
 
 
 def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "events",
     "get_batch",
     "input_items",
+    "input_totals",
     "insert_account",
     "insert_batch",
     "insert_errors",
@@ -53,6 +54,7 @@ __all__ = [
     "release_keys",
     "seen_keys",
     "shares_of",
+    "set_item_counts",
     "set_status",
     "update_batch",
     "upsert_input",
@@ -285,6 +287,25 @@ def input_summary(conn: Connection, batch_id: int) -> tuple[int, int, int]:
     ).where(batch_inputs.c.batch_id == batch_id)
     count, items, files = conn.execute(query).one()
     return int(count), int(items), int(files)
+
+
+def set_item_counts(conn: Connection, counts: Mapping[int, int]) -> None:
+    """Record how many records each input holds (by input id), once a file was read through."""
+    for input_id, count in counts.items():
+        conn.execute(update(batch_inputs).where(batch_inputs.c.id == input_id).values(item_count=count))
+
+
+def input_totals(conn: Connection, batch_ids: Sequence[int]) -> dict[int, int]:
+    """The records in each batch's inputs, for the batches whose every input was counted (a
+    page when it is stored, a file when it is read through); a batch with no input is absent."""
+    c = batch_inputs.c
+    query = (
+        select(c.batch_id, func.sum(c.item_count))
+        .where(c.batch_id.in_(batch_ids))
+        .group_by(c.batch_id)
+        .having(func.count() == func.count(c.item_count))
+    )
+    return {int(batch_id): int(total) for batch_id, total in conn.execute(query)}
 
 
 def input_items(conn: Connection, batch_id: int, kind: str, name: str) -> str | None:
