@@ -587,7 +587,7 @@ def test_cancel_a_validated_batch(server: Server, key: str) -> None:
         assert cancelled["status"] == "cancelled"
         assert cancelled["finished_at"] is not None
         assert cancelled["counts"] == counts(total=3, valid=2, invalid=1, unprocessed=2)
-        assert cancelled["progress"] == 1.0
+        assert cancelled["progress"]["fraction"] == 1.0
         assert_problem(client.post(f"/v1/batches/{validated['id']}/process"), 409, "INVALID_STATE")
         assert_problem(client.post(f"/v1/batches/{validated['id']}/cancel"), 409, "INVALID_STATE")
         _, rows = results(client, validated["id"])

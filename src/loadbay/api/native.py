@@ -13,9 +13,12 @@ from loadbay.api.auth import signed
 from loadbay.api.bodies import LimitedRoute, streams_files
 from loadbay.api.deps import current_account, service_of
 from loadbay.api.schemas import (
+    AccountOut,
     BatchOut,
     CreateBatch,
+    ErrorGroupOut,
     ErrorOut,
+    ErrorSummaryOut,
     EventOut,
     Page,
     Text,
@@ -24,7 +27,7 @@ from loadbay.api.schemas import (
 )
 from loadbay.api.streaming import receive
 from loadbay.core.lifecycle import Status
-from loadbay.core.models import Account
+from loadbay.core.models import Account, Batch
 from loadbay.core.service import BatchService
 from loadbay.errors import InvalidInput
 
@@ -46,7 +49,11 @@ def create_batch(body: CreateBatch, service: Service, account: Caller, response:
     if body.upload_url:
         signed = service.upload_url(account, batch.id, body.file_name)
         upload = UploadUrlOut(url=signed.url, method=signed.method, expires_at=signed.expires_at)
-    return BatchOut.of(batch, upload)
+    return _out(service, batch, upload)
+
+
+def _out(service: BatchService, batch: Batch, upload: UploadUrlOut | None = None) -> BatchOut:
+    return BatchOut.of(batch, service.progress([batch])[batch.id], upload)
 
 
 @router.get("/batches", response_model=Page[BatchOut])
@@ -56,21 +63,27 @@ def list_batches(
     status: Text | None = None,
     type: Text | None = None,
     job_id: Text | None = None,
+    q: Annotated[
+        Text | None, Query(max_length=200, description="Text the job id or description holds")
+    ] = None,
     cursor: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[BatchOut]:
-    """Newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """Newest first; pass `next_cursor` back as `cursor` for the next page. `q` finds the
+    batches whose job id or description holds the text, in any letter case."""
     if status and status not in set(Status):
         raise InvalidInput(f"status must be one of {', '.join(Status)}", code="INVALID_STATUS")
     filters = {k: v for k, v in {"status": status, "type": type, "job_id": job_id}.items() if v}
-    batches = service.list_batches(account, filters, cursor, limit)
+    batches = service.list_batches(account, filters, cursor, limit, search=q)
+    progress = service.progress(batches)
     next_cursor = str(batches[-1].id) if len(batches) == limit else None
-    return Page[BatchOut](data=[BatchOut.of(b) for b in batches], next_cursor=next_cursor)
+    data = [BatchOut.of(b, progress[b.id]) for b in batches]
+    return Page[BatchOut](data=data, next_cursor=next_cursor)
 
 
 @router.get("/batches/{batch_id}", response_model=BatchOut)
 def get_batch(batch_id: int, service: Service, account: Caller) -> BatchOut:
-    return BatchOut.of(service.get(account, batch_id))
+    return _out(service, service.get(account, batch_id))
 
 
 @router.put("/batches/{batch_id}/data", response_model=BatchOut)
@@ -83,7 +96,8 @@ async def put_data(
         service.start_upload, account, batch_id, name, request.headers.get("content-type")
     )
     await receive(upload, request)
-    return BatchOut.of(await run_in_threadpool(service.get, account, batch_id))
+    batch = await run_in_threadpool(service.get, account, batch_id)
+    return await run_in_threadpool(_out, service, batch)
 
 
 @router.put("/batches/{batch_id}/pages/{number}", response_model=BatchOut)
@@ -95,7 +109,7 @@ def put_page(
     body: Annotated[Any, Body(description='A JSON array of items, or {"items": [...]}')],
 ) -> BatchOut:
     """Store one page of items; sending the same page again replaces it."""
-    return BatchOut.of(service.put_page(account, batch_id, number, _items(body)))
+    return _out(service, service.put_page(account, batch_id, number, _items(body)))
 
 
 def _items(body: Any) -> list[Any]:
@@ -120,22 +134,22 @@ def upload_url(
 
 @router.post("/batches/{batch_id}/submit", response_model=BatchOut)
 def submit(batch_id: int, service: Service, account: Caller) -> BatchOut:
-    return BatchOut.of(service.submit(account, batch_id))
+    return _out(service, service.submit(account, batch_id))
 
 
 @router.post("/batches/{batch_id}/process", response_model=BatchOut)
 def process(batch_id: int, service: Service, account: Caller) -> BatchOut:
-    return BatchOut.of(service.process(account, batch_id))
+    return _out(service, service.process(account, batch_id))
 
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchOut)
 def cancel(batch_id: int, service: Service, account: Caller) -> BatchOut:
-    return BatchOut.of(service.cancel(account, batch_id))
+    return _out(service, service.cancel(account, batch_id))
 
 
 @router.post("/batches/{batch_id}/clear", response_model=BatchOut)
 def clear(batch_id: int, service: Service, account: Caller) -> BatchOut:
-    return BatchOut.of(service.clear(account, batch_id))
+    return _out(service, service.clear(account, batch_id))
 
 
 @router.get("/batches/{batch_id}/errors", response_model=Page[ErrorOut])
@@ -152,11 +166,32 @@ def list_errors(
     return Page[ErrorOut](data=[ErrorOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
+@router.get("/batches/{batch_id}/errors/summary", response_model=ErrorSummaryOut)
+def error_summary(batch_id: int, service: Service, account: Caller) -> ErrorSummaryOut:
+    """Record errors counted by code and field, the largest groups first (at most 50), each
+    with its first three errors and the values they refused."""
+    total, groups = service.error_summary(account, batch_id)
+    return ErrorSummaryOut(total=total, groups=[ErrorGroupOut.of(g) for g in groups])
+
+
 @router.get("/batches/{batch_id}/results", response_class=StreamingResponse)
-def results(batch_id: int, service: Service, account: Caller) -> StreamingResponse:
+def results(
+    batch_id: int,
+    service: Service,
+    account: Caller,
+    outcome: Annotated[
+        list[str] | None,
+        Query(
+            description="Only records that ended so: succeeded, invalid, failed or unprocessed; "
+            "several as a comma-separated list or repeated (invalid,failed,unprocessed: the refused records)"
+        ),
+    ] = None,
+) -> StreamingResponse:
     """The result CSV: every input record with loadbay_status, action, entity id and error."""
-    parts = service.results(account, batch_id)
-    headers = {"Content-Disposition": f'attachment; filename="batch-{batch_id}-results.csv"'}
+    outcomes = [name.strip() for value in outcome or [] for name in value.split(",") if name.strip()]
+    parts = service.results(account, batch_id, outcomes)
+    name = f"batch-{batch_id}-{'-'.join(sorted(set(outcomes))) if outcomes else 'results'}.csv"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     return StreamingResponse(_encoded(parts), media_type="text/csv; charset=utf-8", headers=headers)
 
 
@@ -167,12 +202,20 @@ def _encoded(parts: Iterator[str]) -> Iterator[bytes]:
 
 @router.get("/batches/{batch_id}/children", response_model=Page[BatchOut])
 def children(batch_id: int, service: Service, account: Caller) -> Page[BatchOut]:
-    return Page[BatchOut](data=[BatchOut.of(b) for b in service.children(account, batch_id)])
+    batches = service.children(account, batch_id)
+    progress = service.progress(batches)
+    return Page[BatchOut](data=[BatchOut.of(b, progress[b.id]) for b in batches])
 
 
 @router.get("/batches/{batch_id}/events", response_model=Page[EventOut])
 def events(batch_id: int, service: Service, account: Caller) -> Page[EventOut]:
     return Page[EventOut](data=[EventOut.of(e) for e in service.events(account, batch_id)])
+
+
+@router.get("/account", tags=["account"], response_model=AccountOut)
+def whoami(account: Caller) -> AccountOut:
+    """The account the API key belongs to."""
+    return AccountOut.of(account)
 
 
 @router.get("/types", tags=["types"])

@@ -8,13 +8,16 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from loadbay.core.models import Batch, BatchEvent, ErrorRow, NewBatch
+from loadbay.core.models import Account, Batch, BatchEvent, ErrorGroup, ErrorRow, NewBatch
+from loadbay.core.progress import Progress
 from loadbay.readers import unstorable
 
 __all__ = [
+    "AccountOut",
     "BatchOut",
     "CreateBatch",
     "ErrorOut",
+    "ErrorSummaryOut",
     "EventOut",
     "Page",
     "Text",
@@ -91,6 +94,33 @@ class CountsOut(BaseModel):
     unprocessed: int
 
 
+class ProgressOut(BaseModel):
+    done: int = Field(description="Records with their final outcome")
+    total: int | None = Field(
+        description="Records in the batch: known once its pages are stored or its files read through "
+        "(at the latest when validation ends); null until then"
+    )
+    fraction: float | None = Field(description="done / total, 0..1; null while the total is unknown")
+    rate: float | None = Field(
+        description="Records per second over the current stage (validating, or applying); "
+        "null while the batch waits or is final"
+    )
+    eta_seconds: int | None = Field(
+        description="Seconds left at that rate; null when not known, 0 once the batch is final"
+    )
+
+    @classmethod
+    def of(cls, progress: Progress) -> ProgressOut:
+        fraction = progress.fraction
+        return cls(
+            done=progress.done,
+            total=progress.total,
+            fraction=None if fraction is None else round(fraction, 4),
+            rate=progress.rate,
+            eta_seconds=progress.eta_seconds,
+        )
+
+
 class ProblemOut(BaseModel):
     code: str
     message: str
@@ -98,6 +128,7 @@ class ProblemOut(BaseModel):
 
 class BatchOut(BaseModel):
     id: int
+    ref: str = Field(description="The batch's opaque reference (the id profiles with string ids show)")
     type: str
     status: str
     outcome: str | None
@@ -111,7 +142,7 @@ class BatchOut(BaseModel):
     page_size: int | None
     total_items: int | None
     counts: CountsOut
-    progress: float = Field(description="Share of records with a final outcome, 0..1")
+    progress: ProgressOut
     warnings: list[str]
     error: ProblemOut | None
     created_at: datetime
@@ -125,14 +156,14 @@ class BatchOut(BaseModel):
     upload_url_expires_at: datetime | None = None
 
     @classmethod
-    def of(cls, batch: Batch, upload: UploadUrlOut | None = None) -> BatchOut:
+    def of(cls, batch: Batch, progress: Progress, upload: UploadUrlOut | None = None) -> BatchOut:
         counts = batch.counts
-        progress = 1.0 if batch.final else (counts.done / counts.total if counts.total else 0.0)
         error = (
             ProblemOut(code=batch.error_code, message=batch.error_message or "") if batch.error_code else None
         )
         return cls(
             id=batch.id,
+            ref=batch.ref,
             type=batch.type,
             status=batch.status.value,
             outcome=batch.outcome,
@@ -146,7 +177,7 @@ class BatchOut(BaseModel):
             page_size=batch.page_size,
             total_items=batch.total_items,
             counts=CountsOut(**asdict(counts)),
-            progress=round(progress, 4),
+            progress=ProgressOut.of(progress),
             warnings=batch.warnings,
             error=error,
             created_at=batch.created_at,
@@ -176,6 +207,43 @@ class ErrorOut(BaseModel):
             code=row.code,
             message=row.message,
         )
+
+
+class ExampleOut(BaseModel):
+    index: int
+    external_id: str | None
+    message: str
+    value: str | None = Field(description="The field's value in the record as read, when it has one")
+
+
+class ErrorGroupOut(BaseModel):
+    code: str
+    field: str | None
+    count: int = Field(description="Records refused with this code on this field")
+    examples: list[ExampleOut] = Field(description="The first few of them")
+
+    @classmethod
+    def of(cls, group: ErrorGroup) -> ErrorGroupOut:
+        examples = [
+            ExampleOut(index=e.record_index, external_id=e.external_id, message=e.message, value=e.value)
+            for e in group.examples
+        ]
+        return cls(code=group.code, field=group.field, count=group.count, examples=examples)
+
+
+class ErrorSummaryOut(BaseModel):
+    total: int = Field(description="Record errors in all (a record refused on two fields has two)")
+    groups: list[ErrorGroupOut] = Field(description="Errors by code and field, the largest groups first")
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    test: bool
+
+    @classmethod
+    def of(cls, account: Account) -> AccountOut:
+        return cls(id=account.id, name=account.name, test=account.test)
 
 
 class EventOut(BaseModel):

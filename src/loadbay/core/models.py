@@ -8,7 +8,7 @@ from typing import Any
 
 from loadbay.core.lifecycle import FINAL, Status
 
-__all__ = ["Account", "Batch", "BatchEvent", "Counts", "ErrorRow", "NewBatch"]
+__all__ = ["Account", "Batch", "BatchEvent", "Counts", "ErrorExample", "ErrorGroup", "ErrorRow", "NewBatch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +99,24 @@ class ErrorRow:
     field: str | None
     code: str
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorExample:
+    """One record refused with a group's code on its field, and that field's value as read
+    (None when the record has no such value, or it was not looked up)."""
+
+    record_index: int
+    external_id: str | None
+    message: str
+    value: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    """A batch's record errors of one code on one field: how many, and the first few."""
+
+    code: str
+    field: str | None
+    count: int
+    examples: tuple[ErrorExample, ...] = ()

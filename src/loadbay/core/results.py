@@ -6,13 +6,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
 from loadbay.core.records import RecordOutcome, StagedRecord
 
-__all__ = ["RESULT_COLUMNS", "escape_cell", "header_row", "input_parts", "result_rows"]
+__all__ = ["RESULT_COLUMNS", "escape_cell", "header_row", "input_parts", "result_rows", "rows_of_status"]
 
 RESULT_COLUMNS = (
     "loadbay_status",
@@ -53,6 +53,37 @@ def result_rows(
     if not columns:
         return "".join(f"{part}\r\n" for part in parts)
     return "".join(f"{i},{part}\r\n" for i, part in zip(inputs, parts, strict=True))
+
+
+def rows_of_status(text: str, status_column: int, statuses: Collection[str]) -> str:
+    """Those of a chunk's result rows (as `result_rows` wrote them) whose `loadbay_status`
+    (cell `status_column`) is one of `statuses`, as they were written.
+
+    Rows are found by their quotes, not by a CSV parser: it would refuse a cell longer than
+    its field size limit, which a JSON record's value can be."""
+    return "".join(
+        row for row in (m.group() for m in _ROW.finditer(text)) if _nth_cell(row, status_column) in statuses
+    )
+
+
+# A row: quoted runs (a doubled quote is two runs back to back) and other characters but line
+# ends, then CRLF. A cell: quoted runs, or anything up to the next comma.
+_ROW = re.compile(r'(?:"[^"]*"|[^"\r\n])*\r\n')
+_CELL = re.compile(r'(?:"[^"]*")+|[^,]*')
+
+
+def _nth_cell(row: str, number: int) -> str:
+    """Cell `number` (from 0) of a result row, as written (quoted cells keep their quotes)."""
+    position = 0
+    for _ in range(number):
+        position = _match(row, position).end() + 1
+    return _match(row, position).group()
+
+
+def _match(row: str, position: int) -> re.Match[str]:
+    found = _CELL.match(row, position)
+    assert found is not None  # (the cell pattern matches the empty string)
+    return found
 
 
 def input_parts(columns: Sequence[str], records: Sequence[StagedRecord]) -> list[str]:

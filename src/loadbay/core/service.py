@@ -14,9 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from loadbay.core import intake, settle
 from loadbay.core.lifecycle import FINAL, Event, Status, next_status
-from loadbay.core.models import Account, Batch, BatchEvent, ErrorRow, NewBatch
-from loadbay.core.records import RecordView
-from loadbay.core.results import header_row
+from loadbay.core.models import Account, Batch, BatchEvent, ErrorExample, ErrorGroup, ErrorRow, NewBatch
+from loadbay.core.progress import STAGE_EVENTS, Progress, progress
+from loadbay.core.records import OutcomeStatus, RecordView
+from loadbay.core.results import header_row, rows_of_status
 from loadbay.core.runtime import Runtime
 from loadbay.core.types import BatchType
 from loadbay.db import queue
@@ -34,6 +35,7 @@ from loadbay.errors import (
 __all__ = ["BatchService", "hash_key"]
 
 _RESULT_PAGE = 20
+_EXAMPLE_CHUNKS = 8  # chunks decoded at most to show error examples' values
 
 
 def hash_key(key: str) -> str:
@@ -200,10 +202,32 @@ class BatchService:
             return repo.active_batch(conn, account.id, types)
 
     def list_batches(
-        self, account: Account, filters: Mapping[str, Any], before_id: int | None, limit: int
+        self,
+        account: Account,
+        filters: Mapping[str, Any],
+        before_id: int | None,
+        limit: int,
+        search: str | None = None,
     ) -> list[Batch]:
+        """Newest first; `search`: text the job id or description holds, in any letter case."""
         with self.rt.db.read() as conn:
-            return repo.list_batches(conn, account.id, filters=filters, before_id=before_id, limit=limit)
+            return repo.list_batches(
+                conn, account.id, filters=filters, before_id=before_id, limit=limit, search=search
+            )
+
+    def progress(self, batches: Sequence[Batch]) -> dict[int, Progress]:
+        """Each batch's progress, by id (see core.progress); one read for them all, none for
+        final batches."""
+        counting = [b.id for b in batches if b.status in (Status.OPEN, Status.QUEUED, Status.VALIDATING)]
+        moving = [b.id for b in batches if b.status in (Status.VALIDATING, Status.PROCESSING)]
+        totals: dict[int, int] = {}
+        stages: dict[int, dict[str, Any]] = {}
+        if counting or moving:
+            with self.rt.db.read() as conn:
+                totals = repo.input_totals(conn, counting) if counting else {}
+                stages = repo.latest_events(conn, moving, STAGE_EVENTS) if moving else {}
+        now = repo.now()
+        return {b.id: progress(b, totals.get(b.id), stages.get(b.id, {}), now) for b in batches}
 
     def children(self, account: Account, batch_id: int) -> list[Batch]:
         with self.rt.db.read() as conn:
@@ -219,6 +243,22 @@ class BatchService:
         with self.rt.db.read() as conn:
             self._get(conn, account, batch_id)
             return repo.errors_page(conn, batch_id, after_id, limit)
+
+    def error_summary(
+        self, account: Account, batch_id: int, *, groups: int = 50, examples: int = 3
+    ) -> tuple[int, list[ErrorGroup]]:
+        """(record errors in all, the largest `groups` groups of them by code and field, each
+        with its first `examples` errors and the values they refused)."""
+        with self.rt.db.read() as conn:
+            self._get(conn, account, batch_id)
+            total = repo.error_count(conn, batch_id)
+            found = [
+                replace(g, examples=tuple(repo.error_examples(conn, batch_id, g.code, g.field, examples)))
+                for g in repo.error_groups(conn, batch_id, groups)
+            ]
+            indexes = [e.record_index for g in found for e in g.examples]
+            payloads = repo.payloads_holding(conn, batch_id, indexes, _EXAMPLE_CHUNKS)
+        return total, _with_values(found, payloads)
 
     def records(
         self, account: Account, batch_id: int, offset: int = 0, limit: int = 1000
@@ -364,14 +404,20 @@ class BatchService:
 
     # data out --------------------------------------------------------------
 
-    def results(self, account: Account, batch_id: int) -> Iterator[str]:
-        """The result CSV as a stream of text parts (header first)."""
-        return self._results(self.get(account, batch_id))
+    def results(
+        self, account: Account, batch_id: int, outcomes: Collection[str] | None = None
+    ) -> Iterator[str]:
+        """The result CSV as a stream of text parts (header first); with `outcomes` (some of
+        succeeded, invalid, failed, unprocessed) only the records that ended so."""
+        return self._results(self.get(account, batch_id), outcomes)
 
-    def _results(self, batch: Batch) -> Iterator[str]:
+    def _results(self, batch: Batch, outcomes: Collection[str] | None = None) -> Iterator[str]:
         _require_results(batch)
         columns = self.rt.types.get(batch.type).columns().names
-        return _result_stream(self.rt, batch.id, header_row(columns))
+        stream = _result_stream(self.rt, batch.id, header_row(columns))
+        if not outcomes:
+            return stream
+        return _only(stream, len(columns), _outcomes(outcomes))
 
     def result_url(self, account: Account, batch_id: int) -> str:
         """A signed URL that downloads the batch's result file (one GET, no API key)."""
@@ -387,6 +433,44 @@ class BatchService:
         if batch is None:
             raise NotFound("no such result file")
         return batch.id, self._results(batch)
+
+
+def _outcomes(names: Collection[str]) -> frozenset[str]:
+    known = {o.value for o in OutcomeStatus}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise InvalidInput(
+            f"unknown outcome {', '.join(unknown)}; outcomes are {', '.join(sorted(known))}",
+            code="INVALID_OUTCOME",
+        )
+    return frozenset(names)
+
+
+def _only(stream: Iterator[str], status_column: int, outcomes: frozenset[str]) -> Iterator[str]:
+    """The result stream (header first) with only the rows of records that ended in `outcomes`."""
+    yield next(stream)
+    for part in stream:
+        if kept := rows_of_status(part, status_column, outcomes):
+            yield kept
+
+
+def _with_values(groups: list[ErrorGroup], payloads: list[str]) -> list[ErrorGroup]:
+    """The groups, each example with the value its record holds in the group's field (as
+    read), when one of `payloads` holds the record."""
+    wanted = {e.record_index for g in groups for e in g.examples}
+    raws = {r.index: r.raw for p in payloads for r in settle.decode_chunk(p) if r.index in wanted}
+    return [
+        replace(g, examples=tuple(_valued(e, raws.get(e.record_index), g.field) for e in g.examples))
+        for g in groups
+    ]
+
+
+def _valued(example: ErrorExample, raw: Mapping[str, Any] | None, field: str | None) -> ErrorExample:
+    if raw is None or field is None or raw.get(field) is None:
+        return example
+    value = raw[field]
+    shown = value if isinstance(value, str) else json.dumps(value, default=str)
+    return replace(example, value=shown)
 
 
 def _require_results(batch: Batch) -> None:

@@ -13,12 +13,25 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Column, Connection, RowMapping, Table, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    RowMapping,
+    Table,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loadbay.core.lifecycle import Status
-from loadbay.core.models import Account, Batch, BatchEvent, Counts, ErrorRow
+from loadbay.core.models import Account, Batch, BatchEvent, Counts, ErrorExample, ErrorGroup, ErrorRow
 from loadbay.db.tables import (
     accounts,
     api_keys,
@@ -27,6 +40,8 @@ from loadbay.db.tables import (
     batch_keys,
     batches,
     child_shares,
+    chunk_payloads,
+    chunks,
     record_errors,
 )
 
@@ -39,6 +54,9 @@ __all__ = [
     "children",
     "delete_inputs",
     "delete_shares",
+    "error_count",
+    "error_examples",
+    "error_groups",
     "errors_page",
     "events",
     "get_batch",
@@ -49,13 +67,15 @@ __all__ = [
     "insert_errors",
     "insert_key",
     "insert_shares",
+    "latest_events",
     "list_batches",
     "list_inputs",
+    "payloads_holding",
     "release_keys",
     "seen_keys",
-    "shares_of",
     "set_item_counts",
     "set_status",
+    "shares_of",
     "update_batch",
     "upsert_input",
 ]
@@ -147,15 +167,25 @@ def list_batches(
     filters: Mapping[str, Any],
     before_id: int | None,
     limit: int,
+    search: str | None = None,
 ) -> list[Batch]:
-    """Newest first; `before_id` is the cursor of the next page."""
+    """Newest first; `before_id` is the cursor of the next page; `search` is text the job id
+    or the description holds (in any letter case)."""
     query = select(batches).where(batches.c.account_id == account_id)
     for name, value in filters.items():
         query = query.where(batches.c[name] == value)
+    if search:
+        query = query.where(_holds(batches.c.job_id, search) | _holds(batches.c.description, search))
     if before_id is not None:
         query = query.where(batches.c.id < before_id)
     query = query.order_by(batches.c.id.desc()).limit(limit)
     return [_batch(row) for row in conn.execute(query).mappings()]
+
+
+def _holds(column: Column[Any], part: str) -> Any:
+    """`column` holds `part` as it is (no LIKE wildcards), in any letter case."""
+    escaped = part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
 
 
 def active_batch(conn: Connection, account_id: int, types: Sequence[str]) -> Batch | None:
@@ -457,3 +487,77 @@ def errors_page(conn: Connection, batch_id: int, after_id: int | None, limit: in
         )
         for r in conn.execute(query)
     ]
+
+
+def error_groups(conn: Connection, batch_id: int, limit: int) -> list[ErrorGroup]:
+    """The batch's record errors counted by code and field, the largest groups first (at most
+    `limit` groups; no examples)."""
+    c = record_errors.c
+    count = func.count().label("n")
+    query = (
+        select(c.code, c.field, count)
+        .where(c.batch_id == batch_id)
+        .group_by(c.code, c.field)
+        .order_by(count.desc(), c.code, c.field)
+        .limit(limit)
+    )
+    return [ErrorGroup(code=r.code, field=r.field, count=int(r.n)) for r in conn.execute(query)]
+
+
+def error_count(conn: Connection, batch_id: int) -> int:
+    """How many record errors the batch has."""
+    query = select(func.count()).where(record_errors.c.batch_id == batch_id)
+    return int(conn.execute(query).scalar_one())
+
+
+def error_examples(
+    conn: Connection, batch_id: int, code: str, field: str | None, limit: int
+) -> list[ErrorExample]:
+    """The first `limit` errors of the batch with this code on this field (None: no field)."""
+    c = record_errors.c
+    same_field = c.field.is_(None) if field is None else c.field == field
+    query = (
+        select(c.record_index, c.external_id, c.message)
+        .where(c.batch_id == batch_id, c.code == code, same_field)
+        .order_by(c.id)
+        .limit(limit)
+    )
+    return [ErrorExample(r.record_index, r.external_id, r.message) for r in conn.execute(query)]
+
+
+def payloads_holding(conn: Connection, batch_id: int, indexes: Sequence[int], limit: int) -> list[str]:
+    """The staged payloads of (at most `limit` of) the batch's chunks that hold these record
+    indexes, in chunk order (for looking at a few records; the queue owns chunks otherwise)."""
+    if not indexes:
+        return []
+    first, count = chunks.c.first_index, chunks.c.record_count
+    holds = or_(*(and_(first <= index, first + count > index) for index in sorted(set(indexes))))
+    query = (
+        select(chunk_payloads.c.payload)
+        .join(chunks, chunks.c.id == chunk_payloads.c.chunk_id)
+        .where(chunks.c.batch_id == batch_id, holds)
+        .order_by(chunks.c.seq)
+        .limit(limit)
+    )
+    return [str(payload) for payload in conn.execute(query).scalars()]
+
+
+def latest_events(
+    conn: Connection, batch_ids: Sequence[int], names: Sequence[str]
+) -> dict[int, dict[str, datetime]]:
+    """When each of these events last happened to each of these batches."""
+    c = batch_events.c
+    query = (
+        select(c.batch_id, c.event, func.max(c.at).label("at"))
+        .where(c.batch_id.in_(batch_ids), c.event.in_(names))
+        .group_by(c.batch_id, c.event)
+    )
+    found: dict[int, dict[str, datetime]] = {}
+    for row in conn.execute(query):
+        found.setdefault(int(row.batch_id), {})[row.event] = _aware(row.at)
+    return found
+
+
+def _aware(at: datetime) -> datetime:
+    """max() over a UTC column answers a naive datetime on SQLite."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
