@@ -28,7 +28,9 @@ class Settings(BaseSettings):
     body_timeout: float = Field(default=30.0, gt=0)  # seconds a request body may send nothing
     chunk_size: int = Field(default=2000, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
+    max_attempts: int = Field(default=3, ge=1)  # attempts whose work raised, per chunk or validation
+    max_interruptions: int = Field(default=20, ge=1)  # attempts whose worker died, lost its lease, …
+    lock_timeout: float = Field(default=10.0, gt=0)  # PostgreSQL: seconds a statement waits for a lock
     poll_interval: float = Field(default=0.5, gt=0)
     signed_url_ttl: int = Field(default=3600, gt=0)
 

@@ -1,4 +1,17 @@
-"""The two stages a worker runs: validate a batch into chunks, and apply one chunk."""
+"""The two stages a worker runs: validate a batch into chunks, and apply one chunk.
+
+Attempts. Every claim of a chunk (or of a batch to validate) is an attempt. One whose work
+raised counts as failed: after LOADBAY_MAX_ATTEMPTS of those the chunk's valid records
+become `unprocessed` (the batch's validation ends in RETRIES_EXHAUSTED). One that was
+interrupted (its worker was killed, stalled past its lease, lost its database connection
+or waited too long for a lock) says nothing about the work, so it counts only against
+LOADBAY_MAX_INTERRUPTIONS, a much larger cap that still ends a chunk that kills every
+worker that takes it (one that runs it out of memory, say).
+
+Locks. Every settle of a chunk locks its batch's row, so no transaction of a worker holds
+that row while it does anything long: staging deletes its keys and shares in slices, each
+checking the lease (an update of the row) as its last statement.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +39,7 @@ from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
 from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db import queue
 from loadbay.db import repository as repo
+from loadbay.db.engine import is_interruption
 from loadbay.errors import LoadbayError
 from loadbay.fetcher import fetch_to
 from loadbay.readers import (
@@ -56,15 +70,12 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
 
     A loadbay error (unreadable file, refused fetch, …) fails the batch with its code. Anything
     else (a bug, a lost database connection) gives the batch back at once for another attempt;
-    after LOADBAY_MAX_ATTEMPTS the batch fails with the last error seen.
+    when its attempts are spent (see the module's doc) the batch fails with the last error seen.
     """
     batch = _load(rt, claim.batch_id)
-    # A batch applied while validated counts the attempts since the last one that staged a
-    # chunk: an attempt that resumes and goes on has not failed.
-    attempts = claim.attempt - batch.staged_attempt if batch.apply_early else claim.attempt
-    if attempts > rt.settings.max_attempts:
-        last = f": {batch.error_message}" if batch.error_message else ""
-        _fail(rt, claim, "RETRIES_EXHAUSTED", f"validation failed {attempts - 1} times{last}")
+    spent = _validation_spent(rt, claim, batch)
+    if spent is not None:
+        _fail(rt, claim, "RETRIES_EXHAUSTED", spent)
         return
     renew = partial(_renew_validation, rt, claim)
     try:
@@ -77,8 +88,29 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
     except LeaseLost:
         log.info("batch %s: validation lease lost; leaving it to its new owner", batch.id)
     except Exception as exc:
-        log.exception("batch %s: validation failed (attempt %s)", batch.id, claim.attempt)
-        _give_back(rt, claim, f"{type(exc).__name__}: {exc}")
+        failed = not is_interruption(exc)
+        where = (batch.id, "failed" if failed else "interrupted", claim.attempt)
+        log.log(_level(failed), "batch %s: validation %s (attempt %s)", *where, exc_info=exc)
+        _give_back(rt, claim, f"{type(exc).__name__}: {exc}", failed)
+
+
+def _validation_spent(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> str | None:
+    """Why the batch's validation is not tried again, or None. A batch applied while validated
+    counts the attempts since the last one that staged a chunk: one that resumes and goes on
+    has not failed (its failures were reset then, see `_store_chunk`)."""
+    since = batch.staged_attempt if batch.apply_early else 0
+    interrupted = claim.attempt - 1 - since - claim.failed
+    last = f": {batch.error_message}" if batch.error_message else ""
+    if claim.failed >= rt.settings.max_attempts:
+        return f"validation failed {claim.failed} times{last}"
+    if interrupted >= rt.settings.max_interruptions:
+        return f"validation was interrupted {interrupted} times (its worker stopped or lost its lease){last}"
+    return None
+
+
+def _level(failed: bool) -> int:
+    """A failed attempt is logged as an error (with its traceback); an interrupted one is not."""
+    return logging.ERROR if failed else logging.WARNING
 
 
 def _renew_validation(rt: Runtime, claim: queue.ValidationClaim, conn: Connection) -> bool:
@@ -86,11 +118,11 @@ def _renew_validation(rt: Runtime, claim: queue.ValidationClaim, conn: Connectio
     return queue.extend_validation(conn, claim.batch_id, claim.attempt, until)
 
 
-def _give_back(rt: Runtime, claim: queue.ValidationClaim, error: str) -> None:
-    """End our lease now, keeping the error, so another attempt starts at once."""
+def _give_back(rt: Runtime, claim: queue.ValidationClaim, error: str, failed: bool) -> None:
+    """End our lease now, keeping the error, so another attempt starts at once; `failed`:
+    the attempt counts as failed (else it was interrupted)."""
     with rt.db.write() as conn:
-        if queue.extend_validation(conn, claim.batch_id, claim.attempt, repo.now()):
-            repo.update_batch(conn, claim.batch_id, error_message=error[:2000])
+        queue.give_back_validation(conn, claim.batch_id, claim.attempt, repo.now(), error[:2000], failed)
 
 
 def _load(rt: Runtime, batch_id: int) -> Batch:
@@ -105,6 +137,8 @@ def _start(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> tuple[int
     from a worker whose lease expired starts again from nothing, unless it applies early:
     then it resumes after its last staged chunk."""
     resume = (0, 0)
+    if claim.takeover and not batch.apply_early:
+        _drop_staging(rt, claim, batch.id)  # the bulk of `_reset_staging`, without the batch row locked
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         detail = f"attempt {claim.attempt}"
@@ -137,11 +171,12 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
     else:
         records = _records(rt, batch, batch_type.columns(), warnings)
     seq, first = resume
-    if batch.apply_early or applies_early(batch, batch_type):
+    early = batch.apply_early or applies_early(batch, batch_type)
+    if early:
         _open_early(rt, claim, batch, batch_type)
         records = islice(records, first, None)
     for n, chunk in enumerate(Stager(batch_type, rt.settings.chunk_size).chunks(records, seq, first)):
-        _store_chunk(rt, claim, batch, chunk, first_of_attempt=n == 0)
+        _store_chunk(rt, claim, batch, chunk, first_of_attempt=n == 0, early=early)
     return warnings
 
 
@@ -314,10 +349,18 @@ def _generated(rt: Runtime, batch: Batch, batch_type: BatchType) -> Iterator[Raw
 
 
 def _store_chunk(
-    rt: Runtime, claim: queue.ValidationClaim, batch: Batch, chunk: Chunk, *, first_of_attempt: bool
+    rt: Runtime,
+    claim: queue.ValidationClaim,
+    batch: Batch,
+    chunk: Chunk,
+    *,
+    first_of_attempt: bool,
+    early: bool,
 ) -> None:
     """Stage one chunk: its records (duplicates marked, type rules checked), their errors
-    and the counts, in one transaction (the attempt's first also notes the attempt).
+    and the counts, in one transaction (the attempt's first also notes the attempt, and
+    when the batch applies early, that it made progress: its failures start again from 0).
+    The lease is checked (the batch row locked) after the rest, just before the counts.
 
     The payload is encoded before the transaction, as if no earlier chunk had one of this
     chunk's keys and no rule refused a record (the usual case), and again inside only when
@@ -328,7 +371,6 @@ def _store_chunk(
     unseen = mark_duplicates(batch_type, chunk.records, set(keys))  # duplicates within the chunk
     encoded = settle.encode_chunk(unseen)
     with rt.db.write() as conn:
-        _check_lease(conn, claim, rt)
         fresh = repo.claim_keys(conn, claim.batch_id, keys)
         marked = unseen if len(fresh) == len(keys) else mark_duplicates(batch_type, chunk.records, fresh)
         records = _checked(conn, batch_type, batch, marked)
@@ -339,9 +381,11 @@ def _store_chunk(
         rows = settle.error_rows((r, r.errors) for r in invalid)
         queue.insert_chunk(conn, claim.batch_id, chunk.seq, chunk.first_index, len(records), valid, payload)
         repo.insert_errors(conn, claim.batch_id, rows)
+        _check_lease(conn, claim, rt)
         repo.add_counts(conn, claim.batch_id, total=len(records), valid=valid, invalid=len(invalid))
         if first_of_attempt:
-            repo.update_batch(conn, claim.batch_id, staged_attempt=claim.attempt)
+            progress = {"failed_attempts": 0} if early else {}
+            repo.update_batch(conn, claim.batch_id, staged_attempt=claim.attempt, **progress)
 
 
 def _checked(
@@ -365,7 +409,7 @@ def _check_lease(conn: Connection, claim: queue.ValidationClaim, rt: Runtime) ->
 
 
 def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, warnings: list[str]) -> None:
-    _drop_keys(rt, claim, batch)
+    _drop_staging(rt, claim, batch.id)
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         fresh = repo.get_batch(conn, None, batch.id)
@@ -382,17 +426,22 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         settle.complete_if_done(conn, batch.id)
 
 
-def _drop_keys(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> None:
-    """Delete the keys the batch's staging claimed, now that every record is staged: a slice
-    per transaction, so SQLite's write lock is not held for all of them at once (1M keys:
-    about a second). Safe to stop half-way: an attempt that takes over either starts the
-    staging again from nothing or resumes with nothing left to stage, and `_finish_validation`
+def _drop_staging(rt: Runtime, claim: queue.ValidationClaim, batch_id: int) -> None:
+    """Delete the keys and the shares the batch's staging kept (every record is staged, or
+    the staging starts again): a slice per transaction, so SQLite's write lock is not held
+    for all of them at once (1M keys: about a second), and the lease checked last in each,
+    so the batch row that every settle of its chunks needs is locked only just before the
+    commit. Safe to stop half-way: an attempt that takes over either starts the staging
+    again from nothing or resumes with nothing left to stage, and `_finish_validation`
     deletes any key still left in its own transaction."""
-    more = True
-    while more:
-        with rt.db.write() as conn:
-            _check_lease(conn, claim, rt)
-            more = repo.delete_some_keys(conn, batch.id)
+    for delete_some in (repo.delete_some_keys, repo.delete_some_shares):
+        after: repo.Slice | None = None
+        while True:
+            with rt.db.write() as conn:
+                after = delete_some(conn, batch_id, after)
+                _check_lease(conn, claim, rt)
+            if after is None:
+                break
 
 
 def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) -> None:
@@ -442,11 +491,13 @@ def _stop_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message:
 def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
     """Apply one claimed chunk: domain writes, outcomes and the done mark in one transaction.
 
-    Any failure gives the chunk back for another attempt; a chunk past LOADBAY_MAX_ATTEMPTS
-    is settled with its valid records `unprocessed`, so the batch still finishes.
+    Any failure gives the chunk back for another attempt; a chunk whose attempts are spent
+    (see the module's doc) is settled with its valid records `unprocessed`, so the batch
+    still finishes.
     """
-    if claim.attempt > rt.settings.max_attempts:
-        _spend(rt, claim)
+    spent = _chunk_spent(rt, claim)
+    if spent is not None:
+        _spend(rt, claim, spent)
         return
     renew = partial(_renew_chunk, rt, claim)
     try:
@@ -455,9 +506,21 @@ def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
     except LeaseLost:
         log.info("chunk %s: lease lost; its new owner applies it", claim.id)
     except Exception as exc:
-        log.exception("chunk %s of batch %s failed (attempt %s)", claim.id, claim.batch_id, claim.attempt)
+        failed = not is_interruption(exc)
+        where = (claim.id, claim.batch_id, "failed" if failed else "interrupted", claim.attempt)
+        log.log(_level(failed), "chunk %s of batch %s %s (attempt %s)", *where, exc_info=exc)
         with rt.db.write() as conn:
-            queue.release_chunk(conn, claim.id, claim.attempt, f"{type(exc).__name__}: {exc}"[:2000])
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            queue.release_chunk(conn, claim.id, claim.attempt, error, failed)
+
+
+def _chunk_spent(rt: Runtime, claim: queue.ChunkClaim) -> FieldError | None:
+    """The reason the chunk is not tried again (its records' error), or None."""
+    if claim.failed >= rt.settings.max_attempts:
+        return settle.RETRIES_SPENT
+    if claim.attempt - 1 - claim.failed >= rt.settings.max_interruptions:
+        return settle.INTERRUPTIONS_SPENT
+    return None
 
 
 def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
@@ -486,8 +549,8 @@ def _context(batch: Batch) -> ApplyContext:
     return ApplyContext(batch.account_id, batch.id, batch.test, batch.options)
 
 
-def _spend(rt: Runtime, claim: queue.ChunkClaim) -> None:
-    """Settle a chunk that failed on every attempt: its valid records become `unprocessed`.
+def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
+    """Settle a chunk whose attempts are spent: its valid records become `unprocessed`.
 
     If even that cannot be done normally (its type is gone, its payload is unreadable),
     the chunk is closed with its valid records counted unprocessed and no result rows.
@@ -496,7 +559,7 @@ def _spend(rt: Runtime, claim: queue.ChunkClaim) -> None:
         batch_type = rt.types.get(_load(rt, claim.batch_id).type)
         records = settle.decode_chunk(claim.payload)
         with rt.db.write() as conn:
-            results = settle.unapplied(records, settle.RETRIES_SPENT)
+            results = settle.unapplied(records, reason)
             settle.settle_chunk(conn, batch_type, claim, records, results, queue.SPENT)
     except Exception:
         log.exception("chunk %s: cannot settle it record by record; closing it", claim.id)

@@ -32,7 +32,8 @@ class Runtime:
         migrate(url)
         signer = UrlSigner(_secret(settings), settings.public_url or base_url)
         blobs = LocalBlobStore(settings.resolved_storage_dir(), signer)
-        return cls(settings, Database(url), blobs, types, AllowList.parse(settings.fetch_allow))
+        db = Database(url, lock_timeout=settings.lock_timeout)
+        return cls(settings, db, blobs, types, AllowList.parse(settings.fetch_allow))
 
     def close(self) -> None:
         self.db.dispose()

@@ -42,6 +42,9 @@ __all__ = [
 
 UNPROCESSED = FieldError("UNPROCESSED", "not applied: the batch was cancelled")
 RETRIES_SPENT = FieldError("RETRIES_EXHAUSTED", "not applied: the chunk failed on every attempt")
+INTERRUPTIONS_SPENT = FieldError(
+    "RETRIES_EXHAUSTED", "not applied: every attempt at the chunk was interrupted (its worker stopped)"
+)
 
 
 # msgspec writes and reads the same JSON as the json module, 5-7 times faster (measured on
@@ -139,10 +142,11 @@ def settle_chunk(
     `inputs`: the records' `input_parts`, when the caller made them before the transaction.
 
     The batch row is locked first, as cancel does, so the two never deadlock and the
-    last two chunks of a batch cannot both miss the batch's completion.
+    last two chunks of a batch cannot both miss the batch's completion (the result rows
+    are made before: the lock is held only for the writes).
     """
-    repo.get_batch(conn, None, claim.batch_id, lock=True)
     text = result_rows(batch_type.columns().names, records, results, inputs)
+    repo.get_batch(conn, None, claim.batch_id, lock=True)
     if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, encode_outcomes(results), text):
         return False
     late = (OutcomeStatus.FAILED, OutcomeStatus.UNPROCESSED)

@@ -4,31 +4,42 @@
 (`BEGIN IMMEDIATE`), so a read-then-write transaction such as claiming a chunk
 can never interleave with another process's. PostgreSQL needs no such help:
 claims there use `FOR UPDATE SKIP LOCKED`.
+
+PostgreSQL sessions are set so that the backend of a client that vanished stops
+within seconds instead of running its statement on, holding its locks (see
+`_pg_on_connect`), and `is_interruption` tells such endings (a lock not granted
+in time, a lost connection) from errors of the work itself.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
-__all__ = ["Database", "migrate"]
+__all__ = ["Database", "is_interruption", "migrate"]
 
 
 class Database:
     """One engine plus the two kinds of transaction loadbay uses."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, lock_timeout: float = 10.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        self.engine = _sqlite_engine(url, pool_size) if self.is_sqlite else _pg_engine(url, pool_size)
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url, pool_size)
+        else:
+            self.engine = _pg_engine(url, pool_size, lock_timeout)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -48,8 +59,75 @@ class Database:
         self.engine.dispose()
 
 
-def _pg_engine(url: str, pool_size: int) -> Engine:
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+# libpq's TCP keepalives: this side notices a server that vanished in about 25 s. The URL's
+# own values (`?keepalives_idle=…`) win.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+
+# The session, on the server's side (milliseconds and seconds as PostgreSQL takes them):
+_SESSION = {
+    # a backend whose client is gone stops its statement (and releases its locks) within 2 s:
+    # without it, PostgreSQL notices only when the statement ends (PostgreSQL 14 and later)
+    "client_connection_check_interval": "2000",
+    # a transaction left idle for a minute is ended (its client hangs; a worker's is long
+    # past its lease by then): it holds locks that every other worker may need
+    "idle_in_transaction_session_timeout": "60000",
+    # the server's keepalives: a client machine that vanished is noticed in about 25 s
+    "tcp_keepalives_idle": "10",
+    "tcp_keepalives_interval": "5",
+    "tcp_keepalives_count": "3",
+}
+
+
+def _pg_engine(url: str, pool_size: int, lock_timeout: float) -> Engine:
+    given = make_url(url).query
+    keepalives = {name: value for name, value in _KEEPALIVES.items() if name not in given}
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, connect_args=keepalives
+    )
+    # a statement waits at most `lock_timeout` for a lock, then fails (see `is_interruption`)
+    session = _SESSION | {"lock_timeout": str(max(1, round(lock_timeout * 1000)))}
+    event.listen(engine, "connect", partial(_pg_on_connect, session))
+    return engine
+
+
+def _pg_on_connect(session: dict[str, str], dbapi_conn: Any, _record: Any) -> None:
+    """Set the session's settings in one statement (those the server knows)."""
+    if dbapi_conn.info.server_version < 140000:
+        session = {k: v for k, v in session.items() if k != "client_connection_check_interval"}
+    calls = ", ".join(f"set_config('{name}', %s, false)" for name in session)
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute(f"SELECT {calls}", list(session.values()))
+    dbapi_conn.commit()
+
+
+# PostgreSQL's SQLSTATEs that end a statement for a reason that is not the work's own.
+_INTERRUPTIONS = {
+    "55P03",  # lock_not_available (lock_timeout)
+    "40P01",  # deadlock_detected
+    "40001",  # serialization_failure
+    "57014",  # query_canceled
+    "57P01",  # admin_shutdown (the backend was terminated)
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now
+    "25P03",  # idle_in_transaction_session_timeout
+}
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def is_interruption(exc: BaseException) -> bool:
+    """Whether the database ended a statement for a reason that is not the work's own: a lock
+    it waited for too long (lock_timeout, a deadlock, SQLite's busy timeout), a conflict with
+    another transaction, or a connection lost or ended by the server. Trying the same work
+    again later may well succeed."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        return getattr(orig, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    state = getattr(orig, "sqlstate", None)
+    return isinstance(state, str) and (state in _INTERRUPTIONS or state.startswith("08"))
 
 
 def _sqlite_engine(url: str, pool_size: int) -> Engine:

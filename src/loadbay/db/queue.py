@@ -12,6 +12,11 @@ stalled, the lease expired, another worker took over) has its late commit
 refused instead of applied twice. On PostgreSQL claims use
 `FOR UPDATE SKIP LOCKED`; on SQLite the claim runs in a `BEGIN IMMEDIATE`
 transaction (see `Database.write`), which serialises writers.
+
+An attempt given back because its work raised also bumps `failed_attempts`; the
+other attempts before the current one were interrupted (the worker was killed,
+lost its lease or its connection, or waited too long for a lock). See
+`core.processing` for what each count may reach.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
 from loadbay.core.lifecycle import FINAL, Status
 from loadbay.db.tables import batches, chunk_payloads, chunks
@@ -32,6 +37,7 @@ __all__ = [
     "claim_validation",
     "delete_chunks",
     "extend_validation",
+    "give_back_validation",
     "finish_chunk",
     "insert_chunk",
     "open_chunk_ids",
@@ -52,6 +58,7 @@ class ValidationClaim:
     batch_id: int
     attempt: int
     takeover: bool  # an earlier worker's lease expired mid-validation
+    failed: int = 0  # earlier attempts that raised (batches.failed_attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +68,14 @@ class ChunkClaim:
     seq: int
     attempt: int
     payload: str
+    failed: int = 0  # earlier attempts whose apply raised (chunks.failed_attempts)
 
 
 def claim_validation(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ValidationClaim | None:
     """Take the oldest submitted batch that waits for validation (children after parents)."""
     parent = batches.alias("parent")
     query = (
-        select(batches.c.id, batches.c.attempt, batches.c.status)
+        select(batches.c.id, batches.c.attempt, batches.c.status, batches.c.failed_attempts)
         .outerjoin(parent, parent.c.id == batches.c.parent_id)
         .where(
             or_(
@@ -89,7 +97,7 @@ def claim_validation(conn: Connection, owner: str, at: datetime, lease: timedelt
         .where(batches.c.id == row.id)
         .values(status=Status.VALIDATING, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
     )
-    return ValidationClaim(row.id, attempt, takeover=row.status == Status.VALIDATING)
+    return ValidationClaim(row.id, attempt, row.status == Status.VALIDATING, row.failed_attempts)
 
 
 def extend_validation(conn: Connection, batch_id: int, attempt: int, until: datetime) -> bool:
@@ -104,6 +112,21 @@ def extend_validation(conn: Connection, batch_id: int, attempt: int, until: date
         .values(lease_expires_at=until)
     )
     return bool(result.rowcount == 1)
+
+
+def give_back_validation(
+    conn: Connection, batch_id: int, attempt: int, at: datetime, error: str, failed: bool
+) -> None:
+    """End a validation lease now (another attempt starts at once), keeping the error. A
+    `failed` attempt counts in `failed_attempts`, unless it staged a chunk of a batch that
+    applies early: that attempt made progress, which the next one keeps."""
+    progressed = and_(batches.c.apply_early, batches.c.staged_attempt == attempt)
+    counted = case((progressed, 0), else_=1) if failed else 0
+    conn.execute(
+        update(batches)
+        .where(batches.c.id == batch_id, batches.c.attempt == attempt, batches.c.status == Status.VALIDATING)
+        .values(lease_expires_at=at, error_message=error, failed_attempts=batches.c.failed_attempts + counted)
+    )
 
 
 def insert_chunk(
@@ -147,7 +170,7 @@ def delete_chunks(conn: Connection, batch_id: int) -> None:
 def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ChunkClaim | None:
     """Take the next chunk to apply: oldest batch first, chunks in order."""
     query = (
-        select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt)
+        select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.failed_attempts)
         .join(batches, batches.c.id == chunks.c.batch_id)
         .where(
             or_(
@@ -172,7 +195,8 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
         .where(chunks.c.id == row.id)
         .values(status=LEASED, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
     )
-    return ChunkClaim(row.id, row.batch_id, row.seq, attempt, chunk_payload(conn, row.id) or "")
+    payload = chunk_payload(conn, row.id) or ""
+    return ChunkClaim(row.id, row.batch_id, row.seq, attempt, payload, row.failed_attempts)
 
 
 def finish_chunk(
@@ -204,12 +228,19 @@ def chunk_valid_count(conn: Connection, chunk_id: int) -> int:
     return int(conn.execute(select(chunks.c.valid_count).where(chunks.c.id == chunk_id)).scalar_one())
 
 
-def release_chunk(conn: Connection, chunk_id: int, attempt: int, error: str) -> None:
-    """Give a chunk back after a failed attempt so it is retried."""
+def release_chunk(conn: Connection, chunk_id: int, attempt: int, error: str, failed: bool = True) -> None:
+    """Give a chunk back after an attempt that did not apply it, so it is retried at once;
+    `failed`: its apply raised (counted in `failed_attempts`), else it was interrupted."""
     conn.execute(
         update(chunks)
         .where(chunks.c.id == chunk_id, chunks.c.attempt == attempt, chunks.c.status == LEASED)
-        .values(status=PENDING, lease_owner=None, lease_expires_at=None, last_error=error)
+        .values(
+            status=PENDING,
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=error,
+            failed_attempts=chunks.c.failed_attempts + int(failed),
+        )
     )
 
 

@@ -140,6 +140,8 @@ batches = Table(
     # Chunks are applied while the batch is still validated (see core.processing).
     Column("apply_early", Boolean, nullable=False, server_default=false()),
     Column("staged_attempt", Integer, nullable=False, server_default="0"),  # the last that staged a chunk
+    # Validation attempts that raised (not those interrupted: see core.processing).
+    Column("failed_attempts", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -189,6 +191,7 @@ chunks = Table(
     Column("valid_count", Integer, nullable=False),
     Column("status", String(12), nullable=False),
     Column("attempt", Integer, nullable=False, default=0),
+    Column("failed_attempts", Integer, nullable=False, server_default="0"),  # applies that raised
     Column("lease_owner", String(100)),
     Column("lease_expires_at", UTCDateTime),
     Column("last_error", Text),
