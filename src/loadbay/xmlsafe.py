@@ -25,6 +25,8 @@ def parse_xml(body: bytes) -> Element:
         ) from exc
     except ParseError as exc:
         raise InvalidInput(f"malformed XML: {exc}", code="INVALID_XML") from exc
+    except (LookupError, ValueError) as exc:  # an encoding Python or expat cannot read
+        raise InvalidInput(f"unreadable XML encoding: {exc}", code="INVALID_XML") from exc
     return root
 
 

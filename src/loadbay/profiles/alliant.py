@@ -30,6 +30,7 @@ from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay.api.bodies import LimitedRoute
+from loadbay.api.jsonbody import parse_json
 from loadbay.api.problems import http_status
 from loadbay.core.models import Account, Batch, ErrorRow, NewBatch
 from loadbay.core.service import BatchService
@@ -40,7 +41,7 @@ from loadbay.errors import (
     NotFound,
     UnsupportedMediaType,
 )
-from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
+from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of, whole_number
 from loadbay.readers import unstorable
 from loadbay.types.catalog import DIMENSIONS, type_name
 
@@ -48,12 +49,15 @@ __all__ = ["PREFIX", "build"]
 
 PREFIX = "/compat/alliant"
 
-_BATCHES = "/api/Import/User{dimension:int}s/Batch"
-_BATCH = _BATCHES + "/{batch_id:int}"
+# The ids in the path are text, read by _type and _batch_id: an int converter would turn
+# 5,000 digits into a ValueError before any handler ran.
+_BATCHES = "/api/Import/User{dimension}s/Batch"
+_BATCH = _BATCHES + "/{batch_id}"
 _FILE_NAME = "importFileName"  # the batch option that keeps the import file name
 _ERRORS_SHOWN = 1000
 _INT32 = 2**31 - 1
 _MAX_DEPTH = 64  # how deep a body may nest (an item needs about 8 levels, its ud values up to 32 more)
+_BATCH_IDS = 2**63  # batch ids are below this (a BIGINT)
 _JSON_TYPES = ("application/json", "text/json")
 _GUIDS = uuid.UUID("6f1d3a52-8d0e-4b8e-9a51-3c1f0f7e2a10")  # namespace of the jobQueueGuids
 
@@ -109,11 +113,25 @@ class PageBody(BaseModel):
 # request parts ----------------------------------------------------------------------
 
 
-def _type(dimension: int) -> str:
-    """The batch type of dimension X (NotFound outside 1-9)."""
-    if dimension not in DIMENSIONS:
-        raise NotFound(f"there is no User{dimension}s import; dimensions are 1 to 9")
-    return type_name(dimension)
+def _type(dimension: str) -> str:
+    """The batch type of dimension X (NotFound unless X is 1-9)."""
+    number = whole_number(dimension, _INT32 + 1)
+    if number is None or number not in DIMENSIONS:
+        raise NotFound(f"there is no User{_shown(dimension)}s import; dimensions are 1 to 9")
+    return type_name(number)
+
+
+def _batch_id(batch_id: str) -> int:
+    """The batch id in the path (NotFound unless a whole number that can be an id)."""
+    number = whole_number(batch_id, _BATCH_IDS)
+    if number is None:
+        raise NotFound(f"batch {_shown(batch_id)} not found")
+    return number
+
+
+def _shown(text: str, most: int = 40) -> str:
+    """`text` as an error message quotes it: at most `most` characters."""
+    return text if len(text) <= most else text[:most] + "…"
 
 
 def _submit(request: Request) -> bool:
@@ -142,27 +160,9 @@ async def _json_body(request: Request) -> Any:
     if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type {media_type or 'none'!r}: this API takes application/json")
     try:
-        return _shallow(json.loads(body, parse_constant=_no_constant))
-    except (ValueError, RecursionError) as exc:
+        return parse_json(body, max_depth=_MAX_DEPTH)
+    except ValueError as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}", code="INVALID_JSON") from None
-
-
-def _shallow(value: Any) -> Any:
-    """The body, unless it nests deeper than _MAX_DEPTH (no recursion: it may be deep)."""
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list) and depth > _MAX_DEPTH:
-            raise ValueError(f"it nests more than {_MAX_DEPTH} levels deep")
-        if isinstance(item, dict):
-            pending.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            pending.extend((v, depth + 1) for v in item)
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _parsed(model: type[CreateBody] | type[PageBody], body: Any) -> Any:
@@ -191,10 +191,11 @@ def _page_number(request: Request) -> int:
     given = _query(request, "pageNumber")
     if given is None:
         return 0
-    text = given.strip()
-    if not text.isascii() or not text.isdigit() or int(text) > _INT32:
-        raise _bad_query("pageNumber", f"pageNumber is a whole number from 0 to {_INT32}, not {given!r}")
-    return int(text)
+    number = whole_number(given.strip(), _INT32 + 1)
+    if number is None:
+        shown = _shown(given)
+        raise _bad_query("pageNumber", f"pageNumber is a whole number from 0 to {_INT32}, not {shown!r}")
+    return number
 
 
 def _bad_query(name: str, message: str) -> RequestValidationError:
@@ -206,6 +207,7 @@ def _bad_query(name: str, message: str) -> RequestValidationError:
 Service = Annotated[BatchService, Depends(service_of)]
 Caller = Annotated[Account, Depends(caller)]
 TypeName = Annotated[str, Depends(_type)]
+BatchId = Annotated[int, Depends(_batch_id)]
 Submit = Annotated[bool, Depends(_submit)]
 Body = Annotated[Any, Depends(_json_body)]
 PageNumber = Annotated[int, Depends(_page_number)]
@@ -235,7 +237,7 @@ def create_batch(
 
 @router.patch(_BATCH)
 def patch_batch(
-    batch_id: int, account: Caller, batch_type: TypeName, submit: Submit, body: Body, service: Service
+    account: Caller, batch_id: BatchId, batch_type: TypeName, submit: Submit, body: Body, service: Service
 ) -> JSONResponse:
     """Send a page (the same pageNumber again replaces it) and/or submit the batch."""
     page: PageBody = _parsed(PageBody, body if body is not None else {})
@@ -251,8 +253,8 @@ def patch_batch(
 
 @router.get(_BATCH)
 def read_batch(
-    batch_id: int,
     account: Caller,
+    batch_id: BatchId,
     batch_type: TypeName,
     service: Service,
     page_number: PageNumber,
@@ -265,7 +267,7 @@ def read_batch(
 
 
 @router.post(_BATCH + "/clear")
-def clear_batch(batch_id: int, account: Caller, batch_type: TypeName, service: Service) -> JSONResponse:
+def clear_batch(account: Caller, batch_id: BatchId, batch_type: TypeName, service: Service) -> JSONResponse:
     """Remove the batch's items; it takes no more pages afterwards."""
     _find(service, account, batch_type, batch_id)
     service.clear(account, batch_id)

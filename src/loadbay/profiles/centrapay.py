@@ -30,8 +30,9 @@ from loadbay.api.problems import http_status
 from loadbay.core.lifecycle import Event, Status
 from loadbay.core.models import Account, Batch, BatchEvent, NewBatch
 from loadbay.core.service import BatchService
-from loadbay.errors import LoadbayError, TestModeMismatch, UnknownType
+from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
 from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
+from loadbay.readers import unstorable
 
 __all__ = ["PREFIX", "TYPES", "build"]
 
@@ -127,7 +128,10 @@ def _core_type(name: str) -> str:
 
 
 def _find(service: BatchService, account: Account, ref: str) -> Batch:
-    """The account's Centrapay batch with this id (a batch of another type is not one)."""
+    """The account's Centrapay batch with this id (a batch of another type is not one, and no
+    batch has an id that text cannot hold: a NUL, an unpaired surrogate)."""
+    if unstorable(ref) is not None:
+        raise NotFound(f"batch {ref!r} not found")
     return service.get_by_ref(account, ref, types=_NAMES)
 
 

@@ -4,7 +4,6 @@ style, and a sub-application of its own (so its error format stays its own)."""
 from __future__ import annotations
 
 import base64
-import binascii
 
 from fastapi import FastAPI, Request
 
@@ -14,7 +13,7 @@ from loadbay.core.models import Account
 from loadbay.core.service import BatchService
 from loadbay.errors import Unauthorized
 
-__all__ = ["UnknownKey", "account_of", "caller", "profile_app", "profile_key", "service_of"]
+__all__ = ["UnknownKey", "account_of", "caller", "profile_app", "profile_key", "service_of", "whole_number"]
 
 
 def profile_app(
@@ -55,12 +54,24 @@ def _basic_password(value: str) -> str | None:
     """The password of a standard Basic credential, or None if `value` is not one."""
     try:
         decoded = base64.b64decode(value, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or a value not in ASCII
         return None
     user, colon, password = decoded.partition(":")
     if not colon:
         return None
     return password or user
+
+
+def whole_number(text: str, below: int = 2**63) -> int | None:
+    """`text` as a whole number from 0 up to `below` (excluded), or None: ASCII digits only
+    (not `²`, `١`, `+1` or `1_0`), and no int() of thousands of digits."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(below)):
+        return None
+    number = int(digits)
+    return number if number < below else None
 
 
 class UnknownKey(Unauthorized):

@@ -35,7 +35,7 @@ from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay.api.bodies import LimitedRoute
@@ -54,7 +54,7 @@ from loadbay.errors import (
     UnsupportedMediaType,
 )
 from loadbay.profiles.common import account_of, profile_app, service_of
-from loadbay.readers import format_for_content_type
+from loadbay.readers import format_for_content_type, unstorable
 from loadbay.xmlsafe import parse_xml
 
 __all__ = ["PREFIX", "SUB_OPERATIONS", "build"]
@@ -109,8 +109,15 @@ _INIT_WAIT, _INIT_POLL = 10.0, 0.05
 
 # requests ---------------------------------------------------------------------------
 
+
+def _storable(value: str) -> str:
+    if (found := unstorable(value)) is not None:
+        raise ValueError(f"must not hold {found}")
+    return value
+
+
 Id = Annotated[int, Field(ge=1, lt=2**63)]
-JobId = Annotated[str, Field(min_length=1, max_length=200)]
+JobId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
 _REQUEST = ConfigDict(str_strip_whitespace=True)
 
 

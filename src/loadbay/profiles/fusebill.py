@@ -17,12 +17,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
+from loadbay.api.jsonbody import parse_json
 from loadbay.api.problems import http_status
 from loadbay.core.lifecycle import Status
 from loadbay.core.models import Account, Batch, NewBatch
 from loadbay.core.records import RecordView
 from loadbay.core.service import BatchService
-from loadbay.profiles.common import account_of, profile_app, service_of
+from loadbay.profiles.common import account_of, profile_app, service_of, whole_number
+from loadbay.readers import unstorable
 
 __all__ = ["PREFIX", "build"]
 
@@ -71,18 +73,19 @@ def build(service: BatchService) -> FastAPI:
 
 
 async def _body(request: Request) -> Any:
-    """The JSON body; the seed's own curl sends `{id:123456}` (a bare key), so that is read too."""
+    """The JSON body; the seed's own curl sends `{id:123456}` (a bare key), so that is read too.
+    A body nested deeper than 64 levels is not read at all (`parse_json`)."""
     text = (await request.body()).decode("utf-8", errors="replace").strip()
     if not text:
         raise FusebillError(400, "The request body is empty.")
     try:
-        return json.loads(text)
-    except ValueError:
-        pass
+        return parse_json(text)
+    except ValueError as exc:
+        first = exc
     try:
-        return json.loads(_BARE_KEY.sub(r'\1"\2":', text))
+        return parse_json(_BARE_KEY.sub(r'\1"\2":', text))
     except ValueError:
-        raise FusebillError(400, "The request body is not valid JSON.") from None
+        raise FusebillError(400, f"The request body is not valid JSON: {first}") from None
 
 
 async def create_job(request: Request) -> JSONResponse:
@@ -97,18 +100,27 @@ async def create_job(request: Request) -> JSONResponse:
     spec = NewBatch(
         type=batch_type,
         process="manual",
-        description=str(body.get("reference") or f"{upload_type} via API"),
-        options={"fileName": str(body.get("fileName") or f"{upload_type}-{datetime.now():%Y%m%d}.json")},
+        description=_text(body, "reference", f"{upload_type} via API"),
+        options={"fileName": _text(body, "fileName", f"{upload_type}-{datetime.now():%Y%m%d}.json")},
     )
     batch, _created = service.create(account, spec, items=items, submit=True)
     return JSONResponse(job(service, account, batch))
+
+
+def _text(body: dict[str, Any], name: str, default: str) -> str:
+    """The body's text field `name` (`default` when it is left out or empty); text that cannot
+    be stored (a NUL, an unpaired surrogate) is refused."""
+    text = str(body.get(name) or default)
+    if (found := unstorable(text)) is not None:
+        raise FusebillError(400, f"{name} must not hold {found}.")
+    return text
 
 
 def _job_items(body: Any) -> tuple[str, list[dict[str, Any]]]:
     if not isinstance(body, dict):
         raise FusebillError(400, "The request body must be a JSON object.")
     upload_type = body.get("accountUploadType")
-    if upload_type not in UPLOAD_TYPES:
+    if not isinstance(upload_type, str) or upload_type not in UPLOAD_TYPES:
         allowed = ", ".join(UPLOAD_TYPES)
         raise FusebillError(400, f"accountUploadType must be one of {allowed}; got {upload_type!r}.")
     data = body.get("data")
@@ -136,7 +148,7 @@ async def process_job(request: Request) -> JSONResponse:
     service, account = service_of(request), account_of(request)
     body = await _body(request)
     job_id = body.get("id") if isinstance(body, dict) else None
-    if not isinstance(job_id, int):
+    if not isinstance(job_id, int) or isinstance(job_id, bool):
         raise FusebillError(400, "id is required and must be a number.")
     batch = _find(service, account, job_id)
     if batch.status != Status.VALIDATED:
@@ -168,16 +180,24 @@ def cancel_job(job_id: str, request: Request) -> JSONResponse:
 
 
 def _job_number(text: str) -> int:
-    if not text.isdigit():
-        raise FusebillError(400, f"The upload id {text!r} is not a number.")
-    return int(text)
+    """The upload id in a path: ASCII digits (not `²` or `١`); a number past any id is not found."""
+    number = whole_number(text)
+    if number is not None:
+        return number
+    if text.isascii() and text.isdigit():
+        raise FusebillError(404, f"Upload {_shown(text)} was not found.")
+    raise FusebillError(400, f"The upload id {_shown(text)!r} is not a number.")
+
+
+def _shown(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[:most] + "…"
 
 
 def _find(service: BatchService, account: Account, job_id: int) -> Batch:
     try:
         return service.get(account, job_id, types=JOB_TYPES)
     except errors.NotFound:
-        raise FusebillError(404, f"Upload {job_id} was not found.") from None
+        raise FusebillError(404, f"Upload {_shown(str(job_id))} was not found.") from None
 
 
 # answers --------------------------------------------------------------------

@@ -24,6 +24,7 @@ from loadbay.types import ledger
 __all__ = ["PaymentRecord", "PaymentType", "WriteOffRecord", "WriteOffType"]
 
 Positive = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
+RowId = Annotated[int, Field(ge=-(2**63), lt=2**63)]  # what a BIGINT id column can hold
 _CONFIG = ConfigDict(str_strip_whitespace=True, extra="ignore", coerce_numbers_to_str=True)
 
 
@@ -32,7 +33,7 @@ class WriteOffRecord(BaseModel):
 
     model_config = _CONFIG
 
-    invoice_id: int | None = None
+    invoice_id: RowId | None = None
     invoice_number: str | None = Field(default=None, max_length=40)
     amount: Positive | None = None
     reason: str | None = Field(default=None, max_length=500)
@@ -164,7 +165,7 @@ class PaymentRecord(BaseModel):
 
     model_config = _CONFIG
 
-    customer_id: int | None = None
+    customer_id: RowId | None = None
     customer_number: str | None = Field(default=None, max_length=40)
     amount: Positive
     payment_date: date = Field(default_factory=lambda: datetime.now(UTC).date())
