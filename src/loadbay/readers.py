@@ -2,16 +2,20 @@
 
 A batch file can hold ten million rows, so every reader here streams: it reads
 the binary file object a chunk at a time and yields one `RawRecord` per record,
-in file order, holding only the current record in memory.
+in file order, holding only the current record in memory. A record is bounded
+too (`max_record_bytes`, LOADBAY_MAX_RECORD_BYTES): a longer one is read past a
+block at a time, never held whole.
 
 Two kinds of failure are kept apart:
 
 * a problem with **one record** (a CSV row with too many cells, a JSON Lines
-  line that is not JSON, an array element that is not an object) becomes that
-  record's `problem`, and reading goes on;
+  line that is not JSON, an array element that is not an object, a CSV row or
+  JSON Lines line over the size limit) becomes that record's `problem`, and
+  reading goes on;
 * a problem with **the file as a whole** (not UTF-8, a broken CSV quote, a
-  missing required column, JSON syntax errors in an array) raises an
-  `UnreadableData` subclass from `loadbay.errors`.
+  missing required column, JSON syntax errors in an array, a CSV header or
+  JSON array item over the size limit) raises an `UnreadableData` subclass
+  from `loadbay.errors`.
 
 Readers do not convert or validate values: CSV values stay `str`, JSON values
 stay as parsed (non-integer numbers as `Decimal`). Validation happens elsewhere.
@@ -21,16 +25,14 @@ Record and item numbers in messages count from 1, like line numbers.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import accumulate, chain
+from itertools import accumulate, chain, islice
 from types import TracebackType
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, NoReturn
 
 import ijson
 
@@ -38,6 +40,7 @@ from loadbay.errors import BadEncoding, MalformedFile, MissingColumn, Unsupporte
 
 __all__ = [
     "FORMATS",
+    "MAX_RECORD_BYTES",
     "Columns",
     "RawRecord",
     "RecordReader",
@@ -49,6 +52,7 @@ __all__ = [
 ]
 
 FORMATS: Final[tuple[str, ...]] = ("csv", "jsonl", "json")
+MAX_RECORD_BYTES: Final = 1024**2  # the default size limit of a record (LOADBAY_MAX_RECORD_BYTES)
 
 # --------------------------------------------------------------------------- content types
 
@@ -178,53 +182,61 @@ class RecordReader:
         self.close()
 
 
-def open_reader(stream: BinaryIO, fmt: str, columns: Columns) -> RecordReader:
+def open_reader(
+    stream: BinaryIO, fmt: str, columns: Columns, *, max_record_bytes: int = MAX_RECORD_BYTES
+) -> RecordReader:
     """A streaming reader of `stream` (a binary file object) in format `fmt`.
 
     File-level problems found at the start (CSV header errors, an empty file,
     a JSON file that is not an array) raise here; later ones raise while
-    iterating. The stream is read but not closed.
+    iterating. A record (a CSV row with its line ends, a JSON Lines line, a JSON
+    array item) over `max_record_bytes` is never held whole. The stream is read
+    but not closed.
     """
     if fmt == "csv":
-        return _open_csv(stream, columns)
+        return _open_csv(stream, columns, max_record_bytes)
     if fmt == "jsonl":
-        return RecordReader(_jsonl_records(stream, _KeyMap.of(columns)))
+        return RecordReader(_jsonl_records(stream, _KeyMap.of(columns), max_record_bytes))
     if fmt == "json":
-        return RecordReader(_json_array_records(_array_source(stream), _KeyMap.of(columns)))
+        return RecordReader(_json_array_records(_array_source(stream), _KeyMap.of(columns), max_record_bytes))
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def read_through(stream: BinaryIO, fmt: str, columns: Columns) -> int:
+def read_through(
+    stream: BinaryIO, fmt: str, columns: Columns, *, max_record_bytes: int = MAX_RECORD_BYTES
+) -> int:
     """Read `stream` to its end as `open_reader` would, raising the same file-level errors,
     without making its records; the number of records. (A CSV file is read ~3 times faster
     this way: rows are parsed and checked, but no record is made of them.)"""
     if fmt != "csv":
-        with open_reader(stream, fmt, columns) as records:
+        with open_reader(stream, fmt, columns, max_record_bytes=max_record_bytes) as records:
             return sum(1 for _ in records)
-    text = _BorrowedText(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    try:
-        lines = _CsvLines(text)
-        reader = csv.reader(chain.from_iterable(lines.blocks()), strict=True)
-        header, start = _csv_header(reader)
-        _csv_layout(header, columns)
-        return _csv_count(reader, lines, start)
-    finally:
-        text.close()
+    source = _CsvSource(stream, max_record_bytes)
+    reader = source.reader()
+    layout, _ = _csv_layout(_csv_header(source, reader), columns)
+    return _csv_count(source, reader, layout.width)
 
 
-def _csv_count(reader: Any, lines: _CsvLines, start: int) -> int:
+def _csv_count(source: _CsvSource, reader: Any, width: int) -> int:
     """The non-blank rows left in `reader`, checked as `_csv_records` checks them."""
-    count = 0
-    try:
-        for row in reader:
-            if len(row) > 1 or (row and not row[0].isspace()):
-                count += 1
-                if start <= lines.suspect_end:
-                    _check_decoded("".join(row), start)
-            start = reader.line_num + 1
-    except csv.Error as exc:
-        raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num)) from exc
-    return count
+    count, start = 0, source.start
+    while True:
+        base = source.base
+        try:
+            for row in reader:
+                end = reader.line_num + base
+                if len(row) > 1 or (row and not row[0].isspace()):
+                    count += 1
+                    if start <= source.suspect_end:
+                        _row_problem(source, row, start, end, width)
+                elif start <= source.suspect_end and source.over_limit(start, end):
+                    count += 1  # a blank row over the limit is a record too large
+                start = source.start = end + 1
+            return count
+        except csv.Error as exc:
+            raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num + base)) from exc
+        except _Oversized:
+            count, start, reader = count + 1, source.start, source.reader()
 
 
 def iter_json_items(items: Iterable[Any], columns: Columns) -> Iterator[RawRecord]:
@@ -237,6 +249,15 @@ def iter_json_items(items: Iterable[Any], columns: Columns) -> Iterator[RawRecor
 
 def _problem(code: str, message: str) -> RawRecord:
     return RawRecord({}, (code, message))
+
+
+def _too_large(where: str, limit: int) -> tuple[str, str]:
+    """The problem of a record over the size limit; `where` places it ("line 7")."""
+    return ("RECORD_TOO_LARGE", f"{where}: the record is {_over(limit)}; it was not read")
+
+
+def _over(limit: int) -> str:
+    return f"over {limit} bytes, the most LOADBAY_MAX_RECORD_BYTES allows"
 
 
 # Text that no database column (PostgreSQL refuses U+0000) or UTF-8 file (an unpaired
@@ -265,14 +286,19 @@ def unstorable(value: Any) -> str | None:
 
 # --------------------------------------------------------------------------- CSV
 
+_BOM: Final = b"\xef\xbb\xbf"
+
 # With errors="surrogateescape" every undecodable byte 0xNN becomes U+DCNN, which
 # valid UTF-8 can never produce; finding one gives an exact line number.
 _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
-# csv.reader is fed the text's lines a block of about this many characters at a time (less
-# than the text wrapper's own read-ahead), and each block is checked once for text that
+# The file is read this many bytes at a time (fewer if the record limit is lower) and handed
+# to csv.reader a block of whole lines at a time; each block is checked once for text that
 # needs a closer look: the rows of the blocks without any skip the checks of each row.
-_BLOCK_CHARS: Final = 4096
+_READ_BYTES: Final = 4096
 _NUL_IN_ROW: Final = "row holds a NUL character (byte 0x00), which text cannot hold"
+# csv.reader's own limit on a field (128 Ki characters) would fail a whole file over one
+# field: records are bounded by their bytes instead (see `_CsvSource`).
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,28 +312,229 @@ class _CsvLayout:
     leading: tuple[str, ...] | None
 
 
-class _CsvLines:
-    """The lines of the text for csv.reader, read a block at a time.
+class _Oversized(Exception):
+    """A record over the size limit, starting on line `line`, was read past; the csv.reader
+    that was reading it is done (`_CsvSource.reader` makes the next)."""
 
-    A NUL character or an undecodable byte is rare: `suspect_end` is the last line of the
-    last block read that holds one (0: none so far). A row starting after that line holds
-    neither, as csv.reader reads no line beyond the row it returns.
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _CsvSource:
+    """The lines of a CSV file for csv.reader, a block at a time, none of them in a record
+    over `limit` bytes.
+
+    The readers of the rows keep `start`, the line the record being read starts on, up to
+    date, and number a csv.reader's rows from `base`. When csv.reader asks for lines while
+    the record it reads is over the limit already, or its next line alone is, the rest of
+    that record is read past a block at a time and `_Oversized` raised. A record over the
+    limit whose lines came in one block is found when its row is read (`over_limit`).
+
+    A NUL character, an undecodable byte or a row that may be over the limit is rare:
+    `suspect_end` is the last line of the last block read that may hold one (0: none so
+    far). A row starting after that line holds none, as csv.reader reads no line beyond
+    the row it returns.
     """
 
-    __slots__ = ("_text", "count", "suspect_end")
+    __slots__ = (
+        "_held",
+        "_last",
+        "_last_bytes",
+        "_pending",
+        "_read_size",
+        "_stream",
+        "base",
+        "count",
+        "limit",
+        "start",
+        "suspect_end",
+    )
 
-    def __init__(self, text: io.TextIOWrapper) -> None:
-        self._text = text
-        self.count = 0  # lines read so far
+    def __init__(self, stream: BinaryIO, limit: int) -> None:
+        self._stream = stream
+        self._read_size = min(_READ_BYTES, limit)  # so a line inside one read is within the limit
+        self._pending = stream.read(len(_BOM)).removeprefix(_BOM)  # read, not yet handed on
+        self._last: list[str] = []  # the last block's lines
+        self._last_bytes = 0
+        self._held = 0  # bytes of the record being read in the blocks before the last
+        self.limit = limit
+        self.count = 0  # lines read so far (or read past)
+        self.start = 1
+        self.base = 0
         self.suspect_end = 0
 
-    def blocks(self) -> Iterator[list[str]]:
-        readlines = self._text.readlines
-        while lines := readlines(_BLOCK_CHARS):
+    def reader(self) -> Any:
+        """A csv.reader of the lines from here on."""
+        self.base = self.count
+        return csv.reader(chain.from_iterable(self._blocks()), strict=True)
+
+    def over_limit(self, start: int, end: int) -> bool:
+        """Whether the row csv.reader has just read, on lines `start` to `end`, is over the limit."""
+        first = self.count - len(self._last) + 1  # the last block's first line
+        held = self._held if start < first else 0
+        return held + _text_bytes(self._last[max(start - first, 0) : end - first + 1]) > self.limit
+
+    def _blocks(self) -> Iterator[list[str]]:
+        while True:
+            self._check_held()
+            data = self._next_lines()
+            if not data:
+                return
+            text = data.decode("utf-8", "surrogateescape")
+            lines = _csv_lines(data, text)
             self.count += len(lines)
-            if _suspect("".join(lines)):
+            if self._held + len(data) > self.limit or _suspect(text):
                 self.suspect_end = self.count
+            self._last, self._last_bytes = lines, len(data)
             yield lines
+
+    def _check_held(self) -> None:
+        """Read past the record being read if its lines so far are over the limit."""
+        if self.start > self.count:  # between records
+            self._held = 0
+            return
+        first = self.count - len(self._last) + 1
+        if self.start >= first:
+            self._held = _text_bytes(self._last[self.start - first :])
+        else:
+            self._held += self._last_bytes
+        if self._held > self.limit:  # a record goes on past a line end only inside quotes
+            self._read_past(bytearray(self._pending), "quoted")
+
+    def _next_lines(self) -> bytes:
+        """The next whole lines (the file's last may lack a line end), b"" at the end; past a
+        line over the limit, `_read_past` raises."""
+        buf, seen = bytearray(self._pending), 0  # no line ends before `seen`
+        while not (cut := _cut(buf, seen)) and len(buf) <= self.limit:
+            more = self._stream.read(self._read_size)
+            if not more:
+                self._pending = b""
+                return bytes(buf)
+            seen = max(len(buf) - 1, 0)
+            buf += more
+        if not cut or (len(buf) > self.limit and _first_line_bytes(buf) > self.limit):
+            self._read_past(buf, "field" if self.start > self.count else "quoted")
+        self._pending = bytes(buf[cut:])
+        return bytes(buf[:cut])
+
+    def _read_past(self, buf: bytearray, state: str) -> NoReturn:
+        """Read the rest of the record being read, `buf` then the stream, from `state` (see
+        `_scan_record`) a block at a time; raise _Oversized, or MalformedFile if the file
+        ends inside its quotes or a quote closes before other text."""
+        ends, last = 0, b""  # line ends read past, and the last byte read past
+        while True:
+            i, state = _scan_record(buf, state)
+            more = b"" if state in _RECORD_DONE else self._stream.read(self._read_size)
+            if not more and state not in _RECORD_DONE:  # the file ends the record
+                state = "open" if state == "quoted" and i == len(buf) else "end"
+                i = len(buf)
+            part = buf[:i]
+            ends += _line_ends(part) - (last == b"\r" and part[:1] == b"\n")
+            last = bytes(part[-1:]) or last
+            if not more:
+                break
+            buf = buf[i:] + more
+        start, end = self.start, self.count + ends + (last not in b"\r\n")
+        if state != "end":
+            error = "unexpected end of data" if state == "open" else "',' expected after '\"'"
+            raise MalformedFile(_csv_syntax_message(csv.Error(error), start, end))
+        self.count, self.start, self._pending = end, end + 1, bytes(buf[i:])
+        raise _Oversized(start)
+
+
+_LINE_END: Final = re.compile(rb"\r\n?|\n")
+
+
+def _first_line_bytes(buf: bytearray) -> int:
+    """The size of the first line in `buf`, which holds a line end."""
+    return _LINE_END.search(buf).end()  # type: ignore[union-attr]
+
+
+def _cut(buf: bytearray, start: int) -> int:
+    """Where the last whole line in `buf` ends (0: none). A final CR may be the start of a CR LF."""
+    end = len(buf) - buf.endswith(b"\r")
+    return max(buf.rfind(b"\n", start, end), buf.rfind(b"\r", start, end)) + 1
+
+
+# The bytes of the characters other than CR and LF that str.splitlines breaks lines at (\v, \f,
+# \x1c-\x1e, U+0085, U+2028, U+2029: csv.reader reads them as text); a block without any is quick.
+_NOT_ODD_BREAKS: Final = bytes(b for b in range(256) if b not in b"\v\f\x1c\x1d\x1e\x85\xa8\xa9")
+
+
+def _csv_lines(data: bytes, text: str) -> list[str]:
+    """The lines of a block of whole lines (`text` is `data` decoded) as csv.reader is to read
+    them: ended by CR LF, CR or LF only."""
+    lines = text.splitlines(keepends=True)
+    if data.translate(None, _NOT_ODD_BREAKS) and len(lines) != _line_ends(data) + (data[-1] not in b"\r\n"):
+        lines = [line.decode("utf-8", "surrogateescape") for line in data.splitlines(keepends=True)]
+    return lines
+
+
+def _line_ends(data: bytes | bytearray) -> int:
+    """The line ends in `data`: CR LF, CR or LF, as csv.reader is handed lines."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def _text_bytes(lines: list[str]) -> int:
+    """The size in the file of lines read with errors="surrogateescape"."""
+    text = "".join(lines)
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
+
+
+# Reading past a record: its state is "field" at a field's start, "plain" in an unquoted
+# field, "quoted" in a quoted field, "eol" at its line end; then "end" past it, or "bad"
+# after a quoted field closed before text other than a comma or line end. The patterns
+# skip whole runs at C speed, as csv.reader (strict, the excel dialect) would read them.
+_FIELDS: Final = re.compile(rb'(?:(?:"[^"]*+(?:""[^"]*+)*+"|[^",\r\n][^,\r\n]*+)?,)*+')
+_PLAIN_REST: Final = re.compile(rb"[^,\r\n]*+")
+_QUOTED_REST: Final = re.compile(rb'[^"]*+(?:""[^"]*+)*+')  # stops at a lone quote: the field's end
+_RECORD_DONE: Final = frozenset({"end", "bad"})
+
+
+def _at_field(buf: bytearray, i: int) -> tuple[int, str]:
+    i = _FIELDS.match(buf, i).end()  # type: ignore[union-attr]
+    if i == len(buf):
+        return i, "field"
+    return (i + 1, "quoted") if buf[i] == ord('"') else (i, "plain")
+
+
+def _in_plain(buf: bytearray, i: int) -> tuple[int, str]:
+    i = _PLAIN_REST.match(buf, i).end()  # type: ignore[union-attr]
+    if i == len(buf):
+        return i, "plain"
+    return (i + 1, "field") if buf[i] == ord(",") else (i, "eol")
+
+
+def _in_quoted(buf: bytearray, i: int) -> tuple[int, str]:
+    i = _QUOTED_REST.match(buf, i).end()  # type: ignore[union-attr]
+    if i + 1 >= len(buf):  # the end, or a quote that may be the first of ""
+        return i, "quoted"
+    after = buf[i + 1]
+    if after == ord(","):
+        return i + 2, "field"
+    return (i + 1, "eol") if after in b"\r\n" else (i + 1, "bad")
+
+
+def _at_line_end(buf: bytearray, i: int) -> tuple[int, str]:
+    if buf[i] == ord("\r") and i + 1 == len(buf):  # \r or \r\n: the next byte tells
+        return i, "eol"
+    return i + 1 + (buf[i : i + 2] == b"\r\n"), "end"
+
+
+_CSV_STEPS: Final = {"field": _at_field, "plain": _in_plain, "quoted": _in_quoted, "eol": _at_line_end}
+
+
+def _scan_record(buf: bytearray, state: str) -> tuple[int, str]:
+    """How far `buf` takes a record read from `state`, and the state there; it stops early
+    where the byte after `buf` is needed."""
+    i = 0
+    while state not in _RECORD_DONE:
+        j, after = _CSV_STEPS[state](buf, i)
+        if (j, after) == (i, state):
+            break
+        i, state = j, after
+    return i, state
 
 
 def _suspect(text: str) -> bool:
@@ -323,84 +550,92 @@ def _suspect(text: str) -> bool:
     return False
 
 
-class _BorrowedText(io.TextIOWrapper):
-    """A text wrapper that never closes the caller's binary stream.
-
-    Closing it (explicitly, or when it is garbage-collected) only detaches it.
-    """
-
-    def close(self) -> None:
-        with suppress(ValueError):  # already detached
-            self.detach()
-
-
-def _open_csv(stream: BinaryIO, columns: Columns) -> RecordReader:
-    text = _BorrowedText(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    lines = _CsvLines(text)
-    reader = csv.reader(chain.from_iterable(lines.blocks()), strict=True)
-    try:
-        header, start = _csv_header(reader)
-        layout, warnings = _csv_layout(header, columns)
-    except BaseException:
-        text.close()
-        raise
-    return RecordReader(_csv_records(text, reader, lines, layout, start), warnings)
+def _open_csv(stream: BinaryIO, columns: Columns, limit: int) -> RecordReader:
+    source = _CsvSource(stream, limit)
+    reader = source.reader()
+    layout, warnings = _csv_layout(_csv_header(source, reader), columns)
+    return RecordReader(_csv_records(source, reader, layout), warnings)
 
 
 def _blank(row: list[str]) -> bool:
     return not row or (len(row) == 1 and row[0].isspace())
 
 
-def _csv_header(reader: Any) -> tuple[list[str], int]:
-    """The first non-blank row, and the line after it; file-level errors raised as loadbay errors."""
-    start = 1  # the line the next row starts on
+def _csv_header(source: _CsvSource, reader: Any) -> list[str]:
+    """The first non-blank row; file-level errors (a header over the limit too) raised as loadbay errors."""
+    row: list[str]
     try:
         for row in reader:
+            start, end = source.start, reader.line_num
+            source.start = end + 1
+            if start <= source.suspect_end and source.over_limit(start, end):
+                raise _Oversized(start)
             if not _blank(row):
                 _check_decoded("".join(row), start)
-                return row, reader.line_num + 1
-            start = reader.line_num + 1
+                return row
     except csv.Error as exc:
-        raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num)) from exc
+        raise MalformedFile(_csv_syntax_message(exc, source.start, reader.line_num)) from exc
+    except _Oversized as big:
+        raise MalformedFile(f"line {big.line}: the header is {_over(source.limit)}") from None
     raise MalformedFile("the file is empty; a CSV needs a header row")
 
 
-def _csv_records(
-    text: io.TextIOWrapper, reader: Any, lines: _CsvLines, layout: _CsvLayout, start: int
-) -> Iterator[RawRecord]:
-    """One record per non-blank row after the header (which ends on line `start` - 1).
+def _csv_records(source: _CsvSource, reader: Any, layout: _CsvLayout) -> Iterator[RawRecord]:
+    """One record per non-blank row after the header. A record over the size limit is read
+    past, a problem of its own, and a new csv.reader reads on.
 
     Hot: one loop, no call per row but csv.reader's and RawRecord's in the usual case.
     """
     width, pairs, leading = layout.width, layout.pairs, layout.leading
-    try:
-        for row in reader:
-            size = len(row)
-            if size < 2 and (not size or row[0].isspace()):  # a blank line
-                start = reader.line_num + 1
-                continue
-            nul = False
-            if start <= lines.suspect_end:
-                joined = "".join(row)
-                _check_decoded(joined, start)
-                nul = "\x00" in joined
-            start = reader.line_num + 1
-            if size > width:
-                yield _problem("MALFORMED_ROW", f"row has {size} cells; the header has {width}")
-            elif nul:
-                yield _problem("MALFORMED_ROW", _NUL_IN_ROW)
-            elif leading is None:
-                yield RawRecord({name: row[i] for i, name in pairs if i < size and row[i]})
-            # zip stops at the end of a short row, leaving the later keys absent. (A strict=False
-            # keyword would make building the dict a quarter slower.)
-            elif all(row):  # no empty cell
-                yield RawRecord(dict(zip(leading, row)))  # noqa: B905
-            else:
-                yield RawRecord({name: value for name, value in zip(leading, row) if value})  # noqa: B905
-    except csv.Error as exc:
-        raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num)) from exc
-    finally:
-        text.close()
+    start = source.start
+    while True:
+        base = source.base
+        try:
+            for row in reader:
+                size = len(row)
+                end = reader.line_num + base
+                if start <= source.suspect_end or size > width:
+                    problem = _row_problem(source, row, start, end, width)
+                    if problem is not None:
+                        start = source.start = end + 1
+                        yield RawRecord({}, problem)
+                        continue
+                start = source.start = end + 1
+                if size < 2 and (not size or row[0].isspace()):  # a blank line
+                    continue
+                if leading is None:
+                    yield RawRecord({name: row[i] for i, name in pairs if i < size and row[i]})
+                # zip stops at the end of a short row, leaving the later keys absent. (A strict=False
+                # keyword would make building the dict a quarter slower.)
+                elif all(row):  # no empty cell
+                    yield RawRecord(dict(zip(leading, row)))  # noqa: B905
+                else:
+                    yield RawRecord({name: value for name, value in zip(leading, row) if value})  # noqa: B905
+            return
+        except csv.Error as exc:
+            raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num + base)) from exc
+        except _Oversized as big:
+            oversized = big.line
+        yield RawRecord({}, _too_large(f"line {oversized}", source.limit))
+        start, reader = source.start, source.reader()
+
+
+def _row_problem(
+    source: _CsvSource, row: list[str], start: int, end: int, width: int
+) -> tuple[str, str] | None:
+    """The problem, if any, of a row that needs a closer look: in a block that may hold a row
+    over the limit, a NUL or an undecodable byte (BadEncoding raised), or with too many cells.
+    (No line over the limit reaches csv.reader: only a row over several lines can be.)"""
+    if end != start and source.over_limit(start, end):
+        return _too_large(f"line {start}", source.limit)
+    nul = False
+    if start <= source.suspect_end:
+        joined = "".join(row)
+        _check_decoded(joined, start)
+        nul = "\x00" in joined
+    if len(row) > width:
+        return ("MALFORMED_ROW", f"row has {len(row)} cells; the header has {width}")
+    return ("MALFORMED_ROW", _NUL_IN_ROW) if nul else None
 
 
 def _csv_syntax_message(exc: csv.Error, start: int, end: int) -> str:
@@ -429,9 +664,9 @@ def _csv_layout(header: list[str], columns: Columns) -> tuple[_CsvLayout, list[s
         (i, canonical[label.casefold()]) for i, label in enumerate(labels) if label.casefold() in canonical
     )
     _check_required({name for _, name in pairs}, columns)
-    warnings = [
-        _ignored_column(i, label) for i, label in enumerate(labels) if label.casefold() not in canonical
-    ]
+    warnings = _ignored_columns(
+        (i, label) for i, label in enumerate(labels) if label.casefold() not in canonical
+    )
     leads = all(i == n for n, (i, _) in enumerate(pairs))
     leading = tuple(name for _, name in pairs) if leads else None
     return _CsvLayout(pairs, len(labels), leading), warnings
@@ -442,7 +677,9 @@ def _check_duplicates(labels: list[str]) -> None:
     for i, label in enumerate(labels, start=1):
         key = label.casefold()
         if key and key in seen:
-            raise MalformedFile(f"duplicate column {label!r} in the header (columns {seen[key]} and {i})")
+            raise MalformedFile(
+                f"duplicate column {_shown(label)} in the header (columns {seen[key]} and {i})"
+            )
         seen[key] = i
 
 
@@ -454,10 +691,32 @@ def _check_required(found: set[str], columns: Columns) -> None:
         raise MissingColumn(f"missing required columns: {', '.join(missing)}")
 
 
+# A column ignored gets a warning of its own, up to this many; more get one warning in all,
+# so the batch stays small whatever the header.
+_NAMED_COLUMNS: Final = 20
+_SHOWN_CHARS: Final = 40  # of a column's name in a message
+
+
+def _ignored_columns(ignored: Iterator[tuple[int, str]]) -> list[str]:
+    """The warnings for the columns ignored, (index, label) in order."""
+    first = list(islice(ignored, _NAMED_COLUMNS + 1))
+    if len(first) <= _NAMED_COLUMNS:
+        return [_ignored_column(i, label) for i, label in first]
+    count = len(first) + sum(1 for _ in ignored)
+    named = ", ".join(_shown(label) if label else f"column {i + 1} (no name)" for i, label in first[:-1])
+    summary = f"{count} columns are not fields of this type and were ignored"
+    return [f"{summary}: {named}, … (the first {_NAMED_COLUMNS})"]
+
+
 def _ignored_column(index: int, label: str) -> str:
     if not label:
         return f"column {index + 1} has no name; ignored"
-    return f"unknown column {label!r} ignored"
+    return f"unknown column {_shown(label)} ignored"
+
+
+def _shown(label: str) -> str:
+    """A column's name for a message: quoted, and cut short if long."""
+    return repr(label if len(label) <= _SHOWN_CHARS else label[:_SHOWN_CHARS] + "…")
 
 
 # --------------------------------------------------------------------------- JSON (shared)
@@ -520,11 +779,26 @@ def _reject_constant(name: str) -> Any:
 _DECODER: Final = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
 
 
-def _jsonl_records(stream: BinaryIO, keys: _KeyMap) -> Iterator[RawRecord]:
-    for number, raw in enumerate(stream, start=1):
+_READ_PAST_BYTES: Final = 65536
+
+
+def _jsonl_records(stream: BinaryIO, keys: _KeyMap, limit: int) -> Iterator[RawRecord]:
+    number = 0
+    while raw := stream.readline(limit + 1):
+        number += 1
+        if len(raw) > limit:
+            _read_past_line(stream, raw)
+            yield RawRecord({}, _too_large(f"line {number}", limit))
+            continue
         text = _decode_line(raw, number)
         if text and not text.isspace():
             yield _jsonl_record(text, number, keys)
+
+
+def _read_past_line(stream: BinaryIO, head: bytes) -> None:
+    """Read to the end of the line that `head` starts, a block at a time."""
+    while head and not head.endswith(b"\n"):
+        head = stream.readline(_READ_PAST_BYTES)
 
 
 def _decode_line(raw: bytes, number: int) -> str:
@@ -578,7 +852,6 @@ def _kind(value: Any) -> str:
 
 # --------------------------------------------------------------------------- JSON array
 
-_BOM: Final = b"\xef\xbb\xbf"
 _PEEK_SIZE: Final = 8192
 _TOP_LEVEL_KINDS: Final[dict[bytes, str]] = {
     b"{": "an object",
@@ -636,24 +909,45 @@ _NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
 _DEPTH_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
-class _DepthLimited:
-    """A binary reader that raises MalformedFile once the JSON text nests deeper than `_MAX_DEPTH`.
+class _ItemTooLarge(Exception):
+    """The item being read has run over the size limit."""
 
-    Per chunk, in C-speed bytes operations: escaped backslashes and quotes are dropped, the
-    text between quotes (strings) is dropped, and the brackets left are counted. The state
+
+class _JsonGuard:
+    """A binary reader of a JSON array for ijson that raises MalformedFile once the text nests
+    deeper than `_MAX_DEPTH`, and `_ItemTooLarge` once an item has run over `limit` bytes.
+
+    Depth, per chunk, in C-speed bytes operations: escaped backslashes and quotes are dropped,
+    the text between quotes (strings) is dropped, and the brackets left are counted. The state
     between chunks is the depth, whether a string is open and whether a backslash is pending.
+
+    Size: ijson parses each chunk whole and yields the items it completes before it reads the
+    next, and the reader of the items counts them in `items`. When no item ended in the last
+    chunk, the item being read took all of it: `_item` counts such chunks' bytes since the last
+    item ended, so it is at most the item's size (with the comma and spaces before it). Chunks
+    are at most `limit` bytes: ijson holds no more than an item's first `limit` bytes and two chunks.
     """
 
-    __slots__ = ("_depth", "_escaped", "_in_string", "_source")
+    __slots__ = ("_depth", "_escaped", "_in_string", "_item", "_last", "_limit", "_seen", "_source", "items")
 
-    def __init__(self, source: _Prefixed) -> None:
+    def __init__(self, source: _Prefixed, limit: int) -> None:
         self._source = source
+        self._limit = limit
         self._depth = 0
         self._in_string = False
         self._escaped = False
+        self.items = 0
+        self._seen = 0  # `items` at the last read
+        self._item = 0
+        self._last = 0  # the last chunk's size
 
     def read(self, size: int = -1) -> bytes:
-        data = self._source.read(size)
+        self._item = 0 if self.items != self._seen else self._item + self._last
+        self._seen = self.items
+        if self._item > self._limit and self._depth:
+            raise _ItemTooLarge()
+        data = self._source.read(size if 0 <= size <= self._limit else self._limit)
+        self._last = len(data)
         if data:
             self._scan(data)
         return data
@@ -677,13 +971,20 @@ class _DepthLimited:
         self._depth += 2 * opened - len(brackets)
 
 
-def _json_array_records(source: _Prefixed, keys: _KeyMap) -> Iterator[RawRecord]:
-    items = ijson.items(_DepthLimited(source), "item", use_float=False)
+def _json_array_records(source: _Prefixed, keys: _KeyMap, limit: int) -> Iterator[RawRecord]:
+    guard = _JsonGuard(source, limit)
+    items = ijson.items(guard, "item", use_float=False)
+    number = 0
     try:
         for number, item in enumerate(items, start=1):
+            guard.items = number
             yield keys.item(item, number)
     except (ijson.JSONError, UnicodeDecodeError) as exc:
         raise _json_file_error(exc) from exc
+    except _ItemTooLarge:
+        raise MalformedFile(
+            f"item {number + 1} is {_over(limit)}: a JSON array cannot be read past it (JSON Lines can)"
+        ) from None
 
 
 def _json_file_error(exc: Exception) -> MalformedFile | BadEncoding:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from loadbay.core.records import Action, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 from loadbay.core.results import RESULT_COLUMNS, escape_cell, header_row, result_rows
 from loadbay.errors import BadEncoding, MalformedFile, MissingColumn
-from loadbay.readers import Columns, RawRecord, open_reader, read_through
+from loadbay.readers import MAX_RECORD_BYTES, Columns, RawRecord, open_reader, read_through
 
 COLUMNS = Columns(names=("name", "email", "age"), required=("name",))
 NUL_PROBLEM = ("MALFORMED_ROW", "row holds a NUL character (byte 0x00), which text cannot hold")
@@ -196,9 +196,12 @@ def outcome_of_reading(read: Any) -> tuple[str, Any]:
         return type(exc).__name__, str(exc)
 
 
-def assert_read_through_as_reading(data: bytes, fmt: str = "csv") -> None:
-    reading = outcome_of_reading(lambda: sum(1 for _ in open_reader(io.BytesIO(data), fmt, COLUMNS)))
-    assert outcome_of_reading(lambda: read_through(io.BytesIO(data), fmt, COLUMNS)) == reading
+def assert_read_through_as_reading(data: bytes, fmt: str = "csv", limit: int = MAX_RECORD_BYTES) -> None:
+    def reading() -> int:
+        return sum(1 for _ in open_reader(io.BytesIO(data), fmt, COLUMNS, max_record_bytes=limit))
+
+    through = outcome_of_reading(lambda: read_through(io.BytesIO(data), fmt, COLUMNS, max_record_bytes=limit))
+    assert through == outcome_of_reading(reading)
 
 
 @pytest.mark.parametrize(
@@ -234,6 +237,28 @@ def test_reading_other_formats_through_raises_what_reading_them_raises(data: byt
     assert_read_through_as_reading(data, fmt)
 
 
+LONG = b"x" * 300
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt"),
+    [
+        (b"name,email,age\n" + FILLER + b"Ada," + LONG + b"\n" + FILLER, "csv"),
+        (b"name,email,age\n" + FILLER + b'Ada,"' + LONG + b'\n",1\n' + FILLER, "csv"),
+        (b'name,email,age\nAda,"' + b"\n".join([b"y" * 60] * 3) + b'"\n' + FILLER, "csv"),
+        (b"name,email,age\n" + b"\t" * 200 + b"\n" + FILLER, "csv"),  # a blank line over the limit
+        (b'name,email,age\nAda,"' + LONG, "csv"),
+        (b'name,email,age\nAda,"' + LONG + b'"x\n' + FILLER, "csv"),
+        (b"name," + LONG + b"\n" + FILLER, "csv"),
+        (b'{"name": "Ada"}\n{"name": "' + LONG + b'"}\n[1]\n' + LONG, "jsonl"),
+        (b'[{"name": "Ada"}, {"name": "' + LONG + b'"}, 42]', "json"),
+        (b'[{"name": "Ada"}' + b', {"name": "Bob"}' * 100 + b"]", "json"),
+    ],
+)
+def test_reading_through_with_a_record_limit_counts_what_reading_counts(data: bytes, fmt: str) -> None:
+    assert_read_through_as_reading(data, fmt, limit=100)
+
+
 csv_text = st.lists(
     st.sampled_from(["a", "é", ",", '"', "\n", "\r\n", " ", "\x00", "\udcff", "name", "email"]), max_size=40
 ).map("".join)
@@ -244,3 +269,11 @@ csv_text = st.lists(
 def test_reading_any_csv_through_raises_what_reading_it_raises(body: str) -> None:
     assert_read_through_as_reading(("name,email\n" + body).encode("utf-8", "surrogateescape"))
     assert_read_through_as_reading(body.encode("utf-8", "surrogateescape"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(body=csv_text, limit=st.integers(min_value=1, max_value=40))
+def test_reading_any_csv_through_with_a_record_limit_counts_what_reading_counts(
+    body: str, limit: int
+) -> None:
+    assert_read_through_as_reading(("name,email\n" + body).encode("utf-8", "surrogateescape"), limit=limit)

@@ -6,6 +6,7 @@ import csv
 import gc
 import io
 from collections.abc import Iterator
+from contextlib import suppress
 from decimal import Decimal
 from typing import Any
 
@@ -402,6 +403,217 @@ def test_iter_json_items_maps_keys_and_copies() -> None:
     plain = {"name": "Cy"}
     (record,) = iter_json_items([plain], COLUMNS)
     assert record.values == plain and record.values is not plain
+
+
+# --------------------------------------------------------------------------- record size
+
+
+def too_large(where: str, limit: int) -> RawRecord:
+    message = f"{where}: the record is over {limit} bytes, the most LOADBAY_MAX_RECORD_BYTES allows"
+    return RawRecord({}, ("RECORD_TOO_LARGE", f"{message}; it was not read"))
+
+
+def read_limited(data: bytes, fmt: str, limit: int) -> list[RawRecord]:
+    return list(open_reader(io.BytesIO(data), fmt, COLUMNS, max_record_bytes=limit))
+
+
+def test_csv_row_over_the_limit_is_its_own_problem_and_reading_goes_on() -> None:
+    data = b"name,email\nAda,a\nBob," + b"x" * 300 + b"\nCy,c\n"
+    assert read_limited(data, "csv", 100) == [
+        RawRecord({"name": "Ada", "email": "a"}),
+        too_large("line 3", 100),
+        RawRecord({"name": "Cy", "email": "c"}),
+    ]
+
+
+def test_csv_row_of_the_limit_with_its_line_end_is_read() -> None:
+    row = b"Ada," + b"x" * 94 + b"\r\n"
+    assert len(row) == 100
+    data = b"name,email\r\n" + row + b"B" + row
+    assert read_limited(data, "csv", 100) == [
+        RawRecord({"name": "Ada", "email": "x" * 94}),
+        too_large("line 3", 100),
+    ]
+
+
+def test_csv_row_over_several_lines_counts_the_bytes_of_all_of_them() -> None:
+    note = "\n".join(["y" * 30] * 4)  # 123 bytes, no line over 100
+    short = note[:60]
+    data = f'name,email\n"Ada","{note}"\nBob,"{short}"\nCy,"é{short}"\n'.encode()
+    assert read_limited(data, "csv", 100) == [
+        too_large("line 2", 100),
+        RawRecord({"name": "Bob", "email": short}),
+        RawRecord({"name": "Cy", "email": "é" + short}),
+    ]
+    assert read_limited(data, "csv", 67)[2] == too_large("line 8", 67)  # 67 characters, é two bytes
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b'Ada,"' + b"x" * 300 + b'\nstill the note, ""quoted""\n",extra\n',  # a long line opens a quote
+        b'Ada,"a note\n' + b"x" * 300 + b'\nends here"\n',  # a long line inside one
+        b'Ada,"' + b"\r\n".join([b"z" * 50] * 5) + b'"\r\n',  # short lines, long in all
+        b"  " + b"\t" * 300 + b"\n",  # a blank line over the limit
+    ],
+)
+def test_csv_record_over_the_limit_is_read_past_to_its_end(record: bytes) -> None:
+    data = b"name,email\n" + record + b'Bob,b\n"Cy"x,c\n'
+    reader = open_reader(io.BytesIO(data), "csv", COLUMNS, max_record_bytes=100)
+    assert next(reader) == too_large("line 2", 100)
+    assert next(reader) == RawRecord({"name": "Bob", "email": "b"})
+    bad_line = 3 + record.count(b"\n")  # the lines are numbered on as if it had been read
+    with pytest.raises(MalformedFile, match=f"^line {bad_line}: ',' expected after '\"'$"):
+        next(reader)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        b'Bob,"' + b"x\n" * 200,  # a quote open to the end of the file
+        b'Bob,"' + b"x\r\n" * 100 + b'"x,2\nCy,c\n',  # a quote closed before other text
+        b'Bob,"' + b"x\r" * 200,
+    ],
+)
+def test_csv_record_over_the_limit_that_cannot_be_read_past_fails_as_without_a_limit(tail: bytes) -> None:
+    data = b"name,email\nAda,a\n" + tail
+    failures = []
+    for limit in (100, 2**30):
+        records: list[RawRecord] = []
+        with pytest.raises(MalformedFile) as failure:
+            records.extend(open_reader(io.BytesIO(data), "csv", COLUMNS, max_record_bytes=limit))
+        assert records == [RawRecord({"name": "Ada", "email": "a"})]
+        failures.append(str(failure.value))
+    assert failures[0] == failures[1] and failures[0].startswith("line 3: ")
+
+
+def test_csv_header_over_the_limit_is_malformed() -> None:
+    data = b"\r\nname," + b"x" * 200 + b"\r\nAda\r\n"
+    message = "^line 2: the header is over 100 bytes, the most LOADBAY_MAX_RECORD_BYTES allows$"
+    with pytest.raises(MalformedFile, match=message):
+        open_reader(io.BytesIO(data), "csv", COLUMNS, max_record_bytes=100)
+
+
+def outcomes(data: bytes, limit: int) -> list[Any]:
+    """What reading a CSV file gives: each record's values or problem code, then the name of
+    the error that ended reading, if any."""
+    got: list[Any] = []
+    try:
+        for record in open_reader(io.BytesIO(data), "csv", COLUMNS, max_record_bytes=limit):
+            got.append(record.problem[0] if record.problem else record.values)
+    except (BadEncoding, MalformedFile, MissingColumn) as exc:
+        got.append(type(exc).__name__)
+    return got
+
+
+def opening_error(data: bytes) -> str | None:
+    """The name of the error opening a CSV file raises without a record limit (its header's)."""
+    try:
+        open_reader(io.BytesIO(data), "csv", COLUMNS, max_record_bytes=2**30)
+    except (BadEncoding, MalformedFile, MissingColumn) as exc:
+        return type(exc).__name__
+    return None
+
+
+def expected_outcomes(data: bytes, limit: int) -> list[Any]:
+    """What reading with `limit` should give, from reading without one: a row over the limit
+    (its lines' bytes, blank or not) is RECORD_TOO_LARGE, a header over it MalformedFile."""
+    unlimited = iter(outcomes(data, 2**30))
+    lines = list(io.StringIO(data.decode("utf-8-sig"), newline=""))  # split as csv.reader is handed them
+    rows = csv.reader(lines, strict=True)
+    expected: list[Any] = []
+    start, header = 1, False
+    with suppress(csv.Error):  # reading ends at a syntax error, as without a limit
+        for row in rows:
+            size = len("".join(lines[start - 1 : rows.line_num]).encode())
+            start = rows.line_num + 1
+            blank = not row or (len(row) == 1 and row[0].isspace())
+            if size > limit and not header:
+                return ["MalformedFile"]
+            if size > limit:
+                expected.append("RECORD_TOO_LARGE")
+                next(unlimited) if not blank else None
+            elif not (blank or header):
+                header = True
+                if (error := opening_error(data)) is not None:
+                    return [error]
+            elif not blank:
+                expected.append(next(unlimited))
+    return expected + list(unlimited)
+
+
+csv_pieces = st.lists(
+    st.sampled_from(
+        ['"', ",", "\n", "\r\n", "\r", " ", "a", "é", "\x00", "\u2028", "\x0b", "name", "x" * 12]
+    ),
+    max_size=80,
+).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=csv_pieces, limit=st.integers(min_value=1, max_value=60), with_header=st.booleans())
+def test_a_record_limit_refuses_only_the_records_over_it(body: str, limit: int, with_header: bool) -> None:
+    data = (("name,email\n" if with_header else "") + body).encode()
+    assert outcomes(data, limit) == expected_outcomes(data, limit)
+
+
+def test_jsonl_line_over_the_limit_is_its_own_problem_and_reading_goes_on() -> None:
+    line = b'{"name": "' + b"x" * 87 + b'"}\n'
+    assert len(line) == 100
+    data = line + b'{"name": "' + b"x" * 300 + b'"}\n\n{"name": "Bob"\n' + b"y" * 101
+    assert read_limited(data, "jsonl", 100) == [
+        RawRecord({"name": "x" * 87}),
+        too_large("line 2", 100),
+        RawRecord({}, ("INVALID_JSON", "line 4: Expecting ',' delimiter (column 15)")),
+        too_large("line 5", 100),
+    ]
+
+
+def test_json_array_item_over_the_limit_makes_the_file_unreadable() -> None:
+    data = b'[{"name": "Ada"}, {"name": "' + b"x" * 300 + b'"}, {"name": "Bob"}]'
+    records: list[RawRecord] = []
+    message = r"^item 2 is over 100 bytes, .*: a JSON array cannot be read past it \(JSON Lines can\)$"
+    with pytest.raises(MalformedFile, match=message):
+        records.extend(open_reader(io.BytesIO(data), "json", COLUMNS, max_record_bytes=100))
+    assert records == [RawRecord({"name": "Ada"})]
+
+
+def test_json_array_of_items_within_the_limit_is_read_whatever_its_size() -> None:
+    item = b'{"name": "' + b"x" * 75 + b'"}'
+    data = b"[" + b", ".join([item] * 500) + b", 12345]"
+    records = read_limited(data, "json", 100)
+    assert len(records) == 501 and all(r.values == {"name": "x" * 75} for r in records[:-1])
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def ignored(count: int, named: list[str]) -> str:
+    return (
+        f"{count} columns are not fields of this type and were ignored: {', '.join(named)}, … (the first 20)"
+    )
+
+
+def test_csv_many_ignored_columns_make_one_warning() -> None:
+    header = "name," + ",".join(f"c{i}" for i in range(100_000)) + ",,"
+    reader = read(f"{header}\nAda\n".encode())
+    assert reader.warnings == [ignored(100_002, [f"'c{i}'" for i in range(20)])]
+    assert [r.values for r in reader] == [{"name": "Ada"}]
+    unnamed = read(b"name" + b"," * 30 + b"\nAda\n").warnings
+    assert unnamed == [ignored(30, [f"column {i} (no name)" for i in range(2, 22)])]
+
+
+def test_csv_up_to_twenty_ignored_columns_get_a_warning_each() -> None:
+    warnings = read(("name," + ",".join(f"c{i}" for i in range(19)) + ",\nAda\n").encode()).warnings
+    assert warnings == [f"unknown column 'c{i}' ignored" for i in range(19)] + [
+        "column 21 has no name; ignored"
+    ]
+
+
+def test_csv_long_column_names_are_cut_short_in_messages() -> None:
+    assert read(b"name," + b"x" * 1000 + b"\n").warnings == [f"unknown column '{'x' * 40}…' ignored"]
+    with pytest.raises(MalformedFile, match=f"^duplicate column '{'Y' * 40}…' in the header"):
+        read(b"name," + b"y" * 50 + b"," + b"Y" * 50 + b"\n")
 
 
 # --------------------------------------------------------------------------- misc

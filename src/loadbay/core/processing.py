@@ -177,7 +177,7 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
         records = islice(records, first, None)
     for n, chunk in enumerate(Stager(batch_type, rt.settings.chunk_size).chunks(records, seq, first)):
         _store_chunk(rt, claim, batch, chunk, first_of_attempt=n == 0, early=early)
-    return warnings
+    return _summarised(warnings)
 
 
 def applies_early(batch: Batch, batch_type: BatchType) -> bool:
@@ -273,9 +273,10 @@ def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> dict[int, int]
     with rt.db.read() as conn:
         files = [item for item in repo.list_inputs(conn, batch.id) if item["kind"] != "page"]
     counted: dict[int, int] = {}
+    limit = rt.settings.max_record_bytes
     for item in files:
         with closing(rt.blobs.open(item["blob_key"])) as stream:
-            counted[item["id"]] = read_through(stream, item["format"], columns)
+            counted[item["id"]] = read_through(stream, item["format"], columns, max_record_bytes=limit)
     return counted
 
 
@@ -324,6 +325,7 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
     """Every record of the batch in order: its files, then its pages."""
     with rt.db.read() as conn:
         inputs = repo.list_inputs(conn, batch.id)
+    limit = rt.settings.max_record_bytes
     for item in inputs:
         if item["kind"] == "page":
             with rt.db.read() as conn:
@@ -331,9 +333,19 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
             yield from iter_json_items(json.loads(text, parse_float=Decimal), columns)
             continue
         with closing(rt.blobs.open(item["blob_key"])) as stream:
-            reader = open_reader(stream, item["format"], columns)
+            reader = open_reader(stream, item["format"], columns, max_record_bytes=limit)
             yield from reader
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)
+
+
+_MAX_WARNINGS = 20
+
+
+def _summarised(warnings: list[str]) -> list[str]:
+    """The first warnings, and how many more there were: the batch stays small whatever its files."""
+    if len(warnings) <= _MAX_WARNINGS:
+        return warnings
+    return [*warnings[:_MAX_WARNINGS], f"… and {len(warnings) - _MAX_WARNINGS} more warnings"]
 
 
 def _generated(rt: Runtime, batch: Batch, batch_type: BatchType) -> Iterator[RawRecord]:
