@@ -1,0 +1,417 @@
+// A batch: its status and live progress, what was refused and why, downloads, actions,
+// children and timeline.
+
+import { api, download } from "./api.js";
+import { boot } from "./shell.js";
+import {
+  $,
+  FINAL,
+  MOVING,
+  announce,
+  badge,
+  clock,
+  count,
+  duration,
+  h,
+  plural,
+  progressBar,
+  progressText,
+  repeat,
+  show,
+  speedText,
+  statusText,
+  when,
+} from "./ui.js";
+import { explain } from "./codes.js";
+
+const id = Number(document.body.dataset.batchId);
+const base = `/v1/batches/${id}`;
+const ERRORS_PAGE = 20;
+
+const state = {
+  batch: null,
+  errorCount: null, // invalid + failed + unprocessed when the errors were last read
+  errorsAt: 0, // when that was
+  cursors: [null], // the cursor of each errors page seen (null: the first)
+  page: 0,
+};
+
+function refused(counts) {
+  return counts.invalid + counts.failed + counts.unprocessed;
+}
+
+// status, progress, counts -------------------------------------------------------------------
+
+function renderStatus(batch) {
+  $("#status-badge").replaceChildren(badge(batch));
+  $("#status-sentence").textContent = sentence(batch);
+  const bar = progressBar(batch, "Progress");
+  bar.id = "progress";
+  bar.setAttribute("aria-labelledby", "progress-label");
+  bar.removeAttribute("aria-label");
+  $("#progress").replaceWith(bar);
+  $("#progress-label").textContent = progressText(batch);
+  $("#progress-speed").textContent = speedText(batch);
+  show($("#progress-block"), !["open", "validated", "error", "cleared"].includes(batch.status));
+  for (const [name, value] of Object.entries(batch.counts)) {
+    $(`#count-${name}`).textContent = count(value);
+  }
+  // The records of the batch once known; until then, those read so far.
+  const total = batch.progress.total;
+  $("#count-total").textContent = total !== null ? count(total) : MOVING.has(batch.status) ? `${count(batch.counts.total)} so far` : "–";
+  renderCallout(batch);
+}
+
+function sentence(batch) {
+  const total = batch.progress.total;
+  switch (batch.status) {
+    case "open":
+      return "The batch takes data until it is submitted.";
+    case "queued":
+      return "Submitted; a worker starts on it shortly.";
+    case "validating":
+      return total === null ? "Reading and checking every record." : "Checking and importing every record.";
+    case "processing":
+      return "Importing the valid records.";
+    case "validated":
+      return "Checked; nothing is imported until you press Process.";
+    default:
+      return batch.finished_at ? `Finished ${when(batch.finished_at)}${took(batch)}.` : "";
+  }
+}
+
+function took(batch) {
+  if (!batch.submitted_at || batch.status !== "completed") return "";
+  const seconds = (new Date(batch.finished_at) - new Date(batch.submitted_at)) / 1000;
+  return `, ${duration(seconds)} after it was submitted`;
+}
+
+function callout(tone, ...children) {
+  const box = $("#callout");
+  box.className = `callout callout-${tone}`;
+  box.replaceChildren(...children);
+  show(box, true);
+}
+
+function renderCallout(batch) {
+  const c = batch.counts;
+  const bad = refused(c);
+  show($("#callout"), false);
+  if (batch.status === "open") {
+    const hasData = (state.events || []).some((e) => ["file_received", "page_received"].includes(e.event));
+    callout(
+      "info",
+      h("p", {}, hasData ? "The data is here. Submit the batch to check and import it." : "This batch has no data yet. Send a file to it through the API, or start a new import."),
+    );
+  } else if (batch.status === "validated") {
+    callout(
+      "action",
+      h("p", {}, h("strong", {}, `${plural(c.valid, "record")} will be imported when you press Process`), `; ${plural(c.invalid, "record was", "records were")} refused.`),
+      h("p", {}, "Look at the refused records below first. Process imports the valid ones; Cancel imports nothing."),
+    );
+  } else if (batch.status === "error") {
+    const error = batch.error || { code: "ERROR", message: "" };
+    callout(
+      "danger",
+      h("p", {}, h("strong", {}, "This data could not be read, so nothing was imported: "), error.message, " ", h("code", {}, error.code)),
+      h("p", {}, explain(error.code) || "Fix the file and start a new import."),
+    );
+  } else if (batch.status === "completed") {
+    if (bad === 0) callout("ok", h("p", {}, h("strong", {}, `All ${plural(c.total, "record")} were imported.`)));
+    else
+      callout(
+        c.succeeded ? "warn" : "danger",
+        h("p", {}, h("strong", {}, `${count(c.succeeded)} of ${plural(c.total, "record")} imported; ${count(bad)} refused.`)),
+        h("p", {}, "Download the refused records, fix them in the file (each row says why it was refused), and import that file again."),
+      );
+  } else if (batch.status === "cancelled") {
+    callout("muted", h("p", {}, `Cancelled. ${count(c.succeeded)} records had been imported; ${count(c.unprocessed)} were not processed.`));
+  }
+  if (batch.warnings.length) {
+    const box = $("#callout");
+    if (box.hidden) callout("info");
+    box.append(h("p", {}, h("strong", {}, "Warnings:")), h("ul", {}, batch.warnings.map((w) => h("li", {}, w))));
+  }
+}
+
+// actions ------------------------------------------------------------------------------------
+
+function renderActions(batch) {
+  show($("#action-submit"), batch.status === "open");
+  show($("#action-process"), batch.status === "validated" && batch.process === "manual");
+  show($("#action-cancel"), !FINAL.has(batch.status));
+  const valid = batch.counts.valid;
+  $("#action-process").textContent = `Process ${plural(valid, "valid record")}`;
+}
+
+async function act(action, button) {
+  const box = $("#action-error");
+  show(box, false);
+  button.disabled = true;
+  try {
+    const { body } = await api(`${base}/${action}`, { method: "POST" });
+    announce(`Batch ${id}: ${statusText(body)}`);
+    await poll.now();
+  } catch (error) {
+    box.textContent = `Could not ${action} the batch: ${error.message}`;
+    show(box, true);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function wireActions() {
+  $("#action-submit").addEventListener("click", (e) => act("submit", e.currentTarget));
+  $("#action-process").addEventListener("click", (e) => act("process", e.currentTarget));
+  const dialog = $("#confirm-cancel");
+  $("#action-cancel").addEventListener("click", () => dialog.showModal());
+  dialog.addEventListener("close", () => {
+    if (dialog.returnValue === "cancel") act("cancel", $("#action-cancel"));
+    else $("#action-cancel").focus();
+  });
+}
+
+// downloads ----------------------------------------------------------------------------------
+
+function renderDownloads(batch) {
+  const ready = batch.status === "completed" || batch.status === "cancelled";
+  show($("#downloads"), ready);
+  if (!ready) return;
+  const bad = refused(batch.counts);
+  $("#downloads-hint").textContent =
+    "The result file has every record as it was read, and what happened to it: loadbay_status (succeeded, invalid, failed, unprocessed), the action, the id it got, and the error code and message. The refused-records file has only the records that were not imported, ready to fix and import again.";
+  const refusedButton = $("#download-refused");
+  refusedButton.disabled = bad === 0;
+  refusedButton.textContent = bad ? `Download ${plural(bad, "refused record")} (CSV)` : "No refused records";
+}
+
+async function save(button, path, filename) {
+  const status = $("#download-status");
+  button.disabled = true;
+  status.textContent = `Preparing ${filename}…`;
+  try {
+    const size = await download(path, filename);
+    status.textContent = `Downloaded ${filename} (${count(size)} bytes).`;
+  } catch (error) {
+    status.textContent = `The download failed: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function wireDownloads() {
+  $("#download-results").addEventListener("click", (e) => save(e.currentTarget, `${base}/results`, `batch-${id}-results.csv`));
+  $("#download-refused").addEventListener("click", (e) =>
+    save(e.currentTarget, `${base}/results?outcome=invalid,failed,unprocessed`, `batch-${id}-refused.csv`),
+  );
+}
+
+// errors -------------------------------------------------------------------------------------
+
+function example(e) {
+  return h(
+    "li",
+    {},
+    h("span", { class: "record-no" }, `#${count(e.index + 1)}`),
+    e.external_id ? [" ", h("code", {}, e.external_id)] : null,
+    e.value !== null ? [" ", h("span", { class: "value" }, "“", e.value, "”")] : null,
+    " ",
+    h("span", { class: "muted" }, e.message),
+  );
+}
+
+function groupRow(group) {
+  const what = explain(group.code);
+  return h(
+    "tr",
+    {},
+    h("td", { "data-label": "Problem" }, h("code", { class: "code" }, group.code), what ? h("div", { class: "small" }, what) : null),
+    h("td", { "data-label": "Field" }, group.field ? h("code", {}, group.field) : h("span", { class: "muted" }, "the whole record")),
+    h("td", { "data-label": "Records", class: "num" }, count(group.count)),
+    h("td", { "data-label": "Examples" }, h("ul", { class: "examples" }, group.examples.map(example))),
+  );
+}
+
+async function loadSummary() {
+  const { body: summary } = await api(`${base}/errors/summary`);
+  $("#groups tbody").replaceChildren(...summary.groups.map(groupRow));
+  const shown = summary.groups.reduce((n, g) => n + g.count, 0);
+  const more = summary.total > shown ? ` The ${count(summary.total - shown)} errors of smaller groups are in the table below.` : "";
+  $("#problems-hint").textContent =
+    `${plural(summary.total, "error")} in ${plural(summary.groups.length, "group")}, by code and field, the largest first. A record refused on two fields counts in both. Record numbers count from 1, the first record after the header.` +
+    more;
+  return summary.total;
+}
+
+function errorRow(e) {
+  return h(
+    "tr",
+    {},
+    h("td", { class: "num", "data-label": "Record" }, `#${count(e.index + 1)}`),
+    h("td", { "data-label": "Key" }, e.external_id ? h("code", {}, e.external_id) : "–"),
+    h("td", { "data-label": "Field" }, e.field ? h("code", {}, e.field) : "–"),
+    h("td", { "data-label": "Code" }, h("code", { class: "code" }, e.code)),
+    h("td", { "data-label": "Message", class: "wrap" }, e.message),
+  );
+}
+
+async function loadErrors(page) {
+  const cursor = state.cursors[page];
+  const query = new URLSearchParams({ limit: String(ERRORS_PAGE) });
+  if (cursor) query.set("cursor", cursor);
+  const { body } = await api(`${base}/errors?${query}`);
+  state.page = page;
+  state.cursors[page + 1] = body.next_cursor;
+  $("#errors tbody").replaceChildren(...body.data.map(errorRow));
+  const first = page * ERRORS_PAGE + 1;
+  $("#errors-range").textContent = body.data.length ? `Errors ${count(first)}–${count(first + body.data.length - 1)}` : "";
+  show($("#errors-first"), page > 0);
+  show($("#errors-next"), Boolean(body.next_cursor));
+}
+
+function wireErrors() {
+  $("#errors-next").addEventListener("click", () => loadErrors(state.page + 1).then(() => $("#errors-title").scrollIntoView()));
+  $("#errors-first").addEventListener("click", () => loadErrors(0));
+}
+
+async function renderProblems(batch) {
+  const bad = refused(batch.counts);
+  if (bad === state.errorCount) return;
+  // While the batch moves, errors are read again every few seconds, not on every tick.
+  const moving = MOVING.has(batch.status);
+  if (moving && state.errorsAt && Date.now() - state.errorsAt < 5000) return;
+  state.errorCount = bad;
+  state.errorsAt = Date.now();
+  const total = bad ? await loadSummary() : 0;
+  show($("#problems"), total > 0);
+  if (total > 0 && state.page === 0) await loadErrors(0);
+}
+
+// children, timeline, details ----------------------------------------------------------------
+
+async function renderChildren() {
+  const { body } = await api(`${base}/children`);
+  const rows = body.data.map((child) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, h("a", { href: `/batches/${child.id}` }, `Batch ${child.id}`)),
+      h("td", {}, h("code", {}, child.type)),
+      h("td", {}, badge(child)),
+      h("td", {}, progressBar(child), " ", h("span", { class: "small muted" }, progressText(child))),
+      h("td", { class: "num" }, count(child.progress.total)),
+    ),
+  );
+  $("#children tbody").replaceChildren(...rows);
+  show($("#children"), rows.length > 0);
+  return body.data.some((child) => MOVING.has(child.status));
+}
+
+const EVENT_TEXT = {
+  created: "Created",
+  file_received: "File received",
+  page_received: "Page received",
+  attachment_received: "Attachment received",
+  submit: "Submitted",
+  start: "Validation started",
+  copied: "Fetched from its URL",
+  summed: "Child totals summed",
+  read: "File read through",
+  chunked: "Every record checked",
+  validated: "Validated, waiting for Process",
+  apply: "Importing",
+  process: "Process requested",
+  complete: "Completed",
+  fail: "Failed",
+  cancel: "Cancelled",
+  clear: "Cleared",
+};
+
+function renderTimeline(events) {
+  const items = events.map((e) =>
+    h(
+      "li",
+      { class: `event event-${e.event}` },
+      h("time", { datetime: e.at, title: when(e.at) }, clock(e.at)),
+      h("span", { class: "event-name" }, EVENT_TEXT[e.event] || e.event),
+      e.detail ? h("span", { class: "event-detail" }, e.detail) : null,
+    ),
+  );
+  $("#timeline").replaceChildren(...items);
+}
+
+function views(batch) {
+  const table = JSON.parse($("#profile-views").textContent);
+  const n = (batch.type.match(/^catalog\.user(\d)$/) || [])[1];
+  return (table[batch.type] || []).map(([profile, path]) => {
+    const url = path.replace("{id}", batch.id).replace("{ref}", batch.ref).replace("{n}", n);
+    const shown = path.includes("{ref}") ? batch.ref : batch.id;
+    return h("div", {}, `${profile}: id `, h("code", {}, String(shown)), " ", h("span", { class: "small muted" }, "GET ", h("code", {}, url)));
+  });
+}
+
+function renderDetails(batch) {
+  const rows = [
+    ["Type", h("code", {}, batch.type)],
+    ["Job id", batch.job_id || "–"],
+    ["Description", batch.description || "–"],
+    ["Two-phase", batch.process === "manual" ? "Yes: waits at validated until Process" : "No: imported as soon as it is checked"],
+    ["Mode", batch.test ? "Test" : "Live"],
+    ["Parent batch", batch.parent_id ? h("a", { href: `/batches/${batch.parent_id}` }, `Batch ${batch.parent_id}`) : null],
+    ["Source URL", batch.source_url ? h("code", { class: "wrap" }, batch.source_url) : null],
+    ["Created", when(batch.created_at)],
+    ["Submitted", batch.submitted_at ? when(batch.submitted_at) : null],
+    ["Finished", batch.finished_at ? when(batch.finished_at) : null],
+    ["Reference", h("code", {}, batch.ref)],
+    ["In the vendor APIs", views(batch)],
+    ["Options", Object.keys(batch.options).length ? h("pre", {}, JSON.stringify(batch.options, null, 2)) : null],
+  ];
+  const items = rows
+    .filter(([, value]) => value !== null && !(Array.isArray(value) && value.length === 0))
+    .map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value)));
+  $("#details").replaceChildren(...items);
+  const parent = $("#crumb-parent");
+  parent.replaceChildren(...(batch.parent_id ? [h("a", { href: `/batches/${batch.parent_id}` }, `Batch ${batch.parent_id}`), " / "] : []));
+}
+
+// loading ------------------------------------------------------------------------------------
+
+async function load() {
+  const [{ body: batch }, { body: events }] = await Promise.all([api(base), api(`${base}/events`)]);
+  const before = state.batch;
+  state.batch = batch;
+  state.events = events.data;
+  if (before && before.status !== batch.status) announce(`Batch ${id}: ${statusText(batch)}`);
+  $("#batch-subtitle").replaceChildren(h("code", {}, batch.type), batch.job_id ? ` · ${batch.job_id}` : "", batch.description ? ` · ${batch.description}` : "");
+  document.title = `Batch ${id} (${statusText(batch)}) · loadbay`;
+  renderStatus(batch);
+  renderActions(batch);
+  renderDownloads(batch);
+  renderTimeline(events.data);
+  renderDetails(batch);
+  const [childrenMoving] = await Promise.all([renderChildren(), renderProblems(batch)]);
+  show($("#batch"), true);
+  show($("#batch-error"), false);
+  return MOVING.has(batch.status) || childrenMoving;
+}
+
+// Every second while the batch (or a child) moves; every 10 seconds while it waits (someone
+// may submit or process it elsewhere); not at all once it is final.
+const poll = repeat(async () => {
+  try {
+    const moving = await load();
+    return moving ? 1000 : FINAL.has(state.batch.status) ? null : 10_000;
+  } catch (error) {
+    const box = $("#batch-error");
+    box.textContent = error.status === 404 ? `There is no batch ${id} in this account.` : `The batch could not be loaded: ${error.message}`;
+    show(box, true);
+    return error.status === 404 || error.status === 401 ? null : 5000;
+  }
+});
+
+boot(async () => {
+  wireActions();
+  wireDownloads();
+  wireErrors();
+  await poll.now();
+});

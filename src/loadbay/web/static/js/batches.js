@@ -1,0 +1,107 @@
+// The batches page: filters in the URL, newest first, cursor pages, live while batches move.
+
+import { api } from "./api.js";
+import { boot } from "./shell.js";
+import { $, MOVING, ago, badge, count, h, progressBar, progressText, repeat, show } from "./ui.js";
+
+const params = new URLSearchParams(location.search);
+
+function fillFilters() {
+  for (const name of ["q", "status", "type"]) {
+    const field = $(`#filter-${name}`);
+    if (params.get(name)) field.value = params.get(name);
+  }
+  // Only the filters that are set go in the URL.
+  $("#filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const query = new URLSearchParams();
+    for (const name of ["q", "status", "type"]) {
+      const value = $(`#filter-${name}`).value.trim();
+      if (value) query.set(name, value);
+    }
+    location.assign(query.toString() ? `/?${query}` : "/");
+  });
+}
+
+function query() {
+  const query = new URLSearchParams({ limit: "25" });
+  for (const name of ["q", "status", "type", "cursor"]) {
+    if (params.get(name)) query.set(name, params.get(name));
+  }
+  return query;
+}
+
+function refused(counts) {
+  return counts.invalid + counts.failed + counts.unprocessed;
+}
+
+function row(batch) {
+  const link = `/batches/${batch.id}`;
+  const label = [batch.job_id, batch.description].filter(Boolean);
+  return h(
+    "tr",
+    { "data-id": batch.id, "data-status": batch.status },
+    h("td", { "data-label": "Batch" }, h("a", { href: link, class: "batch-link" }, `Batch ${batch.id}`), batch.test ? h("span", { class: "tag tag-test" }, "test") : null),
+    h("td", { "data-label": "Type" }, h("code", {}, batch.type)),
+    h("td", { "data-label": "Job id / description", class: "wrap" }, label.length ? label.join(" · ") : h("span", { class: "muted" }, "–")),
+    h("td", { "data-label": "Status" }, badge(batch)),
+    h("td", { "data-label": "Progress" }, h("div", { class: "cell-progress" }, progressBar(batch), h("span", { class: "small muted" }, progressText(batch)))),
+    h("td", { "data-label": "Records", class: "num" }, count(batch.progress.total)),
+    h("td", { "data-label": "Refused", class: "num" }, refused(batch.counts) ? h("span", { class: "refused" }, count(refused(batch.counts))) : "0"),
+    h("td", { "data-label": "Created" }, ago(batch.created_at)),
+  );
+}
+
+function emptyText() {
+  const filtered = ["q", "status", "type"].some((name) => params.get(name));
+  if (filtered) return "No batches match these filters.";
+  if (params.get("cursor")) return "No older batches.";
+  return "No batches yet. Start with a new import: pick the kind of records, choose a file, and loadbay checks and imports every record.";
+}
+
+async function load() {
+  const { body: page } = await api(`/v1/batches?${query()}`);
+  const tbody = $("#batches tbody");
+  tbody.replaceChildren(...page.data.map(row));
+  show($("#batches"), page.data.length > 0);
+  const empty = $("#empty");
+  empty.textContent = emptyText();
+  show(empty, page.data.length === 0);
+  if (page.data.length === 0 && !params.get("cursor")) {
+    empty.append(" ", h("a", { href: "/new" }, "New import"));
+  }
+  pager(page.next_cursor);
+  show($("#list-error"), false);
+  const moving = page.data.some((b) => MOVING.has(b.status));
+  show($("#live-note"), moving);
+  return moving;
+}
+
+function pager(next) {
+  const older = $("#page-older");
+  const newest = $("#page-newest");
+  const base = new URLSearchParams(params);
+  base.delete("cursor");
+  newest.href = base.toString() ? `/?${base}` : "/";
+  show(newest, Boolean(params.get("cursor")));
+  if (next) base.set("cursor", next);
+  older.href = `/?${base}`;
+  show(older, Boolean(next));
+}
+
+// Every 2 seconds while a batch on the page moves; every 10 otherwise, so batches made
+// elsewhere (the API, the CLI, another tab) show up without a reload.
+boot(async () => {
+  fillFilters();
+  const poll = repeat(async () => {
+    try {
+      return (await load()) ? 2000 : 10_000;
+    } catch (error) {
+      const box = $("#list-error");
+      box.textContent = `The batches could not be loaded: ${error.message}`;
+      show(box, true);
+      return error.status === 401 ? null : 5000;
+    }
+  });
+  await poll.now();
+});

@@ -1,0 +1,254 @@
+// A new import: the kind of records, a file (dropped or chosen, checked against the columns
+// before it is sent), options, then create → upload (with progress) → submit.
+
+import { api, upload } from "./api.js";
+import { boot } from "./shell.js";
+import { $, bytes, h, show } from "./ui.js";
+import { tsvFileToCsv } from "./tsv.js";
+
+const catalog = JSON.parse($("#catalog").textContent);
+const CONTENT_TYPES = { csv: "text/csv", tsv: "text/csv", jsonl: "application/x-ndjson", json: "application/json" };
+const FORMAT_NAMES = { csv: "CSV", tsv: "TSV", jsonl: "JSON Lines", json: "JSON" };
+
+const state = { file: null, head: "", problem: null, batch: null, created: null, abort: null };
+
+// the type --------------------------------------------------------------------------------
+
+function showType() {
+  const name = $("#type").value;
+  for (const info of document.querySelectorAll(".type-info")) show(info, info.dataset.type === name);
+  checkFile();
+}
+
+// the file --------------------------------------------------------------------------------
+
+function guessFormat(name, head) {
+  const extension = (name.match(/\.([a-z0-9]+)$/i) || [])[1]?.toLowerCase();
+  if (extension === "csv") return "csv";
+  if (extension === "tsv" || extension === "tab") return "tsv";
+  if (extension === "jsonl" || extension === "ndjson") return "jsonl";
+  if (extension === "json") return "json";
+  const start = head.trimStart();
+  if (start.startsWith("[")) return "json";
+  if (start.startsWith("{")) return "jsonl";
+  const first = head.split(/\r?\n/, 1)[0];
+  return first.includes("\t") && !first.includes(",") ? "tsv" : "csv";
+}
+
+async function choose(file) {
+  state.file = file;
+  state.head = file ? await file.slice(0, 65536).text() : "";
+  show($("#format-field"), Boolean(file));
+  const chosen = $("#file-chosen");
+  show(chosen, Boolean(file));
+  if (!file) return;
+  $("#format").value = guessFormat(file.name, state.head);
+  chosen.replaceChildren(h("strong", {}, file.name), ` · ${bytes(file.size)}`);
+  checkFile();
+}
+
+/** The first record of CSV or TSV text: its cells (quotes as spreadsheets write them). */
+function headerCells(text, delimiter) {
+  const cells = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cell += ch;
+    } else if (ch === '"' && cell === "") quoted = true;
+    else if (ch === delimiter) {
+      cells.push(cell);
+      cell = "";
+    } else if (ch === "\n" || ch === "\r") break;
+    else cell += ch;
+  }
+  cells.push(cell);
+  return cells.map((c) => c.trim()).filter((c) => c !== "");
+}
+
+function checkFile() {
+  const box = $("#file-check");
+  state.problem = null;
+  box.replaceChildren();
+  if (!state.file) return;
+  const format = $("#format").value;
+  const type = catalog[$("#type").value];
+  if (state.file.size === 0) return report("error", "The file is empty.");
+  if (format === "json" || format === "jsonl") {
+    return report("info", `Read as ${FORMAT_NAMES[format]}: each ${format === "json" ? "object of the array" : "line"} is a record with the columns as its keys.`);
+  }
+  const head = state.head.replace(/^\uFEFF/, "");
+  const found = headerCells(head, format === "tsv" ? "\t" : ",");
+  const known = new Map(type.columns.map((c) => [c.toLowerCase(), c]));
+  const have = new Set(found.map((c) => c.toLowerCase()));
+  const missing = type.required.filter((c) => !have.has(c.toLowerCase()));
+  const unknown = found.filter((c) => !known.has(c.toLowerCase()));
+  const matched = found.filter((c) => known.has(c.toLowerCase()));
+  if (missing.length) {
+    report(
+      "error",
+      `The header row lacks the required ${missing.length === 1 ? "column" : "columns"} ${missing.join(", ")}.`,
+      " Add ",
+      missing.length === 1 ? "it" : "them",
+      ` to the first row of the file, or pick the kind of records the file holds. Columns found: ${found.join(", ") || "none"}.`,
+    );
+  } else {
+    report("ok", `Columns found: ${matched.join(", ")} (${matched.length} of ${type.columns.length}; every required one is there).`);
+  }
+  if (unknown.length) report("warn", `Not columns of ${$("#type").value}, so they are ignored: ${unknown.join(", ")}.`);
+}
+
+function report(tone, ...text) {
+  if (tone === "error") state.problem = text.join("");
+  $("#file-check").append(h("p", { class: `check-${tone}` }, ...text));
+}
+
+function wireFile() {
+  const input = $("#file");
+  input.addEventListener("change", () => choose(input.files[0] || null));
+  $("#format").addEventListener("change", checkFile);
+  const zone = $("#dropzone");
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => {
+      event.preventDefault();
+      zone.classList.add("dragging");
+    });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("dragging"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("dragging");
+    const file = event.dataTransfer.files[0];
+    if (!file) return;
+    try {
+      input.files = event.dataTransfer.files;
+    } catch {
+      // some browsers keep the input's own list; the dropped file is used either way
+    }
+    choose(file);
+  });
+}
+
+// upload ------------------------------------------------------------------------------------
+
+function fail(...message) {
+  const box = $("#import-error");
+  box.replaceChildren(...message);
+  show(box, true);
+  box.focus?.();
+}
+
+function progress(text, fraction) {
+  show($("#upload-progress"), true);
+  $("#upload-text").textContent = text;
+  const bar = $("#upload-bar");
+  if (fraction === null) bar.removeAttribute("value");
+  else bar.value = fraction;
+}
+
+function body() {
+  const spec = { type: $("#type").value, process: $("#two-phase").checked ? "manual" : "auto" };
+  const jobId = $("#job-id").value.trim();
+  const description = $("#description").value.trim();
+  const parent = $("#parent-id").value.trim();
+  if (jobId) spec.job_id = jobId;
+  if (description) spec.description = description;
+  if (parent) spec.parent_id = Number(parent);
+  return spec;
+}
+
+/** The batch to upload into: the one made by a failed attempt with the same options, or a new one. */
+async function batchFor(spec) {
+  const signature = JSON.stringify(spec);
+  if (state.batch && state.created === signature) return state.batch;
+  if (state.batch) api(`/v1/batches/${state.batch.id}/cancel`, { method: "POST" }).catch(() => {});
+  state.batch = null;
+  const { status, body: batch } = await api("/v1/batches", { method: "POST", json: spec });
+  if (status === 200 && batch.status !== "open") {
+    const link = h("a", { href: `/batches/${batch.id}` }, `batch ${batch.id}`);
+    throw Object.assign(new Error(), { shown: [`The job id ${spec.job_id} is already used by `, link, ` (${batch.status}). Choose another job id, or open that batch.`] });
+  }
+  state.batch = batch;
+  state.created = signature;
+  return batch;
+}
+
+function uploadName(file) {
+  return file.name.length > 100 ? file.name.slice(0, 100) : file.name;
+}
+
+async function start(event) {
+  event.preventDefault();
+  show($("#import-error"), false);
+  if (!state.file) return fail("Choose a file first (step 2).");
+  if (state.problem) return fail(state.problem);
+  const spec = body();
+  if (spec.parent_id !== undefined && !(spec.parent_id > 0)) return fail("The parent batch is a batch id: a whole number.");
+  const format = $("#format").value;
+  $("#start").disabled = true;
+  try {
+    progress("Creating the batch…", null);
+    const batch = await batchFor(spec);
+    let blob = state.file;
+    if (format === "tsv") {
+      blob = await tsvFileToCsv(state.file, (done, total) => progress(`Converting TSV to CSV… ${Math.round((100 * done) / total)}%`, done / total));
+    }
+    const path = `/v1/batches/${batch.id}/data?name=${encodeURIComponent(uploadName(state.file))}`;
+    const sending = upload(path, blob, CONTENT_TYPES[format], (sent, total) =>
+      progress(`Uploading ${state.file.name}: ${bytes(sent)} of ${bytes(total)} (${Math.round((100 * sent) / (total || 1))}%)`, total ? sent / total : null),
+    );
+    state.abort = sending.abort;
+    show($("#stop"), true);
+    await sending.promise;
+    show($("#stop"), false);
+    if ($("#submit-now").checked) {
+      progress("Uploaded. Submitting…", 1);
+      await api(`/v1/batches/${batch.id}/submit`, { method: "POST" });
+    }
+    progress("Done. Opening the batch…", 1);
+    location.assign(`/batches/${batch.id}`);
+  } catch (error) {
+    show($("#stop"), false);
+    if (error.code === "ABORTED" && state.batch) {
+      api(`/v1/batches/${state.batch.id}/cancel`, { method: "POST" }).catch(() => {});
+      state.batch = null;
+      progress("Upload stopped; nothing was imported.", 0);
+    } else {
+      show($("#upload-progress"), false);
+      fail(...(error.shown || [explainFailure(error)]));
+    }
+  } finally {
+    $("#start").disabled = false;
+    state.abort = null;
+  }
+}
+
+function explainFailure(error) {
+  const made = state.batch ? ` (batch ${state.batch.id} waits for the file; starting again sends it there)` : "";
+  switch (error.code) {
+    case "PAYLOAD_TOO_LARGE":
+      return `The file is larger than this server takes: ${error.message}.`;
+    case "UNSUPPORTED_MEDIA_TYPE":
+      return `loadbay cannot read this file: ${error.message}.`;
+    case "NETWORK":
+      return `The upload did not get through: ${error.message}${made}.`;
+    default:
+      return `The import could not start: ${error.message}${made}.`;
+  }
+}
+
+boot(async () => {
+  const wanted = new URLSearchParams(location.search).get("type");
+  if (wanted && catalog[wanted]) $("#type").value = wanted;
+  $("#type").addEventListener("change", showType);
+  wireFile();
+  $("#import-form").addEventListener("submit", start);
+  $("#stop").addEventListener("click", () => state.abort?.());
+  showType();
+  if ($("#file").files[0]) choose($("#file").files[0]); // (kept by the browser on a reload)
+});

@@ -1,0 +1,86 @@
+"""The dashboard in a real browser: Playwright drives Debian's Chromium against a real
+`loadbay serve` on loopback (SQLite), one server for the whole session.
+
+Without Chromium (or Playwright) these tests are skipped, with the reason; in CI (CI=true)
+they fail instead, so CI never passes without having run them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.accounts import make_keys
+from tests.support.browser import CHROMIUM_ARGS, chromium_path
+from tests.support.servers import Server, start_server
+
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright is not installed (pip install -e '.[dev]')")
+    executable = chromium_path()
+    if executable is None:
+        _missing("Chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real `loadbay serve` (SQLite) for every browser test."""
+    data = tmp_path_factory.mktemp("dashboard")
+    running = start_server(f"sqlite:///{data / 'loadbay.db'}", data, env={"LOADBAY_CHUNK_SIZE": "500"})
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def _keys(dashboard: Server) -> Iterator[str]:
+    return iter(make_keys(dashboard, f"browser-{uuid.uuid4().hex[:6]}", 30))
+
+
+@pytest.fixture
+def key(_keys: Iterator[str]) -> str:
+    """A fresh account's API key: each test sees only its own batches."""
+    return next(_keys)
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    made = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def page(context: Any) -> Iterator[Any]:
+    """A tab; the test fails on any script error the pages raise."""
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    assert errors == [], f"script errors on the page: {errors}"
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    return tmp_path
