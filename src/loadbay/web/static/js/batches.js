@@ -38,18 +38,25 @@ function refused(counts) {
 function row(batch) {
   const link = `/batches/${batch.id}`;
   const label = [batch.job_id, batch.description].filter(Boolean);
+  const bad = refused(batch.counts);
+  const cell = (name, label, ...content) => h("td", { class: `c-${name}`, "data-label": label }, ...content);
   return h(
     "tr",
     { "data-id": batch.id, "data-status": batch.status },
-    h("td", { "data-label": "Batch" }, h("a", { href: link, class: "batch-link" }, `Batch ${batch.id}`), batch.test ? h("span", { class: "tag tag-test" }, "test") : null),
-    h("td", { "data-label": "Type" }, h("code", {}, batch.type)),
-    h("td", { "data-label": "Job id / description", class: "wrap" }, label.length ? label.join(" · ") : h("span", { class: "muted" }, "–")),
-    h("td", { "data-label": "Status" }, badge(batch)),
-    h("td", { "data-label": "Progress" }, h("div", { class: "cell-progress" }, progressBar(batch), h("span", { class: "small muted" }, progressText(batch)))),
-    h("td", { "data-label": "Records", class: "num" }, count(batch.progress.total)),
-    h("td", { "data-label": "Refused", class: "num" }, refused(batch.counts) ? h("span", { class: "refused" }, count(refused(batch.counts))) : "0"),
-    h("td", { "data-label": "Created" }, ago(batch.created_at)),
+    cell("batch", "Batch", h("a", { href: link, class: "batch-link" }, `Batch ${batch.id}`), batch.test ? h("span", { class: "tag tag-test" }, "test") : null),
+    cell("type", "Type", h("code", {}, batch.type)),
+    cell("job", "Job id / description", label.length ? label.join(" · ") : h("span", { class: "muted" }, "–")),
+    cell("status", "Status", badge(batch)),
+    cell("progress", "Progress", progressCell(batch)),
+    cell("records", "Records", count(batch.progress.total)),
+    cell("refused", "Refused", bad ? h("span", { class: "refused" }, count(bad)) : "0"),
+    cell("created", "Created", ago(batch.created_at)),
   );
+}
+
+function progressCell(batch) {
+  if (batch.status === "error" || batch.status === "cleared") return h("span", { class: "muted small" }, "nothing imported");
+  return h("div", { class: "cell-progress" }, progressBar(batch), h("span", { class: "small muted" }, progressText(batch)));
 }
 
 function emptyText() {

@@ -7,7 +7,7 @@ const CODES = {
   INVALID_DECIMAL: "Not a number, or too many decimal places (amounts have at most 2).",
   INVALID_DATE: "Not a date written as YYYY-MM-DD.",
   INVALID_TIMESTAMP: "Not a date and time such as 2026-03-01T09:30:00Z.",
-  INVALID_VALUE: "Not one of the values this column allows.",
+  INVALID_VALUE: "A value this column does not take (the message says why).",
   INVALID_COUNTRY: "Not a two-letter country code (ISO 3166), such as US or GB.",
   INVALID_CURRENCY: "Not a three-letter currency code (ISO 4217), such as USD or EUR.",
   INVALID_DUE_DATE: "The due date is before the invoice date.",
