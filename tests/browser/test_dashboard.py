@@ -256,3 +256,31 @@ def test_the_search_finds_a_batch_by_its_description(page: Page, dashboard: Serv
     expect(page.get_by_text("No batches match these filters.")).to_be_visible()
     page.get_by_role("link", name="Clear").click()
     expect(page.locator("#batches tbody tr")).to_have_count(3)
+
+
+def test_fix_the_refused_records_and_import_them_again(
+    page: Page, dashboard: Server, key: str, files: Path
+) -> None:
+    upload = files / "customers.csv"
+    upload.write_text(CUSTOMERS)
+    sign_in(page, dashboard, key, "/new")
+    start_import(page, upload)
+    expect(page.locator("#status-badge")).to_have_text("Completed, some refused", timeout=30_000)
+    with page.expect_download() as refused:
+        page.get_by_role("button", name="Download 3 refused records (CSV)").click()
+    text = Path(refused.value.path()).read_text()
+    fixed = files / "fixed.csv"
+    fixed.write_text(
+        text.replace("not-an-email", "bob@example.com").replace("C3,,", "C3,Cy,").replace("1.234", "1.23")
+    )
+
+    page.get_by_role("link", name="new billing.customer import").click()
+    expect(page.get_by_label("Kind of records")).to_have_value("billing.customer")
+    page.locator("#file").set_input_files(fixed)
+    expect(page.locator("#file-check")).to_contain_text(
+        "The loadbay_… columns of a result file are not imported"
+    )
+    page.get_by_role("button", name="Upload and import").click()
+    page.wait_for_url(re.compile(r"/batches/\d+$"))
+    expect(page.locator("#status-badge")).to_have_text("Completed, all imported", timeout=30_000)
+    expect(page.locator("#count-succeeded")).to_have_text("3")

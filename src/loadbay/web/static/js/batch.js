@@ -122,7 +122,13 @@ function renderCallout(batch) {
       callout(
         c.succeeded ? "warn" : "danger",
         h("p", {}, h("strong", {}, `${count(c.succeeded)} of ${plural(c.total, "record")} imported; ${count(bad)} refused.`)),
-        h("p", {}, "Download the refused records, fix them in the file (each row says why it was refused), and import that file again."),
+        h(
+          "p",
+          {},
+          "Download the refused records, fix them in the file (each row says why it was refused), and import that file again: ",
+          h("a", { href: `/new?type=${encodeURIComponent(batch.type)}` }, `new ${batch.type} import`),
+          ".",
+        ),
       );
   } else if (batch.status === "cancelled") {
     callout("muted", h("p", {}, `Cancelled. ${count(c.succeeded)} records had been imported; ${count(c.unprocessed)} were not processed.`));

@@ -87,7 +87,8 @@ function checkFile() {
   const known = new Map(type.columns.map((c) => [c.toLowerCase(), c]));
   const have = new Set(found.map((c) => c.toLowerCase()));
   const missing = type.required.filter((c) => !have.has(c.toLowerCase()));
-  const unknown = found.filter((c) => !known.has(c.toLowerCase()));
+  const ours = found.filter((c) => /^loadbay_/i.test(c) && !known.has(c.toLowerCase()));
+  const unknown = found.filter((c) => !known.has(c.toLowerCase()) && !ours.includes(c));
   const matched = found.filter((c) => known.has(c.toLowerCase()));
   if (missing.length) {
     report(
@@ -101,6 +102,7 @@ function checkFile() {
     report("ok", `Columns found: ${matched.join(", ")} (${matched.length} of ${type.columns.length}; every required one is there).`);
   }
   if (unknown.length) report("warn", `Not columns of ${$("#type").value}, so they are ignored: ${unknown.join(", ")}.`);
+  if (ours.length) report("info", "The loadbay_… columns of a result file are not imported: the other columns are.");
 }
 
 function report(tone, ...text) {
