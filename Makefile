@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check install dev clean bench
+.PHONY: run test lint typecheck check install dev clean bench soak
 
 $(BIN)/loadbay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ check: lint typecheck test
 # importer, on SQLite and PostgreSQL (see bench/README.md; BENCH_ROWS=20000 for a quick run).
 bench: dev
 	$(BIN)/python -m bench.run
+
+# A soak, not a test: workers and the server SIGKILLed at random (200 times) while batches run,
+# on SQLite and PostgreSQL; nothing lost, doubled or unprocessed (see bench/soak.py for SOAK_*).
+soak: dev
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
