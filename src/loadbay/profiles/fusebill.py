@@ -254,7 +254,7 @@ def _record(batch: Batch, view: RecordView) -> dict[str, Any]:
     details: str | None = "; ".join(e.message for e in view.errors) or None
     if view.status == "unprocessed" and batch.status == Status.CANCELLED:
         details = "Manually marked as Failed."
-    entity = int(view.entity_id) if view.entity_id and view.entity_id.isdigit() else None
+    entity = whole_number(view.entity_id) if view.entity_id else None
     return {
         "accountUploadId": batch.id,
         "status": status,
