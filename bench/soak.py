@@ -22,7 +22,7 @@ Environment (all optional):
   SOAK_ROWS=10000         records per batch (every 97th has a bad email: invalid)
   SOAK_WORKERS=3          `loadbay worker` processes (the server runs one worker thread too)
   SOAK_INFLIGHT=3         batches running at once
-  SOAK_KILL_EVERY=1.0     mean seconds between two kills
+  SOAK_KILL_EVERY=1.5     mean seconds between two kills (a restarted process takes a second or more to start)
   SOAK_LEASE=5            LOADBAY_LEASE_SECONDS
   SOAK_CHUNK=500          LOADBAY_CHUNK_SIZE
   SOAK_STALL_LEASES=4     a stall longer than this many leases fails the soak
@@ -81,7 +81,7 @@ class Config:
     rows: int = env_int("SOAK_ROWS", 10000)
     workers: int = env_int("SOAK_WORKERS", 3)
     inflight: int = env_int("SOAK_INFLIGHT", 3)
-    kill_every: float = env_float("SOAK_KILL_EVERY", 1.0)
+    kill_every: float = env_float("SOAK_KILL_EVERY", 1.5)
     lease: float = env_float("SOAK_LEASE", 5)
     chunk: int = env_int("SOAK_CHUNK", 500)
     stall_leases: float = env_float("SOAK_STALL_LEASES", 4)

@@ -187,3 +187,15 @@ def test_a_lock_waited_for_too_long_is_an_interruption(service: BatchService, da
     done = service.get(account, batch_id)
     assert (done.status, done.counts.succeeded) == ("completed", RECORDS), done
     assert chunk_attempts(service, batch_id) == [(2, 0), (1, 0), (1, 0)]
+
+
+def test_a_validation_whose_worker_died_is_taken_over_before_older_chunks(service: BatchService) -> None:
+    """The chunks of older batches could keep every worker busy for long; the batch whose
+    validation was cut short started already, and makes no progress until it is resumed."""
+    _first, older = processing(service)
+    account, batch_id = create(service)
+    interrupt(service, 1, claim="validation")
+    worker = Worker(service.rt, "test", threading.Event(), threading.Event())
+    assert worker.run_once()
+    assert service.get(account, batch_id).status == "validated"
+    assert chunk_attempts(service, older) == [(0, 0)] * 3  # not one applied yet

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from loadbay.core import processing, settle
@@ -33,6 +34,7 @@ class Worker:
         self._stop = stop
         self._wake = wake
         self._lease = timedelta(seconds=rt.settings.lease_seconds)
+        self._next_takeover = 0.0  # (time.monotonic) when to look for a validation to take over
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -47,7 +49,21 @@ class Worker:
 
     def run_once(self) -> bool:
         """Do one piece of work; False when there was none."""
-        return self._apply_next() or self._validate_next() or self._settle_stalled()
+        return self._take_over() or self._apply_next() or self._validate_next() or self._settle_stalled()
+
+    def _take_over(self) -> bool:
+        """Take over a validation whose worker's lease expired before applying any chunk: its
+        batch, started already, makes no progress until then (chunks of older batches could
+        keep every worker busy for long). At most once per poll interval."""
+        if time.monotonic() < self._next_takeover:
+            return False
+        self._next_takeover = time.monotonic() + self.rt.settings.poll_interval
+        with self.rt.db.write() as conn:
+            claim = queue.claim_validation(conn, self.owner, repo.now(), self._lease, takeovers_only=True)
+        if claim is None:
+            return False
+        processing.validate_batch(self.rt, claim)
+        return True
 
     def _apply_next(self) -> bool:
         with self.rt.db.write() as conn:

@@ -71,19 +71,19 @@ class ChunkClaim:
     failed: int = 0  # earlier attempts whose apply raised (chunks.failed_attempts)
 
 
-def claim_validation(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ValidationClaim | None:
-    """Take the oldest submitted batch that waits for validation (children after parents)."""
+def claim_validation(
+    conn: Connection, owner: str, at: datetime, lease: timedelta, *, takeovers_only: bool = False
+) -> ValidationClaim | None:
+    """Take the oldest submitted batch that waits for validation (children after parents);
+    `takeovers_only`: only a batch whose validating worker's lease expired."""
     parent = batches.alias("parent")
+    waiting = and_(batches.c.status == Status.VALIDATING, batches.c.lease_expires_at < at)
+    if not takeovers_only:
+        waiting = or_(batches.c.status == Status.QUEUED, waiting)
     query = (
         select(batches.c.id, batches.c.attempt, batches.c.status, batches.c.failed_attempts)
         .outerjoin(parent, parent.c.id == batches.c.parent_id)
-        .where(
-            or_(
-                batches.c.status == Status.QUEUED,
-                and_(batches.c.status == Status.VALIDATING, batches.c.lease_expires_at < at),
-            ),
-            or_(batches.c.parent_id.is_(None), parent.c.status.in_(list(FINAL))),
-        )
+        .where(waiting, or_(batches.c.parent_id.is_(None), parent.c.status.in_(list(FINAL))))
         .order_by(batches.c.submitted_at, batches.c.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=batches)
@@ -125,7 +125,12 @@ def give_back_validation(
     conn.execute(
         update(batches)
         .where(batches.c.id == batch_id, batches.c.attempt == attempt, batches.c.status == Status.VALIDATING)
-        .values(lease_expires_at=at, error_message=error, failed_attempts=batches.c.failed_attempts + counted)
+        .values(
+            lease_expires_at=at,
+            error_message=error,
+            failed_attempts=batches.c.failed_attempts + counted,
+            updated_at=at,
+        )
     )
 
 
