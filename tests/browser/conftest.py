@@ -1,5 +1,5 @@
 """The dashboard in a real browser: Playwright drives Debian's Chromium against a real
-`loadbay serve` on loopback (SQLite), one server for the whole session.
+`loadbay serve` on loopback (SQLite), one server and one browser for these tests.
 
 Without Chromium (or Playwright) these tests are skipped, with the reason; in CI (CI=true)
 they fail instead, so CI never passes without having run them.
@@ -28,7 +28,9 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: while Playwright's sync API is started, an asyncio loop runs in
+# this thread, and the tests after these ones call asyncio.run().
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
@@ -43,7 +45,7 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real `loadbay serve` (SQLite) for every browser test."""
     data = tmp_path_factory.mktemp("dashboard")
@@ -52,7 +54,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _keys(dashboard: Server) -> Iterator[str]:
     return iter(make_keys(dashboard, f"browser-{uuid.uuid4().hex[:6]}", 30))
 
