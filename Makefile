@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check install dev clean bench soak
+.PHONY: run test lint typecheck check install dev clean bench soak screenshots
 
 $(BIN)/loadbay: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: dev
 # on SQLite and PostgreSQL; nothing lost, doubled or unprocessed (see bench/soak.py for SOAK_*).
 soak: dev
 	$(BIN)/python -m bench.soak
+
+# The dashboard's main pages photographed into docs/screenshots/ (Debian's chromium).
+screenshots: dev
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
