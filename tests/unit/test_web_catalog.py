@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadbay.api.web import _entry, _rule
+from loadbay.api.web import _ONE_OF, _entry, _rule, _with_places
 from loadbay.types import default_registry
 
 
@@ -33,3 +33,38 @@ def test_every_registered_type_can_be_explained() -> None:
     assert entries["billing.invoice"].children == "line items (billing.invoice_line), sent as child batches"
     assert not entries["billing.carry_forward"].takes_file  # makes its own records
     assert not entries["mail.job"].takes_file  # needs its PDF first
+
+
+def test_rules_a_validator_or_a_field_adds() -> None:
+    assert _rule({"type": "string", "maxLength": 320}, checked="an email address") == (
+        "an email address, at most 320 characters"
+    )
+    number = _rule({"anyOf": [{"type": "number"}, {"type": "string"}], "default": "0"})
+    assert _with_places(number, 2) == "a number, at most 2 decimal places; default 0"
+    assert _with_places("a number, more than 0", 1) == "a number, more than 0, at most 1 decimal place"
+    assert _with_places("text", 2) == "text"
+    assert _rule({"type": "integer", "minimum": -(2**63)}) == "a whole number"  # the database's bound
+
+
+def test_columns_say_what_is_checked_and_which_stand_in_for_each_other() -> None:
+    entries = {t.name: _entry(t) for t in default_registry()}
+    customer = {c.name: c for c in entries["billing.customer"].columns}
+    assert customer["email"].rule == "an email address, at most 320 characters"
+    assert customer["country"].rule.startswith("a two-letter country code")
+    assert customer["balance"].rule == "a number, at most 2 decimal places; default 0"
+    assert customer["phone"].rule == "text, at most 40 characters"  # no validator, no claim
+    payment = entries["billing.payment"]
+    assert payment.one_of == ("customer_id", "customer_number")
+    assert {c.name: c.or_else for c in payment.columns if c.or_else} == {
+        "customer_id": ("customer_number",),
+        "customer_number": ("customer_id",),
+    }
+
+
+def test_a_record_without_any_of_the_one_of_columns_is_refused() -> None:
+    """The page's one-of table says what the types' own rules say."""
+    types = {t.name: t for t in default_registry()}
+    for name, columns in _ONE_OF.items():
+        _, errors = types[name].validate({"amount": "5"})
+        assert [e.code for e in errors] == ["REQUIRED"]
+        assert all(c in errors[0].message for c in columns)

@@ -41,8 +41,8 @@ _HEADERS = {
 }
 
 # Where a batch can be seen through the API profiles, by type: (profile, lookup path with
-# {id}, {ref} or {n} (the N of catalog.userN)). Which profile, if any, created a batch is not
-# recorded by the core; the batch page shows where each batch can be looked up.
+# {id}, {ref} or {n} (the N of catalog.userN)). The batch page shows where each batch can be
+# looked up.
 _EBILL = ("eBill", "/compat/ebill/rest/batchProcess?id={id}")
 _PROFILE_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
     **dict.fromkeys(
@@ -72,6 +72,13 @@ _PROFILE_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
     },
     "mail.job": (("Click2Mail", "/compat/click2mail/batches/{id}"),),
 }
+# Which profile created a batch is not recorded by the core; what some profiles leave behind tells:
+# an option only that profile sets, or a type only it can create. Everything else (the native
+# API, the dashboard, eBill's uploads) leaves nothing to tell them apart.
+_CREATED_BY = {
+    "options": {"centrapay_account_id": "Centrapay", "importFileName": "Alliant", "fileName": "Fusebill"},
+    "types": {"mail.job": "Click2Mail"},
+}
 
 
 def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
@@ -87,14 +94,19 @@ def batches_page(request: Request) -> HTMLResponse:
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
 def batch_page(request: Request, batch_id: int) -> HTMLResponse:
-    return _page(request, "batch.html", batch_id=batch_id, profile_views=_PROFILE_VIEWS)
+    return _page(
+        request, "batch.html", batch_id=batch_id, profile_views=_PROFILE_VIEWS, created_by=_CREATED_BY
+    )
 
 
 @router.get("/new", response_class=HTMLResponse)
 def new_import_page(request: Request) -> HTMLResponse:
     every = [_entry(t) for t in sorted(request.app.state.service.rt.types, key=lambda t: t.name)]
     catalog = [e for e in every if e.takes_file]
-    columns = {e.name: {"columns": [c.name for c in e.columns], "required": e.required} for e in catalog}
+    columns = {
+        e.name: {"columns": [c.name for c in e.columns], "required": e.required, "one_of": e.one_of}
+        for e in catalog
+    }
     return _page(request, "new.html", catalog=catalog, columns=columns)
 
 
@@ -126,11 +138,28 @@ def _type(request: Request, name: str) -> BatchType:
 # the record types as the new-import page explains them -------------------------------------
 
 
+# What a field validator on a column of one of these names checks, in words (the JSON Schema
+# shows a plain string): used only when the type's model has a validator on that column.
+_CHECKED = {
+    "email": "an email address",
+    "country": "a two-letter country code (ISO 3166), e.g. US",
+    "currency": "a three-letter currency code (ISO 4217), e.g. USD",
+}
+# Columns of which each record needs one or the other: a rule across columns (a model
+# validator's REQUIRED), which neither the JSON Schema nor Columns.required shows.
+_ONE_OF: dict[str, tuple[str, ...]] = {
+    "billing.payment": ("customer_id", "customer_number"),
+    "billing.write_off": ("invoice_id", "invoice_number"),
+}
+_HUGE = 1e15  # bounds past this are the database's (BIGINT), not a rule a person needs
+
+
 @dataclass(frozen=True, slots=True)
 class Column:
     name: str
     required: bool
     rule: str
+    or_else: tuple[str, ...] = ()  # the other columns that may stand in for this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +170,7 @@ class Entry:
     columns: list[Column]
     takes_file: bool
     children: str | None  # what child batches of this type's batches hold, if any
+    one_of: tuple[str, ...] = ()  # each record needs at least one of these columns
 
     @property
     def required(self) -> list[str]:
@@ -151,20 +181,58 @@ def _entry(batch_type: BatchType) -> Entry:
     schema = batch_type.json_schema()
     properties: dict[str, Any] = schema.get("properties", {})
     required = set(batch_type.columns().required)
-    columns = [Column(n, n in required, _rule(properties.get(n, {}))) for n in batch_type.columns().names]
+    one_of = _ONE_OF.get(batch_type.name, ())
+    checked = _checked_fields(batch_type)
+
+    def column(name: str) -> Column:
+        rule = _rule(properties.get(name, {}), _CHECKED.get(name) if name in checked else None)
+        rule = _with_places(rule, _places(batch_type, name))
+        or_else = tuple(o for o in one_of if o != name) if name in one_of else ()
+        return Column(name, name in required, rule, or_else)
+
+    columns = [column(n) for n in batch_type.columns().names]
     totals = batch_type.child_totals
     children = f"{totals.children_are} ({totals.child_type}), sent as child batches" if totals else None
     takes_file = not batch_type.generates and not batch_type.attachments
-    return Entry(batch_type.name, batch_type.description, batch_type.key, columns, takes_file, children)
+    return Entry(
+        batch_type.name, batch_type.description, batch_type.key, columns, takes_file, children, one_of
+    )
 
 
-def _rule(prop: dict[str, Any]) -> str:
-    """A column's rule in words, from its JSON Schema."""
+def _checked_fields(batch_type: BatchType) -> set[str]:
+    """The fields a field validator of the type's model checks."""
+    validators = batch_type.model.__pydantic_decorators__.field_validators.values()
+    return {name for validator in validators for name in validator.info.fields}
+
+
+def _places(batch_type: BatchType, name: str) -> int | None:
+    """The decimal places a number column allows, when its field says."""
+    field = batch_type.model.model_fields.get(name)
+    for item in field.metadata if field else ():
+        if isinstance(places := getattr(item, "decimal_places", None), int):
+            return places
+    return None
+
+
+def _rule(prop: dict[str, Any], checked: str | None = None) -> str:
+    """A column's rule in words, from its JSON Schema (`checked`: what a validator checks, in
+    words)."""
     kinds = [p for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
-    words = _kind(kinds[0] if kinds else prop, {k.get("type") for k in kinds})
+    kind = kinds[0] if kinds else prop
+    words = _kind(kind, {k.get("type") for k in kinds})
+    if checked:
+        words = checked + (f", at most {kind['maxLength']} characters" if "maxLength" in kind else "")
     if "default" in prop and prop["default"] not in (None, ""):
         words += f"; default {prop['default']}"
     return words
+
+
+def _with_places(rule: str, places: int | None) -> str:
+    """A number's rule with the decimal places it may have (before its default)."""
+    if places is None or not rule.startswith("a number"):
+        return rule
+    head, sep, default = rule.partition("; default")
+    return f"{head}, at most {places} decimal place{'' if places == 1 else 's'}{sep}{default}"
 
 
 def _kind(prop: dict[str, Any], types: set[Any]) -> str:
@@ -188,8 +256,8 @@ def _kind(prop: dict[str, Any], types: set[Any]) -> str:
 
 
 def _bounds(prop: dict[str, Any]) -> str:
-    if "exclusiveMinimum" in prop:
+    if "exclusiveMinimum" in prop and abs(prop["exclusiveMinimum"]) < _HUGE:
         return f", more than {prop['exclusiveMinimum']:g}"
-    if "minimum" in prop:
+    if "minimum" in prop and abs(prop["minimum"]) < _HUGE:
         return f", at least {prop['minimum']:g}"
     return ""

@@ -10,7 +10,7 @@ const catalog = JSON.parse($("#catalog").textContent);
 const CONTENT_TYPES = { csv: "text/csv", tsv: "text/csv", jsonl: "application/x-ndjson", json: "application/json" };
 const FORMAT_NAMES = { csv: "CSV", tsv: "TSV", jsonl: "JSON Lines", json: "JSON" };
 
-const state = { file: null, head: "", problem: null, batch: null, created: null, abort: null };
+const state = { file: null, head: "", problem: null, batch: null, created: null, name: null, abort: null };
 
 // the type --------------------------------------------------------------------------------
 
@@ -87,6 +87,7 @@ function checkFile() {
   const known = new Map(type.columns.map((c) => [c.toLowerCase(), c]));
   const have = new Set(found.map((c) => c.toLowerCase()));
   const missing = type.required.filter((c) => !have.has(c.toLowerCase()));
+  const oneOf = type.one_of.length && !type.one_of.some((c) => have.has(c.toLowerCase())) ? type.one_of : [];
   const ours = found.filter((c) => /^loadbay_/i.test(c) && !known.has(c.toLowerCase()));
   const unknown = found.filter((c) => !known.has(c.toLowerCase()) && !ours.includes(c));
   const matched = found.filter((c) => known.has(c.toLowerCase()));
@@ -97,6 +98,12 @@ function checkFile() {
       " Add ",
       missing.length === 1 ? "it" : "them",
       ` to the first row of the file, or pick the kind of records the file holds. Columns found: ${found.join(", ") || "none"}.`,
+    );
+  } else if (oneOf.length) {
+    report(
+      "error",
+      `The header row has none of the columns ${oneOf.join(", ")}: each record needs one of them.`,
+      ` Add one to the first row of the file. Columns found: ${found.join(", ") || "none"}.`,
     );
   } else {
     report("ok", `Columns found: ${matched.join(", ")} (${matched.length} of ${type.columns.length}; every required one is there).`);
@@ -177,6 +184,7 @@ async function batchFor(spec) {
   }
   state.batch = batch;
   state.created = signature;
+  state.name = null;
   return batch;
 }
 
@@ -200,7 +208,9 @@ async function start(event) {
     if (format === "tsv") {
       blob = await tsvFileToCsv(state.file, (done, total) => progress(`Converting TSV to CSV… ${Math.round((100 * done) / total)}%`, done / total));
     }
-    const path = `/v1/batches/${batch.id}/data?name=${encodeURIComponent(uploadName(state.file))}`;
+    // Sent again to the same batch, a file keeps the first one's name, so it replaces that one.
+    state.name ??= uploadName(state.file);
+    const path = `/v1/batches/${batch.id}/data?name=${encodeURIComponent(state.name)}`;
     const sending = upload(path, blob, CONTENT_TYPES[format], (sent, total) =>
       progress(`Uploading ${state.file.name}: ${bytes(sent)} of ${bytes(total)} (${Math.round((100 * sent) / (total || 1))}%)`, total ? sent / total : null),
     );
@@ -217,9 +227,8 @@ async function start(event) {
   } catch (error) {
     show($("#stop"), false);
     if (error.code === "ABORTED" && state.batch) {
-      api(`/v1/batches/${state.batch.id}/cancel`, { method: "POST" }).catch(() => {});
-      state.batch = null;
-      progress("Upload stopped; nothing was imported.", 0);
+      // The batch stays open, without the file: Upload and import sends the file there again.
+      progress(`Upload stopped; nothing was imported. Batch ${state.batch.id} waits for the file: Upload and import sends it again.`, 0);
     } else {
       show($("#upload-progress"), false);
       fail(...(error.shown || [explainFailure(error)]));
