@@ -104,11 +104,16 @@ function renderCallout(batch) {
       h("p", {}, hasData ? "The data is here. Submit the batch to check and import it." : "This batch has no data yet. Send a file to it through the API, or start a new import."),
     );
   } else if (batch.status === "validated") {
-    callout(
-      "action",
-      h("p", {}, h("strong", {}, `${plural(c.valid, "record")} will be imported when you press Process`), `; ${plural(c.invalid, "record was", "records were")} refused.`),
-      h("p", {}, "Look at the refused records below first. Process imports the valid ones; Cancel imports nothing."),
-    );
+    const will = `${plural(c.valid, "record")} will be imported when you press Process`;
+    if (c.invalid === 0) {
+      callout("action", h("p", {}, "Every record is valid: ", h("strong", {}, will), "."), h("p", {}, "Process imports them; Cancel imports nothing."));
+    } else {
+      callout(
+        "action",
+        h("p", {}, h("strong", {}, will), `; ${plural(c.invalid, "record was", "records were")} refused.`),
+        h("p", {}, "Look at the refused records below first. Process imports the valid ones; Cancel imports nothing."),
+      );
+    }
   } else if (batch.status === "error") {
     const error = batch.error || { code: "ERROR", message: "" };
     callout(
@@ -117,7 +122,7 @@ function renderCallout(batch) {
       h("p", {}, explain(error.code) || "Fix the file and start a new import."),
     );
   } else if (batch.status === "completed") {
-    if (bad === 0) callout("ok", h("p", {}, h("strong", {}, `All ${plural(c.total, "record")} were imported.`)));
+    if (bad === 0) callout("ok", h("p", {}, h("strong", {}, c.total === 1 ? "The record was imported." : `All ${plural(c.total, "record")} were imported.`)));
     else
       callout(
         c.succeeded ? "warn" : "danger",
@@ -346,6 +351,29 @@ function renderTimeline(events) {
   $("#timeline").replaceChildren(...items);
 }
 
+/** The profile that created the batch, as far as what it left behind tells: [name, why] or null. */
+function createdBy(batch) {
+  const known = JSON.parse($("#created-by").textContent);
+  for (const [option, profile] of Object.entries(known.options)) {
+    if (option in batch.options) return [profile, `its options hold ${option}, which only the ${profile} API sets`];
+  }
+  if (known.types[batch.type]) return [known.types[batch.type], `only the ${known.types[batch.type]} API makes ${batch.type} batches`];
+  return null;
+}
+
+function createdThrough(batch) {
+  const found = createdBy(batch);
+  if (!found) {
+    return [
+      "Not recorded",
+      h("div", { class: "small muted" }, "loadbay keeps no note of the API (native, dashboard or a vendor profile) that created a batch."),
+    ];
+  }
+  const [profile, why] = found;
+  const id = profile === "Centrapay" ? batch.ref : String(batch.id);
+  return [`The ${profile} API, where its id is `, h("code", {}, id), h("div", { class: "small muted" }, `(${why})`)];
+}
+
 function views(batch) {
   const table = JSON.parse($("#profile-views").textContent);
   const n = (batch.type.match(/^catalog\.user(\d)$/) || [])[1];
@@ -369,6 +397,7 @@ function renderDetails(batch) {
     ["Submitted", batch.submitted_at ? when(batch.submitted_at) : null],
     ["Finished", batch.finished_at ? when(batch.finished_at) : null],
     ["Reference", h("code", {}, batch.ref)],
+    ["Created through", createdThrough(batch)],
     ["In the vendor APIs", views(batch)],
     ["Options", Object.keys(batch.options).length ? h("pre", {}, JSON.stringify(batch.options, null, 2)) : null],
   ];
