@@ -284,3 +284,33 @@ def test_fix_the_refused_records_and_import_them_again(
     page.wait_for_url(re.compile(r"/batches/\d+$"))
     expect(page.locator("#status-badge")).to_have_text("Completed, all imported", timeout=30_000)
     expect(page.locator("#count-succeeded")).to_have_text("3")
+
+
+def test_the_upload_shows_its_progress_and_can_be_stopped_and_sent_again(
+    page: Page, dashboard: Server, key: str, files: Path
+) -> None:
+    upload = files / "slow.csv"
+    upload.write_text("customer_number,name\n" + "".join(f"S{i},Name {i}\n" for i in range(15_000)))
+    sign_in(page, dashboard, key, "/new")
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 60_000}
+    network.send("Network.emulateNetworkConditions", slow)
+    page.get_by_label("Kind of records").select_option("billing.customer")
+    page.locator("#file").set_input_files(upload)
+    page.get_by_role("button", name="Upload and import").click()
+    expect(page.locator("#upload-text")).to_contain_text("Uploading slow.csv:")
+    page.wait_for_function("document.querySelector('#upload-bar').value > 0")
+    page.get_by_role("button", name="Stop the upload").click()
+    expect(page.locator("#upload-text")).to_contain_text("Upload stopped; nothing was imported.")
+    stopped = int(re.findall(r"Batch (\d+) waits", page.locator("#upload-text").inner_text())[0])
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        batch = client.get(f"/v1/batches/{stopped}").json()
+        assert (batch["status"], batch["progress"]["total"]) == ("open", None)
+
+    network.send("Network.emulateNetworkConditions", slow | {"uploadThroughput": -1})
+    page.get_by_role("button", name="Upload and import").click()
+    page.wait_for_url(re.compile(rf"/batches/{stopped}$"))  # the same batch, sent the file again
+    expect(page.locator("#status-badge")).to_have_text("Completed, all imported", timeout=30_000)
+    expect(page.locator("#count-total")).to_have_text("15,000")
+    expect(page.locator("#timeline .event-file_received")).to_have_count(1)

@@ -1,0 +1,110 @@
+"""A batch's page beyond its errors: how fast a moving batch goes and how long it has left,
+its child batches and its parent, and which API created it (as far as anything tells)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.sync_api import Locator, Page, expect
+
+from tests.browser.pages import sign_in
+from tests.support.servers import Server, wait_final
+
+CSV = {"Content-Type": "text/csv"}
+
+
+def detail(page: Page, term: str) -> Locator:
+    """The value of the batch's detail `term`."""
+    return page.locator("#details > div", has=page.get_by_text(term, exact=True)).locator("dd")
+
+
+# What the page showed, sampled every 50 ms from its first paint (set before any script runs).
+RECORDER = """
+window.seen = [];
+setInterval(() => {
+  const badge = document.querySelector("#status-badge");
+  const speed = document.querySelector("#progress-speed");
+  if (badge && speed) window.seen.push([badge.textContent, speed.textContent]);
+}, 50);
+"""
+
+
+def test_a_moving_batch_shows_records_per_second_and_time_left(
+    page: Page, dashboard: Server, key: str
+) -> None:
+    rows = 60_000
+    body = "customer_number,name\n" + "".join(f"R{i},Name {i}\n" for i in range(rows))
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=30) as client:
+        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+        client.put(f"/v1/batches/{made['id']}/data", content=body, headers=CSV)
+        client.post(f"/v1/batches/{made['id']}/submit")
+    page.add_init_script(RECORDER)
+    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    expect(page.locator("#status-badge")).to_have_text("Completed, all imported", timeout=60_000)
+    seen: list[list[str]] = page.evaluate("window.seen")
+    moving = [speed for badge, speed in seen if badge in ("Queued", "Validating", "Importing")]
+    speeds = [s for s in moving if s]
+    print(f"{len(moving)} samples while it moved; speeds shown: {sorted(set(speeds))[:3]}…")
+    if len(moving) > 40:  # followed it for 2 s or more (a fast machine may finish sooner)
+        assert speeds, "a moving batch shows how fast it goes"
+    assert all(re.fullmatch(r"[\d,]+ records/s( · about .+ left)?", s) for s in speeds), speeds
+    assert any(" left" in s for s in speeds) or not speeds
+    expect(page.locator("#progress-speed")).to_have_text("")  # a finished batch has no speed
+    expect(page.locator("#progress-label")).to_have_text("60,000 of 60,000 records")
+
+
+def test_child_batches_link_to_their_parent_and_back(page: Page, dashboard: Server, key: str) -> None:
+    invoices = "invoice_number,customer_number,invoice_date,amount\nI1,K1,2026-08-01,30.00\n"
+    lines = "invoice_number,line_number,description,quantity,unit_price\nI1,1,Widget,2,10\nI1,2,Gadget,1,10\n"
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        customers = client.post(
+            "/v1/batches",
+            json={
+                "type": "billing.customer",
+                "items": [{"customer_number": "K1", "name": "Kay"}],
+                "submit": True,
+            },
+        ).json()
+        wait_final(client, customers["id"])
+        parent = client.post("/v1/batches", json={"type": "billing.invoice", "job_id": "aug-invoices"}).json()
+        child = client.post(
+            "/v1/batches", json={"type": "billing.invoice_line", "parent_id": parent["id"]}
+        ).json()
+        client.put(f"/v1/batches/{parent['id']}/data", content=invoices, headers=CSV)
+        client.put(f"/v1/batches/{child['id']}/data", content=lines, headers=CSV)
+        client.post(f"/v1/batches/{parent['id']}/submit")
+        assert wait_final(client, parent["id"])["outcome"] == "succeeded"
+
+    sign_in(page, dashboard, key, f"/batches/{parent['id']}")
+    children = page.locator("#children")
+    expect(children.get_by_role("row")).to_have_count(2)  # the header and the one child
+    expect(children).to_contain_text("billing.invoice_line")
+    expect(children).to_contain_text("Completed, all imported")
+    children.get_by_role("link", name=f"Batch {child['id']}").click()
+    expect(page.locator("#count-succeeded")).to_have_text("2")
+    expect(detail(page, "Parent batch")).to_have_text(f"Batch {parent['id']}")
+    page.locator(".crumbs").get_by_role("link", name=f"Batch {parent['id']}").click()
+    expect(page).to_have_url(re.compile(rf"/batches/{parent['id']}$"))
+    expect(page.locator("#batch-subtitle")).to_contain_text("aug-invoices")
+
+
+def test_the_api_that_created_a_batch_when_anything_tells(page: Page, dashboard: Server, key: str) -> None:
+    alliant = dashboard.url + "/compat/alliant/api/Import/User1s/Batch?submit=true"
+    item = {"id": "CC1", "description": "Operations"}
+    body = {"description": "cost centres", "importFileName": "cc.json", "pageSize": 10, "totalItems": 1}
+    with httpx.Client(headers={"X-Api-Key": key}) as client:
+        created = client.post(alliant, json=body | {"items": [item]})
+        assert created.status_code == 201, created.text
+        via_alliant = created.json()["result"]["batchId"]
+        native = client.post(dashboard.url + "/v1/batches", json={"type": "billing.customer"}).json()["id"]
+
+    sign_in(page, dashboard, key, f"/batches/{via_alliant}")
+    expect(detail(page, "Created through")).to_contain_text(
+        f"The Alliant API, where its id is {via_alliant}(its options hold importFileName"
+    )
+    expect(detail(page, "In the vendor APIs")).to_contain_text(
+        f"GET /compat/alliant/api/Import/User1s/Batch/{via_alliant}"
+    )
+    page.goto(f"{dashboard.url}/batches/{native}")
+    expect(detail(page, "Created through")).to_contain_text("Not recorded")
