@@ -200,6 +200,35 @@ def test_a_file_error_that_is_one_records_has_no_field(server: Server, key: str)
     assert summary["groups"][0]["examples"][0]["value"] is None
 
 
+def test_the_errors_of_one_group_page_on_their_own(server: Server, key: str) -> None:
+    lines = "".join(
+        f'{{"customer_number": "E{i}", "name": "n", "email": "{"bad" if i % 2 else f"e{i}@x.io"}"}}\n'
+        for i in range(9)
+    )
+    with server.client(key) as client:
+        batch = _create(client)
+        headers = {"Content-Type": "application/x-ndjson"}
+        client.put(f"/v1/batches/{batch['id']}/data", content=lines + "{broken\n", headers=headers)
+        client.post(f"/v1/batches/{batch['id']}/submit")
+        wait_final(client, batch["id"])
+        url = f"/v1/batches/{batch['id']}/errors"
+
+        def indexes(**params: Any) -> tuple[list[int], str | None]:
+            page = client.get(url, params=params).json()
+            return [e["index"] for e in page["data"]], page["next_cursor"]
+
+        assert indexes(code="INVALID_EMAIL", field="email") == ([1, 3, 5, 7], None)
+        first, cursor = indexes(code="INVALID_EMAIL", field="email", limit=3)
+        assert (first, indexes(code="INVALID_EMAIL", field="email", cursor=cursor)) == (
+            [1, 3, 5],
+            ([7], None),
+        )
+        assert indexes(field="") == ([9], None)  # the errors of whole records
+        assert indexes(code="INVALID_JSON") == ([9], None)
+        assert indexes(code="INVALID_EMAIL", field="name") == ([], None)
+        assert indexes() == ([1, 3, 5, 7, 9], None)
+
+
 # results?outcome= --------------------------------------------------------------------------
 
 

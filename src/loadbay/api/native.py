@@ -159,9 +159,18 @@ def list_errors(
     account: Caller,
     cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    code: Annotated[Text | None, Query(max_length=60, description="Only errors with this code")] = None,
+    field: Annotated[
+        Text | None,
+        Query(
+            max_length=200,
+            description="Only errors on this field; empty: errors of a whole record (no field)",
+        ),
+    ] = None,
 ) -> Page[ErrorOut]:
-    """Record errors in record order of discovery; `next_cursor` pages on."""
-    rows = service.errors(account, batch_id, cursor, limit)
+    """Record errors in record order of discovery; `next_cursor` pages on. `code` and `field`
+    keep one group of `errors/summary`."""
+    rows = service.errors(account, batch_id, cursor, limit, code=code, field=field)
     next_cursor = str(rows[-1].id) if len(rows) == limit else None
     return Page[ErrorOut](data=[ErrorOut.of(r) for r in rows], next_cursor=next_cursor)
 

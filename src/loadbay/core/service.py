@@ -239,10 +239,23 @@ class BatchService:
             self._get(conn, account, batch_id)
             return repo.events(conn, batch_id)
 
-    def errors(self, account: Account, batch_id: int, after_id: int | None, limit: int) -> list[ErrorRow]:
+    def errors(
+        self,
+        account: Account,
+        batch_id: int,
+        after_id: int | None,
+        limit: int,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+    ) -> list[ErrorRow]:
+        """A page of the batch's record errors; with `code` only those of that code, with
+        `field` only those on that field ("": the errors of a whole record, with no field)."""
         with self.rt.db.read() as conn:
             self._get(conn, account, batch_id)
-            return repo.errors_page(conn, batch_id, after_id, limit)
+            if code is None and field is None:
+                return repo.errors_page(conn, batch_id, after_id, limit)
+            return repo.group_errors_page(conn, batch_id, code, field, after_id, limit)
 
     def error_summary(
         self, account: Account, batch_id: int, *, groups: int = 50, examples: int = 3

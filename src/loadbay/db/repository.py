@@ -549,6 +549,25 @@ def error_examples(
     return [ErrorExample(r.record_index, r.external_id, r.message) for r in conn.execute(query)]
 
 
+def group_errors_page(
+    conn: Connection, batch_id: int, code: str | None, field: str | None, after_id: int | None, limit: int
+) -> list[ErrorRow]:
+    """A page of the batch's record errors of one code (None: any) on one field ("": no field,
+    None: any), in errors_page's order."""
+    c = record_errors.c
+    query = select(record_errors).where(c.batch_id == batch_id)
+    if code is not None:
+        query = query.where(c.code == code)
+    if field is not None:
+        query = query.where(c.field.is_(None) if field == "" else c.field == field)
+    if after_id is not None:
+        query = query.where(c.id > after_id)
+    query = query.order_by(c.id).limit(limit)
+    return [
+        ErrorRow(r.id, r.record_index, r.external_id, r.field, r.code, r.message) for r in conn.execute(query)
+    ]
+
+
 def payloads_holding(conn: Connection, batch_id: int, indexes: Sequence[int], limit: int) -> list[str]:
     """The staged payloads of (at most `limit` of) the batch's chunks that hold these record
     indexes, in chunk order (for looking at a few records; the queue owns chunks otherwise)."""
