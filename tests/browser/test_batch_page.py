@@ -108,3 +108,29 @@ def test_the_api_that_created_a_batch_when_anything_tells(page: Page, dashboard:
     )
     page.goto(f"{dashboard.url}/batches/{native}")
     expect(detail(page, "Created through")).to_contain_text("Not recorded")
+
+
+def test_one_group_of_errors_on_its_own(page: Page, dashboard: Server, key: str) -> None:
+    rows = "".join(f"G{i},Name {i},bad-{i}\n" for i in range(6)) + "G6,,g6@example.com\n"
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+        client.put(
+            f"/v1/batches/{made['id']}/data", content="customer_number,name,email\n" + rows, headers=CSV
+        )
+        client.post(f"/v1/batches/{made['id']}/submit")
+        wait_final(client, made["id"])
+    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    expect(page.locator("#errors tbody tr")).to_have_count(7)
+    expect(page.get_by_role("button", name="Show all 1 errors REQUIRED on name")).to_have_count(
+        0
+    )  # all shown
+
+    page.get_by_role("button", name="Show all 6 errors INVALID_EMAIL on email").click()
+    expect(page.locator("#errors-title")).to_have_text("Errors INVALID_EMAIL on email")
+    expect(page.locator("#errors-title")).to_be_focused()
+    expect(page.locator("#errors tbody tr")).to_have_count(6)
+    expect(page.locator("#errors tbody tr").filter(has_text="INVALID_EMAIL")).to_have_count(6)
+    expect(page.locator("#errors-range")).to_have_text("Errors 1–6 of 6")
+    page.get_by_role("button", name="Show every error").click()
+    expect(page.locator("#errors tbody tr")).to_have_count(7)
+    expect(page.locator("#errors-range")).to_have_text("Errors 1–7 of 7")

@@ -31,9 +31,11 @@ const ERRORS_PAGE = 20;
 const state = {
   batch: null,
   errorCount: null, // invalid + failed + unprocessed when the errors were last read
+  errorTotal: 0, // record errors in all (errors/summary's total)
   errorsAt: 0, // when that was
   cursors: [null], // the cursor of each errors page seen (null: the first)
   page: 0,
+  group: null, // the {code, field} the error table shows only, or null for every error
 };
 
 function refused(counts) {
@@ -231,16 +233,31 @@ function example(e) {
   );
 }
 
+function groupName(group) {
+  return `${group.code} ${group.field ? `on ${group.field}` : "of whole records"}`;
+}
+
 function groupRow(group) {
   const what = explain(group.code);
+  const more = group.count > group.examples.length;
+  const showAll = h("button", { type: "button", class: "button-quiet small", "aria-label": `Show all ${count(group.count)} errors ${groupName(group)}`, onclick: () => showGroup(group) }, `Show all ${count(group.count)}`);
   return h(
     "tr",
     {},
     h("td", { "data-label": "Problem" }, h("code", { class: "code" }, group.code), what ? h("div", { class: "small" }, what) : null),
     h("td", { "data-label": "Field" }, group.field ? h("code", {}, group.field) : h("span", { class: "muted" }, "the whole record")),
     h("td", { "data-label": "Records", class: "num" }, count(group.count)),
-    h("td", { "data-label": "Examples" }, h("ul", { class: "examples" }, group.examples.map(example))),
+    h("td", { "data-label": "Examples" }, h("ul", { class: "examples" }, group.examples.map(example)), more ? showAll : null),
   );
+}
+
+async function showGroup(group) {
+  state.group = group && { code: group.code, field: group.field, count: group.count };
+  state.cursors = [null];
+  await loadErrors(0);
+  const title = $("#errors-title");
+  title.scrollIntoView();
+  title.focus();
 }
 
 async function loadSummary() {
@@ -270,12 +287,20 @@ async function loadErrors(page) {
   const cursor = state.cursors[page];
   const query = new URLSearchParams({ limit: String(ERRORS_PAGE) });
   if (cursor) query.set("cursor", cursor);
+  if (state.group) {
+    query.set("code", state.group.code);
+    query.set("field", state.group.field || ""); // empty: the errors of whole records
+  }
   const { body } = await api(`${base}/errors?${query}`);
+  $("#errors-title").textContent = state.group ? `Errors ${groupName(state.group)}` : "Every error";
+  show($("#errors-all"), Boolean(state.group));
   state.page = page;
   state.cursors[page + 1] = body.next_cursor;
   $("#errors tbody").replaceChildren(...body.data.map(errorRow));
   const first = page * ERRORS_PAGE + 1;
-  $("#errors-range").textContent = body.data.length ? `Errors ${count(first)}–${count(first + body.data.length - 1)}` : "";
+  const of = state.group ? state.group.count : state.errorTotal;
+  const range = `Errors ${count(first)}–${count(first + body.data.length - 1)}${of ? ` of ${count(of)}` : ""}`;
+  $("#errors-range").textContent = body.data.length ? range : "";
   show($("#errors-first"), page > 0);
   show($("#errors-next"), Boolean(body.next_cursor));
 }
@@ -283,6 +308,7 @@ async function loadErrors(page) {
 function wireErrors() {
   $("#errors-next").addEventListener("click", () => loadErrors(state.page + 1).then(() => $("#errors-title").scrollIntoView()));
   $("#errors-first").addEventListener("click", () => loadErrors(0));
+  $("#errors-all").addEventListener("click", () => showGroup(null));
 }
 
 async function renderProblems(batch) {
@@ -294,6 +320,7 @@ async function renderProblems(batch) {
   state.errorCount = bad;
   state.errorsAt = Date.now();
   const total = bad ? await loadSummary() : 0;
+  state.errorTotal = total;
   show($("#problems"), total > 0);
   if (total > 0 && state.page === 0) await loadErrors(0);
 }
