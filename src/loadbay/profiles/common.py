@@ -16,9 +16,7 @@ from loadbay.errors import Unauthorized
 __all__ = ["UnknownKey", "account_of", "caller", "profile_app", "profile_key", "service_of", "whole_number"]
 
 
-def profile_app(
-    title: str, service: BatchService, authenticate: Authenticator | None = None
-) -> FastAPI:
+def profile_app(title: str, service: BatchService, authenticate: Authenticator | None = None) -> FastAPI:
     """A sub-application mounted under the profile's prefix; its docs live at …/docs.
     Every request that may carry a body passes `authenticate` (default `account_of`) first."""
     app = FastAPI(title=f"loadbay {title} profile")
