@@ -159,6 +159,7 @@ def test_cancel_a_batch_waiting_at_validated(page: Page, dashboard: Server, key:
     page.get_by_role("dialog").get_by_role("button", name="Cancel the batch").click()
     expect(page.locator("#status-badge")).to_have_text("Cancelled")
     expect(page.locator("#count-unprocessed")).to_have_text("2")
+    expect(page.locator("#progress-label")).to_have_text("0 of 5 records imported")  # not "5 of 5"
     expect(page.get_by_role("button", name="Cancel batch")).to_be_hidden()
     with page.expect_download() as refused:
         page.get_by_role("button", name="Download 5 refused records (CSV)").click()
@@ -300,7 +301,7 @@ def test_the_upload_shows_its_progress_and_can_be_stopped_and_sent_again(
     page.locator("#file").set_input_files(upload)
     page.get_by_role("button", name="Upload and import").click()
     expect(page.locator("#upload-text")).to_contain_text("Uploading slow.csv:")
-    page.wait_for_function("document.querySelector('#upload-bar').value > 0")
+    page.wait_for_function("() => document.querySelector('#upload-bar').value > 0")
     page.get_by_role("button", name="Stop the upload").click()
     expect(page.locator("#upload-text")).to_contain_text("Upload stopped; nothing was imported.")
     stopped = int(re.findall(r"Batch (\d+) waits", page.locator("#upload-text").inner_text())[0])

@@ -107,7 +107,9 @@ export function badge(batch) {
 export function progressBar(batch, label) {
   const p = batch.progress;
   const bar = h("progress", { max: 1, "aria-label": label || `Batch ${batch.id} progress` });
-  if (p.fraction !== null && batch.status !== "open") bar.value = p.fraction;
+  // A cancelled batch's records all have an outcome: its bar shows the share imported.
+  if (batch.status === "cancelled") bar.value = p.total ? batch.counts.succeeded / p.total : 0;
+  else if (p.fraction !== null && batch.status !== "open") bar.value = p.fraction;
   else if (!MOVING.has(batch.status)) bar.value = 0;
   // else: no value, an indeterminate bar (the total is not known yet)
   return bar;
@@ -117,6 +119,7 @@ export function progressText(batch) {
   const p = batch.progress;
   if (batch.status === "error" || batch.status === "cleared") return "";
   if (batch.status === "open") return p.total !== null ? `${count(p.total)} records received` : "";
+  if (batch.status === "cancelled" && p.total !== null) return `${count(batch.counts.succeeded)} of ${plural(p.total, "record")} imported`;
   if (p.total === null) {
     if (batch.status === "validating") return `${count(batch.counts.total)} records read so far`;
     return "";
