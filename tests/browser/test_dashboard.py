@@ -201,6 +201,26 @@ def test_a_file_without_a_required_column_is_caught_before_it_is_sent(
         assert client.get("/v1/batches").json()["data"] == []  # nothing was created
 
 
+def test_a_workbook_or_a_file_that_is_not_utf8_is_caught_before_it_is_sent(
+    page: Page, dashboard: Server, key: str, files: Path
+) -> None:
+    workbook = files / "customers.xlsx"
+    workbook.write_bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(200))
+    latin1 = files / "latin1.csv"
+    latin1.write_bytes("customer_number,name\nL1,Zoë Müller\n".encode("latin-1"))
+    sign_in(page, dashboard, key, "/new")
+    page.get_by_label("Kind of records").select_option("billing.customer")
+    check = page.locator("#file-check")
+    page.locator("#file").set_input_files(workbook)
+    expect(check).to_contain_text("loadbay does not read spreadsheet workbooks")
+    page.locator("#file").set_input_files(latin1)
+    expect(check).to_contain_text("The file is not UTF-8 text")
+    page.get_by_role("button", name="Upload and import").click()
+    expect(page.get_by_role("alert")).to_contain_text("Save it as “CSV UTF-8”")
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        assert client.get("/v1/batches").json()["data"] == []  # nothing was created
+
+
 def test_an_unreadable_file_says_why_and_shows_no_progress(dashboard: Server, page: Page, key: str) -> None:
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
         made = client.post("/v1/batches", json={"type": "billing.customer"}).json()

@@ -10,7 +10,7 @@ const catalog = JSON.parse($("#catalog").textContent);
 const CONTENT_TYPES = { csv: "text/csv", tsv: "text/csv", jsonl: "application/x-ndjson", json: "application/json" };
 const FORMAT_NAMES = { csv: "CSV", tsv: "TSV", jsonl: "JSON Lines", json: "JSON" };
 
-const state = { file: null, head: "", problem: null, batch: null, created: null, name: null, abort: null };
+const state = { file: null, head: "", unreadable: null, problem: null, batch: null, created: null, name: null, abort: null };
 
 // the type --------------------------------------------------------------------------------
 
@@ -35,9 +35,23 @@ function guessFormat(name, head) {
   return first.includes("\t") && !first.includes(",") ? "tsv" : "csv";
 }
 
+/** What keeps the file's first 64 KB from being read as text: "binary", "encoding" or null. */
+function unreadable(buffer) {
+  const bytes = new Uint8Array(buffer);
+  if (bytes.includes(0)) return "binary"; // text files hold no NUL (a workbook, a zip, UTF-16)
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes, { stream: true }); // (a character cut at the end is fine)
+    return null;
+  } catch {
+    return "encoding";
+  }
+}
+
 async function choose(file) {
   state.file = file;
-  state.head = file ? await file.slice(0, 65536).text() : "";
+  const buffer = file ? await file.slice(0, 65536).arrayBuffer() : new ArrayBuffer(0);
+  state.head = new TextDecoder("utf-8").decode(buffer);
+  state.unreadable = unreadable(buffer);
   show($("#format-field"), Boolean(file));
   const chosen = $("#file-chosen");
   show(chosen, Boolean(file));
@@ -79,6 +93,13 @@ function checkFile() {
   const format = $("#format").value;
   const type = catalog[$("#type").value];
   if (state.file.size === 0) return report("error", "The file is empty.");
+  if (/\.(xlsx|xlsm|xls|ods|numbers)$/i.test(state.file.name)) {
+    return report("error", "loadbay does not read spreadsheet workbooks. Save the sheet as “CSV UTF-8” (in Excel: File › Save As) and choose that file.");
+  }
+  if (state.unreadable === "binary") return report("error", "This is not a text file. Choose a CSV, TSV, JSON Lines or JSON file, saved as UTF-8.");
+  if (state.unreadable === "encoding") {
+    return report("error", "The file is not UTF-8 text (accented letters would come out wrong). Save it as “CSV UTF-8” and choose it again.");
+  }
   if (format === "json" || format === "jsonl") {
     return report("info", `Read as ${FORMAT_NAMES[format]}: each ${format === "json" ? "object of the array" : "line"} is a record with the columns as its keys.`);
   }
