@@ -22,6 +22,15 @@ from tests.support.servers import Server, start_server
 VIEWPORT = {"width": 1280, "height": 900}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Assertions wait up to 15 s (Playwright's default, 5 s, is short on a loaded machine)."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError:
+        return
+    expect.set_options(timeout=15_000)
+
+
 def _missing(reason: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason}; CI must run the browser tests (.ci/run installs chromium)", pytrace=False)
@@ -76,7 +85,7 @@ def context(browser: Any) -> Iterator[Any]:
 def page(context: Any) -> Iterator[Any]:
     """A tab; the test fails on any script error the pages raise."""
     opened = context.new_page()
-    opened.set_default_timeout(15_000)
+    opened.set_default_timeout(30_000)  # (generous: a loaded CI machine slows Chromium down)
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
     yield opened
