@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import Connection, create_engine, select, text
+from sqlalchemy import Connection, create_engine, select, text, update
 
 from loadbay.config import Settings
 from loadbay.core.models import Account, NewBatch
@@ -199,3 +199,26 @@ def test_a_validation_whose_worker_died_is_taken_over_before_older_chunks(servic
     assert worker.run_once()
     assert service.get(account, batch_id).status == "validated"
     assert chunk_attempts(service, older) == [(0, 0)] * 3  # not one applied yet
+
+
+def test_a_lock_timeout_while_a_spent_chunk_is_settled_gives_it_back(
+    service: BatchService, database_url: str
+) -> None:
+    """A chunk whose tries are spent, whose settle waits too long for the batch row, is given
+    back (not closed without its records' outcomes); the next attempt settles it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: there is no row lock to wait for")
+    account, batch_id = processing(service)
+    with service.rt.db.write() as conn:
+        conn.execute(update(chunks).where(chunks.c.batch_id == batch_id).values(failed_attempts=MAX_ATTEMPTS))
+    holder = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    worker = Worker(service.rt, "test", threading.Event(), threading.Event())
+    with holder.connect() as conn, conn.begin():
+        conn.execute(text("SELECT id FROM batches WHERE id = :id FOR UPDATE"), {"id": batch_id})
+        assert worker.run_once()
+    holder.dispose()
+    assert chunk_attempts(service, batch_id)[0] == (1, MAX_ATTEMPTS)
+    drain(service)
+    done = service.get(account, batch_id)
+    assert (done.status, done.counts.unprocessed) == ("completed", RECORDS), done
+    assert len(service.errors(account, batch_id, None, 100)) == RECORDS  # every record's outcome

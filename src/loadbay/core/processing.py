@@ -521,9 +521,13 @@ def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
         failed = not is_interruption(exc)
         where = (claim.id, claim.batch_id, "failed" if failed else "interrupted", claim.attempt)
         log.log(_level(failed), "chunk %s of batch %s %s (attempt %s)", *where, exc_info=exc)
-        with rt.db.write() as conn:
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            queue.release_chunk(conn, claim.id, claim.attempt, error, failed)
+        _release(rt, claim, exc, failed)
+
+
+def _release(rt: Runtime, claim: queue.ChunkClaim, exc: Exception, failed: bool) -> None:
+    """Give the chunk back for another attempt at once, keeping the error."""
+    with rt.db.write() as conn:
+        queue.release_chunk(conn, claim.id, claim.attempt, f"{type(exc).__name__}: {exc}"[:2000], failed)
 
 
 def _chunk_spent(rt: Runtime, claim: queue.ChunkClaim) -> FieldError | None:
@@ -565,7 +569,8 @@ def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
     """Settle a chunk whose attempts are spent: its valid records become `unprocessed`.
 
     If even that cannot be done normally (its type is gone, its payload is unreadable),
-    the chunk is closed with its valid records counted unprocessed and no result rows.
+    the chunk is closed with its valid records counted unprocessed and no result rows. An
+    interruption (a lock waited for too long, a lost connection) only gives it back.
     """
     try:
         batch_type = rt.types.get(_load(rt, claim.batch_id).type)
@@ -573,7 +578,11 @@ def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
         with rt.db.write() as conn:
             results = settle.unapplied(records, reason)
             settle.settle_chunk(conn, batch_type, claim, records, results, queue.SPENT)
-    except Exception:
+    except Exception as exc:
+        if is_interruption(exc):
+            log.warning("chunk %s: interrupted while its records were made unprocessed", claim.id)
+            _release(rt, claim, exc, failed=False)
+            return
         log.exception("chunk %s: cannot settle it record by record; closing it", claim.id)
         with rt.db.write() as conn:
             settle.close_unreadable_chunk(conn, claim)
