@@ -134,3 +134,13 @@ def test_one_group_of_errors_on_its_own(page: Page, dashboard: Server, key: str)
     page.get_by_role("button", name="Show every error").click()
     expect(page.locator("#errors tbody tr")).to_have_count(7)
     expect(page.locator("#errors-range")).to_have_text("Errors 1–7 of 7")
+
+
+def test_an_address_that_names_no_batch(page: Page, dashboard: Server, key: str) -> None:
+    sign_in(page, dashboard, key)
+    for path in ("/batches/abc", "/batches/0", "/batches/" + "9" * 5000):
+        response = page.goto(dashboard.url + path)
+        assert response is not None and response.status == 404
+        expect(page.get_by_role("heading", name="Not found")).to_be_visible()  # a page, not JSON
+    page.goto(dashboard.url + "/batches/9999999")
+    expect(page.get_by_role("alert")).to_have_text("There is no batch 9999999 in this account.")

@@ -81,10 +81,10 @@ _CREATED_BY = {
 }
 
 
-def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
+def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     types = sorted(t.name for t in request.app.state.service.rt.types)
     context = {"version": __version__, "page": template.removesuffix(".html"), "types": types} | context
-    return _templates.TemplateResponse(request, template, context, headers=_HEADERS)
+    return _templates.TemplateResponse(request, template, context, status_code, headers=_HEADERS)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -93,9 +93,12 @@ def batches_page(request: Request) -> HTMLResponse:
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)
-def batch_page(request: Request, batch_id: int) -> HTMLResponse:
+def batch_page(request: Request, batch_id: str) -> HTMLResponse:
+    if not (batch_id.isascii() and batch_id.isdigit() and len(batch_id) < 20 and 0 < int(batch_id) < 2**63):
+        message = "There is no such batch: a batch's address is /batches/ and its number, e.g. /batches/12."
+        return _page(request, "not_found.html", status_code=404, message=message)
     return _page(
-        request, "batch.html", batch_id=batch_id, profile_views=_PROFILE_VIEWS, created_by=_CREATED_BY
+        request, "batch.html", batch_id=int(batch_id), profile_views=_PROFILE_VIEWS, created_by=_CREATED_BY
     )
 
 
@@ -175,6 +178,11 @@ class Entry:
     @property
     def required(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
+
+    @property
+    def domain(self) -> str:
+        """What the type's name starts with (billing, assets, …): the type picker's groups."""
+        return self.name.partition(".")[0]
 
 
 def _entry(batch_type: BatchType) -> Entry:
