@@ -423,13 +423,15 @@ def _check_lease(conn: Connection, claim: queue.ValidationClaim, rt: Runtime) ->
 def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, warnings: list[str]) -> None:
     _drop_staging(rt, claim, batch.id)
     with rt.db.write() as conn:
+        # what `_drop_staging` left (it walks the index entries of the rows deleted, which
+        # takes a while for millions): before the lease check locks the batch row
+        repo.delete_keys(conn, batch.id)
+        repo.delete_shares(conn, batch.id)
         _check_lease(conn, claim, rt)
         fresh = repo.get_batch(conn, None, batch.id)
         assert fresh is not None
         detail = f"{fresh.counts.total} records, {fresh.counts.invalid} invalid"
         repo.add_event(conn, batch.id, "chunked", Status.VALIDATING, detail)
-        repo.delete_keys(conn, batch.id)
-        repo.delete_shares(conn, batch.id)
         event = Event.VALIDATED if batch.process_mode == "manual" else Event.APPLY
         status = next_status(Status.VALIDATING, event)
         repo.set_status(
