@@ -108,9 +108,14 @@ async def create_job(request: Request) -> JSONResponse:
 
 
 def _text(body: dict[str, Any], name: str, default: str) -> str:
-    """The body's text field `name` (`default` when it is left out or empty); text that cannot
-    be stored (a NUL, an unpaired surrogate) is refused."""
-    text = str(body.get(name) or default)
+    """The body's text field `name` (`default` when it is left out or empty); a number or
+    boolean is taken as its text (as Json.NET reads one into a string), an array or object is
+    refused, and so is text that cannot be stored (a NUL, an unpaired surrogate)."""
+    value = body.get(name)
+    if isinstance(value, list | dict):
+        shape = "an array" if isinstance(value, list) else "an object"
+        raise FusebillError(400, f"{name} must be text, not {shape}.")
+    text = str(value or default)
     if (found := unstorable(text)) is not None:
         raise FusebillError(400, f"{name} must not hold {found}.")
     return text
