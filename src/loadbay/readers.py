@@ -266,7 +266,8 @@ _UNSTORABLE: Final = re.compile("[\x00\ud800-\udfff]")
 
 
 def unstorable(value: Any) -> str | None:
-    """What in a JSON value (keys aside) text cannot hold, or None. No recursion: values nest deep."""
+    """What in a JSON value (its property names too) text cannot hold, or None. No recursion:
+    values nest deep."""
     pending = [value]
     while pending:
         item = pending.pop()
@@ -278,6 +279,7 @@ def unstorable(value: Any) -> str | None:
                 char = found.group()
                 return "a NUL character" if char == "\x00" else f"an unpaired surrogate (U+{ord(char):04X})"
         elif isinstance(item, dict):
+            pending.extend(item.keys())
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)

@@ -25,7 +25,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 
-from loadbay.readers import unstorable
 from loadbay.xmlsafe import parse_xml
 from tests.support.accounts import make_keys
 from tests.support.pdfs import pdf
@@ -980,17 +979,12 @@ def test_races_have_one_winner(server: Server, keys: list[str], race: str) -> No
 
 # property names that text cannot hold -------------------------------------------------------
 # A record's values with a NUL or an unpaired surrogate are its own error (above); its property
-# names must be too. The core's `unstorable` looks at values only: a name with U+D800 fails the
-# worker's chunk encoding (UnicodeEncodeError) and one with a NUL PostgreSQL's error rows, every
-# attempt, so the whole batch ends in error with a traceback. These run once it looks at names.
+# names must be too: a name with U+D800 failed the worker's chunk encoding (UnicodeEncodeError)
+# and one with a NUL PostgreSQL's error rows, every attempt, so the whole batch ended in error.
 
-names_checked = pytest.mark.skipif(
-    unstorable({"\ud800": 0}) is None, reason="readers.unstorable does not look at property names yet"
-)
 BAD_NAMES = ["\ud800", "a\x00"]
 
 
-@names_checked
 def test_alliant_items_whose_names_text_cannot_hold_are_item_errors(client: httpx.Client) -> None:
     items = [
         {"id": "n0", BAD_NAMES[0]: 1},
@@ -1012,7 +1006,6 @@ def test_alliant_items_whose_names_text_cannot_hold_are_item_errors(client: http
     assert {e["index"]: e["code"] for e in read["errors"]} == dict.fromkeys((0, 1, 2), "INVALID_RECORD")
 
 
-@names_checked
 def test_fusebill_payments_whose_names_text_cannot_hold_fail_validation(
     server: Server, keys: list[str]
 ) -> None:
@@ -1027,7 +1020,6 @@ def test_fusebill_payments_whose_names_text_cannot_hold_fail_validation(
         assert fusebill.post(f"{FUSEBILL}/{job['id']}/Cancel").json()["status"] == "Failed"
 
 
-@names_checked
 def test_centrapay_records_whose_names_text_cannot_hold_are_errors(
     client: httpx.Client, httpserver: HTTPServer
 ) -> None:
