@@ -122,6 +122,7 @@ def _shoot(browser: Any, server: Server, key: str, batches: dict[str, int], out:
     _live_batch(page, server, key, out)
     _page(page, server.url + "/", "#batches tbody tr", out / "batches.png")
     _new_import(page, server, out)
+    _uploading(page, server, out)
     _page(
         page, f"{server.url}/batches/{batches['completed']}", "#groups tbody tr", out / "batch.png", full=True
     )
@@ -155,6 +156,30 @@ def _new_import(page: Page, server: Server, out: Path) -> None:
     page.get_by_label("Job id").fill("2026-04 customers")
     page.get_by_label("Check first, import after I look (two-phase)").check()
     page.screenshot(path=out / "new-import.png", full_page=True)
+
+
+def _uploading(page: Page, server: Server, out: Path) -> None:
+    """A file on its way up, on a connection slowed down to 300 kB/s; then let through."""
+    page.goto(server.url + "/new?type=billing.customer")
+    rows = "".join(f"U{i:06d},Customer {i},u{i}@example.com,US\n" for i in range(60_000))
+    page.locator("#file").set_input_files(
+        files={
+            "name": "crm-export-2026-04.csv",
+            "mimeType": "text/csv",
+            "buffer": ("customer_number,name,email,country\n" + rows).encode(),
+        }
+    )
+    page.get_by_label("Job id").fill("2026-04 CRM export")
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 300_000}
+    network.send("Network.emulateNetworkConditions", slow)
+    page.get_by_role("button", name="Upload and import").click()
+    page.wait_for_function("() => document.querySelector('#upload-bar').value > 0.35")
+    page.screenshot(path=out / "uploading.png", full_page=True)
+    network.send("Network.emulateNetworkConditions", slow | {"uploadThroughput": -1})
+    page.wait_for_url("**/batches/*")
+    network.detach()
 
 
 def _live_batch(page: Page, server: Server, key: str, out: Path) -> None:
