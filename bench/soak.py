@@ -23,6 +23,9 @@ Environment (all optional):
   SOAK_WORKERS=3          `loadbay worker` processes (the server runs one worker thread too)
   SOAK_INFLIGHT=3         batches running at once
   SOAK_KILL_EVERY=1.5     mean seconds between two kills (a restarted process takes a second or more to start)
+  SOAK_MIN_UP=3           a process is killed only once it has been up this long (the server answering
+                          /healthz, a worker running its threads): else, on a busy machine, restarted
+                          processes could be killed again and again while Python still imports them
   SOAK_LEASE=5            LOADBAY_LEASE_SECONDS
   SOAK_CHUNK=500          LOADBAY_CHUNK_SIZE
   SOAK_STALL_LEASES=4     a stall longer than this many leases fails the soak
@@ -82,6 +85,7 @@ class Config:
     workers: int = env_int("SOAK_WORKERS", 3)
     inflight: int = env_int("SOAK_INFLIGHT", 3)
     kill_every: float = env_float("SOAK_KILL_EVERY", 1.5)
+    min_up: float = env_float("SOAK_MIN_UP", 3)
     lease: float = env_float("SOAK_LEASE", 5)
     chunk: int = env_int("SOAK_CHUNK", 500)
     stall_leases: float = env_float("SOAK_STALL_LEASES", 4)
@@ -121,7 +125,11 @@ class Fleet:
         }
         self.size = config.workers
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * (config.workers + 1)
+        self.offsets = [0] * (config.workers + 1)  # where each one's log stood when it was started
+        self.ready_at: list[float | None] = [None] * (config.workers + 1)  # first seen up (monotonic)
+        self.min_up = config.min_up
         self.kills: Counter[str] = Counter()
+        self.exited = 0  # processes that ended without being killed
 
     def start(self) -> None:
         self._start(self.size)  # the server first: it migrates the database
@@ -129,15 +137,26 @@ class Fleet:
         for i in range(self.size):
             self._start(i)
 
-    def kill_one(self, rng: random.Random) -> None:
-        """SIGKILL one process picked at random and start it again."""
-        i = rng.randrange(len(self.processes))
+    def kill_one(self, rng: random.Random) -> bool:
+        """SIGKILL one process picked at random among those up for SOAK_MIN_UP seconds and
+        start it again (none when none is up that long); any that ended by itself is started
+        again too. Whether one was killed."""
+        for i, process in enumerate(self.processes):
+            if process is not None and process.poll() is not None:
+                self.exited += 1
+                self._start(i)
+        now = time.monotonic()
+        up = [i for i in range(len(self.processes)) if self._up_for(i, now) >= self.min_up]
+        if not up:
+            return False
+        i = rng.choice(up)
         process = self.processes[i]
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            self.kills["server" if i == self.size else "worker"] += 1
+        assert process is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        self.kills["server" if i == self.size else "worker"] += 1
         self._start(i)
+        return True
 
     def stop(self) -> None:
         for process in self.processes:
@@ -162,10 +181,33 @@ class Fleet:
             args = ["serve", "--port", str(self.port), "--workers", "1"]
         else:
             args = ["worker", "--concurrency", "2"]
-        with (self.work / ("server.log" if i == self.size else f"worker-{i}.log")).open("ab") as log:
+        with self._log(i).open("ab") as log:
+            self.offsets[i] = log.tell()
             self.processes[i] = subprocess.Popen(
                 [sys.executable, "-m", "loadbay", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
+        self.ready_at[i] = None
+
+    def _log(self, i: int) -> Path:
+        return self.work / ("server.log" if i == self.size else f"worker-{i}.log")
+
+    def _up_for(self, i: int, now: float) -> float:
+        """How long process `i` has been up, as far as seen (0 while it starts)."""
+        if self.ready_at[i] is None and self._ready(i):
+            self.ready_at[i] = now
+        ready = self.ready_at[i]
+        return 0.0 if ready is None else now - ready
+
+    def _ready(self, i: int) -> bool:
+        """The server answers /healthz; a worker has said that its threads run."""
+        if i == self.size:
+            try:
+                return httpx.get(self.base_url + "/healthz", timeout=1.0).status_code == 200
+            except httpx.TransportError:
+                return False
+        with self._log(i).open("rb") as log:
+            log.seek(self.offsets[i])
+            return b"loadbay worker:" in log.read()
 
 
 def wait_healthy(base_url: str, timeout: float = 60.0) -> None:
@@ -420,14 +462,15 @@ def soak(database: str, url: str, work: Path, config: Config) -> Figures:
         while sum(fleet.kills.values()) < config.kills:
             batches.top_up()
             time.sleep(rng.uniform(0.5, 1.5) * config.kill_every)
-            fleet.kill_one(rng)
-            _progress(database, fleet, batches, started, config)
+            if fleet.kill_one(rng):
+                _progress(database, fleet, batches, started, config)
         batches.join(timeout=1800)
         figures.kills = sum(fleet.kills.values())
         figures.longest_stall = monitor.longest[0]
         check(api, engine, batches, config.rows, figures)
         figures.notes += batches.errors
-        figures.notes.append(f"kills: {dict(fleet.kills)}; {attempts(engine)}")
+        exited = f", {fleet.exited} exited by themselves" if fleet.exited else ""
+        figures.notes.append(f"kills: {dict(fleet.kills)}{exited}; {attempts(engine)}")
         figures.notes.append(stall_story(engine, *monitor.longest))
         figures.notes.append(logged(work))
     finally:
