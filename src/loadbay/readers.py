@@ -9,13 +9,12 @@ block at a time, never held whole.
 Two kinds of failure are kept apart:
 
 * a problem with **one record** (a CSV row with too many cells, a JSON Lines
-  line that is not JSON, an array element that is not an object, a CSV row or
-  JSON Lines line over the size limit) becomes that record's `problem`, and
-  reading goes on;
+  line that is not JSON, an array element that is not an object, a CSV row,
+  JSON Lines line or JSON array item over the size limit) becomes that
+  record's `problem`, and reading goes on;
 * a problem with **the file as a whole** (not UTF-8, a broken CSV quote, a
-  missing required column, JSON syntax errors in an array, a CSV header or
-  JSON array item over the size limit) raises an `UnreadableData` subclass
-  from `loadbay.errors`.
+  missing required column, JSON syntax errors in an array, a CSV header over
+  the size limit) raises an `UnreadableData` subclass from `loadbay.errors`.
 
 Readers do not convert or validate values: CSV values stay `str`, JSON values
 stay as parsed (non-integer numbers as `Decimal`). Validation happens elsewhere.
@@ -881,6 +880,10 @@ class _Prefixed:
         chunk, self._head = self._head[:cut], self._head[cut:]
         return chunk
 
+    def unread(self, data: bytes) -> None:
+        """Give back `data`, the last bytes read: the next read starts with them."""
+        self._head = data + self._head
+
 
 def _array_source(stream: BinaryIO) -> _Prefixed:
     """Check that the JSON text starts with '[' and return a reader positioned at it."""
@@ -915,22 +918,42 @@ class _ItemTooLarge(Exception):
     """The item being read has run over the size limit."""
 
 
+_BETWEEN_ITEMS: Final = b" \t\r\n,"  # what may come between the items of an array
+# Reading past an item: the text of a string up to its closing quote (or a backslash that ends
+# the block), and the marks that matter outside strings.
+_STRING_TEXT: Final = re.compile(rb'(?:[^"\\]++|\\.)*+', re.DOTALL)
+_JSON_MARK: Final = re.compile(rb'[][{}",]')
+
+
 class _JsonGuard:
     """A binary reader of a JSON array for ijson that raises MalformedFile once the text nests
-    deeper than `_MAX_DEPTH`, and `_ItemTooLarge` once an item has run over `limit` bytes.
+    deeper than `_MAX_DEPTH`, and `_ItemTooLarge` once an item has run over `limit` bytes;
+    `read_past_item` then reads past that item for a new parser.
 
-    Depth, per chunk, in C-speed bytes operations: escaped backslashes and quotes are dropped,
-    the text between quotes (strings) is dropped, and the brackets left are counted. The state
-    between chunks is the depth, whether a string is open and whether a backslash is pending.
+    Depth, per chunk, in C-speed bytes operations (`_brackets`): the text between quotes
+    (strings) is dropped, and the brackets left are counted. The state between chunks is the
+    depth, whether a string is open and whether a backslash is pending.
 
     Size: ijson parses each chunk whole and yields the items it completes before it reads the
     next, and the reader of the items counts them in `items`. When no item ended in the last
-    chunk, the item being read took all of it: `_item` counts such chunks' bytes since the last
-    item ended, so it is at most the item's size (with the comma and spaces before it). Chunks
-    are at most `limit` bytes: ijson holds no more than an item's first `limit` bytes and two chunks.
+    chunk, the item being read took all of it but for the spaces and comma it may start with:
+    `_item` counts such chunks' bytes since the last item ended, so it is at most the item's
+    size. Chunks are at most `limit` bytes: ijson holds no more than an item's first 3 x `limit`
+    bytes (the rest of the chunk it starts in, `limit`, and one chunk).
     """
 
-    __slots__ = ("_depth", "_escaped", "_in_string", "_item", "_last", "_limit", "_seen", "_source", "items")
+    __slots__ = (
+        "_depth",
+        "_escaped",
+        "_in_string",
+        "_item",
+        "_last",
+        "_limit",
+        "_seen",
+        "_source",
+        "_stand_in",
+        "items",
+    )
 
     def __init__(self, source: _Prefixed, limit: int) -> None:
         self._source = source
@@ -938,33 +961,89 @@ class _JsonGuard:
         self._depth = 0
         self._in_string = False
         self._escaped = False
+        self._stand_in = False  # whether the next read starts an array again (see `read_past_item`)
         self.items = 0
         self._seen = 0  # `items` at the last read
         self._item = 0
-        self._last = 0  # the last chunk's size
+        self._last = 0  # the bytes the last chunk may have added to an item
 
     def read(self, size: int = -1) -> bytes:
+        if self._stand_in and size:  # (ijson reads 0 bytes first, to learn their type)
+            self._stand_in = False
+            return b"[0"
         self._item = 0 if self.items != self._seen else self._item + self._last
         self._seen = self.items
         if self._item > self._limit and self._depth:
             raise _ItemTooLarge()
         data = self._source.read(size if 0 <= size <= self._limit else self._limit)
-        self._last = len(data)
+        self._last = self._item_bytes(data)
         if data:
-            self._scan(data)
+            brackets, self._in_string, self._escaped = _brackets(data, self._in_string, self._escaped)
+            self._nest(brackets)
         return data
 
-    def _scan(self, data: bytes) -> None:
-        if self._escaped:  # the previous chunk ended in a backslash: this first byte is escaped
-            data, self._escaped = data[1:], False
-        if b"\\" in data:
-            data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
-            if data.endswith(b"\\"):
-                data, self._escaped = data[:-1], True
-        parts = data.split(b'"')
-        outside = b"".join(parts[1::2] if self._in_string else parts[::2])
-        self._in_string ^= len(parts) % 2 == 0
-        brackets = outside.translate(None, _NOT_BRACKETS)
+    def _item_bytes(self, data: bytes) -> int:
+        """The bytes of a chunk that may belong to an item: at the array's level, not the spaces
+        and comma it starts with (nor, in the first chunk, the array's '[')."""
+        if self._in_string or self._depth > 1:
+            return len(data)
+        if not self._depth:
+            data = data[1:]
+        return len(data.lstrip(_BETWEEN_ITEMS))
+
+    def read_past_item(self, number: int) -> None:
+        """Read past the rest of the item being read (item `number`), a block at a time, to the
+        ',' or ']' after it. The next read then starts an array again with a stand-in for that
+        item ("[0"), and reads on from that ',' or ']'. The text read past is checked for its
+        nesting only; MalformedFile if the file ends in it."""
+        while block := self._source.read(_READ_PAST_BYTES):
+            end = self._item_end(block)
+            if end is not None:
+                self._source.unread(block[end:])
+                self._stand_in, self._item, self._last = True, 0, 0
+                return
+        raise MalformedFile(
+            f"invalid JSON: the file ends inside item {number}, which is {_over(self._limit)}"
+        )
+
+    def _item_end(self, block: bytes) -> int | None:
+        """Where in `block` the item read past ends (its ',' or ']'); None when it goes on.
+        A block that stays deeper than the array's items is passed at C speed."""
+        if self._depth > 1:
+            brackets, in_string, escaped = _brackets(block, self._in_string, self._escaped)
+            if min(accumulate(map(_DEPTH_STEP.__getitem__, brackets), initial=self._depth)) > 1:
+                self._nest(brackets)
+                self._in_string, self._escaped = in_string, escaped
+                return None
+        return self._find_end(block)
+
+    def _find_end(self, block: bytes) -> int | None:
+        """`_item_end`, a string or mark (quote, bracket, comma) at a time."""
+        i = 0
+        if self._escaped:
+            i, self._escaped = 1, False
+        while True:
+            if self._in_string:
+                i = _STRING_TEXT.match(block, i).end()  # type: ignore[union-attr]
+                if i == len(block):
+                    return None
+                if block[i] == ord("\\"):  # the last byte: the next block's first is escaped
+                    self._escaped = True
+                    return None
+                i, self._in_string = i + 1, False
+            mark = _JSON_MARK.search(block, i)
+            if mark is None:
+                return None
+            i, found = mark.end(), mark.group()
+            if found == b'"':
+                self._in_string = True
+            elif self._depth == 1 and found in (b",", b"]"):
+                return i - 1
+            elif found != b",":
+                self._nest(found)
+
+    def _nest(self, brackets: bytes) -> None:
+        """Move the depth by `brackets` (opening and closing ones, in order)."""
         opened = brackets.count(b"[") + brackets.count(b"{")
         if self._depth + opened > _MAX_DEPTH:
             steps = accumulate(map(_DEPTH_STEP.__getitem__, brackets), initial=self._depth)
@@ -973,20 +1052,40 @@ class _JsonGuard:
         self._depth += 2 * opened - len(brackets)
 
 
+def _brackets(data: bytes, in_string: bool, escaped: bool) -> tuple[bytes, bool, bool]:
+    """The brackets of a chunk of JSON text outside its strings, and whether a string is open
+    and a backslash pending after it, from whether they were before it."""
+    if escaped:  # the previous chunk ended in a backslash: this first byte is escaped
+        data, escaped = data[1:], False
+    if b"\\" in data:
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+        if data.endswith(b"\\"):
+            data, escaped = data[:-1], True
+    parts = data.split(b'"')
+    outside = b"".join(parts[1::2] if in_string else parts[::2])
+    return outside.translate(None, _NOT_BRACKETS), in_string ^ (len(parts) % 2 == 0), escaped
+
+
 def _json_array_records(source: _Prefixed, keys: _KeyMap, limit: int) -> Iterator[RawRecord]:
+    """One record per item. An item over the limit is read past, a problem of its own, and a
+    new parser reads on, past the stand-in `_JsonGuard.read_past_item` gives it for that item."""
     guard = _JsonGuard(source, limit)
-    items = ijson.items(guard, "item", use_float=False)
+    items: Iterator[Any] = ijson.items(guard, "item", use_float=False)
     number = 0
-    try:
-        for number, item in enumerate(items, start=1):
-            guard.items = number
-            yield keys.item(item, number)
-    except (ijson.JSONError, UnicodeDecodeError) as exc:
-        raise _json_file_error(exc) from exc
-    except _ItemTooLarge:
-        raise MalformedFile(
-            f"item {number + 1} is {_over(limit)}: a JSON array cannot be read past it (JSON Lines can)"
-        ) from None
+    while True:
+        try:
+            for item in items:
+                number += 1
+                guard.items = number
+                yield keys.item(item, number)
+            return
+        except (ijson.JSONError, UnicodeDecodeError) as exc:
+            raise _json_file_error(exc) from exc
+        except _ItemTooLarge:
+            number += 1
+            guard.read_past_item(number)
+        yield _problem(*_too_large(f"item {number}", limit))
+        items = islice(ijson.items(guard, "item", use_float=False), 1, None)
 
 
 def _json_file_error(exc: Exception) -> MalformedFile | BadEncoding:

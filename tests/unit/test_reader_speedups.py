@@ -252,6 +252,9 @@ LONG = b"x" * 300
         (b"name," + LONG + b"\n" + FILLER, "csv"),
         (b'{"name": "Ada"}\n{"name": "' + LONG + b'"}\n[1]\n' + LONG, "jsonl"),
         (b'[{"name": "Ada"}, {"name": "' + LONG + b'"}, 42]', "json"),
+        (b'[{"name": "Ada"},' + b" " * 300 + b'"' + LONG + b'", [[' + LONG + b"]]]", "json"),
+        (b'[{"name": "Ada"}, {"name": "' + LONG + b'"}, ]', "json"),
+        (b'[{"name": "Ada"}, {"name": "' + LONG, "json"),
         (b'[{"name": "Ada"}' + b', {"name": "Bob"}' * 100 + b"]", "json"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gc
 import io
+import json
 from collections.abc import Iterator
 from contextlib import suppress
 from decimal import Decimal
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from loadbay import readers
 from loadbay.errors import BadEncoding, MalformedFile, MissingColumn, UnsupportedMediaType
 from loadbay.readers import (
     FORMATS,
@@ -569,13 +571,78 @@ def test_jsonl_line_over_the_limit_is_its_own_problem_and_reading_goes_on() -> N
     ]
 
 
-def test_json_array_item_over_the_limit_makes_the_file_unreadable() -> None:
-    data = b'[{"name": "Ada"}, {"name": "' + b"x" * 300 + b'"}, {"name": "Bob"}]'
+def test_json_array_item_over_the_limit_is_its_own_problem_and_reading_goes_on() -> None:
+    long = b"x" * 300
+    data = b'[{"name": "Ada"}, {"name": "' + long + b'"}, {"name": "Bob"}, "' + long + b'", 1' + b"2" * 300
+    data += b', {"name": "Cy", "tags": [' + b'"]\\"{", ' * 40 + b'0]}, {"name": "Di"}]'
+    assert read_limited(data, "json", 100) == [
+        RawRecord({"name": "Ada"}),
+        too_large("item 2", 100),
+        RawRecord({"name": "Bob"}),
+        too_large("item 4", 100),
+        too_large("item 5", 100),
+        too_large("item 6", 100),
+        RawRecord({"name": "Di"}),
+    ]
+
+
+def test_json_array_spaces_between_items_are_no_items_bytes() -> None:
+    data = b'[ \n{"name": "Ada"},' + b" " * 300 + b'{"name": "Bob"}' + b"\r\n" * 300 + b"]" + b" " * 300
+    assert read_limited(data, "json", 5) == [too_large("item 1", 5), too_large("item 2", 5)]  # 15 bytes each
+    assert read_limited(data, "json", 15) == [RawRecord({"name": "Ada"}), RawRecord({"name": "Bob"})]
+
+
+@pytest.mark.parametrize(
+    ("tail", "message", "read_past"),
+    [
+        (b'"}, ]', "^invalid JSON: parse error: ", True),  # the text after an item read past is read as ever
+        (b'"}] x', "^invalid JSON: parse error: ", True),
+        (
+            b'", "a": ' + b"[" * 600 + b"]" * 600 + b"}]",
+            "^invalid JSON: nested more than 512 levels deep$",
+            False,
+        ),
+        (b"\\", "^invalid JSON: the file ends inside item 2, which is over 100 bytes, the most ", False),
+    ],
+)
+def test_json_array_item_over_the_limit_in_a_broken_file(tail: bytes, message: str, read_past: bool) -> None:
+    data = b'[{"name": "Ada"}, {"name": "' + b"x" * 300 + tail
     records: list[RawRecord] = []
-    message = r"^item 2 is over 100 bytes, .*: a JSON array cannot be read past it \(JSON Lines can\)$"
     with pytest.raises(MalformedFile, match=message):
         records.extend(open_reader(io.BytesIO(data), "json", COLUMNS, max_record_bytes=100))
-    assert records == [RawRecord({"name": "Ada"})]
+    assert records == [RawRecord({"name": "Ada"})] + ([too_large("item 2", 100)] if read_past else [])
+
+
+json_text = st.text(st.sampled_from(['"', "\\", "[", "]", "{", "}", ",", " ", "a", "é"]), max_size=30)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | json_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(json_text, inner, max_size=4),
+    max_leaves=12,
+)
+json_records = json_values | st.fixed_dictionaries({"name": json_values})
+json_items = st.lists(st.tuples(json_records, st.sampled_from(["", " ", "\n" * 40])), max_size=8)
+
+
+@settings(max_examples=500, deadline=None)
+@given(items=json_items, limit=st.integers(1, 80), block=st.integers(1, 9))
+def test_a_record_limit_refuses_only_the_json_items_over_it(
+    items: list[tuple[Any, str]], limit: int, block: int
+) -> None:
+    """Items are read as without a limit, but some over it: each of more than `limit` bytes may be
+    refused (the reader counts an item's bytes a read at a time, reads of at most `limit`), and
+    each of `3 * limit` bytes or more is. Items are read past in blocks of `block` bytes here."""
+    texts = [json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() for value, _ in items]
+    spaced = [spaces.encode() + text for text, (_, spaces) in zip(texts, items, strict=True)]
+    data = b"[" + b",".join(spaced) + b"]"
+    unlimited = read_limited(data, "json", 2**30)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(readers, "_READ_PAST_BYTES", block)
+        limited = read_limited(data, "json", limit)
+    assert len(limited) == len(unlimited) == len(texts)
+    for number, (got, whole, text) in enumerate(zip(limited, unlimited, texts, strict=True), start=1):
+        if got != whole:
+            assert got == too_large(f"item {number}", limit) and len(text) > limit
+        assert got != whole or len(text) < 3 * limit
 
 
 def test_json_array_of_items_within_the_limit_is_read_whatever_its_size() -> None:
