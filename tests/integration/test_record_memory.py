@@ -1,11 +1,12 @@
 """A record is never held whole, and a batch stays small whatever its files.
 
-A real `loadbay serve` takes a file whose one line is 100 MiB: that record is refused alone
-(`RECORD_TOO_LARGE`), the next one is applied, and the server's peak resident size grows by
-a bounded amount. `serve --workers N` runs its workers as threads of the server process, so
-its peak (VmHWM in /proc/<pid>/status, reset through /proc/<pid>/clear_refs before the
-batch) covers both the upload and the worker reading the file. The memory test runs on
-SQLite only: reading is the same on PostgreSQL, and each batch moves 100 MiB twice.
+A real `loadbay serve` takes a file whose one record (a CSV or JSON Lines line, a JSON array
+item) is 100 MiB: that record is refused alone (`RECORD_TOO_LARGE`), the next one is applied,
+and the server's peak resident size grows by a bounded amount. `serve --workers N` runs its
+workers as threads of the server process, so its peak (VmHWM in /proc/<pid>/status, reset
+through /proc/<pid>/clear_refs before the batch) covers both the upload and the worker
+reading the file. The memory test runs on SQLite only: reading is the same on PostgreSQL,
+and each batch moves 100 MiB twice.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from tests.support.servers import Server, start_server, wait_final
 
 MIB = 1024 * 1024
 LINE = 100 * MIB
-# How much the server's peak may grow while a batch with a 100 MiB line is uploaded and read
-# (measured: 1-5 MiB; before records were bounded, 231 MiB for CSV, 835 MiB for JSON Lines).
+# How much the server's peak may grow while a batch with a 100 MiB record is uploaded and read
+# (measured: 1-5 MiB; before records were bounded, 231 MiB for CSV, 835 MiB for JSON Lines,
+# and a JSON array item over the limit failed its file).
 PEAK_GROWTH = 32 * MIB
 
 
@@ -76,10 +78,15 @@ def _vm_hwm(pid: int) -> int:
             b'{"customer_number": "{p}1", "name": "',
             b'"}\n{"customer_number": "{p}2", "name": "Good"}\n',
         ),
+        (
+            "application/json",
+            b'[{"customer_number": "{p}1", "name": "',
+            b'"}, {"customer_number": "{p}2", "name": "Good"}]',
+        ),
     ],
-    ids=["csv", "jsonl"],
+    ids=["csv", "jsonl", "json"],
 )
-def test_a_100_mib_line_is_refused_alone_without_being_held(
+def test_a_100_mib_record_is_refused_alone_without_being_held(
     big_server: Server, big_client: httpx.Client, content_type: str, head: bytes, tail: bytes
 ) -> None:
     p = f"M{uuid.uuid4().hex[:8]}-".encode()
