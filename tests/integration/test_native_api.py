@@ -8,8 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +17,7 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
+from tests.support.accounts import make_keys
 from tests.support.servers import Server, wait_final
 
 TYPE = "billing.customer"
@@ -51,30 +50,11 @@ JSON = "application/json"
 
 # accounts: one fresh account per test --------------------------------------
 
-# `loadbay accounts create` costs a few seconds of imports per call; this makes a
-# module's accounts in one process, with the same service call the CLI makes.
-_MAKE_ACCOUNTS = """
-import json, sys
-from loadbay.config import Settings
-from loadbay.core.runtime import Runtime
-from loadbay.core.service import BatchService
-from loadbay.types import default_registry
-
-settings = Settings()
-rt = Runtime.build(settings, default_registry(), base_url=settings.base_url())
-service = BatchService(rt)
-keys = [service.create_account(f"{sys.argv[1]}-{i}")[1] for i in range(int(sys.argv[2]))]
-rt.close()
-print(json.dumps(keys))
-"""
-
 
 @pytest.fixture(scope="module")
 def fresh_keys(server: Server) -> Iterator[str]:
     """API keys of new live accounts on the module's server, each handed out once."""
-    args = [sys.executable, "-c", _MAKE_ACCOUNTS, f"native-{uuid.uuid4().hex[:8]}", "40"]
-    out = subprocess.run(args, env=server.env, check=True, capture_output=True)
-    return _hand_out(server, json.loads(out.stdout))
+    return _hand_out(server, make_keys(server, f"native-{uuid.uuid4().hex[:8]}", 40))
 
 
 def _hand_out(server: Server, keys: list[str]) -> Iterator[str]:
