@@ -212,8 +212,9 @@ def test_ids_are_opaque_strings(server: Server, key: str, httpserver: HTTPServer
 def test_the_seeds_160000_record_file_completes(
     server: Server, test_key: str, httpserver: HTTPServer
 ) -> None:
-    """The seed's example size, and the lifecycle a poller sees on the way: every status
-    in order (reading and applying 160,000 records take long enough to see each one).
+    """The seed's example size, and the lifecycle on the way: a poller sees the statuses in
+    lifecycle order (which ones depends on how fast this machine is), and the batch's events
+    record every milestone in order.
 
     SQLite only unless LOADBAY_TEST_SCALE_POSTGRES=1: on PostgreSQL it takes minutes on
     a small, busy machine (on SQLite 40-100 s)."""
@@ -231,9 +232,8 @@ def test_the_seeds_160000_record_file_completes(
     assert done["errors"] == [
         {"externalId": SEED_EXTERNAL_ID, "index": "1954", "message": "INVALID_BARCODE_LENGTH"}
     ]
-    assert seen == LIFECYCLE
-    milestones = [e for e in events if e in ("created", "copied", "chunked", "complete")]
-    assert milestones == ["created", "copied", "chunked", "complete"]
+    assert seen == [s for s in LIFECYCLE if s in seen] and seen[-1] == "complete"
+    assert [e for e in events if e in LIFECYCLE] == LIFECYCLE
 
 
 def test_created_while_the_file_is_fetched(server: Server, key: str, httpserver: HTTPServer) -> None:
