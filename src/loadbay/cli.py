@@ -48,8 +48,8 @@ def serve(
     demo: Annotated[bool, typer.Option("--demo", help="Create a demo account and print its key")] = False,
 ) -> None:
     """Run the HTTP server (migrating the database first) with in-process workers."""
-    from loadbay.api import server
-    from loadbay.api.app import create_app
+    from loadbay.app import create_app
+    from loadbay.http import server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir)

@@ -14,8 +14,6 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, create_engine, select, text, update
 
 from loadbay.config import Settings
-from loadbay.core.models import Account, NewBatch
-from loadbay.core.records import Action, Applied, StagedRecord
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.types import ApplyContext, BatchType, TypeRegistry
@@ -23,6 +21,8 @@ from loadbay.core.worker import Worker
 from loadbay.db import queue
 from loadbay.db import repository as repo
 from loadbay.db.tables import chunks
+from loadbay.domain.models import Account, NewBatch
+from loadbay.domain.records import Action, Applied, StagedRecord
 
 RECORDS = 30  # three chunks of ten
 MAX_ATTEMPTS = 2

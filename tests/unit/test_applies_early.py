@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Batch, Counts
 from loadbay.core.processing import applies_early
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Batch, Counts
 from loadbay.types import default_registry
 
 TYPES = default_registry()

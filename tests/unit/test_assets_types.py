@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, create_engine, insert, select
 
-from loadbay.core.records import Action, Applied, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import accounts, assets_external_assets, assets_terminal_statuses, metadata
+from loadbay.domain.records import Action, Applied, StagedRecord
 from loadbay.types import default_registry
 from loadbay.types.assets import ExternalAssetType, TerminalStatusType
 

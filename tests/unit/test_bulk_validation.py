@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from loadbay.core.records import FieldError, StagedRecord
 from loadbay.core.staging import Stager
 from loadbay.core.types import BatchType
+from loadbay.domain.records import FieldError, StagedRecord
 from loadbay.readers import RawRecord, open_reader
 from loadbay.types import default_registry
 from loadbay.types.billing import CustomerType

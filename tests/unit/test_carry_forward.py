@@ -15,14 +15,14 @@ import pytest
 from sqlalchemy import Connection, Table, insert, select
 
 from loadbay.config import Settings
-from loadbay.core.models import Account, NewBatch
-from loadbay.core.records import Action, StagedRecord
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.core.worker import Worker
 from loadbay.db.engine import migrate
 from loadbay.db.tables import billing_customers, billing_invoices, billing_memos
+from loadbay.domain.models import Account, NewBatch
+from loadbay.domain.records import Action, StagedRecord
 from loadbay.errors import Conflict, InvalidInput
 from loadbay.types import default_registry
 from loadbay.types.carry_forward import (

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, create_engine, insert, select
 
-from loadbay.core.records import Action, StagedRecord
 from loadbay.core.staging import Stager
 from loadbay.core.types import ApplyContext
 from loadbay.db.tables import batch_keys, catalog_userx, metadata
+from loadbay.domain.records import Action, StagedRecord
 from loadbay.readers import RawRecord
 from loadbay.types import default_registry
 from loadbay.types.catalog import UserXType, catalog_types

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Batch, BatchEvent, Counts
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Batch, BatchEvent, Counts
 from loadbay.profiles.centrapay import _copied
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)

@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from loadbay.config import Settings
-from loadbay.core.models import NewBatch
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.worker import Worker
 from loadbay.db import repository
 from loadbay.db.tables import batch_keys
+from loadbay.domain.models import NewBatch
 from loadbay.types import default_registry
 
 

@@ -14,11 +14,11 @@ from pytest_httpserver import HTTPServer
 
 from loadbay.config import Settings
 from loadbay.core import processing
-from loadbay.core.models import Batch, NewBatch
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.db import queue
 from loadbay.db import repository as repo
+from loadbay.domain.models import Batch, NewBatch
 from loadbay.errors import NotFound
 from loadbay.types import default_registry
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadbay.core.lifecycle import FINAL, TRANSITIONS, Event, Status, next_status
+from loadbay.domain.lifecycle import FINAL, TRANSITIONS, Event, Status, next_status
 from loadbay.errors import InvalidTransition
 
 

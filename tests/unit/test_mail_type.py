@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from loadbay.core.records import Action, StagedRecord
 from loadbay.core.types import ApplyContext
 from loadbay.db import repository as repo
 from loadbay.db.engine import Database
 from loadbay.db.tables import mail_jobs, metadata
+from loadbay.domain.records import Action, StagedRecord
 from loadbay.errors import InvalidInput, MissingColumn
 from loadbay.profiles.click2mail import manifest_items
 from loadbay.types.mail import MailJobType, document_pages, pdf_pages

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Batch, Counts
 from loadbay.core.progress import progress
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Batch, Counts
 
 NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
 NONE = Counts()

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadbay.core.records import Action, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 from loadbay.core.results import RESULT_COLUMNS, escape_cell, header_row, result_rows
+from loadbay.domain.records import Action, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 from loadbay.errors import BadEncoding, MalformedFile, MissingColumn
 from loadbay.readers import MAX_RECORD_BYTES, Columns, RawRecord, open_reader, read_through
 

@@ -9,8 +9,8 @@ import io
 from hypothesis import given
 from hypothesis import strategies as st
 
-from loadbay.core.records import FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 from loadbay.core.results import result_rows, rows_of_status
+from loadbay.domain.records import FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 
 COLUMNS = ["key", "note"]
 STATUSES = [s for s in OutcomeStatus]

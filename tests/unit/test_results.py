@@ -3,8 +3,8 @@ from __future__ import annotations
 import csv
 import io
 
-from loadbay.core.records import Action, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 from loadbay.core.results import escape_cell, header_row, result_rows
+from loadbay.domain.records import Action, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 
 
 def test_formula_cells_are_escaped_and_numbers_are_not() -> None:

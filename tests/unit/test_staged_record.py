@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from loadbay.core import settle
-from loadbay.core.records import FieldError, StagedRecord
+from loadbay.domain.records import FieldError, StagedRecord
 
 RAW = {"customer_number": "C1", "name": "Ann", "balance": "1.50"}
 

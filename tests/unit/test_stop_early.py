@@ -14,13 +14,13 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from loadbay.config import Settings
-from loadbay.core.models import NewBatch
-from loadbay.core.records import Action, Applied, FieldError, StagedRecord
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.types import ApplyContext, BatchType, TypeRegistry
 from loadbay.core.worker import Worker
 from loadbay.db.engine import migrate
+from loadbay.domain.models import NewBatch
+from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.errors import Conflict
 
 RECORDS = 50

@@ -1,5 +1,1 @@
-"""HTTP: the native API, the API profiles and the dashboard, on one FastAPI app."""
-
-from loadbay.api.app import create_app
-
-__all__ = ["create_app"]
+"""The native JSON API (`/v1`) and the dashboard."""

@@ -9,9 +9,6 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from loadbay.api.auth import signed
-from loadbay.api.bodies import LimitedRoute, streams_files
-from loadbay.api.deps import current_account, service_of
 from loadbay.api.schemas import (
     AccountOut,
     BatchOut,
@@ -25,11 +22,14 @@ from loadbay.api.schemas import (
     UploadUrlOut,
     UploadUrlRequest,
 )
-from loadbay.api.streaming import receive
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Account, Batch
 from loadbay.core.service import BatchService
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Account, Batch
 from loadbay.errors import InvalidInput
+from loadbay.http.auth import signed
+from loadbay.http.bodies import LimitedRoute, streams_files
+from loadbay.http.deps import current_account, service_of
+from loadbay.http.streaming import receive
 
 __all__ = ["router"]
 

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from loadbay.core.models import Account, Batch, BatchEvent, ErrorGroup, ErrorRow, NewBatch
 from loadbay.core.progress import Progress
+from loadbay.domain.models import Account, Batch, BatchEvent, ErrorGroup, ErrorRow, NewBatch
 from loadbay.readers import unstorable
 
 __all__ = [

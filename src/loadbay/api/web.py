@@ -18,11 +18,11 @@ from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
 
 from loadbay import __version__
-from loadbay.api.bodies import LimitedRoute
-from loadbay.core.lifecycle import Status
 from loadbay.core.service import BatchService
 from loadbay.core.types import BatchType
+from loadbay.domain.lifecycle import Status
 from loadbay.errors import NotFound, UnknownType
+from loadbay.http.bodies import LimitedRoute
 
 __all__ = ["router"]
 

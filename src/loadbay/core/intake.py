@@ -13,11 +13,11 @@ from urllib.parse import quote, unquote
 from sqlalchemy import Connection
 
 from loadbay.blobs import BlobWriter
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Batch
 from loadbay.core.runtime import Runtime
 from loadbay.core.types import BatchType
 from loadbay.db import repository as repo
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Batch
 from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from loadbay.readers import format_for_content_type, unstorable
 

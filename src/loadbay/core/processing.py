@@ -30,9 +30,6 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from loadbay.core import settle, totals
 from loadbay.core.heartbeat import Heartbeat
-from loadbay.core.lifecycle import Event, Status, next_status
-from loadbay.core.models import Batch
-from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.core.results import input_parts
 from loadbay.core.runtime import Runtime
 from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
@@ -40,6 +37,9 @@ from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db import queue
 from loadbay.db import repository as repo
 from loadbay.db.engine import is_interruption
+from loadbay.domain.lifecycle import Event, Status, next_status
+from loadbay.domain.models import Batch
+from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.errors import LoadbayError
 from loadbay.fetcher import fetch_to
 from loadbay.readers import (

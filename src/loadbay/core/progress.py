@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from loadbay.core.lifecycle import Event, Status
-from loadbay.core.models import Batch
+from loadbay.domain.lifecycle import Event, Status
+from loadbay.domain.models import Batch
 
 __all__ = ["STAGE_EVENTS", "Progress", "progress"]
 

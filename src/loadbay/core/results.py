@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from loadbay.core.records import RecordOutcome, StagedRecord
+from loadbay.domain.records import RecordOutcome, StagedRecord
 
 __all__ = ["RESULT_COLUMNS", "escape_cell", "header_row", "input_parts", "result_rows", "rows_of_status"]
 

@@ -13,15 +13,15 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from loadbay.core import intake, settle
-from loadbay.core.lifecycle import FINAL, Event, Status, next_status
-from loadbay.core.models import Account, Batch, BatchEvent, ErrorExample, ErrorGroup, ErrorRow, NewBatch
 from loadbay.core.progress import STAGE_EVENTS, Progress, progress
-from loadbay.core.records import OutcomeStatus, RecordView
 from loadbay.core.results import header_row, rows_of_status
 from loadbay.core.runtime import Runtime
 from loadbay.core.types import BatchType
 from loadbay.db import queue
 from loadbay.db import repository as repo
+from loadbay.domain.lifecycle import FINAL, Event, Status, next_status
+from loadbay.domain.models import Account, Batch, BatchEvent, ErrorExample, ErrorGroup, ErrorRow, NewBatch
+from loadbay.domain.records import OutcomeStatus, RecordView
 from loadbay.errors import (
     Conflict,
     InvalidInput,

@@ -14,9 +14,13 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
-from loadbay.core.lifecycle import Event, Status, next_status
-from loadbay.core.models import Batch, Counts
-from loadbay.core.records import (
+from loadbay.core.results import result_rows
+from loadbay.core.types import BatchType
+from loadbay.db import queue
+from loadbay.db import repository as repo
+from loadbay.domain.lifecycle import Event, Status, next_status
+from loadbay.domain.models import Batch, Counts
+from loadbay.domain.records import (
     Applied,
     FieldError,
     OutcomeStatus,
@@ -24,10 +28,6 @@ from loadbay.core.records import (
     RecordView,
     StagedRecord,
 )
-from loadbay.core.results import result_rows
-from loadbay.core.types import BatchType
-from loadbay.db import queue
-from loadbay.db import repository as repo
 
 __all__ = [
     "cancel",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from loadbay.core.records import FieldError, StagedRecord
 from loadbay.core.types import BatchType
+from loadbay.domain.records import FieldError, StagedRecord
 from loadbay.readers import RawRecord
 
 __all__ = ["Chunk", "Stager", "chunk_keys", "mark_duplicates", "refuse"]

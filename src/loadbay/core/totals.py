@@ -12,10 +12,10 @@ from decimal import Decimal
 
 from sqlalchemy import Connection
 
-from loadbay.core.records import FieldError, StagedRecord
 from loadbay.core.staging import Stager, refuse
 from loadbay.core.types import BatchType
 from loadbay.db import repository as repo
+from loadbay.domain.records import FieldError, StagedRecord
 from loadbay.readers import RawRecord
 
 __all__ = ["check", "shares"]

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy import Connection
 
-from loadbay.core.models import NewBatch
-from loadbay.core.records import Applied, FieldError, StagedRecord
+from loadbay.domain.models import NewBatch
+from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.errors import UnknownType
 from loadbay.readers import Columns
 

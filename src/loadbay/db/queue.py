@@ -26,10 +26,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
-from loadbay.core.lifecycle import FINAL, Status
 from loadbay.db.tables import batches, chunk_payloads, chunks
+from loadbay.domain.lifecycle import FINAL, Status
 
 __all__ = [
+    "Census",
     "ChunkClaim",
     "ValidationClaim",
     "applied_chunks",
@@ -43,6 +44,7 @@ __all__ = [
     "open_chunk_ids",
     "chunk_payload",
     "cancel_chunk",
+    "census",
     "stalled_batches",
     "release_chunk",
     "remaining_chunks",
@@ -51,6 +53,16 @@ __all__ = [
 ]
 
 PENDING, LEASED, DONE, SPENT, CANCELLED = "pending", "leased", "done", "failed", "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Census:
+    """Batches and chunks by status, and records applied by outcome, across all accounts."""
+
+    batches: dict[str, int]
+    chunks: dict[str, int]
+    succeeded: int
+    failed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,3 +324,17 @@ def stalled_batches(conn: Connection) -> list[int]:
     )
     query = select(batches.c.id).where(batches.c.status == Status.PROCESSING, ~open_chunk).limit(20)
     return [row.id for row in conn.execute(query)]
+
+
+def census(conn: Connection) -> Census:
+    by_batch = conn.execute(select(batches.c.status, func.count()).group_by(batches.c.status)).all()
+    by_chunk = conn.execute(select(chunks.c.status, func.count()).group_by(chunks.c.status)).all()
+    succeeded, failed = conn.execute(
+        select(func.coalesce(func.sum(batches.c.succeeded), 0), func.coalesce(func.sum(batches.c.failed), 0))
+    ).one()
+    return Census(
+        batches={str(s): int(n) for s, n in by_batch},
+        chunks={str(s): int(n) for s, n in by_chunk},
+        succeeded=int(succeeded),
+        failed=int(failed),
+    )

@@ -31,8 +31,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Account, Batch, BatchEvent, Counts, ErrorExample, ErrorGroup, ErrorRow
 from loadbay.db.tables import (
     accounts,
     api_keys,
@@ -45,6 +43,8 @@ from loadbay.db.tables import (
     chunks,
     record_errors,
 )
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Account, Batch, BatchEvent, Counts, ErrorExample, ErrorGroup, ErrorRow
 
 __all__ = [
     "COUNT_FIELDS",

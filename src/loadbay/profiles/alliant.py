@@ -29,18 +29,18 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError, field_validat
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loadbay.api.bodies import LimitedRoute
-from loadbay.api.jsonbody import parse_json
-from loadbay.api.problems import http_status
-from loadbay.core.models import Account, Batch, ErrorRow, NewBatch
 from loadbay.core.service import BatchService
 from loadbay.core.types import field_errors
+from loadbay.domain.models import Account, Batch, ErrorRow, NewBatch
 from loadbay.errors import (
     InvalidInput,
     LoadbayError,
     NotFound,
     UnsupportedMediaType,
 )
+from loadbay.http.bodies import LimitedRoute
+from loadbay.http.jsonbody import parse_json
+from loadbay.http.problems import http_status
 from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of, whole_number
 from loadbay.readers import unstorable
 from loadbay.types.catalog import DIMENSIONS, type_name

@@ -25,12 +25,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loadbay.api.bodies import LimitedRoute
-from loadbay.api.problems import http_status
-from loadbay.core.lifecycle import Event, Status
-from loadbay.core.models import Account, Batch, BatchEvent, NewBatch
 from loadbay.core.service import BatchService
+from loadbay.domain.lifecycle import Event, Status
+from loadbay.domain.models import Account, Batch, BatchEvent, NewBatch
 from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
+from loadbay.http.bodies import LimitedRoute
+from loadbay.http.problems import http_status
 from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
 from loadbay.readers import unstorable
 

@@ -31,12 +31,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
-from loadbay.api.bodies import LimitedRoute, read_limited, streams_files
-from loadbay.api.problems import http_status
-from loadbay.api.streaming import receive
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Account, Batch, ErrorRow, NewBatch
 from loadbay.core.service import BatchService
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Account, Batch, ErrorRow, NewBatch
+from loadbay.http.bodies import LimitedRoute, read_limited, streams_files
+from loadbay.http.problems import http_status
+from loadbay.http.streaming import receive
 from loadbay.profiles.common import account_of, profile_app, service_of
 from loadbay.types.mail import DOCUMENT, MailJob, jobs_page
 from loadbay.types.mail_tracking import TrackingEvent, tracking_page

@@ -7,11 +7,11 @@ import base64
 
 from fastapi import FastAPI, Request
 
-from loadbay.api.auth import Authenticator, once_per_request, use_authenticator
-from loadbay.api.bodies import LimitedRoute
-from loadbay.core.models import Account
 from loadbay.core.service import BatchService
+from loadbay.domain.models import Account
 from loadbay.errors import Unauthorized
+from loadbay.http.auth import Authenticator, once_per_request, use_authenticator
+from loadbay.http.bodies import LimitedRoute
 
 __all__ = ["UnknownKey", "account_of", "caller", "profile_app", "profile_key", "service_of", "whole_number"]
 

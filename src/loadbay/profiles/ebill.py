@@ -38,12 +38,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loadbay.api.bodies import LimitedRoute
-from loadbay.api.problems import http_status
 from loadbay.core import intake
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Account, Batch, NewBatch
 from loadbay.core.service import BatchService
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.errors import (
     Conflict,
     InvalidInput,
@@ -53,6 +51,8 @@ from loadbay.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from loadbay.http.bodies import LimitedRoute
+from loadbay.http.problems import http_status
 from loadbay.profiles.common import account_of, profile_app, service_of
 from loadbay.readers import format_for_content_type, unstorable
 from loadbay.xmlsafe import parse_xml

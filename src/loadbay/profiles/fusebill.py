@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
-from loadbay.api.jsonbody import parse_json
-from loadbay.api.problems import http_status
-from loadbay.core.lifecycle import Status
-from loadbay.core.models import Account, Batch, NewBatch
-from loadbay.core.records import RecordView
 from loadbay.core.service import BatchService
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Account, Batch, NewBatch
+from loadbay.domain.records import RecordView
+from loadbay.http.jsonbody import parse_json
+from loadbay.http.problems import http_status
 from loadbay.profiles.common import account_of, profile_app, service_of, whole_number
 from loadbay.readers import unstorable
 

@@ -17,9 +17,9 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
 
-from loadbay.core.records import Action, Applied, FieldError, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import assets_external_assets, assets_terminal_statuses
+from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.types.iso import CURRENCIES
 
 __all__ = [

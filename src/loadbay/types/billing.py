@@ -12,9 +12,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection
 
-from loadbay.core.records import Applied, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_customers
+from loadbay.domain.records import Applied, StagedRecord
 from loadbay.types.iso import COUNTRIES, CURRENCIES
 from loadbay.types.upsert import Merge, Stored, UpsertSpec
 

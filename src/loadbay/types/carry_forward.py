@@ -28,10 +28,10 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, Row, Select, Table, select, update
 
-from loadbay.core.models import NewBatch
-from loadbay.core.records import Action, Applied, FieldError, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType, GeneratedPage
 from loadbay.db.tables import billing_customers, billing_invoices, billing_memos
+from loadbay.domain.models import NewBatch
+from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.errors import InvalidInput
 from loadbay.types import ledger
 

@@ -41,10 +41,10 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from loadbay.core.records import Action, Applied, FieldError, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType, field_errors
 from loadbay.db import repository as repo
 from loadbay.db.tables import catalog_userx
+from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.readers import Columns
 
 __all__ = ["DIMENSIONS", "UserXType", "catalog_types", "item_model", "type_name"]

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection
 
-from loadbay.core.records import Applied, FieldError, StagedRecord
 from loadbay.core.staging import refuse
 from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db.tables import billing_invoice_lines, billing_invoices
+from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.types import ledger
 from loadbay.types.iso import CURRENCIES
 from loadbay.types.upsert import UpsertSpec, find, key_of, upsert

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from loadbay.core.records import FieldError, StagedRecord
 from loadbay.core.staging import refuse
 from loadbay.db.tables import billing_customers, billing_invoices
+from loadbay.domain.records import FieldError, StagedRecord
 
 __all__ = [
     "CustomerRef",

@@ -29,10 +29,10 @@ from pypdf import PdfReader
 from sqlalchemy import Connection, insert, select
 
 from loadbay.core.intake import ATTACHMENTS
-from loadbay.core.records import Action, Applied, FieldError, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.engine import Database
 from loadbay.db.tables import mail_jobs
+from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.errors import InvalidInput
 
 __all__ = [

@@ -27,9 +27,9 @@ from typing import Any, BinaryIO, TypeVar
 
 from sqlalchemy import Connection, insert, select, update
 
-from loadbay.core.models import Batch
 from loadbay.db.engine import Database
 from loadbay.db.tables import accounts, mail_jobs, mail_tracking
+from loadbay.domain.models import Batch
 from loadbay.readers import Columns, RawRecord, open_reader
 
 __all__ = ["FEED_COLUMNS", "Refusal", "TrackingEvent", "TrackingReport", "load_tracking", "tracking_page"]

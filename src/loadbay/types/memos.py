@@ -10,9 +10,9 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection
 
-from loadbay.core.records import Applied, StagedRecord
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_memos
+from loadbay.domain.records import Applied, StagedRecord
 from loadbay.types import ledger
 from loadbay.types.invoices import currency_code
 from loadbay.types.upsert import UpsertSpec, key_of, upsert

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection, insert
 
-from loadbay.core.records import Action, Applied, FieldError, StagedRecord
 from loadbay.core.staging import refuse
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_allocations, billing_payments, billing_write_offs
+from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.types import ledger
 
 __all__ = ["PaymentRecord", "PaymentType", "WriteOffRecord", "WriteOffType"]

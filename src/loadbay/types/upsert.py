@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 
-from loadbay.core.records import Action
+from loadbay.domain.records import Action
 
 __all__ = ["Merge", "Stored", "UpsertSpec", "find", "key_of", "upsert"]
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from loadbay.core.models import Account
+from loadbay.domain.models import Account
 
 __all__ = [
     "Authenticator",

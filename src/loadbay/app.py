@@ -11,15 +11,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from loadbay import __version__
 from loadbay.api import native, web
-from loadbay.api.auth import use_authenticator
-from loadbay.api.deps import current_account
-from loadbay.api.edge import QuietDisconnects, RefuseAmbiguousFraming
-from loadbay.api.problems import install_problem_handlers
 from loadbay.config import Settings
+from loadbay.core.metrics import registry_for
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.worker import WorkerPool
-from loadbay.metrics import registry_for
+from loadbay.http.auth import use_authenticator
+from loadbay.http.deps import current_account
+from loadbay.http.edge import QuietDisconnects, RefuseAmbiguousFraming
+from loadbay.http.problems import install_problem_handlers
 from loadbay.profiles import mount_profiles
 from loadbay.types import default_registry
 

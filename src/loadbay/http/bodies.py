@@ -1,7 +1,7 @@
 """Request bodies: the caller checked first, then read whole within a limit (JSON and XML).
 
 Every route of the native API and of the profiles is a `LimitedRoute`. On a request that
-may carry a body it first runs the app's authenticator (`loadbay.api.auth`), so a caller
+may carry a body it first runs the app's authenticator (`loadbay.http.auth`), so a caller
 without a valid key costs no more than a request head. It then reads the body: at most
 LOADBAY_MAX_BODY_BYTES, refused with `PayloadTooLarge` (413, in the app's own error
 format) as soon as the Content-Length or the bytes received say it is over, before anything
@@ -18,8 +18,8 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope
 
-from loadbay.api.auth import authenticate_first, is_signed
 from loadbay.errors import PayloadTooLarge
+from loadbay.http.auth import authenticate_first, is_signed
 
 __all__ = ["LimitedRoute", "read_limited", "streams_files"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from loadbay.core.lifecycle import FINAL, Status
+from loadbay.domain.lifecycle import FINAL, Status
 
 __all__ = ["Account", "Batch", "BatchEvent", "Counts", "ErrorExample", "ErrorGroup", "ErrorRow", "NewBatch"]
 

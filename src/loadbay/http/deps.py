@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from loadbay.api.auth import once_per_request
-from loadbay.core.models import Account
 from loadbay.core.service import BatchService
+from loadbay.domain.models import Account
+from loadbay.http.auth import once_per_request
 
 __all__ = ["api_key", "current_account", "service_of"]
 

@@ -1,0 +1,1 @@
+"""The core: intake, validation, chunking, applying and settling batches."""

@@ -1,0 +1,1 @@
+"""HTTP machinery shared by the native API and the API profiles: keys, bodies, problems, the server."""
