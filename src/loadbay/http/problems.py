@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from loadbay import errors
 
-__all__ = ["http_status", "install_problem_handlers", "problem"]
+__all__ = ["http_status", "install_error_handlers", "install_problem_handlers", "on_error", "problem"]
+
+E = TypeVar("E", bound=Exception)
+Handler = Callable[[Request, E], Awaitable[Response]]
 
 _STATUS: tuple[tuple[type[errors.LoadbayError], int], ...] = (
     (errors.NotFound, 404),
@@ -41,10 +46,35 @@ def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
+def on_error(app: FastAPI, kind: type[E], handler: Handler[E]) -> None:
+    """Answer exceptions of `kind` (and its subclasses) raised in `app` with `handler`."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return await handler(request, cast(E, exc))  # Starlette calls it only for a `kind`
+
+    app.add_exception_handler(kind, handle)
+
+
+def install_error_handlers(
+    app: FastAPI,
+    *,
+    loadbay_error: Handler[errors.LoadbayError],
+    http_error: Handler[StarletteHTTPException],
+    invalid_request: Handler[RequestValidationError] | None = None,
+) -> None:
+    """How one API (the native one or a profile) answers errors, in its own format: loadbay's
+    errors, HTTP errors raised by routing (404, 405) and requests its models refuse."""
+    on_error(app, errors.LoadbayError, loadbay_error)
+    on_error(app, StarletteHTTPException, http_error)
+    if invalid_request is not None:
+        on_error(app, RequestValidationError, invalid_request)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(errors.LoadbayError, _loadbay_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    """The native API's errors: application/problem+json."""
+    install_error_handlers(
+        app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error
+    )
 
 
 async def _loadbay_error(_request: Request, exc: errors.LoadbayError) -> JSONResponse:

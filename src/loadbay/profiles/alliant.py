@@ -40,7 +40,7 @@ from loadbay.errors import (
 )
 from loadbay.http.bodies import LimitedRoute
 from loadbay.http.jsonbody import parse_json
-from loadbay.http.problems import http_status
+from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of, whole_number
 from loadbay.readers import unstorable
 from loadbay.types.catalog import DIMENSIONS, type_name
@@ -65,9 +65,9 @@ _GUIDS = uuid.UUID("6f1d3a52-8d0e-4b8e-9a51-3c1f0f7e2a10")  # namespace of the j
 def build(service: BatchService) -> FastAPI:
     app = profile_app("Alliant", service, caller)
     app.include_router(router)
-    app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    install_error_handlers(
+        app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error
+    )
     app.add_exception_handler(Exception, _server_error)
     return app
 

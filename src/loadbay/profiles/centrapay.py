@@ -30,7 +30,7 @@ from loadbay.domain.lifecycle import Event, Status
 from loadbay.domain.models import Account, Batch, BatchEvent, NewBatch
 from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
 from loadbay.http.bodies import LimitedRoute
-from loadbay.http.problems import http_status
+from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
 from loadbay.readers import unstorable
 
@@ -222,7 +222,7 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
 def build(service: BatchService) -> FastAPI:
     app = profile_app("Centrapay", service, caller)
     app.include_router(router)
-    app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    install_error_handlers(
+        app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error
+    )
     return app

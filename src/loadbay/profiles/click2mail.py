@@ -35,7 +35,7 @@ from loadbay.core.service import BatchService
 from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, ErrorRow, NewBatch
 from loadbay.http.bodies import LimitedRoute, read_limited, streams_files
-from loadbay.http.problems import http_status
+from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
 from loadbay.profiles.common import account_of, profile_app, service_of
 from loadbay.types.mail import DOCUMENT, MailJob, jobs_page
@@ -73,9 +73,9 @@ T = TypeVar("T")
 def build(service: BatchService) -> FastAPI:
     app = profile_app("Click2Mail", service)
     app.include_router(router)
-    app.add_exception_handler(errors.LoadbayError, _loadbay_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    install_error_handlers(
+        app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error
+    )
     return app
 
 

@@ -52,7 +52,7 @@ from loadbay.errors import (
     UnsupportedMediaType,
 )
 from loadbay.http.bodies import LimitedRoute
-from loadbay.http.problems import http_status
+from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.profiles.common import account_of, profile_app, service_of
 from loadbay.readers import format_for_content_type, unstorable
 from loadbay.xmlsafe import parse_xml
@@ -499,7 +499,7 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> Respons
 def build(service: BatchService) -> FastAPI:
     app = profile_app("eBill", service)
     app.include_router(router)
-    app.add_exception_handler(LoadbayError, _loadbay_error)  # type: ignore[arg-type]
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    install_error_handlers(
+        app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error
+    )
     return app

@@ -22,7 +22,7 @@ from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.domain.records import RecordView
 from loadbay.http.jsonbody import parse_json
-from loadbay.http.problems import http_status
+from loadbay.http.problems import http_status, install_error_handlers, on_error
 from loadbay.profiles.common import account_of, profile_app, service_of, whole_number
 from loadbay.readers import unstorable
 
@@ -59,9 +59,8 @@ class FusebillError(Exception):
 
 def build(service: BatchService) -> FastAPI:
     app = profile_app("Fusebill", service)
-    app.add_exception_handler(FusebillError, _fusebill_error)  # type: ignore[arg-type]
-    app.add_exception_handler(errors.LoadbayError, _loadbay_error)  # type: ignore[arg-type]
-    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    on_error(app, FusebillError, _fusebill_error)
+    install_error_handlers(app, loadbay_error=_loadbay_error, http_error=_http_error)
     app.add_api_route("/v1/BulkApi", create_job, methods=["POST"])
     app.add_api_route("/v1/BulkApi/Process", process_job, methods=["POST"])
     app.add_api_route("/v1/BulkApi/{job_id}", read_job, methods=["GET"])
