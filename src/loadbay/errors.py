@@ -28,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "BadEncoding",
     "BadSignature",
+    "BatchInProgress",
     "Conflict",
     "FetchError",
     "FetchRefused",
@@ -75,6 +76,16 @@ class Conflict(LoadbayError):
     """The batch's current state does not allow this request."""
 
     code = "CONFLICT"
+
+
+class BatchInProgress(Conflict):
+    """The account already has a submitted, unfinished batch that a new one must wait for."""
+
+    code = "BATCH_IN_PROGRESS"
+
+    def __init__(self, batch_id: int) -> None:
+        super().__init__(f"batch {batch_id} is still in progress; a new one waits until it is finished")
+        self.batch_id = batch_id
 
 
 class InvalidTransition(Conflict):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -208,6 +210,34 @@ def test_cancel_fails_every_incomplete_record_and_frees_the_account(server: Serv
     assert full["records"][1]["status"] == "FailedValidation"
     assert next_job.status_code == 200
     assert query(server, "SELECT status FROM billing_invoices WHERE invoice_number = 'C1'")[0][0] == "Open"
+
+
+def test_concurrent_creates_for_one_account_make_one_job(server: Server, key: str) -> None:
+    """One active job per account holds under a race: eight creates sent at once (each on its
+    own connection, released together) give one job; the others get the seed's 400."""
+    ids = seed_ledger(server, key, "R")
+    body = {"accountUploadType": "BulkWriteOff", "data": [ids["R1"]]}
+    start = threading.Barrier(8)
+
+    def create(_: int) -> httpx.Response:
+        with fusebill(server, key) as client:
+            client.get(f"{API}/0")  # connect (and authenticate) before the race
+            start.wait()
+            return client.post(API, json=body)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(create, range(8)))
+
+    made = [a.json() for a in answers if a.status_code == 200]
+    refused = [a.json() for a in answers if a.status_code == 400]
+    assert len(made) == 1 and len(refused) == 7, [a.text for a in answers]
+    message = f"Cannot create a new Upload while Upload {made[0]['id']} is still in progress."
+    assert all(r["Errors"][0]["Value"] == message for r in refused)
+    account = query(server, "SELECT account_id FROM batches WHERE id = :id", id=made[0]["id"])[0][0]
+    jobs = query(
+        server, "SELECT count(*) FROM batches WHERE account_id = :a AND type = 'billing.write_off'", a=account
+    )
+    assert jobs[0][0] == 1
 
 
 def test_errors_have_the_seed_body(server: Server, key: str) -> None:

@@ -16,7 +16,7 @@ from loadbay.blobs import BlobWriter
 from loadbay.core.runtime import Runtime
 from loadbay.core.types import BatchType
 from loadbay.db import repository as repo
-from loadbay.domain.lifecycle import Status
+from loadbay.domain.lifecycle import Milestone, Status
 from loadbay.domain.models import Batch
 from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from loadbay.readers import format_for_content_type, unstorable
@@ -142,7 +142,9 @@ class Upload:
             size = self._writer.commit()
             values = {"format": self.format, "blob_key": self._key, "size": size, "items": None}
             repo.upsert_input(conn, batch.id, "file", self.name, **values)
-            repo.add_event(conn, batch.id, "file_received", batch.status, f"{self.name} ({size} bytes)")
+            repo.add_event(
+                conn, batch.id, Milestone.FILE_RECEIVED, batch.status, f"{self.name} ({size} bytes)"
+            )
 
 
 # attachments: files a batch needs besides its records -----------------------
@@ -235,7 +237,9 @@ class Attachment:
             attached = attachments_of(batch) | {self.name: meta | {"size": size}}
             options = json.dumps(batch.options | {ATTACHMENTS: attached}, sort_keys=True)
             repo.update_batch(conn, batch.id, options=options)
-            repo.add_event(conn, batch.id, "attachment_received", batch.status, f"{self.name} ({size} bytes)")
+            repo.add_event(
+                conn, batch.id, Milestone.ATTACHMENT_RECEIVED, batch.status, f"{self.name} ({size} bytes)"
+            )
 
     def _copy_to(self, key: str) -> int:
         writer = self._rt.blobs.writer(key)
@@ -269,7 +273,9 @@ def store_page(conn: Connection, batch: Batch, number: int, items: list[Any]) ->
     text = json.dumps(items, default=str)
     values = {"format": "json", "blob_key": None, "items": text, "item_count": len(items), "size": len(text)}
     repo.upsert_input(conn, batch.id, "page", page_name(number), **values)
-    repo.add_event(conn, batch.id, "page_received", batch.status, f"page {number}: {len(items)} items")
+    repo.add_event(
+        conn, batch.id, Milestone.PAGE_RECEIVED, batch.status, f"page {number}: {len(items)} items"
+    )
 
 
 MAX_PAGE = 999_999_999  # page names are zero-padded to 9 digits, so they sort by number

@@ -37,7 +37,7 @@ from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db import queue
 from loadbay.db import repository as repo
 from loadbay.db.engine import is_interruption
-from loadbay.domain.lifecycle import Event, Status, next_status
+from loadbay.domain.lifecycle import Event, Milestone, Status, next_status
 from loadbay.domain.models import Batch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.errors import LoadbayError
@@ -214,7 +214,7 @@ def _open_early(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_t
         plural = "" if files == 1 else "s"
         found = f"{read} records in {files} file{plural} read through" if files else "pages only"
         detail = f"{found}; chunks are applied as they are staged"
-        repo.add_event(conn, batch.id, "read", Status.VALIDATING, detail)
+        repo.add_event(conn, batch.id, Milestone.READ, Status.VALIDATING, detail)
 
 
 def _sum_children(
@@ -250,7 +250,7 @@ def _sum_children(
             repo.delete_shares(conn, batch.id)
             detail = f"{rule.children_are} not summed, {rule.field} not checked against them: {reason}"
             warnings.append(detail)
-        repo.add_event(conn, batch.id, "summed", Status.VALIDATING, detail)
+        repo.add_event(conn, batch.id, Milestone.SUMMED, Status.VALIDATING, detail)
 
 
 def _keep_shares(
@@ -303,7 +303,9 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
             _check_lease(conn, claim, rt)
             before = [i["blob_key"] for i in repo.list_inputs(conn, batch.id) if i["name"] == "source"]
             repo.upsert_input(conn, batch.id, "file", "source", format=fmt, blob_key=key, size=size)
-            repo.add_event(conn, batch.id, "copied", Status.VALIDATING, f"{size} bytes from {got.final_url}")
+            repo.add_event(
+                conn, batch.id, Milestone.COPIED, Status.VALIDATING, f"{size} bytes from {got.final_url}"
+            )
     except LeaseLost:
         rt.blobs.delete_prefix(folder)
         raise
@@ -431,7 +433,7 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         fresh = repo.get_batch(conn, None, batch.id)
         assert fresh is not None
         detail = f"{fresh.counts.total} records, {fresh.counts.invalid} invalid"
-        repo.add_event(conn, batch.id, "chunked", Status.VALIDATING, detail)
+        repo.add_event(conn, batch.id, Milestone.CHUNKED, Status.VALIDATING, detail)
         event = Event.VALIDATED if batch.process_mode == "manual" else Event.APPLY
         status = next_status(Status.VALIDATING, event)
         repo.set_status(

@@ -19,15 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from loadbay.domain.lifecycle import Event, Status
+from loadbay.domain.lifecycle import Event, Milestone, Status
 from loadbay.domain.models import Batch
 
 __all__ = ["STAGE_EVENTS", "Progress", "progress"]
 
-# The events whose times start a stage. "read": the batch's files were read through and its
-# chunks are applied as they are staged (core.processing writes it).
-READ = "read"
-STAGE_EVENTS = (Event.START.value, READ, Event.APPLY.value, Event.PROCESS.value)
+# The events whose times start a stage. READ: the batch's files were read through, and an
+# apply-early batch's chunks are applied as they are staged from then on.
+STAGE_EVENTS = (Event.START.value, Milestone.READ.value, Event.APPLY.value, Event.PROCESS.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +71,7 @@ def _stage(
     when it began)."""
     counts = batch.counts
     if batch.apply_early:  # staged and applied at once, since the files were read through
-        return counts.done, _left(total, counts.done), stages.get(READ) or stages.get(Event.START)
+        return counts.done, _left(total, counts.done), stages.get(Milestone.READ) or stages.get(Event.START)
     if batch.status == Status.VALIDATING:  # staged, not applied yet
         return counts.total, _left(total, counts.total), stages.get(Event.START)
     began = [at for at in (stages.get(Event.APPLY), stages.get(Event.PROCESS)) if at is not None]

@@ -16,13 +16,24 @@ from loadbay.core import intake, settle
 from loadbay.core.progress import STAGE_EVENTS, Progress, progress
 from loadbay.core.results import header_row, rows_of_status
 from loadbay.core.runtime import Runtime
+from loadbay.core.timeline import timeline
 from loadbay.core.types import BatchType
 from loadbay.db import queue
 from loadbay.db import repository as repo
-from loadbay.domain.lifecycle import FINAL, Event, Status, next_status
-from loadbay.domain.models import Account, Batch, BatchEvent, ErrorExample, ErrorGroup, ErrorRow, NewBatch
+from loadbay.domain.lifecycle import FINAL, Event, Milestone, Status, next_status
+from loadbay.domain.models import (
+    Account,
+    Batch,
+    BatchEvent,
+    ErrorExample,
+    ErrorGroup,
+    ErrorRow,
+    NewBatch,
+    Timeline,
+)
 from loadbay.domain.records import OutcomeStatus, RecordView
 from loadbay.errors import (
+    BatchInProgress,
     Conflict,
     InvalidInput,
     InvalidTransition,
@@ -141,10 +152,12 @@ class BatchService:
         submit: bool,
     ) -> int:
         with self.rt.db.write() as conn:
+            if spec.exclusive_of:
+                _check_exclusive(conn, account, spec.exclusive_of)
             if spec.parent_id is not None:
                 self._check_parent(conn, account, spec.parent_id)
             batch_id = repo.insert_batch(conn, _batch_row(account, spec, fingerprint))
-            repo.add_event(conn, batch_id, "created", Status.OPEN)
+            repo.add_event(conn, batch_id, Milestone.CREATED, Status.OPEN)
             self._spawn(conn, account, batch_id, spec)
             if page[0] is not None or submit:
                 self._fill(conn, self._get(conn, account, batch_id), page, submit)
@@ -166,7 +179,7 @@ class BatchService:
         for made in self.rt.types.get(spec.type).spawn(spec.options):
             child = replace(made, job_id=None, test=None, parent_id=parent_id, process=spec.process)
             child_id = repo.insert_batch(conn, _batch_row(account, child, _fingerprint(child, None, None)))
-            repo.add_event(conn, child_id, "created", Status.OPEN)
+            repo.add_event(conn, child_id, Milestone.CREATED, Status.OPEN)
 
     def _check_parent(self, conn: Connection, account: Account, parent_id: int) -> None:
         parent = repo.get_batch(conn, account.id, parent_id) if _storable_id(parent_id) else None
@@ -195,11 +208,6 @@ class BatchService:
         if batch is None:
             raise NotFound(f"batch {ref} not found")
         return _of_types(batch, types, ref)
-
-    def active_batch(self, account: Account, types: Sequence[str]) -> Batch | None:
-        """The account's oldest submitted, not yet final batch of these types, if any."""
-        with self.rt.db.read() as conn:
-            return repo.active_batch(conn, account.id, types)
 
     def list_batches(
         self,
@@ -233,6 +241,12 @@ class BatchService:
         with self.rt.db.read() as conn:
             self._get(conn, account, batch_id)
             return repo.children(conn, batch_id)
+
+    def timeline(self, account: Account, batch: Batch) -> Timeline:
+        """When the account's batch reached each step (see core.timeline)."""
+        with self.rt.db.read() as conn:
+            self._get(conn, account, batch.id)
+            return timeline(batch, repo.events(conn, batch.id))
 
     def events(self, account: Account, batch_id: int) -> list[BatchEvent]:
         with self.rt.db.read() as conn:
@@ -508,7 +522,7 @@ def _batch_of_results_key(key: str) -> int:
 
 def _batch_row(account: Account, spec: NewBatch, fingerprint: str) -> dict[str, Any]:
     """The row of a new batch of this account."""
-    values = asdict(spec) | {"account_id": account.id, "test": account.test, "fingerprint": fingerprint}
+    values = _spec_fields(spec) | {"account_id": account.id, "test": account.test, "fingerprint": fingerprint}
     values["process_mode"] = values.pop("process")
     return values
 
@@ -537,6 +551,23 @@ def _storable_id(batch_id: int) -> bool:
     return 0 < batch_id < 2**63
 
 
+def _check_exclusive(conn: Connection, account: Account, types: Collection[str]) -> None:
+    """BatchInProgress while the account has a submitted, unfinished batch of these types.
+    Checked with the account locked, in the transaction that creates the new batch: of two
+    concurrent creates, the second sees the first's batch."""
+    repo.lock_account(conn, account.id)
+    busy = repo.active_batch(conn, account.id, sorted(types))
+    if busy is not None:
+        raise BatchInProgress(busy.id)
+
+
+def _spec_fields(spec: NewBatch) -> dict[str, Any]:
+    """What a batch stores of its spec (a rule checked at creation, exclusive_of, is not)."""
+    fields = asdict(spec)
+    del fields["exclusive_of"]
+    return fields
+
+
 def _fingerprint(spec: NewBatch, items: list[Any] | None, submit: bool | None, page: int = 0) -> str:
-    body = {"spec": asdict(spec), "items": items, "submit": submit} | ({"page": page} if page else {})
+    body = {"spec": _spec_fields(spec), "items": items, "submit": submit} | ({"page": page} if page else {})
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()

@@ -43,7 +43,7 @@ from loadbay.db.tables import (
     chunks,
     record_errors,
 )
-from loadbay.domain.lifecycle import Status
+from loadbay.domain.lifecycle import Event, Milestone, Status
 from loadbay.domain.models import Account, Batch, BatchEvent, Counts, ErrorExample, ErrorGroup, ErrorRow
 
 __all__ = [
@@ -112,6 +112,13 @@ def account_by_key_hash(conn: Connection, key_hash: str) -> Account | None:
     )
     row = conn.execute(query).first()
     return None if row is None else Account(id=row.id, name=row.name, test=row.test)
+
+
+def lock_account(conn: Connection, account_id: int) -> None:
+    """Hold the account's row until the transaction ends, so that account-wide rules checked
+    in it (one active batch of some types) see every other such transaction's batches.
+    PostgreSQL: FOR UPDATE; SQLite's write transactions are serialised already."""
+    conn.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
 
 
 def account_by_name(conn: Connection, name: str) -> Account | None:
@@ -216,7 +223,7 @@ def update_batch(conn: Connection, batch_id: int, **values: Any) -> None:
 
 
 def set_status(
-    conn: Connection, batch_id: int, status: Status, event: str, detail: str | None = None, **values: Any
+    conn: Connection, batch_id: int, status: Status, event: Event, detail: str | None = None, **values: Any
 ) -> None:
     """Move the batch to `status` and record the event (the caller checked the move)."""
     update_batch(conn, batch_id, status=status, **values)
@@ -267,7 +274,9 @@ def _batch(row: RowMapping) -> Batch:
 # events --------------------------------------------------------------------
 
 
-def add_event(conn: Connection, batch_id: int, event: str, status: str, detail: str | None = None) -> None:
+def add_event(
+    conn: Connection, batch_id: int, event: Event | Milestone, status: Status, detail: str | None = None
+) -> None:
     values = {"batch_id": batch_id, "at": now(), "event": event, "status": status, "detail": detail}
     conn.execute(insert(batch_events).values(values))
 

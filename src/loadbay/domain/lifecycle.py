@@ -1,4 +1,8 @@
-"""The batch lifecycle: statuses, events and the one table of allowed moves."""
+"""The batch lifecycle: statuses, the events that move a batch between them (the one table
+of allowed moves), and the milestones it passes inside a status.
+
+Every event and milestone is written to the batch's event log; clients read a batch's
+milestones as its `Timeline` (domain.models), never by matching event names."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from enum import StrEnum
 
 from loadbay.errors import InvalidTransition
 
-__all__ = ["ACTIVE", "FINAL", "TRANSITIONS", "Event", "Status", "next_status"]
+__all__ = ["ACTIVE", "FINAL", "TRANSITIONS", "Event", "Milestone", "Status", "next_status"]
 
 
 class Status(StrEnum):
@@ -31,6 +35,19 @@ class Event(StrEnum):
     FAIL = "fail"  # the batch's data could not be read
     CANCEL = "cancel"
     CLEAR = "clear"
+
+
+class Milestone(StrEnum):
+    """Steps a batch takes without changing status (written to its event log like events)."""
+
+    CREATED = "created"  # the batch exists (status open)
+    FILE_RECEIVED = "file_received"  # a file was uploaded to it
+    ATTACHMENT_RECEIVED = "attachment_received"  # a file its records refer to was uploaded
+    PAGE_RECEIVED = "page_received"  # a page of items was stored
+    COPIED = "copied"  # validating: the file at its source_url was fetched and stored
+    READ = "read"  # validating: its files were read through (apply-early batches apply from here)
+    SUMMED = "summed"  # validating: its child batches' shares were summed (ChildTotals types)
+    CHUNKED = "chunked"  # validating: every record is staged in chunks; validation is over
 
 
 S, E = Status, Event

@@ -8,7 +8,17 @@ from typing import Any
 
 from loadbay.domain.lifecycle import FINAL, Status
 
-__all__ = ["Account", "Batch", "BatchEvent", "Counts", "ErrorExample", "ErrorGroup", "ErrorRow", "NewBatch"]
+__all__ = [
+    "Account",
+    "Batch",
+    "BatchEvent",
+    "Counts",
+    "ErrorExample",
+    "ErrorGroup",
+    "ErrorRow",
+    "NewBatch",
+    "Timeline",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +57,9 @@ class NewBatch:
     source_url: str | None = None
     page_size: int | None = None
     total_items: int | None = None
+    # the account may not have another submitted, unfinished batch of these types when this
+    # one is created (checked in the transaction that creates it): BatchInProgress otherwise
+    exclusive_of: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +93,26 @@ class Batch:
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """When a batch reached each step of its life (None: not yet). The validation steps are
+    those of its current attempt: a worker that takes over a batch copies and reads its file
+    again, so `copied_at`, `read_at` and `chunked_at` restart with each `started_at`."""
+
+    created_at: datetime
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None  # a worker took it for validation (the latest attempt)
+    copied_at: datetime | None = None  # its source_url file is stored
+    read_at: datetime | None = None  # its files were read through
+    chunked_at: datetime | None = None  # every record staged: validation is over
+    applying_at: datetime | None = None  # applying began (automatically, or on process)
+    finished_at: datetime | None = None  # it reached a final status
+
+    @property
+    def file_copied(self) -> bool:
+        return self.copied_at is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@
 The server fetches `url` (the core's SSRF-guarded fetcher) and loads the file as
 assets.external_asset or assets.terminal_status. Centrapay's statuses are read
 from the core's: open/queued → created; validating → created, then copied once
-the file is stored (the "copied" event of the current attempt); validated or
+the file is stored (the core's timeline: a new attempt copies it again); validated or
 processing → chunked; completed → complete; error (and cancelled, cleared) →
 error. `count` is records counted, `errorCount` invalid plus failed records, both
 as strings (BigNumber); `errors` lists record errors by their code word.
@@ -26,8 +26,8 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay.core.service import BatchService
-from loadbay.domain.lifecycle import Event, Status
-from loadbay.domain.models import Account, Batch, BatchEvent, NewBatch
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
 from loadbay.http.bodies import LimitedRoute
 from loadbay.http.problems import http_status, install_error_handlers
@@ -155,23 +155,8 @@ def _render(service: BatchService, account: Account, batch: Batch) -> BatchOut:
 
 def _status(service: BatchService, account: Account, batch: Batch) -> str:
     if batch.status == Status.VALIDATING:
-        return "copied" if _copied(batch, service.events(account, batch.id)) else "created"
+        return "copied" if service.timeline(account, batch).file_copied else "created"
     return _STATUSES.get(batch.status, "error")
-
-
-def _copied(batch: Batch, events: list[BatchEvent]) -> bool:
-    """True once the current validation attempt has stored the file. A new attempt fetches
-    it again, unless the batch is applied while validated: its file was copied and read
-    through before that began, and every later attempt resumes with that copy."""
-    if batch.apply_early:
-        return True
-    copied = False
-    for event in events:
-        if event.event == Event.START:
-            copied = False
-        elif event.event == "copied":
-            copied = True
-    return copied
 
 
 def _error_count(batch: Batch) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
@@ -89,20 +90,25 @@ async def _body(request: Request) -> Any:
 
 async def create_job(request: Request) -> JSONResponse:
     """POST /v1/BulkApi: create a job from {accountUploadType, data}; validation starts at once."""
-    service, account = service_of(request), account_of(request)
     body = await _body(request)
+    return await run_in_threadpool(_create_job, service_of(request), account_of(request), body)
+
+
+def _create_job(service: BatchService, account: Account, body: Any) -> JSONResponse:
     upload_type, items = _job_items(body)
     batch_type = UPLOAD_TYPES[upload_type]
-    busy = service.active_batch(account, list(UPLOAD_TYPES.values()))
-    if busy is not None:
-        raise FusebillError(400, f"Cannot create a new Upload while Upload {busy.id} is still in progress.")
     spec = NewBatch(
         type=batch_type,
         process="manual",
         description=_text(body, "reference", f"{upload_type} via API"),
         options={"fileName": _text(body, "fileName", f"{upload_type}-{datetime.now():%Y%m%d}.json")},
+        exclusive_of=frozenset(UPLOAD_TYPES.values()),
     )
-    batch, _created = service.create(account, spec, items=items, submit=True)
+    try:
+        batch, _created = service.create(account, spec, items=items, submit=True)
+    except errors.BatchInProgress as busy:
+        message = f"Cannot create a new Upload while Upload {busy.batch_id} is still in progress."
+        raise FusebillError(400, message) from None
     return JSONResponse(job(service, account, batch))
 
 
@@ -149,8 +155,11 @@ def _payment_item(value: Any) -> dict[str, Any]:
 
 async def process_job(request: Request) -> JSONResponse:
     """POST /v1/BulkApi/Process with {id}: apply a validated job."""
-    service, account = service_of(request), account_of(request)
     body = await _body(request)
+    return await run_in_threadpool(_process_job, service_of(request), account_of(request), body)
+
+
+def _process_job(service: BatchService, account: Account, body: Any) -> JSONResponse:
     job_id = body.get("id") if isinstance(body, dict) else None
     if not isinstance(job_id, int) or isinstance(job_id, bool):
         raise FusebillError(400, "id is required and must be a number.")
@@ -227,21 +236,21 @@ def job_status(batch: Batch) -> str:
 def job(service: BatchService, account: Account, batch: Batch) -> dict[str, Any]:
     """The job object, with the seed's fields."""
     counts = batch.counts
-    milestones = {e.event: e.at for e in service.events(account, batch.id)}
+    line = service.timeline(account, batch)
     processed = batch.status == Status.COMPLETED
     return {
         "accountId": account.id,
         "type": JOB_TYPES[batch.type],
         "status": job_status(batch),
         "createdTimestamp": _stamp(batch.created_at),
-        "completedTimestamp": _stamp(milestones.get("chunked")),
+        "completedTimestamp": _stamp(line.chunked_at),
         "totalRecords": counts.total,
         "successfulRecords": counts.valid,
         "failedRecords": counts.invalid,
         "totalProcessedRecords": counts.succeeded + counts.failed + counts.unprocessed,
         "processedRecords": counts.succeeded,
         "failedProcessedRecords": counts.failed + counts.unprocessed,
-        "importingTimestamp": _stamp(milestones.get("process")),
+        "importingTimestamp": _stamp(line.applying_at),
         "processedTimestamp": _stamp(batch.finished_at) if processed else None,
         "fileName": batch.options.get("fileName"),
         "reference": batch.description,

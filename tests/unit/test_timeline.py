@@ -1,4 +1,5 @@
-"""Centrapay's `copied` status follows the validation attempt that holds the file."""
+"""A batch's timeline (core.timeline): validation steps follow the attempt that holds the file
+(Centrapay's `copied` status reads `file_copied`), other steps their latest event."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from loadbay.core.timeline import timeline
 from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Batch, BatchEvent, Counts
-from loadbay.profiles.centrapay import _copied
 
 AT = datetime(2026, 11, 23, tzinfo=UTC)
+LATER = datetime(2026, 11, 24, tzinfo=UTC)
 
 
 def batch(*, apply_early: bool) -> Batch:
@@ -23,6 +25,10 @@ def batch(*, apply_early: bool) -> Batch:
 
 def events(*pairs: tuple[str, str | None]) -> list[BatchEvent]:
     return [BatchEvent(i, AT, event, "validating", detail) for i, (event, detail) in enumerate(pairs)]
+
+
+def _copied(of: Batch, log: list[BatchEvent]) -> bool:
+    return timeline(of, log).file_copied
 
 
 @pytest.mark.parametrize("early", [False, True])
@@ -44,3 +50,19 @@ def test_an_attempt_of_a_batch_applied_early_keeps_the_copy() -> None:
         ("start", "attempt 2, resuming at record 2000"),
     )  # fmt: skip
     assert _copied(batch(apply_early=True), resumed)
+
+
+def test_each_step_is_the_time_of_its_latest_event() -> None:
+    log = [
+        BatchEvent(1, AT, "created", "open", None),
+        BatchEvent(2, AT, "submit", "queued", None),
+        BatchEvent(3, AT, "start", "validating", "attempt 1"),
+        BatchEvent(4, AT, "read", "validating", None),
+        BatchEvent(5, LATER, "chunked", "validating", None),
+        BatchEvent(6, LATER, "validated", "validated", None),
+        BatchEvent(7, LATER, "process", "processing", None),
+    ]
+    line = timeline(batch(apply_early=False), log)
+    assert (line.started_at, line.read_at, line.chunked_at, line.applying_at) == (AT, AT, LATER, LATER)
+    assert line.copied_at is None and not line.file_copied
+    assert line.created_at == AT and line.finished_at is None
