@@ -6,7 +6,7 @@ import pytest
 from starlette.requests import Request
 
 from loadbay.errors import InvalidInput
-from loadbay.profiles.common import profile_key
+from loadbay.http.auth import api_key
 from loadbay.xmlsafe import parse_xml, text_of
 
 
@@ -26,12 +26,12 @@ def request(**headers: str) -> Request:
     ],
 )
 def test_every_seed_auth_style_yields_the_key(headers: dict[str, str]) -> None:
-    assert profile_key(request(**headers)) == "lb_live_k"
+    assert api_key(request(**headers)) == "lb_live_k"
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Digest abc"}, {"Authorization": "Basic "}])
 def test_no_usable_key(headers: dict[str, str]) -> None:
-    assert profile_key(request(**headers)) is None
+    assert api_key(request(**headers)) is None
 
 
 def test_xml_is_parsed_and_text_read() -> None:

@@ -10,6 +10,7 @@ dependency or call finds it again without another lookup.
 
 from __future__ import annotations
 
+import base64
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from loadbay.domain.models import Account
 
 __all__ = [
     "Authenticator",
+    "api_key",
     "authenticate_first",
     "is_signed",
     "once_per_request",
@@ -68,3 +70,33 @@ async def authenticate_first(request: Request) -> None:
     authenticate: Authenticator | None = getattr(request.app.state, "authenticate", None)
     if authenticate is not None:
         await run_in_threadpool(authenticate, request)
+
+
+def api_key(request: Request) -> str | None:
+    """The caller's API key, in any style a client of loadbay or of a seed sends it:
+    `X-Api-Key: KEY`, `Authorization: Bearer KEY`, `Authorization: Basic KEY` (Fusebill)
+    or standard Basic, `base64(user:KEY)` (Click2Mail). None when there is none."""
+    header = request.headers.get("x-api-key")
+    if header and header.strip():
+        return header.strip()
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    value = value.strip()
+    if not value:
+        return None
+    if scheme.lower() == "bearer":
+        return value
+    if scheme.lower() == "basic":
+        return _basic_password(value) or value
+    return None
+
+
+def _basic_password(value: str) -> str | None:
+    """The password of a standard Basic credential, or None if `value` is not one."""
+    try:
+        decoded = base64.b64decode(value, validate=True).decode()
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or a value not in ASCII
+        return None
+    user, colon, password = decoded.partition(":")
+    if not colon:
+        return None
+    return password or user

@@ -63,7 +63,7 @@ _GUIDS = uuid.UUID("6f1d3a52-8d0e-4b8e-9a51-3c1f0f7e2a10")  # namespace of the j
 
 
 def build(service: BatchService) -> FastAPI:
-    app = profile_app("Alliant", service, caller)
+    app = profile_app("Alliant", service, key_style="`Authorization: Bearer KEY`", authenticate=caller)
     app.include_router(router)
     install_error_handlers(
         app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error

@@ -205,7 +205,7 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
 
 
 def build(service: BatchService) -> FastAPI:
-    app = profile_app("Centrapay", service, caller)
+    app = profile_app("Centrapay", service, key_style="`X-Api-Key: KEY`", authenticate=caller)
     app.include_router(router)
     install_error_handlers(
         app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error

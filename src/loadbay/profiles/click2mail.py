@@ -71,7 +71,9 @@ T = TypeVar("T")
 
 
 def build(service: BatchService) -> FastAPI:
-    app = profile_app("Click2Mail", service)
+    app = profile_app(
+        "Click2Mail", service, key_style="the password of HTTP Basic authentication (`curl -u USER:KEY`)"
+    )
     app.include_router(router)
     install_error_handlers(
         app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error

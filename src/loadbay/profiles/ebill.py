@@ -497,7 +497,7 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> Respons
 
 
 def build(service: BatchService) -> FastAPI:
-    app = profile_app("eBill", service)
+    app = profile_app("eBill", service, key_style="`X-Api-Key: KEY` or `Authorization: Basic KEY`")
     app.include_router(router)
     install_error_handlers(
         app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error

@@ -59,7 +59,7 @@ class FusebillError(Exception):
 
 
 def build(service: BatchService) -> FastAPI:
-    app = profile_app("Fusebill", service)
+    app = profile_app("Fusebill", service, key_style="`Authorization: Basic {APIKey}`")
     on_error(app, FusebillError, _fusebill_error)
     install_error_handlers(app, loadbay_error=_loadbay_error, http_error=_http_error)
     app.add_api_route("/v1/BulkApi", create_job, methods=["POST"])
@@ -164,11 +164,14 @@ def _process_job(service: BatchService, account: Account, body: Any) -> JSONResp
     if not isinstance(job_id, int) or isinstance(job_id, bool):
         raise FusebillError(400, "id is required and must be a number.")
     batch = _find(service, account, job_id)
+    refused = f"Cannot process Upload {job_id} that is not in status Validated or ValidatedWIthErrors"
     if batch.status != Status.VALIDATED:
-        raise FusebillError(
-            400, f"Cannot process Upload {job_id} that is not in status Validated or ValidatedWIthErrors"
-        )
-    return JSONResponse(job(service, account, service.process(account, batch.id)))
+        raise FusebillError(400, refused)
+    try:
+        processed = service.process(account, batch.id)
+    except errors.InvalidTransition:  # another Process of this job won the race
+        raise FusebillError(400, refused) from None
+    return JSONResponse(job(service, account, processed))
 
 
 def read_job(job_id: str, request: Request, view: str = "Summary") -> JSONResponse:
