@@ -15,11 +15,12 @@ from loadbay.core.types import ApplyContext
 from loadbay.db import repository as repo
 from loadbay.db.engine import Database
 from loadbay.db.tables import mail_jobs, metadata
+from loadbay.domain.models import Batch
 from loadbay.domain.records import Action, StagedRecord
 from loadbay.errors import InvalidInput, MissingColumn
 from loadbay.profiles.click2mail import manifest_items
 from loadbay.types.mail import MailJobType, document_pages, pdf_pages
-from loadbay.types.mail_tracking import load_tracking, tracking_page
+from loadbay.types.mail_tracking import TrackingEvent, load_tracking, tracking_page
 from loadbay.xmlsafe import parse_xml
 from tests.support.pdfs import pdf
 
@@ -210,13 +211,13 @@ def test_tracking_feed_stores_events_and_moves_the_job_status(db: Database) -> N
         statuses = dict(conn.execute(select(mail_jobs.c.id, mail_jobs.c.status)).all())
     assert statuses == {int(first): "Delivered", int(second): "Mailed"}
     batch = _batch(db, batch_id)
-    events = tracking_page(db, batch, 0, 10)
+    events = _tracking(db, batch, 0)
     assert [(e.job_id, e.status, e.location) for e in events] == [
         (int(first), "Mailed", "Arlington VA"),
         (int(first), "Delivered", "Arlington VA"),
         (int(second), "Mailed", None),
     ]
-    assert tracking_page(db, batch, events[1].id, 10) == events[2:]
+    assert _tracking(db, batch, events[1].id) == events[2:]
 
 
 def test_loading_the_same_feed_twice_stores_nothing_new(db: Database) -> None:
@@ -254,7 +255,7 @@ def test_unknown_jobs_test_accounts_and_bad_rows_are_refused_and_reported(db: Da
         (7, "INVALID_ROW"),
     ]
     assert "has no offset" in report.refused[2].message
-    assert tracking_page(db, _batch(db, test_batch), 0, 10) == []
+    assert _tracking(db, _batch(db, test_batch), 0) == []
 
 
 def test_a_feed_without_its_required_columns_is_refused_whole(db: Database) -> None:
@@ -318,3 +319,8 @@ def test_a_document_that_is_not_a_batch_is_refused(body: bytes, code: str) -> No
     with pytest.raises(InvalidInput) as caught:
         manifest_items(parse_xml(body))
     assert caught.value.code == code
+
+
+def _tracking(db: Database, batch: Batch, after_id: int) -> list[TrackingEvent]:
+    with db.read() as conn:
+        return tracking_page(conn, batch, after_id, 10)

@@ -240,7 +240,7 @@ def types(service: Service, account: Caller) -> dict[str, Any]:
                 "required": list(t.columns().required),
                 "schema": t.json_schema(),
             }
-            for t in service.rt.types
+            for t in service.batch_types()
         ]
     }
 

@@ -82,7 +82,7 @@ _CREATED_BY = {
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    types = sorted(t.name for t in request.app.state.service.rt.types)
+    types = [t.name for t in request.app.state.service.batch_types()]
     context = {"version": __version__, "page": template.removesuffix(".html"), "types": types} | context
     return _templates.TemplateResponse(request, template, context, status_code, headers=_HEADERS)
 
@@ -104,7 +104,7 @@ def batch_page(request: Request, batch_id: str) -> HTMLResponse:
 
 @router.get("/new", response_class=HTMLResponse)
 def new_import_page(request: Request) -> HTMLResponse:
-    every = [_entry(t) for t in sorted(request.app.state.service.rt.types, key=lambda t: t.name)]
+    every = [_entry(t) for t in request.app.state.service.batch_types()]
     catalog = [e for e in every if e.takes_file]
     columns = {
         e.name: {"columns": [c.name for c in e.columns], "required": e.required, "one_of": e.one_of}

@@ -7,7 +7,7 @@ import json
 import secrets
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
@@ -44,6 +44,8 @@ from loadbay.errors import (
 )
 
 __all__ = ["BatchService", "hash_key"]
+
+T = TypeVar("T")
 
 _RESULT_PAGE = 20
 _EXAMPLE_CHUNKS = 8  # chunks decoded at most to show error examples' values
@@ -83,6 +85,16 @@ class BatchService:
 
     def batch_type(self, name: str) -> BatchType:
         return self.rt.types.get(name)
+
+    def batch_types(self) -> list[BatchType]:
+        """Every record type this server loads, by name."""
+        return sorted(self.rt.types, key=lambda t: t.name)
+
+    def read_applied(self, account: Account, batch_id: int, query: Callable[[Connection, Batch], T]) -> T:
+        """What the account's batch became in its record type's own tables: `query` (a read
+        function of the type's module) runs in one read transaction, on this batch only."""
+        with self.rt.db.read() as conn:
+            return query(conn, self._get(conn, account, batch_id))
 
     def create(
         self,

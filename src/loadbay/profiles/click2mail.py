@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, TypeVar
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
@@ -184,11 +185,11 @@ def details(batch_id: int, request: Request) -> StreamingResponse:
 def tracking(batch_id: int, request: Request) -> Response | StreamingResponse:
     service, account = service_of(request), account_of(request)
     batch = service.get(account, batch_id)
-    first = tracking_page(service.rt.db, batch, 0, _PAGE)
+    first = service.read_applied(account, batch.id, partial(tracking_page, after_id=0, limit=_PAGE))
     if not first:
         fields = {"batchId": batch.id, "status": 1, "description": NO_TRACKING, "items": ""}
         return _xml(_document("tracking", fields))
-    return _xml_stream(_tracking(service, batch, first))
+    return _xml_stream(_tracking(service, account, batch, first))
 
 
 def _batchjob(batch: Batch, shown: list[ErrorRow]) -> dict[str, Any]:
@@ -221,7 +222,10 @@ def _error_message(batch: Batch, shown: list[ErrorRow]) -> str:
 def _details(service: BatchService, account: Account, batch: Batch) -> Iterator[str]:
     yield f"{PROLOG}<batchDetails>{_leaf('id', batch.id)}<jobs>"
     count = 0
-    for job in _pages(lambda after: jobs_page(service.rt.db, batch.id, after, _PAGE), _position):
+    jobs = partial(jobs_page, limit=_PAGE)
+    for job in _pages(
+        lambda a: service.read_applied(account, batch.id, partial(jobs, after_position=a)), _position
+    ):
         count += 1
         yield _serialize(_element("job", _job_fields(job)))
     yield "</jobs><errors>"
@@ -246,12 +250,17 @@ def _error_fields(row: ErrorRow) -> dict[str, Any]:
     return {"jobKey": key, "field": row.field, "code": row.code, "description": row.message}
 
 
-def _tracking(service: BatchService, batch: Batch, first: list[TrackingEvent]) -> Iterator[str]:
+def _tracking(
+    service: BatchService, account: Account, batch: Batch, first: list[TrackingEvent]
+) -> Iterator[str]:
     yield f"{PROLOG}<tracking>{_leaf('batchId', batch.id)}{_leaf('status', 0)}"
     yield f"{_leaf('description', 'Success')}<items>"
     yield from (_serialize(_element("item", _event_fields(e))) for e in first)
     after = first[-1].id
-    for event in _pages(lambda a: tracking_page(service.rt.db, batch, a, _PAGE), _event_id, after):
+    events = partial(tracking_page, limit=_PAGE)
+    for event in _pages(
+        lambda a: service.read_applied(account, batch.id, partial(events, after_id=a)), _event_id, after
+    ):
         yield _serialize(_element("item", _event_fields(event)))
     yield "</items></tracking>"
 

@@ -30,8 +30,8 @@ from sqlalchemy import Connection, insert, select
 
 from loadbay.core.intake import ATTACHMENTS
 from loadbay.core.types import ApplyContext, BatchType
-from loadbay.db.engine import Database
 from loadbay.db.tables import mail_jobs
+from loadbay.domain.models import Batch
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.errors import InvalidInput
 
@@ -243,17 +243,16 @@ class MailJob:
         return f"job-{self.position}"
 
 
-def jobs_page(db: Database, batch_id: int, after_position: int, limit: int) -> list[MailJob]:
+def jobs_page(conn: Connection, batch: Batch, after_position: int, limit: int) -> list[MailJob]:
     """The batch's created jobs after `after_position`, in batch order."""
     c = mail_jobs.c
     query = (
         select(c.id, c.record_index, c.status, c.starting_page, c.ending_page, c.data)
-        .where(c.batch_id == batch_id, c.record_index >= after_position)
+        .where(c.batch_id == batch.id, c.record_index >= after_position)
         .order_by(c.record_index)
         .limit(limit)
     )
-    with db.read() as conn:
-        return [_job(row) for row in conn.execute(query)]
+    return [_job(row) for row in conn.execute(query)]
 
 
 def _job(row: Any) -> MailJob:

@@ -226,7 +226,7 @@ def _update_statuses(conn: Connection, job_ids: set[int]) -> None:
 # reading a batch's tracking ------------------------------------------------
 
 
-def tracking_page(db: Database, batch: Batch, after_id: int, limit: int) -> list[TrackingEvent]:
+def tracking_page(conn: Connection, batch: Batch, after_id: int, limit: int) -> list[TrackingEvent]:
     """The tracking events of the batch's jobs after event `after_id`, in load order.
     A test batch has none, ever: its mail is never sent."""
     if batch.test:
@@ -239,5 +239,4 @@ def tracking_page(db: Database, batch: Batch, after_id: int, limit: int) -> list
         .order_by(t.id)
         .limit(limit)
     )
-    with db.read() as conn:
-        return [TrackingEvent(*row) for row in conn.execute(query)]
+    return [TrackingEvent(*row) for row in conn.execute(query)]
