@@ -42,3 +42,18 @@ def _auth(profile: str, header: str | None, key: str) -> dict[str, str]:
     if profile == "click2mail":
         return {"Authorization": httpx.BasicAuth("user", key)._auth_header}
     return {"X-Api-Key": key}
+
+
+def test_a_batch_records_the_api_that_created_it(server: Server, key: str) -> None:
+    """`origin`: "api" for the native API, the profile's name for a profile (children too)."""
+    alliant = "/compat/alliant/api/Import/User1s/Batch"
+    body = {"description": "cost centres", "importFileName": "cc.json", "pageSize": 10, "totalItems": 1}
+    with server.client(key) as client:
+        native = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+        via_alliant = client.post(alliant, json=body).json()["result"]["batchId"]
+        via_click2mail = client.post("/compat/click2mail/batches", headers={"Authorization": f"Basic {key}"})
+        assert via_click2mail.status_code == 201, via_click2mail.text
+        listed = {b["id"]: b["origin"] for b in client.get("/v1/batches").json()["data"]}
+    assert native["origin"] == "api"
+    assert listed[via_alliant] == "alliant"
+    assert sorted(listed.values()) == ["alliant", "api", "click2mail"]

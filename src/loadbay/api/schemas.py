@@ -136,6 +136,11 @@ class BatchOut(BaseModel):
     description: str | None
     test: bool
     parent_id: int | None
+    origin: str | None = Field(
+        description='The API that created it: "api" (this API, the dashboard, the CLI) or an API '
+        'profile ("ebill", "fusebill", "centrapay", "alliant", "click2mail"); null for batches '
+        "created before loadbay recorded it"
+    )
     process: str
     options: dict[str, Any]
     source_url: str | None
@@ -171,6 +176,7 @@ class BatchOut(BaseModel):
             description=batch.description,
             test=batch.test,
             parent_id=batch.parent_id,
+            origin=batch.origin,
             process=batch.process_mode,
             options=batch.options,
             source_url=batch.source_url,

@@ -72,13 +72,6 @@ _PROFILE_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
     },
     "mail.job": (("Click2Mail", "/compat/click2mail/batches/{id}"),),
 }
-# Which profile created a batch is not recorded by the core; what some profiles leave behind tells:
-# an option only that profile sets, or a type only it can create. Everything else (the native
-# API, the dashboard, eBill's uploads) leaves nothing to tell them apart.
-_CREATED_BY = {
-    "options": {"centrapay_account_id": "Centrapay", "importFileName": "Alliant", "fileName": "Fusebill"},
-    "types": {"mail.job": "Click2Mail"},
-}
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -97,9 +90,7 @@ def batch_page(request: Request, batch_id: str) -> HTMLResponse:
     if not (batch_id.isascii() and batch_id.isdigit() and len(batch_id) < 20 and 0 < int(batch_id) < 2**63):
         message = "There is no such batch: a batch's address is /batches/ and its number, e.g. /batches/12."
         return _page(request, "not_found.html", status_code=404, message=message)
-    return _page(
-        request, "batch.html", batch_id=int(batch_id), profile_views=_PROFILE_VIEWS, created_by=_CREATED_BY
-    )
+    return _page(request, "batch.html", batch_id=int(batch_id), profile_views=_PROFILE_VIEWS)
 
 
 @router.get("/new", response_class=HTMLResponse)

@@ -56,11 +56,19 @@ def hash_key(key: str) -> str:
 
 
 class BatchService:
-    """The core's front door: used by the native API, every profile and the CLI."""
+    """The core's front door: used by the native API, every profile and the CLI.
 
-    def __init__(self, rt: Runtime, wake: Callable[[], None] = lambda: None) -> None:
+    `origin` names the API this service answers for ("api" for the native API, a profile's
+    name for a profile's: see `for_origin`); every batch it creates records it."""
+
+    def __init__(self, rt: Runtime, wake: Callable[[], None] = lambda: None, origin: str = "api") -> None:
         self.rt = rt
         self._wake = wake
+        self.origin = origin
+
+    def for_origin(self, origin: str) -> BatchService:
+        """This service, for another API: batches it creates record `origin`."""
+        return BatchService(self.rt, self._wake, origin)
 
     # accounts --------------------------------------------------------------
 
@@ -168,12 +176,19 @@ class BatchService:
                 _check_exclusive(conn, account, spec.exclusive_of)
             if spec.parent_id is not None:
                 self._check_parent(conn, account, spec.parent_id)
-            batch_id = repo.insert_batch(conn, _batch_row(account, spec, fingerprint))
+            batch_id = repo.insert_batch(conn, self._batch_row(account, spec, fingerprint))
             repo.add_event(conn, batch_id, Milestone.CREATED, Status.OPEN)
             self._spawn(conn, account, batch_id, spec)
             if page[0] is not None or submit:
                 self._fill(conn, self._get(conn, account, batch_id), page, submit)
         return batch_id
+
+    def _batch_row(self, account: Account, spec: NewBatch, fingerprint: str) -> dict[str, Any]:
+        """The row of a new batch of this account, created through this service's API."""
+        values = _spec_fields(spec) | {"account_id": account.id, "test": account.test}
+        values |= {"fingerprint": fingerprint, "origin": self.origin}
+        values["process_mode"] = values.pop("process")
+        return values
 
     def _fill(self, conn: Connection, batch: Batch, page: tuple[list[Any] | None, int], submit: bool) -> None:
         """A new batch's first page and its submission, in the transaction that creates it
@@ -190,7 +205,9 @@ class BatchService:
         """Create the child batches a batch's type makes along with it (BatchType.spawn)."""
         for made in self.rt.types.get(spec.type).spawn(spec.options):
             child = replace(made, job_id=None, test=None, parent_id=parent_id, process=spec.process)
-            child_id = repo.insert_batch(conn, _batch_row(account, child, _fingerprint(child, None, None)))
+            child_id = repo.insert_batch(
+                conn, self._batch_row(account, child, _fingerprint(child, None, None))
+            )
             repo.add_event(conn, child_id, Milestone.CREATED, Status.OPEN)
 
     def _check_parent(self, conn: Connection, account: Account, parent_id: int) -> None:
@@ -530,13 +547,6 @@ def _batch_of_results_key(key: str) -> int:
     if len(parts) != 3 or parts[0] != "batches" or parts[2] != "results.csv" or not parts[1].isdigit():
         raise NotFound("no such result file")
     return int(parts[1])
-
-
-def _batch_row(account: Account, spec: NewBatch, fingerprint: str) -> dict[str, Any]:
-    """The row of a new batch of this account."""
-    values = _spec_fields(spec) | {"account_id": account.id, "test": account.test, "fingerprint": fingerprint}
-    values["process_mode"] = values.pop("process")
-    return values
 
 
 def _result_stream(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:

@@ -268,6 +268,7 @@ def _batch(row: RowMapping) -> Batch:
         finished_at=row["finished_at"],
         apply_early=row["apply_early"],
         staged_attempt=row["staged_attempt"],
+        origin=row["origin"],
     )
 
 

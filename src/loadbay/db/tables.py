@@ -142,6 +142,7 @@ batches = Table(
     Column("staged_attempt", Integer, nullable=False, server_default="0"),  # the last that staged a chunk
     # Validation attempts that raised (not those interrupted: see core.processing).
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
+    Column("origin", String(20)),  # the API that created it: "api" or a profile's name
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -89,6 +89,7 @@ class Batch:
     finished_at: datetime | None
     apply_early: bool = False  # chunks are applied while the batch is still validated
     staged_attempt: int = 0  # the last validation attempt that staged a chunk (apply_early)
+    origin: str | None = None  # the API that created it: "api" or a profile's name (None: not recorded)
 
     @property
     def final(self) -> bool:

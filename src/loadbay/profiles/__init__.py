@@ -19,19 +19,21 @@ __all__ = ["mount_profiles"]
 
 
 def mount_profiles(app: FastAPI, service: BatchService) -> None:
-    """Mount every profile this build ships (none of them imports another)."""
-    for prefix, build in _profiles():
-        app.mount(prefix, build(service))
+    """Mount every profile this build ships (none of them imports another); the batches each
+    creates record the profile's name as their origin."""
+    for name, prefix, build in _profiles():
+        app.mount(prefix, build(service.for_origin(name)))
 
 
-def _profiles() -> list[tuple[str, ProfileBuilder]]:
-    """(prefix, builder) of each profile; a profile module exposes PREFIX and build(service)."""
+def _profiles() -> list[tuple[str, str, ProfileBuilder]]:
+    """(name, prefix, builder) of each profile; a profile module exposes PREFIX and
+    build(service)."""
     from loadbay.profiles import alliant, centrapay, click2mail, ebill, fusebill
 
     return [
-        (centrapay.PREFIX, centrapay.build),
-        (fusebill.PREFIX, fusebill.build),
-        (click2mail.PREFIX, click2mail.build),
-        (alliant.PREFIX, alliant.build),
-        (ebill.PREFIX, ebill.build),
+        ("centrapay", centrapay.PREFIX, centrapay.build),
+        ("fusebill", fusebill.PREFIX, fusebill.build),
+        ("click2mail", click2mail.PREFIX, click2mail.build),
+        ("alliant", alliant.PREFIX, alliant.build),
+        ("ebill", ebill.PREFIX, ebill.build),
     ]

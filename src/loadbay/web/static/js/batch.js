@@ -378,27 +378,24 @@ function renderTimeline(events) {
   $("#timeline").replaceChildren(...items);
 }
 
-/** The profile that created the batch, as far as what it left behind tells: [name, why] or null. */
-function createdBy(batch) {
-  const known = JSON.parse($("#created-by").textContent);
-  for (const [option, profile] of Object.entries(known.options)) {
-    if (option in batch.options) return [profile, `its options hold ${option}, which only the ${profile} API sets`];
-  }
-  if (known.types[batch.type]) return [known.types[batch.type], `only the ${known.types[batch.type]} API makes ${batch.type} batches`];
-  return null;
-}
+const ORIGINS = {
+  api: "The native API (or this dashboard, or the CLI)",
+  ebill: "The eBill API",
+  fusebill: "The Fusebill API",
+  centrapay: "The Centrapay API",
+  alliant: "The Alliant API",
+  click2mail: "The Click2Mail API",
+};
 
+/** The API that created the batch (recorded since schema revision 0006), and its id there. */
 function createdThrough(batch) {
-  const found = createdBy(batch);
-  if (!found) {
-    return [
-      "Not recorded",
-      h("div", { class: "small muted" }, "loadbay keeps no note of the API (native, dashboard or a vendor profile) that created a batch."),
-    ];
+  if (!batch.origin) {
+    return ["Not recorded", h("div", { class: "small muted" }, "The batch was created before loadbay recorded the API that made it.")];
   }
-  const [profile, why] = found;
-  const id = profile === "Centrapay" ? batch.ref : String(batch.id);
-  return [`The ${profile} API, where its id is `, h("code", {}, id), h("div", { class: "small muted" }, `(${why})`)];
+  const name = ORIGINS[batch.origin] || batch.origin;
+  if (batch.origin === "api") return [name];
+  const id = batch.origin === "centrapay" ? batch.ref : String(batch.id);
+  return [`${name}, where its id is `, h("code", {}, id)];
 }
 
 function views(batch) {
