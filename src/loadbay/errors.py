@@ -29,6 +29,7 @@ __all__ = [
     "BadEncoding",
     "BadSignature",
     "BatchInProgress",
+    "Busy",
     "Conflict",
     "FetchError",
     "FetchRefused",
@@ -152,6 +153,12 @@ class MalformedFile(UnreadableData):
     """The file's syntax is broken (for example an unterminated quote or invalid JSON)."""
 
     code = "MALFORMED_FILE"
+
+
+class Busy(LoadbayError):
+    """The database is busy (a lock held too long by other work). Try again in a moment."""
+
+    code = "BUSY"
 
 
 class FetchError(LoadbayError):

@@ -20,6 +20,7 @@ from loadbay.core.runtime import Runtime
 from loadbay.db import repository as repo
 from loadbay.db.engine import Database
 from loadbay.types import default_registry
+from tests.support.servers import start_server
 
 
 @pytest.fixture
@@ -175,3 +176,29 @@ class explained:
         if f"FROM {self.table}" in statement:
             cursor.execute("EXPLAIN " + statement, parameters)
             self.plans.append([row[0] for row in cursor.fetchall()])
+
+
+def test_a_request_that_waits_too_long_for_a_lock_is_503_busy(database_url: str, tmp_path: Path) -> None:
+    """An API request whose statement waits longer than LOADBAY_LOCK_TIMEOUT for a lock is
+    answered 503 with Retry-After, in the API's own error format, and changes nothing: here
+    another session holds the account's row, which a Fusebill create locks."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    server = start_server(database_url, tmp_path, env={"LOADBAY_LOCK_TIMEOUT": "1"})
+    try:
+        key = server.account("busy")
+        holder = Database(database_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        body = {"accountUploadType": "BulkWriteOff", "data": [1]}
+        with holder.write() as conn, server.client(key) as client:
+            conn.execute(text("SELECT id FROM accounts WHERE name = 'busy' FOR UPDATE"))
+            answer = client.post(
+                "/compat/fusebill/v1/BulkApi", json=body, headers={"Authorization": f"Basic {key}"}
+            )
+        holder.dispose()
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.json()["Errors"][0]["Value"].startswith("The database is busy")
+        assert server.query("SELECT count(*) FROM batches")[0][0] == 0
+        assert "Traceback" not in server.log.read_text()
+    finally:
+        server.stop()

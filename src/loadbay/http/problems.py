@@ -8,10 +8,12 @@ from typing import Any, TypeVar, cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from loadbay import errors
+from loadbay.db.engine import is_interruption
 
 __all__ = ["http_status", "install_error_handlers", "install_problem_handlers", "on_error", "problem"]
 
@@ -29,7 +31,9 @@ _STATUS: tuple[tuple[type[errors.LoadbayError], int], ...] = (
     (errors.UnsupportedMediaType, 415),
     (errors.UnreadableData, 422),
     (errors.FetchError, 502),
+    (errors.Busy, 503),
 )
+RETRY_AFTER_SECONDS = 1  # what a 503 BUSY asks the client to wait
 
 
 def http_status(exc: errors.LoadbayError) -> int:
@@ -66,8 +70,23 @@ def install_error_handlers(
     errors, HTTP errors raised by routing (404, 405) and requests its models refuse."""
     on_error(app, errors.LoadbayError, loadbay_error)
     on_error(app, StarletteHTTPException, http_error)
+    on_error(app, DBAPIError, _busy_or_raise(loadbay_error))
     if invalid_request is not None:
         on_error(app, RequestValidationError, invalid_request)
+
+
+def _busy_or_raise(loadbay_error: Handler[errors.LoadbayError]) -> Handler[DBAPIError]:
+    """A database error that trying again may cure (a lock waited for too long, a lost
+    connection) is the API's own 503 Busy, with Retry-After; any other is a server error."""
+
+    async def handle(request: Request, exc: DBAPIError) -> Response:
+        if not is_interruption(exc):
+            raise exc
+        response = await loadbay_error(request, errors.Busy())
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
+    return handle
 
 
 def install_problem_handlers(app: FastAPI) -> None:
