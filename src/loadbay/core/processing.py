@@ -26,7 +26,7 @@ from itertools import islice
 from typing import Any, BinaryIO, cast
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from loadbay.core import settle, totals
 from loadbay.core.heartbeat import Heartbeat
@@ -91,7 +91,7 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
         failed = not is_interruption(exc)
         where = (batch.id, "failed" if failed else "interrupted", claim.attempt)
         log.log(_level(failed), "batch %s: validation %s (attempt %s)", *where, exc_info=exc)
-        _give_back(rt, claim, f"{type(exc).__name__}: {exc}", failed)
+        _give_back(rt, claim, _summary(exc), failed)
 
 
 def _validation_spent(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> str | None:
@@ -106,6 +106,15 @@ def _validation_spent(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -
     if interrupted >= rt.settings.max_interruptions:
         return f"validation was interrupted {interrupted} times (its worker stopped or lost its lease){last}"
     return None
+
+
+def _summary(exc: Exception) -> str:
+    """What an attempt's error says to clients (a batch's error message): a database error
+    names its kind and SQLSTATE, never its statement or parameters (the log has them)."""
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None)
+        return f"{type(exc.orig).__name__} from the database" + (f" (SQLSTATE {state})" if state else "")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _level(failed: bool) -> int:
@@ -531,7 +540,7 @@ def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
 def _release(rt: Runtime, claim: queue.ChunkClaim, exc: Exception, failed: bool) -> None:
     """Give the chunk back for another attempt at once, keeping the error."""
     with rt.db.write() as conn:
-        queue.release_chunk(conn, claim.id, claim.attempt, f"{type(exc).__name__}: {exc}"[:2000], failed)
+        queue.release_chunk(conn, claim.id, claim.attempt, _summary(exc)[:2000], failed)
 
 
 def _chunk_spent(rt: Runtime, claim: queue.ChunkClaim) -> FieldError | None:
