@@ -43,6 +43,7 @@ __all__ = [
     "PayloadTooLarge",
     "TestModeMismatch",
     "Unauthorized",
+    "UnknownColumn",
     "UnknownType",
     "UnreadableData",
     "UnsupportedMediaType",
@@ -147,6 +148,12 @@ class BadEncoding(UnreadableData):
     """The file is not valid UTF-8. Save it as UTF-8 (with or without BOM)."""
 
     code = "BAD_ENCODING"
+
+
+class UnknownColumn(UnreadableData):
+    """The CSV header names a column the type does not have, and the batch refuses those."""
+
+    code = "UNKNOWN_COLUMN"
 
 
 class MalformedFile(UnreadableData):

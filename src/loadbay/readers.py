@@ -29,19 +29,29 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from difflib import get_close_matches
+from functools import cache
 from itertools import accumulate, chain, islice
 from types import TracebackType
 from typing import Any, BinaryIO, Final, NoReturn
 
 import ijson
 
-from loadbay.errors import BadEncoding, MalformedFile, MissingColumn, UnsupportedMediaType
+from loadbay.errors import (
+    BadEncoding,
+    InvalidInput,
+    MalformedFile,
+    MissingColumn,
+    UnknownColumn,
+    UnsupportedMediaType,
+)
 
 __all__ = [
     "FORMATS",
     "MAX_RECORD_BYTES",
     "Columns",
     "RawRecord",
+    "ReadOptions",
     "RecordReader",
     "format_for_content_type",
     "iter_json_items",
@@ -50,7 +60,7 @@ __all__ = [
     "unstorable",
 ]
 
-FORMATS: Final[tuple[str, ...]] = ("csv", "jsonl", "json")
+FORMATS: Final[tuple[str, ...]] = ("csv", "tsv", "jsonl", "json")
 MAX_RECORD_BYTES: Final = 1024**2  # the default size limit of a record (LOADBAY_MAX_RECORD_BYTES)
 
 # --------------------------------------------------------------------------- content types
@@ -58,6 +68,7 @@ MAX_RECORD_BYTES: Final = 1024**2  # the default size limit of a record (LOADBAY
 _MEDIA_TYPES: Final[dict[str, str]] = {
     "text/csv": "csv",
     "application/csv": "csv",
+    "text/tab-separated-values": "tsv",
     "application/x-ndjson": "jsonl",
     "application/jsonl": "jsonl",
     "application/jsonlines": "jsonl",
@@ -69,6 +80,8 @@ _MEDIA_TYPES: Final[dict[str, str]] = {
 _GUESSED_TYPES: Final = frozenset({"", "application/octet-stream", "text/plain", "application/vnd.ms-excel"})
 _EXTENSIONS: Final[dict[str, str]] = {
     "csv": "csv",
+    "tsv": "tsv",
+    "tab": "tsv",
     "jsonl": "jsonl",
     "ndjson": "jsonl",
     "json": "json",
@@ -76,14 +89,14 @@ _EXTENSIONS: Final[dict[str, str]] = {
 # ASCII is a subset of UTF-8, so declaring it is harmless.
 _UTF8_CHARSETS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _ACCEPTED: Final = (
-    "send text/csv, application/x-ndjson (JSON Lines) or application/json, "
-    "or application/octet-stream with a .csv, .jsonl, .ndjson or .json file name "
-    "(Excel workbooks are not read: save the sheet as CSV)"
+    "send text/csv, text/tab-separated-values, application/x-ndjson (JSON Lines) or "
+    "application/json, or application/octet-stream with a .csv, .tsv, .jsonl, .ndjson or .json "
+    "file name (Excel workbooks are not read: save the sheet as CSV)"
 )
 
 
 def format_for_content_type(content_type: str | None, filename: str | None = None) -> str:
-    """The reader format ("csv", "jsonl" or "json") for an upload's Content-Type.
+    """The reader format ("csv", "tsv", "jsonl" or "json") for an upload's Content-Type.
 
     Raises UnsupportedMediaType for a type loadbay does not read, or for a
     charset other than UTF-8.
@@ -144,6 +157,40 @@ class Columns:
             raise ValueError(f"required columns not in names: {', '.join(unknown)}")
 
 
+# The CSV delimiters loadbay tells apart by itself, in the order that breaks a tie; a batch
+# option names one (`csv_delimiter`) where the header alone cannot tell.
+DELIMITERS: Final[dict[str, str]] = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_DELIMITER_NAMES: Final = {name: d for d, name in DELIMITERS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class ReadOptions:
+    """How a batch asks its files to be read (its options `csv_delimiter` and
+    `unknown_columns`).
+
+    `delimiter`: a CSV file's, or None to tell it from the header (comma, semicolon, tab or
+    pipe: the one that splits the header into the most columns). `refuse_unknown`: a CSV
+    header naming a column the type does not have fails the file (UNKNOWN_COLUMN) instead
+    of the column being ignored with a warning."""
+
+    delimiter: str | None = None
+    refuse_unknown: bool = False
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> ReadOptions:
+        """The read options in a batch's options; InvalidInput for a value not understood."""
+        given = options.get("csv_delimiter")
+        delimiter = _DELIMITER_NAMES.get(given, given) if isinstance(given, str) else given
+        if delimiter is not None and delimiter not in DELIMITERS:
+            names = ", ".join(f"{name!r}" for name in _DELIMITER_NAMES)
+            message = f"options.csv_delimiter must be one of {names} (or its character), not {given!r}"
+            raise InvalidInput(message)
+        unknown = options.get("unknown_columns", "ignore")
+        if unknown not in ("ignore", "refuse"):
+            raise InvalidInput(f"options.unknown_columns must be 'ignore' or 'refuse', not {unknown!r}")
+        return cls(delimiter, unknown == "refuse")
+
+
 class RecordReader:
     """An iterator of `RawRecord`, in file order; single pass.
 
@@ -182,7 +229,12 @@ class RecordReader:
 
 
 def open_reader(
-    stream: BinaryIO, fmt: str, columns: Columns, *, max_record_bytes: int = MAX_RECORD_BYTES
+    stream: BinaryIO,
+    fmt: str,
+    columns: Columns,
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    options: ReadOptions = ReadOptions(),
 ) -> RecordReader:
     """A streaming reader of `stream` (a binary file object) in format `fmt`.
 
@@ -192,8 +244,8 @@ def open_reader(
     array item) over `max_record_bytes` is never held whole. The stream is read
     but not closed.
     """
-    if fmt == "csv":
-        return _open_csv(stream, columns, max_record_bytes)
+    if fmt in ("csv", "tsv"):
+        return _open_csv(stream, columns, max_record_bytes, _for_format(fmt, options))
     if fmt == "jsonl":
         return RecordReader(_jsonl_records(stream, _KeyMap.of(columns), max_record_bytes))
     if fmt == "json":
@@ -202,18 +254,28 @@ def open_reader(
 
 
 def read_through(
-    stream: BinaryIO, fmt: str, columns: Columns, *, max_record_bytes: int = MAX_RECORD_BYTES
+    stream: BinaryIO,
+    fmt: str,
+    columns: Columns,
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    options: ReadOptions = ReadOptions(),
 ) -> int:
     """Read `stream` to its end as `open_reader` would, raising the same file-level errors,
     without making its records; the number of records. (A CSV file is read ~3 times faster
     this way: rows are parsed and checked, but no record is made of them.)"""
-    if fmt != "csv":
+    if fmt not in ("csv", "tsv"):
         with open_reader(stream, fmt, columns, max_record_bytes=max_record_bytes) as records:
             return sum(1 for _ in records)
-    source = _CsvSource(stream, max_record_bytes)
+    source = _CsvSource(stream, max_record_bytes, _for_format(fmt, options))
     reader = source.reader()
-    layout, _ = _csv_layout(_csv_header(source, reader), columns)
+    layout, _ = _csv_layout(_csv_header(source, reader), columns, source)
     return _csv_count(source, reader, layout.width)
+
+
+def _for_format(fmt: str, options: ReadOptions) -> ReadOptions:
+    """A TSV file's delimiter is a tab, whatever the options say."""
+    return ReadOptions("\t", options.refuse_unknown) if fmt == "tsv" else options
 
 
 def _csv_count(source: _CsvSource, reader: Any, width: int) -> int:
@@ -347,12 +409,14 @@ class _CsvSource:
         "_stream",
         "base",
         "count",
+        "delimiter",
         "limit",
+        "options",
         "start",
         "suspect_end",
     )
 
-    def __init__(self, stream: BinaryIO, limit: int) -> None:
+    def __init__(self, stream: BinaryIO, limit: int, options: ReadOptions = ReadOptions()) -> None:
         self._stream = stream
         self._read_size = min(_READ_BYTES, limit)  # so a line inside one read is within the limit
         self._pending = stream.read(len(_BOM)).removeprefix(_BOM)  # read, not yet handed on
@@ -360,15 +424,28 @@ class _CsvSource:
         self._last_bytes = 0
         self._held = 0  # bytes of the record being read in the blocks before the last
         self.limit = limit
+        self.options = options
         self.count = 0  # lines read so far (or read past)
         self.start = 1
         self.base = 0
         self.suspect_end = 0
+        self.delimiter = options.delimiter or self._detect()
 
     def reader(self) -> Any:
         """A csv.reader of the lines from here on."""
         self.base = self.count
-        return csv.reader(chain.from_iterable(self._blocks()), strict=True)
+        return csv.reader(chain.from_iterable(self._blocks()), delimiter=self.delimiter, strict=True)
+
+    def _detect(self) -> str:
+        """The delimiter of the file, told from its first non-blank line (read ahead into
+        `_pending`, up to _DETECT_BYTES): the one that splits it into the most cells."""
+        most = min(self.limit, _DETECT_BYTES)
+        while (line := _first_line(self._pending)) is None and len(self._pending) < most:
+            more = self._stream.read(self._read_size)
+            if not more:
+                break
+            self._pending += more
+        return _delimiter_of(line if line is not None else self._pending[:most])
 
     def over_limit(self, start: int, end: int) -> bool:
         """Whether the row csv.reader has just read, on lines `start` to `end`, is over the limit."""
@@ -424,8 +501,9 @@ class _CsvSource:
         `_scan_record`) a block at a time; raise _Oversized, or MalformedFile if the file
         ends inside its quotes or a quote closes before other text."""
         ends, last = 0, b""  # line ends read past, and the last byte read past
+        scanner = _Scanner.of(self.delimiter)
         while True:
-            i, state = _scan_record(buf, state)
+            i, state = _scan_record(buf, state, scanner)
             more = b"" if state in _RECORD_DONE else self._stream.read(self._read_size)
             if not more and state not in _RECORD_DONE:  # the file ends the record
                 state = "open" if state == "quoted" and i == len(buf) else "end"
@@ -438,13 +516,38 @@ class _CsvSource:
             buf = buf[i:] + more
         start, end = self.start, self.count + ends + (last not in b"\r\n")
         if state != "end":
-            error = "unexpected end of data" if state == "open" else "',' expected after '\"'"
+            error = "unexpected end of data" if state == "open" else f"{self.delimiter!r} expected after '\"'"
             raise MalformedFile(_csv_syntax_message(csv.Error(error), start, end))
         self.count, self.start, self._pending = end, end + 1, bytes(buf[i:])
         raise _Oversized(start)
 
 
 _LINE_END: Final = re.compile(rb"\r\n?|\n")
+_DETECT_BYTES: Final = 65536  # read ahead at most to find the first line, to tell the delimiter
+
+
+def _first_line(data: bytes) -> bytes | None:
+    """The first line of `data` with something in it but spaces, if a line end follows it."""
+    start = 0
+    while (end := _LINE_END.search(data, start)) is not None:
+        if data[start : end.start()].strip():
+            return data[start : end.start()]
+        start = end.end()
+    return None
+
+
+def _delimiter_of(line: bytes) -> str:
+    """The delimiter (of DELIMITERS) that splits a header line into the most cells; a comma
+    when none splits it."""
+    text = line.decode("utf-8", "replace")
+
+    def cells(delimiter: str) -> int:
+        try:
+            return len(next(csv.reader([text], delimiter=delimiter), []))
+        except csv.Error:  # a quote left open (a header over several lines): count roughly
+            return text.count(delimiter) + 1
+
+    return max(DELIMITERS, key=cells)  # the first of the most: a comma on a tie
 
 
 def _first_line_bytes(buf: bytearray) -> int:
@@ -485,36 +588,58 @@ def _text_bytes(lines: list[str]) -> int:
 
 # Reading past a record: its state is "field" at a field's start, "plain" in an unquoted
 # field, "quoted" in a quoted field, "eol" at its line end; then "end" past it, or "bad"
-# after a quoted field closed before text other than a comma or line end. The patterns
+# after a quoted field closed before text other than a delimiter or line end. The patterns
 # skip whole runs at C speed, as csv.reader (strict, the excel dialect) would read them.
-_FIELDS: Final = re.compile(rb'(?:(?:"[^"]*+(?:""[^"]*+)*+"|[^",\r\n][^,\r\n]*+)?,)*+')
-_PLAIN_REST: Final = re.compile(rb"[^,\r\n]*+")
 _QUOTED_REST: Final = re.compile(rb'[^"]*+(?:""[^"]*+)*+')  # stops at a lone quote: the field's end
 _RECORD_DONE: Final = frozenset({"end", "bad"})
 
 
-def _at_field(buf: bytearray, i: int) -> tuple[int, str]:
-    i = _FIELDS.match(buf, i).end()  # type: ignore[union-attr]
-    if i == len(buf):
-        return i, "field"
-    return (i + 1, "quoted") if buf[i] == ord('"') else (i, "plain")
+@dataclass(frozen=True, slots=True)
+class _Scanner:
+    """Reads past a record of a CSV file with this delimiter (see `_scan_record`)."""
 
+    delimiter: int
+    fields: re.Pattern[bytes]  # whole fields, each with the delimiter after it
+    plain_rest: re.Pattern[bytes]  # the rest of an unquoted field
 
-def _in_plain(buf: bytearray, i: int) -> tuple[int, str]:
-    i = _PLAIN_REST.match(buf, i).end()  # type: ignore[union-attr]
-    if i == len(buf):
-        return i, "plain"
-    return (i + 1, "field") if buf[i] == ord(",") else (i, "eol")
+    @staticmethod
+    @cache
+    def of(delimiter: str) -> _Scanner:
+        d = re.escape(delimiter).encode()
+        fields = re.compile(
+            rb'(?:(?:"[^"]*+(?:""[^"]*+)*+"|[^"' + d + rb"\r\n][^" + d + rb"\r\n]*+)?" + d + rb")*+"
+        )
+        return _Scanner(ord(delimiter), fields, re.compile(rb"[^" + d + rb"\r\n]*+"))
 
+    def at_field(self, buf: bytearray, i: int) -> tuple[int, str]:
+        i = self.fields.match(buf, i).end()  # type: ignore[union-attr]
+        if i == len(buf):
+            return i, "field"
+        return (i + 1, "quoted") if buf[i] == ord('"') else (i, "plain")
 
-def _in_quoted(buf: bytearray, i: int) -> tuple[int, str]:
-    i = _QUOTED_REST.match(buf, i).end()  # type: ignore[union-attr]
-    if i + 1 >= len(buf):  # the end, or a quote that may be the first of ""
-        return i, "quoted"
-    after = buf[i + 1]
-    if after == ord(","):
-        return i + 2, "field"
-    return (i + 1, "eol") if after in b"\r\n" else (i + 1, "bad")
+    def in_plain(self, buf: bytearray, i: int) -> tuple[int, str]:
+        i = self.plain_rest.match(buf, i).end()  # type: ignore[union-attr]
+        if i == len(buf):
+            return i, "plain"
+        return (i + 1, "field") if buf[i] == self.delimiter else (i, "eol")
+
+    def in_quoted(self, buf: bytearray, i: int) -> tuple[int, str]:
+        i = _QUOTED_REST.match(buf, i).end()  # type: ignore[union-attr]
+        if i + 1 >= len(buf):  # the end, or a quote that may be the first of ""
+            return i, "quoted"
+        after = buf[i + 1]
+        if after == self.delimiter:
+            return i + 2, "field"
+        return (i + 1, "eol") if after in b"\r\n" else (i + 1, "bad")
+
+    def step(self, state: str, buf: bytearray, i: int) -> tuple[int, str]:
+        if state == "field":
+            return self.at_field(buf, i)
+        if state == "plain":
+            return self.in_plain(buf, i)
+        if state == "quoted":
+            return self.in_quoted(buf, i)
+        return _at_line_end(buf, i)
 
 
 def _at_line_end(buf: bytearray, i: int) -> tuple[int, str]:
@@ -523,15 +648,12 @@ def _at_line_end(buf: bytearray, i: int) -> tuple[int, str]:
     return i + 1 + (buf[i : i + 2] == b"\r\n"), "end"
 
 
-_CSV_STEPS: Final = {"field": _at_field, "plain": _in_plain, "quoted": _in_quoted, "eol": _at_line_end}
-
-
-def _scan_record(buf: bytearray, state: str) -> tuple[int, str]:
+def _scan_record(buf: bytearray, state: str, scanner: _Scanner) -> tuple[int, str]:
     """How far `buf` takes a record read from `state`, and the state there; it stops early
     where the byte after `buf` is needed."""
     i = 0
     while state not in _RECORD_DONE:
-        j, after = _CSV_STEPS[state](buf, i)
+        j, after = scanner.step(state, buf, i)
         if (j, after) == (i, state):
             break
         i, state = j, after
@@ -551,10 +673,10 @@ def _suspect(text: str) -> bool:
     return False
 
 
-def _open_csv(stream: BinaryIO, columns: Columns, limit: int) -> RecordReader:
-    source = _CsvSource(stream, limit)
+def _open_csv(stream: BinaryIO, columns: Columns, limit: int, options: ReadOptions) -> RecordReader:
+    source = _CsvSource(stream, limit, options)
     reader = source.reader()
-    layout, warnings = _csv_layout(_csv_header(source, reader), columns)
+    layout, warnings = _csv_layout(_csv_header(source, reader), columns, source)
     return RecordReader(_csv_records(source, reader, layout), warnings)
 
 
@@ -657,17 +779,20 @@ def _check_decoded(joined: str, start: int) -> None:
         )
 
 
-def _csv_layout(header: list[str], columns: Columns) -> tuple[_CsvLayout, list[str]]:
+def _csv_layout(header: list[str], columns: Columns, source: _CsvSource) -> tuple[_CsvLayout, list[str]]:
     labels = [cell.strip() for cell in header]
     _check_duplicates(labels)
     canonical = {name.casefold(): name for name in columns.names}
     pairs = tuple(
         (i, canonical[label.casefold()]) for i, label in enumerate(labels) if label.casefold() in canonical
     )
-    _check_required({name for _, name in pairs}, columns)
-    warnings = _ignored_columns(
-        (i, label) for i, label in enumerate(labels) if label.casefold() not in canonical
-    )
+    unknown = [(i, label) for i, label in enumerate(labels) if label.casefold() not in canonical]
+    _check_required({name for _, name in pairs}, columns, labels, source.delimiter)
+    if source.options.refuse_unknown and unknown:
+        named = ", ".join(_ignored_name(i, label, columns) for i, label in unknown[:_NAMED_COLUMNS])
+        more = f" and {len(unknown) - _NAMED_COLUMNS} more" if len(unknown) > _NAMED_COLUMNS else ""
+        raise UnknownColumn(f"the header names columns this type does not have: {named}{more}")
+    warnings = _ignored_columns(iter(unknown), columns)
     leads = all(i == n for n, (i, _) in enumerate(pairs))
     leading = tuple(name for _, name in pairs) if leads else None
     return _CsvLayout(pairs, len(labels), leading), warnings
@@ -684,12 +809,25 @@ def _check_duplicates(labels: list[str]) -> None:
         seen[key] = i
 
 
-def _check_required(found: set[str], columns: Columns) -> None:
+def _check_required(found: set[str], columns: Columns, labels: list[str], delimiter: str) -> None:
+    """MissingColumn naming each required column the header lacks, the closest column it has
+    instead, and the header as it was read (with which delimiter)."""
     missing = [name for name in columns.required if name not in found]
-    if len(missing) == 1:
-        raise MissingColumn(f"missing required column: {missing[0]}")
-    if missing:
-        raise MissingColumn(f"missing required columns: {', '.join(missing)}")
+    if not missing:
+        return
+    named = ", ".join(name + _did_you_mean(name, labels) for name in missing)
+    plural = "s" if len(missing) > 1 else ""
+    shown = ", ".join(_shown(label) for label in labels[:_NAMED_COLUMNS])
+    more = f", … ({len(labels)} in all)" if len(labels) > _NAMED_COLUMNS else ""
+    read = f"the header, read as {DELIMITERS.get(delimiter, repr(delimiter))}-separated, has: {shown}{more}"
+    raise MissingColumn(f"missing required column{plural}: {named}; {read}")
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """' (did you mean 'x'?)' for the candidate closest to `name`, if one is close."""
+    folded = {c.casefold(): c for c in candidates if c}
+    close = get_close_matches(name.casefold(), folded, n=1, cutoff=0.75)
+    return f" (did you mean {_shown(folded[close[0]])}?)" if close else ""
 
 
 # A column ignored gets a warning of its own, up to this many; more get one warning in all,
@@ -698,21 +836,25 @@ _NAMED_COLUMNS: Final = 20
 _SHOWN_CHARS: Final = 40  # of a column's name in a message
 
 
-def _ignored_columns(ignored: Iterator[tuple[int, str]]) -> list[str]:
+def _ignored_columns(ignored: Iterator[tuple[int, str]], columns: Columns) -> list[str]:
     """The warnings for the columns ignored, (index, label) in order."""
     first = list(islice(ignored, _NAMED_COLUMNS + 1))
     if len(first) <= _NAMED_COLUMNS:
-        return [_ignored_column(i, label) for i, label in first]
+        return [_ignored_column(i, label, columns) for i, label in first]
     count = len(first) + sum(1 for _ in ignored)
     named = ", ".join(_shown(label) if label else f"column {i + 1} (no name)" for i, label in first[:-1])
     summary = f"{count} columns are not fields of this type and were ignored"
     return [f"{summary}: {named}, … (the first {_NAMED_COLUMNS})"]
 
 
-def _ignored_column(index: int, label: str) -> str:
+def _ignored_column(index: int, label: str, columns: Columns) -> str:
     if not label:
         return f"column {index + 1} has no name; ignored"
-    return f"unknown column {_shown(label)} ignored"
+    return f"unknown column {_shown(label)} ignored{_did_you_mean(label, columns.names)}"
+
+
+def _ignored_name(index: int, label: str, columns: Columns) -> str:
+    return _shown(label) + _did_you_mean(label, columns.names) if label else f"column {index + 1} (no name)"
 
 
 def _shown(label: str) -> str:

@@ -687,7 +687,7 @@ def test_csv_long_column_names_are_cut_short_in_messages() -> None:
 
 
 def test_open_reader_rejects_unknown_format() -> None:
-    assert FORMATS == ("csv", "jsonl", "json")
+    assert FORMATS == ("csv", "tsv", "jsonl", "json")
     with pytest.raises(ValueError, match="unknown format 'xml'"):
         read(b"", "xml")
 
@@ -737,7 +737,7 @@ def test_format_for_content_type(content_type: str | None, filename: str | None,
     ],
 )
 def test_format_for_content_type_rejects(content_type: str | None, filename: str | None) -> None:
-    with pytest.raises(UnsupportedMediaType, match="text/csv, application/x-ndjson"):
+    with pytest.raises(UnsupportedMediaType, match="text/csv, text/tab-separated-values, application/x-ndjson"):
         format_for_content_type(content_type, filename)
 
 

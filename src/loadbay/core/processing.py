@@ -45,6 +45,7 @@ from loadbay.fetcher import fetch_to
 from loadbay.readers import (
     Columns,
     RawRecord,
+    ReadOptions,
     format_for_content_type,
     iter_json_items,
     open_reader,
@@ -282,10 +283,12 @@ def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> dict[int, int]
     with rt.db.read() as conn:
         files = [item for item in repo.list_inputs(conn, batch.id) if item["kind"] != "page"]
     counted: dict[int, int] = {}
-    limit = rt.settings.max_record_bytes
+    limit, options = rt.settings.max_record_bytes, ReadOptions.of(batch.options)
     for item in files:
         with closing(rt.blobs.open(item["blob_key"])) as stream:
-            counted[item["id"]] = read_through(stream, item["format"], columns, max_record_bytes=limit)
+            counted[item["id"]] = read_through(
+                stream, item["format"], columns, max_record_bytes=limit, options=options
+            )
     return counted
 
 
@@ -336,7 +339,7 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
     """Every record of the batch in order: its files, then its pages."""
     with rt.db.read() as conn:
         inputs = repo.list_inputs(conn, batch.id)
-    limit = rt.settings.max_record_bytes
+    limit, options = rt.settings.max_record_bytes, ReadOptions.of(batch.options)
     for item in inputs:
         if item["kind"] == "page":
             with rt.db.read() as conn:
@@ -344,7 +347,7 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
             yield from iter_json_items(json.loads(text, parse_float=Decimal), columns)
             continue
         with closing(rt.blobs.open(item["blob_key"])) as stream:
-            reader = open_reader(stream, item["format"], columns, max_record_bytes=limit)
+            reader = open_reader(stream, item["format"], columns, max_record_bytes=limit, options=options)
             yield from reader
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)
 

@@ -42,6 +42,7 @@ from loadbay.errors import (
     TestModeMismatch,
     Unauthorized,
 )
+from loadbay.readers import ReadOptions
 
 __all__ = ["BatchService", "hash_key"]
 
@@ -144,6 +145,7 @@ class BatchService:
                 f"options.{intake.ATTACHMENTS} is kept by loadbay; send attachments as files",
                 code="RESERVED_OPTION",
             )
+        ReadOptions.of(spec.options)  # InvalidInput for read options it does not understand
         if spec.page_size is not None and spec.page_size < 1:
             raise InvalidInput("page_size must be at least 1", code="INVALID_PAGE_SIZE")
         if spec.total_items is not None and spec.total_items < 0:
