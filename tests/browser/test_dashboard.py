@@ -185,6 +185,23 @@ def test_a_batch_submitted_later_and_a_tsv_file(page: Page, dashboard: Server, k
     ]
 
 
+def test_a_semicolon_separated_csv_as_excel_saves_it(
+    page: Page, dashboard: Server, key: str, files: Path
+) -> None:
+    upload = files / "excel.csv"
+    upload.write_bytes("\ufeffcustomer_number;name;email\r\nE1;Smith, Ann;e1@example.com\r\n".encode())
+    sign_in(page, dashboard, key, "/new")
+    page.get_by_label("Kind of records").select_option("billing.customer")
+    page.locator("#file").set_input_files(upload)
+    expect(page.locator("#file-check")).to_contain_text("Read as semicolon-separated values")
+    expect(page.locator("#file-check")).to_contain_text("every required one is there")
+    page.get_by_role("button", name="Upload and import").click()
+    expect(page.locator("#status-badge")).to_have_text("Completed, all imported", timeout=30_000)
+    with page.expect_download() as results:
+        page.get_by_role("button", name="Download result file (CSV)").click()
+    assert [(r["customer_number"], r["name"]) for r in rows_of(results.value)] == [("E1", "Smith, Ann")]
+
+
 def test_a_file_without_a_required_column_is_caught_before_it_is_sent(
     page: Page, dashboard: Server, key: str, files: Path
 ) -> None:

@@ -4,10 +4,9 @@
 import { api, upload } from "./api.js";
 import { boot } from "./shell.js";
 import { $, bytes, h, show } from "./ui.js";
-import { tsvFileToCsv } from "./tsv.js";
 
 const catalog = JSON.parse($("#catalog").textContent);
-const CONTENT_TYPES = { csv: "text/csv", tsv: "text/csv", jsonl: "application/x-ndjson", json: "application/json" };
+const CONTENT_TYPES = { csv: "text/csv", tsv: "text/tab-separated-values", jsonl: "application/x-ndjson", json: "application/json" };
 const FORMAT_NAMES = { csv: "CSV", tsv: "TSV", jsonl: "JSON Lines", json: "JSON" };
 
 const state = { file: null, head: "", unreadable: null, problem: null, batch: null, created: null, name: null, abort: null };
@@ -85,6 +84,17 @@ function headerCells(text, delimiter) {
   return cells.map((c) => c.trim()).filter((c) => c !== "");
 }
 
+// The delimiters the server tells apart in a CSV header, in the order that breaks a tie.
+const DELIMITERS = { ",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe" };
+
+/** The delimiter the server will read a CSV file with: the one that splits its header into the most cells. */
+function delimiterOf(head) {
+  const line = head.split(/\r\n|\r|\n/).find((l) => l.trim() !== "") || "";
+  let best = ",";
+  for (const d of Object.keys(DELIMITERS)) if (headerCells(line, d).length > headerCells(line, best).length) best = d;
+  return best;
+}
+
 function checkFile() {
   const box = $("#file-check");
   state.problem = null;
@@ -103,8 +113,10 @@ function checkFile() {
   if (format === "json" || format === "jsonl") {
     return report("info", `Read as ${FORMAT_NAMES[format]}: each ${format === "json" ? "object of the array" : "line"} is a record with the columns as its keys.`);
   }
-  const head = state.head.replace(/^\uFEFF/, "");
-  const found = headerCells(head, format === "tsv" ? "\t" : ",");
+  const head = state.head.replace(/^\uFEFF/, "").replace(/^(\s*(\r\n|\r|\n))+/, "");
+  const delimiter = format === "tsv" ? "\t" : delimiterOf(head);
+  const found = headerCells(head, delimiter);
+  if (format === "csv" && delimiter !== ",") report("info", `Read as ${DELIMITERS[delimiter]}-separated values, as the header row is.`);
   const known = new Map(type.columns.map((c) => [c.toLowerCase(), c]));
   const have = new Set(found.map((c) => c.toLowerCase()));
   const missing = type.required.filter((c) => !have.has(c.toLowerCase()));
@@ -225,10 +237,7 @@ async function start(event) {
   try {
     progress("Creating the batch…", null);
     const batch = await batchFor(spec);
-    let blob = state.file;
-    if (format === "tsv") {
-      blob = await tsvFileToCsv(state.file, (done, total) => progress(`Converting TSV to CSV… ${Math.round((100 * done) / total)}%`, done / total));
-    }
+    const blob = state.file;
     // Sent again to the same batch, a file keeps the first one's name, so it replaces that one.
     state.name ??= uploadName(state.file);
     const path = `/v1/batches/${batch.id}/data?name=${encodeURIComponent(state.name)}`;
