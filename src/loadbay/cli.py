@@ -78,6 +78,7 @@ def worker(
     data_dir: DataDir = None,
 ) -> None:
     """Run extra workers in this process (share a PostgreSQL with the servers)."""
+    from loadbay.core.metrics import serve_process_metrics
     from loadbay.core.runtime import Runtime
     from loadbay.core.worker import WorkerPool
     from loadbay.types import default_registry
@@ -85,7 +86,9 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir)
     rt = Runtime.build(settings, default_registry(), base_url=settings.base_url())
-    pool = WorkerPool(rt, concurrency)
+    pool = WorkerPool(rt, concurrency, kind="worker")
+    if settings.worker_metrics_port:
+        serve_process_metrics(settings.worker_metrics_port)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stop.set())
     pool.start()
