@@ -6,13 +6,13 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import FastAPI
+from starlette_exporter import PrometheusMiddleware
 
 from loadbay import __version__
 from loadbay.api import native, web
+from loadbay.api.ops import ops_router
 from loadbay.config import Settings
-from loadbay.core.metrics import registry_for
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.worker import WorkerPool
@@ -36,13 +36,14 @@ def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: 
     service = BatchService(rt, wake=pool.notify)
     app.state.service = service
     app.add_middleware(QuietDisconnects)
+    app.add_middleware(PrometheusMiddleware, app_name="loadbay", prefix="loadbay_http", group_paths=True)
     app.add_middleware(RefuseAmbiguousFraming)
     install_problem_handlers(app)
     use_authenticator(app, current_account)
     app.include_router(native.router)
     app.include_router(web.router)
     mount_profiles(app, service)
-    _add_operational_routes(app, rt)
+    app.include_router(ops_router(rt))
     return app
 
 
@@ -62,17 +63,3 @@ def _lifespan(pool: WorkerPool) -> Callable[[FastAPI], AbstractAsyncContextManag
             pool.rt.close()
 
     return lifespan
-
-
-def _add_operational_routes(app: FastAPI, rt: Runtime) -> None:
-    registry = registry_for(rt.db)
-
-    @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        with rt.db.read() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        return {"status": "ok"}
-
-    @app.get("/metrics", tags=["ops"], response_class=Response)
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

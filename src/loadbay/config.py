@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(default=10.0, gt=0)  # PostgreSQL: seconds a statement waits for a lock
     poll_interval: float = Field(default=0.5, gt=0)
     signed_url_ttl: int = Field(default=3600, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)  # a worker process's heartbeat; 3 missed: not live
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)  # `loadbay worker` serves /metrics
+    fusebill_process_wait: float = Field(default=5.0, ge=0)  # seconds Fusebill's Process waits for the job
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: LOADBAY_DATABASE_URL, or SQLite in the data dir."""

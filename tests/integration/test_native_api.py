@@ -859,11 +859,13 @@ def test_health_and_metrics(server: Server, key: str) -> None:
         health = client.get("/healthz")
         metrics = client.get("/metrics")
     assert health.status_code == 200, health.text
-    assert health.json() == {"status": "ok"}
+    assert health.json() == {"status": "ok", "workers": 1}
     assert metrics.status_code == 200, metrics.text
     assert "# TYPE loadbay_batches gauge" in metrics.text
     open_batches = [
-        line for line in metrics.text.splitlines() if line.startswith('loadbay_batches{status="open"}')
+        line
+        for line in metrics.text.splitlines()
+        if line.startswith('loadbay_batches{status="open",type="billing.customer"}')
     ]
     assert len(open_batches) == 1
     assert float(open_batches[0].split()[-1]) >= 1

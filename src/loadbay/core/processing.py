@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, cast
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from loadbay.core import settle, totals
+from loadbay.core import metrics, settle, totals
 from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.results import input_parts
 from loadbay.core.runtime import Runtime
@@ -487,6 +487,8 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
             return
         _reset_staging(conn, claim.batch_id)
         repo.update_batch(conn, batch.id, apply_early=False)
+        finished = repo.now()
+        metrics.batch_finished(batch, Status.ERROR, finished)
         repo.set_status(
             conn,
             claim.batch_id,
@@ -495,7 +497,7 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
             message,
             error_code=code,
             error_message=message,
-            finished_at=repo.now(),
+            finished_at=finished,
             lease_owner=None,
             lease_expires_at=None,
         )
@@ -565,7 +567,7 @@ def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
     valid = [r for r in records if r.data is not None]
     prepared = batch_type.prepare(ctx, valid) if valid else None
     inputs = input_parts(batch_type.columns().names, records)
-    with rt.db.write() as conn:
+    with metrics.timed_chunk(batch.type), rt.db.write() as conn:
         applied = _apply(conn, batch_type, ctx, valid, prepared)
         results = settle.outcomes(records, applied)
         if not settle.settle_chunk(conn, batch_type, claim, records, results, inputs=inputs):

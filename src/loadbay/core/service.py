@@ -426,6 +426,7 @@ class BatchService:
                     f"batch {batch.id} is processed automatically; process is for manual batches"
                 )
             repo.set_status(conn, batch.id, next_status(batch.status, Event.PROCESS), Event.PROCESS)
+            queue.mark_ready(conn, batch.id, repo.now())
             settle.complete_if_done(conn, batch.id)
             batch = self._get(conn, account, batch_id)
         self._wake()

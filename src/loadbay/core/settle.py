@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
+from loadbay.core import metrics
 from loadbay.core.results import result_rows
 from loadbay.core.types import BatchType
 from loadbay.db import queue
@@ -170,13 +171,15 @@ def complete_if_done(conn: Connection, batch_id: int) -> None:
     batch = repo.get_batch(conn, None, batch_id, lock=True)
     if batch is None or batch.status != Status.PROCESSING or queue.remaining_chunks(conn, batch_id):
         return
+    finished = repo.now()
+    metrics.batch_finished(batch, Status.COMPLETED, finished)
     repo.set_status(
         conn,
         batch_id,
         Status.COMPLETED,
         Event.COMPLETE,
         outcome=batch_outcome(batch.counts),
-        finished_at=repo.now(),
+        finished_at=finished,
         lease_owner=None,
         lease_expires_at=None,
     )
@@ -199,7 +202,9 @@ def cancel(
     """Stop the batch (`cancelled`): every chunk not yet applied is settled with its valid
     records unprocessed for `reason`; `values` are more batch columns to set."""
     status = next_status(batch.status, Event.CANCEL)
-    repo.set_status(conn, batch.id, status, Event.CANCEL, detail, finished_at=repo.now(), **values)
+    finished = repo.now()
+    metrics.batch_finished(batch, status, finished)
+    repo.set_status(conn, batch.id, status, Event.CANCEL, detail, finished_at=finished, **values)
     cancel_chunks(conn, batch_type, batch.id, reason)
 
 

@@ -13,8 +13,10 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
 
+from loadbay import __version__
 from loadbay.core import processing, settle
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
@@ -92,9 +94,10 @@ class Worker:
 
 
 class WorkerPool:
-    """N worker threads sharing one stop flag and one wake-up signal."""
+    """N worker threads sharing one stop flag and one wake-up signal, and a heartbeat that
+    tells every server these threads are alive (`kind`: the command that runs them)."""
 
-    def __init__(self, rt: Runtime, size: int) -> None:
+    def __init__(self, rt: Runtime, size: int, kind: str = "serve") -> None:
         self.rt = rt
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -102,10 +105,18 @@ class WorkerPool:
             threading.Thread(target=self._worker(i).run, name=f"loadbay-worker-{i}", daemon=True)
             for i in range(size)
         ]
+        now = repo.now()
+        self._beat = queue.WorkerBeat(
+            f"{socket.gethostname()}:{os.getpid()}", kind, size, __version__, started_at=now, seen_at=now
+        )
+        if size:
+            self._threads.append(
+                threading.Thread(target=self._heartbeat, name="loadbay-heartbeat", daemon=True)
+            )
 
     @property
     def size(self) -> int:
-        return len(self._threads)
+        return self._beat.threads
 
     def _worker(self, i: int) -> Worker:
         return Worker(self.rt, f"w{i}", self.stop, self.wake)
@@ -113,8 +124,21 @@ class WorkerPool:
     def start(self) -> None:
         if self._threads:  # (an API-only server keeps Python's defaults)
             _collect_less_often()
+            self._beat_once()  # live from the start: /readyz need not wait a heartbeat
         for thread in self._threads:
             thread.start()
+
+    def _heartbeat(self) -> None:
+        interval = self.rt.settings.heartbeat_seconds
+        while not self.stop.wait(interval):
+            try:
+                self._beat_once()
+            except Exception:  # the database may be away for a while; the workers say so too
+                log.warning("worker heartbeat failed", exc_info=True)
+
+    def _beat_once(self) -> None:
+        with self.rt.db.write() as conn:
+            queue.beat(conn, replace(self._beat, seen_at=repo.now()))
 
     def notify(self) -> None:
         self.wake.set()
@@ -124,6 +148,16 @@ class WorkerPool:
         self.wake.set()
         for thread in self._threads:
             thread.join(timeout)
+        if self._threads:
+            self._forget()
+
+    def _forget(self) -> None:
+        """Remove this process's heartbeat (and any silent for a day)."""
+        try:
+            with self.rt.db.write() as conn:
+                queue.forget_worker(conn, self._beat.id, repo.now() - timedelta(days=1))
+        except Exception:  # stopping anyway: the row goes stale and stops counting as live
+            log.warning("could not remove the worker heartbeat", exc_info=True)
 
 
 # A worker makes and drops some thirty objects per record; at Python's default (a young

@@ -21,26 +21,32 @@ lost its lease or its connection, or waited too long for a lock). See
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
 
-from loadbay.db.tables import batches, chunk_payloads, chunks
+from loadbay.db.tables import batches, chunk_payloads, chunks, workers
 from loadbay.domain.lifecycle import FINAL, Status
 
 __all__ = [
     "Census",
     "ChunkClaim",
     "ValidationClaim",
+    "WorkerBeat",
     "applied_chunks",
+    "beat",
     "claim_chunk",
     "claim_validation",
     "delete_chunks",
     "extend_validation",
     "give_back_validation",
     "finish_chunk",
+    "forget_worker",
     "insert_chunk",
+    "live_workers",
+    "mark_ready",
     "open_chunk_ids",
     "chunk_payload",
     "cancel_chunk",
@@ -57,12 +63,27 @@ PENDING, LEASED, DONE, SPENT, CANCELLED = "pending", "leased", "done", "failed",
 
 @dataclass(frozen=True, slots=True)
 class Census:
-    """Batches and chunks by status, and records applied by outcome, across all accounts."""
+    """The queue across all accounts: batches by status and type, chunks by status, records
+    with an outcome by type and outcome, and since when the oldest waiting work waits."""
 
-    batches: dict[str, int]
+    batches: dict[tuple[str, str], int]  # (status, type)
     chunks: dict[str, int]
-    succeeded: int
-    failed: int
+    records: dict[tuple[str, str], int]  # (type, outcome)
+    oldest_queued_batch: datetime | None  # submitted, not yet taken for validation
+    oldest_ready_chunk: datetime | None  # could be applied, not yet taken
+    live_workers: list[WorkerBeat]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """A process that runs workers, as its last heartbeat left it."""
+
+    id: str
+    kind: str
+    threads: int
+    version: str
+    started_at: datetime
+    seen_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +178,7 @@ def insert_chunk(
         "valid_count": valid,
         "status": PENDING,
         "attempt": 0,
+        "ready_at": datetime.now(UTC),
     }
     chunk_id = conn.execute(insert(chunks).values(values).returning(chunks.c.id)).scalar_one()
     conn.execute(insert(chunk_payloads).values(chunk_id=chunk_id, payload=payload))
@@ -190,10 +212,7 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
         select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.failed_attempts)
         .join(batches, batches.c.id == chunks.c.batch_id)
         .where(
-            or_(
-                batches.c.status == Status.PROCESSING,
-                and_(batches.c.status == Status.VALIDATING, batches.c.apply_early),
-            ),
+            _applicable(),
             or_(
                 chunks.c.status == PENDING,
                 and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < at),
@@ -326,15 +345,67 @@ def stalled_batches(conn: Connection) -> list[int]:
     return [row.id for row in conn.execute(query)]
 
 
-def census(conn: Connection) -> Census:
-    by_batch = conn.execute(select(batches.c.status, func.count()).group_by(batches.c.status)).all()
+_OUTCOMES = ("succeeded", "failed", "invalid", "unprocessed")
+
+
+def census(conn: Connection, alive_since: datetime) -> Census:
+    """The queue now; workers are live if their last heartbeat is after `alive_since`."""
+    b = batches.c
+    by_batch = conn.execute(select(b.status, b.type, func.count()).group_by(b.status, b.type)).all()
     by_chunk = conn.execute(select(chunks.c.status, func.count()).group_by(chunks.c.status)).all()
-    succeeded, failed = conn.execute(
-        select(func.coalesce(func.sum(batches.c.succeeded), 0), func.coalesce(func.sum(batches.c.failed), 0))
-    ).one()
+    sums = [func.coalesce(func.sum(b[name]), 0) for name in _OUTCOMES]
+    by_type = conn.execute(select(b.type, *sums).group_by(b.type)).all()
+    queued = conn.execute(select(func.min(b.submitted_at)).where(b.status == Status.QUEUED)).scalar()
+    ready = conn.execute(
+        select(func.min(chunks.c.ready_at))
+        .join(batches, b.id == chunks.c.batch_id)
+        .where(_applicable(), chunks.c.status == PENDING)
+    ).scalar()
     return Census(
-        batches={str(s): int(n) for s, n in by_batch},
-        chunks={str(s): int(n) for s, n in by_chunk},
-        succeeded=int(succeeded),
-        failed=int(failed),
+        batches={(str(status), str(type_)): int(n) for status, type_, n in by_batch},
+        chunks={str(status): int(n) for status, n in by_chunk},
+        records={(str(row[0]), name): int(row[i + 1]) for row in by_type for i, name in enumerate(_OUTCOMES)},
+        oldest_queued_batch=_utc(queued),
+        oldest_ready_chunk=_utc(ready),
+        live_workers=live_workers(conn, alive_since),
     )
+
+
+def _applicable() -> Any:
+    """Batches whose chunks a worker may apply now."""
+    return or_(
+        batches.c.status == Status.PROCESSING,
+        and_(batches.c.status == Status.VALIDATING, batches.c.apply_early),
+    )
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """min() over a UTC column answers a naive datetime on SQLite."""
+    return at if at is None or at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def mark_ready(conn: Connection, batch_id: int, at: datetime) -> None:
+    """The batch's pending chunks can be applied from `at` on (its two-phase batch was processed)."""
+    conn.execute(
+        update(chunks).where(chunks.c.batch_id == batch_id, chunks.c.status == PENDING).values(ready_at=at)
+    )
+
+
+# worker heartbeats -------------------------------------------------------------
+
+
+def beat(conn: Connection, worker: WorkerBeat) -> None:
+    """Record a heartbeat of a process that runs workers (its row made on the first)."""
+    found = conn.execute(update(workers).where(workers.c.id == worker.id).values(seen_at=worker.seen_at))
+    if found.rowcount == 0:
+        conn.execute(insert(workers).values(asdict(worker)))
+
+
+def forget_worker(conn: Connection, worker_id: str, older_than: datetime) -> None:
+    """Remove a stopped process's row, and those of processes silent since `older_than`."""
+    conn.execute(delete(workers).where(or_(workers.c.id == worker_id, workers.c.seen_at < older_than)))
+
+
+def live_workers(conn: Connection, since: datetime) -> list[WorkerBeat]:
+    rows = conn.execute(select(workers).where(workers.c.seen_at > since).order_by(workers.c.id))
+    return [WorkerBeat(**row._mapping) for row in rows]

@@ -53,6 +53,7 @@ __all__ = [
     "chunks",
     "metadata",
     "record_errors",
+    "workers",
 ]
 
 
@@ -198,6 +199,8 @@ chunks = Table(
     Column("last_error", Text),
     Column("outcomes", Text),
     Column("result", Text),
+    # when it could first be applied: staged, or its two-phase batch processed (queue lag)
+    Column("ready_at", UTCDateTime),
     UniqueConstraint("batch_id", "seq"),
     Index(None, "status", "batch_id", "seq"),
 )
@@ -437,4 +440,18 @@ mail_tracking = Table(
     Column("location", String(200)),
     Column("detail", Text),
     Index(None, "job_id", "at"),
+)
+
+
+# Processes that run workers, each as its last heartbeat left it (`loadbay serve` with
+# worker threads, `loadbay worker`): how /healthz, /readyz and the metrics count live ones.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),  # host:pid
+    Column("kind", String(20), nullable=False),  # "serve" or "worker"
+    Column("threads", Integer, nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
 )

@@ -1,0 +1,139 @@
+"""Metrics an operator runs on, read after real batches: records by type and outcome, batches
+by status and type, queue lag, chunk and batch durations, HTTP requests by route; live
+workers from their heartbeats in /healthz, /readyz and the metrics, and a `loadbay worker`
+process's own metrics port."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.support.servers import Server, free_port, start_server, start_worker, wait_final
+
+CUSTOMERS = "customer_number,name,email\nM1,Ann,ann@example.com\nM2,Bob,not-an-email\nM3,Cy,\n"
+FAST_HEARTBEAT = {"LOADBAY_HEARTBEAT_SECONDS": "0.3"}
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in Prometheus text, labels matched exactly (None: absent)."""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if match is None or match.group(1) != name:
+            continue
+        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        if found == labels:
+            return float(match.group(3))
+    return None
+
+
+def import_customers(client: httpx.Client) -> int:
+    batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+    client.put(f"/v1/batches/{batch['id']}/data", content=CUSTOMERS, headers={"Content-Type": "text/csv"})
+    client.post(f"/v1/batches/{batch['id']}/submit").raise_for_status()
+    assert wait_final(client, batch["id"])["status"] == "completed"
+    return int(batch["id"])
+
+
+def test_a_batch_shows_in_the_metrics(server: Server, key: str) -> None:
+    with server.client(key) as client:
+        before = client.get("/metrics").text
+        import_customers(client)
+        text = client.get("/metrics").text
+    customer = {"type": "billing.customer"}
+    for outcome, added in (("succeeded", 2), ("invalid", 1)):
+        was = sample(before, "loadbay_records_total", **customer, outcome=outcome) or 0
+        assert sample(text, "loadbay_records_total", **customer, outcome=outcome) == was + added
+    assert (sample(text, "loadbay_batches", status="completed", **customer) or 0) >= 1
+    assert (sample(text, "loadbay_chunk_apply_seconds_count", **customer) or 0) >= 1
+    assert (sample(text, "loadbay_batch_seconds_count", **customer, status="completed") or 0) >= 1
+    assert sample(text, "loadbay_queue_lag_seconds", queue="validation") is not None
+    assert sample(text, "loadbay_queue_lag_seconds", queue="chunks") is not None
+    assert sample(text, "loadbay_workers_alive", kind="serve") == 1
+    assert sample(text, "loadbay_worker_threads_alive") == 2
+    created = sample(
+        text,
+        "loadbay_http_requests_total",
+        app_name="loadbay",
+        method="POST",
+        path="/v1/batches",
+        status_code="201",
+    )
+    assert created is not None and created >= 1
+    polled = 'path="/v1/batches/{batch_id}"'
+    assert polled in text, "requests are counted by route template, not by URL"
+
+
+def test_queue_lag_grows_while_no_worker_runs(database_url: str, tmp_path: Path) -> None:
+    server = start_server(database_url, tmp_path, workers=0, env=FAST_HEARTBEAT)
+    try:
+        key = server.account("lag")
+        with server.client(key) as client:
+            batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+            client.put(
+                f"/v1/batches/{batch['id']}/data", content=CUSTOMERS, headers={"Content-Type": "text/csv"}
+            )
+            client.post(f"/v1/batches/{batch['id']}/submit").raise_for_status()
+            time.sleep(1.2)
+            lag = sample(client.get("/metrics").text, "loadbay_queue_lag_seconds", queue="validation")
+        assert lag is not None and lag >= 1.0
+    finally:
+        server.stop()
+
+
+def test_readiness_follows_the_worker_processes(database_url: str, tmp_path: Path) -> None:
+    """An API-only server is not ready until a worker process beats; a worker killed -9 stops
+    counting after three missed heartbeats, one stopped cleanly at once."""
+    server = start_server(database_url, tmp_path, workers=0, env=FAST_HEARTBEAT)
+    port = free_port()
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            alone = client.get("/readyz")
+            assert alone.status_code == 503, alone.text
+            assert alone.json()["problems"] == [
+                "no worker is alive: batches wait until a `loadbay worker` (or serve) runs"
+            ]
+            assert client.get("/healthz").json() == {"status": "ok", "workers": 0}
+
+            env = FAST_HEARTBEAT | {"LOADBAY_WORKER_METRICS_PORT": str(port)}
+            workers.append(start_worker(database_url, tmp_path, env=env))
+            wait_until(lambda: client.get("/readyz").status_code == 200)
+            assert client.get("/readyz").json() == {"status": "ready", "workers": 1}
+            key = server.account("ready")
+            with server.client(key) as api:
+                import_customers(api)
+            own = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            assert (sample(own, "loadbay_chunk_apply_seconds_count", type="billing.customer") or 0) >= 1
+
+            workers[0].send_signal(signal.SIGKILL)
+            workers[0].wait(10)
+            wait_until(lambda: client.get("/readyz").status_code == 503)
+            text = client.get("/metrics").text
+            assert sample(text, "loadbay_workers_alive", kind="worker") == 0
+
+            workers.append(start_worker(database_url, tmp_path, env=FAST_HEARTBEAT))
+            wait_until(lambda: client.get("/healthz").json()["workers"] == 1)
+            workers[1].send_signal(signal.SIGTERM)
+            workers[1].wait(30)
+            assert client.get("/healthz").json()["workers"] == 0
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+        server.stop()
+
+
+def wait_until(condition: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
