@@ -5,6 +5,7 @@ process's own metrics port."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from tests.support.servers import Server, free_port, start_server, start_worker,
 
 CUSTOMERS = "customer_number,name,email\nM1,Ann,ann@example.com\nM2,Bob,not-an-email\nM3,Cy,\n"
 FAST_HEARTBEAT = {"LOADBAY_HEARTBEAT_SECONDS": "0.3"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
@@ -68,6 +70,22 @@ def test_a_batch_shows_in_the_metrics(server: Server, key: str) -> None:
     assert created is not None and created >= 1
     polled = 'path="/v1/batches/{batch_id}"'
     assert polled in text, "requests are counted by route template, not by URL"
+
+
+def test_the_grafana_dashboard_uses_only_metrics_the_server_has(server: Server, key: str) -> None:
+    """docs/grafana-dashboard.json: every metric its panels query is in /metrics after a batch."""
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bloadbay_\w+", target["expr"])
+    }
+    with server.client(key) as client:
+        import_customers(client)
+        text = client.get("/metrics").text
+    exposed = {line.split("{")[0].split()[0] for line in text.splitlines() if line.startswith("loadbay_")}
+    assert queried and queried <= exposed, queried - exposed
 
 
 def test_queue_lag_grows_while_no_worker_runs(database_url: str, tmp_path: Path) -> None:
