@@ -20,8 +20,13 @@ errorMessage saying why. successCount counts succeeded records, failCount the in
 failed and unprocessed ones. downloadUrl is a signed URL of the result file (every
 record with its loadbay_status) once the batch is final.
 
+Request bodies are read by the shared reader (loadbay.http.bodies): at most
+LOADBAY_MAX_BODY_BYTES, over it 413 PAYLOAD_TOO_LARGE. Uploaded files are streamed and
+held to LOADBAY_MAX_UPLOAD_BYTES instead.
+
 Errors are XML, with the HTTP status of the error (400 bad request, 401 no or unknown
-key, 404 unknown id or jobId, 409 the batch's state or a used jobId refuses it):
+key, 404 unknown id or jobId, 409 the batch's state or a used jobId refuses it, 413 a
+body over the limit):
 
     <batchProcess><errorCode>NOT_FOUND</errorCode><errorMessage>…</errorMessage></batchProcess>
 """
@@ -48,7 +53,6 @@ from loadbay.errors import (
     JobIdConflict,
     LoadbayError,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from loadbay.http.bodies import LimitedRoute
@@ -103,7 +107,6 @@ _SUMMARY = (
     "errorMessage",
     "failCount",
 )
-_MAX_BODY = 1 << 20
 _INIT_WAIT, _INIT_POLL = 10.0, 0.05
 
 
@@ -431,13 +434,8 @@ def _xml(node: Element, status: int = 200) -> Response:
 
 
 async def _body(request: Request) -> bytes:
-    """The request body (an XML document is small: at most 1 MiB)."""
-    data = bytearray()
-    async for part in request.stream():
-        data += part
-        if len(data) > _MAX_BODY:
-            raise PayloadTooLarge(f"the XML body is over {_MAX_BODY} bytes")
-    return bytes(data)
+    """The XML body, as the route read it (loadbay.http.bodies: within LOADBAY_MAX_BODY_BYTES)."""
+    return await request.body()
 
 
 Caller = Annotated[Account, Depends(account_of)]
