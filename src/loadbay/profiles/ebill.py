@@ -11,7 +11,10 @@
 
 The eBill `id` is the core batch id and `jobId` its job_id: unique per account, so a
 jobId used before is refused (409) even with the same body. `subOperation` names the
-batch type; an `Invoice Line Item` file is a child batch of its invoice batch.
+batch type (`Customer`, `Invoice`, `Invoice Line Item`, `CreditMemo`, `DebitMemo`, as the
+seed spells the kinds; in any letter case and with or without spaces, so `Credit Memo`
+and `InvoiceLineItem` too); an `Invoice Line Item` file is a child batch of its invoice
+batch.
 
 Statuses come from the core's: open → Draft, queued → Queued, validating, validated
 and processing → Processing, completed → Success, Partial Success or Failed (all, some
@@ -67,20 +70,22 @@ PREFIX = "/compat/ebill"
 PATH = "/rest/batchProcess"
 
 IMPORT, CARRY_FORWARD = "eBill-Import", "CarryForward"
+# each subOperation as the seed spells it (and answers it), and its batch type; a request
+# may write it in any letter case, with or without spaces (_sub_operation_key)
 SUB_OPERATIONS = {
     "Customer": "billing.customer",
     "Invoice": "billing.invoice",
     "Invoice Line Item": "billing.invoice_line",
-    "Credit Memo": "billing.credit_memo",
-    "Debit Memo": "billing.debit_memo",
+    "CreditMemo": "billing.credit_memo",
+    "DebitMemo": "billing.debit_memo",
 }
 INVOICES, LINE_ITEMS = SUB_OPERATIONS["Invoice"], SUB_OPERATIONS["Invoice Line Item"]
 CARRY_FORWARD_TYPE = "billing.carry_forward"
 # each carry-forward child type: its node in the BatchInit answer and its subOperation
 CARRIED = {
     "billing.carry_forward_invoice": ("carryForwardInvoice", "Invoice"),
-    "billing.carry_forward_credit_memo": ("carryForwardCreditMemo", "Credit Memo"),
-    "billing.carry_forward_debit_memo": ("carryForwardDebitMemo", "Debit Memo"),
+    "billing.carry_forward_credit_memo": ("carryForwardCreditMemo", "CreditMemo"),
+    "billing.carry_forward_debit_memo": ("carryForwardDebitMemo", "DebitMemo"),
 }
 _OPERATIONS: dict[str, tuple[str, str]] = (
     {core: (IMPORT, sub) for sub, core in SUB_OPERATIONS.items()}
@@ -255,11 +260,19 @@ def _file_upload(service: BatchService, account: Account, root: Element) -> Elem
     return node
 
 
+def _sub_operation_key(word: str) -> str:
+    """A subOperation as it is looked up: the seed writes `CreditMemo` where a reader may
+    write `Credit Memo`, and `Invoice Line Item` where one may write `InvoiceLineItem`."""
+    return "".join(word.split()).casefold()
+
+
+_BY_SUB_OPERATION = {_sub_operation_key(word): core for word, core in SUB_OPERATIONS.items()}
+
+
 def _batch_type(request: UploadRequest) -> str:
     if request.operation.lower() != IMPORT.lower():
         raise InvalidInput(f"unknown operation {request.operation!r}; use {IMPORT}", code="UNKNOWN_OPERATION")
-    by_word = {" ".join(word.lower().split()): core for word, core in SUB_OPERATIONS.items()}
-    found = by_word.get(" ".join(request.sub_operation.lower().split()))
+    found = _BY_SUB_OPERATION.get(_sub_operation_key(request.sub_operation))
     if found is None:
         raise InvalidInput(
             f"unknown subOperation {request.sub_operation!r}; use one of {', '.join(SUB_OPERATIONS)}",
