@@ -4,10 +4,13 @@
                                                 carry each kind of document); answered once
                                                 it and its children are final (10 s at most)
     POST /rest/batchProcess?mode=S3FileUpload   a batch in Draft, with a signed uploadUrl
-    PUT  {uploadUrl}                            the file itself: no API key, any or no
-                                                Content-Type (inputFilename's extension)
+    PUT  {uploadUrl}                            the file itself, as to S3's presigned URL: no
+                                                API key, any or no Content-Type (the file's
+                                                format is inputFilename's: CSV for a .csv);
+                                                200 with an empty body
     PUT  /rest/batchProcess?mode=BatchFinalize  submits the batch with its line-item files
     GET  /rest/batchProcess?id=N | ?jobId=J     the batch process and its children
+    GET  {downloadUrl}                          the result file (no API key)
 
 The eBill `id` is the core batch id and `jobId` its job_id: unique per account, so a
 jobId used before is refused (409) even with the same body. `subOperation` names the
@@ -21,21 +24,28 @@ and processing → Processing, completed → Success, Partial Success or Failed 
 or none of the records succeeded); error, cancelled and cleared → Failed, with
 errorMessage saying why. successCount counts succeeded records, failCount the invalid,
 failed and unprocessed ones. downloadUrl is a signed URL of the result file (every
-record with its loadbay_status) once the batch is final.
+record with its loadbay_status) once the batch is final; a batch that failed before it
+had records (an unreadable file: error; cleared) has a result file of one row that says
+why (loadbay_status `error` or `cleared`, loadbay_error_code and loadbay_error_message).
 
 Request bodies are read by the shared reader (loadbay.http.bodies): at most
 LOADBAY_MAX_BODY_BYTES, over it 413 PAYLOAD_TOO_LARGE. Uploaded files are streamed and
 held to LOADBAY_MAX_UPLOAD_BYTES instead.
 
 Errors are XML, with the HTTP status of the error (400 bad request, 401 no or unknown
-key, 404 unknown id or jobId, 409 the batch's state or a used jobId refuses it, 413 a
-body over the limit):
+key, 403 a signed URL that is forged or expired, 404 unknown id or jobId, 409 the batch's
+state or a used jobId refuses it, 413 a body over the limit):
 
     <batchProcess><errorCode>NOT_FOUND</errorCode><errorMessage>…</errorMessage></batchProcess>
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import csv
+import io
+import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar
@@ -44,9 +54,11 @@ from xml.etree.ElementTree import Element, SubElement, indent, tostring
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay.core import intake
+from loadbay.core.results import escape_cell, header_row
 from loadbay.core.service import BatchService
 from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, NewBatch
@@ -58,8 +70,10 @@ from loadbay.errors import (
     NotFound,
     UnsupportedMediaType,
 )
-from loadbay.http.bodies import LimitedRoute
+from loadbay.http.auth import signed
+from loadbay.http.bodies import LimitedRoute, streams_files
 from loadbay.http.problems import http_status, install_error_handlers
+from loadbay.http.streaming import receive
 from loadbay.profiles.common import account_of, profile_app, service_of
 from loadbay.readers import format_for_content_type, unstorable
 from loadbay.xmlsafe import parse_xml
@@ -256,7 +270,7 @@ def _file_upload(service: BatchService, account: Account, root: Element) -> Elem
     batch = _create(service, account, spec)
     upload = service.upload_url(account, batch.id, request.input_filename)
     node = _summary(batch)
-    _add(node, {"uploadUrl": upload.url})
+    _add(node, {"uploadUrl": _ebill_url(upload.url)})
     return node
 
 
@@ -287,7 +301,7 @@ def _check_filename(name: str) -> None:
         format_for_content_type(None, name)
     except UnsupportedMediaType:
         raise InvalidInput(
-            f"inputFilename {name!r}: its extension says the format: .csv, .jsonl, .ndjson or .json",
+            f"inputFilename {name!r}: its extension says the format: .csv (or .tsv, .jsonl, .ndjson, .json)",
             code="INVALID_FILENAME",
         ) from None
     intake.input_key(0, name)
@@ -396,8 +410,11 @@ def _error_message(batch: Batch) -> str:
 
 
 def _download_url(service: BatchService, account: Account, batch: Batch) -> str:
+    """The result file's signed URL once the batch is final (the seed's statuses 3-5), else ""."""
     if batch.status in (Status.COMPLETED, Status.CANCELLED):
         return service.result_url(account, batch.id)
+    if batch.status in (Status.ERROR, Status.CLEARED):
+        return _failure_url(service, batch)
     return ""
 
 
@@ -443,6 +460,63 @@ def _xml(node: Element, status: int = 200) -> Response:
     return Response(text, status_code=status, media_type="application/xml")
 
 
+# signed URLs: uploadUrl and downloadUrl ----------------------------------------------------
+
+_CORE_BLOBS = "/v1/blobs/"  # where the core's signed URLs point: the native API's blob routes
+FILES = "/files"  # where eBill's point: the same objects and signatures, taken as S3 takes them
+_FAILED = "ebill"  # first part of the object key of a failed batch's result file
+_FAILED_FILE = "output.csv"
+_MAX_FAILURE_TEXT = 2000
+
+
+def _ebill_url(signed_url: str) -> str:
+    """A signed URL of the core's as eBill hands it out: the same object key, expiry and
+    signature (which sign the method, the key and the expiry, not the path) under
+    /compat/ebill/files/, where eBill's routes serve them."""
+    head, found, key_and_query = signed_url.rpartition(_CORE_BLOBS)
+    if not found:
+        raise RuntimeError(f"a signed URL not under {_CORE_BLOBS}: {signed_url}")
+    return f"{head}{PREFIX}{FILES}/{key_and_query}"
+
+
+def _failure_url(service: BatchService, batch: Batch) -> str:
+    """The signed URL of the result file of a batch that failed before it had records (its
+    file could not be read; cleared). The core keeps no result file for such a batch, so the
+    file's facts (the batch type, status and why) travel in the signed key itself."""
+    code = batch.error_code or str(batch.status).upper()
+    message = (batch.error_message or _error_message(batch))[:_MAX_FAILURE_TEXT]
+    facts = json.dumps([batch.type, str(batch.status), code, message]).encode()
+    token = base64.urlsafe_b64encode(facts).decode().rstrip("=")
+    key = f"{_FAILED}/{batch.id}/{token}/{_FAILED_FILE}"
+    rt = service.rt
+    return _ebill_url(rt.blobs.signed_url(key, "GET", rt.settings.signed_url_ttl))
+
+
+def _failure_of(key: str) -> tuple[int, list[str]]:
+    """(batch id, [type, status, code, message]) of a failed batch's result file key, or NotFound."""
+    parts = key.split("/")
+    if len(parts) != 4 or parts[0] != _FAILED or parts[3] != _FAILED_FILE or not parts[1].isdigit():
+        raise NotFound("no such result file")
+    try:
+        facts = json.loads(base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4)))
+    except (binascii.Error, ValueError):
+        raise NotFound("no such result file") from None
+    if not (isinstance(facts, list) and len(facts) == 4 and all(isinstance(f, str) for f in facts)):
+        raise NotFound("no such result file")
+    return int(parts[1]), facts
+
+
+def _failure_file(service: BatchService, facts: list[str]) -> str:
+    """The result file of a failed batch: the type's result header, then one row with no
+    input values whose loadbay_status, loadbay_error_code and loadbay_error_message say why."""
+    batch_type, status, code, message = facts
+    columns = service.batch_type(batch_type).columns().names
+    row = ["" for _ in columns] + [status, "", "", code, message]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerow([escape_cell(cell) for cell in row])
+    return header_row(columns) + text.getvalue()
+
+
 # routes ------------------------------------------------------------------------------------
 
 
@@ -482,6 +556,30 @@ def get_batch_process(
     """The batch process named by ?id= or ?jobId= (or both), with its children."""
     ref = _request({"id": batch_id, "jobId": job_id}, BatchRef)
     return _xml(_full(service, account, _find(service, account, ref.id, ref.job_id)))
+
+
+@router.put(FILES + "/{key:path}", response_class=Response, tags=["signed"])
+@streams_files
+@signed
+async def put_file(
+    key: str, request: Request, service: Service, expires: str = "", signature: str = ""
+) -> Response:
+    """The uploadUrl: the file, as S3 takes it at a presigned URL. The signature is the
+    credential (no API key); any or no Content-Type, since the file's format is the one
+    inputFilename named (CSV for the seed's .csv files); 200 with an empty body."""
+    upload = await run_in_threadpool(service.start_signed_upload, key, expires, signature, None)
+    await receive(upload, request)
+    return Response(status_code=200)
+
+
+@router.get(FILES + "/{key:path}", response_class=Response, tags=["signed"])
+@signed
+def get_file(key: str, service: Service, expires: str = "", signature: str = "") -> Response:
+    """A failed batch's downloadUrl (the other batches' point at the core's result file)."""
+    service.rt.blobs.verify(key, "GET", expires, signature)
+    batch_id, facts = _failure_of(key)
+    headers = {"Content-Disposition": f'attachment; filename="batch-{batch_id}-results.csv"'}
+    return Response(_failure_file(service, facts), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 # errors ------------------------------------------------------------------------------------
