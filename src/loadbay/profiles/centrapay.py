@@ -8,8 +8,10 @@ assets.external_asset or assets.terminal_status. Centrapay's statuses are read
 from the core's: open/queued → created; validating → created, then copied once
 the file is stored (the core's timeline: a new attempt copies it again); validated or
 processing → chunked; completed → complete; error (and cancelled, cleared) →
-error. `count` is records counted, `errorCount` invalid plus failed records, both
-as strings (BigNumber); `errors` lists record errors by their code word.
+error. `count` is records counted, and `totalCount` the same number (the seed's model
+table names `totalCount`, its example bodies `count`: both are sent); `errorCount` is
+invalid plus failed records; all three as strings (BigNumber); `errors` lists record
+errors by their code word.
 
 Errors are JSON `{"code": "…", "message": "…"}`; a `test` flag that differs from
 the key's account is 403 `LIVENESS_MISSMATCH` (the seed's spelling).
@@ -90,6 +92,7 @@ class BatchOut(BaseModel):
     url: str | None
     test: bool
     count: str
+    total_count: str = Field(serialization_alias="totalCount")  # the model table's name of `count`
     error_count: str = Field(serialization_alias="errorCount")
     errors: list[ErrorOut]
 
@@ -148,6 +151,7 @@ def _render(service: BatchService, account: Account, batch: Batch) -> BatchOut:
         url=batch.source_url,
         test=batch.test,
         count=str(batch.counts.total),
+        total_count=str(batch.counts.total),
         error_count=str(_error_count(batch)),
         errors=_errors(service, account, batch),
     )
