@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
@@ -25,11 +26,22 @@ from sqlalchemy import create_engine, select
 from loadbay.core.service import BatchService
 from loadbay.db.tables import catalog_userx
 from loadbay.profiles import alliant
-from tests.support.alliant_seed import SEED_CREATE, SEED_ITEM, seed_item
+from tests.support.alliant_seed import (
+    SEED_CREATE,
+    SEED_CREATE_TEXT,
+    SEED_CREATED,
+    SEED_ITEM,
+    SEED_PAGE_TEXT,
+    SEED_PAGED,
+    SEED_READ,
+    seed_item,
+    seed_text,
+)
 from tests.support.servers import Server, start_server
 
 ENVELOPE = {"result", "errors", "warnings", "hasErrors", "hasWarnings"}
 FINAL = {"completed", "error", "cleared", "cancelled"}
+SEED_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # the seed's createdDateTime, "2022-27-25": a date, no time
 LIMIT = 256 * 1024  # the module server's LOADBAY_MAX_BODY_BYTES (a JSON body read whole)
 
 
@@ -211,12 +223,100 @@ def test_the_seed_replayed_step_by_step(server: Server, client: httpx.Client) ->
     assert model["fileDownloadNumber"] is None
     assert (model["pageSize"], model["totalItems"], model["batchId"]) == (2, 2, batch_id)
     assert (model["pageNumber"], model["receivedItems"]) == (0, 2)
-    assert datetime.fromisoformat(model["createdDateTime"]).tzinfo is not None
+    assert created_today(model["createdDateTime"])
     assert model["items"] == [PARENT, SEED_ITEM]  # every nested field echoed as sent
 
     row = stored(server, 1, "004 Product")
     assert row is not None and row["parent_item_id"] == "idOfParent"
     assert row["description"] == SEED_ITEM["description"]
+
+
+def created_today(text: str) -> bool:
+    """The seed's date form, and the date the batch was made (UTC; just now, maybe yesterday)."""
+    now = datetime.now(UTC)
+    return SEED_DATE.fullmatch(text) is not None and text in {
+        f"{now:%Y-%m-%d}",
+        f"{now - timedelta(minutes=5):%Y-%m-%d}",
+    }
+
+
+def test_the_seeds_own_sequence_with_its_bodies_verbatim(client: httpx.Client) -> None:
+    """The seed's examples as they are, in its order: create (`totalItems: 2`), then its one
+    page of one item with `?Submit=true`, then read. Its answers are the seed's, value for
+    value where the seed's values are not another batch's."""
+    parent = create(client, submit=True, items=[{"id": "idOfParent"}], totalItems=1)
+    assert processed(client, parent)["errors"] == []  # the parent the seed's item names
+    json_type = {"Content-Type": "application/json"}
+
+    created = client.post(base(1), content=seed_text(SEED_CREATE_TEXT).encode(), headers=json_type)
+    body = envelope(created, 201)
+    batch_id, guid = body["result"]["batchId"], body["result"]["jobQueueGuid"]
+    assert body == SEED_CREATED | {"result": {"batchId": batch_id, "jobQueueGuid": guid}}
+    assert isinstance(batch_id, int) and str(uuid.UUID(guid)) == guid
+
+    paged = client.patch(
+        f"{base(1)}/{batch_id}",
+        content=seed_text(SEED_PAGE_TEXT).encode(),
+        headers=json_type,
+        params={"Submit": "true"},
+    )
+    assert envelope(paged, 200) == SEED_PAGED  # {"result": {}, "errors": [], …}: 200, not 409
+
+    done = processed(client, batch_id)
+    seed = SEED_READ["result"]
+    model = done["result"]
+    assert list(model)[: len(seed)] == list(seed)  # the seed's fields, in its order
+    assert {k: v for k, v in done.items() if k != "result"} == {
+        k: v for k, v in SEED_READ.items() if k != "result"
+    }
+    assert model["items"] == seed["items"] == [SEED_ITEM]  # the item as the seed sent and reads it
+    assert (model["description"], model["fileDownloadNumber"]) == (seed["description"], None)
+    assert (model["pageSize"], model["totalItems"], model["pageNumber"]) == (2, 2, 0)
+    assert (model["importFileName"], model["batchId"], model["receivedItems"]) == (
+        SEED_CREATE["importFileName"],
+        batch_id,
+        1,
+    )
+    assert isinstance(model["importFileSID"], int)
+    assert SEED_DATE.fullmatch(seed["createdDateTime"]) and created_today(model["createdDateTime"])
+    assert (model["status"], model["succeededItems"], model["failedItems"]) == ("completed", 1, 0)
+
+
+def test_total_items_announces_the_most_a_batch_holds(client: httpx.Client, p: str) -> None:
+    """The seed reads `totalItems` two ways: "the total number of UserXs", yet its own example
+    submits one item of two. Both are taken: a batch holding all its items is submitted, and
+    so is one holding fewer (with a page, in a PATCH or on create); a page beyond the total is
+    refused either way."""
+    whole = create(client, pageSize=2, totalItems=2)
+    ok(page(client, whole, 0, [{"id": p + "A"}, {"id": p + "B"}]))
+    ok(submit(client, whole))
+    fewer = create(client, pageSize=2, totalItems=5)
+    ok(page(client, fewer, 0, [{"id": p + "C"}]))
+    ok(submit(client, fewer))
+    at_once = create(client, submit=True, pageSize=2, totalItems=2, items=[{"id": p + "D"}])
+    beyond = create(client, pageSize=2, totalItems=3)
+    refused(page(client, beyond, 1, [{"id": p + "E"}, {"id": p + "F"}]), 409, "PAGE_BEYOND_TOTAL")
+
+    assert processed(client, whole)["result"]["succeededItems"] == 2
+    for batch_id in (fewer, at_once):
+        model = processed(client, batch_id)["result"]
+        assert (model["status"], model["receivedItems"], model["succeededItems"]) == ("completed", 1, 1)
+    assert read(client, fewer)["result"]["totalItems"] == 5
+
+
+def test_paths_match_in_any_letter_case(client: httpx.Client, p: str) -> None:
+    """As on Alliant's ASP.NET server: `/api/import/userXs/batch/…` in any case is the same
+    endpoint; a trailing slash is ignored. The native API keeps its own spelling."""
+    lower = "/compat/alliant/api/import/user1s/batch"
+    upper = "/compat/alliant/API/IMPORT/USER1S/BATCH"
+    batch_id = ok(client.post(lower, json=SEED_CREATE), 201)["batchId"]
+    ok(client.patch(f"{upper}/{batch_id}", json={"pageNumber": 0, "items": [{"id": p + "A"}]}))
+    assert read(client, batch_id)["result"]["receivedItems"] == 1
+    assert envelope(client.get(f"{lower}/{batch_id}/"), 200)["result"]["batchId"] == batch_id
+    assert ok(client.post(f"/compat/alliant/Api/Import/User1S/Batch/{batch_id}/CLEAR")) == {}
+    assert read(client, batch_id)["result"]["status"] == "cleared"
+    refused(client.get(f"/compat/alliant/api/import/user2s/batch/{batch_id}"), 404, "NOT_FOUND")
+    assert client.get("/V1/BATCHES").status_code == 404  # the native API is not ASP.NET
 
 
 def test_create_with_the_first_page_and_submit_in_one_request(client: httpx.Client, p: str) -> None:
@@ -228,12 +328,12 @@ def test_create_with_the_first_page_and_submit_in_one_request(client: httpx.Clie
     assert done["result"]["items"][0] == {"id": p + "P"}
 
 
-def test_submit_on_create_with_too_few_items_leaves_no_batch(client: httpx.Client, p: str) -> None:
+def test_a_refused_create_with_a_page_and_submit_leaves_no_batch(client: httpx.Client, p: str) -> None:
     before = client.get("/v1/batches", params={"type": "catalog.user4"}).json()["data"]
-    body = {"pageNumber": 0, "items": [{"id": p + "A"}]}
+    body = {"pageNumber": 0, "items": [{"id": p + "A"}, {"id": p + "B"}, {"id": p + "C"}]}
     response = client.post(base(4), json=SEED_CREATE | body, params={"Submit": "true"})
-    error = refused(response, 409, "INCOMPLETE_BATCH")["errors"][0]
-    assert "1 of its 2 items" in error["message"]
+    error = refused(response, 400, "PAGE_TOO_LARGE")["errors"][0]
+    assert "page size is 2" in error["message"]
     assert client.get("/v1/batches", params={"type": "catalog.user4"}).json()["data"] == before
 
 
@@ -434,26 +534,30 @@ def test_unknown_batches_and_paths_are_404(client: httpx.Client, stranger: httpx
     refused(client.get(f"{base(1)}/{native}"), 404, "NOT_FOUND")  # not a UserX batch
 
 
-def test_wrong_methods_are_405(client: httpx.Client) -> None:
+def test_wrong_methods_are_405_naming_every_method_of_the_path(client: httpx.Client) -> None:
     batch_id = create(client)
-    for method, path in (
-        ("DELETE", f"{base(1)}/{batch_id}"),
-        ("PUT", f"{base(1)}/{batch_id}"),
-        ("POST", f"{base(1)}/{batch_id}"),
-        ("GET", base(1)),
-        ("GET", f"{base(1)}/{batch_id}/clear"),
+    for method, path, allow in (
+        ("DELETE", f"{base(1)}/{batch_id}", "GET, PATCH"),
+        ("PUT", f"{base(1)}/{batch_id}", "GET, PATCH"),
+        ("POST", f"{base(1)}/{batch_id}", "GET, PATCH"),
+        ("HEAD", f"{base(1)}/{batch_id}", "GET, PATCH"),
+        ("GET", base(1), "POST"),
+        ("PATCH", base(1), "POST"),
+        ("GET", f"{base(1)}/{batch_id}/clear", "POST"),
+        ("delete", f"/compat/alliant/api/import/user1s/batch/{batch_id}", "GET, PATCH"),
     ):
         response = client.request(method, path)
-        refused(response, 405, "METHOD_NOT_ALLOWED")
-        assert response.headers["allow"]
+        if method != "HEAD":
+            refused(response, 405, "METHOD_NOT_ALLOWED")
+        assert (response.status_code, response.headers["allow"]) == (405, allow), (method, path)
 
 
 def test_state_conflicts_are_409(client: httpx.Client, p: str) -> None:
     batch_id = create(client, pageSize=2, totalItems=3)
-    refused(page(client, batch_id, 2, [{"id": p + "A"}]), 409, "PAGE_BEYOND_TOTAL")
+    body = refused(page(client, batch_id, 2, [{"id": p + "A"}]), 409, "PAGE_BEYOND_TOTAL")
+    assert "beyond the batch's 3 items" in body["errors"][0]["message"]
+    refused(page(client, batch_id, 1, [{"id": p + "C"}, {"id": p + "D"}]), 409, "PAGE_BEYOND_TOTAL")
     ok(page(client, batch_id, 0, [{"id": p + "A"}, {"id": p + "B"}]))
-    body = refused(submit(client, batch_id), 409, "INCOMPLETE_BATCH")
-    assert "received 2 of its 3 items" in body["errors"][0]["message"]
     ok(page(client, batch_id, 1, [{"id": p + "C"}]))
     ok(submit(client, batch_id))
     refused(page(client, batch_id, 1, [{"id": p + "C"}]), 409, "BATCH_NOT_OPEN")  # after submit

@@ -6,13 +6,18 @@
     POST  /api/Import/User{X}s/Batch/{batchId}/clear         clear the staged items
 
 X is the dimension, 1-9 (the batch type `catalog.userX`); a batch is found only
-under its own dimension. Every answer is the envelope `{result, errors, warnings,
-hasErrors, hasWarnings}`; errors and warnings are objects `{code, message}`, with
-`field`, and for an item's error `itemId` and `index` (its 0-based position across
-the pages). A refused request has `result: null`. The read model adds `status`
-(the core's: open, queued, validating, processing, completed, error, cleared),
-`outcome`, `succeededItems` and `failedItems` to the seed's fields, and lists the
-batch's first 1,000 item errors (more: GET /v1/batches/{id}/errors).
+under its own dimension. As on Alliant's ASP.NET server, the paths match in any
+letter case (`/api/import/user1s/batch/7/CLEAR`), and so do query and JSON property
+names. `totalItems` is the number of items announced: a page may not reach beyond
+it, but a batch may be submitted with fewer (the seed's own example creates a batch
+of `totalItems: 2` and submits it with one page of one item). Every answer is the
+envelope `{result, errors, warnings, hasErrors, hasWarnings}`; errors and warnings
+are objects `{code, message}`, with `field`, and for an item's error `itemId` and
+`index` (its 0-based position across the pages). A refused request has `result:
+null`. The read model adds `status` (the core's: open, queued, validating,
+processing, completed, error, cleared), `outcome`, `succeededItems` and
+`failedItems` to the seed's fields, and lists the batch's first 1,000 item errors
+(more: GET /v1/batches/{id}/errors).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import UTC
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -29,10 +35,13 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError, field_validat
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loadbay.core.intake import MAX_PAGE
 from loadbay.core.service import BatchService
 from loadbay.core.types import field_errors
+from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, ErrorRow, NewBatch
 from loadbay.errors import (
+    Conflict,
     InvalidInput,
     LoadbayError,
     NotFound,
@@ -41,7 +50,15 @@ from loadbay.errors import (
 from loadbay.http.bodies import LimitedRoute
 from loadbay.http.jsonbody import parse_json
 from loadbay.http.problems import http_status, install_error_handlers
-from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of, whole_number
+from loadbay.profiles.common import (
+    UnknownKey,
+    allowed_methods,
+    any_case_paths,
+    caller,
+    profile_app,
+    service_of,
+    whole_number,
+)
 from loadbay.readers import unstorable
 from loadbay.types.catalog import DIMENSIONS, type_name
 
@@ -54,6 +71,7 @@ PREFIX = "/compat/alliant"
 _BATCHES = "/api/Import/User{dimension}s/Batch"
 _BATCH = _BATCHES + "/{batch_id}"
 _FILE_NAME = "importFileName"  # the batch option that keeps the import file name
+_TOTAL = "totalItems"  # the batch option that keeps the number of items announced
 _ERRORS_SHOWN = 1000
 _INT32 = 2**31 - 1
 _MAX_DEPTH = 64  # how deep a body may nest (an item needs about 8 levels, its ud values up to 32 more)
@@ -69,6 +87,7 @@ def build(service: BatchService) -> FastAPI:
         app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error
     )
     app.add_exception_handler(Exception, _server_error)
+    any_case_paths(app, router.routes)
     return app
 
 
@@ -224,12 +243,14 @@ def create_batch(
 ) -> JSONResponse:
     """Create an Import UserX Batch, with its first page and submitted when asked."""
     parsed: CreateBody = _parsed(CreateBody, body if body is not None else {})
+    if parsed.items is not None:
+        _within_total(parsed.page_number, parsed.items, parsed.page_size, parsed.total_items)
+    # totalItems is not the core's total_items (a count submit requires): see the module's doc
     spec = NewBatch(
         type=batch_type,
         description=parsed.description,
-        options={_FILE_NAME: parsed.import_file_name},
+        options={_FILE_NAME: parsed.import_file_name, _TOTAL: parsed.total_items},
         page_size=parsed.page_size,
-        total_items=parsed.total_items,
     )
     batch, _ = service.create(account, spec, items=parsed.items, page=parsed.page_number, submit=submit)
     return _envelope({"batchId": batch.id, "jobQueueGuid": _guid(batch)}, status=201)
@@ -243,8 +264,11 @@ def patch_batch(
     page: PageBody = _parsed(PageBody, body if body is not None else {})
     if page.items is None and not submit:
         raise InvalidInput("send a page {pageNumber, items}, ?Submit=true, or both", code="NOTHING_TO_DO")
-    _find(service, account, batch_type, batch_id)
+    batch = _find(service, account, batch_type, batch_id)
     if page.items is not None and page.page_number is not None:
+        total, page_size = _total(batch), batch.page_size
+        if batch.status == Status.OPEN and total is not None and page_size is not None:
+            _within_total(page.page_number, page.items, page_size, total)
         service.put_page(account, batch_id, page.page_number, page.items)
     if submit:
         service.submit(account, batch_id)
@@ -274,6 +298,28 @@ def clear_batch(account: Caller, batch_id: BatchId, batch_type: TypeName, servic
     return _envelope({})
 
 
+def _within_total(number: int, items: list[Any], page_size: int, total: int) -> None:
+    """Refuse a page reaching beyond `totalItems` (409 PAGE_BEYOND_TOTAL): page N holds items
+    N×pageSize onwards, pages counted from 0 as in the seed. A page the core refuses anyway
+    (too long, or a page number out of its range: 400) is left to it, so that is the answer."""
+    if len(items) > page_size or not 0 <= number <= MAX_PAGE:
+        return
+    first = number * page_size
+    if first + len(items) > total:
+        raise Conflict(
+            f"page {number} would hold items {first}..{first + len(items) - 1}, "
+            f"beyond the batch's {total} items (totalItems)",
+            code="PAGE_BEYOND_TOTAL",
+        )
+
+
+def _total(batch: Batch) -> int | None:
+    """The batch's totalItems (the core's total_items for batches made before it was kept
+    as an option)."""
+    total = batch.options.get(_TOTAL, batch.total_items)
+    return total if isinstance(total, int) else None
+
+
 def _find(service: BatchService, account: Account, batch_type: str, batch_id: int) -> Batch:
     """The account's batch of this dimension (another dimension's or type's is not found)."""
     batch = service.get(account, batch_id)
@@ -298,11 +344,11 @@ def _read_model(batch: Batch, page_number: int, items: list[Any], received: int)
         "description": batch.description,
         "fileDownloadNumber": None,
         "pageSize": batch.page_size,
-        "totalItems": batch.total_items,
+        "totalItems": _total(batch),
         "batchId": batch.id,
         "pageNumber": page_number,
         "receivedItems": received,
-        "createdDateTime": batch.created_at.isoformat(),
+        "createdDateTime": batch.created_at.astimezone(UTC).strftime("%Y-%m-%d"),  # the seed's form
         "items": items,
         "status": batch.status.value,
         "outcome": batch.outcome,
@@ -378,13 +424,15 @@ def _unplaced(errors: Iterable[ErrorDetails]) -> list[ErrorDetails]:
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         error = _error("METHOD_NOT_ALLOWED", f"{request.method} is not allowed on {request.url.path}")
+        headers["Allow"] = allowed_methods(request)  # every method of the path, not the first route's
     elif exc.status_code == 404:
         error = _error("NOT_FOUND", f"no such endpoint: {request.url.path}")
     else:
         error = _error("HTTP_ERROR", str(exc.detail))
-    return _envelope(None, [error], status=exc.status_code, headers=exc.headers)
+    return _envelope(None, [error], status=exc.status_code, headers=headers)
 
 
 async def _server_error(_request: Request, _exc: Exception) -> JSONResponse:
