@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
+import pytest
 
-from tests.support.servers import Server, wait_final
+from loadbay.config import Settings
+from loadbay.core.service import BatchService
+from loadbay.domain.lifecycle import Status
+from loadbay.domain.models import Account, Batch
+from loadbay.profiles import fusebill as profile
+from tests.support.servers import Server, start_server, wait_final
 
 API = "/compat/fusebill/v1/BulkApi"
 JOB_FIELDS = {
@@ -35,6 +47,64 @@ JOB_FIELDS = {
     "id",
     "uri",
 }
+PROCESS_WAIT = 30  # LOADBAY_FUSEBILL_PROCESS_WAIT here: Process answers the job applied
+
+# The seed's own examples of POST /v1/BulkApi/Process, as they are in the seed. Its curl's
+# `-d "{id:123456}"` (and the C# example's jsonData) is a bare key, not strict JSON.
+SEED_CURL_BODY = "{id:123456}"
+SEED_PYTHON_PAYLOAD = {'id':123456}  # fmt: skip
+SEED_REQUEST = """\
+{
+"id": 373321
+}
+"""
+SEED_RESPONSE = """\
+{
+"accountId": 9923946,
+"type": "BulkWriteOff",
+"status": "ProcessedWithErrors",
+"createdTimestamp": "2020-12-07T14:26:21",
+"completedTimestamp": "2020-12-07T14:26:21.323",
+"totalRecords": 3,
+"successfulRecords": 3,
+"failedRecords": 0,
+"totalProcessedRecords": 3,
+"processedRecords": 0,
+"failedProcessedRecords": 3,
+"importingTimestamp": "2020-12-07T14:51:04.02",
+"processedTimestamp": "2020-12-07T14:51:05.097",
+"fileName": "BulkWriteOff-20201207.csv",
+"reference": "Bulk write off",
+"relatedId": null,
+"internalAutomatedFlag": false,
+"modifiedTimestamp": "0001-01-01T00:00:00",
+"id": 373334,
+"uri": null
+}
+"""
+SEED_ERROR = """\
+{
+"ErrorId": 0,
+"HttpStatusCode": 400,
+"Errors": [
+{
+"Key": "Api Error",
+"Value": "Cannot process Upload 373321 that is not in status Validated or ValidatedWIthErrors"
+}
+]
+}
+"""
+# .NET's DateTime as the seed writes it: no offset, a fraction only when it is not zero,
+# and then without trailing zeros ("…21", "…04.02", "…05.097")
+STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{0,2}[1-9])?")
+
+
+@pytest.fixture(scope="module")
+def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {"LOADBAY_FUSEBILL_PROCESS_WAIT": str(PROCESS_WAIT)}
+    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env)
+    yield running
+    running.stop()
 
 
 def fusebill(server: Server, key: str) -> httpx.Client:
@@ -105,10 +175,10 @@ def test_write_off_job_validates_then_processes_with_errors(server: Server, key:
         assert busy.status_code == 400 and f"Upload {job['id']}" in busy.json()["Errors"][0]["Value"]
 
         # the seed's curl, byte for byte: -d "{id:123456}" (a bare key, not strict JSON)
-        processing = client.post(f"{API}/Process", content=f"{{id:{job['id']}}}".encode())
-        assert processing.status_code == 200, processing.text
-        assert processing.json()["status"] in ("Processing", "ProcessedWithErrors")
-        done = poll(client, job["id"], "ProcessedWithErrors", "Processed")
+        processed = client.post(f"{API}/Process", content=SEED_CURL_BODY.replace("123456", str(job["id"])))
+        assert processed.status_code == 200, processed.text
+        done = processed.json()  # the job applied, as the seed's example answer is
+        assert client.get(f"{API}/{job['id']}").json() == done
         full = client.get(f"{API}/{job['id']}", params={"view": "Full"}).json()
         again = client.post(f"{API}/Process", json={"id": job["id"]})
 
@@ -151,6 +221,193 @@ def test_write_off_job_validates_then_processes_with_errors(server: Server, key:
         "W3": ("Open", Decimal("10.00")),
         "W4": ("Open", Decimal("5.00")),
     }
+
+
+def test_the_seeds_process_example_answers_the_job_processed(server: Server, key: str) -> None:
+    """The seed's example: Process answers the job as it ends, `ProcessedWithErrors` with
+    the seed's very counts (3 records passed validation, all 3 failed processing: their
+    invoices were paid in between) and `processedTimestamp` set; its fields in the seed's
+    order, each of the seed's JSON type, timestamps in the seed's form. Processing it again
+    is the seed's error body. Each of the seed's three request bodies is sent as it is."""
+    ids = seed_ledger(server, key, "E")
+    body = {
+        "accountUploadType": "BulkWriteOff",
+        "data": [ids["E1"], ids["E2"], ids["E4"]],
+        "reference": "Bulk write off",
+        "fileName": "BulkWriteOff-20201207.csv",
+    }
+    with fusebill(server, key) as client:
+        job_id = client.post(API, json=body).json()["id"]
+        validated = poll(client, job_id, "Validated", "ValidatedWithErrors")
+        with server.client(key) as native:  # the customer pays the three invoices meanwhile
+            paid = native.post(
+                "/v1/batches",
+                json={
+                    "type": "billing.payment",
+                    "items": [{"customer_number": "EA", "amount": "145.00", "reference": "E-pay"}],
+                    "submit": True,
+                },
+            ).json()
+            assert wait_final(native, paid["id"])["outcome"] == "succeeded"
+        request = SEED_REQUEST.replace("373321", str(job_id))
+        started = time.monotonic()
+        answer = client.post(f"{API}/Process", content=request.encode())
+        took = time.monotonic() - started
+        again = [
+            client.post(f"{API}/Process", content=text.encode())
+            for text in (
+                request,
+                SEED_CURL_BODY.replace("123456", str(job_id)),
+                json.dumps(SEED_PYTHON_PAYLOAD | {"id": job_id}),
+            )
+        ]
+
+    seed = json.loads(SEED_RESPONSE)
+    assert validated["status"] == "Validated"
+    assert answer.status_code == 200 and took < PROCESS_WAIT, answer.text
+    job = answer.json()
+    assert list(job) == list(seed)
+    assert {k: type(v) for k, v in job.items()} == {k: type(v) for k, v in seed.items()}
+    counts = [
+        "totalRecords",
+        "successfulRecords",
+        "failedRecords",
+        "totalProcessedRecords",
+        "processedRecords",
+        "failedProcessedRecords",
+    ]
+    assert [job[k] for k in counts] == [seed[k] for k in counts] == [3, 3, 0, 3, 0, 3]
+    same = ["type", "status", "fileName", "reference", "relatedId", "internalAutomatedFlag", "uri"]
+    assert {k: job[k] for k in same} == {k: seed[k] for k in same}
+    assert job["id"] == job_id and isinstance(job["accountId"], int)
+    stamps = [k for k, v in seed.items() if k.endswith("Timestamp")]
+    assert all(STAMP.fullmatch(seed[k]) for k in stamps)  # the form, read off the seed
+    assert all(STAMP.fullmatch(job[k]) for k in stamps), job
+    order = ["createdTimestamp", "completedTimestamp", "importingTimestamp", "processedTimestamp"]
+    moments = [datetime.fromisoformat(job[k]) for k in order]
+    assert moments == sorted(moments)
+
+    error = SEED_ERROR.replace("373321", str(job_id))
+    for refused in again:
+        assert refused.status_code == 400
+        assert refused.json() == json.loads(error)
+
+
+def test_process_waits_without_blocking_the_event_loop_and_no_longer_than_its_bound() -> None:
+    """While a job applies, Process polls it (each read in a thread) and answers it as it
+    stands once the wait is over: `Processing` if it has not finished, as Fusebill does
+    for a job still applying. Meanwhile the event loop keeps serving."""
+    applying = cast(Batch, SimpleNamespace(id=7, status=Status.PROCESSING))
+    applied = cast(Batch, SimpleNamespace(id=7, status=Status.COMPLETED))
+
+    class Service:
+        """A job that has applied by its `applied_at`-th read (never when None)."""
+
+        def __init__(self, applied_at: int | None) -> None:
+            self.applied_at, self.reads = applied_at, 0
+
+        def get(self, _account: Account, _batch_id: int, *, types: Any = None) -> Batch:
+            self.reads += 1
+            return applied if self.applied_at is not None and self.reads >= self.applied_at else applying
+
+    async def waiting(service: Service, wait: float) -> tuple[Batch, int, float]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        tick = asyncio.create_task(ticker())
+        started = time.monotonic()
+        account = cast(Account, SimpleNamespace(id=1))
+        batch = await profile._applied(cast(BatchService, service), account, applying, wait)
+        took = time.monotonic() - started
+        tick.cancel()
+        return batch, ticks, took
+
+    soon = Service(applied_at=3)
+    finished, _ticks, took = asyncio.run(waiting(soon, 10))
+    assert finished.status == Status.COMPLETED and soon.reads == 3 and took < 1
+
+    never = Service(applied_at=None)
+    still, ticks, took = asyncio.run(waiting(never, 0.4))
+    assert still.status == Status.PROCESSING and 0.4 <= took < 1
+    assert ticks > 20 and never.reads >= 3  # the loop ran while it waited; it read more than once
+    at_once = Service(applied_at=None)
+    assert asyncio.run(waiting(at_once, 0))[0].status == Status.PROCESSING and at_once.reads == 0
+    assert Settings.model_fields["fusebill_process_wait"].default == 5  # LOADBAY_FUSEBILL_PROCESS_WAIT
+
+
+@pytest.mark.parametrize(
+    "seed_stamp",
+    [
+        "2020-12-07T14:26:21",
+        "2020-12-07T14:26:21.323",
+        "2020-12-07T14:51:04.02",
+        "2020-12-07T14:51:05.097",
+        "0001-01-01T00:00:00",
+    ],
+)
+def test_timestamps_are_written_as_the_seed_writes_them(seed_stamp: str) -> None:
+    moment = datetime.fromisoformat(seed_stamp).replace(tzinfo=UTC)
+    assert profile._stamp(moment) == seed_stamp
+    assert profile._stamp(moment.astimezone(timezone(timedelta(hours=5)))) == seed_stamp  # in UTC
+
+
+def test_timestamps_drop_trailing_zeros_and_keep_milliseconds() -> None:
+    at = datetime(2024, 1, 5, 10, 20, 30, tzinfo=UTC)
+    assert [profile._stamp(at.replace(microsecond=us)) for us in (120000, 100000, 999999, 1000, 900)] == [
+        "2024-01-05T10:20:30.12",
+        "2024-01-05T10:20:30.1",
+        "2024-01-05T10:20:30.999",
+        "2024-01-05T10:20:30.001",
+        "2024-01-05T10:20:30",
+    ]
+    assert profile._stamp(None) is None
+
+
+def test_paths_query_and_property_names_match_in_any_letter_case(server: Server, key: str) -> None:
+    """Fusebill's ASP.NET server matches routes, query names and JSON property names in any
+    letter case: `/v1/bulkapi/process`, `/V1/BULKAPI/123`, `?VIEW=full`, `{"Id": …}`. The
+    native API keeps its own spelling."""
+    ids = seed_ledger(server, key, "K")
+    with fusebill(server, key) as client:
+        created = client.post(
+            "/compat/fusebill/V1/BULKAPI", json={"AccountUploadType": "BulkWriteOff", "DATA": [ids["K1"]]}
+        )
+        assert created.status_code == 200, created.text
+        job_id = created.json()["id"]
+        assert poll(client, job_id, "Validated")["type"] == "BulkWriteOff"
+        read = client.get(f"/compat/fusebill/V1/BULKAPI/{job_id}", params={"VIEW": "full"})
+        processed = client.post("/compat/fusebill/v1/bulkapi/process", json={"Id": job_id})
+        again = client.post("/compat/fusebill/v1/BulkApi/process/", content=f"{{ID:{job_id}}}")
+        next_job = client.post(API.lower(), json={"accountUploadType": "BulkWriteOff", "data": [ids["K2"]]})
+        cancelled = client.post(f"/compat/fusebill/v1/bulkapi/{next_job.json()['id']}/CANCEL")
+    with server.client(key) as native:
+        native_upper = native.get("/V1/BATCHES")
+
+    assert read.status_code == 200 and [r["status"] for r in read.json()["records"]] == ["PassedValidation"]
+    assert processed.status_code == 200 and processed.json()["status"] == "Processed", processed.text
+    assert again.status_code == 400 and "not in status Validated" in again.json()["Errors"][0]["Value"]
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "Failed"
+    assert native_upper.status_code == 404
+
+
+def test_a_wrong_method_is_405_with_every_method_of_the_path(server: Server, key: str) -> None:
+    with fusebill(server, key) as client:
+        answers = {
+            (method, path): client.request(method, API + path)
+            for method, path in (("GET", ""), ("DELETE", "/1"), ("DELETE", "/Process"), ("GET", "/1/Cancel"))
+        }
+    assert {k: (a.status_code, a.headers.get("allow")) for k, a in answers.items()} == {
+        ("GET", ""): (405, "POST"),
+        ("DELETE", "/1"): (405, "GET"),
+        ("DELETE", "/Process"): (405, "GET, POST"),  # Process, and the job "Process"
+        ("GET", "/1/Cancel"): (405, "POST"),
+    }
+    assert all(a.json()["HttpStatusCode"] == 405 for a in answers.values())
 
 
 def test_payment_job_applies_good_payments_only(server: Server, key: str) -> None:

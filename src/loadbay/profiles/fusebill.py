@@ -1,15 +1,20 @@
 """Fusebill BulkApi profile (seed 001): bulk write-off and payment jobs, two-phase.
 
 A job is a loadbay batch with `process: manual`: creating it validates it
-(`Validated` / `ValidatedWithErrors`), `POST /v1/BulkApi/Process` applies it.
+(`Validated` / `ValidatedWithErrors`), `POST /v1/BulkApi/Process` applies it and
+answers the job once applied (as the seed's example answer does), waiting at most
+LOADBAY_FUSEBILL_PROCESS_WAIT seconds. As on Fusebill's ASP.NET servers, paths, query
+names and JSON property names match in any letter case.
 This module only translates Fusebill's JSON to the core and back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +29,14 @@ from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.domain.records import RecordView
 from loadbay.http.jsonbody import parse_json
 from loadbay.http.problems import http_status, install_error_handlers, on_error
-from loadbay.profiles.common import account_of, profile_app, service_of, whole_number
+from loadbay.profiles.common import (
+    account_of,
+    allowed_methods,
+    any_case_paths,
+    profile_app,
+    service_of,
+    whole_number,
+)
 from loadbay.readers import unstorable
 
 __all__ = ["PREFIX", "build"]
@@ -40,6 +52,7 @@ _PAYMENT_FIELDS = {
     "paymentDate": "payment_date",
     "method": "method",
 }
+_CREATE_FIELDS = ("accountUploadType", "data", "reference", "fileName")
 _BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:")
 _RECORD_STATUS = {
     "valid": "PassedValidation",
@@ -66,6 +79,7 @@ def build(service: BatchService) -> FastAPI:
     app.add_api_route("/v1/BulkApi/Process", process_job, methods=["POST"])
     app.add_api_route("/v1/BulkApi/{job_id}", read_job, methods=["GET"])
     app.add_api_route("/v1/BulkApi/{job_id}/Cancel", cancel_job, methods=["POST"])
+    any_case_paths(app, app.router.routes)
     return app
 
 
@@ -95,6 +109,7 @@ async def create_job(request: Request) -> JSONResponse:
 
 
 def _create_job(service: BatchService, account: Account, body: Any) -> JSONResponse:
+    body = _named(body, _CREATE_FIELDS)
     upload_type, items = _job_items(body)
     batch_type = UPLOAD_TYPES[upload_type]
     spec = NewBatch(
@@ -110,6 +125,16 @@ def _create_job(service: BatchService, account: Account, body: Any) -> JSONRespo
         message = f"Cannot create a new Upload while Upload {busy.batch_id} is still in progress."
         raise FusebillError(400, message) from None
     return JSONResponse(job(service, account, batch))
+
+
+def _named(body: Any, names: tuple[str, ...]) -> Any:
+    """A body object with its property names spelt as `names` spells them: Json.NET binds
+    them in any letter case (`{"Id": 1}`, `{"ACCOUNTUPLOADTYPE": …}`); of two spellings of one
+    name the later wins, as it does there. Other bodies as they are."""
+    if not isinstance(body, dict):
+        return body
+    spelling = {name.lower(): name for name in names}
+    return {spelling.get(str(key).lower(), str(key)): value for key, value in body.items()}
 
 
 def _text(body: dict[str, Any], name: str, default: str) -> str:
@@ -150,16 +175,35 @@ def _write_off_item(value: Any) -> dict[str, Any]:
 def _payment_item(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         return {"payment": value}  # refused by validation as a record, with its index
-    return {_PAYMENT_FIELDS.get(str(key), str(key)): item for key, item in value.items()}
+    fields = {name.lower(): column for name, column in _PAYMENT_FIELDS.items()}
+    return {fields.get(str(key).lower(), str(key)): item for key, item in value.items()}
 
 
 async def process_job(request: Request) -> JSONResponse:
-    """POST /v1/BulkApi/Process with {id}: apply a validated job."""
+    """POST /v1/BulkApi/Process with {id}: apply a validated job; the answer is the job once
+    applied (`Processed` / `ProcessedWithErrors`, as in the seed), or, when applying takes
+    longer than LOADBAY_FUSEBILL_PROCESS_WAIT seconds, as it stands then (`Processing`)."""
     body = await _body(request)
-    return await run_in_threadpool(_process_job, service_of(request), account_of(request), body)
+    service, account = service_of(request), account_of(request)
+    batch = await run_in_threadpool(_process_job, service, account, body)
+    batch = await _applied(service, account, batch, service.rt.settings.fusebill_process_wait)
+    return await run_in_threadpool(lambda: JSONResponse(job(service, account, batch)))
 
 
-def _process_job(service: BatchService, account: Account, body: Any) -> JSONResponse:
+async def _applied(service: BatchService, account: Account, batch: Batch, wait: float) -> Batch:
+    """The job once it is no longer `Processing`, or as it stands after `wait` seconds;
+    polled on the event loop's clock, each read in a thread."""
+    deadline = time.monotonic() + wait
+    pause = 0.02
+    while batch.status == Status.PROCESSING and (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(pause, left))
+        pause = min(pause * 2, 0.25)
+        batch = await run_in_threadpool(service.get, account, batch.id, types=JOB_TYPES)
+    return batch
+
+
+def _process_job(service: BatchService, account: Account, body: Any) -> Batch:
+    body = _named(body, ("id",))
     job_id = body.get("id") if isinstance(body, dict) else None
     if not isinstance(job_id, int) or isinstance(job_id, bool):
         raise FusebillError(400, "id is required and must be a number.")
@@ -168,18 +212,19 @@ def _process_job(service: BatchService, account: Account, body: Any) -> JSONResp
     if batch.status != Status.VALIDATED:
         raise FusebillError(400, refused)
     try:
-        processed = service.process(account, batch.id)
+        return service.process(account, batch.id)
     except errors.InvalidTransition:  # another Process of this job won the race
         raise FusebillError(400, refused) from None
-    return JSONResponse(job(service, account, processed))
 
 
-def read_job(job_id: str, request: Request, view: str = "Summary") -> JSONResponse:
-    """GET /v1/BulkApi/{id}[?view=Full]: a job in any status; Full adds its records."""
+def read_job(job_id: str, request: Request) -> JSONResponse:
+    """GET /v1/BulkApi/{id}[?view=Full]: a job in any status; Full adds its records. The
+    query's name and value match in any letter case, as ASP.NET binds them."""
     service, account = service_of(request), account_of(request)
     batch = _find(service, account, _job_number(job_id))
     answer = job(service, account, batch)
-    if view.lower() == "full":
+    views = [v for k, v in request.query_params.multi_items() if k.lower() == "view"]
+    if views and views[-1].strip().lower() == "full":
         answer["records"] = [
             _record(batch, view_) for view_ in service.records(account, batch.id, 0, MAX_ITEMS)
         ]
@@ -283,11 +328,14 @@ def _record(batch: Batch, view: RecordView) -> dict[str, Any]:
 
 
 def _stamp(moment: datetime | None) -> str | None:
-    """Fusebill's timestamps: ISO 8601 without an offset (UTC), milliseconds when there are any."""
+    """Fusebill's timestamps as the seed writes them (.NET's format): ISO 8601 in UTC without
+    an offset, to the millisecond with trailing zeros dropped: `2020-12-07T14:26:21`,
+    `2020-12-07T14:51:04.02`, `2020-12-07T14:51:05.097`."""
     if moment is None:
         return None
-    text = moment.replace(tzinfo=None).isoformat(timespec="milliseconds")
-    return text.removesuffix(".000")
+    utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment
+    text = utc.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return text.rstrip("0").removesuffix(".")
 
 
 # errors ---------------------------------------------------------------------
@@ -306,5 +354,8 @@ async def _loadbay_error(_request: Request, exc: errors.LoadbayError) -> JSONRes
     return _error_body(http_status(exc), exc.message)
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    return _error_body(exc.status_code, str(exc.detail))
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    answer = _error_body(exc.status_code, str(exc.detail))
+    if exc.status_code == 405:  # every method the path takes (HTTP requires the header)
+        answer.headers["Allow"] = allowed_methods(request)
+    return answer
