@@ -737,7 +737,8 @@ def test_format_for_content_type(content_type: str | None, filename: str | None,
     ],
 )
 def test_format_for_content_type_rejects(content_type: str | None, filename: str | None) -> None:
-    with pytest.raises(UnsupportedMediaType, match="text/csv, text/tab-separated-values, application/x-ndjson"):
+    accepted = "text/csv, text/tab-separated-values, application/x-ndjson"
+    with pytest.raises(UnsupportedMediaType, match=accepted):
         format_for_content_type(content_type, filename)
 
 
