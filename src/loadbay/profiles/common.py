@@ -126,29 +126,27 @@ class UnknownKey(Unauthorized):
 def caller(request: Request) -> Account:
     """The calling account. No key is Unauthorized (401); a key this server does not know
     is UnknownKey (the profiles that tell the two apart answer 403)."""
-    key = api_key(request)
-    if not key:
-        raise _missing(request)
-    try:
-        return service_of(request).authenticate(key)
-    except Unauthorized:
-        raise UnknownKey() from None
+    return _account(request, UnknownKey())
 
 
 @once_per_request
 def account_of(request: Request) -> Account:
     """The calling account; Unauthorized without a key or with an unknown one (each profile
     renders that its own way)."""
+    return _account(request, Unauthorized(f"Unknown API key. {_how(request)}"))
+
+
+def _account(request: Request, unknown: Unauthorized) -> Account:
+    """The account of the request's key: Unauthorized naming the profile's key style when
+    it has none, `unknown` when the key is not one of this server's."""
     key = api_key(request)
     if not key:
-        raise _missing(request)
+        raise Unauthorized(f"No API key. {_how(request)}")
     try:
         return service_of(request).authenticate(key)
     except Unauthorized:
-        raise Unauthorized(
-            f"Unknown API key. Send your loadbay API key as {request.app.state.key_style}."
-        ) from None
+        raise unknown from None
 
 
-def _missing(request: Request) -> Unauthorized:
-    return Unauthorized(f"No API key. Send your loadbay API key as {request.app.state.key_style}.")
+def _how(request: Request) -> str:
+    return f"Send your loadbay API key as {request.app.state.key_style}."
