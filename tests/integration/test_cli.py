@@ -1,4 +1,5 @@
-"""The `loadbay` CLI against a real server: accounts, push --wait, status, results."""
+"""The `loadbay` CLI against a real server, run as a user runs it (`python -m loadbay …` in a
+subprocess): each command, each format, and the exit status of each way a command ends."""
 
 from __future__ import annotations
 
@@ -13,24 +14,57 @@ from pathlib import Path
 
 import pytest
 
+from loadbay.cli import EXIT_MEANINGS, ExitCode
+from tests.support.accounts import make_keys
 from tests.support.servers import Server, start_server
 
-ROWS = 100_000
+ROWS = 20_000
+HEADER = "customer_number,name,email\n"
 
 
 @pytest.fixture(scope="module")
 def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with the default upload limit (the shared fixture's is 5 MB)."""
-    running = start_server(module_database_url, tmp_path_factory.mktemp("data"))
+    """A server with the default upload limit (the shared fixture's is 5 MB) and small chunks,
+    so that a batch's progress moves in steps."""
+    env = {"LOADBAY_CHUNK_SIZE": "1000"}
+    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env)
     yield running
     running.stop()
 
 
-def loadbay(server: Server, key: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = server.env | {"LOADBAY_URL": server.url, "LOADBAY_API_KEY": key}
-    return subprocess.run(
-        [sys.executable, "-m", "loadbay", *args], env=env, capture_output=True, text=True, timeout=600
+@pytest.fixture(scope="module")
+def keys(server: Server) -> Iterator[str]:
+    """API keys of fresh accounts, made in one process (an account per test)."""
+    return iter(make_keys(server, "cli", 40))
+
+
+@pytest.fixture
+def key(keys: Iterator[str]) -> str:
+    return next(keys)
+
+
+def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "loadbay", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def loadbay(server: Server, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = server.env | {"LOADBAY_URL": server.url, "LOADBAY_API_KEY": key, "COLUMNS": "200"}
+    return run(env, *args)
+
+
+def batch_id(pushed: subprocess.CompletedProcess[str]) -> int:
+    found = re.search(r"^batch (\d+) ", pushed.stdout, re.M)
+    assert found, pushed.stdout + pushed.stderr
+    return int(found[1])
 
 
 def write_customers(path: Path, rows: int) -> set[int]:
@@ -43,6 +77,31 @@ def write_customers(path: Path, rows: int) -> set[int]:
             email = "bad-email" if i in bad else f"c{i}@example.com"
             writer.writerow([f"C{i:07d}", f"Customer {i}", email, "US", f"{i % 5000}.{i % 100:02d}"])
     return bad
+
+
+def batches_of(server: Server, key: str) -> list[dict[str, object]]:
+    with server.client(key) as client:
+        data: list[dict[str, object]] = client.get("/v1/batches").json()["data"]
+        return data
+
+
+# no server needed ------------------------------------------------------------------------------
+
+
+def test_version_and_the_exit_codes_in_the_help(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+    version = run(env, "--version")
+    assert version.returncode == 0 and re.fullmatch(r"loadbay \d+\.\d+\.\d+\n", version.stdout)
+    helped = run(env, "--help")
+    for code, meaning in EXIT_MEANINGS.items():
+        assert re.search(rf"^\W*{int(code)}\s+{re.escape(meaning)}", helped.stdout, re.M), meaning
+    for command in ("push", "list", "show", "errors", "results", "watch", "process", "cancel", "types"):
+        assert re.search(rf"^\W*{command}\s", helped.stdout, re.M), command
+    assert "Exit status" in run(env, "push", "--help").stdout
+    assert len(set(ExitCode)) == len(ExitCode) == len(EXIT_MEANINGS)
+
+
+# accounts and push -----------------------------------------------------------------------------
 
 
 def test_accounts_create_json(server: Server) -> None:
@@ -59,51 +118,248 @@ def test_accounts_create_json(server: Server) -> None:
     assert account["api_key"].startswith("lb_test_")
 
 
-def test_push_wait_100k_rows(server: Server, key: str, tmp_path: Path) -> None:
+def test_push_wait_shows_progress_then_points_to_the_refused_records(
+    server: Server, key: str, tmp_path: Path
+) -> None:
     source = tmp_path / "customers.csv"
     bad = write_customers(source, ROWS)
     pushed = loadbay(server, key, "push", str(source), "--type", "billing.customer", "--wait")
-    assert pushed.returncode == 0, pushed.stderr
-    batch_id = int(re.search(r"batch (\d+) submitted", pushed.stdout).group(1))  # type: ignore[union-attr]
-    progress = [int(m) for m in re.findall(r"^\w+ (\d+)/\d+$", pushed.stderr, re.M)]
-    assert len(set(progress)) >= 3, f"the progress never moved: {pushed.stderr}"
-    assert progress == sorted(progress) and progress[-1] == ROWS
+    assert pushed.returncode == ExitCode.RECORDS_REFUSED, pushed.stderr
+    number = batch_id(pushed)
+    assert f"batch {number} submitted" in pushed.stdout
     assert f"{ROWS} records, {ROWS - len(bad)} succeeded, {len(bad)} invalid, 0 failed" in pushed.stdout
 
-    with server.client(key) as client:
-        seen: list[tuple[int, str]] = []
-        params = {"limit": "1000"}
-        while True:
-            page = client.get(f"/v1/batches/{batch_id}/errors", params=params).json()
-            seen += [(e["index"], e["code"]) for e in page["data"]]
-            if not page["next_cursor"]:
-                break
-            params["cursor"] = page["next_cursor"]
-    assert sorted(seen) == [(i, "INVALID_EMAIL") for i in sorted(bad)]
+    lines = re.findall(r"^(\w+) (\d+)/(\d+|\?)(.*)$", pushed.stderr, re.M)
+    done = [int(d) for _, d, _, _ in lines]
+    assert len(set(done)) >= 3, f"the progress never moved: {pushed.stderr}"
+    assert done == sorted(done) and done[-1] == ROWS
+    assert {t for _, _, t, _ in lines} <= {"?", str(ROWS)}, "a total is unknown or the true one"
+    assert lines[0][2] == "?", "the total is not known while the batch is queued"
+    assert any("records/s" in rest for *_, rest in lines), "a rate is shown while it works"
 
-    target = tmp_path / "results.csv"
-    fetched = loadbay(server, key, "results", str(batch_id), "-o", str(target))
+    assert f"{len(bad)} of {ROWS} records refused ({len(bad)} invalid" in pushed.stderr
+    assert f"loadbay errors {number}\n" in pushed.stderr
+    assert f"{server.url}/v1/batches/{number}/results?outcome=invalid,failed,unprocessed" in pushed.stderr
+
+    fetched = loadbay(server, key, "results", str(number))
     assert fetched.returncode == 0, fetched.stderr
-    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    rows = list(csv.DictReader(io.StringIO(fetched.stdout)))
     assert len(rows) == ROWS
     assert [r["customer_number"] for r in rows[:3]] == ["C0000000", "C0000001", "C0000002"]
     assert {i for i, r in enumerate(rows) if r["loadbay_status"] == "invalid"} == bad
 
-    status = loadbay(server, key, "status", str(batch_id))
-    assert "completed (partial)" in status.stdout
+
+ADA, BOB = '{"customer_number": "C1", "name": "Ada"}', '{"customer_number": "C2", "name": "Bob"}'
+CUSTOMERS = {
+    "customers.csv": HEADER + "C1,Ada,ada@example.com\nC2,Bob,bob@example.com\n",
+    "customers.tsv": "customer_number\tname\temail\nC1\tAda\tada@example.com\nC2\tBob\tbob@example.com\n",
+    "customers.jsonl": f"{ADA}\n{BOB}\n",
+    "customers.ndjson": f"{ADA}\n{BOB}\n",
+    "customers.json": f"[{ADA}, {BOB}]",
+}
 
 
-def test_push_of_unreadable_file_exits_nonzero(server: Server, key: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", CUSTOMERS)
+def test_push_reads_the_format_from_the_extension(
+    server: Server, key: str, tmp_path: Path, name: str
+) -> None:
+    source = tmp_path / name
+    source.write_text(CUSTOMERS[name])
+    pushed = loadbay(server, key, "push", str(source), "--type", "billing.customer", "--wait")
+    assert pushed.returncode == ExitCode.OK, pushed.stdout + pushed.stderr
+    assert "completed (succeeded): 2 records, 2 succeeded" in pushed.stdout
+
+
+@pytest.mark.parametrize("name", ["customers.xlsx", "customers.txt", "customers.csv.gz"])
+def test_push_refuses_other_files_before_sending_anything(
+    server: Server, key: str, tmp_path: Path, name: str
+) -> None:
+    source = tmp_path / name
+    source.write_bytes(b"PK\x03\x04 not really")
+    pushed = loadbay(server, key, "push", str(source), "--type", "billing.customer")
+    assert pushed.returncode == ExitCode.USAGE
+    assert "loadbay reads .csv, .tsv, .jsonl, .ndjson, .json files" in pushed.stderr
+    if name.endswith(".xlsx"):
+        assert "save the sheet as CSV" in pushed.stderr
+    assert batches_of(server, key) == []
+
+
+def test_a_push_again_with_the_same_job_id_reports_the_batch(
+    server: Server, key: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "C1,Ada,ada@example.com\nC2,Bob,not-an-email\n")
+    args = ("push", str(source), "--type", "billing.customer", "--job-id", "nightly-1", "--wait")
+    first = loadbay(server, key, *args)
+    assert first.returncode == ExitCode.RECORDS_REFUSED, first.stderr
+    again = loadbay(server, key, *args)
+    assert again.returncode == ExitCode.RECORDS_REFUSED, again.stderr
+    number = batch_id(first)
+    assert f"batch {number} already exists for job id 'nightly-1': completed" in again.stdout
+    assert "submitted" not in again.stdout
+    assert [b["id"] for b in batches_of(server, key)] == [number]
+
+    other = loadbay(server, key, *args, "--manual")
+    assert other.returncode == ExitCode.REQUEST_REFUSED
+    assert (
+        f"refused HTTP 409 JOB_ID_CONFLICT: job_id 'nightly-1' already names batch {number}" in other.stderr
+    )
+    assert "choose another --job-id" in other.stderr
+
+
+def test_pushes_without_a_job_id_are_separate_batches(server: Server, key: str, tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "C1,Ada,ada@example.com\n")
+    first = loadbay(server, key, "push", str(source), "--type", "billing.customer")
+    second = loadbay(server, key, "push", str(source), "--type", "billing.customer")
+    assert first.returncode == second.returncode == ExitCode.OK
+    assert batch_id(first) != batch_id(second)
+    assert all(str(b["job_id"]).startswith("cli-") for b in batches_of(server, key))
+
+
+def test_a_file_that_cannot_be_read_is_a_failed_batch(server: Server, key: str, tmp_path: Path) -> None:
     source = tmp_path / "broken.csv"
     source.write_text("customer_number\nC1\n")  # no `name` column
     pushed = loadbay(server, key, "push", str(source), "--type", "billing.customer", "--wait")
-    assert pushed.returncode == 1
+    assert pushed.returncode == ExitCode.BATCH_FAILED
     assert "error MISSING_COLUMN" in pushed.stdout and "name" in pushed.stdout
 
 
-def test_push_with_unknown_type_says_so(server: Server, key: str, tmp_path: Path) -> None:
+def test_unknown_columns_are_warned_of(server: Server, key: str, tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text("customer_number,name,colour\nC1,Ada,red\n")
+    pushed = loadbay(server, key, "push", str(source), "--type", "billing.customer", "--wait")
+    assert pushed.returncode == ExitCode.OK
+    assert pushed.stderr.count("warning") == 1 and "colour" in pushed.stderr
+
+
+def test_a_refused_request_is_one_line_with_the_servers_code(
+    server: Server, key: str, tmp_path: Path
+) -> None:
     source = tmp_path / "c.csv"
     source.write_text("a\n1\n")
     pushed = loadbay(server, key, "push", str(source), "--type", "nope")
-    assert pushed.returncode == 2
-    assert "UNKNOWN_TYPE" in pushed.stderr
+    assert pushed.returncode == ExitCode.REQUEST_REFUSED
+    assert re.fullmatch(r"refused HTTP 400 UNKNOWN_TYPE: unknown batch type 'nope'[^\n]*\n", pushed.stderr)
+    assert loadbay(server, "lb_live_wrong", "show", "1").returncode == ExitCode.REQUEST_REFUSED
+    missing = loadbay(server, key, "show", "999999")
+    assert missing.returncode == ExitCode.REQUEST_REFUSED and "NOT_FOUND" in missing.stderr
+    assert loadbay(server, "", "show", "1").returncode == ExitCode.USAGE
+
+
+# reading batches ---------------------------------------------------------------------------------
+
+
+def test_list_show_and_their_filters(server: Server, key: str, tmp_path: Path) -> None:
+    good, broken = tmp_path / "good.csv", tmp_path / "broken.csv"
+    good.write_text(HEADER + "C1,Ada,ada@example.com\n")
+    broken.write_text("customer_number\nC1\n")
+    push = ("push", "--type", "billing.customer", "--wait", "--job-id")
+    first = batch_id(loadbay(server, key, *push, "june-good", str(good), "--description", "June"))
+    second = batch_id(loadbay(server, key, *push, "june-broken", str(broken)))
+
+    listed = loadbay(server, key, "list", "--json")
+    assert [b["id"] for b in json.loads(listed.stdout)] == [second, first], "newest first"
+    for args, expected in [
+        (("--status", "error"), [second]),
+        (("--type", "billing.customer", "--search", "GOOD"), [first]),
+        (("--search", "june"), [second, first]),
+        (("--type", "billing.payment"), []),
+        (("--limit", "1"), [second]),
+    ]:
+        found = json.loads(loadbay(server, key, "list", "--json", *args).stdout)
+        assert [b["id"] for b in found] == expected, args
+    table = loadbay(server, key, "list").stdout
+    assert re.search(rf"{second}\s.*billing\.customer.*error.*june-broken", table)
+
+    shown = loadbay(server, key, "show", str(first))
+    assert shown.returncode == 0
+    assert f"batch {first} completed (succeeded): 1 records" in shown.stdout
+    assert "June" in shown.stdout and "june-good" in shown.stdout
+    as_json = json.loads(loadbay(server, key, "show", str(second), "--json").stdout)
+    assert as_json["status"] == "error" and as_json["error"]["code"] == "MISSING_COLUMN"
+    assert "completed (succeeded)" in loadbay(server, key, "status", str(first)).stdout
+
+
+def test_errors_grouped_and_listed(server: Server, key: str, tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "C1,Ada,bad-1\nC2,Bob,bob@example.com\nC3,,bad-3\nC4,Dan,bad-4\n")
+    number = batch_id(loadbay(server, key, "push", str(source), "--type", "billing.customer", "--wait"))
+
+    grouped = loadbay(server, key, "errors", str(number))
+    assert grouped.returncode == 0
+    assert re.search(r"INVALID_EMAIL\s.*email\s.*3\s.*#0 C1", grouped.stdout)
+    summary = json.loads(loadbay(server, key, "errors", str(number), "--json").stdout)
+    assert summary["total"] == 4
+    assert {(g["code"], g["field"], g["count"]) for g in summary["groups"]} >= {("INVALID_EMAIL", "email", 3)}
+
+    every = json.loads(loadbay(server, key, "errors", str(number), "--list", "--json").stdout)
+    assert sorted((e["index"], e["field"]) for e in every) == [
+        (0, "email"),
+        (2, "email"),
+        (2, "name"),
+        (3, "email"),
+    ]
+    names = json.loads(loadbay(server, key, "errors", str(number), "--field", "name", "--json").stdout)
+    assert [(e["index"], e["field"]) for e in names] == [(2, "name")]
+    listed = loadbay(server, key, "errors", str(number), "--list", "--limit", "2").stdout
+    assert re.findall(r"^\W*(\d+)\s+[│|]\s+C\d", listed, re.M) == ["0", "2"]
+
+    invalid = loadbay(server, key, "results", str(number), "--outcome", "invalid")
+    assert [r["customer_number"] for r in csv.DictReader(io.StringIO(invalid.stdout))] == ["C1", "C3", "C4"]
+    target = tmp_path / "ok.csv"
+    written = loadbay(server, key, "results", str(number), "--outcome", "succeeded", "-o", str(target))
+    assert written.returncode == 0 and written.stdout == ""
+    assert [r["customer_number"] for r in csv.DictReader(io.StringIO(target.read_text()))] == ["C2"]
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_two_phase_process_cancel_and_watch(server: Server, key: str, tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "C1,Ada,ada@example.com\nC2,Bob,bad\n")
+    push = ("push", str(source), "--type", "billing.customer", "--manual", "--wait")
+    validated = loadbay(server, key, *push)
+    assert validated.returncode == ExitCode.RECORDS_REFUSED, validated.stderr
+    number = batch_id(validated)
+    assert f"batch {number} validated" in validated.stdout
+    assert f"loadbay process {number}" in validated.stderr
+
+    processed = loadbay(server, key, "process", str(number), "--wait")
+    assert processed.returncode == ExitCode.RECORDS_REFUSED, processed.stderr
+    assert f"batch {number} completed (partial): 2 records, 1 succeeded, 1 invalid" in processed.stdout
+    again = loadbay(server, key, "process", str(number))
+    assert again.returncode == ExitCode.REQUEST_REFUSED and "409" in again.stderr
+
+    other = batch_id(loadbay(server, key, *push))
+    cancelled = loadbay(server, key, "cancel", str(other))
+    assert cancelled.returncode == 0 and f"batch {other} cancelled" in cancelled.stdout
+    watched = loadbay(server, key, "watch", str(other))
+    assert watched.returncode == ExitCode.BATCH_FAILED
+    assert f"batch {other} cancelled" in watched.stdout
+
+
+def test_watch_follows_a_pushed_batch_to_its_end(server: Server, key: str, tmp_path: Path) -> None:
+    source = tmp_path / "c.csv"
+    write_customers(source, 3000)
+    pushed = loadbay(server, key, "push", str(source), "--type", "billing.customer")
+    assert pushed.returncode == ExitCode.OK
+    watched = loadbay(server, key, "watch", str(batch_id(pushed)), "--json")
+    assert watched.returncode == ExitCode.RECORDS_REFUSED
+    assert json.loads(watched.stdout)["counts"]["succeeded"] == 2970
+
+
+def test_types_their_columns_and_template(server: Server, key: str, tmp_path: Path) -> None:
+    listed = loadbay(server, key, "types")
+    assert listed.returncode == 0 and re.search(r"billing\.customer\s.*customer_number", listed.stdout)
+    columns = loadbay(server, key, "types", "billing.customer")
+    assert re.search(r"customer_number\s.*yes", columns.stdout)
+    assert re.search(r"\bemail\s+[│|]\s+[│|]", columns.stdout), "email is not required"
+    described = json.loads(loadbay(server, key, "types", "billing.customer", "--json").stdout)
+    assert described["required"] == ["customer_number", "name"]
+    template = loadbay(server, key, "types", "billing.customer", "--template")
+    assert template.stdout.splitlines()[0].startswith("customer_number,name,email")
+    target = tmp_path / "template.csv"
+    assert loadbay(server, key, "types", "billing.customer", "-o", str(target)).returncode == 0
+    assert target.read_text() == template.stdout
+    unknown = loadbay(server, key, "types", "nope")
+    assert unknown.returncode == ExitCode.REQUEST_REFUSED and "UNKNOWN_TYPE" in unknown.stderr
