@@ -37,6 +37,7 @@ from rich.table import Table
 from loadbay import __version__
 from loadbay.client import FINAL, Batch, Client, Refused, RetryPolicy, Unreachable, settled
 from loadbay.config import Settings
+from loadbay.domain.text import many
 
 
 class ExitCode(IntEnum):
@@ -515,7 +516,7 @@ def _point_to_refused(batch: Batch, url: str) -> None:
     c, batch_id = batch["counts"], batch["id"]
     refused = c["invalid"] + c["failed"] + c["unprocessed"]
     console.print(
-        f"{refused} of {c['total']} records refused ({c['invalid']} invalid, {c['failed']} failed, "
+        f"{refused} of {many(c['total'], 'record')} refused ({c['invalid']} invalid, {c['failed']} failed, "
         f"{c['unprocessed']} unprocessed); see them with:\n"
         f"  loadbay errors {batch_id}\n"
         f"  loadbay results {batch_id} --outcome invalid,failed,unprocessed\n"
@@ -529,7 +530,7 @@ def _summary(batch: Batch) -> str:
     line = (
         f"batch {batch['id']} {batch['status']}"
         + (f" ({batch['outcome']})" if batch.get("outcome") else "")
-        + f": {c['total']} records, {c['succeeded']} succeeded, {c['invalid']} invalid, "
+        + f": {many(c['total'], 'record')}, {c['succeeded']} succeeded, {c['invalid']} invalid, "
         f"{c['failed']} failed, {c['unprocessed']} unprocessed"
     )
     if batch.get("error"):

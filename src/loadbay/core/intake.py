@@ -18,6 +18,7 @@ from loadbay.core.types import BatchType
 from loadbay.db import repository as repo
 from loadbay.domain.lifecycle import Milestone, Status
 from loadbay.domain.models import Batch
+from loadbay.domain.text import many
 from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from loadbay.readers import format_for_content_type, unstorable
 
@@ -274,7 +275,7 @@ def store_page(conn: Connection, batch: Batch, number: int, items: list[Any]) ->
     values = {"format": "json", "blob_key": None, "items": text, "item_count": len(items), "size": len(text)}
     repo.upsert_input(conn, batch.id, "page", page_name(number), **values)
     repo.add_event(
-        conn, batch.id, Milestone.PAGE_RECEIVED, batch.status, f"page {number}: {len(items)} items"
+        conn, batch.id, Milestone.PAGE_RECEIVED, batch.status, f"page {number}: {many(len(items), 'item')}"
     )
 
 

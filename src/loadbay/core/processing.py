@@ -40,6 +40,7 @@ from loadbay.db.engine import is_interruption
 from loadbay.domain.lifecycle import Event, Milestone, Status, next_status
 from loadbay.domain.models import Batch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
+from loadbay.domain.text import many
 from loadbay.errors import LoadbayError
 from loadbay.fetcher import fetch_to
 from loadbay.readers import (
@@ -221,8 +222,7 @@ def _open_early(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_t
         _check_lease(conn, claim, rt)
         repo.update_batch(conn, batch.id, apply_early=True)
         repo.set_item_counts(conn, counted)  # the batch's total is known from here on
-        plural = "" if files == 1 else "s"
-        found = f"{read} records in {files} file{plural} read through" if files else "pages only"
+        found = f"{many(read, 'record')} in {many(files, 'file')} read through" if files else "pages only"
         detail = f"{found}; chunks are applied as they are staged"
         repo.add_event(conn, batch.id, Milestone.READ, Status.VALIDATING, detail)
 
@@ -444,7 +444,7 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         _check_lease(conn, claim, rt)
         fresh = repo.get_batch(conn, None, batch.id)
         assert fresh is not None
-        detail = f"{fresh.counts.total} records, {fresh.counts.invalid} invalid"
+        detail = f"{many(fresh.counts.total, 'record')}, {fresh.counts.invalid} invalid"
         repo.add_event(conn, batch.id, Milestone.CHUNKED, Status.VALIDATING, detail)
         event = Event.VALIDATED if batch.process_mode == "manual" else Event.APPLY
         status = next_status(Status.VALIDATING, event)
@@ -510,7 +510,8 @@ def _stop_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message:
     staged have no outcome (the counts say how many were staged), and it keeps the code and
     message of what stopped it."""
     reason = FieldError(code, f"not applied: the batch's validation failed: {message}"[:2000])
-    detail = f"validation failed after {batch.counts.total} records were staged: {message}"[:2000]
+    staged = f"{many(batch.counts.total, 'record')} {'was' if batch.counts.total == 1 else 'were'}"
+    detail = f"validation failed after {staged} staged: {message}"[:2000]
     values = {"error_code": code, "error_message": message, "lease_owner": None, "lease_expires_at": None}
     settle.cancel(conn, rt.types.get(batch.type), batch, detail, reason, **values)
 

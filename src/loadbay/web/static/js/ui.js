@@ -118,10 +118,10 @@ export function progressBar(batch, label) {
 export function progressText(batch) {
   const p = batch.progress;
   if (batch.status === "error" || batch.status === "cleared") return "";
-  if (batch.status === "open") return p.total !== null ? `${count(p.total)} records received` : "";
+  if (batch.status === "open") return p.total !== null ? `${plural(p.total, "record")} received` : "";
   if (batch.status === "cancelled" && p.total !== null) return `${count(batch.counts.succeeded)} of ${plural(p.total, "record")} imported`;
   if (p.total === null) {
-    if (batch.status === "validating") return `${count(batch.counts.total)} records read so far`;
+    if (batch.status === "validating") return `${plural(batch.counts.total, "record")} read so far`;
     return "";
   }
   return `${count(p.done)} of ${plural(p.total, "record")}`;
