@@ -53,6 +53,10 @@ __all__ = [
     "chunks",
     "metadata",
     "record_errors",
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_events",
     "workers",
 ]
 
@@ -144,6 +148,7 @@ batches = Table(
     # Validation attempts that raised (not those interrupted: see core.processing).
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
     Column("origin", String(20)),  # the API that created it: "api" or a profile's name
+    Column("retry_of", Id, ForeignKey("batches.id")),  # the batch whose refused records it retries
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -454,4 +459,73 @@ workers = Table(
     Column("version", String(40), nullable=False),
     Column("started_at", UTCDateTime, nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
+)
+
+
+# webhooks -------------------------------------------------------------------
+
+# An account's webhook endpoints: where its batches' events are sent, signed with `secret`.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", Text),
+    Column("events", Text, nullable=False),  # JSON list of event types
+    Column("enabled", Boolean, nullable=False),
+    Column("secret", String(100), nullable=False),  # whsec_…
+    Column("disabled_reason", Text),  # why loadbay disabled it (None: enabled, or by its account)
+    Column("failing_since", UTCDateTime),  # the first failed attempt since the last success
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "account_id", "id"),
+)
+
+# The outbox: one row per batch event, written in the transaction of the move that causes
+# it, with its payload rendered then (the batch as it was at the event).
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False, unique=True),  # the webhook-id header
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False),
+    Column("batch_id", Id, ForeignKey("batches.id"), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# One event to one endpoint: pending until delivered, or failed once `retry_until` passed.
+# A claim bumps `attempts` (the token its result must present) and moves `next_attempt_at`
+# past the attempt's timeout, so a worker killed mid-attempt leaves it claimable again.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("event_id", Id, ForeignKey("webhook_events.id"), nullable=False),
+    Column("endpoint_id", Id, ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("status", String(12), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("retry_until", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "endpoint_id", "id"),
+)
+
+# The delivery log: each attempt once, as it went.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("delivery_id", Id, ForeignKey("webhook_deliveries.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),  # None: no answer (refused, timed out, …)
+    Column("error", Text),  # why the attempt failed, when it did
+    Column("latency_ms", Integer, nullable=False),
+    Column("response", Text),  # the answer's first bytes
+    UniqueConstraint("delivery_id", "attempt"),
 )
