@@ -496,9 +496,10 @@ webhook_events = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-# One event to one endpoint: pending until delivered, or failed once `retry_until` passed.
-# A claim bumps `attempts` (the token its result must present) and moves `next_attempt_at`
-# past the attempt's timeout, so a worker killed mid-attempt leaves it claimable again.
+# One event to one endpoint: pending until delivered, or failed once its retries (since
+# `retrying_since`: the event, or the last redeliver) ran out. A claim bumps `attempts` and
+# moves `next_attempt_at` past the attempt's timeout, so a worker killed mid-attempt leaves
+# it claimable again.
 webhook_deliveries = Table(
     "webhook_deliveries",
     metadata,
@@ -508,14 +509,16 @@ webhook_deliveries = Table(
     Column("status", String(12), nullable=False),  # pending, delivered, failed
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime),
-    Column("retry_until", UTCDateTime, nullable=False),
+    Column("retrying_since", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
     Index(None, "status", "next_attempt_at"),
     Index(None, "endpoint_id", "id"),
 )
 
-# The delivery log: each attempt once, as it went.
+# The delivery log: each attempt once, written when it is claimed (`result` "sending") and
+# completed with its answer ("delivered" or "failed"); one whose worker stopped first is
+# "interrupted" when the next attempt is claimed.
 webhook_attempts = Table(
     "webhook_attempts",
     metadata,
@@ -523,9 +526,10 @@ webhook_attempts = Table(
     Column("delivery_id", Id, ForeignKey("webhook_deliveries.id"), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column("result", String(12), nullable=False),  # sending, delivered, failed, interrupted
     Column("status_code", Integer),  # None: no answer (refused, timed out, …)
     Column("error", Text),  # why the attempt failed, when it did
-    Column("latency_ms", Integer, nullable=False),
+    Column("latency_ms", Integer),
     Column("response", Text),  # the answer's first bytes
     UniqueConstraint("delivery_id", "attempt"),
 )

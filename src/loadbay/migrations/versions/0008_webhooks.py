@@ -84,7 +84,7 @@ def _deliveries() -> None:
         sa.Column("status", sa.String(12), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", UTCDateTime(), nullable=True),
-        sa.Column("retry_until", UTCDateTime(), nullable=False),
+        sa.Column("retrying_since", UTCDateTime(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("finished_at", UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -118,9 +118,10 @@ def _attempts() -> None:
         sa.Column("delivery_id", Id, nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("result", sa.String(12), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("latency_ms", sa.Integer(), nullable=False),
+        sa.Column("latency_ms", sa.Integer(), nullable=True),
         sa.Column("response", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
