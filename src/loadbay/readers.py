@@ -37,6 +37,7 @@ from typing import Any, BinaryIO, Final, NoReturn
 
 import ijson
 
+from loadbay.domain.cells import RESULT_COLUMNS, unprotect
 from loadbay.errors import (
     BadEncoding,
     InvalidInput,
@@ -373,6 +374,9 @@ class _CsvLayout:
     # The canonical names of the first cells when the known columns come first (the usual
     # case): a row's values are then the non-empty ones of zip(leading, row).
     leading: tuple[str, ...] | None
+    # The header names loadbay's result columns: the file is a result file (or the refused
+    # records of one) sent again, and its cells' formula protection is undone.
+    result_file: bool = False
 
 
 class _Oversized(Exception):
@@ -677,7 +681,18 @@ def _open_csv(stream: BinaryIO, columns: Columns, limit: int, options: ReadOptio
     source = _CsvSource(stream, limit, options)
     reader = source.reader()
     layout, warnings = _csv_layout(_csv_header(source, reader), columns, source)
-    return RecordReader(_csv_records(source, reader, layout), warnings)
+    records = _csv_records(source, reader, layout)
+    return RecordReader(_unprotected(records) if layout.result_file else records, warnings)
+
+
+def _unprotected(records: Iterator[RawRecord]) -> Iterator[RawRecord]:
+    """The records of a result file sent again, with loadbay's formula protection undone
+    (see loadbay.domain.cells)."""
+    for record in records:
+        values = record.values
+        if any(value[:1] == "'" for value in values.values()):
+            record = RawRecord({name: unprotect(value) for name, value in values.items()}, record.problem)
+        yield record
 
 
 def _blank(row: list[str]) -> bool:
@@ -787,6 +802,8 @@ def _csv_layout(header: list[str], columns: Columns, source: _CsvSource) -> tupl
         (i, canonical[label.casefold()]) for i, label in enumerate(labels) if label.casefold() in canonical
     )
     unknown = [(i, label) for i, label in enumerate(labels) if label.casefold() not in canonical]
+    ours = [(i, label) for i, label in unknown if label.casefold() in _RESULT_COLUMNS]
+    unknown = [column for column in unknown if column not in ours]  # loadbay's own: no warning
     _check_required({name for _, name in pairs}, columns, labels, source.delimiter)
     if source.options.refuse_unknown and unknown:
         named = ", ".join(_ignored_name(i, label, columns) for i, label in unknown[:_NAMED_COLUMNS])
@@ -795,7 +812,7 @@ def _csv_layout(header: list[str], columns: Columns, source: _CsvSource) -> tupl
     warnings = _ignored_columns(iter(unknown), columns)
     leads = all(i == n for n, (i, _) in enumerate(pairs))
     leading = tuple(name for _, name in pairs) if leads else None
-    return _CsvLayout(pairs, len(labels), leading), warnings
+    return _CsvLayout(pairs, len(labels), leading, bool(ours)), warnings
 
 
 def _check_duplicates(labels: list[str]) -> None:
@@ -829,6 +846,9 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     close = get_close_matches(name.casefold(), folded, n=1, cutoff=0.75)
     return f" (did you mean {_shown(folded[close[0]])}?)" if close else ""
 
+
+# The columns loadbay adds to a result file, which a file sent again may still have.
+_RESULT_COLUMNS: Final = frozenset(RESULT_COLUMNS)
 
 # A column ignored gets a warning of its own, up to this many; more get one warning in all,
 # so the batch stays small whatever the header.
