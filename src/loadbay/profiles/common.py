@@ -16,6 +16,7 @@ from loadbay.errors import Unauthorized
 from loadbay.http.auth import Authenticator, api_key, once_per_request, use_authenticator
 from loadbay.http.bodies import LimitedRoute
 from loadbay.http.deps import service_of
+from loadbay.http.docs import documented_app
 
 __all__ = [
     "UnknownKey",
@@ -35,7 +36,7 @@ def profile_app(
     """A sub-application mounted under the profile's prefix; its docs live at …/docs.
     Every request that may carry a body passes `authenticate` (default `account_of`) first.
     `key_style`: how the vendor's document sends the key, named when a request has none."""
-    app = FastAPI(title=f"loadbay {title} profile")
+    app = documented_app(f"loadbay {title} profile")  # its /docs and /redoc work offline
     app.router.route_class = LimitedRoute  # (before any route is added)
     app.state.service = service
     app.state.key_style = key_style
