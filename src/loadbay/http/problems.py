@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from loadbay import errors
 from loadbay.db.engine import is_interruption
@@ -109,8 +110,28 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
     return problem(400, "INVALID_INPUT", detail, errors=fields)
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     # 400 is a body the JSON parser gave up on (nested too deeply, for example)
     codes = {400: "INVALID_INPUT", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
     code = codes.get(exc.status_code, "HTTP_ERROR")
-    return problem(exc.status_code, code, str(exc.detail))
+    response = problem(exc.status_code, code, str(exc.detail))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = _allowed_methods(request)
+    return response
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """A 405's `Allow` (RFC 9110 requires one): each method some route of the app takes at
+    the request's path. (Starlette's names only the first such route's: `POST` alone for
+    /v1/batches, which takes GET too.)"""
+    routes = request.app.router.routes
+
+    def taken(method: str) -> bool:
+        scope = dict(request.scope, method=method)
+        return any(route.matches(scope)[0] == Match.FULL for route in routes)
+
+    return ", ".join(method for method in _METHODS if taken(method))
