@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.routing import Mount
 from starlette_exporter import PrometheusMiddleware
 
 from loadbay import __version__
@@ -18,8 +19,9 @@ from loadbay.core.service import BatchService
 from loadbay.core.worker import WorkerPool
 from loadbay.http.auth import use_authenticator
 from loadbay.http.deps import current_account
+from loadbay.http.docs import documented_app
 from loadbay.http.edge import QuietDisconnects, RefuseAmbiguousFraming
-from loadbay.http.problems import install_problem_handlers
+from loadbay.http.problems import document_problems, install_problem_handlers
 from loadbay.profiles import mount_profiles
 from loadbay.types import default_registry
 
@@ -31,7 +33,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: 
     settings = settings or Settings()
     rt = Runtime.build(settings, default_registry(), base_url=base_url or settings.base_url())
     pool = WorkerPool(rt, workers)
-    app = FastAPI(title="loadbay", version=__version__, lifespan=_lifespan(pool))
+    app = documented_app("loadbay", version=__version__, lifespan=_lifespan(pool))
     app.state.runtime = rt
     service = BatchService(rt, wake=pool.notify)
     app.state.service = service
@@ -44,7 +46,30 @@ def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: 
     app.include_router(web.router)
     mount_profiles(app, service)
     app.include_router(ops_router(rt))
+    app.description = _description(app)
+    document_problems(app)
     return app
+
+
+_ABOUT = """\
+The native bulk import API: create a batch, give it data (a file, pages of JSON items, or a
+URL loadbay fetches), submit it, follow its progress, then read its record errors and its
+result file. Errors are `application/problem+json` with a stable `code`.
+
+**Authorize** with your API key (Bearer or `X-Api-Key`: either one) to try the operations.
+`loadbay accounts create NAME` makes an account and prints its key once.
+
+Each vendor API that loadbay also speaks has its own reference:
+"""
+
+
+def _description(app: FastAPI) -> str:
+    """The document's introduction, with a link to each mounted profile's own docs page."""
+    mounted = [(route.path, route.app) for route in app.routes if isinstance(route, Mount)]
+    links = [
+        f"- [{sub.title}]({path}/docs), under `{path}`" for path, sub in mounted if isinstance(sub, FastAPI)
+    ]
+    return _ABOUT + "\n".join(links)
 
 
 def _lifespan(pool: WorkerPool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:

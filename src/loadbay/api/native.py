@@ -10,6 +10,11 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from loadbay.api.schemas import (
+    CREATE_EXAMPLES,
+    FILE_EXAMPLES,
+    PAGE_EXAMPLES,
+    PAGE_SCHEMA,
+    UPLOAD_URL_EXAMPLES,
     AccountOut,
     BatchOut,
     CreateBatch,
@@ -18,7 +23,9 @@ from loadbay.api.schemas import (
     ErrorSummaryOut,
     EventOut,
     Page,
+    StoredFileOut,
     Text,
+    TypeOut,
     UploadUrlOut,
     UploadUrlRequest,
 )
@@ -29,6 +36,8 @@ from loadbay.errors import InvalidInput
 from loadbay.http.auth import signed
 from loadbay.http.bodies import LimitedRoute, streams_files
 from loadbay.http.deps import current_account, service_of
+from loadbay.http.docs import keyed
+from loadbay.http.problems import problem_responses
 from loadbay.http.streaming import receive
 
 __all__ = ["router"]
@@ -36,11 +45,65 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["batches"], route_class=LimitedRoute)
 
 Service = Annotated[BatchService, Depends(service_of)]
-Caller = Annotated[Account, Depends(current_account)]
+Caller = Annotated[Account, Depends(keyed(current_account))]
+
+# What each operation answers besides its result, as problems (http.problems). Every
+# operation that takes a key can answer 401, and any operation 503 (BUSY); 400 where it has
+# parameters or a body; 413 where it takes a body.
+_NOT_OPEN = "`BATCH_NOT_OPEN`: the batch takes data only while it is `open`"
+_STATE = "`INVALID_STATE`: the batch's status does not allow this now (`detail` names what does)"
+_FILE = {
+    "description": "The file, in the format its Content-Type names (`?name=` for a batch of several files)",
+    "required": True,
+    "content": {
+        media: {"schema": {"format": "binary", "contentMediaType": media}, "example": example}
+        for media, example in FILE_EXAMPLES.items()
+    },
+}
+_CSV = {
+    "description": "The result file (CSV, UTF-8): each input record with `loadbay_status`, "
+    "`loadbay_action`, `loadbay_entity_id`, `loadbay_error_code` and `loadbay_error_message`",
+    "content": {
+        "text/csv": {
+            "schema": {"type": "string"},
+            "example": "customer_number,name,loadbay_status,loadbay_action,loadbay_entity_id,"
+            "loadbay_error_code,loadbay_error_message\r\nC1001,Ada Lovelace,succeeded,created,17,,\r\n"
+            "C1002,,invalid,,,REQUIRED,name is required\r\n",
+        }
+    },
+}
 
 
-@router.post("/batches", status_code=201, response_model=BatchOut)
-def create_batch(body: CreateBatch, service: Service, account: Caller, response: Response) -> BatchOut:
+@router.post(
+    "/batches",
+    status_code=201,
+    response_model=BatchOut,
+    response_description="The new batch",
+    responses={
+        200: {"model": BatchOut, "description": "The batch this job_id already names (same body)"},
+        **problem_responses(
+            400,
+            401,
+            403,
+            404,
+            409,
+            413,
+            503,
+            said={
+                403: "`TEST_MODE_MISMATCH`: `test` differs from the API key's account",
+                404: "`NOT_FOUND`: no such `parent_id` batch",
+                409: "`JOB_ID_CONFLICT`: the job_id names a batch made with another body; or the items or "
+                "submit asked for are refused (`NO_DATA`, `INCOMPLETE_BATCH`, a parent no longer open)",
+            },
+        ),
+    },
+)
+def create_batch(
+    body: Annotated[CreateBatch, Body(openapi_examples=CREATE_EXAMPLES)],
+    service: Service,
+    account: Caller,
+    response: Response,
+) -> BatchOut:
     """Create a batch; the same job_id with the same body answers the existing batch (200)."""
     batch, created = service.create(account, body.spec(), items=body.items, submit=body.submit)
     if not created:
@@ -56,7 +119,7 @@ def _out(service: BatchService, batch: Batch, upload: UploadUrlOut | None = None
     return BatchOut.of(batch, service.progress([batch])[batch.id], upload)
 
 
-@router.get("/batches", response_model=Page[BatchOut])
+@router.get("/batches", response_model=Page[BatchOut], responses=problem_responses(400, 401, 503))
 def list_batches(
     service: Service,
     account: Caller,
@@ -81,12 +144,29 @@ def list_batches(
     return Page[BatchOut](data=data, next_cursor=next_cursor)
 
 
-@router.get("/batches/{batch_id}", response_model=BatchOut)
+@router.get("/batches/{batch_id}", response_model=BatchOut, responses=problem_responses(400, 401, 404, 503))
 def get_batch(batch_id: int, service: Service, account: Caller) -> BatchOut:
     return _out(service, service.get(account, batch_id))
 
 
-@router.put("/batches/{batch_id}/data", response_model=BatchOut)
+@router.put(
+    "/batches/{batch_id}/data",
+    response_model=BatchOut,
+    responses=problem_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        415,
+        503,
+        said={
+            400: "`INVALID_NAME`: `name` cannot name a file, or a malformed parameter",
+            409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has pages already",
+        },
+    ),
+    openapi_extra={"requestBody": _FILE},
+)
 @streams_files
 async def put_data(
     batch_id: int, request: Request, service: Service, account: Caller, name: str = "data"
@@ -100,13 +180,36 @@ async def put_data(
     return await run_in_threadpool(_out, service, batch)
 
 
-@router.put("/batches/{batch_id}/pages/{number}", response_model=BatchOut)
+@router.put(
+    "/batches/{batch_id}/pages/{number}",
+    response_model=BatchOut,
+    responses=problem_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        503,
+        said={
+            400: "`INVALID_PAGE`, `PAGE_TOO_LARGE` (over the batch's `page_size`) or a malformed body",
+            409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has files already; `PAGE_BEYOND_TOTAL`: "
+            "the page holds items beyond `total_items`",
+        },
+    ),
+)
 def put_page(
     batch_id: int,
     number: int,
     service: Service,
     account: Caller,
-    body: Annotated[Any, Body(description='A JSON array of items, or {"items": [...]}')],
+    body: Annotated[
+        Any,
+        Body(
+            description='A JSON array of items, or {"items": [...]}',
+            openapi_examples=PAGE_EXAMPLES,
+            json_schema_extra=PAGE_SCHEMA,
+        ),
+    ],
 ) -> BatchOut:
     """Store one page of items; sending the same page again replaces it."""
     return _out(service, service.put_page(account, batch_id, number, _items(body)))
@@ -122,9 +225,16 @@ def _items(body: Any) -> list[Any]:
     )
 
 
-@router.post("/batches/{batch_id}/upload-url", response_model=UploadUrlOut)
+@router.post(
+    "/batches/{batch_id}/upload-url",
+    response_model=UploadUrlOut,
+    responses=problem_responses(400, 401, 404, 409, 413, 503, said={409: _NOT_OPEN}),
+)
 def upload_url(
-    batch_id: int, service: Service, account: Caller, body: UploadUrlRequest | None = None
+    batch_id: int,
+    service: Service,
+    account: Caller,
+    body: Annotated[UploadUrlRequest | None, Body(openapi_examples=UPLOAD_URL_EXAMPLES)] = None,
 ) -> UploadUrlOut:
     """A signed URL that takes `PUT`s of one file, without the API key, until it expires or
     the batch is submitted (a second `PUT` replaces the first, as on S3)."""
@@ -132,27 +242,59 @@ def upload_url(
     return UploadUrlOut(url=signed.url, method=signed.method, expires_at=signed.expires_at)
 
 
-@router.post("/batches/{batch_id}/submit", response_model=BatchOut)
+@router.post(
+    "/batches/{batch_id}/submit",
+    response_model=BatchOut,
+    responses=problem_responses(
+        400,
+        401,
+        404,
+        409,
+        503,
+        said={
+            409: f"{_STATE}; `NO_DATA`: nothing uploaded yet; `INCOMPLETE_BATCH`: fewer items than "
+            "`total_items`; `ATTACHMENT_MISSING`"
+        },
+    ),
+)
 def submit(batch_id: int, service: Service, account: Caller) -> BatchOut:
     return _out(service, service.submit(account, batch_id))
 
 
-@router.post("/batches/{batch_id}/process", response_model=BatchOut)
+@router.post(
+    "/batches/{batch_id}/process",
+    response_model=BatchOut,
+    responses=problem_responses(
+        400, 401, 404, 409, 503, said={409: f"{_STATE}: only a manual batch waiting at `validated`"}
+    ),
+)
 def process(batch_id: int, service: Service, account: Caller) -> BatchOut:
     return _out(service, service.process(account, batch_id))
 
 
-@router.post("/batches/{batch_id}/cancel", response_model=BatchOut)
+@router.post(
+    "/batches/{batch_id}/cancel",
+    response_model=BatchOut,
+    responses=problem_responses(400, 401, 404, 409, 503, said={409: _STATE}),
+)
 def cancel(batch_id: int, service: Service, account: Caller) -> BatchOut:
     return _out(service, service.cancel(account, batch_id))
 
 
-@router.post("/batches/{batch_id}/clear", response_model=BatchOut)
+@router.post(
+    "/batches/{batch_id}/clear",
+    response_model=BatchOut,
+    responses=problem_responses(400, 401, 404, 409, 503, said={409: _STATE}),
+)
 def clear(batch_id: int, service: Service, account: Caller) -> BatchOut:
     return _out(service, service.clear(account, batch_id))
 
 
-@router.get("/batches/{batch_id}/errors", response_model=Page[ErrorOut])
+@router.get(
+    "/batches/{batch_id}/errors",
+    response_model=Page[ErrorOut],
+    responses=problem_responses(400, 401, 404, 503),
+)
 def list_errors(
     batch_id: int,
     service: Service,
@@ -175,7 +317,11 @@ def list_errors(
     return Page[ErrorOut](data=[ErrorOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/batches/{batch_id}/errors/summary", response_model=ErrorSummaryOut)
+@router.get(
+    "/batches/{batch_id}/errors/summary",
+    response_model=ErrorSummaryOut,
+    responses=problem_responses(400, 401, 404, 503),
+)
 def error_summary(batch_id: int, service: Service, account: Caller) -> ErrorSummaryOut:
     """Record errors counted by code and field, the largest groups first (at most 50), each
     with its first three errors and the values they refused."""
@@ -183,7 +329,24 @@ def error_summary(batch_id: int, service: Service, account: Caller) -> ErrorSumm
     return ErrorSummaryOut(total=total, groups=[ErrorGroupOut.of(g) for g in groups])
 
 
-@router.get("/batches/{batch_id}/results", response_class=StreamingResponse)
+@router.get(
+    "/batches/{batch_id}/results",
+    response_class=StreamingResponse,
+    responses={
+        200: _CSV,
+        **problem_responses(
+            400,
+            401,
+            404,
+            409,
+            503,
+            said={
+                400: "`INVALID_OUTCOME`: an `outcome` that is none of the four, or a malformed parameter",
+                409: "`RESULTS_NOT_READY`: the result file exists once the batch is completed or cancelled",
+            },
+        ),
+    },
+)
 def results(
     batch_id: int,
     service: Service,
@@ -209,57 +372,99 @@ def _encoded(parts: Iterator[str]) -> Iterator[bytes]:
         yield part.encode()
 
 
-@router.get("/batches/{batch_id}/children", response_model=Page[BatchOut])
+@router.get(
+    "/batches/{batch_id}/children",
+    response_model=Page[BatchOut],
+    responses=problem_responses(400, 401, 404, 503),
+)
 def children(batch_id: int, service: Service, account: Caller) -> Page[BatchOut]:
     batches = service.children(account, batch_id)
     progress = service.progress(batches)
     return Page[BatchOut](data=[BatchOut.of(b, progress[b.id]) for b in batches])
 
 
-@router.get("/batches/{batch_id}/events", response_model=Page[EventOut])
+@router.get(
+    "/batches/{batch_id}/events",
+    response_model=Page[EventOut],
+    responses=problem_responses(400, 401, 404, 503),
+)
 def events(batch_id: int, service: Service, account: Caller) -> Page[EventOut]:
     return Page[EventOut](data=[EventOut.of(e) for e in service.events(account, batch_id)])
 
 
-@router.get("/account", tags=["account"], response_model=AccountOut)
+@router.get("/account", tags=["account"], response_model=AccountOut, responses=problem_responses(401, 503))
 def whoami(account: Caller) -> AccountOut:
     """The account the API key belongs to."""
     return AccountOut.of(account)
 
 
-@router.get("/types", tags=["types"])
-def types(service: Service, account: Caller) -> dict[str, Any]:
+@router.get("/types", tags=["types"], response_model=Page[TypeOut], responses=problem_responses(401, 503))
+def types(service: Service, account: Caller) -> Page[TypeOut]:
     """Every batch type: its key, CSV columns and JSON Schema."""
-    return {
-        "data": [
-            {
-                "name": t.name,
-                "key": t.key,
-                "description": t.description,
-                "columns": list(t.columns().names),
-                "required": list(t.columns().required),
-                "schema": t.json_schema(),
-            }
-            for t in service.batch_types()
-        ]
-    }
+    data = [
+        TypeOut(
+            name=t.name,
+            key=t.key,
+            description=t.description,
+            columns=list(t.columns().names),
+            required=list(t.columns().required),
+            schema=t.json_schema(),
+        )
+        for t in service.batch_types()
+    ]
+    return Page[TypeOut](data=data)
 
 
-@router.put("/blobs/{key:path}", status_code=200, tags=["signed"], include_in_schema=True)
+_SIGNATURE = "`BAD_SIGNATURE`: the signed URL is expired, tampered with, or for another object"
+
+
+@router.put(
+    "/blobs/{key:path}",
+    tags=["signed"],
+    response_model=StoredFileOut,
+    responses=problem_responses(
+        403,
+        404,
+        409,
+        413,
+        415,
+        503,
+        said={403: _SIGNATURE, 404: "`NOT_FOUND`: no such upload target", 409: _NOT_OPEN},
+    ),
+    openapi_extra={"requestBody": _FILE},
+)
 @streams_files
 @signed
 async def signed_put(
     key: str, request: Request, service: Service, expires: str = "", signature: str = ""
-) -> dict[str, Any]:
+) -> StoredFileOut:
     """The target of a signed upload URL: the signature is the credential, no API key."""
     upload = await run_in_threadpool(
         service.start_signed_upload, key, expires, signature, request.headers.get("content-type")
     )
     await receive(upload, request)
-    return {"ok": True, "name": upload.name}
+    return StoredFileOut(ok=True, name=upload.name)
 
 
-@router.get("/blobs/{key:path}", tags=["signed"], response_class=StreamingResponse)
+@router.get(
+    "/blobs/{key:path}",
+    tags=["signed"],
+    response_class=StreamingResponse,
+    responses={
+        200: _CSV,
+        **problem_responses(
+            403,
+            404,
+            409,
+            503,
+            said={
+                403: _SIGNATURE,
+                404: "`NOT_FOUND`: no such result file",
+                409: "`RESULTS_NOT_READY`: the batch has no result file (cleared, or an error)",
+            },
+        ),
+    },
+)
 def signed_get(key: str, service: Service, expires: str = "", signature: str = "") -> StreamingResponse:
     """The target of a signed download URL (a batch's result file): the signature is the credential."""
     batch_id, parts = service.signed_results(key, expires, signature)

@@ -13,6 +13,11 @@ from loadbay.domain.models import Account, Batch, BatchEvent, ErrorGroup, ErrorR
 from loadbay.readers import unstorable
 
 __all__ = [
+    "CREATE_EXAMPLES",
+    "FILE_EXAMPLES",
+    "PAGE_EXAMPLES",
+    "PAGE_SCHEMA",
+    "UPLOAD_URL_EXAMPLES",
     "AccountOut",
     "BatchOut",
     "CreateBatch",
@@ -20,7 +25,9 @@ __all__ = [
     "ErrorSummaryOut",
     "EventOut",
     "Page",
+    "StoredFileOut",
     "Text",
+    "TypeOut",
     "UploadUrlOut",
     "UploadUrlRequest",
 ]
@@ -269,3 +276,78 @@ T = TypeVar("T")
 class Page(BaseModel, Generic[T]):
     data: list[T]
     next_cursor: str | None = None
+
+
+class TypeOut(BaseModel):
+    name: str
+    key: str = Field(description="The key field: a record's external id")
+    description: str
+    columns: list[str] = Field(description="The CSV columns, in template order")
+    required: list[str] = Field(description="The columns a CSV must have")
+    schema_: dict[str, Any] = Field(alias="schema", description="One record's JSON Schema")
+
+
+class StoredFileOut(BaseModel):
+    ok: bool
+    name: str = Field(description="The file's name in the batch")
+
+
+# Request examples (the OpenAPI document's; Swagger UI offers them in "Try it out") ------
+
+_ADA = {"customer_number": "C1001", "name": "Ada Lovelace", "email": "ada@example.com", "country": "GB"}
+_GRACE = {"customer_number": "C1002", "name": "Grace Hopper", "email": "grace@example.com", "country": "US"}
+
+CREATE_EXAMPLES: dict[str, Any] = {
+    "file": {
+        "summary": "A batch for a file, with a signed upload URL",
+        "description": "Then `PUT` the file to `upload_url` (or to `/v1/batches/{id}/data`) and submit.",
+        "value": {"type": "billing.customer", "description": "CRM export, April", "upload_url": True},
+    },
+    "items": {
+        "summary": "Records inline, submitted at once",
+        "value": {"type": "billing.customer", "items": [_ADA, _GRACE], "submit": True},
+    },
+    "pages": {
+        "summary": "Pages of JSON items to come",
+        "description": "Then `PUT /v1/batches/{id}/pages/0`, `…/1` and so on, and submit.",
+        "value": {"type": "billing.customer", "page_size": 1000, "total_items": 2500},
+    },
+    "two-phase": {
+        "summary": "Check first, apply on request",
+        "description": "The batch waits at `validated` until `POST /v1/batches/{id}/process`.",
+        "value": {"type": "billing.payment", "process": "manual", "description": "March payments"},
+    },
+    "idempotent": {
+        "summary": "With a job_id (the same body again answers the same batch)",
+        "value": {"type": "billing.customer", "job_id": "crm-export-2026-04"},
+    },
+}
+
+# A page's body as PUT /v1/batches/{id}/pages/{n} reads it (any other shape is INVALID_PAGE).
+PAGE_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "array", "description": "The page's items"},
+        {
+            "type": "object",
+            "properties": {"items": {"type": "array", "description": "The page's items"}},
+            "required": ["items"],
+        },
+    ]
+}
+
+PAGE_EXAMPLES: dict[str, Any] = {
+    "array": {"summary": "A JSON array of items", "value": [_ADA, _GRACE]},
+    "object": {"summary": "An object with an `items` array", "value": {"items": [_ADA]}},
+}
+
+UPLOAD_URL_EXAMPLES: dict[str, Any] = {
+    "named": {"summary": "For a file of this name", "value": {"name": "customers.csv"}},
+}
+
+# An upload's body is a file: one example per format it can be in (Content-Type picks it).
+FILE_EXAMPLES: dict[str, str] = {
+    "text/csv": "customer_number,name,email,country\nC1001,Ada Lovelace,ada@example.com,GB\n",
+    "text/tab-separated-values": "customer_number\tname\tcountry\nC1001\tAda Lovelace\tGB\n",
+    "application/x-ndjson": '{"customer_number": "C1001", "name": "Ada Lovelace"}\n',
+    "application/json": '[{"customer_number": "C1001", "name": "Ada Lovelace"}]',
+}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -16,7 +17,17 @@ from starlette.routing import Match
 from loadbay import errors
 from loadbay.db.engine import is_interruption
 
-__all__ = ["http_status", "install_error_handlers", "install_problem_handlers", "on_error", "problem"]
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "Problem",
+    "document_problems",
+    "http_status",
+    "install_error_handlers",
+    "install_problem_handlers",
+    "on_error",
+    "problem",
+    "problem_responses",
+]
 
 E = TypeVar("E", bound=Exception)
 Handler = Callable[[Request, E], Awaitable[Response]]
@@ -35,6 +46,7 @@ _STATUS: tuple[tuple[type[errors.LoadbayError], int], ...] = (
     (errors.Busy, 503),
 )
 RETRY_AFTER_SECONDS = 1  # what a 503 BUSY asks the client to wait
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 def http_status(exc: errors.LoadbayError) -> int:
@@ -135,3 +147,83 @@ def _allowed_methods(request: Request) -> str:
         return any(route.matches(scope)[0] == Match.FULL for route in routes)
 
     return ", ".join(method for method in _METHODS if taken(method))
+
+
+# The OpenAPI document ------------------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The parameter or body field, e.g. `page_size` or `items.0`")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details with loadbay's stable `code`."""
+
+    type: str = Field(default="about:blank", examples=["about:blank"])
+    title: str = Field(description="`code` in words", examples=["Batch not open"])
+    status: int = Field(description="The HTTP status", examples=[409])
+    code: str = Field(description="A stable UPPER_SNAKE word to act on", examples=["BATCH_NOT_OPEN"])
+    detail: str = Field(
+        description="What went wrong and what to do",
+        examples=["batch 42 is queued; data can only be added while it is open"],
+    )
+    errors: list[FieldProblem] | None = Field(
+        default=None, description="On a 400 `INVALID_INPUT`: each parameter or field refused, and why"
+    )
+
+
+_MEANINGS = {
+    400: "The request is malformed: `code` says how (`INVALID_INPUT`: `errors` names each field)",
+    401: "No API key, or one this server does not know (`UNAUTHORIZED`)",
+    403: "Refused for this caller",
+    404: "No such batch for this API key (`NOT_FOUND`; another account's batch is not found either)",
+    409: "The batch's state refuses this request: `code` says why",
+    413: "The body is over this server's limit (`PAYLOAD_TOO_LARGE`)",
+    415: "A Content-Type loadbay does not read here (`UNSUPPORTED_MEDIA_TYPE`)",
+    503: "The database is busy (`BUSY`): try again after `Retry-After` seconds",
+}
+
+
+def problem_responses(
+    *statuses: int, said: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that answers `statuses` as problems (`said`: what a status
+    means for this route, instead of the usual meaning)."""
+    meanings = _MEANINGS | dict(said or {})
+    return {
+        status: {
+            "description": meanings[status],
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make `app`'s OpenAPI document say how its errors are answered: the Problem schema its
+    `problem_responses` name, and no 422 "Validation Error" (FastAPI's default answer to a
+    request its models refuse; this API's is a 400 problem)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        made = app.openapi_schema is None
+        document = generate()  # (made once, then kept by FastAPI: completed in place once)
+        if made:
+            _with_problems(document)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend its document
+
+
+def _with_problems(document: dict[str, Any]) -> None:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    problem_schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas |= problem_schema.pop("$defs", {}) | {"Problem": problem_schema}
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in str(responses.get("422")):
+                del responses["422"]
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
