@@ -7,20 +7,20 @@ the stored one is skipped (`STALE_STATUS`): the terminal has moved on since.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
 from decimal import Decimal
-from functools import cache
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Connection, Select, Table, bindparam, insert, select, update
+from sqlalchemy import Table
 
-from loadbay.core.types import ApplyContext, BatchType
+from loadbay.core.types import ApplyContext
 from loadbay.db.tables import assets_external_assets, assets_terminal_statuses
-from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
+from loadbay.domain.records import FieldError
 from loadbay.types.iso import CURRENCIES
+from loadbay.types.upsert import UpsertSpec, UpsertType
 
 __all__ = [
     "ExternalAssetRecord",
@@ -31,7 +31,6 @@ __all__ = [
 
 BARCODE_LENGTH = 16
 TERMINAL_STATUSES = ("online", "offline", "faulty", "decommissioned")
-_LOOKUP = 500  # keys per SELECT … IN (…)
 
 _RECORD_CONFIG = ConfigDict(str_strip_whitespace=True, extra="ignore", coerce_numbers_to_str=True)
 
@@ -134,133 +133,49 @@ class TerminalStatusRecord(BaseModel):
 # applying -------------------------------------------------------------------
 
 
-Decision = tuple[Action, FieldError | None]
+class _AssetType(UpsertType):
+    """An assets type: its records upserted by (account, key); `converters` turn the
+    validated JSON-ready values into the columns' Python values."""
 
+    converters: ClassVar[Mapping[str, Callable[[str], Any]]] = {}
 
-class _UpsertType(BatchType):
-    """A type whose records are upserted into `table` by (account, key), in bulk per chunk:
-    one SELECT per 500 keys, one executemany INSERT, one executemany UPDATE."""
-
-    table: ClassVar[Table]
-    converters: ClassVar[Mapping[str, Callable[[str], Any]]] = {}  # JSON-ready value -> Python value
-    lock: ClassVar[bool] = False  # hold the stored rows until commit (PostgreSQL)
-
-    def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
-        rows = {r.index: self.row(r) for r in records if r.data is not None}
-        stored = self._stored(conn, ctx.account_id, [row[self.key] for row in rows.values()])
-        decisions = {index: self.decide(row, stored.get(row[self.key])) for index, row in rows.items()}
-        now = datetime.now(UTC)
-        ids = {key: row["id"] for key, row in stored.items()}
-        ids |= self._insert(conn, ctx.account_id, _having(rows, decisions, Action.CREATED), now)
-        self._update(conn, ctx.account_id, _having(rows, decisions, Action.UPDATED), now)
-        return [
-            Applied(index, action, str(ids[rows[index][self.key]]), note=note)
-            for index, (action, note) in decisions.items()
-        ]
-
-    def row(self, record: StagedRecord) -> dict[str, Any]:
-        """The validated record's JSON-ready values as the table stores them."""
-        assert record.data is not None
-        row = {name: record.data.get(name) for name in self.model.model_fields}
+    def row(self, ctx: ApplyContext, data: Mapping[str, Any]) -> dict[str, Any]:
+        row = {name: data.get(name) for name in self.model.model_fields}
         for name, convert in self.converters.items():
             if row[name] is not None:
                 row[name] = convert(str(row[name]))
+        row["account_id"] = ctx.account_id
         return row
 
-    def decide(self, row: dict[str, Any], stored: dict[str, Any] | None) -> Decision:
-        if stored is None:
-            return Action.CREATED, None
-        if any(row[name] != stored[name] for name in self._fields()):
-            return Action.UPDATED, None
-        return Action.UNCHANGED, None
 
-    @classmethod
-    @cache
-    def _fields(cls) -> tuple[str, ...]:
-        """The columns an update writes: every field but the key."""
-        return tuple(name for name in cls.model.model_fields if name != cls.key)
-
-    def _stored(self, conn: Connection, account_id: int, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """The stored rows among `keys`, by key."""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(keys), _LOOKUP):
-            for row in conn.execute(
-                self._select(account_id, sorted(keys[start : start + _LOOKUP]))
-            ).mappings():
-                found[row[self.key]] = dict(row)
-        return found
-
-    def _select(self, account_id: int, keys: list[str]) -> Select[Any]:
-        key = self.table.c[self.key]
-        query = select(self.table).where(self.table.c.account_id == account_id, key.in_(keys))
-        return query.order_by(key).with_for_update() if self.lock else query
-
-    def _insert(
-        self, conn: Connection, account_id: int, rows: list[dict[str, Any]], now: datetime
-    ) -> dict[str, int]:
-        """Insert new rows in one executemany; their ids by key.
-
-        A plain executemany and a SELECT of the ids: with RETURNING, SQLAlchemy sends one
-        huge statement per 1,000 rows, which psycopg parses several times slower."""
-        if not rows:
-            return {}
-        extra = {"account_id": account_id, "revision": 1, "created_at": now, "updated_at": now}
-        conn.execute(insert(self.table), [row | extra for row in rows])
-        inserted = self._stored(conn, account_id, [row[self.key] for row in rows])
-        return {key: row["id"] for key, row in inserted.items()}
-
-    def _update(self, conn: Connection, account_id: int, rows: list[dict[str, Any]], now: datetime) -> None:
-        """Update changed rows in one executemany; each one's revision goes up by one."""
-        if not rows:
-            return
-        c = self.table.c
-        statement = (
-            update(self.table)
-            .where(c.account_id == account_id, c[self.key] == bindparam("k_key"))
-            .values({name: bindparam(f"v_{name}") for name in self._fields()})
-            .values(revision=c.revision + 1, updated_at=now)
-        )
-        params = [
-            {f"v_{name}": row[name] for name in self._fields()} | {"k_key": row[self.key]} for row in rows
-        ]
-        conn.execute(statement, params)
+def _spec(table: Table, model: type[BaseModel], key: str, newest: str | None = None) -> UpsertSpec:
+    fields = tuple(name for name in model.model_fields if name != key)
+    return UpsertSpec(table, ("account_id", key), fields, newest=newest)
 
 
-def _having(
-    rows: dict[int, dict[str, Any]], decisions: dict[int, Decision], action: Action
-) -> list[dict[str, Any]]:
-    return [row for index, row in rows.items() if decisions[index][0] is action]
-
-
-class ExternalAssetType(_UpsertType):
+class ExternalAssetType(_AssetType):
     """External assets (gift cards and the like), upserted by external_id."""
 
     name = "assets.external_asset"
     key = "external_id"
     model = ExternalAssetRecord
-    table = assets_external_assets
+    target = _spec(assets_external_assets, ExternalAssetRecord, "external_id")
     converters = {"balance": Decimal, "expires_on": date.fromisoformat}
     description = "External assets (barcode, balance, expiry), created or updated by external_id."
 
 
-class TerminalStatusType(_UpsertType):
+class TerminalStatusType(_AssetType):
     """Terminal status reports, upserted by terminal_id; an older report than the stored one
     is skipped (STALE_STATUS), which is a success, not a failure."""
 
     name = "assets.terminal_status"
     key = "terminal_id"
     model = TerminalStatusRecord
-    table = assets_terminal_statuses
+    target = _spec(assets_terminal_statuses, TerminalStatusRecord, "terminal_id", newest="reported_at")
     converters = {"reported_at": datetime.fromisoformat}
-    lock = True  # the staleness check must see the row a concurrent batch may be writing
     description = "Terminal status reports by terminal_id; a report older than the stored one is skipped."
 
-    def decide(self, row: dict[str, Any], stored: dict[str, Any] | None) -> Decision:
-        if stored is not None and row["reported_at"] < stored["reported_at"]:
-            return Action.SKIPPED, _stale(row["reported_at"], stored["reported_at"])
-        return super().decide(row, stored)
-
-
-def _stale(reported: datetime, stored: datetime) -> FieldError:
-    message = f"reported_at {reported.isoformat()} is older than the stored report of {stored.isoformat()}"
-    return FieldError("STALE_STATUS", message, "reported_at")
+    def skipped(self, row: Mapping[str, Any], stored: Mapping[str, Any]) -> FieldError:
+        reported, kept = row["reported_at"], stored["reported_at"]
+        message = f"reported_at {reported.isoformat()} is older than the stored report of {kept.isoformat()}"
+        return FieldError("STALE_STATUS", message, "reported_at")

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Connection
 
-from loadbay.core.types import ApplyContext, BatchType
+from loadbay.core.types import ApplyContext
 from loadbay.db.tables import billing_customers
-from loadbay.domain.records import Applied, StagedRecord
 from loadbay.types.iso import COUNTRIES, CURRENCIES
-from loadbay.types.upsert import Merge, Stored, UpsertSpec
+from loadbay.types.upsert import UpsertSpec, UpsertType
 
 __all__ = ["CustomerRecord", "CustomerType"]
 
@@ -88,45 +85,20 @@ _FIELDS = tuple(f for f in CustomerRecord.model_fields if f != "customer_number"
 CUSTOMERS = UpsertSpec(billing_customers, ("account_id", "customer_number"), _FIELDS)
 
 
-class CustomerType(BatchType):
+class CustomerType(UpsertType):
     """Customers, upserted by customer_number."""
 
     name = "billing.customer"
     key = "customer_number"
     model = CustomerRecord
+    target = CUSTOMERS
     description = "Billing customers, created or updated by customer_number."
 
-    def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
-        return self.apply_prepared(conn, ctx, records, self.prepare(ctx, records))
-
-    def prepare(self, ctx: ApplyContext, records: Sequence[StagedRecord]) -> tuple[list[int], Merge]:
-        """(the records' indexes, their customers ready to merge)."""
-        rows = {r.index: _row(r, ctx.account_id) for r in records if r.data is not None}
-        return list(rows), Merge(CUSTOMERS, list(rows.values()))
-
-    def apply_prepared(
-        self,
-        conn: Connection,
-        ctx: ApplyContext,
-        records: Sequence[StagedRecord],
-        prepared: tuple[list[int], Merge],
-    ) -> list[Applied]:
-        indexes, customers = prepared
-        stored = customers.run(conn, datetime.now(UTC))
-        return [_applied(i, stored[key]) for i, key in zip(indexes, customers.keys, strict=True)]
+    def row(self, ctx: ApplyContext, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The record's values as a row (the balance stays the validated decimal text)."""
+        row = {name: data.get(name) for name in _COLUMNS}
+        row["account_id"] = ctx.account_id
+        return row
 
 
 _COLUMNS = tuple(CustomerRecord.model_fields)
-
-
-def _row(record: StagedRecord, account_id: int) -> dict[str, Any]:
-    """The record's values as a row (the balance stays the validated decimal text)."""
-    data = record.data
-    assert data is not None
-    row = {name: data.get(name) for name in _COLUMNS}
-    row["account_id"] = account_id
-    return row
-
-
-def _applied(index: int, stored: Stored) -> Applied:
-    return Applied(index=index, action=stored.action, entity_id=str(stored.id))

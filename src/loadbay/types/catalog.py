@@ -39,13 +39,14 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails, PydanticCustomError
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection
 
-from loadbay.core.types import ApplyContext, BatchType, field_errors
+from loadbay.core.types import ApplyContext, field_errors
 from loadbay.db import repository as repo
 from loadbay.db.tables import catalog_userx
-from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
+from loadbay.domain.records import FieldError, StagedRecord
 from loadbay.readers import Columns
+from loadbay.types.upsert import UpsertSpec, UpsertType, find
 
 __all__ = ["DIMENSIONS", "UserXType", "catalog_types", "item_model", "type_name"]
 
@@ -53,7 +54,6 @@ DIMENSIONS = range(1, 10)
 _UD = "ud*"  # the container a part's free `ud…` values are gathered into while validating
 _LOOKUPS = "udLookup_*"  # the container of an item's UD lookup fields
 _CONTAINERS = frozenset({_UD, _LOOKUPS})
-_BATCH = 500  # keys per IN (…) query
 _FREE_DEPTH = 32  # how deep a user-defined value may nest
 
 
@@ -363,10 +363,20 @@ class _Parents:
         return parent not in self.stored and (parent not in self.seen or parent in pending)
 
 
-class UserXType(BatchType):
+# Every column of an item derives from its JSON (`data`): that alone says whether it changed.
+ITEMS = UpsertSpec(
+    catalog_userx,
+    ("account_id", "dimension", "item_id"),
+    ("parent_item_id", "description", "data"),
+    compare=("data",),
+)
+
+
+class UserXType(UpsertType):
     """Alliant UserX items of one dimension, upserted by (account, dimension, id)."""
 
     key = "id"
+    target = ITEMS
     dimension: ClassVar[int]
     model: ClassVar[type[Item]]
 
@@ -411,18 +421,16 @@ class UserXType(BatchType):
         )
         return FieldError("UNKNOWN_PARENT", message, "parentReference.id")
 
-    def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
-        rows = {r.index: _row(r) for r in records}
-        scope = (ctx.account_id, self.dimension)
-        existing = _existing(conn, scope, [row["item_id"] for row in rows.values()])
-        new = [row for row in rows.values() if row["item_id"] not in existing]
-        changed = [row for row in rows.values() if _changed(row, existing)]
-        now = datetime.now(UTC)
-        ids = {item_id: found["id"] for item_id, found in existing.items()}
-        ids |= _insert(conn, scope, new, now)
-        _update(conn, scope, changed, now)
-        changed_ids = {row["item_id"] for row in changed}
-        return [_applied(index, row["item_id"], existing, changed_ids, ids) for index, row in rows.items()]
+    def row(self, ctx: ApplyContext, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The item as stored: its JSON, with its id, parent and description as columns too."""
+        return {
+            "account_id": ctx.account_id,
+            "dimension": self.dimension,
+            "item_id": data["id"],
+            "parent_item_id": (data.get("parentReference") or {}).get("id"),
+            "description": data.get("description"),
+            "data": json.dumps(data, sort_keys=True, separators=(",", ":")),
+        }
 
 
 def catalog_types() -> list[UserXType]:
@@ -449,95 +457,6 @@ def _parent_of(record: StagedRecord) -> str | None:
 
 
 def _stored(conn: Connection, account_id: int, dimension: int, ids: set[str]) -> set[str]:
-    c = catalog_userx.c
-    found: set[str] = set()
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), _BATCH):
-        query = select(c.item_id).where(
-            c.account_id == account_id,
-            c.dimension == dimension,
-            c.item_id.in_(ordered[start : start + _BATCH]),
-        )
-        found.update(conn.execute(query).scalars())
-    return found
-
-
-# applying ------------------------------------------------------------------------
-
-
-def _row(record: StagedRecord) -> dict[str, Any]:
-    data = record.data
-    assert data is not None
-    return {
-        "item_id": data["id"],
-        "parent_item_id": (data.get("parentReference") or {}).get("id"),
-        "description": data.get("description"),
-        "data": json.dumps(data, sort_keys=True, separators=(",", ":")),
-    }
-
-
-def _existing(conn: Connection, scope: tuple[int, int], ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The stored items among `ids`: their row id and data, by item id."""
-    c = catalog_userx.c
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(ids), _BATCH):
-        query = select(c.id, c.item_id, c.data).where(
-            c.account_id == scope[0], c.dimension == scope[1], c.item_id.in_(ids[start : start + _BATCH])
-        )
-        found |= {row.item_id: {"id": row.id, "data": row.data} for row in conn.execute(query)}
-    return found
-
-
-def _changed(row: dict[str, Any], existing: dict[str, dict[str, Any]]) -> bool:
-    stored = existing.get(row["item_id"])
-    return stored is not None and stored["data"] != row["data"]
-
-
-def _insert(
-    conn: Connection, scope: tuple[int, int], rows: list[dict[str, Any]], now: datetime
-) -> dict[str, int]:
-    """Insert new items in one statement; their row ids by item id."""
-    if not rows:
-        return {}
-    extra = {
-        "account_id": scope[0],
-        "dimension": scope[1],
-        "revision": 1,
-        "created_at": now,
-        "updated_at": now,
-    }
-    statement = insert(catalog_userx).returning(catalog_userx.c.item_id, catalog_userx.c.id)
-    return {item_id: row_id for item_id, row_id in conn.execute(statement, [row | extra for row in rows])}
-
-
-def _update(conn: Connection, scope: tuple[int, int], rows: list[dict[str, Any]], now: datetime) -> None:
-    if not rows:
-        return
-    c = catalog_userx.c
-    statement = (
-        update(catalog_userx)
-        .where(c.account_id == scope[0], c.dimension == scope[1], c.item_id == bindparam("key"))
-        .values(
-            parent_item_id=bindparam("v_parent"),
-            description=bindparam("v_description"),
-            data=bindparam("v_data"),
-            revision=c.revision + 1,
-            updated_at=now,
-        )
-    )
-    conn.execute(statement, [_update_params(row) for row in rows])
-
-
-def _update_params(row: dict[str, Any]) -> dict[str, Any]:
-    parent, description = row["parent_item_id"], row["description"]
-    return {"key": row["item_id"], "v_parent": parent, "v_description": description, "v_data": row["data"]}
-
-
-def _applied(
-    index: int, item_id: str, existing: dict[str, dict[str, Any]], changed: set[str], ids: dict[str, int]
-) -> Applied:
-    if item_id not in existing:
-        action = Action.CREATED
-    else:
-        action = Action.UPDATED if item_id in changed else Action.UNCHANGED
-    return Applied(index=index, action=action, entity_id=str(ids[item_id]))
+    """The stored items among `ids`."""
+    found = find(conn, ITEMS, [(account_id, dimension, item_id) for item_id in sorted(ids)])
+    return {item_id for _, _, item_id in found}

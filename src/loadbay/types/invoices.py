@@ -17,7 +17,7 @@ from loadbay.db.tables import billing_invoice_lines, billing_invoices
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.types import ledger
 from loadbay.types.iso import CURRENCIES
-from loadbay.types.upsert import UpsertSpec, find, key_of, upsert
+from loadbay.types.upsert import Upsert, UpsertSpec, find
 
 __all__ = ["InvoiceLineRecord", "InvoiceLineType", "InvoiceRecord", "InvoiceType"]
 
@@ -67,7 +67,8 @@ INVOICES = UpsertSpec(
     billing_invoices,
     ("account_id", "invoice_number"),
     ("customer_id", "invoice_date", "due_date", "currency", "amount", "balance"),
-    extra=("status",),
+    on_create=("status",),
+    read=("amount", "balance", "status"),
 )
 
 
@@ -98,15 +99,14 @@ class InvoiceType(BatchType):
                 failures[record.index] = error
             else:
                 rows[record.index] = _invoice_row(record, ctx, customers)
-        saved = upsert(conn, INVOICES, list(rows.values()), now)
+        saved = Upsert(INVOICES, list(rows.values())).run(conn, now)
         deltas = [
-            (row["customer_id"], ledger.amount_change(row, saved[key_of(INVOICES, row)].before))
-            for row in rows.values()
+            (row["customer_id"], ledger.amount_change(row, result.before))
+            for row, result in zip(rows.values(), saved, strict=True)
         ]
         ledger.move_balances(conn, customers.values(), deltas, now)
         applied = [Applied(i, error=e) for i, e in failures.items()]
-        for index, row in rows.items():
-            result = saved[key_of(INVOICES, row)]
+        for index, result in zip(rows, saved, strict=True):
             applied.append(Applied(index, action=result.action, entity_id=str(result.id)))
         return applied
 
@@ -224,9 +224,8 @@ class InvoiceLineType(BatchType):
                 applied.append(Applied(record.index, error=error))
             else:
                 rows[record.index] = _line_row(record, invoices)
-        saved = upsert(conn, LINES, list(rows.values()), datetime.now(UTC))
-        for index, row in rows.items():
-            result = saved[key_of(LINES, row)]
+        saved = Upsert(LINES, list(rows.values())).run(conn, datetime.now(UTC))
+        for index, result in zip(rows, saved, strict=True):
             applied.append(Applied(index, action=result.action, entity_id=str(result.id)))
         return applied
 

@@ -15,7 +15,7 @@ from loadbay.db.tables import billing_memos
 from loadbay.domain.records import Applied, StagedRecord
 from loadbay.types import ledger
 from loadbay.types.invoices import currency_code
-from loadbay.types.upsert import UpsertSpec, key_of, upsert
+from loadbay.types.upsert import Upsert, UpsertSpec
 
 __all__ = ["CreditMemoType", "DebitMemoType", "MemoRecord"]
 
@@ -42,6 +42,8 @@ MEMOS = UpsertSpec(
     billing_memos,
     ("account_id", "kind", "memo_number"),
     ("customer_id", "memo_date", "amount", "currency", "reason"),
+    on_create=("status",),
+    read=("amount",),
 )
 
 
@@ -69,15 +71,14 @@ class _MemoType(BatchType):
                 applied.append(Applied(record.index, error=error))
             else:
                 rows[record.index] = self._row(record, ctx, customers)
-        saved = upsert(conn, MEMOS, list(rows.values()), now)
+        saved = Upsert(MEMOS, list(rows.values())).run(conn, now)
         deltas = [
-            (row["customer_id"], self.sign * ledger.amount_change(row, saved[key_of(MEMOS, row)].before))
-            for row in rows.values()
+            (row["customer_id"], self.sign * ledger.amount_change(row, stored.before))
+            for row, stored in zip(rows.values(), saved, strict=True)
         ]
         ledger.move_balances(conn, customers.values(), deltas, now)
-        for index, row in rows.items():
-            result = saved[key_of(MEMOS, row)]
-            applied.append(Applied(index, action=result.action, entity_id=str(result.id)))
+        for index, stored in zip(rows, saved, strict=True):
+            applied.append(Applied(index, action=stored.action, entity_id=str(stored.id)))
         return applied
 
     def _row(
