@@ -206,8 +206,10 @@ def test_fast_path_validates_the_chunk_at_once_and_only_refused_records_again() 
     assert spied.one == refused
 
 
-def test_a_type_that_overrides_validate_is_validated_per_record() -> None:
+def test_a_type_that_does_not_validate_in_bulk_is_validated_per_record() -> None:
     class Custom(CustomerType):
+        validates_in_bulk = False
+
         def validate(self, raw: Mapping[str, Any]) -> Outcome:
             data, errors = super().validate(raw)
             if data is not None and data["name"].startswith("X"):
@@ -222,6 +224,14 @@ def test_a_type_that_overrides_validate_is_validated_per_record() -> None:
     raws.append(RawRecord({"customer_number": "C"}))
     records = assert_same(custom, raws)
     assert [r.errors[0].code if r.errors else None for r in records] == ["NO_X", None, "REQUIRED"]
+
+
+def test_overriding_validate_needs_the_declaration() -> None:
+    with pytest.raises(TypeError, match="Custom defines validate\\(\\) but not validates_in_bulk"):
+
+        class Custom(CustomerType):
+            def validate(self, raw: Mapping[str, Any]) -> Outcome:
+                return super().validate(raw)
 
 
 def test_no_records() -> None:

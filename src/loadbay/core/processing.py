@@ -194,16 +194,11 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
 def applies_early(batch: Batch, batch_type: BatchType) -> bool:
     """Whether the batch's chunks are applied while it is still validated.
 
-    An automatic batch does, when its type's staging reads nothing that applying writes:
-    no `check` (its rules read stored data), no child totals, no generated records. Its
-    outcomes are then the same as when every chunk waits for the end of validation.
+    An automatic batch does when its type declares `applies_while_validating`: its staging
+    reads nothing that applying writes, so its outcomes are the same as when every chunk
+    waits for the end of validation.
     """
-    return (
-        batch.process_mode != "manual"
-        and not batch_type.generates
-        and batch_type.child_totals is None
-        and type(batch_type).check is BatchType.check
-    )
+    return batch.process_mode != "manual" and batch_type.applies_while_validating
 
 
 def _open_early(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_type: BatchType) -> None:

@@ -84,6 +84,38 @@ class BatchType(ABC):
     # A total each record must match over the batch's child batches (see ChildTotals).
     child_totals: ClassVar[ChildTotals | None] = None
 
+    # Declared capabilities: what the pipeline may do with this type. A class that defines
+    # the method named beside one must declare it in its own body (see __init_subclass__),
+    # so overriding a method never changes the pipeline unseen.
+    #
+    # check: whether an automatic batch's chunks are applied while the batch is still being
+    # validated, each as soon as it is staged. Only for a type whose staging reads nothing
+    # that applying writes: a `check` that reads stored data (or the batch's other records)
+    # could see some chunks applied and others not, so it declares False; so must a type
+    # that `generates` its records or has `child_totals`. False: no chunk is applied before
+    # the whole batch is validated.
+    applies_while_validating: ClassVar[bool] = True
+    # validate: whether `validate_many` validates a chunk with one pydantic call of `model`
+    # (dumped with exclude_none: the outcomes of the default `validate`). A type whose
+    # `validate` does anything else declares False: `validate_many` then calls it per record.
+    validates_in_bulk: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a class that overrides a method without declaring its capability, or that
+        declares one its other attributes rule out."""
+        super().__init_subclass__(**kwargs)
+        for method, capability in _DECLARED_WITH.items():
+            if method in cls.__dict__ and capability not in cls.__dict__:
+                raise TypeError(
+                    f"{cls.__qualname__} defines {method}() but not {capability}: "
+                    f"declare it in the same class (see BatchType.{capability})"
+                )
+        if cls.applies_while_validating and (cls.generates or cls.child_totals is not None):
+            raise TypeError(
+                f"{cls.__qualname__} generates its records or has child_totals: "
+                "its chunks cannot be applied while validating (applies_while_validating = False)"
+            )
+
     def columns(self) -> Columns:
         fields = self.model.model_fields
         required = tuple(n for n, f in fields.items() if f.is_required())
@@ -101,8 +133,8 @@ class BatchType(ABC):
         self, raws: Sequence[Mapping[str, Any]]
     ) -> list[tuple[dict[str, Any] | None, tuple[FieldError, ...]]]:
         """`validate` of each record, in order, with the same outcomes but one pydantic call
-        for the lot. A type that overrides `validate` gets it called per record."""
-        if type(self).validate is not BatchType.validate:
+        for the lot, unless the type declares it does not `validates_in_bulk`."""
+        if not self.validates_in_bulk:
             return [self.validate(raw) for raw in raws]
         bulk = _Bulk.of(self.model)
         parsed = bulk.validator.validate_python(list(raws))
@@ -170,6 +202,10 @@ class BatchType(ABC):
     ) -> list[Applied]:
         """`apply`, given what `prepare` made of the same records."""
         return self.apply(conn, ctx, records)
+
+
+# A method a class may define only with its capability declared beside it (BatchType).
+_DECLARED_WITH = {"check": "applies_while_validating", "validate": "validates_in_bulk"}
 
 
 class _Bulk:

@@ -94,6 +94,7 @@ class CarryForwardType(BatchType):
         "one child batch per kind) and zero_out_customer_balance (this batch's records)."
     )
     generates = True
+    applies_while_validating = False
 
     def __init__(self, page_size: int = _PAGE) -> None:
         self.page_size = page_size
@@ -171,6 +172,7 @@ class _CarriedType(BatchType):
 
     documents: ClassVar[_Documents]
     generates = True
+    applies_while_validating = False
 
     def __init__(self, page_size: int = _PAGE) -> None:
         self.page_size = page_size

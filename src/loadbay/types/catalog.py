@@ -377,6 +377,8 @@ class UserXType(UpsertType):
 
     key = "id"
     target = ITEMS
+    applies_while_validating = False  # check reads stored items and the batch's keys (parents)
+    validates_in_bulk = False  # validate places errors outside containers and dumps by alias
     dimension: ClassVar[int]
     model: ClassVar[type[Item]]
 

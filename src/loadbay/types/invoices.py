@@ -80,6 +80,7 @@ class InvoiceType(BatchType):
     model = InvoiceRecord
     description = "Invoices of existing customers; their line items come in child batches."
     child_totals = ChildTotals("billing.invoice_line", "amount", "AMOUNT_MISMATCH", "line items")
+    applies_while_validating = False  # line items are summed first, and check reads customers
 
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
@@ -200,6 +201,7 @@ class InvoiceLineType(BatchType):
     key = "invoice_number"
     model = InvoiceLineRecord
     description = "Line items of stored invoices, by invoice_number and line_number."
+    applies_while_validating = False  # check reads the stored invoices
 
     def record_key(self, data: Mapping[str, Any]) -> str | None:
         return f"{data.get('invoice_number')}#{data.get('line_number')}"

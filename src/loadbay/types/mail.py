@@ -155,6 +155,9 @@ class MailJobType(BatchType):
         "attachment), print options and recipients. Jobs are known by position (job-<n>)."
     )
     attachments = {DOCUMENT: "the PDF the jobs print from"}
+    # Its check reads only the PDF's page count, which applying does not change; jobs are
+    # still made only once the whole manifest is validated, as before this was declared.
+    applies_while_validating = False
 
     def external_id(self, raw: Mapping[str, Any]) -> str | None:
         return None  # a job has no id of its own; its position is the record index

@@ -54,6 +54,7 @@ class _MemoType(BatchType):
     model = MemoRecord
     kind: ClassVar[str]
     sign: ClassVar[int]
+    applies_while_validating = False  # check reads the stored customers, as applying does
 
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]

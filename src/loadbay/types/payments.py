@@ -52,6 +52,7 @@ class WriteOffType(BatchType):
     key = "invoice"
     model = WriteOffRecord
     description = "Write off invoices' open balances, by invoice_id or invoice_number."
+    applies_while_validating = False  # check reads the invoices' balances that applying lowers
 
     def external_id(self, raw: Mapping[str, Any]) -> str | None:
         value = raw.get("invoice_id", raw.get("invoice_number"))
@@ -186,6 +187,7 @@ class PaymentType(BatchType):
     key = "reference"
     model = PaymentRecord
     description = "Customer payments, applied to open invoices oldest first."
+    applies_while_validating = False  # check reads the stored customers, as applying does
 
     def check(
         self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]
