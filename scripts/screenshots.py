@@ -1,4 +1,5 @@
-"""Screenshots of the dashboard's main pages, for docs/screenshots/ (so they stay current).
+"""Screenshots of the dashboard's main pages and of the API docs (Swagger UI, ReDoc), for
+docs/screenshots/ (so they stay current).
 
 Starts a throwaway `loadbay serve` (SQLite in a temporary directory), makes an account and a
 few realistic batches through the API, and photographs the pages with Debian's Chromium:
@@ -138,6 +139,34 @@ def _shoot(browser: Any, server: Server, key: str, batches: dict[str, int], out:
     phone.evaluate("key => sessionStorage.setItem('loadbay.apiKey', key)", key)
     _page(phone, server.url + "/", "#batches tbody tr", out / "phone-batches.png", full=True)
     _page(phone, f"{server.url}/batches/{batches['completed']}", "#groups tbody tr", out / "phone-batch.png")
+    _api_docs(browser.new_context(viewport=DESKTOP).new_page(), server, key, out)
+
+
+def _api_docs(page: Page, server: Server, key: str, out: Path) -> None:
+    """Swagger UI, signed in with Authorize; the answer of "Try it out" on GET /v1/batches;
+    ReDoc on an operation."""
+    page.goto(server.url + "/docs")
+    page.get_by_role("button", name="Authorize").first.click()
+    scheme = page.locator(".auth-container").filter(has_text="X-Api-Key")
+    scheme.locator("input").fill(key)
+    scheme.get_by_role("button", name="Apply credentials").click()
+    scheme.locator("button", has_text="Close").click()
+    page.locator(".opblock").first.wait_for()
+    page.wait_for_timeout(300)
+    page.screenshot(path=out / "api-docs.png")
+    listing = page.locator("#operations-batches-list_batches_v1_batches_get")
+    listing.locator(".opblock-summary").click()
+    listing.locator("input[placeholder='limit']").fill("2")
+    listing.get_by_role("button", name="Execute").click()
+    answer = listing.locator(".responses-inner").first
+    answer.locator(".live-responses-table tr.response").wait_for()
+    answer.evaluate("element => element.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    page.screenshot(path=out / "api-try-it-out.png")
+    page.goto(server.url + "/redoc#tag/batches/operation/create_batch_v1_batches_post")
+    page.get_by_role("heading", name="Create Batch").wait_for()
+    page.wait_for_timeout(800)
+    page.screenshot(path=out / "api-redoc.png")
 
 
 def _page(page: Page, url: str, ready: str, path: Path, *, full: bool = False) -> None:
