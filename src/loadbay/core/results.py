@@ -10,26 +10,12 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
+from loadbay.domain.cells import FORMULA_START as _FORMULA_START
+from loadbay.domain.cells import RESULT_COLUMNS
+from loadbay.domain.cells import protect as escape_cell
 from loadbay.domain.records import RecordOutcome, StagedRecord
 
 __all__ = ["RESULT_COLUMNS", "escape_cell", "header_row", "input_parts", "result_rows", "rows_of_status"]
-
-RESULT_COLUMNS = (
-    "loadbay_status",
-    "loadbay_action",
-    "loadbay_entity_id",
-    "loadbay_error_code",
-    "loadbay_error_message",
-)
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
-_FORMULA_START = frozenset("=+-@\t\r")
-
-
-def escape_cell(value: str) -> str:
-    """Stop a spreadsheet from running a cell as a formula (negative numbers stay numbers)."""
-    if value and value[0] in _FORMULA_START and not _NUMBER.match(value):
-        return "'" + value
-    return value
 
 
 def header_row(columns: Sequence[str]) -> str:
