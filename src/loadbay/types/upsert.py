@@ -119,16 +119,15 @@ class Upsert:
         """Write the rows in the open transaction; what became of each, in order."""
         if not self.keys:
             return []
-        cells = _processed(conn.dialect, self.spec, self._cells)
         if conn.dialect.name == "sqlite":
-            return self._run_sqlite(conn, cells, now)
-        return self._run_postgresql(conn, cells, now)
+            return self._run_sqlite(conn, now)
+        return self._run_postgresql(conn, now)
 
-    def _run_postgresql(self, conn: Connection, cells: list[list[Any]], now: datetime) -> list[Stored]:
+    def _run_postgresql(self, conn: Connection, now: datetime) -> list[Stored]:
         spec = self.spec
         before = _looked_up(conn, spec, self.keys) if spec.read else {}
         statement = _statement(conn.dialect, spec)
-        params = {"now": now, "rows": _json(cells)}
+        params = {"now": now, "rows": _json(_processed(conn.dialect, spec, self._cells))}
         written = {tuple(r)[1:-1]: (r[0], r[-1]) for r in conn.execute(statement, params)}
         # The rows left as they were are locked by the merge: read now, they are what it compared.
         left = [k for k in self.keys if k not in written and (spec.newest or k not in before)]
@@ -137,16 +136,20 @@ class Upsert:
             self._outcome(i, written.get(k), stored.get(k), before.get(k)) for i, k in enumerate(self.keys)
         ]
 
-    def _run_sqlite(self, conn: Connection, cells: list[list[Any]], now: datetime) -> list[Stored]:
+    def _run_sqlite(self, conn: Connection, now: datetime) -> list[Stored]:
         spec = self.spec
         before = _looked_up(conn, spec, self.keys)
         stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
-        conn.exec_driver_sql(_statement(conn.dialect, spec).text, [(*row, stamp) for row in cells])
+        rows = _processed(conn.dialect, spec, self._cells, (stamp,))
+        conn.exec_driver_sql(_statement(conn.dialect, spec).text, rows)
         after = _looked_up(conn, spec, self.keys)
         outcomes = []
         for i, key in enumerate(self.keys):
             was, now_is = before.get(key), after[key]
-            same = was is not None and was[1] == now_is[1]  # the revision did not move
+            if was is None:
+                outcomes.append(Stored(now_is[0], Action.CREATED))
+                continue
+            same = was[1] == now_is[1]  # the revision did not move
             outcomes.append(self._outcome(i, None if same else (now_is[0], now_is[1]), was, was))
         return outcomes
 
@@ -249,9 +252,12 @@ def _result_steps(dialect: Dialect, spec: UpsertSpec) -> list[tuple[int, _Proces
     return steps
 
 
-def _processed(dialect: Dialect, spec: UpsertSpec, cells: list[list[Any]]) -> list[list[Any]]:
-    """The cells as the driver takes them: each column type's bind processing (a date as
-    text on SQLite, a UTC timestamp naive), only for the columns that have one."""
+def _processed(
+    dialect: Dialect, spec: UpsertSpec, cells: list[list[Any]], tail: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Each row's cells as the driver takes them, then `tail`: each column type's bind
+    processing (a date as text on SQLite, a UTC timestamp naive), only for the columns that
+    have one."""
     steps = _PROCESSORS.get((dialect.name, spec))
     if steps is None:
         named = enumerate(spec.columns)
@@ -259,14 +265,15 @@ def _processed(dialect: Dialect, spec: UpsertSpec, cells: list[list[Any]]) -> li
             (i, process) for i, name in named if (process := _bind(dialect, spec.table, name)) is not None
         ]
     if not steps:
-        return cells
+        return [(*row, *tail) for row in cells]
     out = []
     for row in cells:
-        row = list(row)
+        values = [*row, *tail]
         for i, process in steps:
-            if row[i] is not None:
-                row[i] = process(row[i])
-        out.append(row)
+            value = values[i]
+            if value is not None:
+                values[i] = process(value)
+        out.append(tuple(values))
     return out
 
 
