@@ -53,10 +53,12 @@ Caller = Annotated[Account, Depends(keyed(current_account))]
 _NOT_OPEN = "`BATCH_NOT_OPEN`: the batch takes data only while it is `open`"
 _STATE = "`INVALID_STATE`: the batch's status does not allow this now (`detail` names what does)"
 _FILE = {
-    "description": "The file, in the format its Content-Type names (`?name=` for a batch of several files)",
+    "description": "The file, in the format its Content-Type names (`?name=` for a batch of several "
+    "files). It is stored as sent and read once the batch is submitted: a file that cannot be read "
+    "makes the batch `error` (`MALFORMED_FILE`, `MISSING_COLUMN`, …), not this request.",
     "required": True,
     "content": {
-        media: {"schema": {"format": "binary", "contentMediaType": media}, "example": example}
+        media: {"schema": {"contentMediaType": media}, "example": example}
         for media, example in FILE_EXAMPLES.items()
     },
 }
