@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import httpx
+from tests.support.s3 import MotoS3, S3Store
 from tests.support.servers import FINAL, Server, start_server, start_worker
 
 from bench.data import DataFile
@@ -30,6 +31,8 @@ __all__ = ["LAYOUTS", "PROCESSES", "THREADS", "E2eSettings", "loadbay_end_to_end
 PROCESSES = "processes"  # `serve --workers 0` + `workers` × `loadbay worker --concurrency 1`
 THREADS = "threads"  # `serve --workers N`: the workers are threads of the server
 LAYOUTS = (PROCESSES, THREADS)
+FILE, S3 = "file", "s3"  # the blob store: a local directory, or a bucket of moto's S3 server
+STORAGES = (FILE, S3)
 
 
 @dataclass(frozen=True)
@@ -153,9 +156,24 @@ class _Worker:
             return "(no log)"
 
 
-def loadbay_end_to_end(database: str, db: Fresh, data: DataFile, settings: E2eSettings) -> Result:
+_MOTO: list[MotoS3] = []
+
+
+def _bucket() -> S3Store:
+    """A new bucket of moto's S3 server, which runs in this process from the first one on
+    (a thread: its CPU is the benchmark process's, beside loadbay's)."""
+    if not _MOTO:
+        _MOTO.append(MotoS3())
+    return _MOTO[0].store("bench")
+
+
+def loadbay_end_to_end(
+    database: str, db: Fresh, data: DataFile, settings: E2eSettings, storage: str = FILE
+) -> Result:
     """Time from the upload's first byte to the last byte of the result file."""
     env = {"LOADBAY_POLL_INTERVAL": "0.5"} | settings.server_env  # the shipped default, not the tests' 0.05
+    if storage == S3:
+        env |= _bucket().env()
     data_dir = db.work_dir / "data"
     threads = settings.workers if settings.layout == THREADS else 0
     server = start_server(db.url, data_dir, workers=threads, env=env)
@@ -171,6 +189,9 @@ def loadbay_end_to_end(database: str, db: Fresh, data: DataFile, settings: E2eSe
         profiles = _start_pyspy(settings, processes, database, data, profilers)
         cpu_before = [_cpu_seconds(p.pid) for p in processes]
         result = _run(server, workers, key, database, db, data, settings)
+        if storage == S3:
+            result.method += ", S3 store (moto)"
+        result.extra["storage"] = storage
         cpu_after = [_cpu_seconds(p.pid) for p in processes]
         peaks = [_peak_rss_mb(p.pid) for p in processes]  # each process's peak RSS, read before it stops
         _record_processes(result, peaks, cpu_before, cpu_after)

@@ -9,6 +9,8 @@ Environment (all optional):
   BENCH_LAYOUT=processes             `loadbay serve --workers 0` + BENCH_WORKERS `loadbay worker
                                      --concurrency 1` processes; threads: `loadbay serve --workers N`
   BENCH_WORKERS=2                    worker processes (or threads in the server, BENCH_LAYOUT=threads)
+  BENCH_STORAGE=file                 loadbay's blob store: file (a local directory), s3 (a bucket of
+                                     moto's S3 server, in this process: not real S3), or file,s3
   BENCH_POLLERS=4                    status pollers while loadbay imports
   BENCH_POLL_PAUSE=0.25              seconds each poller waits between two requests
   BENCH_PYSPY=1                      record each loadbay process with py-spy (on PATH, or give its
@@ -38,7 +40,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench`, `tests` an
 
 from bench import data as bench_data
 from bench.databases import BENCH_POSTGRES_ENV, Backend, Fresh, PostgresBackend, SqliteBackend
-from bench.e2e import LAYOUTS, PROCESSES, E2eSettings, loadbay_end_to_end
+from bench.e2e import FILE, LAYOUTS, PROCESSES, STORAGES, E2eSettings, loadbay_end_to_end
 from bench.peers import naive, postgres_copy_direct, postgres_limit, sqlite_limit
 from bench.report import LOADBAY, NAIVE, Result, format_table, machine_facts, write_json
 
@@ -84,6 +86,7 @@ class Config:
     methods: list[str]
     naive_cap: int
     e2e: E2eSettings
+    storages: list[str] = field(default_factory=lambda: [FILE])  # loadbay's blob stores
 
     @classmethod
     def from_env(cls) -> Config:
@@ -109,7 +112,12 @@ class Config:
             pyspy=_pyspy(),
             profile_dir=bench_data.CACHE_DIR / "profiles",
         )
-        return cls(backends, sizes, methods, _int("BENCH_NAIVE_ROWS", 100_000), e2e)
+        storages = _list("BENCH_STORAGE", FILE)
+        if unknown := set(storages) - set(STORAGES):
+            raise SystemExit(
+                f"bench: unknown BENCH_STORAGE {sorted(unknown)} (choose from {', '.join(STORAGES)})"
+            )
+        return cls(backends, sizes, methods, _int("BENCH_NAIVE_ROWS", 100_000), e2e, storages)
 
     def as_json(self) -> dict[str, Any]:
         settings: dict[str, Any] = {
@@ -118,6 +126,7 @@ class Config:
             "naive_rows_cap": self.naive_cap,
             "loadbay_layout": self.e2e.layout,
             "loadbay_workers": self.e2e.workers,
+            "loadbay_storage": self.storages,
             "status_pollers": self.e2e.pollers,
             "status_poll_pause_s": self.e2e.poll_pause,
             "pyspy": self.e2e.pyspy is not None,
@@ -170,7 +179,9 @@ def _plan(backend: Backend, data: bench_data.DataFile, config: Config) -> list[t
         else:
             plan.append(("limit", lambda f: sqlite_limit(f, data)))
     if "loadbay" in methods:
-        plan.append(("loadbay", lambda f: loadbay_end_to_end(db, f, data, config.e2e)))
+        for storage in config.storages:
+            label = "loadbay" if storage == FILE else f"loadbay-{storage}"
+            plan.append((label, lambda f, store=storage: loadbay_end_to_end(db, f, data, config.e2e, store)))
     if "naive" in methods:
         plan.append(("naive", lambda f: naive(db, f, data, config.naive_cap)))
     return plan

@@ -1,5 +1,9 @@
 """Shared fixtures: a database per backend (SQLite file, PostgreSQL from a migrated
-template), and real `loadbay serve` processes on loopback."""
+template), a blob store per kind (a local directory, or a bucket of moto's S3 server on
+loopback), and real `loadbay serve` processes on loopback.
+
+A module runs over both stores with `pytestmark = pytest.mark.stores("file", "s3")`;
+others use the local directory only."""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ import pytest
 
 from loadbay.db.engine import migrate
 from tests.support.postgres import create_database, drop_database, postgres_server_url
+from tests.support.s3 import MotoS3, S3Store
 from tests.support.servers import Server, start_server
 
 BACKENDS = ["sqlite", "postgres"]
+STORES = ("file", "s3")
 TEMPLATE = "loadbay_template"
 
 
@@ -62,14 +68,41 @@ def module_database_url(
     yield from _new_database(request.param, tmp_path_factory.mktemp("db"), postgres_template)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`store`: each kind the module's `stores` marker names (the local directory if none)."""
+    if "store" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("stores")
+        kinds = marker.args if marker else ("file",)
+        metafunc.parametrize("store", kinds, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """moto's S3 server, started once per session when a test needs it."""
+    s3 = MotoS3()
+    yield s3
+    s3.stop()
+
+
 @pytest.fixture(scope="module")
-def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real `loadbay serve` per module and backend; tests make their own accounts.
+def store(request: pytest.FixtureRequest) -> S3Store | None:
+    """The blob store of the module's server: None for a local directory, else a new bucket."""
+    if getattr(request, "param", "file") == "file":
+        return None
+    moto: MotoS3 = request.getfixturevalue("moto_s3")
+    return moto.store()
+
+
+@pytest.fixture(scope="module")
+def server(
+    module_database_url: str, store: S3Store | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One real `loadbay serve` per module, backend and store; tests make their own accounts.
 
     It may fetch from loopback (LOADBAY_FETCH_ALLOW) and takes uploads up to 5 MB.
     """
     env = {"LOADBAY_FETCH_ALLOW": "127.0.0.1", "LOADBAY_MAX_UPLOAD_BYTES": str(5 * 1024 * 1024)}
-    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env)
+    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env, s3=store)
     yield running
     running.stop()
 

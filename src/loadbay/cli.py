@@ -196,6 +196,30 @@ def worker(
     rt.close()
 
 
+@app.command()
+def doctor(data_dir: DataDir = None) -> None:
+    """Check this environment: the database, the blob store (a probe object written, read and
+    deleted), the signing key and the workers. Exit status 0 when all is well, else 1."""
+    from loadbay.blobs import UrlSigner, open_store
+    from loadbay.core import doctor as checks
+    from loadbay.db.engine import Database
+
+    settings = _settings(data_dir)
+    db = Database(settings.resolved_database_url(), pool_size=1)
+    found = [checks.check_database(db)]
+    try:
+        store = open_store(settings, UrlSigner(b"", settings.base_url()))  # (the probe signs nothing)
+        found.append(checks.check_store(store))
+    except Exception as exc:  # no such store can even be opened (a bad URL, no credentials)
+        found.append(checks.Check("store", False, f"cannot be opened: {exc}"))
+    found += [checks.check_signing_key(settings), checks.check_workers(db, settings.heartbeat_seconds)]
+    db.dispose()
+    for check in found:
+        mark = "[green]ok[/]  " if check.ok else "[red]FAIL[/]"
+        out.print(f"{mark} {check.name}: {escape(check.detail)}", soft_wrap=True)
+    raise typer.Exit(0 if all(c.ok for c in found) else 1)
+
+
 @accounts_app.command("create")
 def accounts_create(
     name: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -17,7 +17,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./data")
     database_url: str | None = None
-    storage_url: str | None = None
+    storage_url: str | None = None  # file:///path or s3://bucket/prefix
     secret_key: str | None = None
     public_url: str | None = None
     fetch_allow: str = ""
@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)  # a worker process's heartbeat; 3 missed: not live
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)  # `loadbay worker` serves /metrics
     fusebill_process_wait: float = Field(default=5.0, ge=0)  # seconds Fusebill's Process waits for the job
+    retention_days: float = Field(default=0, ge=0)  # files of batches final this long are removed; 0: kept
+
+    @field_validator("storage_url")
+    @classmethod
+    def _known_store(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("file://", "s3://")):
+            raise ValueError("LOADBAY_STORAGE_URL is file:///path or s3://bucket/prefix")
+        return value
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: LOADBAY_DATABASE_URL, or SQLite in the data dir."""
@@ -51,7 +59,7 @@ class Settings(BaseSettings):
             return self.data_dir.resolve() / "blobs"
         if self.storage_url.startswith("file://"):
             return Path(self.storage_url.removeprefix("file://"))
-        raise ValueError(f"LOADBAY_STORAGE_URL={self.storage_url!r}: only file:// URLs are supported so far")
+        raise ValueError(f"LOADBAY_STORAGE_URL={self.storage_url!r} is not a directory")
 
     def base_url(self, host: str = "127.0.0.1", port: int = 8000) -> str:
         """The URL clients reach this server at, for signed links."""

@@ -2,6 +2,7 @@
 
     LoadbayError                  root; `code` is a stable UPPER_SNAKE word
     ├── NotFound                  the batch (or other object) does not exist for this account
+    ├── Gone                      a batch's files were removed after LOADBAY_RETENTION_DAYS
     ├── Unauthorized              no key, or an unknown key
     ├── Conflict                  the request is valid but the batch's state refuses it
     │   ├── InvalidTransition     a lifecycle move the transition table does not allow
@@ -15,7 +16,10 @@
     ├── UnreadableData            the batch's data cannot be read as a whole (a batch `error`)
     │   ├── MissingColumn         a required CSV column is absent
     │   ├── BadEncoding           the file is not UTF-8
-    │   └── MalformedFile         the file's syntax is broken beyond one record
+    │   ├── MalformedFile         the file's syntax is broken beyond one record
+    │   └── FileChanged           an uploaded file was replaced after the batch was submitted
+    ├── Busy                      the database or the object store cannot answer now; try again
+    │   └── StoreUnavailable      the object store cannot be reached or refuses loadbay
     └── FetchError                the server could not fetch a `source_url`
         └── FetchRefused          the URL points at an address loadbay may not reach
 
@@ -33,6 +37,8 @@ __all__ = [
     "Conflict",
     "FetchError",
     "FetchRefused",
+    "FileChanged",
+    "Gone",
     "InvalidInput",
     "InvalidTransition",
     "JobIdConflict",
@@ -41,6 +47,7 @@ __all__ = [
     "MissingColumn",
     "NotFound",
     "PayloadTooLarge",
+    "StoreUnavailable",
     "TestModeMismatch",
     "Unauthorized",
     "UnknownColumn",
@@ -66,6 +73,12 @@ class NotFound(LoadbayError):
     """No such object for this account. Check the id and the API key."""
 
     code = "NOT_FOUND"
+
+
+class Gone(LoadbayError):
+    """The batch's files were removed when its retention ended (LOADBAY_RETENTION_DAYS)."""
+
+    code = "FILES_REMOVED"
 
 
 class Unauthorized(LoadbayError):
@@ -162,10 +175,22 @@ class MalformedFile(UnreadableData):
     code = "MALFORMED_FILE"
 
 
+class FileChanged(UnreadableData):
+    """The file was replaced after the batch was submitted (a PUT to its upload URL)."""
+
+    code = "FILE_CHANGED"
+
+
 class Busy(LoadbayError):
     """The database is busy (a lock held too long by other work). Try again in a moment."""
 
     code = "BUSY"
+
+
+class StoreUnavailable(Busy):
+    """The object store does not answer (or refuses loadbay's credentials). Try again later."""
+
+    code = "STORE_UNAVAILABLE"
 
 
 class FetchError(LoadbayError):

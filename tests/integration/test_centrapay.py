@@ -19,7 +19,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from tests.support.centrapay_seed import SEED_CREATE_TEXT, SEED_CREATED_TEXT, SEED_GOT_TEXT, SEED_URL
+from tests.support.s3 import S3Store
 from tests.support.servers import Server, free_port, start_server
+
+pytestmark = pytest.mark.stores("file", "s3")
 
 API = "/compat/centrapay/api/batches"
 ASSET = "farmlands-external-asset"
@@ -48,11 +51,13 @@ SCALE_POSTGRES = "LOADBAY_TEST_SCALE_POSTGRES"
 
 
 @pytest.fixture(scope="module")
-def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real `loadbay serve` per backend that may fetch from loopback; it takes files up
-    to 64 MB (the 160,000-record file is about 11 MB; conftest's server stops at 5 MB)."""
+def server(
+    module_database_url: str, store: S3Store | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One real `loadbay serve` per backend and store that may fetch from loopback; it takes
+    files up to 64 MB (the 160,000-record file is about 11 MB; conftest's server stops at 5 MB)."""
     env = {"LOADBAY_FETCH_ALLOW": "127.0.0.1", "LOADBAY_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024)}
-    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env)
+    running = start_server(module_database_url, tmp_path_factory.mktemp("data"), env=env, s3=store)
     yield running
     running.stop()
 

@@ -23,6 +23,8 @@ from loadbay.types import default_registry
 from loadbay.xmlsafe import parse_xml
 from tests.support.servers import Server
 
+pytestmark = pytest.mark.stores("file", "s3")
+
 API = "/compat/ebill/rest/batchProcess"
 SUMMARY = [
     "id",
@@ -582,7 +584,7 @@ def test_unknown_batch_processes_are_404_and_bad_names_400(shared: httpx.Client)
     assert error(client.delete(API), 405) == "METHOD_NOT_ALLOWED"
 
 
-def test_state_and_identity_conflicts(client: httpx.Client) -> None:
+def test_state_and_identity_conflicts(server: Server, client: httpx.Client) -> None:
     empty = fields(call(client, "POST", upload_request("EMPTY", "Customer", "e.csv"), "S3FileUpload"))
     assert error(_finalize(client, empty["id"]), 409) == "NO_DATA"
 
@@ -608,7 +610,8 @@ def test_state_and_identity_conflicts(client: httpx.Client) -> None:
 
     assert finalize(client, customers["id"]).findtext("status") == "Queued"
     assert error(_finalize(client, customers["id"]), 409) == "INVALID_STATE"
-    assert httpx.put(customers["uploadUrl"], content=CUSTOMERS_FILE.encode()).status_code == 409
+    if server.s3 is None:  # loadbay's own uploadUrl refuses a file once the batch is submitted
+        assert httpx.put(customers["uploadUrl"], content=CUSTOMERS_FILE.encode()).status_code == 409
 
     invoices = draft(
         client,

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from tests.support.s3 import S3Store
+
 __all__ = ["Server", "free_port", "start_server", "start_worker", "wait_final"]
 
 FINAL = {"completed", "error", "cancelled", "cleared"}
@@ -42,6 +44,7 @@ class Server:
     env: dict[str, str]
     log: Path
     keys: dict[str, str] = field(default_factory=dict)
+    s3: S3Store | None = None  # the bucket it keeps its files in (None: a local directory)
 
     def account(self, name: str, *, test: bool = False) -> str:
         """Create an account with the real CLI and return its API key."""
@@ -81,17 +84,23 @@ class Server:
 
 
 def start_server(
-    database_url: str, data_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None
+    database_url: str,
+    data_dir: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    s3: S3Store | None = None,
 ) -> Server:
-    """Start `loadbay serve` as a real process and wait until /healthz answers."""
+    """Start `loadbay serve` as a real process and wait until /healthz answers (`s3`: it
+    keeps its files in that bucket)."""
     port = free_port()
-    full_env = _env(database_url, data_dir, env)
+    full_env = _env(database_url, data_dir, (s3.env() if s3 else {}) | (env or {}))
     log = data_dir / f"serve-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "loadbay", "serve", "--port", str(port), "--workers", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", process, full_env, log)
+    server = Server(f"http://127.0.0.1:{port}", process, full_env, log, s3=s3)
     _wait_healthy(server)
     return server
 
@@ -112,15 +121,19 @@ def _wait_healthy(server: Server, timeout: float = 60.0) -> None:
 
 
 def start_worker(
-    database_url: str, data_dir: Path, *, concurrency: int = 1, env: dict[str, str] | None = None
+    database_url: str,
+    data_dir: Path,
+    *,
+    concurrency: int = 1,
+    env: dict[str, str] | None = None,
+    s3: S3Store | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a `loadbay worker` process (its output goes to a log in data_dir)."""
     args = [sys.executable, "-m", "loadbay", "worker", "--concurrency", str(concurrency)]
     log = data_dir / f"worker-{time.monotonic_ns()}.log"
+    full_env = _env(database_url, data_dir, (s3.env() if s3 else {}) | (env or {}))
     with log.open("wb") as out:
-        return subprocess.Popen(
-            args, env=_env(database_url, data_dir, env), stdout=out, stderr=subprocess.STDOUT
-        )
+        return subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def wait_final(client: httpx.Client, batch_id: int, timeout: float = 120.0) -> dict[str, Any]:

@@ -3,6 +3,8 @@ Prometheus metrics (/metrics)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from loadbay.core.doctor import Check, check_store
 from loadbay.core.metrics import exposition, registry_for
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
@@ -21,6 +24,7 @@ __all__ = ["ops_router"]
 def ops_router(rt: Runtime) -> APIRouter:
     router = APIRouter(tags=["ops"])
     registry = registry_for(rt.db, rt.settings.heartbeat_seconds)
+    store = _every(_STORE_CHECK_SECONDS, lambda: check_store(rt.blobs))
 
     @router.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -30,9 +34,13 @@ def ops_router(rt: Runtime) -> APIRouter:
 
     @router.get("/readyz", responses={503: {"description": "Not ready: the reasons are listed"}})
     def readyz() -> JSONResponse:
-        """Ready to take and finish imports: the database answers and at least one worker
+        """Ready to take and finish imports: the database answers, the blob store takes, gives
+        back and deletes a probe object (checked at most every 15 s), and at least one worker
         process is alive. 503 with the reasons otherwise."""
         problems: list[str] = []
+        stored = store()
+        if not stored.ok:
+            problems.append(f"the blob store does not work: {stored.detail}")
         try:
             live = _live(rt)
         except Exception as exc:  # the database is away: say so, do not crash the probe
@@ -51,6 +59,21 @@ def ops_router(rt: Runtime) -> APIRouter:
         return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+_STORE_CHECK_SECONDS = 15.0  # a probe (three requests on S3) per server at most this often
+
+
+def _every(seconds: float, check: Callable[[], Check]) -> Callable[[], Check]:
+    """`check`, run again only once its last answer is `seconds` old."""
+    last: list[tuple[float, Check]] = []
+
+    def cached() -> Check:
+        if not last or time.monotonic() - last[0][0] > seconds:
+            last[:] = [(time.monotonic(), check())]
+        return last[0][1]
+
+    return cached
 
 
 def _live(rt: Runtime) -> list[queue.WorkerBeat]:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, Protocol, cast
 from urllib.parse import quote, unquote
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, RowMapping
 
 from loadbay.blobs import BlobWriter
 from loadbay.core.runtime import Runtime
@@ -19,7 +19,7 @@ from loadbay.db import repository as repo
 from loadbay.domain.lifecycle import Milestone, Status
 from loadbay.domain.models import Batch
 from loadbay.domain.text import many
-from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from loadbay.readers import format_for_content_type, unstorable
 
 __all__ = [
@@ -30,6 +30,8 @@ __all__ = [
     "Upload",
     "attachment_key",
     "attachments_of",
+    "check_uploads",
+    "confirm_uploads",
     "input_key",
     "parse_input_key",
     "require_attachments",
@@ -90,11 +92,83 @@ def require_open(batch: Batch) -> None:
         )
 
 
-def signed_upload(rt: Runtime, batch: Batch, name: str) -> SignedUpload:
+def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool = False) -> SignedUpload:
+    """A signed URL that takes file `name`, and the batch's note that it expects that file
+    (see `check_uploads`). On the local store loadbay receives the PUT itself (`Upload`); on
+    S3 the client sends it to the store, and loadbay learns of it when the batch is submitted."""
     require_open(batch)
+    require_takes_data(batch, rt.types.get(batch.type))
+    key = input_key(batch.id, name)
+    fmt = format_for_content_type(None, name) if format_by_name else ""
+    with rt.db.write() as conn:
+        locked = repo.get_batch(conn, None, batch.id, lock=True)
+        assert locked is not None
+        require_open(locked)
+        repo.expect_input(conn, batch.id, name, key, fmt)
     ttl = rt.settings.signed_url_ttl
-    url = rt.blobs.signed_url(input_key(batch.id, name), "PUT", ttl)
+    url = rt.blobs.signed_url(key, "PUT", ttl)
     return SignedUpload(url=url, method="PUT", expires_at=datetime.now(UTC) + timedelta(seconds=ttl))
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """An expected file, as the store has it."""
+
+    size: int
+    format: str
+    etag: str | None
+
+
+def check_uploads(rt: Runtime, expected: list[RowMapping], received: Mapping[int, int]) -> dict[int, Found]:
+    """Look for each expected file (`repository.pending_inputs` rows) in the store, outside
+    any transaction; what was found, by input id. Refused with what a client can act on:
+    nothing there (409 NO_DATA when the batch has no other data, FILE_NOT_UPLOADED when it
+    has), over LOADBAY_MAX_UPLOAD_BYTES (413; the object is deleted so that a smaller one
+    can be sent), a Content-Type loadbay does not read (415). `received`: the inputs each
+    batch has besides those expected."""
+    found: dict[int, Found] = {}
+    limit = rt.settings.max_upload_bytes
+    for row in expected:
+        name, batch_id = row["name"], row["batch_id"]
+        try:
+            info = rt.blobs.head(row["blob_key"])
+        except NotFound:
+            raise Conflict(
+                f"batch {batch_id} has no file {name!r} yet: nothing was uploaded to its upload URL; "
+                "upload it (ask for a new URL if that one expired) and submit again",
+                code="FILE_NOT_UPLOADED" if received.get(batch_id) else "NO_DATA",
+            ) from None
+        if info.size > limit:
+            rt.blobs.delete(row["blob_key"])
+            raise PayloadTooLarge(
+                f"the file {name!r} sent to batch {batch_id}'s upload URL is {info.size} bytes; this "
+                f"server takes at most {limit}: it was deleted, send a smaller one and submit again"
+            )
+        found[row["id"]] = Found(info.size, row["format"] or _format_of(name, info.content_type), info.etag)
+    return found
+
+
+def _format_of(name: str, content_type: str | None) -> str:
+    try:
+        return format_for_content_type(content_type, name)
+    except UnsupportedMediaType as exc:
+        raise UnsupportedMediaType(f"the file {name!r} at the upload URL: {exc.message}") from None
+
+
+def confirm_uploads(conn: Connection, batch_ids: list[int], found: Mapping[int, Found]) -> None:
+    """Keep the expected files that were found as the batches' inputs (in the transaction that
+    submits them); Conflict if one is expected that was not looked for (a URL handed out since)."""
+    for row in repo.pending_inputs(conn, batch_ids):
+        got = found.get(row["id"])
+        if got is None:
+            raise Conflict(
+                f"an upload URL for {row['name']!r} was handed out while batch {row['batch_id']} was "
+                "submitted; submit it again",
+                code="FILE_NOT_UPLOADED",
+            )
+        repo.confirm_input(conn, row["id"], size=got.size, fmt=got.format, etag=got.etag)
+        detail = f"{row['name']} ({got.size} bytes, at its upload URL)"
+        repo.add_event(conn, row["batch_id"], Milestone.FILE_RECEIVED, Status.OPEN, detail)
 
 
 class Upload:
@@ -142,6 +216,7 @@ class Upload:
                 raise
             size = self._writer.commit()
             values = {"format": self.format, "blob_key": self._key, "size": size, "items": None}
+            values |= {"pending": False, "etag": None}
             repo.upsert_input(conn, batch.id, "file", self.name, **values)
             repo.add_event(
                 conn, batch.id, Milestone.FILE_RECEIVED, batch.status, f"{self.name} ({size} bytes)"

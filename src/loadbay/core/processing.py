@@ -41,7 +41,7 @@ from loadbay.domain.lifecycle import Event, Milestone, Status, next_status
 from loadbay.domain.models import Batch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.domain.text import many
-from loadbay.errors import LoadbayError
+from loadbay.errors import Busy, LoadbayError
 from loadbay.fetcher import fetch_to
 from loadbay.readers import (
     Columns,
@@ -85,6 +85,9 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
             resume = _start(rt, claim, batch)
             warnings = _stage_all(rt, claim, batch, resume)
             _finish_validation(rt, claim, batch, warnings)
+    except Busy as exc:  # the object store is away for a while: not the data's fault
+        log.warning("batch %s: validation interrupted (attempt %s): %s", batch.id, claim.attempt, exc)
+        _give_back(rt, claim, exc.message, failed=False)
     except LoadbayError as exc:
         _fail(rt, claim, exc.code, exc.message)
     except LeaseLost:
@@ -280,7 +283,7 @@ def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> dict[int, int]
     counted: dict[int, int] = {}
     limit, options = rt.settings.max_record_bytes, ReadOptions.of(batch.options)
     for item in files:
-        with closing(rt.blobs.open(item["blob_key"])) as stream:
+        with closing(rt.blobs.open(item["blob_key"], item["etag"])) as stream:
             counted[item["id"]] = read_through(
                 stream, item["format"], columns, max_record_bytes=limit, options=options
             )
@@ -341,7 +344,7 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
                 text = repo.page_items(conn, item["id"])
             yield from iter_json_items(json.loads(text, parse_float=Decimal), columns)
             continue
-        with closing(rt.blobs.open(item["blob_key"])) as stream:
+        with closing(rt.blobs.open(item["blob_key"], item["etag"])) as stream:
             reader = open_reader(stream, item["format"], columns, max_record_bytes=limit, options=options)
             yield from reader
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)

@@ -7,7 +7,7 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from loadbay.blobs import BlobStore, LocalBlobStore, UrlSigner
+from loadbay.blobs import BlobStore, UrlSigner, open_store
 from loadbay.config import Settings
 from loadbay.core.types import TypeRegistry
 from loadbay.db.engine import Database, migrate
@@ -31,7 +31,7 @@ class Runtime:
         url = settings.resolved_database_url()
         migrate(url)
         signer = UrlSigner(_secret(settings), settings.public_url or base_url)
-        blobs = LocalBlobStore(settings.resolved_storage_dir(), signer)
+        blobs = open_store(settings, signer)
         db = Database(url, lock_timeout=settings.lock_timeout)
         return cls(settings, db, blobs, types, AllowList.parse(settings.fetch_allow))
 

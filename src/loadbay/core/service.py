@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from loadbay.core import intake, settle
+from loadbay.core import files, intake, settle
 from loadbay.core.progress import STAGE_EVENTS, Progress, progress
 from loadbay.core.results import header_row, rows_of_status
 from loadbay.core.runtime import Runtime
@@ -368,8 +368,14 @@ class BatchService:
     ) -> intake.Upload:
         return intake.Upload(self.rt, self.get(account, batch_id), name, content_type)
 
-    def upload_url(self, account: Account, batch_id: int, name: str) -> intake.SignedUpload:
-        return intake.signed_upload(self.rt, self.get(account, batch_id), name)
+    def upload_url(
+        self, account: Account, batch_id: int, name: str, *, format_by_name: bool = False
+    ) -> intake.SignedUpload:
+        """A signed URL that takes file `name` (a presigned URL of the store itself on S3). The
+        batch then expects the file: it is looked for when the batch is submitted. Its format
+        is its Content-Type's (or its name's, when that says nothing); `format_by_name`: its
+        name's whatever its Content-Type."""
+        return intake.signed_upload(self.rt, self.get(account, batch_id), name, format_by_name=format_by_name)
 
     def start_signed_upload(
         self, key: str, expires: str, signature: str, content_type: str | None
@@ -386,9 +392,17 @@ class BatchService:
     # lifecycle -------------------------------------------------------------
 
     def submit(self, account: Account, batch_id: int) -> Batch:
-        """Data complete: queue the batch (and its open children) for processing."""
+        """Data complete: queue the batch (and its open children) for processing. The files
+        expected at upload URLs are looked for first (see intake.check_uploads)."""
+        with self.rt.db.read() as conn:
+            family = [self._get(conn, account, batch_id), *repo.children(conn, batch_id)]
+            expected = repo.pending_inputs(conn, [b.id for b in family if b.status == Status.OPEN])
+            inputs = {row["batch_id"]: repo.input_summary(conn, row["batch_id"])[0] for row in expected}
+        received = {b: count - sum(r["batch_id"] == b for r in expected) for b, count in inputs.items()}
+        found = intake.check_uploads(self.rt, expected, received)
         with self.rt.db.write() as conn:
             batch = self._get(conn, account, batch_id, lock=True)
+            intake.confirm_uploads(conn, [batch.id, *(c.id for c in repo.children(conn, batch.id))], found)
             self._submit_family(conn, batch)
             batch = self._get(conn, account, batch_id)
         self._wake()
@@ -439,10 +453,15 @@ class BatchService:
         with self.rt.db.write() as conn:
             batch = self._get(conn, account, batch_id, lock=True)
             self._cancel(conn, batch)
+            cancelled = [batch.id]
             for child in repo.children(conn, batch.id):
                 if not child.final:
                     self._cancel(conn, child)
-            return self._get(conn, account, batch_id)
+                    cancelled.append(child.id)
+            batch = self._get(conn, account, batch_id)
+        for done in cancelled:  # nothing reads them any more
+            files.remove_inputs(self.rt, done)
+        return batch
 
     def _cancel(self, conn: Connection, batch: Batch) -> None:
         settle.cancel(conn, self.rt.types.get(batch.type), batch)
@@ -456,9 +475,10 @@ class BatchService:
             queue.delete_chunks(conn, batch.id)
             repo.delete_keys(conn, batch.id)
             repo.delete_shares(conn, batch.id)
+            # (an `error` batch's result file says `error`: written again for `cleared`)
             repo.set_status(conn, batch.id, status, Event.CLEAR, finished_at=repo.now())
-        self.rt.blobs.delete_prefix(f"batches/{batch_id}/inputs")
-        self.rt.blobs.delete_prefix(f"batches/{batch_id}/attachments")
+            repo.update_batch(conn, batch.id, results_at=None, results_claimed_until=None)
+        files.remove_inputs(self.rt, batch_id)
         return self.get(account, batch_id)
 
     # data out --------------------------------------------------------------
@@ -467,31 +487,46 @@ class BatchService:
         self, account: Account, batch_id: int, outcomes: Collection[str] | None = None
     ) -> Iterator[str]:
         """The result CSV as a stream of text parts (header first); with `outcomes` (some of
-        succeeded, invalid, failed, unprocessed) only the records that ended so."""
-        return self._results(self.get(account, batch_id), outcomes)
-
-    def _results(self, batch: Batch, outcomes: Collection[str] | None = None) -> Iterator[str]:
-        _require_results(batch)
-        columns = self.rt.types.get(batch.type).columns().names
-        stream = _result_stream(self.rt, batch.id, header_row(columns))
-        if not outcomes:
-            return stream
-        return _only(stream, len(columns), _outcomes(outcomes))
-
-    def result_url(self, account: Account, batch_id: int) -> str:
-        """A signed URL that downloads the batch's result file (one GET, no API key)."""
+        succeeded, invalid, failed, unprocessed) only the records that ended so. Read from the
+        stored result file (or refused-records file) once it is written; Gone once removed."""
         batch = self.get(account, batch_id)
         _require_results(batch)
-        return self.rt.blobs.signed_url(_results_key(batch.id), "GET", self.rt.settings.signed_url_ttl)
+        files.require_kept(self.rt, batch)
+        wanted = _outcomes(outcomes) if outcomes else frozenset()
+        if batch.results_at is not None and wanted in (frozenset(), files.REFUSED):
+            name = files.REFUSED_FILE if wanted else files.RESULTS_FILE
+            try:
+                return files.stored_text(self.rt, files.result_key(batch.id, name))
+            except NotFound:  # removed from the store by other means: made again from the chunks
+                pass
+        columns = self.rt.types.get(batch.type).columns().names
+        stream = files.result_parts(self.rt, batch.id, header_row(columns))
+        return _only(stream, len(columns), wanted) if wanted else stream
+
+    def result_url(self, account: Account, batch_id: int) -> str:
+        """A signed URL that downloads the final batch's result file (one GET, no API key; a
+        presigned URL of the store on S3). Every final status has one: a batch that ended
+        without records (`error`, `cleared`) has a file of one row that says why."""
+        batch = self.get(account, batch_id)
+        _require_final(batch)
+        files.require_kept(self.rt, batch)
+        files.ensure_results(self.rt, batch)
+        name = f"batch-{batch.id}-results.csv"
+        ttl = self.rt.settings.signed_url_ttl
+        return self.rt.blobs.signed_url(files.result_key(batch.id), "GET", ttl, download_name=name)
 
     def signed_results(self, key: str, expires: str, signature: str) -> tuple[int, Iterator[str]]:
-        """(batch id, result CSV) behind a signed download URL: the signature is the credential."""
+        """(batch id, result CSV) behind a signed download URL (the local store's): the
+        signature is the credential."""
         self.rt.blobs.verify(key, "GET", expires, signature)
         with self.rt.db.read() as conn:
             batch = repo.get_batch(conn, None, _batch_of_results_key(key))
         if batch is None:
             raise NotFound("no such result file")
-        return batch.id, self._results(batch)
+        _require_final(batch)
+        files.require_kept(self.rt, batch)
+        files.ensure_results(self.rt, batch)
+        return batch.id, files.stored_text(self.rt, key)
 
 
 def _outcomes(names: Collection[str]) -> frozenset[str]:
@@ -540,29 +575,20 @@ def _require_results(batch: Batch) -> None:
         )
 
 
-def _results_key(batch_id: int) -> str:
-    return f"batches/{batch_id}/results.csv"
+def _require_final(batch: Batch) -> None:
+    if not batch.final:
+        raise Conflict(
+            f"batch {batch.id} is {batch.status}; its result file exists once it is final",
+            code="RESULTS_NOT_READY",
+        )
 
 
 def _batch_of_results_key(key: str) -> int:
     """The batch id in a result file's key, or NotFound."""
     parts = key.split("/")
-    if len(parts) != 3 or parts[0] != "batches" or parts[2] != "results.csv" or not parts[1].isdigit():
+    if len(parts) != 3 or parts[0] != "batches" or parts[2] != files.RESULTS_FILE or not parts[1].isdigit():
         raise NotFound("no such result file")
     return int(parts[1])
-
-
-def _result_stream(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:
-    yield header
-    after = -1
-    while True:
-        with rt.db.read() as conn:
-            parts = queue.result_parts(conn, batch_id, after, _RESULT_PAGE)
-        if not parts:
-            return
-        for seq, text in parts:
-            yield text or ""
-            after = seq
 
 
 def _of_types(batch: Batch, types: Collection[str] | None, name: object) -> Batch:

@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from loadbay import __version__
-from loadbay.core import processing, settle
+from loadbay.core import files, processing, settle
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -37,6 +37,7 @@ class Worker:
         self._wake = wake
         self._lease = timedelta(seconds=rt.settings.lease_seconds)
         self._next_takeover = 0.0  # (time.monotonic) when to look for a validation to take over
+        self._sweeper = files.Sweeper(rt)
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -50,8 +51,16 @@ class Worker:
                 self._wake.clear()
 
     def run_once(self) -> bool:
-        """Do one piece of work; False when there was none."""
-        return self._take_over() or self._apply_next() or self._validate_next() or self._settle_stalled()
+        """Do one piece of work; False when there was none. Result files of final batches and
+        the retention's passes come after every batch's own work (see core.files)."""
+        return (
+            self._take_over()
+            or self._apply_next()
+            or self._validate_next()
+            or self._settle_stalled()
+            or files.store_next_results(self.rt, self.owner)
+            or self._sweeper.run_if_due()
+        )
 
     def _take_over(self) -> bool:
         """Take over a validation whose worker's lease expired before applying any chunk: its

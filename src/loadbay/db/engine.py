@@ -23,11 +23,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
-__all__ = ["Database", "is_interruption", "migrate"]
+__all__ = ["Database", "is_interruption", "migrate", "schema_revisions"]
 
 
 class Database:
@@ -176,3 +178,11 @@ def alembic_config(url: str) -> Config:
     config.set_main_option("script_location", str(script_dir))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def schema_revisions(db: Database) -> tuple[str | None, str | None]:
+    """(the database's migration revision, the newest this loadbay has): equal once migrated."""
+    with db.read() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
+    return current, head

@@ -53,6 +53,8 @@ __all__ = [
     "add_event",
     "batch_by_job_id",
     "children",
+    "claim_results",
+    "confirm_input",
     "delete_inputs",
     "delete_shares",
     "delete_some_keys",
@@ -62,6 +64,9 @@ __all__ = [
     "error_groups",
     "errors_page",
     "events",
+    "expect_input",
+    "expired_batches",
+    "files_removed",
     "get_batch",
     "input_items",
     "input_totals",
@@ -74,7 +79,10 @@ __all__ = [
     "list_batches",
     "list_inputs",
     "payloads_holding",
+    "pending_inputs",
     "release_keys",
+    "results_stored",
+    "results_wanted",
     "seen_keys",
     "set_item_counts",
     "set_status",
@@ -269,6 +277,8 @@ def _batch(row: RowMapping) -> Batch:
         apply_early=row["apply_early"],
         staged_attempt=row["staged_attempt"],
         origin=row["origin"],
+        results_at=row["results_at"],
+        files_removed_at=row["files_removed_at"],
     )
 
 
@@ -614,3 +624,79 @@ def latest_events(
 def _aware(at: datetime) -> datetime:
     """max() over a UTC column answers a naive datetime on SQLite."""
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+# stored files: uploads expected at a signed URL, result files, retention ---------------
+
+
+def expect_input(conn: Connection, batch_id: int, name: str, blob_key: str, fmt: str) -> None:
+    """An upload URL for file `name` was handed out: the file is looked for at `blob_key`
+    when the batch is submitted (`fmt`: its format when its name says it, else "")."""
+    row = {"batch_id": batch_id, "kind": "file", "name": name, "created_at": now(), "size": 0}
+    changes = {"pending": True, "format": fmt, "blob_key": blob_key, "items": None}
+    statement = _upsert_insert(conn, batch_inputs).values(row | changes)
+    keys = [batch_inputs.c.batch_id, batch_inputs.c.kind, batch_inputs.c.name]
+    conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=changes))
+
+
+def pending_inputs(conn: Connection, batch_ids: Sequence[int]) -> list[RowMapping]:
+    """The files of these batches that are expected at an upload URL, not yet confirmed."""
+    c = batch_inputs.c
+    query = select(c.id, c.batch_id, c.name, c.format, c.blob_key).where(c.batch_id.in_(batch_ids), c.pending)
+    return list(conn.execute(query.order_by(c.id)).mappings())
+
+
+def confirm_input(conn: Connection, input_id: int, *, size: int, fmt: str, etag: str | None) -> bool:
+    """The expected file is there: keep its size, format and version. False if it was not pending."""
+    c = batch_inputs.c
+    values = {"pending": False, "size": size, "format": fmt, "etag": etag}
+    return conn.execute(update(batch_inputs).where(c.id == input_id, c.pending).values(values)).rowcount == 1
+
+
+def results_wanted(conn: Connection, at: datetime, kept_since: datetime | None, limit: int) -> list[int]:
+    """Final batches whose result files are not stored yet (and no worker writes them now),
+    the first finished first; none whose files are removed, or are due to be (`kept_since`)."""
+    c = batches.c
+    query = select(c.id).where(
+        c.results_at.is_(None),
+        c.finished_at.is_not(None),
+        c.files_removed_at.is_(None),
+        or_(c.results_claimed_until.is_(None), c.results_claimed_until < at),
+    )
+    if kept_since is not None:
+        query = query.where(c.finished_at >= kept_since)
+    return list(conn.execute(query.order_by(c.finished_at).limit(limit)).scalars())
+
+
+def claim_results(conn: Connection, batch_id: int, at: datetime, until: datetime) -> bool:
+    """Take the writing of a batch's result files until `until`; False if another worker has it."""
+    c = batches.c
+    claimed = (
+        update(batches)
+        .where(c.id == batch_id, c.results_at.is_(None))
+        .where(or_(c.results_claimed_until.is_(None), c.results_claimed_until < at))
+        .values(results_claimed_until=until)
+    )
+    return conn.execute(claimed).rowcount == 1
+
+
+def results_stored(conn: Connection, batch_id: int, at: datetime) -> bool:
+    """Mark the batch's result files written; False if its files were removed meanwhile."""
+    c = batches.c
+    stored = (
+        update(batches)
+        .where(c.id == batch_id, c.files_removed_at.is_(None))
+        .values(results_at=at, results_claimed_until=None)
+    )
+    return conn.execute(stored).rowcount == 1
+
+
+def expired_batches(conn: Connection, finished_before: datetime, limit: int) -> list[int]:
+    """Batches final since before `finished_before` whose files are not removed yet, oldest first."""
+    c = batches.c
+    query = select(c.id).where(c.files_removed_at.is_(None), c.finished_at < finished_before)
+    return list(conn.execute(query.order_by(c.finished_at).limit(limit)).scalars())
+
+
+def files_removed(conn: Connection, batch_id: int, at: datetime) -> None:
+    update_batch(conn, batch_id, files_removed_at=at, results_claimed_until=None)

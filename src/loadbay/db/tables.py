@@ -153,10 +153,16 @@ batches = Table(
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime),
+    # its result files are in the blob store (written once it is final: see core.files)
+    Column("results_at", UTCDateTime),
+    Column("results_claimed_until", UTCDateTime),  # a worker writes them until then
+    Column("files_removed_at", UTCDateTime),  # its files were removed (LOADBAY_RETENTION_DAYS)
     UniqueConstraint("account_id", "job_id"),
     Index(None, "account_id", "id"),
     Index(None, "status", "submitted_at"),
     Index(None, "parent_id"),
+    Index(None, "results_at", "finished_at"),
+    Index(None, "files_removed_at", "finished_at"),
 )
 
 batch_events = Table(
@@ -184,6 +190,9 @@ batch_inputs = Table(
     Column("item_count", BigInteger),
     Column("size", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # an upload URL was handed out for it: the file is looked for when the batch is submitted
+    Column("pending", Boolean, nullable=False, server_default=false()),
+    Column("etag", String(200)),  # the version submitted, when the store has versions (S3)
     UniqueConstraint("batch_id", "kind", "name"),
 )
 

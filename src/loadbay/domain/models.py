@@ -90,6 +90,8 @@ class Batch:
     apply_early: bool = False  # chunks are applied while the batch is still validated
     staged_attempt: int = 0  # the last validation attempt that staged a chunk (apply_early)
     origin: str | None = None  # the API that created it: "api" or a profile's name (None: not recorded)
+    results_at: datetime | None = None  # its result files are in the blob store (from then)
+    files_removed_at: datetime | None = None  # its files were removed: LOADBAY_RETENTION_DAYS ran out
 
     @property
     def final(self) -> bool:

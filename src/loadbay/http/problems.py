@@ -34,6 +34,7 @@ Handler = Callable[[Request, E], Awaitable[Response]]
 
 _STATUS: tuple[tuple[type[errors.LoadbayError], int], ...] = (
     (errors.NotFound, 404),
+    (errors.Gone, 410),
     (errors.Unauthorized, 401),
     (errors.BadSignature, 403),
     (errors.TestModeMismatch, 403),

@@ -9,13 +9,23 @@ from loadbay.core.intake import Incoming
 
 __all__ = ["receive"]
 
+# Body chunks are gathered up to this much and handed to the upload in a worker thread: a
+# write may block (a part of a multipart upload sent to S3), and the event loop must not.
+_WRITE_SIZE = 1 << 20
+
 
 async def receive(upload: Incoming, request: Request) -> None:
     """Stream the request body into an upload, enforcing the size limit as bytes arrive."""
     upload.check_declared_size(_declared_size(request))
+    gathered = bytearray()
     try:
         async for data in request.stream():
-            upload.write(data)
+            gathered += data
+            if len(gathered) >= _WRITE_SIZE:
+                await run_in_threadpool(upload.write, bytes(gathered))
+                gathered.clear()
+        if gathered:
+            await run_in_threadpool(upload.write, bytes(gathered))
     except BaseException:
         upload.abort()
         raise

@@ -4,10 +4,13 @@
                                                 carry each kind of document); answered once
                                                 it and its children are final (10 s at most)
     POST /rest/batchProcess?mode=S3FileUpload   a batch in Draft, with a signed uploadUrl
-    PUT  {uploadUrl}                            the file itself, as to S3's presigned URL: no
-                                                API key, any or no Content-Type (the file's
-                                                format is inputFilename's: CSV for a .csv);
-                                                200 with an empty body
+    PUT  {uploadUrl}                            the file itself, to S3's presigned URL (the
+                                                store's own when loadbay keeps files on S3;
+                                                else loadbay's, under /compat/ebill/files/,
+                                                which takes it as S3 does): no API key, any
+                                                or no Content-Type (the file's format is
+                                                inputFilename's: CSV for a .csv); 200 with
+                                                an empty body
     PUT  /rest/batchProcess?mode=BatchFinalize  submits the batch with its line-item files
     GET  /rest/batchProcess?id=N | ?jobId=J     the batch process and its children
     GET  {downloadUrl}                          the result file (no API key)
@@ -23,10 +26,11 @@ Statuses come from the core's: open → Draft, queued → Queued, validating, va
 and processing → Processing, completed → Success, Partial Success or Failed (all, some
 or none of the records succeeded); error, cancelled and cleared → Failed, with
 errorMessage saying why. successCount counts succeeded records, failCount the invalid,
-failed and unprocessed ones. downloadUrl is a signed URL of the result file (every
-record with its loadbay_status) once the batch is final; a batch that failed before it
-had records (an unreadable file: error; cleared) has a result file of one row that says
-why (loadbay_status `error` or `cleared`, loadbay_error_code and loadbay_error_message).
+failed and unprocessed ones. downloadUrl is the core's signed URL of the result file
+(every record with its loadbay_status; a presigned GET on S3) once the batch is final; a
+batch that failed before it had records (an unreadable file: error; cleared) has a result
+file of one row that says why (loadbay_status `error` or `cleared`, loadbay_error_code and
+loadbay_error_message). A batch whose files were removed (LOADBAY_RETENTION_DAYS) has none.
 
 Request bodies are read by the shared reader (loadbay.http.bodies): at most
 LOADBAY_MAX_BODY_BYTES, over it 413 PAYLOAD_TOO_LARGE. Uploaded files are streamed and
@@ -41,11 +45,6 @@ state or a used jobId refuses it, 413 a body over the limit):
 
 from __future__ import annotations
 
-import base64
-import binascii
-import csv
-import io
-import json
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, TypeVar
@@ -53,17 +52,18 @@ from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay.core import intake
-from loadbay.core.results import escape_cell, header_row
 from loadbay.core.service import BatchService
 from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.errors import (
     Conflict,
+    Gone,
     InvalidInput,
     JobIdConflict,
     LoadbayError,
@@ -268,7 +268,7 @@ def _file_upload(service: BatchService, account: Account, root: Element) -> Elem
         type=batch_type, job_id=request.job_id, parent_id=parent_id, description=request.input_filename
     )
     batch = _create(service, account, spec)
-    upload = service.upload_url(account, batch.id, request.input_filename)
+    upload = service.upload_url(account, batch.id, request.input_filename, format_by_name=True)
     node = _summary(batch)
     _add(node, {"uploadUrl": _ebill_url(upload.url)})
     return node
@@ -410,12 +410,14 @@ def _error_message(batch: Batch) -> str:
 
 
 def _download_url(service: BatchService, account: Account, batch: Batch) -> str:
-    """The result file's signed URL once the batch is final (the seed's statuses 3-5), else ""."""
-    if batch.status in (Status.COMPLETED, Status.CANCELLED):
-        return service.result_url(account, batch.id)
-    if batch.status in (Status.ERROR, Status.CLEARED):
-        return _failure_url(service, batch)
-    return ""
+    """The result file's signed URL once the batch is final (the seed's statuses 3-5), else ""
+    (and "" once its files were removed at the end of their retention)."""
+    if not batch.final:
+        return ""
+    try:
+        return _ebill_url(service.result_url(account, batch.id))
+    except Gone:
+        return ""
 
 
 def _with_download(service: BatchService, account: Account, batch: Batch) -> Element:
@@ -462,59 +464,19 @@ def _xml(node: Element, status: int = 200) -> Response:
 
 # signed URLs: uploadUrl and downloadUrl ----------------------------------------------------
 
-_CORE_BLOBS = "/v1/blobs/"  # where the core's signed URLs point: the native API's blob routes
+_CORE_BLOBS = "/v1/blobs/"  # where the core's signed URLs point on the local store
 FILES = "/files"  # where eBill's point: the same objects and signatures, taken as S3 takes them
-_FAILED = "ebill"  # first part of the object key of a failed batch's result file
-_FAILED_FILE = "output.csv"
-_MAX_FAILURE_TEXT = 2000
 
 
 def _ebill_url(signed_url: str) -> str:
-    """A signed URL of the core's as eBill hands it out: the same object key, expiry and
-    signature (which sign the method, the key and the expiry, not the path) under
+    """A signed URL of the core's as eBill hands it out. A presigned URL of the store (S3)
+    is handed out as it is; one of loadbay's own (the local store) keeps its object key,
+    expiry and signature (which sign the method, the key and the expiry, not the path) under
     /compat/ebill/files/, where eBill's routes serve them."""
     head, found, key_and_query = signed_url.rpartition(_CORE_BLOBS)
     if not found:
-        raise RuntimeError(f"a signed URL not under {_CORE_BLOBS}: {signed_url}")
+        return signed_url
     return f"{head}{PREFIX}{FILES}/{key_and_query}"
-
-
-def _failure_url(service: BatchService, batch: Batch) -> str:
-    """The signed URL of the result file of a batch that failed before it had records (its
-    file could not be read; cleared). The core keeps no result file for such a batch, so the
-    file's facts (the batch type, status and why) travel in the signed key itself."""
-    code = batch.error_code or str(batch.status).upper()
-    message = (batch.error_message or _error_message(batch))[:_MAX_FAILURE_TEXT]
-    facts = json.dumps([batch.type, str(batch.status), code, message]).encode()
-    token = base64.urlsafe_b64encode(facts).decode().rstrip("=")
-    key = f"{_FAILED}/{batch.id}/{token}/{_FAILED_FILE}"
-    rt = service.rt
-    return _ebill_url(rt.blobs.signed_url(key, "GET", rt.settings.signed_url_ttl))
-
-
-def _failure_of(key: str) -> tuple[int, list[str]]:
-    """(batch id, [type, status, code, message]) of a failed batch's result file key, or NotFound."""
-    parts = key.split("/")
-    if len(parts) != 4 or parts[0] != _FAILED or parts[3] != _FAILED_FILE or not parts[1].isdigit():
-        raise NotFound("no such result file")
-    try:
-        facts = json.loads(base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4)))
-    except (binascii.Error, ValueError):
-        raise NotFound("no such result file") from None
-    if not (isinstance(facts, list) and len(facts) == 4 and all(isinstance(f, str) for f in facts)):
-        raise NotFound("no such result file")
-    return int(parts[1]), facts
-
-
-def _failure_file(service: BatchService, facts: list[str]) -> str:
-    """The result file of a failed batch: the type's result header, then one row with no
-    input values whose loadbay_status, loadbay_error_code and loadbay_error_message say why."""
-    batch_type, status, code, message = facts
-    columns = service.batch_type(batch_type).columns().names
-    row = ["" for _ in columns] + [status, "", "", code, message]
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\r\n").writerow([escape_cell(cell) for cell in row])
-    return header_row(columns) + text.getvalue()
 
 
 # routes ------------------------------------------------------------------------------------
@@ -572,14 +534,15 @@ async def put_file(
     return Response(status_code=200)
 
 
-@router.get(FILES + "/{key:path}", response_class=Response, tags=["signed"])
+@router.get(FILES + "/{key:path}", response_class=StreamingResponse, tags=["signed"])
 @signed
-def get_file(key: str, service: Service, expires: str = "", signature: str = "") -> Response:
-    """A failed batch's downloadUrl (the other batches' point at the core's result file)."""
-    service.rt.blobs.verify(key, "GET", expires, signature)
-    batch_id, facts = _failure_of(key)
+def get_file(key: str, service: Service, expires: str = "", signature: str = "") -> StreamingResponse:
+    """The downloadUrl (on the local store): the batch's result file, as S3 answers a
+    presigned GET. The signature is the credential (no API key)."""
+    batch_id, parts = service.signed_results(key, expires, signature)
     headers = {"Content-Disposition": f'attachment; filename="batch-{batch_id}-results.csv"'}
-    return Response(_failure_file(service, facts), media_type="text/csv; charset=utf-8", headers=headers)
+    body = (part.encode() for part in parts)
+    return StreamingResponse(body, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 # errors ------------------------------------------------------------------------------------
