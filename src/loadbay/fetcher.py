@@ -20,6 +20,9 @@ How a fetch stays on addresses loadbay may reach:
    (or before reading, when Content-Length already says so).
 
 `timeout` bounds each network operation (connect, each read), not the whole download.
+
+`post` sends a webhook through the same steps 1-3; it follows no redirect (a redirect is an
+answer like any other) and reads at most the first bytes of the answer.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import httpx
 
 from loadbay.errors import FetchError, FetchRefused, PayloadTooLarge
 
-__all__ = ["AllowList", "FetchResult", "fetch_to", "is_public_address"]
+__all__ = ["AllowList", "Answer", "FetchResult", "check_url", "fetch_to", "is_public_address", "post"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -172,23 +175,37 @@ def _permitted_addresses(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
     return addresses
 
 
-def _pinned_request(client: httpx.Client, url: httpx.URL, address: IPAddress) -> httpx.Request:
-    """A GET to `address` itself that still names `url`'s host in Host and TLS SNI."""
+@dataclass(frozen=True)
+class _Message:
+    """What a pinned request sends besides its URL: a GET by default."""
+
+    method: str = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    content: bytes | None = None
+
+
+def _pinned_request(
+    client: httpx.Client, url: httpx.URL, address: IPAddress, message: _Message = _Message()
+) -> httpx.Request:
+    """A request to `address` itself that still names `url`'s host in Host and TLS SNI."""
     extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
     return client.build_request(
-        "GET",
+        message.method,
         url.copy_with(host=str(address)),
-        headers={"Host": url.netloc.decode("ascii"), "Accept-Encoding": "identity"},
+        headers=[("Host", url.netloc.decode("ascii")), ("Accept-Encoding", "identity"), *message.headers],
+        content=message.content,
         extensions=extensions,
     )
 
 
-def _send_pinned(client: httpx.Client, url: httpx.URL, addresses: list[IPAddress]) -> httpx.Response:
+def _send_pinned(
+    client: httpx.Client, url: httpx.URL, addresses: list[IPAddress], message: _Message = _Message()
+) -> httpx.Response:
     """Send to the first checked address that accepts a connection."""
     failure: httpx.ConnectError | None = None
     for address in addresses:
         try:
-            return client.send(_pinned_request(client, url, address), stream=True)
+            return client.send(_pinned_request(client, url, address, message), stream=True)
         except httpx.ConnectError as exc:
             failure = exc
     assert failure is not None  # _resolve never returns an empty list
@@ -196,14 +213,14 @@ def _send_pinned(client: httpx.Client, url: httpx.URL, addresses: list[IPAddress
 
 
 @contextmanager
-def _network_errors(url: httpx.URL) -> Iterator[None]:
+def _network_errors(url: httpx.URL, method: str = "GET") -> Iterator[None]:
     """Turn httpx's transport errors into FetchError naming the URL and the reason."""
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise FetchError(f"GET {url} timed out ({type(exc).__name__})") from exc
+        raise FetchError(f"{method} {url} timed out ({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
-        raise FetchError(f"GET {url} failed: {exc or type(exc).__name__}") from exc
+        raise FetchError(f"{method} {url} failed: {exc or type(exc).__name__}") from exc
 
 
 def _redirect_target(response: httpx.Response, url: httpx.URL) -> httpx.URL | None:
@@ -287,3 +304,68 @@ def fetch_to(
                 response.close()
             current = target
     raise FetchError(f"GET {url} redirected more than {max_redirects} times")
+
+
+# webhooks --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a POST was answered: the status, the Location of a redirect, the body's first bytes."""
+
+    status_code: int
+    location: str | None
+    excerpt: bytes
+
+
+def check_url(url: str, allow: AllowList) -> None:
+    """FetchRefused unless `url` is a plain http(s) URL that `post` could be allowed to reach,
+    as far as can be told without resolving its host: a host that is an IP address must be
+    public or permitted by `allow` (a name is checked when something is sent to it)."""
+    checked = _checked_url(url)
+    host = checked.raw_host.decode("ascii")
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return
+    if not (is_public_address(address) or allow.permits(host, address)):
+        raise FetchRefused(
+            f"{url} is at {address}, which is not a public address; "
+            "add it to LOADBAY_FETCH_ALLOW to permit it"
+        )
+
+
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    allow: AllowList,
+    timeout: float,
+    max_excerpt: int = 1024,
+    transport: httpx.BaseTransport | None = None,
+) -> Answer:
+    """POST `body` to `url`, refusing non-public addresses unless `allow` permits them (checked
+    now, as `fetch_to` checks them). Whatever the answer (a redirect too: it is not followed),
+    it is returned with its body's first `max_excerpt` bytes. Raises FetchRefused (bad URL or
+    address) or FetchError (unreachable, timeout)."""
+    current = _checked_url(url)
+    message = _Message("POST", tuple(headers.items()), body)
+    with _client(timeout, transport) as client:
+        addresses = _permitted_addresses(current, allow)
+        with _network_errors(current, "POST"):
+            response = _send_pinned(client, current, addresses, message)
+            try:
+                excerpt = _first_bytes(response, max_excerpt)
+            finally:
+                response.close()
+    return Answer(response.status_code, response.headers.get("location"), excerpt)
+
+
+def _first_bytes(response: httpx.Response, limit: int) -> bytes:
+    kept = b""
+    for chunk in response.iter_raw():
+        kept += chunk[: limit - len(kept)]
+        if len(kept) >= limit:
+            break
+    return kept

@@ -20,7 +20,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from loadbay.errors import FetchError, FetchRefused, PayloadTooLarge
-from loadbay.fetcher import AllowList, FetchResult, fetch_to, is_public_address
+from loadbay.fetcher import AllowList, FetchResult, check_url, fetch_to, is_public_address, post
 
 LOOPBACK = AllowList.parse("127.0.0.1")
 REAL_GETADDRINFO = socket.getaddrinfo
@@ -362,3 +362,56 @@ def test_streamed_body_over_limit_is_refused(httpserver: HTTPServer) -> None:
         fetch_to(url(httpserver, "/stream"), sink, allow=LOOPBACK, max_bytes=5000)
     assert len(sink.getvalue()) <= 5000  # nothing past the limit is kept
     assert "Content-Length" not in httpserver.log[0][1].headers
+
+
+# post (webhooks) ------------------------------------------------------------------------------
+
+
+def test_post_sends_through_the_guard_and_follows_no_redirect(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data(
+        "moved", status=302, headers={"Location": "/elsewhere"}
+    )
+    transport = LoopbackOnly()
+    answer = post(
+        httpserver.url_for("/hook"),
+        b"{}",
+        {"webhook-id": "msg_1"},
+        allow=LOOPBACK,
+        timeout=5,
+        transport=transport,
+    )
+    assert (answer.status_code, answer.location, answer.excerpt) == (302, "/elsewhere", b"moved")
+    assert transport.hosts == ["127.0.0.1"]  # one request: the redirect was not followed
+    request, _ = httpserver.log[0]
+    assert request.headers["webhook-id"] == "msg_1" and request.get_data() == b"{}"
+
+
+def test_post_refuses_addresses_that_are_not_public() -> None:
+    for url in (
+        "http://10.0.0.1/hook",
+        "http://127.0.0.1:9/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/",
+    ):
+        with pytest.raises(FetchRefused):
+            post(
+                url,
+                b"{}",
+                {},
+                allow=AllowList(),
+                timeout=1,
+                transport=httpx.MockTransport(lambda r: httpx.Response(200)),
+            )
+        with pytest.raises(FetchRefused):
+            check_url(url, AllowList())
+    check_url("https://hooks.example.com/x", AllowList())  # a name is checked when sent to
+    check_url("http://127.0.0.1:9/hook", LOOPBACK)
+    for url in ("ftp://example.com/x", "http://user:pw@example.com/", "https:///x"):
+        with pytest.raises(FetchRefused):
+            check_url(url, AllowList())
+
+
+def test_post_keeps_only_the_first_bytes_of_the_answer(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("x" * 100_000)
+    answer = post(httpserver.url_for("/hook"), b"{}", {}, allow=LOOPBACK, timeout=5, max_excerpt=10)
+    assert (answer.status_code, answer.excerpt) == (200, b"x" * 10)
