@@ -11,7 +11,7 @@ from starlette.routing import Mount
 from starlette_exporter import PrometheusMiddleware
 
 from loadbay import __version__
-from loadbay.api import native, web
+from loadbay.api import native, web, webhooks
 from loadbay.api.ops import ops_router
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: 
     install_problem_handlers(app)
     use_authenticator(app, current_account)
     app.include_router(native.router)
+    app.include_router(webhooks.router)
     app.include_router(web.router)
     mount_profiles(app, service)
     app.include_router(ops_router(rt))

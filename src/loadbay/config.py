@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)  # a worker process's heartbeat; 3 missed: not live
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)  # `loadbay worker` serves /metrics
     fusebill_process_wait: float = Field(default=5.0, ge=0)  # seconds Fusebill's Process waits for the job
+    # webhooks: seconds an attempt waits for an answer; seconds a delivery is retried (from its
+    # event, or a redeliver); the first retry's delay (doubled each time, jittered, at most an
+    # hour); seconds an endpoint may fail every attempt before it is disabled
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_retry_for: float = Field(default=24 * 3600.0, ge=0)
+    webhook_backoff: float = Field(default=10.0, gt=0)
+    webhook_disable_after: float = Field(default=5 * 24 * 3600.0, gt=0)
     retention_days: float = Field(default=0, ge=0)  # files of batches final this long are removed; 0: kept
 
     @field_validator("storage_url")

@@ -338,7 +338,116 @@ _SIGNED: dict[Pair, Case] = {
     ),
 }
 
-PROVOKED: dict[Pair, Case] = _BATCHES | _DATA | _PAGES | _UPLOAD_URL | _LIFECYCLE | _READS | _SIGNED
+_RETRY: dict[Pair, Case] = _on_batch("POST", "/retry") | {
+    ("POST", BATCH + "/retry", 201): (
+        lambda api: api.client.post(f"/v1/batches/{api.final()}/retry", json={"outcomes": ["invalid"]}),
+        None,
+    ),
+    ("POST", BATCH + "/retry", 409): (
+        lambda api: api.client.post(f"/v1/batches/{api.batch()}/retry"),
+        "RESULTS_NOT_READY",
+    ),
+    ("POST", BATCH + "/retry", 413): (
+        lambda api: api.client.post(f"/v1/batches/{api.final()}/retry", json=_big()),
+        "PAYLOAD_TOO_LARGE",
+    ),
+}
+
+# Webhook endpoints: at an address never sent to (disabled, or deleted once used).
+HOOK = "/v1/webhooks/{webhook_id}"
+HOOK_URL = "https://hooks.example.com/loadbay"
+
+
+def _hook(api: Api, **fields: Any) -> int:
+    answer = api.client.post("/v1/webhooks", json={"url": HOOK_URL, "enabled": False} | fields)
+    assert answer.status_code == 201, answer.text
+    hook_id: int = answer.json()["id"]
+    return hook_id
+
+
+def _on_hook(method: str, suffix: str, sent: str | None = None, **kwargs: Any) -> dict[Pair, Case]:
+    """What every operation on one endpoint answers: 400 (an id that is no number), 401 (no
+    key) and 404 (no such endpoint for this key)."""
+    path, real = HOOK + suffix, sent or suffix
+    return {
+        (method, path, 400): (
+            lambda api: api.client.request(method, f"/v1/webhooks/x{real}", **kwargs),
+            None,
+        ),
+        (method, path, 401): (
+            lambda api: api.anonymous(method, f"/v1/webhooks/{_hook(api)}{real}", **kwargs),
+            None,
+        ),
+        (method, path, 404): (
+            lambda api: api.client.request(method, f"/v1/webhooks/999999{real}", **kwargs),
+            None,
+        ),
+    }
+
+
+def _too_many(api: Api) -> httpx.Response:
+    """Endpoints made until one is refused; then they are deleted (later cases make more)."""
+    made = [_hook(api) for _ in range(len(api.client.get("/v1/webhooks").json()["data"]), 20)]
+    answer = api.client.post("/v1/webhooks", json={"url": HOOK_URL})
+    for hook_id in made:
+        api.client.delete(f"/v1/webhooks/{hook_id}").raise_for_status()
+    return answer
+
+
+def _redelivered(api: Api) -> httpx.Response:
+    """An endpoint's delivery sent again; the endpoint is deleted then."""
+    hook_id = _hook(api, enabled=True, events=["batch.cancelled"])
+    api.client.post(f"/v1/batches/{api.batch()}/cancel").raise_for_status()
+    delivery = api.client.get(f"/v1/webhooks/{hook_id}/deliveries").json()["data"][0]["id"]
+    answer = api.client.post(f"/v1/webhooks/{hook_id}/deliveries/{delivery}/redeliver")
+    api.client.delete(f"/v1/webhooks/{hook_id}").raise_for_status()
+    return answer
+
+
+_WEBHOOKS: dict[Pair, Case] = {
+    ("POST", "/v1/webhooks", 201): (
+        lambda api: api.client.post("/v1/webhooks", json={"url": HOOK_URL}),
+        None,
+    ),
+    ("POST", "/v1/webhooks", 400): (
+        lambda api: api.client.post("/v1/webhooks", json={"url": "ftp://hooks.example.com/x"}),
+        "INVALID_WEBHOOK_URL",
+    ),
+    ("POST", "/v1/webhooks", 401): (
+        lambda api: api.anonymous("POST", "/v1/webhooks", json={"url": HOOK_URL}),
+        None,
+    ),
+    ("POST", "/v1/webhooks", 409): (_too_many, "TOO_MANY_WEBHOOKS"),
+    ("POST", "/v1/webhooks", 413): (
+        lambda api: api.client.post("/v1/webhooks", json=_big(url=HOOK_URL)),
+        "PAYLOAD_TOO_LARGE",
+    ),
+    ("GET", "/v1/webhooks", 200): (lambda api: api.client.get("/v1/webhooks"), None),
+    ("GET", "/v1/webhooks", 401): (lambda api: api.anonymous("GET", "/v1/webhooks"), None),
+    **_on_hook("GET", ""),
+    ("GET", HOOK, 200): (lambda api: api.client.get(f"/v1/webhooks/{_hook(api)}"), None),
+    **_on_hook("PATCH", "", json={"description": "d"}),
+    ("PATCH", HOOK, 200): (lambda api: api.client.patch(f"/v1/webhooks/{_hook(api)}", json={}), None),
+    ("PATCH", HOOK, 413): (
+        lambda api: api.client.patch(f"/v1/webhooks/{_hook(api)}", json=_big()),
+        "PAYLOAD_TOO_LARGE",
+    ),
+    **_on_hook("DELETE", ""),
+    ("DELETE", HOOK, 204): (lambda api: api.client.delete(f"/v1/webhooks/{_hook(api)}"), None),
+    **_on_hook("POST", "/rotate"),
+    ("POST", HOOK + "/rotate", 200): (lambda api: api.client.post(f"/v1/webhooks/{_hook(api)}/rotate"), None),
+    **_on_hook("GET", "/deliveries"),
+    ("GET", HOOK + "/deliveries", 200): (
+        lambda api: api.client.get(f"/v1/webhooks/{_hook(api)}/deliveries"),
+        None,
+    ),
+    **_on_hook("POST", "/deliveries/{delivery_id}/redeliver", "/deliveries/1/redeliver"),
+    ("POST", HOOK + "/deliveries/{delivery_id}/redeliver", 200): (_redelivered, None),
+}
+
+PROVOKED: dict[Pair, Case] = (
+    _BATCHES | _DATA | _PAGES | _UPLOAD_URL | _LIFECYCLE | _READS | _SIGNED | _RETRY | _WEBHOOKS
+)
 
 
 def _documented(document: dict[str, Any]) -> set[tuple[str, str, int]]:

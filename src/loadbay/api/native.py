@@ -14,6 +14,7 @@ from loadbay.api.schemas import (
     FILE_EXAMPLES,
     PAGE_EXAMPLES,
     PAGE_SCHEMA,
+    RETRY_EXAMPLES,
     UPLOAD_URL_EXAMPLES,
     AccountOut,
     BatchOut,
@@ -23,6 +24,7 @@ from loadbay.api.schemas import (
     ErrorSummaryOut,
     EventOut,
     Page,
+    RetryBatch,
     StoredFileOut,
     Text,
     TypeOut,
@@ -290,6 +292,36 @@ def cancel(batch_id: int, service: Service, account: Caller) -> BatchOut:
 )
 def clear(batch_id: int, service: Service, account: Caller) -> BatchOut:
     return _out(service, service.clear(account, batch_id))
+
+
+@router.post(
+    "/batches/{batch_id}/retry",
+    status_code=201,
+    response_model=BatchOut,
+    response_description="The new batch, linked to this one by retry_of",
+    responses=problem_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        503,
+        said={
+            409: "`RESULTS_NOT_READY`: the batch is not completed or cancelled; `NOTHING_TO_RETRY`: no "
+            "record ended so; `RETRY_NOT_SUPPORTED`: its records cannot be sent alone",
+        },
+    ),
+)
+def retry(
+    batch_id: int,
+    service: Service,
+    account: Caller,
+    body: Annotated[RetryBatch | None, Body(openapi_examples=RETRY_EXAMPLES)] = None,
+) -> BatchOut:
+    """A new batch of the same type of the records that ended `failed` or `unprocessed` (or
+    the `outcomes` named), as they were sent; submitted at once unless `submit` is false."""
+    asked = body or RetryBatch()
+    return _out(service, service.retry(account, batch_id, asked.outcomes, submit=asked.submit))
 
 
 @router.get(

@@ -17,6 +17,7 @@ __all__ = [
     "FILE_EXAMPLES",
     "PAGE_EXAMPLES",
     "PAGE_SCHEMA",
+    "RETRY_EXAMPLES",
     "UPLOAD_URL_EXAMPLES",
     "AccountOut",
     "BatchOut",
@@ -25,6 +26,7 @@ __all__ = [
     "ErrorSummaryOut",
     "EventOut",
     "Page",
+    "RetryBatch",
     "StoredFileOut",
     "Text",
     "TypeOut",
@@ -84,6 +86,17 @@ class CreateBatch(BaseModel):
 class UploadUrlRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(default="data", max_length=200)
+
+
+class RetryBatch(BaseModel):
+    """Body of `POST /v1/batches/{id}/retry` (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcomes: list[Literal["succeeded", "invalid", "failed", "unprocessed"]] | None = Field(
+        default=None, min_length=1, description="The records that ended so (default: failed and unprocessed)"
+    )
+    submit: bool = Field(default=True, description="Submit the new batch at once (false: leave it open)")
 
 
 class UploadUrlOut(BaseModel):
@@ -148,6 +161,9 @@ class BatchOut(BaseModel):
         'profile ("ebill", "fusebill", "centrapay", "alliant", "click2mail"); null for batches '
         "created before loadbay recorded it"
     )
+    retry_of: int | None = Field(
+        description="The batch whose records this one sends again (POST /v1/batches/{id}/retry)"
+    )
     process: str
     options: dict[str, Any]
     source_url: str | None
@@ -184,6 +200,7 @@ class BatchOut(BaseModel):
             test=batch.test,
             parent_id=batch.parent_id,
             origin=batch.origin,
+            retry_of=batch.retry_of,
             process=batch.process_mode,
             options=batch.options,
             source_url=batch.source_url,
@@ -338,6 +355,14 @@ PAGE_SCHEMA: dict[str, Any] = {
 PAGE_EXAMPLES: dict[str, Any] = {
     "array": {"summary": "A JSON array of items", "value": [_ADA, _GRACE]},
     "object": {"summary": "An object with an `items` array", "value": {"items": [_ADA]}},
+}
+
+RETRY_EXAMPLES: dict[str, Any] = {
+    "default": {"summary": "The failed and unprocessed records, submitted at once", "value": {}},
+    "invalid": {
+        "summary": "The invalid records, left open",
+        "value": {"outcomes": ["invalid"], "submit": False},
+    },
 }
 
 UPLOAD_URL_EXAMPLES: dict[str, Any] = {

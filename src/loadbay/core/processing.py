@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, cast
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from loadbay.core import metrics, settle, totals
+from loadbay.core import metrics, settle, totals, webhooks
 from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.results import input_parts
 from loadbay.core.runtime import Runtime
@@ -449,6 +449,7 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         repo.set_status(
             conn, batch.id, status, event, warnings=warnings, lease_owner=None, lease_expires_at=None
         )
+        webhooks.announce(conn, batch.id)
         settle.complete_if_done(conn, batch.id)
 
 
@@ -499,6 +500,7 @@ def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) ->
             lease_owner=None,
             lease_expires_at=None,
         )
+        webhooks.announce(conn, claim.batch_id)
 
 
 def _stop_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message: str) -> None:

@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from loadbay.core import files, intake, settle
+from loadbay.core import files, intake, retries, settle
 from loadbay.core.progress import STAGE_EVENTS, Progress, progress
 from loadbay.core.results import header_row, rows_of_status
 from loadbay.core.runtime import Runtime
 from loadbay.core.timeline import timeline
 from loadbay.core.types import BatchType
+from loadbay.core.webhooks import Webhooks
 from loadbay.db import queue
 from loadbay.db import repository as repo
 from loadbay.domain.lifecycle import FINAL, Event, Milestone, Status, next_status
@@ -70,6 +71,11 @@ class BatchService:
     def for_origin(self, origin: str) -> BatchService:
         """This service, for another API: batches it creates record `origin`."""
         return BatchService(self.rt, self._wake, origin)
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """The accounts' webhook endpoints and their deliveries."""
+        return Webhooks(self.rt)
 
     # accounts --------------------------------------------------------------
 
@@ -465,6 +471,37 @@ class BatchService:
 
     def _cancel(self, conn: Connection, batch: Batch) -> None:
         settle.cancel(conn, self.rt.types.get(batch.type), batch)
+
+    def retry(
+        self, account: Account, batch_id: int, outcomes: Collection[str] | None = None, *, submit: bool = True
+    ) -> Batch:
+        """A new batch of the same type, process mode and options, linked by `retry_of`, of
+        the records of the account's completed or cancelled batch that ended with one of
+        `outcomes` (default: failed and unprocessed), as they were read; submitted unless
+        `submit` is false. Conflict (NOTHING_TO_RETRY) when no record ended so."""
+        wanted = _outcomes(outcomes) if outcomes else retries.RETRIED
+        with self.rt.db.write() as conn:
+            original = self._get(conn, account, batch_id)
+            family = len(repo.children(conn, batch_id))
+            retries.check_retryable(original, self.rt.types.get(original.type), family)
+            spec = NewBatch(
+                type=original.type,
+                description=original.description,
+                process=original.process_mode,
+                options=original.options,
+            )
+            row = self._batch_row(account, spec, _fingerprint(spec, None, submit)) | {"retry_of": original.id}
+            new_id = repo.insert_batch(conn, row)
+            repo.add_event(conn, new_id, Milestone.CREATED, Status.OPEN, f"a retry of batch {original.id}")
+            retry = self._get(conn, account, new_id)
+            if not retries.copy_records(conn, original, retry, wanted):
+                names = ", ".join(sorted(wanted))
+                raise Conflict(f"no record of batch {batch_id} ended {names}", code="NOTHING_TO_RETRY")
+            if submit:
+                self._submit(conn, self._get(conn, account, new_id))
+        if submit:
+            self._wake()
+        return self.get(account, new_id)
 
     def clear(self, account: Account, batch_id: int) -> Batch:
         """Remove the batch's staged data; it takes no more data afterwards."""

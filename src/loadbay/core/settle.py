@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from sqlalchemy import Connection
 
-from loadbay.core import metrics
+from loadbay.core import metrics, webhooks
 from loadbay.core.results import result_rows
 from loadbay.core.types import BatchType
 from loadbay.db import queue
@@ -183,6 +183,7 @@ def complete_if_done(conn: Connection, batch_id: int) -> None:
         lease_owner=None,
         lease_expires_at=None,
     )
+    webhooks.announce(conn, batch_id)
 
 
 def batch_outcome(counts: Counts) -> str:
@@ -206,6 +207,7 @@ def cancel(
     metrics.batch_finished(batch, status, finished)
     repo.set_status(conn, batch.id, status, Event.CANCEL, detail, finished_at=finished, **values)
     cancel_chunks(conn, batch_type, batch.id, reason)
+    webhooks.announce(conn, batch.id)
 
 
 def cancel_chunks(

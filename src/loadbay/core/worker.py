@@ -17,7 +17,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from loadbay import __version__
-from loadbay.core import files, processing, settle
+from loadbay.core import delivery, files, processing, settle
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -37,6 +37,7 @@ class Worker:
         self._wake = wake
         self._lease = timedelta(seconds=rt.settings.lease_seconds)
         self._next_takeover = 0.0  # (time.monotonic) when to look for a validation to take over
+        self._next_delivery = 0.0  # (time.monotonic) when a webhook may go before batch work again
         self._sweeper = files.Sweeper(rt)
 
     def run(self) -> None:
@@ -55,9 +56,11 @@ class Worker:
         the retention's passes come after every batch's own work (see core.files)."""
         return (
             self._take_over()
+            or self._deliver_first()
             or self._apply_next()
             or self._validate_next()
             or self._settle_stalled()
+            or delivery.deliver_next(self.rt)
             or files.store_next_results(self.rt, self.owner)
             or self._sweeper.run_if_due()
         )
@@ -75,6 +78,23 @@ class Worker:
             return False
         processing.validate_batch(self.rt, claim)
         return True
+
+    def _deliver_first(self) -> bool:
+        """One webhook attempt ahead of batch work (so events go out while imports keep the
+        workers busy), then none for as long as it took, or a poll interval: a slow or dead
+        receiver takes at most half of a busy worker's time. An idle worker delivers after its
+        batch work, without the wait."""
+        if time.monotonic() < self._next_delivery:
+            return False
+        started = time.monotonic()
+        try:
+            sent = delivery.deliver_next(self.rt)
+        except Exception:  # the batch work after it goes on
+            log.exception("worker %s: webhook delivery failed", self.owner)
+            sent = False
+        took = time.monotonic() - started
+        self._next_delivery = time.monotonic() + max(self.rt.settings.poll_interval, took)
+        return sent
 
     def _apply_next(self) -> bool:
         with self.rt.db.write() as conn:

@@ -279,6 +279,7 @@ def _batch(row: RowMapping) -> Batch:
         origin=row["origin"],
         results_at=row["results_at"],
         files_removed_at=row["files_removed_at"],
+        retry_of=row["retry_of"],
     )
 
 

@@ -92,6 +92,7 @@ class Batch:
     origin: str | None = None  # the API that created it: "api" or a profile's name (None: not recorded)
     results_at: datetime | None = None  # its result files are in the blob store (from then)
     files_removed_at: datetime | None = None  # its files were removed: LOADBAY_RETENTION_DAYS ran out
+    retry_of: int | None = None  # the batch whose records it sends again (POST /v1/batches/{id}/retry)
 
     @property
     def final(self) -> bool:
