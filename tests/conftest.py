@@ -2,8 +2,8 @@
 template), a blob store per kind (a local directory, or a bucket of moto's S3 server on
 loopback), and real `loadbay serve` processes on loopback.
 
-A module runs over both stores with `pytestmark = pytest.mark.stores("file", "s3")`;
-others use the local directory only."""
+A module runs over both stores with `pytestmark = pytest.mark.stores("file", "s3")` (S3
+with PostgreSQL only); others use the local directory only."""
 
 from __future__ import annotations
 
@@ -74,6 +74,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marker = metafunc.definition.get_closest_marker("stores")
         kinds = marker.args if marker else ("file",)
         metafunc.parametrize("store", kinds, indirect=True, scope="module")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The S3 store runs with PostgreSQL only, the pairing of a scaled-out deployment: over
+    SQLite too it would add minutes to the suite and show nothing more."""
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        on_sqlite = params.get("module_database_url", params.get("database_url")) == "sqlite"
+        (dropped if params.get("store") == "s3" and on_sqlite else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
