@@ -56,9 +56,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="package")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real `loadbay serve` (SQLite) for every browser test."""
+    """One real `loadbay serve` (SQLite) for every browser test; its webhooks may reach
+    receivers on loopback."""
     data = tmp_path_factory.mktemp("dashboard")
-    running = start_server(f"sqlite:///{data / 'loadbay.db'}", data, env={"LOADBAY_CHUNK_SIZE": "500"})
+    env = {"LOADBAY_CHUNK_SIZE": "500", "LOADBAY_FETCH_ALLOW": "127.0.0.1", "LOADBAY_WEBHOOK_BACKOFF": "0.5"}
+    running = start_server(f"sqlite:///{data / 'loadbay.db'}", data, env=env)
     yield running
     running.stop()
 

@@ -77,6 +77,7 @@ def pages(dashboard: Server, batches: tuple[int, int]) -> list[tuple[str, str]]:
         ("/new", ".type-info:not([hidden])"),
         (f"/batches/{completed}", "#groups tbody tr"),
         (f"/batches/{validated}", "#action-process:not([hidden])"),
+        ("/webhooks", "#hooks-empty:not([hidden])"),
     ]
 
 

@@ -21,6 +21,7 @@ from loadbay import __version__
 from loadbay.core.service import BatchService
 from loadbay.core.types import BatchType
 from loadbay.domain.lifecycle import Status
+from loadbay.domain.webhooks import EVENT_TYPES
 from loadbay.errors import NotFound, UnknownType
 from loadbay.http.bodies import LimitedRoute
 
@@ -91,6 +92,11 @@ def batch_page(request: Request, batch_id: str) -> HTMLResponse:
         message = "There is no such batch: a batch's address is /batches/ and its number, e.g. /batches/12."
         return _page(request, "not_found.html", status_code=404, message=message)
     return _page(request, "batch.html", batch_id=int(batch_id), profile_views=_PROFILE_VIEWS)
+
+
+@router.get("/webhooks", response_class=HTMLResponse)
+def webhooks_page(request: Request) -> HTMLResponse:
+    return _page(request, "webhooks.html", events=EVENT_TYPES)
 
 
 @router.get("/new", response_class=HTMLResponse)

@@ -62,7 +62,7 @@ export async function api(path, { method = "GET", json, signal } = {}) {
     throw new ApiError(0, "NETWORK", "the server could not be reached; is loadbay running?");
   }
   if (!response.ok) throw await problem(response);
-  return { status: response.status, body: await response.json() };
+  return { status: response.status, body: response.status === 204 ? null : await response.json() };
 }
 
 /**
