@@ -888,6 +888,43 @@ def _json_type(prop: dict[str, Any]) -> str:
     return " or ".join(n for n in names if n)
 
 
+# client side: webhooks -------------------------------------------------------------------------
+
+webhooks_app = typer.Typer(help="Your webhook endpoints (manage them with the API or the dashboard).")
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("list", epilog=_codes(*_REQUEST))
+def webhooks_list(
+    as_json: AsJson = False,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+    retry_for: RetryFor = RETRY_SECONDS,
+) -> None:
+    """List your webhook endpoints: where events go, which, and whether they are enabled."""
+    with _api(url, key, retry_for) as client:
+        endpoints = client.webhooks()
+    if as_json:
+        typer.echo(json.dumps(endpoints, indent=2))
+        return
+    if not endpoints:
+        console.print("no webhook endpoints")
+        return
+    table = Table("id", "url", "events", "state", "created")
+    for e in endpoints:
+        events = ", ".join(name.removeprefix("batch.") for name in e["events"])
+        table.add_row(str(e["id"]), escape(e["url"]), events, escape(_hook_state(e)), _when(e["created_at"]))
+    out.print(table)
+
+
+def _hook_state(endpoint: dict[str, Any]) -> str:
+    if not endpoint["enabled"]:
+        reason = endpoint["disabled_reason"]
+        return f"disabled: {reason}" if reason else "disabled"
+    since = endpoint["failing_since"]
+    return f"enabled, failing since {_when(since)}" if since else "enabled"
+
+
 # mail tracking -------------------------------------------------------------
 
 tracking_app = typer.Typer(help="Mail tracking for the Click2Mail profile.", no_args_is_help=True)

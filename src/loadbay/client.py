@@ -187,6 +187,13 @@ class Client:
         finally:
             response.close()
 
+    # webhooks -----------------------------------------------------------------
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The account's webhook endpoints (GET /v1/webhooks: no secrets)."""
+        found: list[dict[str, Any]] = _json(self._send("GET", "/v1/webhooks"))["data"]
+        return found
+
     # types --------------------------------------------------------------------
 
     def types(self) -> list[dict[str, Any]]:
