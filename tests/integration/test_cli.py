@@ -274,7 +274,7 @@ def test_list_show_and_their_filters(server: Server, key: str, tmp_path: Path) -
 
     shown = loadbay(server, key, "show", str(first))
     assert shown.returncode == 0
-    assert f"batch {first} completed (succeeded): 1 records" in shown.stdout
+    assert f"batch {first} completed (succeeded): 1 record," in shown.stdout
     assert "June" in shown.stdout and "june-good" in shown.stdout
     as_json = json.loads(loadbay(server, key, "show", str(second), "--json").stdout)
     assert as_json["status"] == "error" and as_json["error"]["code"] == "MISSING_COLUMN"
