@@ -556,7 +556,16 @@ def _delimiter_of(line: bytes) -> str:
 
 def _first_line_bytes(buf: bytearray) -> int:
     """The size of the first line in `buf`, which holds a line end."""
-    return _LINE_END.search(buf).end()  # type: ignore[union-attr]
+    found = _LINE_END.search(buf)
+    assert found is not None  # the caller saw a line end
+    return found.end()
+
+
+def _end_of(pattern: re.Pattern[bytes], buf: bytes | bytearray, i: int) -> int:
+    """Where `pattern`, which matches the empty text too, stops matching from `i`."""
+    match = pattern.match(buf, i)
+    assert match is not None
+    return match.end()
 
 
 def _cut(buf: bytearray, start: int) -> int:
@@ -616,19 +625,19 @@ class _Scanner:
         return _Scanner(ord(delimiter), fields, re.compile(rb"[^" + d + rb"\r\n]*+"))
 
     def at_field(self, buf: bytearray, i: int) -> tuple[int, str]:
-        i = self.fields.match(buf, i).end()  # type: ignore[union-attr]
+        i = _end_of(self.fields, buf, i)
         if i == len(buf):
             return i, "field"
         return (i + 1, "quoted") if buf[i] == ord('"') else (i, "plain")
 
     def in_plain(self, buf: bytearray, i: int) -> tuple[int, str]:
-        i = self.plain_rest.match(buf, i).end()  # type: ignore[union-attr]
+        i = _end_of(self.plain_rest, buf, i)
         if i == len(buf):
             return i, "plain"
         return (i + 1, "field") if buf[i] == self.delimiter else (i, "eol")
 
     def in_quoted(self, buf: bytearray, i: int) -> tuple[int, str]:
-        i = _QUOTED_REST.match(buf, i).end()  # type: ignore[union-attr]
+        i = _end_of(_QUOTED_REST, buf, i)
         if i + 1 >= len(buf):  # the end, or a quote that may be the first of ""
             return i, "quoted"
         after = buf[i + 1]
@@ -1186,7 +1195,7 @@ class _JsonGuard:
             i, self._escaped = 1, False
         while True:
             if self._in_string:
-                i = _STRING_TEXT.match(block, i).end()  # type: ignore[union-attr]
+                i = _end_of(_STRING_TEXT, block, i)
                 if i == len(block):
                     return None
                 if block[i] == ord("\\"):  # the last byte: the next block's first is escaped
