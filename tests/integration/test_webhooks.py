@@ -369,3 +369,26 @@ def test_the_cli_lists_the_endpoints(server: Server, client: httpx.Client, recei
         and "completed, failed" in table.stdout
         and "disabled" in table.stdout
     )
+
+
+def test_a_batch_that_cannot_be_read_sends_batch_failed(client: httpx.Client, receiver: Receiver) -> None:
+    where = path()
+    endpoint(client, receiver.plan(where, Answer(200)), events=["batch.failed", "batch.completed"])
+    batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+    client.put(
+        f"/v1/batches/{batch['id']}/data",
+        content="nothing,useful\n1,2\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    client.post(f"/v1/batches/{batch['id']}/submit")
+
+    [got] = receiver.wait_for(where, 1)
+    event = json.loads(got.body)
+    assert (event["type"], event["data"]["id"], event["data"]["status"]) == (
+        "batch.failed",
+        batch["id"],
+        "error",
+    )
+    assert event["data"]["error"]["code"] == "MISSING_COLUMN"
+    time.sleep(0.3)
+    assert len(receiver.requests(where)) == 1  # nothing else: it did not complete
