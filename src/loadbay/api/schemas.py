@@ -6,7 +6,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from loadbay.core.progress import Progress
 from loadbay.domain.models import Account, Batch, BatchEvent, ErrorGroup, ErrorRow, NewBatch
@@ -96,7 +96,9 @@ class RetryBatch(BaseModel):
     outcomes: list[Literal["succeeded", "invalid", "failed", "unprocessed"]] | None = Field(
         default=None, min_length=1, description="The records that ended so (default: failed and unprocessed)"
     )
-    submit: bool = Field(default=True, description="Submit the new batch at once (false: leave it open)")
+    submit: StrictBool = Field(
+        default=True, description="Submit the new batch at once (false: leave it open)"
+    )
 
 
 class UploadUrlOut(BaseModel):

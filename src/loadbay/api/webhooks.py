@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from loadbay.api.schemas import Page, Text
 from loadbay.core.service import BatchService
@@ -45,7 +45,7 @@ class CreateWebhook(BaseModel):
 
     url: Url
     events: list[EventName] | None = Field(default=None, description="The events it takes (default: all)")
-    enabled: bool = True
+    enabled: StrictBool = True
     description: Description | None = None
 
 
@@ -56,7 +56,7 @@ class UpdateWebhook(BaseModel):
 
     url: Url | None = None
     events: list[EventName] | None = None
-    enabled: bool | None = Field(default=None, description="true again clears disabled_reason")
+    enabled: StrictBool | None = Field(default=None, description="true again clears disabled_reason")
     description: Description | None = None
 
 
