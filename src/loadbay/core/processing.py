@@ -29,8 +29,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from loadbay.core import metrics, settle, totals, webhooks
+from loadbay.core.columns import ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
-from loadbay.core.results import input_parts
+from loadbay.core.results import column_input_parts, input_parts
 from loadbay.core.runtime import Runtime
 from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
 from loadbay.core.types import ApplyContext, BatchType, ChildTotals
@@ -390,6 +391,9 @@ def _store_chunk(
     chunk's keys and no rule refused a record (the usual case), and again inside only when
     that turns out wrong: on SQLite the transaction holds the one write lock.
     """
+    if chunk.columns is not None:
+        _store_columns(rt, claim, chunk.seq, chunk.columns, first_of_attempt=first_of_attempt, early=early)
+        return
     batch_type = rt.types.get(batch.type)
     keys = chunk_keys(batch_type, chunk.records)
     unseen = mark_duplicates(batch_type, chunk.records, set(keys))  # duplicates within the chunk
@@ -407,6 +411,33 @@ def _store_chunk(
         repo.insert_errors(conn, claim.batch_id, rows)
         _check_lease(conn, claim, rt)
         repo.add_counts(conn, claim.batch_id, total=len(records), valid=valid, invalid=len(invalid))
+        if first_of_attempt:
+            progress = {"failed_attempts": 0} if early else {}
+            repo.update_batch(conn, claim.batch_id, staged_attempt=claim.attempt, **progress)
+
+
+def _store_columns(
+    rt: Runtime,
+    claim: queue.ValidationClaim,
+    seq: int,
+    chunk: ColumnChunk,
+    *,
+    first_of_attempt: bool,
+    early: bool,
+) -> None:
+    """`_store_chunk` of a chunk in column form (its type keeps the default `check`)."""
+    keys = chunk.keys()
+    chunk.mark_duplicates(set(keys))  # duplicates within the chunk
+    encoded = chunk.encode()
+    with rt.db.write() as conn:
+        fresh = repo.claim_keys(conn, claim.batch_id, keys)
+        if len(fresh) != len(keys) and chunk.mark_duplicates(fresh):
+            encoded = chunk.encode()
+        valid = len(chunk.valid())
+        queue.insert_chunk(conn, claim.batch_id, seq, chunk.first, len(chunk), valid, encoded)
+        repo.insert_errors(conn, claim.batch_id, chunk.error_rows())
+        _check_lease(conn, claim, rt)
+        repo.add_counts(conn, claim.batch_id, total=len(chunk), valid=valid, invalid=len(chunk) - valid)
         if first_of_attempt:
             progress = {"failed_attempts": 0} if early else {}
             repo.update_batch(conn, claim.batch_id, staged_attempt=claim.attempt, **progress)
@@ -564,6 +595,9 @@ def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
     lock, which the validating worker needs too."""
     batch = _load(rt, claim.batch_id)
     batch_type, ctx = rt.types.get(batch.type), _context(batch)
+    if is_column_payload(claim.payload):
+        _apply_columns(rt, claim, batch.type, batch_type, ctx)
+        return
     records = settle.decode_chunk(claim.payload)
     valid = [r for r in records if r.data is not None]
     prepared = batch_type.prepare(ctx, valid) if valid else None
@@ -573,6 +607,39 @@ def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
         results = settle.outcomes(records, applied)
         if not settle.settle_chunk(conn, batch_type, claim, records, results, inputs=inputs):
             raise LeaseLost()
+
+
+def _apply_columns(
+    rt: Runtime, claim: queue.ChunkClaim, type_name: str, batch_type: BatchType, ctx: ApplyContext
+) -> None:
+    """`_apply_and_settle` of a chunk in column form."""
+    chunk = ColumnChunk.decode(claim.payload)
+    valid = chunk.valid()
+    prepared = batch_type.prepare_columns(ctx, chunk, valid) if valid else None
+    inputs = column_input_parts(batch_type.columns().names, chunk.raw, len(chunk))
+    with metrics.timed_chunk(type_name), rt.db.write() as conn:
+        applied = _apply_column_records(conn, batch_type, ctx, chunk, valid, prepared)
+        if not settle.settle_columns(conn, claim, chunk, applied, inputs):
+            raise LeaseLost()
+
+
+def _apply_column_records(
+    conn: Connection,
+    batch_type: BatchType,
+    ctx: ApplyContext,
+    chunk: ColumnChunk,
+    valid: Sequence[int],
+    prepared: Any,
+) -> list[Applied]:
+    """`_apply` of a chunk in column form: in bulk, else record by record."""
+    if not valid:
+        return []
+    try:
+        with conn.begin_nested():
+            return batch_type.apply_columns(conn, ctx, chunk, valid, prepared)
+    except _RECORD_REFUSALS:
+        records = chunk.to_records()
+        return [_apply_one(conn, batch_type, ctx, records[i]) for i in valid]
 
 
 def _renew_chunk(rt: Runtime, claim: queue.ChunkClaim, conn: Connection) -> bool:

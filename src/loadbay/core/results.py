@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -15,7 +15,15 @@ from loadbay.domain.cells import RESULT_COLUMNS
 from loadbay.domain.cells import protect as escape_cell
 from loadbay.domain.records import RecordOutcome, StagedRecord
 
-__all__ = ["RESULT_COLUMNS", "escape_cell", "header_row", "input_parts", "result_rows", "rows_of_status"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "column_input_parts",
+    "escape_cell",
+    "header_row",
+    "input_parts",
+    "result_rows",
+    "rows_of_status",
+]
 
 
 def header_row(columns: Sequence[str]) -> str:
@@ -88,6 +96,23 @@ def input_parts(columns: Sequence[str], records: Sequence[StagedRecord]) -> list
     return [_csv_line(cells.of(r.raw)) for r in records]
 
 
+def column_input_parts(
+    columns: Sequence[str], raw: Mapping[str, Sequence[str | None]], count: int
+) -> list[str]:
+    """`input_parts` of a chunk in column form: `raw[name]` holds each record's text (None: absent)."""
+    if not columns:
+        return [""] * count
+    blank = [None] * count
+    cells = [[_text_cell(value) for value in raw.get(name, blank)] for name in columns]
+    return [_csv_line(row) for row in zip(*cells, strict=True)]
+
+
+def _text_cell(value: str | None) -> str:
+    if value is None:
+        return ""
+    return escape_cell(value) if value and value[0] in _FORMULA_START else value
+
+
 class _InputCells:
     """A record's input values as cells, in column order, as `_cell` makes them.
 
@@ -134,7 +159,7 @@ def _cell(value: Any) -> str:
     return escape_cell(str(value))
 
 
-def _csv_line(cells: list[str]) -> str:
+def _csv_line(cells: Sequence[str]) -> str:
     """Cells as csv.writer writes them inside a row (minimal quoting; no line end)."""
     line = ",".join(cells)
     if line.count(",") == len(cells) - 1 and '"' not in line and "\n" not in line and "\r" not in line:

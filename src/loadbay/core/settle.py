@@ -8,13 +8,14 @@ commit together with the domain writes, or not at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 from sqlalchemy import Connection
 
 from loadbay.core import metrics, webhooks
+from loadbay.core.columns import ColumnChunk, is_column_payload
 from loadbay.core.results import result_rows
 from loadbay.core.types import BatchType
 from loadbay.db import queue
@@ -28,6 +29,7 @@ from loadbay.domain.records import (
     RecordOutcome,
     RecordView,
     StagedRecord,
+    error_row,
 )
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "error_rows",
     "outcomes",
     "settle_chunk",
+    "settle_columns",
 ]
 
 UNPROCESSED = FieldError("UNPROCESSED", "not applied: the batch was cancelled")
@@ -59,7 +62,9 @@ def encode_chunk(records: Sequence[StagedRecord]) -> str:
 
 
 def decode_chunk(payload: str) -> list[StagedRecord]:
-    """The chunk's records; ValueError when the payload is not a chunk."""
+    """The chunk's records (in either form); ValueError when the payload is not a chunk."""
+    if is_column_payload(payload):
+        return ColumnChunk.decode(payload).to_records()
     try:
         items = _DECODER.decode(payload)
     except msgspec.DecodeError:  # written by the json module: NaN and Infinity are allowed there
@@ -97,8 +102,13 @@ def outcomes(records: Sequence[StagedRecord], applied: Sequence[Applied]) -> lis
 def _outcome(record: StagedRecord, applied: Applied | None) -> RecordOutcome:
     if record.data is None:
         return RecordOutcome(OutcomeStatus.INVALID, errors=record.errors)
+    return _outcome_of(applied, record.index)
+
+
+def _outcome_of(applied: Applied | None, index: int) -> RecordOutcome:
+    """A valid record's outcome, from what `apply` said of it."""
     if applied is None:
-        raise RuntimeError(f"batch type returned no outcome for record {record.index}")
+        raise RuntimeError(f"batch type returned no outcome for record {index}")
     if applied.error is not None:
         return RecordOutcome(OutcomeStatus.FAILED, errors=(applied.error,))
     notes = (applied.note,) if applied.note else ()
@@ -117,17 +127,7 @@ def unapplied(records: Sequence[StagedRecord], reason: FieldError) -> list[Recor
 
 def error_rows(pairs: Iterable[tuple[StagedRecord, Sequence[FieldError]]]) -> list[dict[str, Any]]:
     """Rows for the errors table: one per (record, error); ids and field names cut to fit."""
-    return [
-        {
-            "record_index": r.index,
-            "external_id": r.external_id[:300] if r.external_id else r.external_id,
-            "field": e.field[:200] if e.field else e.field,
-            "code": e.code,
-            "message": e.message,
-        }
-        for r, errors in pairs
-        for e in errors
-    ]
+    return [error_row(r.index, r.external_id, e) for r, errors in pairs for e in errors]
 
 
 def settle_chunk(
@@ -140,22 +140,61 @@ def settle_chunk(
     inputs: Sequence[str] | None = None,
 ) -> bool:
     """Record a chunk's outcomes; False (write nothing) when the chunk's lease was lost.
-    `inputs`: the records' `input_parts`, when the caller made them before the transaction.
+    `inputs`: the records' `input_parts`, when the caller made them before the transaction."""
+    text = result_rows(batch_type.columns().names, records, results, inputs)
+    pairs = ((r, o.errors) for r, o in zip(records, results, strict=True) if o.status in _LATE)
+    return _finish(conn, claim, chunk_status, results, text, lambda: error_rows(pairs))
+
+
+def settle_columns(
+    conn: Connection,
+    claim: queue.ChunkClaim,
+    chunk: ColumnChunk,
+    applied: Sequence[Applied],
+    inputs: Sequence[str],
+) -> bool:
+    """`settle_chunk` of a chunk in column form, given its records' `column_input_parts`."""
+    by_index = {a.index: a for a in applied}
+    first = chunk.first
+    results = [
+        RecordOutcome(OutcomeStatus.INVALID, errors=errors)
+        if errors
+        else _outcome_of(by_index.get(first + i), first + i)
+        for i, errors in enumerate(chunk.errors)
+    ]
+    text = result_rows(chunk.names, (), results, inputs)
+
+    def late_rows() -> list[dict[str, Any]]:
+        ids = chunk.external_ids()
+        late = ((i, o.errors) for i, o in enumerate(results) if o.status in _LATE)
+        return [error_row(first + i, ids[i], e) for i, errors in late for e in errors]
+
+    return _finish(conn, claim, queue.DONE, results, text, late_rows)
+
+
+def _finish(
+    conn: Connection,
+    claim: queue.ChunkClaim,
+    chunk_status: str,
+    results: Sequence[RecordOutcome],
+    text: str,
+    late_rows: Callable[[], list[dict[str, Any]]],
+) -> bool:
+    """Write a chunk's outcomes, result rows, late errors and counts; False when its lease was lost.
 
     The batch row is locked first, as cancel does, so the two never deadlock and the
     last two chunks of a batch cannot both miss the batch's completion (the result rows
-    are made before: the lock is held only for the writes).
-    """
-    text = result_rows(batch_type.columns().names, records, results, inputs)
+    are made before: the lock is held only for the writes)."""
     repo.get_batch(conn, None, claim.batch_id, lock=True)
     if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, encode_outcomes(results), text):
         return False
-    late = (OutcomeStatus.FAILED, OutcomeStatus.UNPROCESSED)
-    pairs = ((r, o.errors) for r, o in zip(records, results, strict=True) if o.status in late)
-    repo.insert_errors(conn, claim.batch_id, error_rows(pairs))
+    repo.insert_errors(conn, claim.batch_id, late_rows())
     repo.add_counts(conn, claim.batch_id, **_tally(results))
     complete_if_done(conn, claim.batch_id)
     return True
+
+
+_LATE = (OutcomeStatus.FAILED, OutcomeStatus.UNPROCESSED)
 
 
 def _tally(results: Sequence[RecordOutcome]) -> dict[str, int]:

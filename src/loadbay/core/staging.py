@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from loadbay.core.columns import ColumnChunk, stage_columns
 from loadbay.core.types import BatchType
 from loadbay.domain.records import FieldError, StagedRecord
 from loadbay.readers import RawRecord
@@ -14,18 +15,20 @@ __all__ = ["Chunk", "Stager", "chunk_keys", "mark_duplicates", "refuse"]
 
 @dataclass(slots=True)
 class Chunk:
-    """A run of consecutive records, valid and invalid, ready for the queue."""
+    """A run of consecutive records, valid and invalid, ready for the queue: as records,
+    or in column form (`columns`, and then `records` is empty)."""
 
     seq: int
     records: list[StagedRecord] = field(default_factory=list)
+    columns: ColumnChunk | None = None
 
     @property
     def first_index(self) -> int:
-        return self.records[0].index
+        return self.columns.first if self.columns is not None else self.records[0].index
 
-    @property
-    def valid(self) -> int:
-        return sum(1 for r in self.records if r.data is not None)
+    def as_records(self) -> list[StagedRecord]:
+        """The chunk's records, in either form."""
+        return self.columns.to_records() if self.columns is not None else self.records
 
 
 class Stager:
@@ -42,10 +45,21 @@ class Stager:
         for raw in records:
             raws.append(raw)
             if len(raws) >= self._chunk_size:
-                yield Chunk(seq, self.stage_many(first, raws))
+                yield self._chunk(seq, first, raws)
                 seq, first, raws = seq + 1, first + len(raws), []
         if raws:
-            yield Chunk(seq, self.stage_many(first, raws))
+            yield self._chunk(seq, first, raws)
+
+    def _chunk(self, seq: int, first: int, raws: Sequence[RawRecord]) -> Chunk:
+        """The chunk in column form when the type takes the column path and its records are
+        all text; else as records."""
+        plans = self._type.column_plans
+        if plans is not None:
+            values, problems = [raw.values for raw in raws], [raw.problem for raw in raws]
+            columns = stage_columns(plans, self._type.key, self._type, first, values, problems)
+            if columns is not None:
+                return Chunk(seq, columns=columns)
+        return Chunk(seq, self.stage_many(first, raws))
 
     def stage(self, index: int, raw: RawRecord) -> StagedRecord:
         external_id = self._type.external_id(raw.values)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy import Connection
 
+from loadbay.core.columns import ColumnChunk, FieldPlan, Rule, rules_for
 from loadbay.domain.models import NewBatch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.errors import UnknownType
@@ -99,6 +100,13 @@ class BatchType(ABC):
     # (dumped with exclude_none: the outcomes of the default `validate`). A type whose
     # `validate` does anything else declares False: `validate_many` then calls it per record.
     validates_in_bulk: ClassVar[bool] = True
+    # The column path (loadbay.core.columns): rules for the fields of `model` that have a
+    # validator of their own, each passing only values that validator keeps as they are
+    # (the other fields' rules are read off the model). None: every chunk takes the record
+    # path. A type on the column path keeps the default `check`, `record_key` and
+    # `external_id`, and its `apply_columns` writes a chunk from its columns.
+    column_rules: ClassVar[Mapping[str, Rule] | None] = None
+    _column_plans: ClassVar[tuple[FieldPlan, ...] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse a class that overrides a method without declaring its capability, or that
@@ -110,11 +118,28 @@ class BatchType(ABC):
                     f"{cls.__qualname__} defines {method}() but not {capability}: "
                     f"declare it in the same class (see BatchType.{capability})"
                 )
+        cls._column_plans = _column_plans(cls) if cls.column_rules is not None else None
         if cls.applies_while_validating and (cls.generates or cls.child_totals is not None):
             raise TypeError(
                 f"{cls.__qualname__} generates its records or has child_totals: "
                 "its chunks cannot be applied while validating (applies_while_validating = False)"
             )
+
+    @property
+    def column_plans(self) -> tuple[FieldPlan, ...] | None:
+        """How each field is checked on the column path; None: this type takes the record path."""
+        return self._column_plans
+
+    def apply_columns(
+        self, conn: Connection, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int], prepared: Any
+    ) -> list[Applied]:
+        """`apply_prepared` of a chunk in column form: its valid records (positions `valid`),
+        given what `prepare_columns` made of them. One Applied each, numbered by record index."""
+        raise NotImplementedError(f"{self.name} does not apply chunks in column form")
+
+    def prepare_columns(self, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int]) -> Any:
+        """`prepare` of a chunk in column form (before the write transaction)."""
+        return None
 
     def columns(self) -> Columns:
         fields = self.model.model_fields
@@ -202,6 +227,26 @@ class BatchType(ABC):
     ) -> list[Applied]:
         """`apply`, given what `prepare` made of the same records."""
         return self.apply(conn, ctx, records)
+
+
+def _column_plans(cls: type[BatchType]) -> tuple[FieldPlan, ...]:
+    """The checked column plans of a type that declares `column_rules`; TypeError when it
+    also changes what the column path leaves to the defaults."""
+    changed = [
+        m
+        for m in ("check", "record_key", "external_id", "validate")
+        if getattr(cls, m) is not getattr(BatchType, m)
+    ]
+    if changed or cls.generates or cls.child_totals is not None:
+        what = ", ".join(changed) or "how records are made"
+        raise TypeError(
+            f"{cls.__qualname__} declares column_rules but changes {what}: "
+            "the column path needs the default check, record_key, external_id and validate"
+        )
+    if cls.apply_columns is BatchType.apply_columns:
+        raise TypeError(f"{cls.__qualname__} declares column_rules without apply_columns")
+    assert cls.column_rules is not None
+    return rules_for(cls.model, cls.column_rules)
 
 
 # A method a class may define only with its capability declared beside it (BatchType).

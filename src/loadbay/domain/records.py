@@ -14,6 +14,7 @@ __all__ = [
     "RecordOutcome",
     "RecordView",
     "StagedRecord",
+    "error_row",
 ]
 
 
@@ -38,6 +39,17 @@ class FieldError:
     code: str
     message: str
     field: str | None = None
+
+
+def error_row(index: int, external_id: str | None, error: FieldError) -> dict[str, Any]:
+    """One row of a batch's errors table: a record's error, its id and field cut to fit."""
+    return {
+        "record_index": index,
+        "external_id": external_id[:300] if external_id else external_id,
+        "field": error.field[:200] if error.field else error.field,
+        "code": error.code,
+        "message": error.message,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from loadbay.core.types import ApplyContext
+from loadbay.core.columns import Choice, Matches, Text
 from loadbay.db.tables import billing_customers
 from loadbay.types.iso import COUNTRIES, CURRENCIES
 from loadbay.types.upsert import UpsertSpec, UpsertType
@@ -93,12 +92,10 @@ class CustomerType(UpsertType):
     model = CustomerRecord
     target = CUSTOMERS
     description = "Billing customers, created or updated by customer_number."
-
-    def row(self, ctx: ApplyContext, data: Mapping[str, Any]) -> dict[str, Any]:
-        """The record's values as a row (the balance stays the validated decimal text)."""
-        row = {name: data.get(name) for name in _COLUMNS}
-        row["account_id"] = ctx.account_id
-        return row
-
-
-_COLUMNS = tuple(CustomerRecord.model_fields)
+    # The column path: each rule passes only values its validator keeps as they are.
+    column_rules = {
+        "email": Matches(r"^[!-?A-~]+@[!-?A-~]+\.[!-?A-~]+$", Text(1, 320)),  # ASCII, no space
+        "country": Choice(frozenset(COUNTRIES)),
+        "currency": Choice(frozenset(CURRENCIES)),
+        "status": Choice(frozenset(_STATUSES)),
+    }

@@ -22,7 +22,6 @@ written this way has `id`, `revision` (1 when created, +1 per change), `created_
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ import msgspec
 from sqlalchemy import Connection, String, Table, TextClause, bindparam, text
 from sqlalchemy.engine import Dialect
 
+from loadbay.core.columns import ColumnChunk
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 
@@ -106,13 +106,26 @@ class Upsert:
     __slots__ = ("_cells", "_newest_at", "keys", "rows", "spec")
 
     def __init__(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]]) -> None:
+        names = spec.columns
+        self._setup(spec, rows, [[row[name] for name in names] for row in rows])
+
+    @classmethod
+    def of_columns(cls, spec: UpsertSpec, columns: Sequence[Sequence[Any]]) -> Upsert:
+        """The rows given a column at a time, in `spec.columns` order (no `newest` guard)."""
+        if spec.newest is not None:
+            raise ValueError(f"{spec.table.name}: an upsert with a newest guard needs its rows")
+        upsert = cls.__new__(cls)
+        upsert._setup(spec, (), [list(cells) for cells in zip(*columns, strict=True)])
+        return upsert
+
+    def _setup(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], cells: list[list[Any]]) -> None:
         self.spec = spec
         self.rows = rows
-        self.keys = [tuple(row[name] for name in spec.key) for row in rows]
+        width = len(spec.key)
+        self.keys = [tuple(row[:width]) for row in cells]
         if len(set(self.keys)) != len(self.keys):
             raise ValueError(f"{spec.table.name}: the same key twice in one upsert")
-        names = spec.columns
-        self._cells = [[row[name] for name in names] for row in rows]
+        self._cells = cells
         self._newest_at = None if spec.newest is None else spec.looked_up.index(spec.newest)
 
     def run(self, conn: Connection, now: datetime) -> list[Stored]:
@@ -357,9 +370,46 @@ class UpsertType(BatchType):
 
     target: ClassVar[UpsertSpec]
 
-    @abstractmethod
     def row(self, ctx: ApplyContext, data: Mapping[str, Any]) -> dict[str, Any]:
-        """The row a valid record's values become: key columns, fields, `on_create` columns."""
+        """The row a valid record's values become: key columns, fields, `on_create` columns.
+        By default the account's id and the model's fields as they are (absent: None); a type
+        that writes anything else overrides it, and cannot take the column path."""
+        if self.row_from_fields is None:
+            raise NotImplementedError(f"{self.name}: rows are not the model's fields; define row()")
+        row: dict[str, Any] = {name: data.get(name) for name in self.model.model_fields}
+        row["account_id"] = ctx.account_id
+        return row
+
+    @property
+    def row_from_fields(self) -> tuple[str, ...] | None:
+        """The target's columns when each is the account's id or a field of the model, as the
+        default `row` makes them; else None."""
+        fields = set(self.model.model_fields)
+        columns = self.target.columns
+        if type(self).row is not UpsertType.row or not set(columns) <= fields | {"account_id"}:
+            return None
+        return columns
+
+    def prepare_columns(self, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int]) -> Upsert:
+        """The valid records' rows, a column at a time (the default `row`, from the data columns)."""
+        columns = self.row_from_fields
+        if columns is None or self.target.newest is not None:
+            raise NotImplementedError(f"{self.name}: rows are not the model's fields")
+        cells = [
+            [ctx.account_id] * len(valid) if name == "account_id" else [chunk.data[name][i] for i in valid]
+            for name in columns
+        ]
+        return Upsert.of_columns(self.target, cells)
+
+    def apply_columns(
+        self, conn: Connection, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int], prepared: Upsert
+    ) -> list[Applied]:
+        results = prepared.run(conn, datetime.now(UTC))
+        first = chunk.first
+        return [
+            Applied(first + i, stored.action, str(stored.id))
+            for i, stored in zip(valid, results, strict=True)
+        ]
 
     def skipped(self, row: Mapping[str, Any], stored: Mapping[str, Any]) -> FieldError | None:
         """Why a record whose `newest` value is older than the stored one's was skipped."""
