@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,9 +34,12 @@ from difflib import get_close_matches
 from functools import cache
 from itertools import accumulate, chain, islice
 from types import TracebackType
-from typing import Any, BinaryIO, Final, NoReturn
+from typing import Any, BinaryIO, Final, Generic, NoReturn, TypeVar, cast
 
 import ijson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from loadbay.domain.cells import RESULT_COLUMNS, unprotect
 from loadbay.errors import (
@@ -53,9 +57,12 @@ __all__ = [
     "Columns",
     "RawRecord",
     "ReadOptions",
+    "BlockReader",
     "RecordReader",
+    "RowBlock",
     "format_for_content_type",
     "iter_json_items",
+    "open_blocks",
     "open_reader",
     "read_through",
     "unstorable",
@@ -192,8 +199,21 @@ class ReadOptions:
         return cls(delimiter, unknown == "refuse")
 
 
-class RecordReader:
-    """An iterator of `RawRecord`, in file order; single pass.
+@dataclass(frozen=True, slots=True)
+class RowBlock:
+    """Consecutive records of a CSV file read a block at a time (see `open_blocks`): each
+    known column's values as an Arrow string array, null where a cell is empty. Every
+    record of a block was read whole and without a problem."""
+
+    count: int
+    columns: dict[str, pa.Array]
+
+
+_Item = TypeVar("_Item")
+
+
+class _Reader(Generic[_Item]):
+    """An iterator of records (or blocks of them), in file order; single pass.
 
     `warnings` lists file-level remarks found while opening the file, such as
     "unknown column 'foo' ignored". Close the reader (or use it as a context
@@ -202,14 +222,14 @@ class RecordReader:
 
     __slots__ = ("_records", "warnings")
 
-    def __init__(self, records: Iterator[RawRecord], warnings: list[str] | None = None) -> None:
+    def __init__(self, records: Iterator[_Item], warnings: list[str] | None = None) -> None:
         self._records = records
         self.warnings: list[str] = warnings if warnings is not None else []
 
-    def __iter__(self) -> Iterator[RawRecord]:
+    def __iter__(self) -> Iterator[_Item]:
         return self._records
 
-    def __next__(self) -> RawRecord:
+    def __next__(self) -> _Item:
         return next(self._records)
 
     def close(self) -> None:
@@ -217,7 +237,7 @@ class RecordReader:
         if close is not None:
             close()
 
-    def __enter__(self) -> RecordReader:
+    def __enter__(self) -> _Reader[_Item]:
         return self
 
     def __exit__(
@@ -227,6 +247,10 @@ class RecordReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+RecordReader = _Reader[RawRecord]  # an iterator of RawRecord
+BlockReader = _Reader[RawRecord | RowBlock]  # of RawRecord and RowBlock
 
 
 def open_reader(
@@ -246,12 +270,36 @@ def open_reader(
     but not closed.
     """
     if fmt in ("csv", "tsv"):
-        return _open_csv(stream, columns, max_record_bytes, _for_format(fmt, options))
+        reader: RecordReader = _open_csv(stream, columns, max_record_bytes, _for_format(fmt, options))
+        return reader
     if fmt == "jsonl":
         return RecordReader(_jsonl_records(stream, _KeyMap.of(columns), max_record_bytes))
     if fmt == "json":
         return RecordReader(_json_array_records(_array_source(stream), _KeyMap.of(columns), max_record_bytes))
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def open_blocks(
+    stream: BinaryIO,
+    fmt: str,
+    columns: Columns,
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    options: ReadOptions = ReadOptions(),
+) -> BlockReader:
+    """`open_reader`, but the records of a CSV file's plain blocks come as `RowBlock`s: a
+    block of whole lines with no quote, no NUL, no lone CR and valid UTF-8, where every line
+    has the header's number of cells, is parsed by pyarrow a block at a time (there, splitting
+    lines at the delimiter is all a CSV parser does, so the records are the same). Any other
+    block is read as `open_reader` reads it. Other formats come as records only."""
+    if fmt in ("csv", "tsv"):
+        blocks: BlockReader = _open_csv(
+            stream, columns, max_record_bytes, _for_format(fmt, options), blocks=True
+        )
+        return blocks
+    return cast(
+        BlockReader, open_reader(stream, fmt, columns, max_record_bytes=max_record_bytes, options=options)
+    )
 
 
 def read_through(
@@ -359,6 +407,7 @@ _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
 # to csv.reader a block of whole lines at a time; each block is checked once for text that
 # needs a closer look: the rows of the blocks without any skip the checks of each row.
 _READ_BYTES: Final = 4096
+_BLOCK_BYTES: Final = 1 << 18  # the read size when plain blocks are parsed by pyarrow (open_blocks)
 _NUL_IN_ROW: Final = "row holds a NUL character (byte 0x00), which text cannot hold"
 # csv.reader's own limit on a field (128 Ki characters) would fail a whole file over one
 # field: records are bounded by their bytes instead (see `_CsvSource`).
@@ -408,6 +457,7 @@ class _CsvSource:
         "_held",
         "_last",
         "_last_bytes",
+        "_layout",
         "_pending",
         "_read_size",
         "_stream",
@@ -416,6 +466,7 @@ class _CsvSource:
         "delimiter",
         "limit",
         "options",
+        "parsed",
         "start",
         "suspect_end",
     )
@@ -434,6 +485,19 @@ class _CsvSource:
         self.base = 0
         self.suspect_end = 0
         self.delimiter = options.delimiter or self._detect()
+        self._layout: _CsvLayout | None = None
+        self.parsed: deque[RowBlock] = deque()  # plain blocks read past, for the rows' reader to hand on
+
+    @property
+    def blocks(self) -> bool:
+        return self._layout is not None
+
+    def parse_blocks(self, layout: _CsvLayout) -> None:
+        """From the next block on, parse each plain block a reader asks for between two rows
+        with pyarrow, keep it in `parsed` and hand the reader the block after it: see
+        `open_blocks`. Blocks are read in larger pieces then (a pyarrow call costs ~50 µs)."""
+        self._layout = layout
+        self._read_size = min(_BLOCK_BYTES, self.limit)
 
     def reader(self) -> Any:
         """A csv.reader of the lines from here on."""
@@ -463,6 +527,8 @@ class _CsvSource:
             data = self._next_lines()
             if not data:
                 return
+            if self._layout is not None and self.start > self.count and self._parsed(data):
+                continue
             text = data.decode("utf-8", "surrogateescape")
             lines = _csv_lines(data, text)
             self.count += len(lines)
@@ -470,6 +536,29 @@ class _CsvSource:
                 self.suspect_end = self.count
             self._last, self._last_bytes = lines, len(data)
             yield lines
+
+    def _parsed(self, data: bytes) -> bool:
+        """Parse `data`, whole lines read between two rows, into `parsed` if it is a plain
+        block; whether it was."""
+        assert self._layout is not None
+        if (
+            len(data) > self.limit
+            or b'"' in data
+            or b"\x00" in data
+            or data.count(b"\r") != data.count(b"\r\n")
+        ):
+            return False
+        block = _plain_block(data, self.delimiter, self._layout)
+        if block is None:
+            return False
+        lines = _line_ends(data) + (data[-1:] not in (b"\r", b"\n"))
+        self.count += lines
+        self.base += lines  # the lines a csv.reader did not read
+        self.start = self.count + 1
+        self._last, self._last_bytes = [], 0
+        if block.count:
+            self.parsed.append(block)
+        return True
 
     def _check_held(self) -> None:
         """Read past the record being read if its lines so far are over the limit."""
@@ -528,6 +617,31 @@ class _CsvSource:
 
 _LINE_END: Final = re.compile(rb"\r\n?|\n")
 _DETECT_BYTES: Final = 65536  # read ahead at most to find the first line, to tell the delimiter
+
+
+def _plain_block(data: bytes, delimiter: str, layout: _CsvLayout) -> RowBlock | None:
+    """The records of a block of whole lines without quotes, NULs or lone CRs, or None when
+    it is not valid UTF-8 or a line has another number of cells than the header. (Blank
+    lines are skipped, as the records' reader skips them; a line of white space has one
+    cell, and the header more.)"""
+    names = [f"c{i}" for i in range(layout.width)]
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(
+                column_names=names, block_size=max(len(data), 1 << 16) + 1, use_threads=False
+            ),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=delimiter, quote_char=False, escape_char=False, ignore_empty_lines=True
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, check_utf8=True
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    columns = {name: _nulled(table.column(i).combine_chunks()) for i, name in layout.pairs}
+    return RowBlock(table.num_rows, columns)
 
 
 def _first_line(data: bytes) -> bytes | None:
@@ -686,10 +800,17 @@ def _suspect(text: str) -> bool:
     return False
 
 
-def _open_csv(stream: BinaryIO, columns: Columns, limit: int, options: ReadOptions) -> RecordReader:
+def _open_csv(
+    stream: BinaryIO, columns: Columns, limit: int, options: ReadOptions, *, blocks: bool = False
+) -> Any:
+    """A RecordReader of the file (with `blocks`, a BlockReader)."""
     source = _CsvSource(stream, limit, options)
     reader = source.reader()
     layout, warnings = _csv_layout(_csv_header(source, reader), columns, source)
+    if blocks and not layout.result_file and layout.width > 1:
+        source.parse_blocks(layout)
+    if source.blocks:
+        return BlockReader(_csv_blocks(source, reader, layout), warnings)
     records = _csv_records(source, reader, layout)
     return RecordReader(_unprotected(records) if layout.result_file else records, warnings)
 
@@ -765,6 +886,70 @@ def _csv_records(source: _CsvSource, reader: Any, layout: _CsvLayout) -> Iterato
             oversized = big.line
         yield RawRecord({}, _too_large(f"line {oversized}", source.limit))
         start, reader = source.start, source.reader()
+
+
+def _csv_blocks(source: _CsvSource, reader: Any, layout: _CsvLayout) -> Iterator[RawRecord | RowBlock]:
+    """`_csv_records` a block at a time: runs of rows read whole as `RowBlock`s (a plain
+    block parsed by pyarrow as it is, the rows csv.reader reads _ROWS_PER_BLOCK at a time),
+    each record that could not be read as a RawRecord with its problem, in file order."""
+    width, start, parsed = layout.width, source.start, source.parsed
+    rows: list[list[str]] = []
+    while True:
+        try:
+            for row in reader:
+                if parsed:  # plain blocks read past before this row (see _CsvSource.parse_blocks)
+                    yield from _flushed(rows, layout, parsed)
+                size = len(row)
+                end = reader.line_num + source.base
+                if start <= source.suspect_end or size > width:
+                    problem = _row_problem(source, row, start, end, width)
+                    if problem is not None:
+                        start = source.start = end + 1
+                        yield from _flushed(rows, layout, parsed)
+                        yield RawRecord({}, problem)
+                        continue
+                start = source.start = end + 1
+                if size < 2 and (not size or row[0].isspace()):  # a blank line
+                    continue
+                rows.append(row)
+                if len(rows) >= _ROWS_PER_BLOCK:
+                    yield from _flushed(rows, layout, parsed)
+            yield from _flushed(rows, layout, parsed)
+            return
+        except csv.Error as exc:
+            raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num + source.base)) from exc
+        except _Oversized as big:
+            oversized = big.line
+        yield from _flushed(rows, layout, parsed)
+        yield RawRecord({}, _too_large(f"line {oversized}", source.limit))
+        start, reader = source.start, source.reader()
+
+
+_ROWS_PER_BLOCK: Final = 2048
+
+
+def _flushed(rows: list[list[str]], layout: _CsvLayout, parsed: deque[RowBlock]) -> Iterator[RowBlock]:
+    """The rows kept so far as a block (then none are kept), then the plain blocks parsed after them."""
+    if rows:
+        yield _row_block(rows, layout)
+        rows.clear()
+    while parsed:
+        yield parsed.popleft()
+
+
+def _row_block(rows: list[list[str]], layout: _CsvLayout) -> RowBlock:
+    """Rows of at most the header's cells (a short row's last cells are empty) as a block."""
+    width = layout.width
+    if any(len(row) != width for row in rows):
+        rows = [row + [""] * (width - len(row)) for row in rows]
+    cells = list(zip(*rows, strict=True))
+    columns = {name: _nulled(pa.array(cells[i], pa.string())) for i, name in layout.pairs}
+    return RowBlock(len(rows), columns)
+
+
+def _nulled(cells: pa.Array) -> pa.Array:
+    """Empty cells as nulls (an absent value, as in a RawRecord)."""
+    return pc.if_else(pc.equal(cells, ""), pa.scalar(None, pa.string()), cells)
 
 
 def _row_problem(

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from loadbay.config import Settings
-from loadbay.core.columns import MARK, ColumnChunk, stage_columns
+from loadbay.core.columns import MARK, ColumnChunk, records_to_columns, stage_columns
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.types import TypeRegistry
@@ -262,14 +262,14 @@ def test_plain_records_skip_the_model_and_others_reach_it() -> None:
         {"customer_number": "C6", "name": "Ada\u3000"},  # Unicode white space
         {"customer_number": "C7"},  # name missing
     ]
-    chunk = stage_columns(customer.column_plans, "customer_number", customer, 0, [plain, *odd], [None] * 7)
+    records = [plain, *odd]
+    raw = records_to_columns([p.name for p in customer.column_plans], records)
+    assert raw is not None
+    chunk = stage_columns(customer.column_plans, "customer_number", customer, 0, raw, {})
     assert chunk is not None and Counting.validated == len(odd)
-    assert (
-        chunk.data["country"][1] == "US"
-        and chunk.data["name"][2] == "Ada"
-        and chunk.data["status"][4] == "Active"
-    )
-    assert chunk.data["currency"][0] == "USD" and chunk.data["status"][0] == "Active"  # the defaults
+    data = {name: column.to_pylist() for name, column in chunk.data.items()}
+    assert data["country"][1] == "US" and data["name"][2] == "Ada" and data["status"][4] == "Active"
+    assert data["currency"][0] == "USD" and data["status"][0] == "Active"  # the defaults
     assert [e[0].code for e in chunk.errors if e] == ["REQUIRED"]
     assert ColumnChunk.decode(chunk.encode()) == chunk
 

@@ -47,6 +47,7 @@ __all__ = [
     "Rule",
     "Text",
     "is_column_payload",
+    "records_to_columns",
     "rules_for",
     "stage_columns",
 ]
@@ -212,35 +213,47 @@ def _default(field: FieldInfo) -> str | None:
 # the chunk --------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class ColumnChunk:
     """A run of consecutive records in column form.
 
-    `raw[name]`: each record's value as read (None: absent). `data[name]`: each record's
-    validated value (None: absent; anything for a refused record), the same list as
-    `raw[name]` where every valid record kept the value read. `errors[i]`: record i's
-    errors, empty when it is valid."""
+    `raw[name]`: each record's value as read (null: absent), an Arrow string array.
+    `data[name]`: each record's validated value (null: absent; anything for a refused
+    record), the same array as `raw[name]` where every valid record kept the value read.
+    `errors[i]`: record i's errors, empty when it is valid."""
 
     first: int
     names: tuple[str, ...]
-    raw: dict[str, list[str | None]]
-    data: dict[str, list[str | None]]
+    raw: dict[str, pa.Array]
+    data: dict[str, pa.Array]
     errors: list[tuple[FieldError, ...]]
     key: str
 
     def __len__(self) -> int:
         return len(self.errors)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ColumnChunk):
+            return NotImplemented
+        mine, theirs = (
+            (self.first, self.names, self.errors, self.key),
+            (other.first, other.names, other.errors, other.key),
+        )
+        return mine == theirs and all(
+            self.raw[n].equals(other.raw[n]) and self.data[n].equals(other.data[n]) for n in self.names
+        )
+
     def valid(self) -> list[int]:
         """The positions of the valid records."""
         return [i for i, e in enumerate(self.errors) if not e]
 
     def external_ids(self) -> list[str | None]:
-        return self.raw[self.key] if self.key in self.raw else [None] * len(self)
+        ids: list[str | None] = self.raw[self.key].to_pylist()
+        return ids
 
     def keys(self) -> list[str]:
         """The distinct keys of the valid records, in order."""
-        column = self.data[self.key]
+        column = self.data[self.key].to_pylist()
         return list(
             dict.fromkeys(k for k, e in zip(column, self.errors, strict=True) if not e and k is not None)
         )
@@ -248,8 +261,8 @@ class ColumnChunk:
     def mark_duplicates(self, fresh: set[str]) -> bool:
         """Refuse (DUPLICATE_KEY) each valid record whose key the batch saw before (`fresh`
         lacks it) or an earlier record of this chunk has; whether any was."""
-        column, errors, seen, marked = self.data[self.key], self.errors, set(), False
-        for i, key in enumerate(column):
+        errors, seen, marked = self.errors, set(), False
+        for i, key in enumerate(self.data[self.key].to_pylist()):
             if errors[i] or key is None:
                 continue
             if key not in fresh or key in seen:
@@ -261,18 +274,29 @@ class ColumnChunk:
 
     def error_rows(self) -> list[dict[str, Any]]:
         """The refused records' rows for the errors table."""
+        if all(not e for e in self.errors):
+            return []
         ids, first = self.external_ids(), self.first
         return [error_row(first + i, ids[i], e) for i, errors in enumerate(self.errors) for e in errors]
 
     def to_records(self) -> list[StagedRecord]:
         """The chunk's records as the record path keeps them (for the slower readers of chunks)."""
-        names, raw, data = self.names, self.raw, self.data
+        names = self.names
+        raw = [self.raw[n].to_pylist() for n in names]
+        data = [
+            self.data[n].to_pylist() if self.data[n] is not self.raw[n] else raw[k]
+            for k, n in enumerate(names)
+        ]
+        ids = self.external_ids()
         out = []
         for i, errors in enumerate(self.errors):
-            values = {n: v for n in names if (v := raw[n][i]) is not None}
-            kept = None if errors else {n: v for n in names if (v := data[n][i]) is not None}
-            external = raw[self.key][i] if self.key in raw else None
-            out.append(StagedRecord(self.first + i, external, values, kept, errors))
+            values = {n: v for n, column in zip(names, raw, strict=True) if (v := column[i]) is not None}
+            kept = (
+                None
+                if errors
+                else {n: v for n, column in zip(names, data, strict=True) if (v := column[i]) is not None}
+            )
+            out.append(StagedRecord(self.first + i, ids[i], values, kept, errors))
         return out
 
     # the payload ------------------------------------------------------------------
@@ -280,10 +304,10 @@ class ColumnChunk:
     def encode(self) -> str:
         arrays, fields = [], []
         for name in self.names:
-            arrays.append(pa.array(self.raw[name], pa.string()))
+            arrays.append(self.raw[name])
             fields.append(pa.field(f"r:{name}", pa.string()))
             if self.data[name] is not self.raw[name]:
-                arrays.append(pa.array(self.data[name], pa.string()))
+                arrays.append(self.data[name])
                 fields.append(pa.field(f"d:{name}", pa.string()))
         errors = [
             _ENCODER.encode([[e.code, e.message, e.field] for e in x]).decode() if x else None
@@ -309,9 +333,9 @@ class ColumnChunk:
             raise ValueError(f"not a chunk in column form: {exc}") from exc
         meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
         names = tuple(_DECODER.decode(meta["names"]))
-        raw = {n: table.column(f"r:{n}").to_pylist() for n in names}
+        raw = {n: table.column(f"r:{n}").combine_chunks() for n in names}
         present = set(table.column_names)
-        data = {n: table.column(f"d:{n}").to_pylist() if f"d:{n}" in present else raw[n] for n in names}
+        data = {n: table.column(f"d:{n}").combine_chunks() if f"d:{n}" in present else raw[n] for n in names}
         errors = [
             tuple(FieldError(*e) for e in _DECODER.decode(x)) if x is not None else ()
             for x in table.column("errors").to_pylist()
@@ -341,69 +365,86 @@ def stage_columns(
     key: str,
     validator: Validator,
     first: int,
-    values: Sequence[Mapping[str, Any]],
-    problems: Sequence[tuple[str, str] | None],
+    raw: dict[str, pa.Array],
+    problems: Mapping[int, tuple[str, str]],
 ) -> ColumnChunk | None:
-    """Validate a chunk's records (`values`, with `problems` from reading) into column
-    form; None when a record holds anything but text or a field the type does not have (the
-    record path takes the chunk)."""
+    """Validate a chunk's records into column form: `raw[name]` the values read of every
+    field (string arrays, null: absent), `problems` the records that could not be read (by
+    position). None when a record validated the record way keeps a value that is not text
+    (the record path takes the chunk then)."""
     names = tuple(p.name for p in plans)
-    if not _all_text(values, set(names)):
-        return None
-    raw = {n: [v.get(n) for v in values] for n in names}
-    plain = _plain(plans, raw, len(values))
+    count = len(raw[names[0]])
+    plain = _plain(plans, raw, count)
     data = _with_defaults(plans, raw)
-    errors: list[tuple[FieldError, ...]] = [()] * len(values)
-    others = [i for i, ok in enumerate(plain) if not ok and problems[i] is None]
-    for i, problem in enumerate(problems):
-        if problem is not None:
-            errors[i] = (FieldError(*problem),)
-    for i, (kept, refused) in zip(others, validator.validate_many([values[i] for i in others]), strict=True):
-        if kept is None:
-            errors[i] = refused
-        elif not _keep(raw, data, i, kept):
-            return None
+    errors: list[tuple[FieldError, ...]] = [()] * count
+    for i, problem in problems.items():
+        errors[i] = (FieldError(*problem),)
+    others = [i for i, ok in enumerate(plain) if not ok and i not in problems]
+    if others:
+        table = pa.Table.from_arrays([raw[n] for n in names], names=list(names)).take(others)
+        values = [{n: v for n, v in row.items() if v is not None} for row in table.to_pylist()]
+        changed: dict[str, dict[int, str | None]] = {}
+        for i, (kept, refused) in zip(others, validator.validate_many(values), strict=True):
+            if kept is None:
+                errors[i] = refused
+            elif not _changes(names, i, kept, changed):
+                return None
+        data = _changed(raw, data, changed)
     return ColumnChunk(first, names, raw, data, errors, key)
 
 
-def _all_text(values: Sequence[Mapping[str, Any]], known: set[str]) -> bool:
-    return all(v.__class__ is str and name in known for record in values for name, v in record.items())
+def records_to_columns(
+    names: Sequence[str], values: Sequence[Mapping[str, Any]]
+) -> dict[str, pa.Array] | None:
+    """Records' values (RawRecord.values) as string arrays; None when one holds anything but
+    text or a field the type does not have."""
+    known = set(names)
+    if not all(v.__class__ is str and name in known for record in values for name, v in record.items()):
+        return None
+    return {n: pa.array([v.get(n) for v in values], pa.string()) for n in names}
 
 
-def _with_defaults(
-    plans: Sequence[FieldPlan], raw: dict[str, list[str | None]]
-) -> dict[str, list[str | None]]:
-    """The data columns of plain records: the values read, an absent field's default in its place."""
-    data = dict(raw)
-    for plan in plans:
-        if plan.default is not None and None in raw[plan.name]:
-            default = plan.default
-            data[plan.name] = [default if value is None else value for value in raw[plan.name]]
-    return data
-
-
-def _plain(plans: Sequence[FieldPlan], raw: dict[str, list[str | None]], count: int) -> list[bool]:
+def _plain(plans: Sequence[FieldPlan], raw: dict[str, pa.Array], count: int) -> list[bool]:
     """Which records every rule passes (an absent value passes when the field is optional)."""
     ok = pa.array([True] * count, pa.bool_())
     for plan in plans:
-        values = pa.array(raw[plan.name], pa.string())
+        values = raw[plan.name]
         passed = pc.if_else(pc.is_null(values), not plan.required, plan.rule.plain(values))
         ok = pc.and_(ok, passed)
     plain: list[bool] = ok.to_pylist()
     return plain
 
 
-def _keep(
-    raw: dict[str, list[str | None]], data: dict[str, list[str | None]], i: int, kept: Mapping[str, Any]
+def _with_defaults(plans: Sequence[FieldPlan], raw: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """The data columns of plain records: the values read, an absent field's default in its place."""
+    data = dict(raw)
+    for plan in plans:
+        if plan.default is not None and raw[plan.name].null_count:
+            data[plan.name] = pc.fill_null(raw[plan.name], plan.default)
+    return data
+
+
+def _changes(
+    names: Sequence[str], i: int, kept: Mapping[str, Any], changed: dict[str, dict[int, str | None]]
 ) -> bool:
-    """Put record i, validated the record way, into the data columns (a column shared with
-    the values read is copied first); False when its values are not all text."""
-    for name, column in data.items():
+    """Note record i's validated values (every field, None: absent); False when one is not text."""
+    for name in names:
         value = kept.get(name)
         if value is not None and value.__class__ is not str:
             return False
-        if column[i] != value:
-            if column is raw[name]:
-                column = data[name] = list(column)
-            column[i] = value
+        changed.setdefault(name, {})[i] = value
     return True
+
+
+def _changed(
+    raw: dict[str, pa.Array], data: dict[str, pa.Array], changed: dict[str, dict[int, str | None]]
+) -> dict[str, pa.Array]:
+    """The data columns with the values of records validated the record way put in."""
+    out = dict(data)
+    for name, values in changed.items():
+        column = data[name].to_pylist()
+        if any(column[i] != v for i, v in values.items()):
+            for i, value in values.items():
+                column[i] = value
+            out[name] = pa.array(column, pa.string())
+    return out

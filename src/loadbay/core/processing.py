@@ -33,7 +33,7 @@ from loadbay.core.columns import ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.results import column_input_parts, input_parts
 from loadbay.core.runtime import Runtime
-from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates
+from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates, skip_records
 from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -48,8 +48,10 @@ from loadbay.readers import (
     Columns,
     RawRecord,
     ReadOptions,
+    RowBlock,
     format_for_content_type,
     iter_json_items,
+    open_blocks,
     open_reader,
     read_through,
 )
@@ -181,15 +183,17 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
     warnings: list[str] = []
     if batch_type.child_totals is not None:
         _sum_children(rt, claim, batch, batch_type.child_totals, warnings)
+    records: Iterator[RawRecord | RowBlock]
     if batch_type.generates:
         records = _generated(rt, batch, batch_type)
     else:
-        records = _records(rt, batch, batch_type.columns(), warnings)
+        blocks = batch_type.column_plans is not None
+        records = _records(rt, batch, batch_type.columns(), warnings, blocks=blocks)
     seq, first = resume
     early = batch.apply_early or applies_early(batch, batch_type)
     if early:
         _open_early(rt, claim, batch, batch_type)
-        records = islice(records, first, None)
+        records = skip_records(records, first)
     for n, chunk in enumerate(Stager(batch_type, rt.settings.chunk_size).chunks(records, seq, first)):
         _store_chunk(rt, claim, batch, chunk, first_of_attempt=n == 0, early=early)
     return _summarised(warnings)
@@ -334,8 +338,11 @@ def _source_format(content_type: str | None, url: str) -> str:
         return format_for_content_type(None, name)
 
 
-def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -> Iterator[RawRecord]:
-    """Every record of the batch in order: its files, then its pages."""
+def _records(
+    rt: Runtime, batch: Batch, columns: Columns, warnings: list[str], *, blocks: bool = False
+) -> Iterator[Any]:
+    """Every record of the batch in order: its files, then its pages (with `blocks`, a CSV
+    file's records come a block at a time where they can: see `open_blocks`)."""
     with rt.db.read() as conn:
         inputs = repo.list_inputs(conn, batch.id)
     limit, options = rt.settings.max_record_bytes, ReadOptions.of(batch.options)
@@ -346,7 +353,8 @@ def _records(rt: Runtime, batch: Batch, columns: Columns, warnings: list[str]) -
             yield from iter_json_items(json.loads(text, parse_float=Decimal), columns)
             continue
         with closing(rt.blobs.open(item["blob_key"], item["etag"])) as stream:
-            reader = open_reader(stream, item["format"], columns, max_record_bytes=limit, options=options)
+            read = open_blocks if blocks else open_reader
+            reader = read(stream, item["format"], columns, max_record_bytes=limit, options=options)
             yield from reader
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)
 

@@ -10,6 +10,9 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from loadbay.domain.cells import FORMULA_START as _FORMULA_START
 from loadbay.domain.cells import RESULT_COLUMNS
 from loadbay.domain.cells import protect as escape_cell
@@ -96,21 +99,31 @@ def input_parts(columns: Sequence[str], records: Sequence[StagedRecord]) -> list
     return [_csv_line(cells.of(r.raw)) for r in records]
 
 
-def column_input_parts(
-    columns: Sequence[str], raw: Mapping[str, Sequence[str | None]], count: int
-) -> list[str]:
-    """`input_parts` of a chunk in column form: `raw[name]` holds each record's text (None: absent)."""
+def column_input_parts(columns: Sequence[str], raw: Mapping[str, pa.Array], count: int) -> list[str]:
+    """`input_parts` of a chunk in column form (`raw[name]`: string arrays, null: absent),
+    made a column at a time: a cell protected as a formula, then quoted if it holds a comma,
+    a quote or a line break, as csv.writer quotes it."""
     if not columns:
         return [""] * count
-    blank = [None] * count
-    cells = [[_text_cell(value) for value in raw.get(name, blank)] for name in columns]
-    return [_csv_line(row) for row in zip(*cells, strict=True)]
+    cells = [_column_cells(raw[name] if name in raw else pa.nulls(count, pa.string())) for name in columns]
+    lines: list[str] = pc.binary_join_element_wise(*cells, ",").to_pylist()
+    return lines
 
 
-def _text_cell(value: str | None) -> str:
-    if value is None:
-        return ""
-    return escape_cell(value) if value and value[0] in _FORMULA_START else value
+def _column_cells(values: pa.Array) -> pa.Array:
+    cells = pc.fill_null(values, "")
+    if pc.any(pc.match_substring_regex(cells, _STARTS_LIKE_FORMULA)).as_py():
+        cells = pa.array(
+            [escape_cell(v) if v[:1] in _FORMULA_START else v for v in cells.to_pylist()], pa.string()
+        )
+    quote = pc.match_substring_regex(cells, r'[,"\r\n]')
+    if pc.any(quote).as_py():
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(cells, '"', '""'), '"', "")
+        cells = pc.if_else(quote, quoted, cells)
+    return cells
+
+
+_STARTS_LIKE_FORMULA = "^[" + "".join(f"\\x{ord(c):02x}" for c in sorted(_FORMULA_START)) + "]"
 
 
 class _InputCells:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from loadbay.core.columns import ColumnChunk, stage_columns
+import pyarrow as pa
+
+from loadbay.core.columns import ColumnChunk, records_to_columns, stage_columns
 from loadbay.core.types import BatchType
 from loadbay.domain.records import FieldError, StagedRecord
-from loadbay.readers import RawRecord
+from loadbay.readers import RawRecord, RowBlock
 
-__all__ = ["Chunk", "Stager", "chunk_keys", "mark_duplicates", "refuse"]
+__all__ = ["Chunk", "Stager", "chunk_keys", "mark_duplicates", "refuse", "skip_records"]
 
 
 @dataclass(slots=True)
@@ -39,27 +42,32 @@ class Stager:
         self._type = batch_type
         self._chunk_size = chunk_size
 
-    def chunks(self, records: Iterable[RawRecord], seq: int = 0, first: int = 0) -> Iterator[Chunk]:
-        """The records' chunks, numbered from `seq`, their records from `first`."""
-        raws: list[RawRecord] = []
-        for raw in records:
-            raws.append(raw)
-            if len(raws) >= self._chunk_size:
-                yield self._chunk(seq, first, raws)
-                seq, first, raws = seq + 1, first + len(raws), []
-        if raws:
-            yield self._chunk(seq, first, raws)
+    def chunks(
+        self, records: Iterable[RawRecord | RowBlock], seq: int = 0, first: int = 0
+    ) -> Iterator[Chunk]:
+        """The records' chunks, numbered from `seq`, their records from `first`. The records
+        may come a block at a time (`open_blocks`); on the column path, a chunk whose records
+        are all text is staged in column form."""
+        pending = _Pending()
+        for item in records:
+            pending.add(item)
+            while pending.count >= self._chunk_size:
+                yield self._chunk(seq, first, pending.take(self._chunk_size))
+                seq, first = seq + 1, first + self._chunk_size
+        if pending.count:
+            yield self._chunk(seq, first, pending.take(pending.count))
 
-    def _chunk(self, seq: int, first: int, raws: Sequence[RawRecord]) -> Chunk:
-        """The chunk in column form when the type takes the column path and its records are
-        all text; else as records."""
+    def _chunk(self, seq: int, first: int, parts: list[RawRecord | RowBlock]) -> Chunk:
         plans = self._type.column_plans
         if plans is not None:
-            values, problems = [raw.values for raw in raws], [raw.problem for raw in raws]
-            columns = stage_columns(plans, self._type.key, self._type, first, values, problems)
-            if columns is not None:
-                return Chunk(seq, columns=columns)
-        return Chunk(seq, self.stage_many(first, raws))
+            names = [p.name for p in plans]
+            found = _as_columns(names, parts)
+            if found is not None:
+                raw, problems = found
+                columns = stage_columns(plans, self._type.key, self._type, first, raw, problems)
+                if columns is not None:
+                    return Chunk(seq, columns=columns)
+        return Chunk(seq, self.stage_many(first, [r for part in parts for r in _as_records(part)]))
 
     def stage(self, index: int, raw: RawRecord) -> StagedRecord:
         external_id = self._type.external_id(raw.values)
@@ -86,6 +94,90 @@ class Stager:
                     StagedRecord(index, external_id, raw.values, None, (FieldError(code, message),))
                 )
         return staged
+
+
+class _Pending:
+    """Records read and not yet cut into chunks: RawRecords and blocks, in order."""
+
+    def __init__(self) -> None:
+        self.parts: deque[RawRecord | RowBlock] = deque()
+        self.count = 0
+
+    def add(self, item: RawRecord | RowBlock) -> None:
+        self.parts.append(item)
+        self.count += item.count if isinstance(item, RowBlock) else 1
+
+    def take(self, size: int) -> list[RawRecord | RowBlock]:
+        """The first `size` records (a block cut where the chunk ends)."""
+        taken: list[RawRecord | RowBlock] = []
+        while size:
+            item = self.parts.popleft()
+            if isinstance(item, RowBlock) and item.count > size:
+                head = {n: a.slice(0, size) for n, a in item.columns.items()}
+                rest = {n: a.slice(size) for n, a in item.columns.items()}
+                self.parts.appendleft(RowBlock(item.count - size, rest))
+                item = RowBlock(size, head)
+            n = item.count if isinstance(item, RowBlock) else 1
+            taken.append(item)
+            size -= n
+            self.count -= n
+        return taken
+
+
+def _as_columns(
+    names: Sequence[str], parts: Sequence[RawRecord | RowBlock]
+) -> tuple[dict[str, pa.Array], dict[int, tuple[str, str]]] | None:
+    """A chunk's parts as one string array per field and the problems of the records that
+    could not be read (by position); None when a record holds anything but text."""
+    pieces: list[dict[str, pa.Array]] = []
+    problems: dict[int, tuple[str, str]] = {}
+    run: list[RawRecord] = []
+    at = 0
+    for part in [*parts, None]:
+        if not isinstance(part, RawRecord) and run:
+            arrays = records_to_columns(names, [r.values for r in run])
+            if arrays is None:
+                return None
+            pieces.append(arrays)
+            run = []
+        if isinstance(part, RawRecord):
+            if part.problem is not None:
+                problems[at] = part.problem
+            run.append(part)
+            at += 1
+        elif part is not None:
+            blank = None
+            for name in names:
+                if name not in part.columns:
+                    blank = blank if blank is not None else pa.nulls(part.count, pa.string())
+            pieces.append({n: part.columns.get(n, blank) for n in names})
+            at += part.count
+    if len(pieces) == 1:
+        return pieces[0], problems
+    return {n: pa.concat_arrays([p[n] for p in pieces]) for n in names}, problems
+
+
+def _as_records(part: RawRecord | RowBlock) -> list[RawRecord]:
+    if isinstance(part, RawRecord):
+        return [part]
+    table = pa.Table.from_arrays(list(part.columns.values()), names=list(part.columns))
+    return [RawRecord({n: v for n, v in row.items() if v is not None}) for row in table.to_pylist()]
+
+
+def skip_records(items: Iterable[RawRecord | RowBlock], count: int) -> Iterator[RawRecord | RowBlock]:
+    """The records after the first `count` (a block cut where they end)."""
+    it = iter(items)
+    for item in it:
+        size = item.count if isinstance(item, RowBlock) else 1
+        if size <= count:
+            count -= size
+            continue
+        if count:
+            assert isinstance(item, RowBlock)
+            item = RowBlock(size - count, {n: a.slice(count) for n, a in item.columns.items()})
+        yield item
+        yield from it
+        return
 
 
 def chunk_keys(batch_type: BatchType, records: Sequence[StagedRecord]) -> list[str]:

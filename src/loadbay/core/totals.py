@@ -27,7 +27,7 @@ def shares(child_type: BatchType, raws: Iterable[RawRecord]) -> Iterator[tuple[s
     """(parent key, child key, amount) of each valid child record that adds to a parent,
     validated a chunk at a time as the child itself will be."""
     for chunk in Stager(child_type, _CHUNK).chunks(raws):
-        for data in (r.data for r in chunk.records if r.data is not None):
+        for data in (r.data for r in chunk.as_records() if r.data is not None):
             share, child_key = child_type.share(data), child_type.record_key(data)
             if share is not None and child_key is not None:
                 yield share[0], child_key, str(share[1])

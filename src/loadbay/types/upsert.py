@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
+import pyarrow as pa
 from sqlalchemy import Connection, String, Table, TextClause, bindparam, text
 from sqlalchemy.engine import Dialect
 
@@ -395,8 +396,11 @@ class UpsertType(BatchType):
         columns = self.row_from_fields
         if columns is None or self.target.newest is not None:
             raise NotImplementedError(f"{self.name}: rows are not the model's fields")
+        picked = None if len(valid) == len(chunk) else pa.array(valid, pa.int64())
         cells = [
-            [ctx.account_id] * len(valid) if name == "account_id" else [chunk.data[name][i] for i in valid]
+            [ctx.account_id] * len(valid)
+            if name == "account_id"
+            else (chunk.data[name] if picked is None else chunk.data[name].take(picked)).to_pylist()
             for name in columns
         ]
         return Upsert.of_columns(self.target, cells)
