@@ -541,14 +541,12 @@ class _CsvSource:
         """Parse `data`, whole lines read between two rows, into `parsed` if it is a plain
         block; whether it was."""
         assert self._layout is not None
-        if (
-            len(data) > self.limit
-            or b'"' in data
-            or b"\x00" in data
-            or data.count(b"\r") != data.count(b"\r\n")
-        ):
+        if len(data) > self.limit or b"\x00" in data or data.count(b"\r") != data.count(b"\r\n"):
             return False
-        block = _plain_block(data, self.delimiter, self._layout)
+        quoted = b'"' in data
+        if quoted and not _well_quoted(data, self.delimiter):
+            return False
+        block = _plain_block(data, self.delimiter, self._layout, quoted=quoted)
         if block is None:
             return False
         lines = _line_ends(data) + (data[-1:] not in (b"\r", b"\n"))
@@ -619,11 +617,27 @@ _LINE_END: Final = re.compile(rb"\r\n?|\n")
 _DETECT_BYTES: Final = 65536  # read ahead at most to find the first line, to tell the delimiter
 
 
-def _plain_block(data: bytes, delimiter: str, layout: _CsvLayout) -> RowBlock | None:
-    """The records of a block of whole lines without quotes, NULs or lone CRs, or None when
-    it is not valid UTF-8 or a line has another number of cells than the header. (Blank
-    lines are skipped, as the records' reader skips them; a line of white space has one
-    cell, and the header more.)"""
+def _well_quoted(data: bytes, delimiter: str) -> bool:
+    """Whether every line of `data` is cells each either without a quote or wholly quoted
+    (a quote inside doubled): there, csv.reader and pyarrow read the same cells."""
+    lines = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), b"\n"))
+    well_formed: bool = pc.all(pc.match_substring_regex(lines, _quoted_line(delimiter))).as_py()
+    return well_formed
+
+
+@cache
+def _quoted_line(delimiter: str) -> str:
+    """An RE2 pattern of a line of cells that are plain or wholly quoted (CR LF's CR kept)."""
+    d = "\\t" if delimiter == "\t" else re.escape(delimiter)
+    cell = f'(?:"(?:[^"]|"")*"|[^"{d}\\r\\n]*)'
+    return f"^{cell}(?:{d}{cell})*\\r?$"
+
+
+def _plain_block(data: bytes, delimiter: str, layout: _CsvLayout, *, quoted: bool) -> RowBlock | None:
+    """The records of a block of whole lines without NULs or lone CRs, and if `quoted` with
+    quotes only around whole cells, or None when it is not valid UTF-8 or a line has another
+    number of cells than the header. (Blank lines are skipped, as the records' reader skips
+    them; a line of white space has one cell, and the header more.)"""
     names = [f"c{i}" for i in range(layout.width)]
     try:
         table = pa_csv.read_csv(
@@ -632,7 +646,12 @@ def _plain_block(data: bytes, delimiter: str, layout: _CsvLayout) -> RowBlock | 
                 column_names=names, block_size=max(len(data), 1 << 16) + 1, use_threads=False
             ),
             parse_options=pa_csv.ParseOptions(
-                delimiter=delimiter, quote_char=False, escape_char=False, ignore_empty_lines=True
+                delimiter=delimiter,
+                quote_char='"' if quoted else False,
+                double_quote=True,
+                escape_char=False,
+                newlines_in_values=False,
+                ignore_empty_lines=True,
             ),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, check_utf8=True

@@ -24,6 +24,7 @@ __all__ = [
     "escape_cell",
     "header_row",
     "input_parts",
+    "outcome_text",
     "result_rows",
     "rows_of_status",
 ]
@@ -46,7 +47,7 @@ def result_rows(
     """
     if inputs is None:
         inputs = input_parts(columns, records)
-    parts = [_csv_line(_outcome_cells(o)) for o in outcomes]
+    parts = [outcome_text(o) for o in outcomes]
     if not columns:
         return "".join(f"{part}\r\n" for part in parts)
     return "".join(f"{i},{part}\r\n" for i, part in zip(inputs, parts, strict=True))
@@ -149,6 +150,11 @@ class _InputCells:
             value if value.__class__ is str and not (value and value[0] in _FORMULA_START) else _cell(value)
             for value in values
         ]
+
+
+def outcome_text(outcome: RecordOutcome) -> str:
+    """The outcome's half of a result row, as CSV text."""
+    return _csv_line(_outcome_cells(outcome))
 
 
 def _outcome_cells(outcome: RecordOutcome) -> list[str]:

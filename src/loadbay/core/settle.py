@@ -8,6 +8,7 @@ commit together with the domain writes, or not at all.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy import Connection
 
 from loadbay.core import metrics, webhooks
 from loadbay.core.columns import ColumnChunk, is_column_payload
-from loadbay.core.results import result_rows
+from loadbay.core.results import outcome_text, result_rows
 from loadbay.core.types import BatchType
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -143,7 +144,9 @@ def settle_chunk(
     `inputs`: the records' `input_parts`, when the caller made them before the transaction."""
     text = result_rows(batch_type.columns().names, records, results, inputs)
     pairs = ((r, o.errors) for r, o in zip(records, results, strict=True) if o.status in _LATE)
-    return _finish(conn, claim, chunk_status, results, text, lambda: error_rows(pairs))
+    return _finish(
+        conn, claim, chunk_status, encode_outcomes(results), text, lambda: error_rows(pairs), _tally(results)
+    )
 
 
 def settle_columns(
@@ -153,32 +156,55 @@ def settle_columns(
     applied: Sequence[Applied],
     inputs: Sequence[str],
 ) -> bool:
-    """`settle_chunk` of a chunk in column form, given its records' `column_input_parts`."""
-    by_index = {a.index: a for a in applied}
-    first = chunk.first
-    results = [
-        RecordOutcome(OutcomeStatus.INVALID, errors=errors)
-        if errors
-        else _outcome_of(by_index.get(first + i), first + i)
-        for i, errors in enumerate(chunk.errors)
-    ]
-    text = result_rows(chunk.names, (), results, inputs)
+    """`settle_chunk` of a chunk in column form, given its records' `column_input_parts` and
+    `apply`'s outcomes of its valid records, in order. Hot, and on SQLite it runs while the
+    one write lock is held: a record that simply succeeded takes no outcome object."""
+    first, outcomes = chunk.first, iter(applied)
+    items: list[list[Any]] = []
+    rows: list[str] = []
+    late: list[tuple[int, tuple[FieldError, ...]]] = []
+    tally = {"succeeded": 0, "failed": 0, "unprocessed": 0}
+    for i, errors in enumerate(chunk.errors):
+        if errors:
+            outcome = RecordOutcome(OutcomeStatus.INVALID, errors=errors)
+        else:
+            done = next(outcomes)
+            entity = done.entity_id or ""
+            if done.index != first + i:
+                raise RuntimeError(f"batch type answered record {done.index} for record {first + i}")
+            if done.error is None and done.note is None and not _QUOTED.search(entity):
+                action = str(done.action) if done.action else ""
+                items.append(["succeeded", action or None, done.entity_id, []])
+                rows.append(f"{inputs[i]},succeeded,{action},{entity},,\r\n")
+                tally["succeeded"] += 1
+                continue
+            outcome = _outcome_of(done, first + i)
+            if outcome.status in _LATE:
+                late.append((i, outcome.errors))
+            if outcome.status.value in tally:
+                tally[outcome.status.value] += 1
+        items.append(outcome.to_json())
+        rows.append(f"{inputs[i]},{outcome_text(outcome)}\r\n")
 
     def late_rows() -> list[dict[str, Any]]:
-        ids = chunk.external_ids()
-        late = ((i, o.errors) for i, o in enumerate(results) if o.status in _LATE)
+        ids = chunk.external_ids() if late else []
         return [error_row(first + i, ids[i], e) for i, errors in late for e in errors]
 
-    return _finish(conn, claim, queue.DONE, results, text, late_rows)
+    encoded = _ENCODER.encode(items).decode()
+    return _finish(conn, claim, queue.DONE, encoded, "".join(rows), late_rows, tally)
+
+
+_QUOTED = re.compile(r'[,"\r\n]')  # a cell holding one of these is quoted
 
 
 def _finish(
     conn: Connection,
     claim: queue.ChunkClaim,
     chunk_status: str,
-    results: Sequence[RecordOutcome],
+    outcomes: str,
     text: str,
     late_rows: Callable[[], list[dict[str, Any]]],
+    tally: dict[str, int],
 ) -> bool:
     """Write a chunk's outcomes, result rows, late errors and counts; False when its lease was lost.
 
@@ -186,10 +212,10 @@ def _finish(
     last two chunks of a batch cannot both miss the batch's completion (the result rows
     are made before: the lock is held only for the writes)."""
     repo.get_batch(conn, None, claim.batch_id, lock=True)
-    if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, encode_outcomes(results), text):
+    if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, outcomes, text):
         return False
     repo.insert_errors(conn, claim.batch_id, late_rows())
-    repo.add_counts(conn, claim.batch_id, **_tally(results))
+    repo.add_counts(conn, claim.batch_id, **tally)
     complete_if_done(conn, claim.batch_id)
     return True
 

@@ -151,14 +151,38 @@ class Upsert:
         ]
 
     def _run_sqlite(self, conn: Connection, now: datetime) -> list[Stored]:
+        """The new rows first, by one executemany of `INSERT … ON CONFLICT DO NOTHING` whose
+        rows are then read back by their ids (the write lock is held: every id above the
+        largest before is ours); the others as `_merge_sqlite` merges them."""
         spec = self.spec
-        before = _looked_up(conn, spec, self.keys)
         stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
         rows = _processed(conn.dialect, spec, self._cells, (stamp,))
+        if spec.read or spec.newest is not None:
+            return self._merge_sqlite(conn, list(range(len(rows))), rows)
+        created = _insert_new(conn, spec, rows)
+        if created is None:  # (ids past 2**63 - 1: SQLite picks them at random) told by the time stamp
+            created = _created_at(conn, spec, self.keys, stamp)
+        rest = [i for i, key in enumerate(self.keys) if key not in created]
+        merged = dict(zip(rest, self._merge_sqlite(conn, rest, [rows[i] for i in rest]), strict=True))
+        return [
+            Stored(created[key], Action.CREATED) if key in created else merged[i]
+            for i, key in enumerate(self.keys)
+        ]
+
+    def _merge_sqlite(
+        self, conn: Connection, positions: list[int], rows: list[tuple[Any, ...]]
+    ) -> list[Stored]:
+        """Rows `positions` (made `rows`) by the executemany of the merge, between two lookups
+        of the stored rows: which were there, what each became."""
+        if not rows:
+            return []
+        spec = self.spec
+        keys = [self.keys[i] for i in positions]
+        before = _looked_up(conn, spec, keys)
         conn.exec_driver_sql(_statement(conn.dialect, spec).text, rows)
-        after = _looked_up(conn, spec, self.keys)
+        after = _looked_up(conn, spec, keys)
         outcomes = []
-        for i, key in enumerate(self.keys):
+        for i, key in zip(positions, keys, strict=True):
             was, now_is = before.get(key), after[key]
             if was is None:
                 outcomes.append(Stored(now_is[0], Action.CREATED))
@@ -229,7 +253,13 @@ def _sqlite_lookup(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> I
                 f"SELECT {', '.join(columns)} FROM {spec.table.name} "
                 f"WHERE {where}{names[-1]} IN ({', '.join('?' * len(part))})"
             )
-            for row in conn.exec_driver_sql(sql, (*prefix, *part)):
+            cursor = conn.connection.cursor()  # the transaction's own; SQLAlchemy's rows cost ~1 µs each
+            try:
+                cursor.execute(sql, (*prefix, *part))
+                found = cursor.fetchall()
+            finally:
+                cursor.close()
+            for row in found:
                 if not steps:
                     yield row
                     continue
@@ -239,7 +269,56 @@ def _sqlite_lookup(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> I
                 yield values
 
 
+def _insert_new(conn: Connection, spec: UpsertSpec, rows: list[tuple[Any, ...]]) -> dict[Key, int] | None:
+    """SQLite: insert the rows whose key is not stored yet; their ids by key, or None when the
+    rows above the largest id before are not just the ones inserted."""
+    table, width = spec.table.name, len(spec.key)
+    cursor = conn.connection.cursor()
+    try:
+        top = cursor.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
+        cursor.executemany(_insert_statement(spec), rows)
+        inserted = cursor.rowcount
+        found = cursor.execute(
+            f"SELECT id, {', '.join(spec.key)} FROM {table} WHERE id > ?", (top,)
+        ).fetchall()
+    finally:
+        cursor.close()
+    if len(found) != inserted:
+        return None
+    return {tuple(row[1 : 1 + width]): row[0] for row in found}
+
+
+def _created_at(conn: Connection, spec: UpsertSpec, keys: Sequence[Key], stamp: Any) -> dict[Key, int]:
+    """The ids of the rows among `keys` created by this transaction (their created_at is its
+    time stamp, which no earlier row of these keys can have)."""
+    where = " AND ".join(f"{name} = ?" for name in spec.key)
+    sql = f"SELECT id, created_at FROM {spec.table.name} WHERE {where}"
+    created = {}
+    for key in keys:
+        row = conn.exec_driver_sql(sql, key).first()
+        if row is not None and row[1] == stamp:
+            created[key] = row[0]
+    return created
+
+
 # statements -------------------------------------------------------------------------
+
+_INSERTS: dict[UpsertSpec, str] = {}
+
+
+def _insert_statement(spec: UpsertSpec) -> str:
+    """SQLite: the rows of the merge, inserted only where the key is new."""
+    statement = _INSERTS.get(spec)
+    if statement is None:
+        names = spec.columns
+        stamp = f"?{len(names) + 1}"
+        values = ", ".join(f"?{i}" for i in range(1, len(names) + 1))
+        statement = _INSERTS[spec] = (
+            f"INSERT INTO {spec.table.name} ({', '.join(names)}, revision, created_at, updated_at) "
+            f"VALUES ({values}, 1, {stamp}, {stamp}) ON CONFLICT ({', '.join(spec.key)}) DO NOTHING"
+        )
+    return statement
+
 
 _JSON = msgspec.json.Encoder(decimal_format="string")
 _Processor = Callable[[Any], Any]
