@@ -37,10 +37,8 @@ from types import TracebackType
 from typing import Any, BinaryIO, Final, Generic, NoReturn, TypeVar, cast
 
 import ijson
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 
+from loadbay.arrow import pa, pa_csv, pc
 from loadbay.domain.cells import RESULT_COLUMNS, unprotect
 from loadbay.errors import (
     BadEncoding,
@@ -528,6 +526,10 @@ class _CsvSource:
             if not data:
                 return
             if self._layout is not None and self.start > self.count and self._parsed(data):
+                # A blank line, not in the file (nor counted): the rows' reader gets a blank row
+                # back, skips it as it skips any, and hands the block on before reading more.
+                self.base -= 1
+                yield ["\n"]
                 continue
             text = data.decode("utf-8", "surrogateescape")
             lines = _csv_lines(data, text)

@@ -31,11 +31,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
 
+from loadbay.arrow import pa, pc
 from loadbay.domain.records import FieldError, StagedRecord, error_row
 
 __all__ = [

@@ -10,9 +10,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from loadbay.arrow import pa, pc
 from loadbay.domain.cells import FORMULA_START as _FORMULA_START
 from loadbay.domain.cells import RESULT_COLUMNS
 from loadbay.domain.cells import protect as escape_cell

@@ -6,8 +6,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-import pyarrow as pa
-
+from loadbay.arrow import pa
 from loadbay.core.columns import ColumnChunk, records_to_columns, stage_columns
 from loadbay.core.types import BatchType
 from loadbay.domain.records import FieldError, StagedRecord

@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import msgspec
-import pyarrow as pa
 from sqlalchemy import Connection, String, Table, TextClause, bindparam, text
 from sqlalchemy.engine import Dialect
 
+from loadbay.arrow import pa
 from loadbay.core.columns import ColumnChunk
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord

@@ -1,0 +1,34 @@
+"""pyarrow, imported when it is first used.
+
+The column path (loadbay.core.columns, the CSV block reader) needs pyarrow; an API server
+that only takes uploads and answers status requests does not, and importing it costs about
+60 MB of memory in every process. `pa`, `pc` and `pa_csv` stand for pyarrow, its compute
+and its csv modules, and import them on their first attribute look-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["pa", "pa_csv", "pc"]
+
+
+class _Lazy:
+    """A module imported on the first look-up of one of its attributes."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self._name), attribute)
+
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pa_csv
+else:
+    pa, pc, pa_csv = _Lazy("pyarrow"), _Lazy("pyarrow.compute"), _Lazy("pyarrow.csv")
