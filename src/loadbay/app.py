@@ -1,4 +1,5 @@
-"""The one FastAPI app: native API, health, metrics, OpenAPI, dashboard, and workers."""
+"""The one FastAPI app: native API, health, metrics, OpenAPI, dashboard, and workers (threads
+in this process, and the worker processes of `loadbay serve`)."""
 
 from __future__ import annotations
 
@@ -23,19 +24,28 @@ from loadbay.http.docs import documented_app
 from loadbay.http.edge import QuietDisconnects, RefuseAmbiguousFraming
 from loadbay.http.problems import document_problems, install_problem_handlers
 from loadbay.profiles import mount_profiles
+from loadbay.supervisor import WorkerProcesses
 from loadbay.types import default_registry
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None, *, workers: int = 2, base_url: str | None = None) -> FastAPI:
-    """Build the app (connecting and migrating now); worker threads start with the app."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    workers: int = 2,
+    base_url: str | None = None,
+    processes: WorkerProcesses | None = None,
+) -> FastAPI:
+    """Build the app (connecting and migrating now); `workers` worker threads and the worker
+    `processes` start with the app and stop with it, and a submit wakes them all."""
     settings = settings or Settings()
     rt = Runtime.build(settings, default_registry(), base_url=base_url or settings.base_url())
     pool = WorkerPool(rt, workers)
-    app = documented_app("loadbay", version=__version__, lifespan=_lifespan(pool))
+    processes = processes if processes is not None else WorkerProcesses(0)
+    app = documented_app("loadbay", version=__version__, lifespan=_lifespan(pool, processes))
     app.state.runtime = rt
-    service = BatchService(rt, wake=pool.notify)
+    service = BatchService(rt, wake=_both(pool.notify, processes.notify))
     app.state.service = service
     app.add_middleware(QuietDisconnects)
     app.add_middleware(PrometheusMiddleware, app_name="loadbay", prefix="loadbay_http", group_paths=True)
@@ -73,7 +83,17 @@ def _description(app: FastAPI) -> str:
     return _ABOUT + "\n".join(links)
 
 
-def _lifespan(pool: WorkerPool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
+def _lifespan(
+    pool: WorkerPool, processes: WorkerProcesses
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if pool.size:
@@ -83,8 +103,10 @@ def _lifespan(pool: WorkerPool) -> Callable[[FastAPI], AbstractAsyncContextManag
             sys.setswitchinterval(0.0005)
         pool.start()
         try:
+            processes.start()  # after the migration (create_app's), which they must not race
             yield
         finally:
+            processes.stop()
             pool.shutdown()
             pool.rt.close()
 

@@ -1,0 +1,256 @@
+"""Worker processes for `loadbay serve --workers N`: started with the server, started again
+when one dies, stopped with the server, and never left behind by it.
+
+Each worker process is the equivalent of `loadbay worker --concurrency 1` on the server's
+settings and data dir: one worker thread and a heartbeat (kind `serve`, so /healthz, /readyz,
+`loadbay doctor` and `loadbay_workers_alive` count it). It runs `python -m loadbay.supervisor`
+and never migrates anything the server has not migrated already: the server migrates the
+database (`Runtime.build`, in `create_app`) before it starts any worker.
+
+How a worker stays tied to its server:
+
+- Its stdin is a pipe whose writing end the server alone holds. The server writes a byte to
+  it to wake the worker at once (a batch was submitted to the server); however the server
+  ends, SIGKILL included, the kernel closes that end, the worker reads end-of-file and stops
+  (as on SIGTERM; after STOP_SECONDS it exits at once, whatever it was doing). No race: a
+  worker whose server died before it started reads end-of-file as soon as it looks.
+- It runs in a session of its own, so a Ctrl-C in the server's terminal reaches the server
+  only. On SIGTERM or SIGINT the server (its app's lifespan, as uvicorn shuts down) sends each
+  worker SIGTERM, waits up to STOP_SECONDS for them to finish their piece of work, then
+  SIGKILLs those left. Work cut short is safe: a claim's lease expires and another worker
+  takes it over.
+- A worker that exits while the server runs is logged at WARNING with its exit status and
+  started again after a backoff: FIRST_BACKOFF, doubled each time it dies again within
+  STEADY_SECONDS of its start, up to MAX_BACKOFF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from loadbay.config import Settings
+from loadbay.core.metrics import serve_process_metrics
+from loadbay.core.runtime import Runtime
+from loadbay.core.worker import WorkerPool
+from loadbay.types import default_registry
+
+__all__ = ["STOP_SECONDS", "WorkerProcesses", "main"]
+
+log = logging.getLogger("loadbay.supervisor")  # (also when run as __main__)
+
+STOP_SECONDS = 10.0  # a stopped worker's time to finish its piece of work before SIGKILL
+FIRST_BACKOFF = 0.5  # seconds before a dead worker is started again
+MAX_BACKOFF = 30.0
+STEADY_SECONDS = 60.0  # a worker that ran this long before it died is started again at once
+_TICK = 0.1  # how often the supervisor looks at its workers
+
+
+@dataclass
+class _Slot:
+    """One worker process's place: the process in it now, or when the next one starts."""
+
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    wake: int | None = None  # the writing end of the process's stdin
+    started: float = 0.0  # (time.monotonic)
+    due: float = 0.0  # (time.monotonic) when to start the next process, while none runs
+    backoff: float = FIRST_BACKOFF
+
+
+class WorkerProcesses:
+    """`count` worker processes, supervised from a thread of the server's process."""
+
+    def __init__(self, count: int, *, data_dir: Path | None = None, base_url: str | None = None) -> None:
+        self.count = count
+        self._data_dir = data_dir
+        self._base_url = base_url
+        self._slots = [_Slot(i) for i in range(count)]
+        self._lock = threading.Lock()  # a wake-up never writes to a descriptor being closed
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pids(self) -> list[int]:
+        """The running worker processes' ids."""
+        with self._lock:
+            return [s.process.pid for s in self._slots if s.process is not None and s.process.poll() is None]
+
+    def start(self) -> None:
+        if not self._slots:
+            return
+        for slot in self._slots:
+            self._spawn(slot)
+        log.info("%d worker processes started: pids %s", self.count, ", ".join(map(str, self.pids)))
+        self._thread = threading.Thread(target=self._supervise, name="loadbay-supervisor", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Wake every worker process (work was queued): a byte down each one's stdin."""
+        with self._lock:
+            for slot in self._slots:
+                # (OSError: its pipe is full, a wake-up waits already; or the worker died)
+                if slot.wake is not None:
+                    with contextlib.suppress(OSError):
+                        os.write(slot.wake, b"\n")
+
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop the workers: SIGTERM, then SIGKILL for those still running after `timeout`."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        running = [s.process for s in self._slots if s.process is not None and s.process.poll() is None]
+        for process in running:
+            process.terminate()
+        deadline = time.monotonic() + timeout
+        for process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker process %d runs on %.0f s after SIGTERM: SIGKILL", process.pid, timeout)
+                process.kill()
+                process.wait()
+        for slot in self._slots:
+            self._release(slot)
+            slot.process = None
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(_TICK):
+            for slot in self._slots:
+                try:
+                    self._look_after(slot)
+                except Exception:  # the supervisor itself must go on (e.g. no fork: try again)
+                    log.exception("worker process %d could not be looked after", slot.index)
+                    slot.due = time.monotonic() + MAX_BACKOFF
+
+    def _look_after(self, slot: _Slot) -> None:
+        now = time.monotonic()
+        if slot.process is None:
+            if now >= slot.due:
+                self._spawn(slot)
+            return
+        status = slot.process.poll()
+        if status is None:
+            return
+        lived = now - slot.started
+        if lived >= STEADY_SECONDS:
+            slot.backoff = FIRST_BACKOFF
+        delay, slot.backoff = slot.backoff, min(2 * slot.backoff, MAX_BACKOFF)
+        log.warning(
+            "worker process %d (pid %d) %s after %.1f s; starting it again in %.1f s",
+            slot.index,
+            slot.process.pid,
+            _exit_status(status),
+            lived,
+            delay,
+        )
+        self._release(slot)
+        slot.process, slot.due = None, now + delay
+
+    def _spawn(self, slot: _Slot) -> None:
+        read, write = os.pipe()  # (neither end is inherited by any other child)
+        try:
+            args = [sys.executable, "-m", "loadbay.supervisor", "--index", str(slot.index)]
+            if self._data_dir is not None:
+                args += ["--data-dir", str(self._data_dir)]
+            if self._base_url is not None:
+                args += ["--base-url", self._base_url]
+            process = subprocess.Popen(args, stdin=read, env=self._env(slot), start_new_session=True)
+        except BaseException:
+            os.close(write)
+            raise
+        finally:
+            os.close(read)
+        os.set_blocking(write, False)
+        with self._lock:
+            slot.process, slot.wake, slot.started = process, write, time.monotonic()
+
+    def _env(self, slot: _Slot) -> dict[str, str]:
+        """The server's environment; a worker process's own metrics port, when asked for one,
+        is LOADBAY_WORKER_METRICS_PORT plus its index (0, 1, …)."""
+        env = dict(os.environ)
+        port = env.get("LOADBAY_WORKER_METRICS_PORT", "").strip()
+        if port.isdigit():
+            env["LOADBAY_WORKER_METRICS_PORT"] = str(int(port) + slot.index)
+        return env
+
+    def _release(self, slot: _Slot) -> None:
+        with self._lock:
+            if slot.wake is not None:
+                os.close(slot.wake)
+                slot.wake = None
+
+
+def _exit_status(status: int) -> str:
+    if status < 0:
+        try:
+            return f"was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+# the worker process ---------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """A worker process of `loadbay serve`: one worker thread until stopped (SIGTERM, SIGINT,
+    or its server gone: end-of-file on stdin)."""
+    parser = argparse.ArgumentParser(prog="python -m loadbay.supervisor")
+    parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--base-url")
+    options = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
+    )
+    settings = Settings()
+    if options.data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": options.data_dir})
+    rt = Runtime.build(settings, default_registry(), base_url=options.base_url or settings.base_url())
+    pool = WorkerPool(rt, 1, kind="serve")
+    if settings.worker_metrics_port:
+        serve_process_metrics(settings.worker_metrics_port)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: pool.stop.set())
+    threading.Thread(target=_follow_server, args=(pool,), name="loadbay-server-watch", daemon=True).start()
+    pool.start()
+    log.info("worker process %d started", options.index)
+    while not pool.stop.wait(1.0):
+        pass
+    pool.shutdown(STOP_SECONDS)
+    rt.close()
+
+
+def _follow_server(pool: WorkerPool) -> None:
+    """Wake the pool for each byte on stdin; stop it at end-of-file (the server is gone), and
+    end the process if it has not ended STOP_SECONDS later."""
+    while True:
+        try:
+            woken = os.read(0, 512)
+        except OSError:
+            woken = b""
+        if not woken:
+            break
+        pool.notify()
+    if not pool.stop.is_set():
+        log.warning("the server is gone: stopping")
+        pool.stop.set()
+        pool.wake.set()
+    time.sleep(STOP_SECONDS)
+    log.warning("still not stopped %.0f s after the server went: exiting", STOP_SECONDS)
+    logging.shutdown()
+    os._exit(1)
+
+
+if __name__ == "__main__":
+    main()
