@@ -141,19 +141,43 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     data_dir: DataDir = None,
-    workers: Annotated[int, typer.Option("--workers", help="Worker threads in this process")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Worker processes, each with one worker thread (0: none) [default: one per core]",
+            show_default=False,
+        ),
+    ] = None,
+    worker_threads: Annotated[
+        int, typer.Option("--worker-threads", min=0, help="Worker threads inside this process")
+    ] = 0,
     demo: Annotated[bool, typer.Option("--demo", help="Create a demo account and print its key")] = False,
 ) -> None:
-    """Run the HTTP server (migrating the database first) with in-process workers."""
+    """Run the HTTP server (migrating the database first) and its worker processes, which it
+    starts again when one dies and stops when it stops. `--workers 0`: an API-only server."""
     from loadbay.app import create_app
     from loadbay.http import server
+    from loadbay.supervisor import WorkerProcesses
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir)
-    application = create_app(settings, workers=workers, base_url=settings.base_url(host, port))
+    base_url = settings.base_url(host, port)
+    count = _default_worker_processes() if workers is None else workers
+    processes = WorkerProcesses(count, data_dir=data_dir, base_url=base_url)
+    application = create_app(settings, workers=worker_threads, base_url=base_url, processes=processes)
     if demo:
         _print_demo_key(application.state.service, settings, host, port)
     server.run(application, host, port, settings)
+
+
+def _default_worker_processes() -> int:
+    """One worker process per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # (not on Linux)
+        return os.cpu_count() or 1
 
 
 def _print_demo_key(service: Any, settings: Settings, host: str, port: int) -> None:

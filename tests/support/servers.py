@@ -88,16 +88,21 @@ def start_server(
     data_dir: Path,
     *,
     workers: int = 2,
+    processes: int = 0,
     env: dict[str, str] | None = None,
     s3: S3Store | None = None,
 ) -> Server:
     """Start `loadbay serve` as a real process and wait until /healthz answers (`s3`: it
-    keeps its files in that bucket)."""
+    keeps its files in that bucket).
+
+    `workers`: worker threads inside the server (`--worker-threads`), which start at no cost;
+    `processes`: worker processes it starts (`--workers`), about a second of CPU each."""
     port = free_port()
     full_env = _env(database_url, data_dir, (s3.env() if s3 else {}) | (env or {}))
     log = data_dir / f"serve-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "loadbay", "serve", "--port", str(port), "--workers", str(workers)]
+    args = [sys.executable, "-m", "loadbay", "serve", "--port", str(port)]
+    args += ["--workers", str(processes), "--worker-threads", str(workers)]
     with log.open("wb") as out:
         process = subprocess.Popen(args, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(f"http://127.0.0.1:{port}", process, full_env, log, s3=s3)
