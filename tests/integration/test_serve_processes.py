@@ -1,0 +1,166 @@
+"""`loadbay serve --workers N` runs N worker processes: they share the server's batches and
+database (SQLite and PostgreSQL), show in /healthz, the workers table and the metrics, are
+started again when one dies, and never outlive the server (SIGTERM, SIGINT or SIGKILL)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.integration.test_crash_safety import (
+    ROWS,
+    assert_exactly_once,
+    customer_csv,
+    expected_invalid,
+    submit_file,
+    wait_until,
+)
+from tests.integration.test_metrics import sample
+from tests.support.servers import Server, start_server, wait_final
+
+ENV = {"LOADBAY_CHUNK_SIZE": "100", "LOADBAY_LEASE_SECONDS": "2", "LOADBAY_HEARTBEAT_SECONDS": "0.5"}
+
+
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # (gone meanwhile)
+            continue
+        state, parent = fields[0], int(fields[1])
+        if parent == pid and state not in "ZX":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie no longer does)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in "ZX"
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.05)
+
+
+def worker_processes(server: Server, count: int) -> set[int]:
+    """Wait until the server has `count` worker processes, each with its heartbeat; their pids."""
+    wait_for(lambda: len(children(server.process.pid)) == count, f"{count} worker processes")
+    found = children(server.process.pid)
+    assert all("loadbay.supervisor" in cmdline(child) for child in found)
+    wait_for(lambda: found <= set(heartbeats(server)), "a heartbeat of each worker process")
+    return found
+
+
+def heartbeats(server: Server) -> dict[int, str]:
+    """The workers table: pid -> kind (rows of processes that stopped gracefully are removed)."""
+    return {int(id_.rsplit(":", 1)[1]): kind for id_, kind in server.query("SELECT id, kind FROM workers")}
+
+
+def appliers(server: Server, batch_id: int) -> set[int]:
+    """The pids of the processes that applied the batch's chunks (chunks keep their owner)."""
+    owners = server.query("SELECT DISTINCT lease_owner FROM chunks WHERE batch_id = :b", b=batch_id)
+    return {int(owner.split(":")[1]) for (owner,) in owners if owner}
+
+
+def applied_once(server: Server, prefix: str) -> tuple[int, int]:
+    """(customers whose number starts with `prefix`, the highest revision among them)."""
+    sql = "SELECT count(*), max(revision) FROM billing_customers WHERE customer_number LIKE :p"
+    count, revision = server.query(sql, p=prefix + "%")[0]
+    return int(count), int(revision)
+
+
+def test_worker_processes_share_the_work_and_are_started_again(database_url: str, tmp_path: Path) -> None:
+    server = start_server(database_url, tmp_path / "data", workers=0, processes=2, env=ENV)
+    valid = ROWS - expected_invalid(ROWS)
+    first: set[int] = set()
+    second: set[int] = set()
+    try:
+        first = worker_processes(server, 2)
+        assert set(heartbeats(server).values()) == {"serve"}
+        with server.client() as anonymous:
+            assert anonymous.get("/healthz").json()["workers"] == 2
+            metrics = anonymous.get("/metrics").text
+            assert sample(metrics, "loadbay_workers_alive", kind="serve") == 2
+            assert sample(metrics, "loadbay_worker_threads_alive") == 2
+        with server.client(server.account("acme")) as client:
+            batch_id = submit_file(client, customer_csv(ROWS))
+            assert_exactly_once(client, batch_id, database_url)
+            assert appliers(server, batch_id) == first, "both worker processes applied chunks"
+
+            again = submit_file(client, customer_csv(ROWS).replace(b"K", b"L"))
+            wait_until(client, again, lambda b: b["counts"]["succeeded"] > 1000)
+            victim = min(first)
+            os.kill(victim, signal.SIGKILL)
+            after = client.get(f"/v1/batches/{again}").json()
+            assert after["counts"]["succeeded"] < valid, "the kill must land mid-batch"
+            wait_for(lambda: victim not in children(server.process.pid), "the killed worker gone")
+            second = worker_processes(server, 2)
+            assert victim not in second and second & first == first - {victim}, (first, second)
+            batch = wait_final(client, again, timeout=180)
+            counts = batch["counts"]
+            assert batch["status"] == "completed", batch
+            assert (counts["total"], counts["succeeded"], counts["failed"]) == (ROWS, valid, 0), batch
+            assert counts["invalid"] + counts["succeeded"] == ROWS, "every record has one outcome"
+            assert applied_once(server, "L") == (valid, 1), "no record applied twice"
+        log = server.log.read_text()
+        restarted = rf"WARNING loadbay.supervisor: worker process \d \(pid {victim}\) was killed by SIGKILL"
+        assert re.search(restarted, log), log
+        assert "Traceback" not in log
+    finally:
+        server.stop()
+    assert "Application shutdown complete" in server.log.read_text(), "SIGTERM: a graceful stop"
+    wait_for(lambda: not any(alive(pid) for pid in first | second), "worker processes stopped", timeout=5)
+    assert not set(heartbeats(server)) & second, "they removed their heartbeats as they stopped"
+
+
+def sqlite_server(tmp_path: Path, processes: int, env: dict[str, str] | None = None) -> Server:
+    data = tmp_path / "data"
+    return start_server(f"sqlite:///{data / 'loadbay.db'}", data, workers=0, processes=processes, env=env)
+
+
+def test_a_submit_wakes_the_worker_processes_and_they_die_with_a_killed_server(tmp_path: Path) -> None:
+    """Idle worker processes look for work once a minute here: the submit itself wakes them.
+    SIGKILLed, the server can stop nothing: its workers see it gone and stop themselves."""
+    server = sqlite_server(tmp_path, 2, {"LOADBAY_POLL_INTERVAL": "60"})
+    try:
+        workers = worker_processes(server, 2)
+        time.sleep(0.5)  # (idle, waiting for their next look or a wake-up)
+        with server.client(server.account("acme")) as client:
+            batch_id = submit_file(client, customer_csv(300))
+            assert wait_final(client, batch_id, timeout=20)["counts"]["succeeded"] == 300 - expected_invalid(
+                300
+            )
+    finally:
+        server.kill()
+    wait_for(lambda: not any(alive(pid) for pid in workers), "worker processes gone", timeout=5)
+
+
+def test_sigint_stops_the_worker_processes(tmp_path: Path) -> None:
+    """Ctrl-C in the server's terminal: the server stops its worker processes itself (they run
+    in a session of their own, so the terminal's SIGINT reaches the server alone)."""
+    server = sqlite_server(tmp_path, 1)
+    try:
+        workers = worker_processes(server, 1)
+        server.process.send_signal(signal.SIGINT)
+        server.process.wait(15)
+    finally:
+        server.kill()
+    assert not any(alive(pid) for pid in workers), "stopped before the server exited"
+    assert heartbeats(server) == {}
