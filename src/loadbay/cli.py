@@ -146,7 +146,7 @@ def serve(
         typer.Option(
             "--workers",
             min=0,
-            help="Worker processes, each with one worker thread (0: none) [default: one per core]",
+            help="Worker processes, each with one worker thread (default: one per core; 0: none)",
             show_default=False,
         ),
     ] = None,
@@ -155,8 +155,8 @@ def serve(
     ] = 0,
     demo: Annotated[bool, typer.Option("--demo", help="Create a demo account and print its key")] = False,
 ) -> None:
-    """Run the HTTP server (migrating the database first) and its worker processes, which it
-    starts again when one dies and stops when it stops. `--workers 0`: an API-only server."""
+    """Run the HTTP server (migrating the database first) and its worker processes: one that
+    dies is started again, and all stop with the server. `--workers 0`: an API-only server."""
     from loadbay.app import create_app
     from loadbay.http import server
     from loadbay.supervisor import WorkerProcesses
