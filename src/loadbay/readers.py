@@ -545,6 +545,8 @@ class _CsvSource:
         assert self._layout is not None
         if len(data) > self.limit or b"\x00" in data or data.count(b"\r") != data.count(b"\r\n"):
             return False
+        if data.startswith(_BOM):  # a value's U+FEFF, which pyarrow would take for a byte order mark
+            return False
         quoted = b'"' in data
         if quoted and not _well_quoted(data, self.delimiter):
             return False

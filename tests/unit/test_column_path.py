@@ -18,12 +18,14 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from loadbay import readers
 from loadbay.config import Settings
 from loadbay.core.columns import MARK, ColumnChunk, records_to_columns, stage_columns
 from loadbay.core.runtime import Runtime
@@ -111,7 +113,10 @@ class Side:
 def sides(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Side, Side]]:
     root = tmp_path_factory.mktemp("paths")
     columns, records = Side(root / "columns", CustomerType()), Side(root / "records", RecordPathCustomers())
-    yield columns, records
+    # tiny blocks, so that even these short files are read by both of the block reader's
+    # paths (pyarrow, csv.reader) and cut into chunks across blocks
+    with patch.object(readers, "_READ_BYTES", 64), patch.object(readers, "_BLOCK_BYTES", 200):
+        yield columns, records
     columns.rt.close()
     records.rt.close()
 
