@@ -68,11 +68,14 @@ def test_blocks_read_what_records_read(
 @pytest.mark.parametrize(
     "data",
     [
-        b'customer_number,name\nC1,"a ""quoted"" name"\nC2,"two\nlines"\nC3,"x"y\n',  # text after a closing quote
+        # text after a closing quote
+        b'customer_number,name\nC1,"a ""quoted"" name"\nC2,"two\nlines"\nC3,"x"y\n',
         b'customer_number,name\nC1,a"b\n"C2",plain\n',  # a quote inside a cell, then a quoted cell
-        b"customer_number,name\r\nC1,x\r\n\r\n   \r\nC2,y,extra\r\nC3\r\n",  # blank lines, long and short rows
+        # blank lines, long and short rows
+        b"customer_number,name\r\nC1,x\r\n\r\n   \r\nC2,y,extra\r\nC3\r\n",
         b"customer_number,name\nC1,\xff\n",  # not UTF-8
         b"customer_number,name\nC1,a\x00b\nC2,c\n",  # a NUL
+        b"customer_number,name\n\xef\xbb\xbfC1,a\n",  # U+FEFF opening a value
         b"customer_number,name\rC1,a\rC2,b\r",  # CR line ends
     ],
 )
