@@ -26,19 +26,20 @@ from bench.databases import Fresh, count_customers
 from bench.peers import BenchError
 from bench.report import LOADBAY, Result
 
-__all__ = ["LAYOUTS", "PROCESSES", "THREADS", "E2eSettings", "loadbay_end_to_end"]
+__all__ = ["LAYOUTS", "PROCESSES", "SERVE", "THREADS", "E2eSettings", "loadbay_end_to_end"]
 
+SERVE = "serve"  # `serve --workers N`: the worker processes the server starts itself (the default layout)
 PROCESSES = "processes"  # `serve --workers 0` + `workers` × `loadbay worker --concurrency 1`
-THREADS = "threads"  # `serve --workers N`: the workers are threads of the server
-LAYOUTS = (PROCESSES, THREADS)
+THREADS = "threads"  # `serve --workers 0 --worker-threads N`: the workers are threads of the server
+LAYOUTS = (SERVE, PROCESSES, THREADS)
 FILE, S3 = "file", "s3"  # the blob store: a local directory, or a bucket of moto's S3 server
 STORAGES = (FILE, S3)
 
 
 @dataclass(frozen=True)
 class E2eSettings:
-    layout: str = PROCESSES  # where the workers run (PROCESSES or THREADS)
-    workers: int = 2  # worker processes, or `loadbay serve --workers` threads
+    layout: str = SERVE  # where the workers run (SERVE, PROCESSES or THREADS)
+    workers: int = 2  # worker processes (serve's own or `loadbay worker`s), or threads in the server
     pollers: int = 4  # concurrent status pollers while the import runs
     poll_pause: float = 0.25  # seconds each poller waits between two requests
     server_env: dict[str, str] = field(default_factory=dict)
@@ -176,7 +177,8 @@ def loadbay_end_to_end(
         env |= _bucket().env()
     data_dir = db.work_dir / "data"
     threads = settings.workers if settings.layout == THREADS else 0
-    server = start_server(db.url, data_dir, workers=threads, env=env)
+    own = settings.workers if settings.layout == SERVE else 0
+    server = start_server(db.url, data_dir, workers=threads, processes=own, env=env)
     workers: list[_Worker] = []
     profilers: list[subprocess.Popen[bytes]] = []
     try:
@@ -184,8 +186,9 @@ def loadbay_end_to_end(
             for _ in range(settings.workers):  # the same database, data dir and environment as the server
                 workers.append(_start_worker(db.url, data_dir, env))
             _wait_workers_ready(workers)
+        children = _serve_workers(server, own) if own else []
         key = server.account("bench")
-        processes = [server.process, *(w.process for w in workers)]  # the server first
+        processes = [server.process, *(w.process for w in workers), *children]  # the server first
         profiles = _start_pyspy(settings, processes, database, data, profilers)
         cpu_before = [_cpu_seconds(p.pid) for p in processes]
         result = _run(server, workers, key, database, db, data, settings)
@@ -213,6 +216,26 @@ def _start_worker(database_url: str, data_dir: Path, env: dict[str, str]) -> _Wo
     process = start_worker(database_url, data_dir, concurrency=1, env=env)
     new = sorted(set(data_dir.glob("worker-*.log")) - before)  # start_worker names its log itself
     return _Worker(process, new[-1] if new else data_dir / "worker-?.log")
+
+
+@dataclass(frozen=True)
+class _Child:
+    """A worker process `loadbay serve` started (its pid: what measuring a process needs)."""
+
+    pid: int
+
+
+def _serve_workers(server: Server, count: int, timeout: float = 60.0) -> list[_Child]:
+    """The server's worker processes, once /healthz counts `count` live workers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = httpx.get(server.url + "/healthz", timeout=5.0).json()
+        if health.get("workers", 0) >= count:
+            pid = server.process.pid
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            return [_Child(int(child)) for child in children]
+        time.sleep(0.2)
+    raise BenchError(f"loadbay serve: {count} worker processes not alive after {timeout}s")
 
 
 def _wait_workers_ready(workers: list[_Worker], timeout: float = 60.0) -> None:
@@ -352,10 +375,12 @@ def _run(
         "pollers": settings.pollers,
         "poll_pause_s": settings.poll_pause,
     }
-    if settings.layout == PROCESSES:
+    if settings.layout == SERVE:
+        method = f"loadbay serve (--workers {settings.workers}: processes)"
+    elif settings.layout == PROCESSES:
         method = f"loadbay serve + {settings.workers} worker processes"
     else:
-        method = f"loadbay serve (--workers {settings.workers})"
+        method = f"loadbay serve (--worker-threads {settings.workers})"
     return Result(
         database,
         data.rows,

@@ -6,8 +6,10 @@ Environment (all optional):
   BENCH_DATABASES=sqlite,postgres    databases
   BENCH_METHODS=limit,loadbay,naive  what to measure (PostgreSQL's "limit" includes the plain-COPY floor)
   BENCH_NAIVE_ROWS=100000            the naive importer reads at most this many rows of a file
-  BENCH_LAYOUT=processes             `loadbay serve --workers 0` + BENCH_WORKERS `loadbay worker
-                                     --concurrency 1` processes; threads: `loadbay serve --workers N`
+  BENCH_LAYOUT=serve                 serve: `loadbay serve --workers BENCH_WORKERS` (its own worker
+                                     processes, the default layout); processes: `loadbay serve
+                                     --workers 0` + BENCH_WORKERS `loadbay worker --concurrency 1`;
+                                     threads: `loadbay serve --workers 0 --worker-threads N`
   BENCH_WORKERS=2                    worker processes (or threads in the server, BENCH_LAYOUT=threads)
   BENCH_STORAGE=file                 loadbay's blob store: file (a local directory), s3 (a bucket of
                                      moto's S3 server, in this process: not real S3), or file,s3
@@ -40,7 +42,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench`, `tests` an
 
 from bench import data as bench_data
 from bench.databases import BENCH_POSTGRES_ENV, Backend, Fresh, PostgresBackend, SqliteBackend
-from bench.e2e import FILE, LAYOUTS, PROCESSES, STORAGES, E2eSettings, loadbay_end_to_end
+from bench.e2e import FILE, LAYOUTS, PROCESSES, SERVE, STORAGES, E2eSettings, loadbay_end_to_end
 from bench.peers import naive, postgres_copy_direct, postgres_limit, sqlite_limit
 from bench.report import LOADBAY, NAIVE, Result, format_table, machine_facts, write_json
 
@@ -101,7 +103,7 @@ class Config:
             b.name: [int(n.replace("_", "")) for n in _list(f"BENCH_ROWS_{b.name.upper()}", default)]
             for b in backends
         }
-        layout = os.environ.get("BENCH_LAYOUT", PROCESSES).strip() or PROCESSES
+        layout = os.environ.get("BENCH_LAYOUT", SERVE).strip() or SERVE
         if layout not in LAYOUTS:
             raise SystemExit(f"bench: unknown BENCH_LAYOUT {layout!r} (choose from {', '.join(LAYOUTS)})")
         e2e = E2eSettings(
@@ -259,14 +261,17 @@ def _notes(run: Run) -> list[str]:
     e2e = config.e2e
     notes: list[str] = []
     if "loadbay" in config.methods:
-        if e2e.layout == PROCESSES:
+        if e2e.layout == SERVE:
+            layout = f"layout serve: `loadbay serve --workers {e2e.workers}` (its own worker processes)"
+            rss = "peak RSS = each process's VmHWM, server + worker1/worker2/…"
+        elif e2e.layout == PROCESSES:
             layout = (
                 f"layout processes: `loadbay serve --workers 0` + {e2e.workers} × "
                 "`loadbay worker --concurrency 1`"
             )
             rss = "peak RSS = each process's VmHWM, server + worker1/worker2/…"
         else:
-            layout = f"layout threads: `loadbay serve --workers {e2e.workers}`"
+            layout = f"layout threads: `loadbay serve --workers 0 --worker-threads {e2e.workers}`"
             rss = "peak RSS = the server process's VmHWM (its worker threads included)"
         notes.append(
             f"loadbay: upload start → result file downloaded; {layout}, "
