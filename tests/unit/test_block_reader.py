@@ -94,3 +94,21 @@ def test_a_plain_file_is_read_a_block_at_a_time() -> None:
         assert stream.tell() <= 3 * readers._BLOCK_BYTES  # not the whole file (7 MB)
         counts = [first.count, second.count] + [i.count if isinstance(i, RowBlock) else 1 for i in items]
     assert sum(counts) == 200_000
+
+
+NUMBERS = st.sampled_from(["-1", "-1.5", "-١٢", "-١.٢", "-３", "+1", "--1", "-1.", "-.5", "'-1", "-1\n"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(NUMBERS, st.text(st.sampled_from("'=+-@\t\r.0123456789١٢３xé ,\""), max_size=8)),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_cells_protected_a_column_at_a_time_as_one_by_one(values: list[str]) -> None:
+    from loadbay.core.results import protect_column
+    from loadbay.domain.cells import protect
+
+    assert protect_column(pa.array(values, pa.string())).to_pylist() == [protect(v) for v in values]

@@ -289,3 +289,57 @@ def test_a_plain_file_is_staged_in_column_form(sides: tuple[Side, Side]) -> None
 
 
 _numbers = iter(range(1_000_000))
+
+
+def _refuse_poison(records: Any) -> None:
+    """What a database that refuses one record does to a bulk write holding it."""
+    from sqlalchemy.exc import IntegrityError
+
+    if any(r.data and r.data.get("name") == "POISON" for r in records):
+        raise IntegrityError("INSERT", {}, Exception("CHECK constraint failed: no poison"))
+
+
+class PoisonColumns(CustomerType):
+    """Customers whose database refuses the one named POISON, on the column path."""
+
+    column_rules = CustomerType.column_rules
+
+    def apply_columns(self, conn: Any, ctx: Any, chunk: ColumnChunk, valid: Any, prepared: Any) -> Any:
+        _refuse_poison(chunk.to_records())
+        return super().apply_columns(conn, ctx, chunk, valid, prepared)
+
+    def apply(self, conn: Any, ctx: Any, records: Any) -> Any:
+        _refuse_poison(records)
+        return super().apply(conn, ctx, records)
+
+
+class PoisonRecords(RecordPathCustomers):
+    """The same, on the record path."""
+
+    def apply_prepared(self, conn: Any, ctx: Any, records: Any, prepared: Any) -> Any:
+        _refuse_poison(records)
+        return super().apply_prepared(conn, ctx, records, prepared)
+
+    def apply(self, conn: Any, ctx: Any, records: Any) -> Any:
+        _refuse_poison(records)
+        return super().apply(conn, ctx, records)
+
+
+def test_a_record_the_database_refuses_fails_alone_on_both_paths(tmp_path: Path) -> None:
+    columns, records = (
+        Side(tmp_path / "columns", PoisonColumns()),
+        Side(tmp_path / "records", PoisonRecords()),
+    )
+    rows = "".join(f"C{i},{'POISON' if i == 3 else 'Name'}\r\n" for i in range(10))
+    data = f"customer_number,name\r\nC1,again\r\n{rows}".encode()
+    try:
+        seen = columns.run(columns.account("a"), data, "text/csv")
+        assert seen == records.run(records.account("a"), data, "text/csv")
+        assert columns.forms() == {"columns"}
+    finally:
+        columns.rt.close()
+        records.rt.close()
+    assert (seen["counts"].succeeded, seen["counts"].failed, seen["counts"].invalid) == (9, 1, 1)
+    failed = [r for r in seen["records"] if r[3] == "failed"]
+    assert [(r[1], r[6][0].code) for r in failed] == [("C3", "APPLY_ERROR")]
+    assert "failed,,,APPLY_ERROR" in seen["results"]

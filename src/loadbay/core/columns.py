@@ -35,11 +35,12 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.fields import FieldInfo
 
 from loadbay.arrow import pa, pc
-from loadbay.domain.records import FieldError, StagedRecord, error_row
+from loadbay.domain.records import Applied, FieldError, StagedRecord, error_row
 
 __all__ = [
     "MARK",
     "Choice",
+    "ColumnApplied",
     "ColumnChunk",
     "Decimals",
     "Matches",
@@ -340,6 +341,28 @@ class ColumnChunk:
             for x in table.column("errors").to_pylist()
         ]
         return cls(int(meta["first"]), names, raw, data, errors, meta["key"])
+
+
+@dataclass(slots=True)
+class ColumnApplied:
+    """What applying a chunk in column form did with its valid records, in order: each
+    one's action and entity id (text), and the few that failed or have a note, by their
+    place among the valid ones."""
+
+    actions: list[str | None]
+    entity_ids: list[str | None]
+    errors: dict[int, FieldError] = dataclasses.field(default_factory=dict)
+    notes: dict[int, FieldError] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of(cls, applied: Sequence[Applied]) -> ColumnApplied:
+        """From one Applied per valid record, in order."""
+        return cls(
+            [a.action.value if a.action else None for a in applied],
+            [a.entity_id for a in applied],
+            {n: a.error for n, a in enumerate(applied) if a.error is not None},
+            {n: a.note for n, a in enumerate(applied) if a.note is not None},
+        )
 
 
 def is_column_payload(payload: str) -> bool:

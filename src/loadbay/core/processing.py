@@ -29,7 +29,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from loadbay.core import metrics, settle, totals, webhooks
-from loadbay.core.columns import ColumnChunk, is_column_payload
+from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.results import column_input_parts, input_parts
 from loadbay.core.runtime import Runtime
@@ -638,16 +638,16 @@ def _apply_column_records(
     chunk: ColumnChunk,
     valid: Sequence[int],
     prepared: Any,
-) -> list[Applied]:
+) -> ColumnApplied:
     """`_apply` of a chunk in column form: in bulk, else record by record."""
     if not valid:
-        return []
+        return ColumnApplied([], [])
     try:
         with conn.begin_nested():
             return batch_type.apply_columns(conn, ctx, chunk, valid, prepared)
     except _RECORD_REFUSALS:
         records = chunk.to_records()
-        return [_apply_one(conn, batch_type, ctx, records[i]) for i in valid]
+        return ColumnApplied.of([_apply_one(conn, batch_type, ctx, records[i]) for i in valid])
 
 
 def _renew_chunk(rt: Runtime, claim: queue.ChunkClaim, conn: Connection) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 
 from loadbay.arrow import pa, pc
 from loadbay.domain.cells import FORMULA_START as _FORMULA_START
-from loadbay.domain.cells import RESULT_COLUMNS
+from loadbay.domain.cells import NUMBER_RE2, RESULT_COLUMNS, RUNS_AS_FORMULA_RE2
 from loadbay.domain.cells import protect as escape_cell
 from loadbay.domain.records import RecordOutcome, StagedRecord
 
@@ -23,6 +23,7 @@ __all__ = [
     "header_row",
     "input_parts",
     "outcome_text",
+    "protect_column",
     "result_rows",
     "rows_of_status",
 ]
@@ -98,31 +99,32 @@ def input_parts(columns: Sequence[str], records: Sequence[StagedRecord]) -> list
     return [_csv_line(cells.of(r.raw)) for r in records]
 
 
-def column_input_parts(columns: Sequence[str], raw: Mapping[str, pa.Array], count: int) -> list[str]:
-    """`input_parts` of a chunk in column form (`raw[name]`: string arrays, null: absent),
-    made a column at a time: a cell protected as a formula, then quoted if it holds a comma,
-    a quote or a line break, as csv.writer quotes it."""
+def column_input_parts(columns: Sequence[str], raw: Mapping[str, pa.Array], count: int) -> pa.Array:
+    """`input_parts` of a chunk in column form (`raw[name]`: string arrays, null: absent), as
+    a string array, made a column at a time: a cell protected as a formula, then quoted if it
+    holds a comma, a quote or a line break, as csv.writer quotes it."""
     if not columns:
-        return [""] * count
+        return pa.array([""] * count, pa.string())
     cells = [_column_cells(raw[name] if name in raw else pa.nulls(count, pa.string())) for name in columns]
-    lines: list[str] = pc.binary_join_element_wise(*cells, ",").to_pylist()
-    return lines
+    return pc.binary_join_element_wise(*cells, ",")
+
+
+def protect_column(cells: pa.Array) -> pa.Array:
+    """`escape_cell` of each cell of a string array."""
+    runs = pc.match_substring_regex(cells, RUNS_AS_FORMULA_RE2)
+    if not pc.any(runs).as_py():
+        return cells
+    protect = pc.and_(runs, pc.invert(pc.match_substring_regex(cells, NUMBER_RE2)))
+    return pc.if_else(protect, pc.binary_join_element_wise("'", cells, ""), cells)
 
 
 def _column_cells(values: pa.Array) -> pa.Array:
-    cells = pc.fill_null(values, "")
-    if pc.any(pc.match_substring_regex(cells, _STARTS_LIKE_FORMULA)).as_py():
-        cells = pa.array(
-            [escape_cell(v) if v[:1] in _FORMULA_START else v for v in cells.to_pylist()], pa.string()
-        )
+    cells = protect_column(pc.fill_null(values, ""))
     quote = pc.match_substring_regex(cells, r'[,"\r\n]')
     if pc.any(quote).as_py():
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(cells, '"', '""'), '"', "")
         cells = pc.if_else(quote, quoted, cells)
     return cells
-
-
-_STARTS_LIKE_FORMULA = "^[" + "".join(f"\\x{ord(c):02x}" for c in sorted(_FORMULA_START)) + "]"
 
 
 class _InputCells:

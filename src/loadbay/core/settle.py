@@ -8,15 +8,15 @@ commit together with the domain writes, or not at all.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 from sqlalchemy import Connection
 
+from loadbay.arrow import pa, pc
 from loadbay.core import metrics, webhooks
-from loadbay.core.columns import ColumnChunk, is_column_payload
+from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
 from loadbay.core.results import outcome_text, result_rows
 from loadbay.core.types import BatchType
 from loadbay.db import queue
@@ -24,6 +24,7 @@ from loadbay.db import repository as repo
 from loadbay.domain.lifecycle import Event, Status, next_status
 from loadbay.domain.models import Batch, Counts
 from loadbay.domain.records import (
+    Action,
     Applied,
     FieldError,
     OutcomeStatus,
@@ -153,48 +154,74 @@ def settle_columns(
     conn: Connection,
     claim: queue.ChunkClaim,
     chunk: ColumnChunk,
-    applied: Sequence[Applied],
-    inputs: Sequence[str],
+    applied: ColumnApplied,
+    inputs: pa.Array,
 ) -> bool:
     """`settle_chunk` of a chunk in column form, given its records' `column_input_parts` and
-    `apply`'s outcomes of its valid records, in order. Hot, and on SQLite it runs while the
-    one write lock is held: a record that simply succeeded takes no outcome object."""
-    first, outcomes = chunk.first, iter(applied)
-    items: list[list[Any]] = []
-    rows: list[str] = []
-    late: list[tuple[int, tuple[FieldError, ...]]] = []
-    tally = {"succeeded": 0, "failed": 0, "unprocessed": 0}
-    for i, errors in enumerate(chunk.errors):
-        if errors:
-            outcome = RecordOutcome(OutcomeStatus.INVALID, errors=errors)
-        else:
-            done = next(outcomes)
-            entity = done.entity_id or ""
-            if done.index != first + i:
-                raise RuntimeError(f"batch type answered record {done.index} for record {first + i}")
-            if done.error is None and done.note is None and not _QUOTED.search(entity):
-                action = str(done.action) if done.action else ""
-                items.append(["succeeded", action or None, done.entity_id, []])
-                rows.append(f"{inputs[i]},succeeded,{action},{entity},,\r\n")
-                tally["succeeded"] += 1
-                continue
-            outcome = _outcome_of(done, first + i)
-            if outcome.status in _LATE:
-                late.append((i, outcome.errors))
-            if outcome.status.value in tally:
-                tally[outcome.status.value] += 1
-        items.append(outcome.to_json())
-        rows.append(f"{inputs[i]},{outcome_text(outcome)}\r\n")
+    what applying its valid records did. Hot, and on SQLite it runs while the one write lock
+    is held: the rows and outcomes of the records that simply succeeded are made a column at
+    a time; only the others take an outcome object."""
+    valid = chunk.valid()
+    others = _other_outcomes(chunk, applied, valid)
+    plain = [n for n in range(len(valid)) if valid[n] not in others] if others else range(len(valid))
+    cells: list[str] = [""] * len(chunk)  # each record's outcome cells in its result row
+    items: list[str] = [""] * len(chunk)  # and its outcome as JSON
+    for n, text, item in zip(plain, *_succeeded(applied, plain), strict=True):
+        cells[valid[n]], items[valid[n]] = text, item
+    for i, outcome in others.items():
+        cells[i], items[i] = outcome_text(outcome), _ENCODER.encode(outcome.to_json()).decode()
+    rows = pc.binary_join_element_wise(inputs, pa.array(cells, pa.string()), ",").to_pylist()
+    text = "\r\n".join(rows) + "\r\n" if rows else ""
+    tally = {"succeeded": len(plain), "failed": 0, "unprocessed": 0}
+    for outcome in others.values():
+        if outcome.status.value in tally:  # (an invalid record was counted when it was staged)
+            tally[outcome.status.value] += 1
 
     def late_rows() -> list[dict[str, Any]]:
+        late = [(i, o.errors) for i, o in others.items() if o.status in _LATE]
         ids = chunk.external_ids() if late else []
-        return [error_row(first + i, ids[i], e) for i, errors in late for e in errors]
+        return [error_row(chunk.first + i, ids[i], e) for i, errors in sorted(late) for e in errors]
 
-    encoded = _ENCODER.encode(items).decode()
-    return _finish(conn, claim, queue.DONE, encoded, "".join(rows), late_rows, tally)
+    return _finish(conn, claim, queue.DONE, "[" + ",".join(items) + "]", text, late_rows, tally)
 
 
-_QUOTED = re.compile(r'[,"\r\n]')  # a cell holding one of these is quoted
+def _other_outcomes(
+    chunk: ColumnChunk, applied: ColumnApplied, valid: Sequence[int]
+) -> dict[int, RecordOutcome]:
+    """The outcomes of the records (by position) that did not simply succeed: the invalid ones,
+    those that failed and those with a note."""
+    first = chunk.first
+    others = {i: RecordOutcome(OutcomeStatus.INVALID, errors=e) for i, e in enumerate(chunk.errors) if e}
+    for n in applied.errors.keys() | applied.notes.keys():
+        action, entity = _action(applied.actions[n]), applied.entity_ids[n]
+        done = Applied(first + valid[n], action, entity, applied.errors.get(n), applied.notes.get(n))
+        others[valid[n]] = _outcome_of(done, first + valid[n])
+    return others
+
+
+def _action(value: str | None) -> Action | None:
+    return Action(value) if value else None
+
+
+def _succeeded(applied: ColumnApplied, plain: Sequence[int]) -> tuple[list[str], list[str]]:
+    """The outcome cells and outcome JSON of the valid records that simply succeeded, made a
+    column at a time (an entity id that is not digits goes the slow way: it may need quoting)."""
+    if not plain:
+        return [], []
+    actions = pa.array(applied.actions, pa.string())
+    ids = pa.array(applied.entity_ids, pa.string())
+    if len(plain) != len(applied.actions):
+        indices = pa.array(list(plain), pa.int64())
+        actions, ids = actions.take(indices), ids.take(indices)
+    if actions.null_count or not pc.all(pc.match_substring_regex(ids, "^[0-9]+$")).as_py():
+        outcomes = [
+            RecordOutcome(OutcomeStatus.SUCCEEDED, _action(a), e)
+            for a, e in zip(actions.to_pylist(), ids.to_pylist(), strict=True)
+        ]
+        return [outcome_text(o) for o in outcomes], [_ENCODER.encode(o.to_json()).decode() for o in outcomes]
+    texts = pc.binary_join_element_wise("succeeded", actions, ids, "", "", ",")
+    items = pc.binary_join_element_wise('["succeeded","', actions, '","', ids, '",[]]', "")
+    return texts.to_pylist(), items.to_pylist()
 
 
 def _finish(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy import Connection
 
-from loadbay.core.columns import ColumnChunk, FieldPlan, Rule, rules_for
+from loadbay.core.columns import ColumnApplied, ColumnChunk, FieldPlan, Rule, rules_for
 from loadbay.domain.models import NewBatch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.errors import UnknownType
@@ -132,9 +132,9 @@ class BatchType(ABC):
 
     def apply_columns(
         self, conn: Connection, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int], prepared: Any
-    ) -> list[Applied]:
+    ) -> ColumnApplied:
         """`apply_prepared` of a chunk in column form: its valid records (positions `valid`),
-        given what `prepare_columns` made of them. One Applied each, numbered by record index."""
+        given what `prepare_columns` made of them; what became of each, in order."""
         raise NotImplementedError(f"{self.name} does not apply chunks in column form")
 
     def prepare_columns(self, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int]) -> Any:

@@ -17,7 +17,15 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["FORMULA_START", "RESULT_COLUMNS", "protect", "protected", "unprotect"]
+__all__ = [
+    "FORMULA_START",
+    "NUMBER_RE2",
+    "RESULT_COLUMNS",
+    "RUNS_AS_FORMULA_RE2",
+    "protect",
+    "protected",
+    "unprotect",
+]
 
 RESULT_COLUMNS: Final = (
     "loadbay_status",
@@ -30,6 +38,11 @@ RESULT_COLUMNS: Final = (
 FORMULA_START: Final = frozenset("=+-@\t\r'")
 _RUNS_AS_FORMULA = re.compile(r"'*[=+\-@\t\r]")
 _NUMBER = re.compile(r"-?\d+(\.\d+)?")
+# The same two tests in RE2 (pyarrow's), for cells protected a column at a time: `protect`
+# puts a ' before a value that matches the first and not the second (\d is any Unicode
+# decimal digit in Python, \p{Nd} in RE2).
+RUNS_AS_FORMULA_RE2: Final = r"^'*[=+\-@\t\r]"
+NUMBER_RE2: Final = r"^-?\p{Nd}+(\.\p{Nd}+)?$"
 
 
 def protected(value: str) -> bool:

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, String, Table, TextClause, bindparam, text
 from sqlalchemy.engine import Dialect
 
 from loadbay.arrow import pa
-from loadbay.core.columns import ColumnChunk
+from loadbay.core.columns import ColumnApplied, ColumnChunk
 from loadbay.core.types import ApplyContext, BatchType
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 
@@ -137,6 +137,20 @@ class Upsert:
             return self._run_sqlite(conn, now)
         return self._run_postgresql(conn, now)
 
+    def run_plain(self, conn: Connection, now: datetime) -> tuple[list[str | None], list[str | None]]:
+        """`run` for a spec without `read` or `newest`: each row's action and id, as text."""
+        if conn.dialect.name == "sqlite" and self.keys:
+            spec = self.spec
+            stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
+            rows = _processed(conn.dialect, spec, self._cells, (stamp,))
+            created = _insert_new(conn, spec, rows)
+            if created is not None and len(created) == len(self.keys):  # every row is new
+                return ["created"] * len(self.keys), [str(created[key]) for key in self.keys]
+            stored = self._settled_sqlite(conn, rows, stamp, created)
+        else:
+            stored = self.run(conn, now)
+        return [s.action.value for s in stored], [str(s.id) for s in stored]
+
     def _run_postgresql(self, conn: Connection, now: datetime) -> list[Stored]:
         spec = self.spec
         before = _looked_up(conn, spec, self.keys) if spec.read else {}
@@ -159,9 +173,15 @@ class Upsert:
         rows = _processed(conn.dialect, spec, self._cells, (stamp,))
         if spec.read or spec.newest is not None:
             return self._merge_sqlite(conn, list(range(len(rows))), rows)
-        created = _insert_new(conn, spec, rows)
+        return self._settled_sqlite(conn, rows, stamp, _insert_new(conn, spec, rows))
+
+    def _settled_sqlite(
+        self, conn: Connection, rows: list[tuple[Any, ...]], stamp: Any, created: dict[Key, int] | None
+    ) -> list[Stored]:
+        """What became of each row once `_insert_new` inserted the new ones (`created`: their
+        ids, or None when it could not tell): the others merged."""
         if created is None:  # (ids past 2**63 - 1: SQLite picks them at random) told by the time stamp
-            created = _created_at(conn, spec, self.keys, stamp)
+            created = _created_at(conn, self.spec, self.keys, stamp)
         rest = [i for i, key in enumerate(self.keys) if key not in created]
         merged = dict(zip(rest, self._merge_sqlite(conn, rest, [rows[i] for i in rest]), strict=True))
         return [
@@ -486,13 +506,9 @@ class UpsertType(BatchType):
 
     def apply_columns(
         self, conn: Connection, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int], prepared: Upsert
-    ) -> list[Applied]:
-        results = prepared.run(conn, datetime.now(UTC))
-        first = chunk.first
-        return [
-            Applied(first + i, stored.action, str(stored.id))
-            for i, stored in zip(valid, results, strict=True)
-        ]
+    ) -> ColumnApplied:
+        actions, ids = prepared.run_plain(conn, datetime.now(UTC))
+        return ColumnApplied(actions, ids)
 
     def skipped(self, row: Mapping[str, Any], stored: Mapping[str, Any]) -> FieldError | None:
         """Why a record whose `newest` value is older than the stored one's was skipped."""
