@@ -202,6 +202,12 @@ def _exit_status(status: int) -> str:
 # the worker process ---------------------------------------------------------------------
 
 
+# A worker process runs at a lower priority than its server: when every CPU is busy
+# importing, the server's answers (status polls, uploads) come first, and the workers lose
+# only what the server uses.
+NICENESS = 5
+
+
 def main(argv: list[str] | None = None) -> None:
     """A worker process of `loadbay serve`: one worker thread until stopped (SIGTERM, SIGINT,
     or its server gone: end-of-file on stdin)."""
@@ -210,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--base-url")
     options = parser.parse_args(argv)
+    os.nice(NICENESS)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
     )
