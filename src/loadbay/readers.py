@@ -658,12 +658,16 @@ def _plain_block(data: bytes, delimiter: str, layout: _CsvLayout, *, quoted: boo
                 ignore_empty_lines=True,
             ),
             convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, check_utf8=True
+                column_types=dict.fromkeys(names, pa.string()),
+                null_values=[""],  # an empty cell (quoted or not) is an absent value, as in a RawRecord
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                check_utf8=True,
             ),
         )
     except (pa.ArrowInvalid, ValueError):
         return None
-    columns = {name: _nulled(table.column(i).combine_chunks()) for i, name in layout.pairs}
+    columns = {name: table.column(i).combine_chunks() for i, name in layout.pairs}
     return RowBlock(table.num_rows, columns)
 
 
