@@ -285,11 +285,12 @@ def open_blocks(
     max_record_bytes: int = MAX_RECORD_BYTES,
     options: ReadOptions = ReadOptions(),
 ) -> BlockReader:
-    """`open_reader`, but the records of a CSV file's plain blocks come as `RowBlock`s: a
-    block of whole lines with no quote, no NUL, no lone CR and valid UTF-8, where every line
-    has the header's number of cells, is parsed by pyarrow a block at a time (there, splitting
-    lines at the delimiter is all a CSV parser does, so the records are the same). Any other
-    block is read as `open_reader` reads it. Other formats come as records only."""
+    """`open_reader`, but a CSV file's records come a block at a time (`RowBlock`s) where
+    they can: a block of whole lines whose quotes are around whole cells only, with no NUL,
+    lone CR or leading U+FEFF, valid UTF-8 and the header's number of cells on every line, is
+    parsed by pyarrow (there csv.reader and pyarrow read the same cells); any other block is
+    read by csv.reader as `open_reader` reads it, its rows read whole gathered into blocks
+    and the others RawRecords with their problem. Other formats come as records only."""
     if fmt in ("csv", "tsv"):
         blocks: BlockReader = _open_csv(
             stream, columns, max_record_bytes, _for_format(fmt, options), blocks=True
