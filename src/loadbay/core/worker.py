@@ -58,6 +58,7 @@ class Worker:
         return (
             self._take_over()
             or self._deliver_first()
+            or self._validate_for_idle_account()
             or self._apply_next()
             or self._validate_next()
             or self._settle_stalled()
@@ -96,6 +97,19 @@ class Worker:
         took = time.monotonic() - started
         self._next_delivery = time.monotonic() + max(self.rt.settings.poll_interval, took)
         return sent
+
+    def _validate_for_idle_account(self) -> bool:
+        """Fair share: a batch of an account with nothing in progress is validated before the
+        next chunk of another account's batch (a read first: most of the time there is none)."""
+        with self.rt.db.read() as conn:
+            if not queue.waits_for_idle_account(conn, repo.now()):
+                return False
+        with self.rt.db.write() as conn:
+            claim = queue.claim_validation(conn, self.owner, repo.now(), self._lease, idle_accounts_only=True)
+        if claim is None:
+            return False
+        processing.validate_batch(self.rt, claim)
+        return True
 
     def _apply_next(self) -> bool:
         with self.rt.db.write() as conn:

@@ -39,6 +39,7 @@ __all__ = [
     "beat",
     "claim_chunk",
     "claim_validation",
+    "waits_for_idle_account",
     "delete_chunks",
     "extend_validation",
     "give_back_validation",
@@ -105,18 +106,20 @@ class ChunkClaim:
 
 
 def claim_validation(
-    conn: Connection, owner: str, at: datetime, lease: timedelta, *, takeovers_only: bool = False
+    conn: Connection,
+    owner: str,
+    at: datetime,
+    lease: timedelta,
+    *,
+    takeovers_only: bool = False,
+    idle_accounts_only: bool = False,
 ) -> ValidationClaim | None:
     """Take the oldest submitted batch that waits for validation (children after parents);
-    `takeovers_only`: only a batch whose validating worker's lease expired."""
-    parent = batches.alias("parent")
-    waiting = and_(batches.c.status == Status.VALIDATING, batches.c.lease_expires_at < at)
-    if not takeovers_only:
-        waiting = or_(batches.c.status == Status.QUEUED, waiting)
+    `takeovers_only`: only a batch whose validating worker's lease expired;
+    `idle_accounts_only`: only a batch of an account with no batch being validated or
+    applied (fair share: see `waits_for_idle_account`)."""
     query = (
-        select(batches.c.id, batches.c.attempt, batches.c.status, batches.c.failed_attempts)
-        .outerjoin(parent, parent.c.id == batches.c.parent_id)
-        .where(waiting, or_(batches.c.parent_id.is_(None), parent.c.status.in_(list(FINAL))))
+        _waiting_batches(at, takeovers_only, idle_accounts_only)
         .order_by(batches.c.submitted_at, batches.c.id)
         .limit(1)
         .with_for_update(skip_locked=True, of=batches)
@@ -131,6 +134,38 @@ def claim_validation(
         .values(status=Status.VALIDATING, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
     )
     return ValidationClaim(row.id, attempt, row.status == Status.VALIDATING, row.failed_attempts)
+
+
+def waits_for_idle_account(conn: Connection, at: datetime) -> bool:
+    """Whether a batch of an account that has no batch being validated or applied waits for
+    validation. Workers take such a batch before the next chunk of a busy account, so one
+    account's big import cannot keep another's small one waiting (a read: no lock taken)."""
+    query = _waiting_batches(at, takeovers_only=False, idle_accounts_only=True).limit(1)
+    return conn.execute(query).first() is not None
+
+
+def _waiting_batches(at: datetime, takeovers_only: bool, idle_accounts_only: bool) -> Any:
+    """The batches waiting for validation, as claim_validation takes them."""
+    parent, other = batches.alias("parent"), batches.alias("other")
+    waiting = and_(batches.c.status == Status.VALIDATING, batches.c.lease_expires_at < at)
+    if not takeovers_only:
+        waiting = or_(batches.c.status == Status.QUEUED, waiting)
+    query = (
+        select(batches.c.id, batches.c.attempt, batches.c.status, batches.c.failed_attempts)
+        .outerjoin(parent, parent.c.id == batches.c.parent_id)
+        .where(waiting, or_(batches.c.parent_id.is_(None), parent.c.status.in_(list(FINAL))))
+    )
+    if idle_accounts_only:
+        busy = (
+            select(other.c.id)
+            .where(
+                other.c.account_id == batches.c.account_id,
+                other.c.status.in_([Status.VALIDATING, Status.PROCESSING]),
+            )
+            .exists()
+        )
+        query = query.where(batches.c.status == Status.QUEUED, ~busy)
+    return query
 
 
 def extend_validation(conn: Connection, batch_id: int, attempt: int, until: datetime) -> bool:
@@ -207,7 +242,10 @@ def delete_chunks(conn: Connection, batch_id: int) -> None:
 
 
 def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ChunkClaim | None:
-    """Take the next chunk to apply: oldest batch first, chunks in order."""
+    """Take the next chunk to apply: of the batch with the fewest records applied so far
+    (fair share: a small batch submitted while a big one applies goes next, and two big
+    ones take turns), then the oldest batch; a batch's chunks in order."""
+    applied = batches.c.succeeded + batches.c.failed + batches.c.unprocessed
     query = (
         select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.failed_attempts)
         .join(batches, batches.c.id == chunks.c.batch_id)
@@ -218,7 +256,7 @@ def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) ->
                 and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < at),
             ),
         )
-        .order_by(batches.c.submitted_at, batches.c.id, chunks.c.seq)
+        .order_by(applied, batches.c.submitted_at, batches.c.id, chunks.c.seq)
         .limit(1)
         .with_for_update(skip_locked=True, of=chunks)
     )
