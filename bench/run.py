@@ -327,7 +327,8 @@ def _phase_line(r: Result) -> str:
         f"validate+stage {validate}s (1 worker; the others apply meanwhile), "
         f"apply after that {apply}s ({workers}), download {e.get('download_s')}s; "
         f"{cpu}; {e.get('status_requests')} status requests; "
-        f"apply records/s by tenth of the batch {e.get('apply_rate_by_tenth')}"
+        f"apply records/s by tenth of the batch {e.get('apply_rate_by_tenth')}; "
+        f"a second account's 100 records, submitted meanwhile: {e.get('second_account_100_records_s')}s"
     )
 
 
