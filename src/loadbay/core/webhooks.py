@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
 from loadbay.core.progress import progress
 from loadbay.core.runtime import Runtime
@@ -54,6 +55,9 @@ def new_secret() -> str:
     """A signing secret as the Standard Webhooks specification has them: whsec_ and 24 random
     bytes in base64."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+_DELETE_TRIES = 5  # an endpoint's delete, done again while deliveries for it keep appearing
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +125,18 @@ class Webhooks:
             return self._get(conn, account, endpoint_id)
 
     def delete(self, account: Account, endpoint_id: int) -> None:
-        with self.rt.db.write() as conn:
-            self._get(conn, account, endpoint_id)
-            hooks.delete_endpoint(conn, endpoint_id)
+        """Delete the endpoint with its deliveries. A delivery written for it meanwhile (a
+        batch's status change, committed between our two deletes) makes the endpoint's
+        delete refused by its foreign key: then all of it is done again."""
+        for tries_left in reversed(range(_DELETE_TRIES)):
+            try:
+                with self.rt.db.write() as conn:
+                    self._get(conn, account, endpoint_id)
+                    hooks.delete_endpoint(conn, endpoint_id)
+                return
+            except IntegrityError:
+                if not tries_left:
+                    raise
 
     def rotate(self, account: Account, endpoint_id: int) -> Endpoint:
         """A new secret for the endpoint, in use from the next attempt on."""
