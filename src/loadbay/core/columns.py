@@ -25,6 +25,7 @@ import base64
 import dataclasses
 import types
 import typing
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -55,12 +56,12 @@ __all__ = [
 MARK = "arrow1:"  # a payload in column form starts so (a record-form payload starts with "[")
 
 
-class Rule:
+class Rule(ABC):
     """A vectorised check of one field: which values the model surely keeps as they are."""
 
+    @abstractmethod
     def plain(self, values: pa.StringArray) -> pa.BooleanArray:
         """True for each value the model accepts unchanged (nulls: any answer, unused)."""
-        raise NotImplementedError
 
 
 # A character no definition of white space includes (Python's str.isspace and the Unicode
