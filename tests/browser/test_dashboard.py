@@ -292,7 +292,7 @@ def test_the_search_finds_a_batch_by_its_description(page: Page, dashboard: Serv
     page.get_by_label("Status").select_option("cancelled")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_text("No batches match these filters.")).to_be_visible()
-    page.get_by_role("link", name="Clear").click()
+    page.get_by_role("link", name="Clear", exact=True).click()
     expect(page.locator("#batches tbody tr")).to_have_count(3)
 
 

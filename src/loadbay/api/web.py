@@ -81,9 +81,25 @@ def _page(request: Request, template: str, status_code: int = 200, **context: An
     return _templates.TemplateResponse(request, template, context, status_code, headers=_HEADERS)
 
 
+# The statuses in the words of the batches' badges (static/js/ui.js, STATUS_TEXT): the status
+# filter offers what the list shows.
+_STATUS_TEXT = {
+    Status.OPEN: "Waiting for data",
+    Status.QUEUED: "Queued",
+    Status.VALIDATING: "Validating",
+    Status.VALIDATED: "Validated – waiting for you",
+    Status.PROCESSING: "Importing",
+    Status.COMPLETED: "Completed",
+    Status.ERROR: "Could not be read",
+    Status.CANCELLED: "Cancelled",
+    Status.CLEARED: "Cleared",
+}
+
+
 @router.get("/", response_class=HTMLResponse)
 def batches_page(request: Request) -> HTMLResponse:
-    return _page(request, "batches.html", statuses=[s.value for s in Status])
+    statuses = [(s.value, _STATUS_TEXT.get(s, s.value)) for s in Status]
+    return _page(request, "batches.html", statuses=statuses)
 
 
 @router.get("/batches/{batch_id}", response_class=HTMLResponse)

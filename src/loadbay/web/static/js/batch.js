@@ -9,6 +9,7 @@ import {
   MOVING,
   announce,
   badge,
+  bytes,
   clock,
   count,
   duration,
@@ -36,6 +37,8 @@ const state = {
   cursors: [null], // the cursor of each errors page seen (null: the first)
   page: 0,
   group: null, // the {code, field} the error table shows only, or null for every error
+  parent: null, // the parent batch, read while this child waits for it
+  children: [],
 };
 
 function refused(counts) {
@@ -70,6 +73,7 @@ function sentence(batch) {
     case "open":
       return "The batch takes data until it is submitted.";
     case "queued":
+      if (waitsForParent(batch)) return `Submitted; it waits for its parent, batch ${batch.parent_id}, to finish (a child batch is checked after its parent).`;
       return "Submitted; a worker starts on it shortly.";
     case "validating":
       return total === null ? "Reading and checking every record." : "Checking and importing every record.";
@@ -82,16 +86,31 @@ function sentence(batch) {
   }
 }
 
+/** A child batch whose parent is not final yet: it is not checked before the parent ends. */
+function waitsForParent(batch) {
+  return Boolean(batch.parent_id && state.parent && !FINAL.has(state.parent.status));
+}
+
 function took(batch) {
   if (!batch.submitted_at || batch.status !== "completed") return "";
   const seconds = (new Date(batch.finished_at) - new Date(batch.submitted_at)) / 1000;
   return `, ${duration(seconds)} after it was submitted`;
 }
 
+function newImport(batch, text) {
+  return h("a", { href: `/new?type=${encodeURIComponent(batch.type)}` }, text);
+}
+
+/** Records a retry can send again (failed or not processed), of a batch a retry can be made of. */
+function resendable(batch) {
+  const again = batch.counts.failed + batch.counts.unprocessed;
+  return ["completed", "cancelled"].includes(batch.status) && again > 0 && !batch.parent_id && state.children.length === 0;
+}
+
 function callout(tone, ...children) {
   const box = $("#callout");
   box.className = `callout callout-${tone}`;
-  box.replaceChildren(...children);
+  box.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
   show(box, true);
 }
 
@@ -101,10 +120,18 @@ function renderCallout(batch) {
   show($("#callout"), false);
   if (batch.status === "open") {
     const hasData = (state.events || []).some((e) => ["file_received", "page_received"].includes(e.event));
-    callout(
-      "info",
-      h("p", {}, hasData ? "The data is here. Submit the batch to check and import it." : "This batch has no data yet. Send a file to it through the API, or start a new import."),
-    );
+    const parent = batch.parent_id ? h("a", { href: `/batches/${batch.parent_id}` }, `batch ${batch.parent_id}`) : null;
+    if (parent && hasData) {
+      callout("info", h("p", {}, "The data is here. Submitting its parent, ", parent, ", submits this batch too; it is checked and imported after the parent."));
+    } else if (parent) {
+      callout("info", h("p", {}, "This child batch of ", parent, " has no data yet. Send a file to it through the API, or cancel it."));
+    } else {
+      const kids = state.children.length ? ` Its ${plural(state.children.length, "child batch", "child batches")} ${state.children.length === 1 ? "is" : "are"} submitted with it.` : "";
+      callout(
+        "info",
+        h("p", {}, hasData ? `The data is here. Submit the batch to check and import it.${kids}` : "This batch has no data yet. Send a file to it through the API, or start a new import."),
+      );
+    }
   } else if (batch.status === "validated") {
     const will = `${plural(c.valid, "record")} will be imported when you press Process`;
     if (c.invalid === 0) {
@@ -121,7 +148,7 @@ function renderCallout(batch) {
     callout(
       "danger",
       h("p", {}, h("strong", {}, "This data could not be read, so nothing was imported: "), error.message, " ", h("code", {}, error.code)),
-      h("p", {}, explain(error.code) || "Fix the file and start a new import."),
+      h("p", {}, explain(error.code) || "Fix the file and import it again.", " ", newImport(batch, "Start a new import"), "."),
     );
   } else if (batch.status === "completed") {
     if (bad === 0) callout("ok", h("p", {}, h("strong", {}, c.total === 1 ? "The record was imported." : `All ${plural(c.total, "record")} were imported.`)));
@@ -133,12 +160,35 @@ function renderCallout(batch) {
           "p",
           {},
           "Download the refused records, fix them in the file (each row says why it was refused), and import that file again: ",
-          h("a", { href: `/new?type=${encodeURIComponent(batch.type)}` }, `new ${batch.type} import`),
+          newImport(batch, `new ${batch.type} import`),
           ".",
         ),
+        resendable(batch) ? h("p", {}, `${plural(c.failed, "record")} failed while being imported (the data was valid): `, h("strong", {}, "Send again"), " makes a new batch of them.") : null,
       );
   } else if (batch.status === "cancelled") {
-    callout("muted", h("p", {}, `Cancelled. ${count(c.succeeded)} records had been imported; ${count(c.unprocessed)} were not processed.`));
+    const parts = [`${count(c.succeeded)} of ${plural(c.total, "record")} had been imported`];
+    if (c.unprocessed) parts.push(`${plural(c.unprocessed, "record was", "records were")} not processed`);
+    if (c.invalid) parts.push(`${plural(c.invalid, "record was", "records were")} refused as invalid`);
+    if (c.failed) parts.push(`${plural(c.failed, "record", "records")} failed`);
+    callout(
+      "muted",
+      h("p", {}, `Cancelled. ${parts.join("; ")}.`),
+      resendable(batch) ? h("p", {}, h("strong", {}, "Send again"), ` makes a new batch of the ${plural(c.failed + c.unprocessed, "record")} not imported, if you still want ${c.failed + c.unprocessed === 1 ? "it" : "them"}.`) : null,
+    );
+  }
+  const refusedChildren = state.children.filter((child) => FINAL.has(child.status) && refused(child.counts) > 0);
+  if (refusedChildren.length) {
+    const box = $("#callout");
+    if (box.hidden) callout("warn");
+    box.append(
+      h(
+        "p",
+        {},
+        `${refusedChildren.length === 1 ? "A child batch has" : "Child batches have"} refused records: `,
+        refusedChildren.flatMap((child, i) => [i ? ", " : "", h("a", { href: `/batches/${child.id}` }, `batch ${child.id}`), ` (${plural(refused(child.counts), "record")})`]),
+        ".",
+      ),
+    );
   }
   if (batch.warnings.length) {
     const box = $("#callout");
@@ -153,8 +203,10 @@ function renderActions(batch) {
   show($("#action-submit"), batch.status === "open");
   show($("#action-process"), batch.status === "validated" && batch.process === "manual");
   show($("#action-cancel"), !FINAL.has(batch.status));
+  show($("#action-retry"), resendable(batch));
   const valid = batch.counts.valid;
   $("#action-process").textContent = `Process ${plural(valid, "valid record")}`;
+  $("#action-retry").textContent = `Send ${plural(batch.counts.failed + batch.counts.unprocessed, "record")} again`;
 }
 
 async function act(action, button) {
@@ -163,10 +215,15 @@ async function act(action, button) {
   button.disabled = true;
   try {
     const { body } = await api(`${base}/${action}`, { method: "POST" });
+    if (action === "retry") {
+      location.assign(`/batches/${body.id}`); // the new batch, with the records sent again
+      return;
+    }
     announce(`Batch ${id}: ${statusText(body)}`);
     await poll.now();
   } catch (error) {
-    box.textContent = `Could not ${action} the batch: ${error.message}`;
+    const what = action === "retry" ? "send the records again" : `${action} the batch`;
+    box.textContent = `Could not ${what}: ${error.message}`;
     show(box, true);
   } finally {
     button.disabled = false;
@@ -176,6 +233,7 @@ async function act(action, button) {
 function wireActions() {
   $("#action-submit").addEventListener("click", (e) => act("submit", e.currentTarget));
   $("#action-process").addEventListener("click", (e) => act("process", e.currentTarget));
+  $("#action-retry").addEventListener("click", (e) => act("retry", e.currentTarget));
   const dialog = $("#confirm-cancel");
   $("#action-cancel").addEventListener("click", () => dialog.showModal());
   dialog.addEventListener("close", () => {
@@ -266,7 +324,7 @@ async function loadSummary() {
   const shown = summary.groups.reduce((n, g) => n + g.count, 0);
   const more = summary.total > shown ? ` The ${count(summary.total - shown)} errors of smaller groups are in the table below.` : "";
   $("#problems-hint").textContent =
-    `${plural(summary.total, "error")} in ${plural(summary.groups.length, "group")}, by code and field, the largest first. A record refused on two fields counts in both. Record numbers count from 1, the first record after the header.` +
+    `${plural(summary.total, "error")} in ${plural(summary.groups.length, "group")}, by code and field, the largest first. A record refused on two fields counts in both. Records are numbered from 1 in the order of the file (a CSV's header row is not counted).` +
     more;
   return summary.total;
 }
@@ -301,13 +359,15 @@ async function loadErrors(page) {
   const of = state.group ? state.group.count : state.errorTotal;
   const range = `Errors ${count(first)}–${count(first + body.data.length - 1)}${of ? ` of ${count(of)}` : ""}`;
   $("#errors-range").textContent = body.data.length ? range : "";
-  show($("#errors-first"), page > 0);
+  show($("#errors-first"), page > 1);
+  show($("#errors-previous"), page > 0);
   show($("#errors-next"), Boolean(body.next_cursor));
 }
 
 function wireErrors() {
   $("#errors-next").addEventListener("click", () => loadErrors(state.page + 1).then(() => $("#errors-title").scrollIntoView()));
   $("#errors-first").addEventListener("click", () => loadErrors(0));
+  $("#errors-previous").addEventListener("click", () => loadErrors(state.page - 1));
   $("#errors-all").addEventListener("click", () => showGroup(null));
 }
 
@@ -327,9 +387,8 @@ async function renderProblems(batch) {
 
 // children, timeline, details ----------------------------------------------------------------
 
-async function renderChildren() {
-  const { body } = await api(`${base}/children`);
-  const rows = body.data.map((child) =>
+function renderChildren(children) {
+  const rows = children.map((child) =>
     h(
       "tr",
       {},
@@ -342,7 +401,7 @@ async function renderChildren() {
   );
   $("#children tbody").replaceChildren(...rows);
   show($("#children"), rows.length > 0);
-  return body.data.some((child) => MOVING.has(child.status));
+  return children.some((child) => MOVING.has(child.status));
 }
 
 const EVENT_TEXT = {
@@ -365,6 +424,13 @@ const EVENT_TEXT = {
   clear: "Cleared",
 };
 
+/** An event's detail with its sizes and counts written for people: "big.csv (13 MB)", "300,000 records". */
+function readable(detail) {
+  return detail
+    .replace(/\b(\d{4,}) bytes\b/g, (_, n) => bytes(Number(n)))
+    .replace(/\b(\d{4,})(?= (records?|items?|line items?|files?|pages?)\b)/g, (n) => count(Number(n)));
+}
+
 function renderTimeline(events) {
   const items = events.map((e) =>
     h(
@@ -372,7 +438,7 @@ function renderTimeline(events) {
       { class: `event event-${e.event}` },
       h("time", { datetime: e.at, title: when(e.at) }, clock(e.at)),
       h("span", { class: "event-name" }, EVENT_TEXT[e.event] || e.event),
-      e.detail ? h("span", { class: "event-detail" }, e.detail) : null,
+      e.detail ? h("span", { class: "event-detail" }, readable(e.detail)) : null,
     ),
   );
   $("#timeline").replaceChildren(...items);
@@ -416,6 +482,7 @@ function renderDetails(batch) {
     ["Two-phase", batch.process === "manual" ? "Yes: waits at validated until Process" : "No: imported as soon as it is checked"],
     ["Mode", batch.test ? "Test" : "Live"],
     ["Parent batch", batch.parent_id ? h("a", { href: `/batches/${batch.parent_id}` }, `Batch ${batch.parent_id}`) : null],
+    ["Sent again from", batch.retry_of ? [h("a", { href: `/batches/${batch.retry_of}` }, `Batch ${batch.retry_of}`), h("div", { class: "small muted" }, "The records of that batch that were not imported, sent again.")] : null],
     ["Source URL", batch.source_url ? h("code", { class: "wrap" }, batch.source_url) : null],
     ["Created", when(batch.created_at)],
     ["Submitted", batch.submitted_at ? when(batch.submitted_at) : null],
@@ -436,10 +503,13 @@ function renderDetails(batch) {
 // loading ------------------------------------------------------------------------------------
 
 async function load() {
-  const [{ body: batch }, { body: events }] = await Promise.all([api(base), api(`${base}/events`)]);
+  const [{ body: batch }, { body: events }, { body: children }] = await Promise.all([api(base), api(`${base}/events`), api(`${base}/children`)]);
   const before = state.batch;
   state.batch = batch;
   state.events = events.data;
+  state.children = children.data;
+  // A child is checked once its parent is final: while it waits, the parent's status says why.
+  state.parent = batch.parent_id && ["open", "queued"].includes(batch.status) ? (await api(`/v1/batches/${batch.parent_id}`)).body : null;
   if (before && before.status !== batch.status) announce(`Batch ${id}: ${statusText(batch)}`);
   $("#batch-subtitle").replaceChildren(h("code", {}, batch.type), batch.job_id ? ` · ${batch.job_id}` : "", batch.description ? ` · ${batch.description}` : "");
   document.title = `Batch ${id} (${statusText(batch)}) · loadbay`;
@@ -448,7 +518,8 @@ async function load() {
   renderDownloads(batch);
   renderTimeline(events.data);
   renderDetails(batch);
-  const [childrenMoving] = await Promise.all([renderChildren(), renderProblems(batch)]);
+  const childrenMoving = renderChildren(children.data);
+  await renderProblems(batch);
   show($("#batch"), true);
   show($("#batch-error"), false);
   return MOVING.has(batch.status) || childrenMoving;

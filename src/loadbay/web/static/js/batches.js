@@ -59,9 +59,12 @@ function progressCell(batch) {
   return h("div", { class: "cell-progress" }, progressBar(batch), h("span", { class: "small muted" }, progressText(batch)));
 }
 
+function filtered() {
+  return ["q", "status", "type"].some((name) => params.get(name));
+}
+
 function emptyText() {
-  const filtered = ["q", "status", "type"].some((name) => params.get(name));
-  if (filtered) return "No batches match these filters.";
+  if (filtered()) return "No batches match these filters.";
   if (params.get("cursor")) return "No older batches.";
   return "No batches yet. Start with a new import: pick the kind of records, choose a file, and loadbay checks and imports every record.";
 }
@@ -74,7 +77,9 @@ async function load() {
   const empty = $("#empty");
   empty.textContent = emptyText();
   show(empty, page.data.length === 0);
-  if (page.data.length === 0 && !params.get("cursor")) {
+  if (page.data.length === 0 && filtered()) {
+    empty.append(" ", h("a", { href: "/" }, "Clear the filters"));
+  } else if (page.data.length === 0 && !params.get("cursor")) {
     empty.append(" ", h("a", { href: "/new" }, "New import"));
   }
   pager(page.next_cursor);

@@ -3,7 +3,7 @@
 
 import { api, upload } from "./api.js";
 import { boot } from "./shell.js";
-import { $, bytes, h, show } from "./ui.js";
+import { $, bytes, h, show, statusText } from "./ui.js";
 
 const catalog = JSON.parse($("#catalog").textContent);
 const CONTENT_TYPES = { csv: "text/csv", tsv: "text/tab-separated-values", jsonl: "application/x-ndjson", json: "application/json" };
@@ -210,15 +210,29 @@ async function batchFor(spec) {
   if (state.batch && state.created === signature) return state.batch;
   if (state.batch) api(`/v1/batches/${state.batch.id}/cancel`, { method: "POST" }).catch(() => {});
   state.batch = null;
-  const { status, body: batch } = await api("/v1/batches", { method: "POST", json: spec });
-  if (status === 200 && batch.status !== "open") {
-    const link = h("a", { href: `/batches/${batch.id}` }, `batch ${batch.id}`);
-    throw Object.assign(new Error(), { shown: [`The job id ${spec.job_id} is already used by `, link, ` (${batch.status}). Choose another job id, or open that batch.`] });
+  let made;
+  try {
+    made = await api("/v1/batches", { method: "POST", json: spec });
+  } catch (error) {
+    // The job id names a batch made with other options (another type, description, …).
+    const other = error.code === "JOB_ID_CONFLICT" && (error.message.match(/batch (\d+)/) || [])[1];
+    if (other) throw jobIdUsed(spec.job_id, { id: other }, "made with other options");
+    throw error;
   }
+  const { status, body: batch } = made;
+  if (status === 200 && batch.status !== "open") throw jobIdUsed(spec.job_id, batch, statusText(batch).toLowerCase());
   state.batch = batch;
   state.created = signature;
   state.name = null;
   return batch;
+}
+
+/** The error shown when a job id is taken: which batch has it, and what to do. */
+function jobIdUsed(jobId, batch, how) {
+  const link = h("a", { href: `/batches/${batch.id}` }, `batch ${batch.id}`);
+  return Object.assign(new Error(), {
+    shown: [`The job id “${jobId}” is already used by `, link, ` (${how}): a job id names one import. Choose another job id, or open that batch.`],
+  });
 }
 
 function uploadName(file) {
