@@ -2,7 +2,9 @@
 docs/screenshots/ (so they stay current).
 
 Starts a throwaway `loadbay serve` (SQLite in a temporary directory), makes an account and a
-few realistic batches through the API, and photographs the pages with Debian's Chromium:
+few realistic batches through the API, and photographs the pages with Debian's Chromium
+(sign-in, batches, new import, uploading, live progress, a batch with refused records,
+two-phase, unreadable, cancelled, the phone's width, the API docs):
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 """
@@ -134,6 +136,12 @@ def _shoot(browser: Any, server: Server, key: str, batches: dict[str, int], out:
         out / "two-phase.png",
     )
     _page(page, f"{server.url}/batches/{batches['error']}", "#callout:not([hidden])", out / "unreadable.png")
+    _page(
+        page,
+        f"{server.url}/batches/{batches['cancelled']}",
+        "#action-retry:not([hidden])",
+        out / "cancelled.png",
+    )
     phone = browser.new_context(viewport=PHONE).new_page()
     phone.goto(server.url + "/")
     phone.evaluate("key => sessionStorage.setItem('loadbay.apiKey', key)", key)
