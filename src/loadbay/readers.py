@@ -327,13 +327,14 @@ def _for_format(fmt: str, options: ReadOptions) -> ReadOptions:
 
 
 def _csv_count(source: _CsvSource, reader: Any, width: int) -> int:
-    """The non-blank rows left in `reader`, checked as `_csv_records` checks them."""
+    """The non-blank rows left in `reader`, checked as `_csv_records` checks them (the rows
+    of plain blocks are counted without csv.reader: see `_CsvSource.count_blocks`)."""
+    source.count_blocks()
     count, start = 0, source.start
     while True:
-        base = source.base
         try:
             for row in reader:
-                end = reader.line_num + base
+                end = reader.line_num + source.base  # (counted blocks move the base)
                 if len(row) > 1 or (row and not row[0].isspace()):
                     count += 1
                     if start <= source.suspect_end:
@@ -341,9 +342,9 @@ def _csv_count(source: _CsvSource, reader: Any, width: int) -> int:
                 elif start <= source.suspect_end and source.over_limit(start, end):
                     count += 1  # a blank row over the limit is a record too large
                 start = source.start = end + 1
-            return count
+            return count + source.counted
         except csv.Error as exc:
-            raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num + base)) from exc
+            raise MalformedFile(_csv_syntax_message(exc, start, reader.line_num + source.base)) from exc
         except _Oversized:
             count, start, reader = count + 1, source.start, source.reader()
 
@@ -462,6 +463,8 @@ class _CsvSource:
         "_stream",
         "base",
         "count",
+        "counted",
+        "counting",
         "delimiter",
         "limit",
         "options",
@@ -486,6 +489,8 @@ class _CsvSource:
         self.delimiter = options.delimiter or self._detect()
         self._layout: _CsvLayout | None = None
         self.parsed: deque[RowBlock] = deque()  # plain blocks read past, for the rows' reader to hand on
+        self.counting = False  # see `count_blocks`
+        self.counted = 0
 
     @property
     def blocks(self) -> bool:
@@ -496,6 +501,13 @@ class _CsvSource:
         with pyarrow, keep it in `parsed` and hand the reader the block after it: see
         `open_blocks`. Blocks are read in larger pieces then (a pyarrow call costs ~50 µs)."""
         self._layout = layout
+        self._read_size = min(_BLOCK_BYTES, self.limit)
+
+    def count_blocks(self) -> None:
+        """From the next block on, count the records of each plain block a reader asks for
+        between two rows into `counted`, and hand the reader the block after it: see
+        `read_through`."""
+        self.counting = True
         self._read_size = min(_BLOCK_BYTES, self.limit)
 
     def reader(self) -> Any:
@@ -526,7 +538,7 @@ class _CsvSource:
             data = self._next_lines()
             if not data:
                 return
-            if self._layout is not None and self.start > self.count and self._parsed(data):
+            if self.start > self.count and self._read_past_reader(data):
                 # A blank line, not in the file (nor counted): the rows' reader gets a blank row
                 # back, skips it as it skips any, and hands the block on before reading more.
                 self.base -= 1
@@ -540,6 +552,39 @@ class _CsvSource:
             self._last, self._last_bytes = lines, len(data)
             yield lines
 
+    def _read_past_reader(self, data: bytes) -> bool:
+        """Whether `data`, whole lines read between two rows, was parsed or counted here."""
+        if self._layout is not None:
+            return self._parsed(data)
+        return self.counting and self._counted(data)
+
+    def _counted(self, data: bytes) -> bool:
+        """Count the records of `data` into `counted` if it is a block in which each line is a
+        row (no NUL, valid UTF-8, within the limit, no lone CR, and quotes, if any, around
+        whole cells only); whether it was. Hot: a line is looked at one by one only when it
+        has no delimiter (it may be a blank row)."""
+        if len(data) > self.limit or b"\x00" in data or not _is_utf8(data):
+            return False
+        if b"\r" in data and _LONE_CR.search(data):
+            return False
+        lines = _block_lines(data)
+        if b'"' in data and not _well_quoted(lines, self.delimiter):
+            return False
+        alone = pc.invert(pc.match_substring(lines, self.delimiter))
+        records = len(lines)
+        if pc.any(alone).as_py():
+            records -= sum(1 for line in lines.filter(alone).to_pylist() if not _one_cell_row(line))
+        self.counted += records
+        self._skip_lines(len(lines))
+        return True
+
+    def _skip_lines(self, lines: int) -> None:
+        """Lines a csv.reader will not read were read past."""
+        self.count += lines
+        self.base += lines
+        self.start = self.count + 1
+        self._last, self._last_bytes = [], 0
+
     def _parsed(self, data: bytes) -> bool:
         """Parse `data`, whole lines read between two rows, into `parsed` if it is a plain
         block; whether it was."""
@@ -549,16 +594,12 @@ class _CsvSource:
         if data.startswith(_BOM):  # a value's U+FEFF, which pyarrow would take for a byte order mark
             return False
         quoted = b'"' in data
-        if quoted and not _well_quoted(data, self.delimiter):
+        if quoted and not _well_quoted(_block_lines(data), self.delimiter):
             return False
         block = _plain_block(data, self.delimiter, self._layout, quoted=quoted)
         if block is None:
             return False
-        lines = _line_ends(data) + (data[-1:] not in (b"\r", b"\n"))
-        self.count += lines
-        self.base += lines  # the lines a csv.reader did not read
-        self.start = self.count + 1
-        self._last, self._last_bytes = [], 0
+        self._skip_lines(_line_ends(data) + (data[-1:] not in (b"\r", b"\n")))
         if block.count:
             self.parsed.append(block)
         return True
@@ -619,13 +660,19 @@ class _CsvSource:
 
 
 _LINE_END: Final = re.compile(rb"\r\n?|\n")
+_LONE_CR: Final = re.compile(rb"\r(?!\n)")
 _DETECT_BYTES: Final = 65536  # read ahead at most to find the first line, to tell the delimiter
 
 
-def _well_quoted(data: bytes, delimiter: str) -> bool:
-    """Whether every line of `data` is cells each either without a quote or wholly quoted
-    (a quote inside doubled): there, csv.reader and pyarrow read the same cells."""
+def _block_lines(data: bytes) -> pa.Array:
+    """The lines of a block without lone CRs (a CR LF's CR kept), as a binary array."""
     lines = pc.list_flatten(pc.split_pattern(pa.array([data], pa.binary()), b"\n"))
+    return lines.slice(0, len(lines) - 1) if data.endswith(b"\n") else lines
+
+
+def _well_quoted(lines: pa.Array, delimiter: str) -> bool:
+    """Whether every line (of `_block_lines`) is cells each either without a quote or wholly
+    quoted (a quote inside doubled): there, csv.reader and pyarrow read the same cells."""
     well_formed: bool = pc.all(pc.match_substring_regex(lines, _quoted_line(delimiter))).as_py()
     return well_formed
 
@@ -670,6 +717,23 @@ def _plain_block(data: bytes, delimiter: str, layout: _CsvLayout, *, quoted: boo
         return None
     columns = {name: table.column(i).combine_chunks() for i, name in layout.pairs}
     return RowBlock(table.num_rows, columns)
+
+
+def _one_cell_row(line: bytes) -> bool:
+    """Whether a line without a delimiter (its line end may be left) is a record: csv.reader
+    reads an empty line, or a cell of white space, as a blank row."""
+    row = next(csv.reader([line.decode().rstrip("\r\n")]), [])
+    return bool(row) and not row[0].isspace()
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _first_line(data: bytes) -> bytes | None:

@@ -1,6 +1,7 @@
 """The CSV reader a block at a time (`open_blocks`, the column path's) reads the same
 records, problems and file errors as the record reader (`open_reader`), whatever the file,
-and holds at most a block or two of it.
+and holds at most a block or two of it; reading a file through (`read_through`, which
+counts the rows of plain blocks without csv.reader) counts its records and raises its errors.
 
 Blocks are made tiny here (the reader's read sizes patched) so that every file, however
 short, goes through both of its block paths: pyarrow for a block whose quotes are around
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from loadbay import readers
 from loadbay.arrow import pa
 from loadbay.errors import LoadbayError
-from loadbay.readers import RawRecord, RowBlock, open_blocks, open_reader
+from loadbay.readers import RawRecord, RowBlock, open_blocks, open_reader, read_through
 from loadbay.types.billing import CustomerType
 from tests.unit.test_column_path import files
 
@@ -65,6 +66,31 @@ def test_blocks_read_what_records_read(
     assert outcome(open_blocks, data, fmt, limit) == outcome(open_reader, data, fmt, limit)
 
 
+def counted(data: bytes, fmt: str, limit: int) -> tuple[str, Any]:
+    try:
+        return "read", read_through(io.BytesIO(data), fmt, COLUMNS, max_record_bytes=limit)
+    except LoadbayError as exc:
+        return "refused", (exc.code, exc.message)
+
+
+def records_read(data: bytes, fmt: str, limit: int) -> tuple[str, Any]:
+    try:
+        with open_reader(io.BytesIO(data), fmt, COLUMNS, max_record_bytes=limit) as reader:
+            return "read", sum(1 for _ in reader)
+    except LoadbayError as exc:
+        return "refused", (exc.code, exc.message)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(file=files(), limit=st.sampled_from([120, 1 << 20]))
+def test_reading_through_counts_what_records_read(
+    block_sizes: tuple[int, int], file: tuple[bytes, str], limit: int
+) -> None:
+    data, content_type = file
+    fmt = "tsv" if content_type == "text/tab-separated-values" else "csv"
+    assert counted(data, fmt, limit) == records_read(data, fmt, limit)
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -77,10 +103,13 @@ def test_blocks_read_what_records_read(
         b"customer_number,name\nC1,a\x00b\nC2,c\n",  # a NUL
         b"customer_number,name\n\xef\xbb\xbfC1,a\n",  # U+FEFF opening a value
         b"customer_number,name\rC1,a\rC2,b\r",  # CR line ends
+        # blank lines, white space and one-cell lines after the first blocks
+        b"customer_number,name\n" + b"C1,x\n" * 60 + b'\n  \n\t\r\n""\n"  "\n" "\nC9\n' + b"C2,y\n" * 60,
     ],
 )
 def test_odd_files_read_the_same(block_sizes: tuple[int, int], data: bytes) -> None:
     assert outcome(open_blocks, data, "csv", 1 << 20) == outcome(open_reader, data, "csv", 1 << 20)
+    assert counted(data, "csv", 1 << 20) == records_read(data, "csv", 1 << 20)
 
 
 def test_a_plain_file_is_read_a_block_at_a_time() -> None:
