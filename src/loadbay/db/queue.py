@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, insert, or_, select, update
 
 from loadbay.db.tables import batches, chunk_payloads, chunks, workers
 from loadbay.domain.lifecycle import FINAL, Status
@@ -118,13 +119,7 @@ def claim_validation(
     `takeovers_only`: only a batch whose validating worker's lease expired;
     `idle_accounts_only`: only a batch of an account with no batch being validated or
     applied (fair share: see `waits_for_idle_account`)."""
-    query = (
-        _waiting_batches(at, takeovers_only, idle_accounts_only)
-        .order_by(batches.c.submitted_at, batches.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=batches)
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_next_waiting(takeovers_only, idle_accounts_only), {"at": at}).first()
     if row is None:
         return None
     attempt = row.attempt + 1
@@ -140,14 +135,24 @@ def waits_for_idle_account(conn: Connection, at: datetime) -> bool:
     """Whether a batch of an account that has no batch being validated or applied waits for
     validation. Workers take such a batch before the next chunk of a busy account, so one
     account's big import cannot keep another's small one waiting (a read: no lock taken)."""
-    query = _waiting_batches(at, takeovers_only=False, idle_accounts_only=True).limit(1)
-    return conn.execute(query).first() is not None
+    return conn.execute(_next_waiting(False, True, lock=False), {"at": at}).first() is not None
 
 
-def _waiting_batches(at: datetime, takeovers_only: bool, idle_accounts_only: bool) -> Any:
-    """The batches waiting for validation, as claim_validation takes them."""
+@cache
+def _next_waiting(takeovers_only: bool, idle_accounts_only: bool, *, lock: bool = True) -> Any:
+    query = _waiting_batches(takeovers_only, idle_accounts_only).order_by(
+        batches.c.submitted_at, batches.c.id
+    )
+    return query.limit(1).with_for_update(skip_locked=True, of=batches) if lock else query.limit(1)
+
+
+@cache
+def _waiting_batches(takeovers_only: bool, idle_accounts_only: bool) -> Any:
+    """The batches waiting for validation at `:at`, as claim_validation takes them (made once:
+    building the statement took longer than running it, and fair share runs it before every
+    chunk)."""
     parent, other = batches.alias("parent"), batches.alias("other")
-    waiting = and_(batches.c.status == Status.VALIDATING, batches.c.lease_expires_at < at)
+    waiting = and_(batches.c.status == Status.VALIDATING, batches.c.lease_expires_at < bindparam("at"))
     if not takeovers_only:
         waiting = or_(batches.c.status == Status.QUEUED, waiting)
     query = (
