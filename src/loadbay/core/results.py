@@ -111,6 +111,8 @@ def column_input_parts(columns: Sequence[str], raw: Mapping[str, pa.Array], coun
 
 def protect_column(cells: pa.Array) -> pa.Array:
     """`escape_cell` of each cell of a string array."""
+    if not _may_hold(cells, _FORMULA_BYTES):
+        return cells
     runs = pc.match_substring_regex(cells, RUNS_AS_FORMULA_RE2)
     if not pc.any(runs).as_py():
         return cells
@@ -120,11 +122,28 @@ def protect_column(cells: pa.Array) -> pa.Array:
 
 def _column_cells(values: pa.Array) -> pa.Array:
     cells = protect_column(pc.fill_null(values, ""))
+    if not _may_hold(cells, b',"\r\n'):
+        return cells
     quote = pc.match_substring_regex(cells, r'[,"\r\n]')
     if pc.any(quote).as_py():
         quoted = pc.binary_join_element_wise('"', pc.replace_substring(cells, '"', '""'), '"', "")
         cells = pc.if_else(quote, quoted, cells)
     return cells
+
+
+# A cell runs as a formula only if it holds one of these (after any number of quotes).
+_FORMULA_BYTES = b"=+-@\t\r"
+
+
+def _may_hold(cells: pa.Array, characters: bytes) -> bool:
+    """Whether a cell of a string array may hold one of the (ASCII) `characters`: False when
+    none is anywhere in its data (hot: one scan of the bytes per character, far quicker than
+    a pattern per cell; a slice's data may hold more than its cells, so True may be wrong)."""
+    data = cells.buffers()[2]
+    if data is None:
+        return False
+    text = data.to_pybytes()
+    return any(text.find(c) != -1 for c in characters)
 
 
 class _InputCells:
