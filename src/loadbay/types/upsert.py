@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any, ClassVar
 
 import msgspec
@@ -104,30 +105,46 @@ class Upsert:
     columns' types (a decimal may be its text). The keys must be distinct.
     """
 
-    __slots__ = ("_cells", "_newest_at", "keys", "rows", "spec")
+    __slots__ = ("_cell_rows", "_columns", "_newest_at", "keys", "rows", "spec")
 
     def __init__(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         names = spec.columns
-        self._setup(spec, rows, [[row[name] for name in names] for row in rows])
+        cells = [[row[name] for name in names] for row in rows]
+        self._setup(spec, rows, [tuple(row[: len(spec.key)]) for row in cells])
+        self._cell_rows: list[list[Any]] | None = cells
 
     @classmethod
-    def of_columns(cls, spec: UpsertSpec, columns: Sequence[Sequence[Any]]) -> Upsert:
+    def of_columns(cls, spec: UpsertSpec, columns: Sequence[list[Any]]) -> Upsert:
         """The rows given a column at a time, in `spec.columns` order (no `newest` guard)."""
         if spec.newest is not None:
             raise ValueError(f"{spec.table.name}: an upsert with a newest guard needs its rows")
         upsert = cls.__new__(cls)
-        upsert._setup(spec, (), [list(cells) for cells in zip(*columns, strict=True)])
+        upsert._setup(spec, (), list(zip(*columns[: len(spec.key)], strict=True)))
+        upsert._cell_rows, upsert._columns = None, columns
         return upsert
 
-    def _setup(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], cells: list[list[Any]]) -> None:
+    def _setup(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]], keys: list[Key]) -> None:
         self.spec = spec
         self.rows = rows
-        width = len(spec.key)
-        self.keys = [tuple(row[:width]) for row in cells]
+        self.keys = keys
         if len(set(self.keys)) != len(self.keys):
             raise ValueError(f"{spec.table.name}: the same key twice in one upsert")
-        self._cells = cells
+        self._columns: Sequence[list[Any]] | None = None
         self._newest_at = None if spec.newest is None else spec.looked_up.index(spec.newest)
+
+    @property
+    def _cells(self) -> list[list[Any]]:
+        """The rows' cells, a row at a time."""
+        if self._cell_rows is None:
+            assert self._columns is not None
+            self._cell_rows = [list(cells) for cells in zip(*self._columns, strict=True)]
+        return self._cell_rows
+
+    def _driver_rows(self, dialect: Dialect, tail: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """`_processed` rows (a column at a time when the rows were given so)."""
+        if self._columns is not None:
+            return _processed_columns(dialect, self.spec, self._columns, tail)
+        return _processed(dialect, self.spec, self._cells, tail)
 
     def run(self, conn: Connection, now: datetime) -> list[Stored]:
         """Write the rows in the open transaction; what became of each, in order."""
@@ -142,9 +159,11 @@ class Upsert:
         if conn.dialect.name == "sqlite" and self.keys:
             spec = self.spec
             stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
-            rows = _processed(conn.dialect, spec, self._cells, (stamp,))
+            rows = self._driver_rows(conn.dialect, (stamp,))
             created = _insert_new(conn, spec, rows)
-            if created is not None and len(created) == len(self.keys):  # every row is new
+            if isinstance(created, range):  # every row is new
+                return ["created"] * len(self.keys), list(map(str, created))
+            if created is not None and len(created) == len(self.keys):
                 return ["created"] * len(self.keys), [str(created[key]) for key in self.keys]
             stored = self._settled_sqlite(conn, rows, stamp, created)
         else:
@@ -170,16 +189,18 @@ class Upsert:
         largest before is ours); the others as `_merge_sqlite` merges them."""
         spec = self.spec
         stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
-        rows = _processed(conn.dialect, spec, self._cells, (stamp,))
+        rows = self._driver_rows(conn.dialect, (stamp,))
         if spec.read or spec.newest is not None:
             return self._merge_sqlite(conn, list(range(len(rows))), rows)
         return self._settled_sqlite(conn, rows, stamp, _insert_new(conn, spec, rows))
 
     def _settled_sqlite(
-        self, conn: Connection, rows: list[tuple[Any, ...]], stamp: Any, created: dict[Key, int] | None
+        self, conn: Connection, rows: list[tuple[Any, ...]], stamp: Any, created: _Created
     ) -> list[Stored]:
         """What became of each row once `_insert_new` inserted the new ones (`created`: their
         ids, or None when it could not tell): the others merged."""
+        if isinstance(created, range):
+            created = dict(zip(self.keys, created, strict=True))
         if created is None:  # (ids past 2**63 - 1: SQLite picks them at random) told by the time stamp
             created = _created_at(conn, self.spec, self.keys, stamp)
         rest = [i for i, key in enumerate(self.keys) if key not in created]
@@ -289,15 +310,27 @@ def _sqlite_lookup(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> I
                 yield values
 
 
-def _insert_new(conn: Connection, spec: UpsertSpec, rows: list[tuple[Any, ...]]) -> dict[Key, int] | None:
-    """SQLite: insert the rows whose key is not stored yet; their ids by key, or None when the
-    rows above the largest id before are not just the ones inserted."""
+# What `_insert_new` tells of the ids of the rows it inserted.
+_Created = dict[Key, int] | range | None
+# SQLite gives a new row the largest id so far plus one, below this; past it, one at random.
+_LARGEST_ID = 2**63 - 1
+
+
+def _insert_new(conn: Connection, spec: UpsertSpec, rows: list[tuple[Any, ...]]) -> _Created:
+    """SQLite: insert the rows whose key is not stored yet; their ids: a range when every row
+    was new (each took the largest id so far plus one, in the rows' order: the write lock is
+    held), else by key, or None when the rows above the largest id before are not just the
+    ones inserted."""
     table, width = spec.table.name, len(spec.key)
     cursor = conn.connection.cursor()
     try:
         top = cursor.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
         cursor.executemany(_insert_statement(spec), rows)
         inserted = cursor.rowcount
+        if inserted == len(rows) and top + inserted < _LARGEST_ID:
+            found = cursor.execute(f"SELECT count(*), min(id), max(id) FROM {table} WHERE id > ?", (top,))
+            if tuple(found.fetchone()) == (inserted, top + 1, top + inserted):
+                return range(top + 1, top + inserted + 1)
         found = cursor.execute(
             f"SELECT id, {', '.join(spec.key)} FROM {table} WHERE id > ?", (top,)
         ).fetchall()
@@ -365,18 +398,24 @@ def _result_steps(dialect: Dialect, spec: UpsertSpec) -> list[tuple[int, _Proces
     return steps
 
 
-def _processed(
-    dialect: Dialect, spec: UpsertSpec, cells: list[list[Any]], tail: tuple[Any, ...] = ()
-) -> list[tuple[Any, ...]]:
-    """Each row's cells as the driver takes them, then `tail`: each column type's bind
-    processing (a date as text on SQLite, a UTC timestamp naive), only for the columns that
-    have one."""
+def _steps(dialect: Dialect, spec: UpsertSpec) -> list[tuple[int, _Processor]]:
+    """The columns (by position in `spec.columns`) whose type processes a value to bind."""
     steps = _PROCESSORS.get((dialect.name, spec))
     if steps is None:
         named = enumerate(spec.columns)
         steps = _PROCESSORS[(dialect.name, spec)] = [
             (i, process) for i, name in named if (process := _bind(dialect, spec.table, name)) is not None
         ]
+    return steps
+
+
+def _processed(
+    dialect: Dialect, spec: UpsertSpec, cells: list[list[Any]], tail: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """Each row's cells as the driver takes them, then `tail`: each column type's bind
+    processing (a date as text on SQLite, a UTC timestamp naive), only for the columns that
+    have one."""
+    steps = _steps(dialect, spec)
     if not steps:
         return [(*row, *tail) for row in cells]
     out = []
@@ -388,6 +427,17 @@ def _processed(
                 values[i] = process(value)
         out.append(tuple(values))
     return out
+
+
+def _processed_columns(
+    dialect: Dialect, spec: UpsertSpec, columns: Sequence[list[Any]], tail: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """`_processed` of rows given a column at a time: each processing column's values mapped."""
+    processed = list(columns)
+    for i, process in _steps(dialect, spec):
+        processed[i] = [None if value is None else process(value) for value in columns[i]]
+    count = len(columns[0]) if columns else 0
+    return list(zip(*processed, *(repeat(value, count) for value in tail), strict=True))
 
 
 def _bind(dialect: Dialect, table: Table, name: str) -> _Processor | None:
@@ -496,7 +546,7 @@ class UpsertType(BatchType):
         if columns is None or self.target.newest is not None:
             raise NotImplementedError(f"{self.name}: rows are not the model's fields")
         picked = None if len(valid) == len(chunk) else pa.array(valid, pa.int64())
-        cells = [
+        cells: list[list[Any]] = [
             [ctx.account_id] * len(valid)
             if name == "account_id"
             else (chunk.data[name] if picked is None else chunk.data[name].take(picked)).to_pylist()
