@@ -259,6 +259,11 @@ class ColumnChunk:
             dict.fromkeys(k for k, e in zip(column, self.errors, strict=True) if not e and k is not None)
         )
 
+    def repeats_keys(self) -> bool:
+        """Whether two valid records have the same key (hot: no loop in Python)."""
+        keyed = self.data[self.key].filter(pa.array([not e for e in self.errors], pa.bool_())).drop_null()
+        return bool(pc.count_distinct(keyed).as_py() != len(keyed))
+
     def mark_duplicates(self, fresh: set[str]) -> bool:
         """Refuse (DUPLICATE_KEY) each valid record whose key the batch saw before (`fresh`
         lacks it) or an earlier record of this chunk has; whether any was."""

@@ -435,7 +435,8 @@ def _store_columns(
 ) -> None:
     """`_store_chunk` of a chunk in column form (its type keeps the default `check`)."""
     keys = chunk.keys()
-    chunk.mark_duplicates(set(keys))  # duplicates within the chunk
+    if chunk.repeats_keys():  # duplicates within the chunk
+        chunk.mark_duplicates(set(keys))
     encoded = chunk.encode()
     with rt.db.write() as conn:
         fresh = repo.claim_keys(conn, claim.batch_id, keys)
