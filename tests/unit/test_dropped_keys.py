@@ -1,5 +1,7 @@
 """The keys a batch's staging claimed (to find duplicates) are deleted once every record is
-staged, a slice per transaction, and none is left behind. Through the core on SQLite."""
+staged (after the batch is past validation), a slice per transaction, and none is left
+behind: what a stopped deletion leaves, a worker's sweep deletes, never the keys of a batch
+still being validated. Through the core on SQLite."""
 
 from __future__ import annotations
 
@@ -8,15 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.worker import Worker
 from loadbay.db import repository
-from loadbay.db.tables import batch_keys
-from loadbay.domain.models import NewBatch
+from loadbay.db.repository import Slice
+from loadbay.db.tables import batch_keys, batches
+from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.types import default_registry
 
 
@@ -51,3 +54,51 @@ def test_no_key_is_left_after_validation(
     assert done.status == ("completed" if process == "auto" else "validated"), done
     assert (done.counts.valid, done.counts.invalid) == (120, 1), done.counts
     assert keys_left(service, batch.id) == 0
+
+
+def imported(service: BatchService, name: str) -> tuple[Account, Batch, Worker]:
+    account, _ = service.create_account(name)
+    items = [{"customer_number": f"C{i}", "name": f"Customer {i}"} for i in range(30)]
+    batch, _ = service.create(account, NewBatch("billing.customer"), items=items, submit=True)
+    return account, batch, Worker(service.rt, "test", threading.Event(), threading.Event())
+
+
+def test_keys_a_stopped_deletion_left_are_swept(
+    service: BatchService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository, "_DELETE_SLICE", 7)
+    deleted = repository.delete_some_keys
+    calls = 0
+
+    def stops_after_one_slice(conn: object, batch_id: int, after: Slice | None = None) -> Slice | None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("the worker stopped here")
+        return deleted(conn, batch_id, after)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(repository, "delete_some_keys", stops_after_one_slice)
+    account, batch, worker = imported(service, "acme")
+    worker._next_staging_sweep = float("inf")  # (a worker's first sweep comes at once)
+    while worker.run_once():
+        pass
+    assert service.get(account, batch.id).status == "completed"
+    assert keys_left(service, batch.id) == 30 - 7  # the slice before the stop was deleted
+    monkeypatch.setattr(repository, "delete_some_keys", deleted)
+    worker._next_staging_sweep = 0.0  # a minute later
+    assert worker.run_once()
+    assert keys_left(service, batch.id) == 0
+    assert not worker.run_once()  # nothing left to sweep
+
+
+def test_the_sweep_leaves_the_keys_of_a_batch_being_validated(service: BatchService) -> None:
+    account, batch, worker = imported(service, "acme")
+    with service.rt.db.write() as conn:
+        validating = batches.update().where(batches.c.id == batch.id).values(status="validating")
+        conn.execute(validating)
+        conn.execute(insert(batch_keys), [{"batch_id": batch.id, "key": f"C{i}"} for i in range(5)])
+    with service.rt.db.read() as conn:
+        assert repository.staging_left(conn) == []
+    worker._next_staging_sweep = 0.0
+    worker._drop_left_staging()
+    assert keys_left(service, batch.id) == 5

@@ -155,7 +155,7 @@ def _start(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> tuple[int
     then it resumes after its last staged chunk."""
     resume = (0, 0)
     if claim.takeover and not batch.apply_early:
-        _drop_staging(rt, claim, batch.id)  # the bulk of `_reset_staging`, without the batch row locked
+        drop_staging(rt, batch.id, claim)  # the bulk of `_reset_staging`, without the batch row locked
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
         detail = f"attempt {claim.attempt}"
@@ -473,12 +473,10 @@ def _check_lease(conn: Connection, claim: queue.ValidationClaim, rt: Runtime) ->
 
 
 def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, warnings: list[str]) -> None:
-    _drop_staging(rt, claim, batch.id)
+    """The batch is validated (its chunks apply), then the keys and shares its staging kept
+    are deleted: once it is past validation nothing reads them, and deleting a million keys
+    takes a second or more, which its records need not wait for."""
     with rt.db.write() as conn:
-        # what `_drop_staging` left (it walks the index entries of the rows deleted, which
-        # takes a while for millions): before the lease check locks the batch row
-        repo.delete_keys(conn, batch.id)
-        repo.delete_shares(conn, batch.id)
         _check_lease(conn, claim, rt)
         fresh = repo.get_batch(conn, None, batch.id)
         assert fresh is not None
@@ -491,24 +489,40 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
         )
         webhooks.announce(conn, batch.id)
         settle.complete_if_done(conn, batch.id)
+    try:
+        drop_staging(rt, batch.id)
+    except Exception:  # (the batch is past validation: a worker's sweep deletes what is left)
+        log.warning("batch %s: its staging keys are left for a later sweep", batch.id, exc_info=True)
 
 
-def _drop_staging(rt: Runtime, claim: queue.ValidationClaim, batch_id: int) -> None:
-    """Delete the keys and the shares the batch's staging kept (every record is staged, or
-    the staging starts again): a slice per transaction, so SQLite's write lock is not held
-    for all of them at once (1M keys: about a second), and the lease checked last in each,
-    so the batch row that every settle of its chunks needs is locked only just before the
-    commit. Safe to stop half-way: an attempt that takes over either starts the staging
-    again from nothing or resumes with nothing left to stage, and `_finish_validation`
-    deletes any key still left in its own transaction."""
+def drop_staging(rt: Runtime, batch_id: int, claim: queue.ValidationClaim | None = None) -> None:
+    """Delete the keys and the shares the batch's staging kept, a slice per transaction
+    (SQLite's write lock is not held for all of them at once: 1M keys, about a second).
+
+    For a batch past validation, safe to stop half-way: `drop_left_staging` finds what is
+    left. For one being validated again (`claim` given, its lease checked last in each slice,
+    so the batch row is locked only just before each commit): the attempt that takes over
+    starts the staging again from nothing."""
     for delete_some in (repo.delete_some_keys, repo.delete_some_shares):
         after: repo.Slice | None = None
         while True:
             with rt.db.write() as conn:
                 after = delete_some(conn, batch_id, after)
-                _check_lease(conn, claim, rt)
+                if claim is not None:
+                    _check_lease(conn, claim, rt)
             if after is None:
                 break
+
+
+def drop_left_staging(rt: Runtime) -> bool:
+    """`drop_staging` of every batch past validation whose keys or shares are left (its
+    worker stopped while it deleted them); whether there was one."""
+    with rt.db.read() as conn:
+        left = repo.staging_left(conn)
+    for batch_id in left:
+        log.info("batch %s: deleting the staging keys a stopped worker left", batch_id)
+        drop_staging(rt, batch_id)
+    return bool(left)
 
 
 def _fail(rt: Runtime, claim: queue.ValidationClaim, code: str, message: str) -> None:

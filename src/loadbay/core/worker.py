@@ -27,6 +27,8 @@ __all__ = ["Worker", "WorkerPool"]
 
 log = logging.getLogger(__name__)
 
+_STAGING_SWEEP_EVERY = 60.0  # seconds
+
 
 class Worker:
     """Claims and runs one piece of work at a time until stopped."""
@@ -40,6 +42,7 @@ class Worker:
         self._next_takeover = 0.0  # (time.monotonic) when to look for a validation to take over
         self._next_delivery = 0.0  # (time.monotonic) when a webhook may go before batch work again
         self._sweeper = files.Sweeper(rt)
+        self._next_staging_sweep = 0.0  # (time.monotonic) when to look for staging left behind
 
     def run(self) -> None:
         while not self._stop.is_set():
@@ -65,7 +68,16 @@ class Worker:
             or delivery.deliver_next(self.rt)
             or files.store_next_results(self.rt, self.owner)
             or self._sweeper.run_if_due()
+            or self._drop_left_staging()
         )
+
+    def _drop_left_staging(self) -> bool:
+        """Delete what the staging of batches past validation left (see
+        `processing.drop_left_staging`): at most once a minute, when there is no other work."""
+        if time.monotonic() < self._next_staging_sweep:
+            return False
+        self._next_staging_sweep = time.monotonic() + _STAGING_SWEEP_EVERY
+        return processing.drop_left_staging(self.rt)
 
     def _take_over(self) -> bool:
         """Take over a validation whose worker's lease expired before applying any chunk: its

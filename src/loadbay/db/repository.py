@@ -84,6 +84,7 @@ __all__ = [
     "results_stored",
     "results_wanted",
     "seen_keys",
+    "staging_left",
     "set_item_counts",
     "set_status",
     "shares_of",
@@ -424,6 +425,24 @@ def delete_keys(conn: Connection, batch_id: int) -> None:
 def delete_some_keys(conn: Connection, batch_id: int, after: Slice | None = None) -> Slice | None:
     """Delete the batch's next slice of keys (see `_delete_slice`); None when none is left."""
     return _delete_slice(conn, batch_keys, batch_id, after)
+
+
+def staging_left(conn: Connection) -> list[int]:
+    """The batches past validation that still have keys or shares kept (a worker stopped
+    while it deleted them): one seek of each table's primary key per batch that has any."""
+    found: set[int] = set()
+    for table in (batch_keys, child_shares):
+        after: int | None = 0
+        while after is not None:
+            query = select(table.c.batch_id).where(table.c.batch_id > after).order_by(table.c.batch_id)
+            after = conn.execute(query.limit(1)).scalar()
+            if after is not None:
+                found.add(after)
+    if not found:
+        return []
+    staging = [Status.OPEN, Status.QUEUED, Status.VALIDATING]
+    query = select(batches.c.id).where(batches.c.id.in_(sorted(found)), batches.c.status.not_in(staging))
+    return sorted(conn.execute(query).scalars())
 
 
 Slice = tuple[Any, ...]  # where a sliced delete got to: the last deleted row's key after batch_id
