@@ -37,7 +37,7 @@ from loadbay.domain.models import Account, Batch
 from loadbay.errors import InvalidInput
 from loadbay.http.auth import signed
 from loadbay.http.bodies import LimitedRoute, streams_files
-from loadbay.http.deps import current_account, service_of
+from loadbay.http.deps import current_account, the_service
 from loadbay.http.docs import keyed
 from loadbay.http.problems import problem_responses
 from loadbay.http.streaming import receive
@@ -46,7 +46,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["batches"], route_class=LimitedRoute)
 
-Service = Annotated[BatchService, Depends(service_of)]
+Service = Annotated[BatchService, Depends(the_service)]
 Caller = Annotated[Account, Depends(keyed(current_account))]
 
 # What each operation answers besides its result, as problems (http.problems). Every

@@ -15,7 +15,7 @@ from loadbay.core.webhooks import EndpointChanges, Webhooks
 from loadbay.domain.models import Account
 from loadbay.domain.webhooks import Delivery, Endpoint
 from loadbay.http.bodies import LimitedRoute
-from loadbay.http.deps import current_account, service_of
+from loadbay.http.deps import current_account, the_service
 from loadbay.http.docs import keyed
 from loadbay.http.problems import problem_responses
 
@@ -31,7 +31,7 @@ Url = Annotated[
 Description = Annotated[Text, Field(max_length=500)]
 
 
-def _webhooks(service: Annotated[BatchService, Depends(service_of)]) -> Webhooks:
+async def _webhooks(service: Annotated[BatchService, Depends(the_service)]) -> Webhooks:
     return service.webhooks
 
 

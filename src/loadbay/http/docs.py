@@ -14,7 +14,7 @@ UI's Authorize button sends the key with "Try it out".
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Annotated, Any
 
@@ -25,7 +25,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from fastapi.staticfiles import StaticFiles
 
 from loadbay.domain.models import Account
-from loadbay.http.auth import Authenticator
+from loadbay.http.auth import Authenticator, authenticated
 
 __all__ = ["API_KEY", "BEARER", "DOCS_ASSETS", "PAGE_POLICY", "documented_app", "keyed"]
 
@@ -99,16 +99,16 @@ def _confined(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
-def keyed(authenticate: Authenticator) -> Callable[..., Account]:
+def keyed(authenticate: Authenticator) -> Callable[..., Awaitable[Account]]:
     """`authenticate` as a route dependency whose operations the OpenAPI document marks as
     taking the API key (Bearer or X-Api-Key). The key is still read, and refused, by
     `authenticate` alone: the schemes only describe it."""
 
-    def caller(
+    async def caller(
         request: Request,
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
         _api_key: Annotated[str | None, Security(API_KEY)],
     ) -> Account:
-        return authenticate(request)
+        return await authenticated(request, authenticate)
 
     return caller

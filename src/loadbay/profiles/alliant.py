@@ -56,7 +56,7 @@ from loadbay.profiles.common import (
     any_case_paths,
     caller,
     profile_app,
-    service_of,
+    the_service,
     whole_number,
 )
 from loadbay.readers import unstorable
@@ -223,7 +223,7 @@ def _bad_query(name: str, message: str) -> RequestValidationError:
     )
 
 
-Service = Annotated[BatchService, Depends(service_of)]
+Service = Annotated[BatchService, Depends(the_service)]
 Caller = Annotated[Account, Depends(caller)]
 TypeName = Annotated[str, Depends(_type)]
 BatchId = Annotated[int, Depends(_batch_id)]

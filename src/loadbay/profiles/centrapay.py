@@ -33,7 +33,7 @@ from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
 from loadbay.http.bodies import LimitedRoute
 from loadbay.http.problems import http_status, install_error_handlers
-from loadbay.profiles.common import UnknownKey, caller, profile_app, service_of
+from loadbay.profiles.common import UnknownKey, caller, profile_app, the_service
 from loadbay.readers import unstorable
 
 __all__ = ["PREFIX", "TYPES", "build"]
@@ -100,7 +100,7 @@ class BatchOut(BaseModel):
 # routes ---------------------------------------------------------------------------
 
 
-Service = Annotated[BatchService, Depends(service_of)]
+Service = Annotated[BatchService, Depends(the_service)]
 Caller = Annotated[Account, Depends(caller)]
 
 router = APIRouter(tags=["centrapay"], route_class=LimitedRoute)

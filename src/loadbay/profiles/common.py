@@ -15,7 +15,7 @@ from loadbay.domain.models import Account
 from loadbay.errors import Unauthorized
 from loadbay.http.auth import Authenticator, api_key, once_per_request, use_authenticator
 from loadbay.http.bodies import LimitedRoute
-from loadbay.http.deps import service_of
+from loadbay.http.deps import service_of, the_service
 from loadbay.http.docs import documented_app
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "caller",
     "profile_app",
     "service_of",
+    "the_service",
     "whole_number",
 ]
 

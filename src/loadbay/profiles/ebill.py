@@ -74,7 +74,7 @@ from loadbay.http.auth import signed
 from loadbay.http.bodies import LimitedRoute, streams_files
 from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
-from loadbay.profiles.common import account_of, profile_app, service_of
+from loadbay.profiles.common import account_of, profile_app, the_service
 from loadbay.readers import format_for_content_type, unstorable
 from loadbay.xmlsafe import parse_xml
 
@@ -488,7 +488,7 @@ async def _body(request: Request) -> bytes:
 
 
 Caller = Annotated[Account, Depends(account_of)]
-Service = Annotated[BatchService, Depends(service_of)]
+Service = Annotated[BatchService, Depends(the_service)]
 Body = Annotated[bytes, Depends(_body)]
 
 router = APIRouter(tags=["ebill"], route_class=LimitedRoute)
