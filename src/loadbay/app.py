@@ -29,6 +29,10 @@ from loadbay.types import default_registry
 
 __all__ = ["create_app"]
 
+# Requests whose work runs in threads run at most this many at once (Starlette's thread
+# pool: anyio's default limiter).
+_REQUEST_THREADS = 40
+
 
 def create_app(
     settings: Settings | None = None,
@@ -40,7 +44,9 @@ def create_app(
     """Build the app (connecting and migrating now); `workers` worker threads and the worker
     `processes` start with the app and stop with it, and a submit wakes them all."""
     settings = settings or Settings()
-    rt = Runtime.build(settings, default_registry(), base_url=base_url or settings.base_url())
+    readers = _REQUEST_THREADS + workers
+    base_url = base_url or settings.base_url()
+    rt = Runtime.build(settings, default_registry(), base_url=base_url, readers=readers)
     pool = WorkerPool(rt, workers)
     processes = processes if processes is not None else WorkerProcesses(0)
     app = documented_app("loadbay", version=__version__, lifespan=_lifespan(pool, processes))

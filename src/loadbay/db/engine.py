@@ -35,11 +35,17 @@ __all__ = ["Database", "is_interruption", "migrate", "schema_revisions"]
 class Database:
     """One engine plus the two kinds of transaction loadbay uses."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, lock_timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, lock_timeout: float = 10.0, readers: int = 0
+    ) -> None:
+        """`readers`: how many threads may use the database at once (an API server's request
+        threads). On SQLite the pool keeps that many connections: past the pool, every
+        request opened and closed one of its own (four PRAGMAs and a checkpoint each); a
+        PostgreSQL server limits its connections, so its pool stays `pool_size`."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url, pool_size)
+            self.engine = _sqlite_engine(url, max(pool_size, readers))
         else:
             self.engine = _pg_engine(url, pool_size, lock_timeout)
 

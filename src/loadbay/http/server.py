@@ -16,6 +16,7 @@ answered 400 past it, and `GuardedH11Protocol` adds the timeouts the server lack
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -124,6 +125,7 @@ def guarded_protocol(settings: Settings) -> type[GuardedH11Protocol]:
 
 def run(app: Any, host: str, port: int, settings: Settings) -> None:
     """Serve `app` until stopped, with the request limits of `settings`."""
+    _fewer_collections()
     uvicorn.run(
         app,
         host=host,
@@ -132,3 +134,13 @@ def run(app: Any, host: str, port: int, settings: Settings) -> None:
         h11_max_incomplete_event_size=settings.max_head_bytes,
         log_level="info",
     )
+
+
+def _fewer_collections() -> None:
+    """Python's cycle collector in a server process: what startup made (routes, models,
+    schemas: most of the heap) is left out of its passes, and it runs less often. With 50
+    clients polling a batch's status during a 1M import, its full passes made the slowest
+    answers slower (p99 ~190 -> 130 ms)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 1_000)
