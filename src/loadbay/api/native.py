@@ -150,7 +150,8 @@ def list_batches(
 
 @router.get("/batches/{batch_id}", response_model=BatchOut, responses=problem_responses(400, 401, 404, 503))
 def get_batch(batch_id: int, service: Service, account: Caller) -> BatchOut:
-    return _out(service, service.get(account, batch_id))
+    batch, progress = service.get_with_progress(account, batch_id)
+    return BatchOut.of(batch, progress)
 
 
 @router.put(

@@ -263,16 +263,16 @@ class BatchService:
     def progress(self, batches: Sequence[Batch]) -> dict[int, Progress]:
         """Each batch's progress, by id (see core.progress); one read for them all, none for
         final batches."""
-        counting = [b.id for b in batches if b.status in (Status.OPEN, Status.QUEUED, Status.VALIDATING)]
-        moving = [b.id for b in batches if b.status in (Status.VALIDATING, Status.PROCESSING)]
-        totals: dict[int, int] = {}
-        stages: dict[int, dict[str, Any]] = {}
-        if counting or moving:
-            with self.rt.db.read() as conn:
-                totals = repo.input_totals(conn, counting) if counting else {}
-                stages = repo.latest_events(conn, moving, STAGE_EVENTS) if moving else {}
-        now = repo.now()
-        return {b.id: progress(b, totals.get(b.id), stages.get(b.id, {}), now) for b in batches}
+        if not any(_moves(b) for b in batches):
+            return _progress(None, batches)
+        with self.rt.db.read() as conn:
+            return _progress(conn, batches)
+
+    def get_with_progress(self, account: Account, batch_id: int) -> tuple[Batch, Progress]:
+        """`get` and its `progress`, in one read (what a status poll asks for)."""
+        with self.rt.db.read() as conn:
+            batch = self._get(conn, account, batch_id)
+            return batch, _progress(conn, [batch])[batch.id]
 
     def children(self, account: Account, batch_id: int) -> list[Batch]:
         with self.rt.db.read() as conn:
@@ -626,6 +626,24 @@ def _batch_of_results_key(key: str) -> int:
     if len(parts) != 3 or parts[0] != "batches" or parts[2] != files.RESULTS_FILE or not parts[1].isdigit():
         raise NotFound("no such result file")
     return int(parts[1])
+
+
+def _moves(batch: Batch) -> bool:
+    """Whether the batch's progress needs a read (it is not final, nor merely validated)."""
+    return batch.status in (Status.OPEN, Status.QUEUED, Status.VALIDATING, Status.PROCESSING)
+
+
+def _progress(conn: Connection | None, batches: Sequence[Batch]) -> dict[int, Progress]:
+    """`BatchService.progress`, read in `conn` (None: no batch needs a read)."""
+    counting = [b.id for b in batches if b.status in (Status.OPEN, Status.QUEUED, Status.VALIDATING)]
+    moving = [b.id for b in batches if b.status in (Status.VALIDATING, Status.PROCESSING)]
+    totals: dict[int, int] = {}
+    stages: dict[int, dict[str, Any]] = {}
+    if conn is not None:
+        totals = repo.input_totals(conn, counting) if counting else {}
+        stages = repo.latest_events(conn, moving, STAGE_EVENTS) if moving else {}
+    now = repo.now()
+    return {b.id: progress(b, totals.get(b.id), stages.get(b.id, {}), now) for b in batches}
 
 
 def _of_types(batch: Batch, types: Collection[str] | None, name: object) -> Batch:
