@@ -4,6 +4,7 @@ row, the spec's options, and a chunk's statements (a few, never one per row)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -23,8 +24,10 @@ from sqlalchemy import (
     select,
 )
 
+from loadbay.core.types import ApplyContext
 from loadbay.db.tables import UTCDateTime
 from loadbay.domain.records import Action
+from loadbay.types.billing import CustomerType
 from loadbay.types.upsert import Stored, Upsert, UpsertSpec, find
 
 metadata = MetaData()
@@ -175,3 +178,23 @@ def test_a_chunk_takes_a_few_statements_not_one_per_row(conn: Connection) -> Non
     statements.clear()
     run(conn, PLAIN, *(thing(f"n{i}", colour="blue" if i % 2 else "red") for i in range(1200)))
     assert created <= 5 and len(statements) <= 7, (created, len(statements))
+
+
+# A type whose rows the default row() cannot make is refused when its class is defined,
+# not when its first batch is applied.
+
+
+def test_a_type_with_a_column_no_field_gives_must_define_row() -> None:
+    with pytest.raises(TypeError, match="define row"):
+
+        class _Nicknamed(CustomerType):  # (no column rules: the record path)
+            column_rules = None
+            target = replace(CustomerType.target, on_create=("nickname",))
+
+
+def test_a_type_on_the_column_path_must_make_its_rows_from_its_fields() -> None:
+    with pytest.raises(TypeError, match="declares column_rules"):
+
+        class _Rewritten(CustomerType):
+            def row(self, ctx: ApplyContext, data: Any) -> dict[str, Any]:
+                return {**super().row(ctx, data), "name": "someone else"}

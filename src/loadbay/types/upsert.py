@@ -520,12 +520,26 @@ class UpsertType(BatchType):
 
     target: ClassVar[UpsertSpec]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a type whose rows the default `row` cannot make (a target column that is
+        neither the account's id nor a field of the model) unless it defines `row`, and a
+        type on the column path whose rows are not its model's fields or that has a
+        `newest` guard."""
+        super().__init_subclass__(**kwargs)
+        if not hasattr(cls, "target") or not hasattr(cls, "model"):
+            return  # (a base for other types)
+        if cls.row is UpsertType.row and _row_columns(cls) is None:
+            raise TypeError(f"{cls.__qualname__}: its rows are not its model's fields; define row()")
+        if cls.column_rules is not None and (_row_columns(cls) is None or cls.target.newest is not None):
+            raise TypeError(
+                f"{cls.__qualname__} declares column_rules, but its rows are not its model's "
+                "fields as the default row() makes them, or its target has a newest guard"
+            )
+
     def row(self, ctx: ApplyContext, data: Mapping[str, Any]) -> dict[str, Any]:
         """The row a valid record's values become: key columns, fields, `on_create` columns.
         By default the account's id and the model's fields as they are (absent: None); a type
         that writes anything else overrides it, and cannot take the column path."""
-        if self.row_from_fields is None:
-            raise NotImplementedError(f"{self.name}: rows are not the model's fields; define row()")
         row: dict[str, Any] = {name: data.get(name) for name in self.model.model_fields}
         row["account_id"] = ctx.account_id
         return row
@@ -534,17 +548,13 @@ class UpsertType(BatchType):
     def row_from_fields(self) -> tuple[str, ...] | None:
         """The target's columns when each is the account's id or a field of the model, as the
         default `row` makes them; else None."""
-        fields = set(self.model.model_fields)
-        columns = self.target.columns
-        if type(self).row is not UpsertType.row or not set(columns) <= fields | {"account_id"}:
-            return None
-        return columns
+        return _row_columns(type(self))
 
     def prepare_columns(self, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int]) -> Upsert:
-        """The valid records' rows, a column at a time (the default `row`, from the data columns)."""
+        """The valid records' rows, a column at a time (the default `row`, from the data
+        columns: a type on the column path has such rows, see `__init_subclass__`)."""
         columns = self.row_from_fields
-        if columns is None or self.target.newest is not None:
-            raise NotImplementedError(f"{self.name}: rows are not the model's fields")
+        assert columns is not None
         picked = None if len(valid) == len(chunk) else pa.array(valid, pa.int64())
         cells: list[list[Any]] = [
             [ctx.account_id] * len(valid)
@@ -591,3 +601,13 @@ class UpsertType(BatchType):
         if stored.action is Action.SKIPPED and stored.before is not None:
             note = self.skipped(row, stored.before)
         return Applied(index, stored.action, str(stored.id), note=note)
+
+
+def _row_columns(cls: type[UpsertType]) -> tuple[str, ...] | None:
+    """The target's columns when the default `row` makes them (each is the account's id or
+    a field of the model, and `row` is not overridden); else None."""
+    fields = set(cls.model.model_fields)
+    columns = cls.target.columns
+    if cls.row is not UpsertType.row or not set(columns) <= fields | {"account_id"}:
+        return None
+    return columns
