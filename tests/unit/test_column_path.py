@@ -30,7 +30,7 @@ from loadbay.config import Settings
 from loadbay.core.columns import MARK, ColumnChunk, records_to_columns, stage_columns
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
-from loadbay.core.types import TypeRegistry
+from loadbay.core.types import BatchType, TypeRegistry
 from loadbay.core.worker import Worker
 from loadbay.db.engine import migrate
 from loadbay.domain.models import Account, NewBatch
@@ -343,3 +343,28 @@ def test_a_record_the_database_refuses_fails_alone_on_both_paths(tmp_path: Path)
     failed = [r for r in seen["records"] if r[3] == "failed"]
     assert [(r[1], r[6][0].code) for r in failed] == [("C3", "APPLY_ERROR")]
     assert "failed,,,APPLY_ERROR" in seen["results"]
+
+
+class ColumnsAppliedTheRecordWay(CustomerType):
+    """billing.customer on the column path, its chunks applied by BatchType's default
+    `apply_columns` (the record way) instead of UpsertType's."""
+
+    column_rules = CustomerType.column_rules
+    prepare_columns = BatchType.prepare_columns
+    apply_columns = BatchType.apply_columns
+
+
+def test_a_type_that_does_not_write_from_columns_applies_them_the_record_way(tmp_path: Path) -> None:
+    columns = Side(tmp_path / "columns", ColumnsAppliedTheRecordWay())
+    records = Side(tmp_path / "records", RecordPathCustomers())
+    first = b"customer_number,name,email\r\nC1,Ada,ada@example.com\r\nC2,Bob,bob@example\r\nC1,Again,\r\n"
+    second = b"customer_number,name,balance\r\nC1,Ada,1.50\r\nC3,Cy,x\r\nC4,Di,-2\r\n"
+    try:
+        for data in (first, second):
+            seen = columns.run(columns.account(f"a{len(data)}"), data, "text/csv")
+            assert seen == records.run(records.account(f"a{len(data)}"), data, "text/csv")
+            assert "columns" in columns.forms()
+        assert seen["counts"].succeeded == 2, seen["counts"]
+    finally:
+        columns.rt.close()
+        records.rt.close()

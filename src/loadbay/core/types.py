@@ -134,8 +134,13 @@ class BatchType(ABC):
         self, conn: Connection, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int], prepared: Any
     ) -> ColumnApplied:
         """`apply_prepared` of a chunk in column form: its valid records (positions `valid`),
-        given what `prepare_columns` made of them; what became of each, in order."""
-        raise NotImplementedError(f"{self.name} does not apply chunks in column form")
+        given what `prepare_columns` made of them; what became of each, in order. By default
+        the record way (`prepare`, then `apply_prepared`, of the valid records as
+        StagedRecords): a type writes from the columns to be faster (`UpsertType`)."""
+        records = chunk.to_records()
+        staged = [records[i] for i in valid]
+        applied = {a.index: a for a in self.apply_prepared(conn, ctx, staged, self.prepare(ctx, staged))}
+        return ColumnApplied.of([applied[r.index] for r in staged])
 
     def prepare_columns(self, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int]) -> Any:
         """`prepare` of a chunk in column form (before the write transaction)."""
@@ -243,8 +248,6 @@ def _column_plans(cls: type[BatchType]) -> tuple[FieldPlan, ...]:
             f"{cls.__qualname__} declares column_rules but changes {what}: "
             "the column path needs the default check, record_key, external_id and validate"
         )
-    if cls.apply_columns is BatchType.apply_columns:
-        raise TypeError(f"{cls.__qualname__} declares column_rules without apply_columns")
     assert cls.column_rules is not None
     return rules_for(cls.model, cls.column_rules)
 
