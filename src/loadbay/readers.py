@@ -573,7 +573,8 @@ class _CsvSource:
         alone = pc.invert(pc.match_substring(lines, self.delimiter))
         records = len(lines)
         if pc.any(alone).as_py():
-            records -= sum(1 for line in lines.filter(alone).to_pylist() if not _one_cell_row(line))
+            alone_lines = lines.filter(alone).to_pylist()
+            records -= sum(1 for line in alone_lines if not _one_cell_row(line, self.delimiter))
         self.counted += records
         self._skip_lines(len(lines))
         return True
@@ -719,10 +720,10 @@ def _plain_block(data: bytes, delimiter: str, layout: _CsvLayout, *, quoted: boo
     return RowBlock(table.num_rows, columns)
 
 
-def _one_cell_row(line: bytes) -> bool:
+def _one_cell_row(line: bytes, delimiter: str) -> bool:
     """Whether a line without a delimiter (its line end may be left) is a record: csv.reader
     reads an empty line, or a cell of white space, as a blank row."""
-    row = next(csv.reader([line.decode().rstrip("\r\n")]), [])
+    row = next(csv.reader([line.decode().rstrip("\r\n")], delimiter=delimiter), [])
     return bool(row) and not row[0].isspace()
 
 

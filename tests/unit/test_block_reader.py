@@ -112,6 +112,15 @@ def test_odd_files_read_the_same(block_sizes: tuple[int, int], data: bytes) -> N
     assert counted(data, "csv", 1 << 20) == records_read(data, "csv", 1 << 20)
 
 
+def test_a_tsv_line_of_commas_and_spaces_is_a_record() -> None:
+    """In a TSV file a comma is text: `  ,  ` is one cell, not a blank row."""
+    data = b"customer_number\tname\n" + b"C1\tx\n" * 60 + b"  ,  \n" + b"C2\ty\n" * 60
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setattr(readers, "_READ_BYTES", 64)
+        patched.setattr(readers, "_BLOCK_BYTES", 96)
+        assert counted(data, "tsv", 1 << 20) == records_read(data, "tsv", 1 << 20) == ("read", 121)
+
+
 def test_a_plain_file_is_read_a_block_at_a_time() -> None:
     rows = b"".join(b"C%d,Customer %d,c%d@example.com\r\n" % (i, i, i) for i in range(200_000))
     stream = io.BytesIO(b"customer_number,name,email\r\n" + rows)
