@@ -91,10 +91,7 @@ class BatchService:
         if not key:
             raise Unauthorized()
         with self.rt.db.read() as conn:
-            account = repo.account_by_key_hash(conn, hash_key(key))
-        if account is None:
-            raise Unauthorized("unknown API key")
-        return account
+            return _keyed(conn, key)
 
     # batches ---------------------------------------------------------------
 
@@ -268,10 +265,17 @@ class BatchService:
         with self.rt.db.read() as conn:
             return _progress(conn, batches)
 
-    def get_with_progress(self, account: Account, batch_id: int) -> tuple[Batch, Progress]:
-        """`get` and its `progress`, in one read (what a status poll asks for)."""
+    def status(self, key: str | None, batch_id: int) -> tuple[Batch, Progress]:
+        """The batch of the account whose API key this is, and its progress, in one read (the
+        key and the batch in one statement): what a status poll asks for, the API's most
+        frequent request. Unauthorized and NotFound as `authenticate`, then `get`."""
+        if not key:
+            raise Unauthorized()
         with self.rt.db.read() as conn:
-            batch = self._get(conn, account, batch_id)
+            batch = repo.batch_of_key(conn, hash_key(key), batch_id) if _storable_id(batch_id) else None
+            if batch is None:
+                _keyed(conn, key)  # an unknown key is Unauthorized, whatever the batch
+                raise NotFound(f"batch {batch_id} not found")
             return batch, _progress(conn, [batch])[batch.id]
 
     def children(self, account: Account, batch_id: int) -> list[Batch]:
@@ -626,6 +630,14 @@ def _batch_of_results_key(key: str) -> int:
     if len(parts) != 3 or parts[0] != "batches" or parts[2] != files.RESULTS_FILE or not parts[1].isdigit():
         raise NotFound("no such result file")
     return int(parts[1])
+
+
+def _keyed(conn: Connection, key: str) -> Account:
+    """The account whose API key this is (Unauthorized if none)."""
+    account = repo.account_by_key_hash(conn, hash_key(key))
+    if account is None:
+        raise Unauthorized("unknown API key")
+    return account
 
 
 def _moves(batch: Batch) -> bool:

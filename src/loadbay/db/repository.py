@@ -19,6 +19,7 @@ from sqlalchemy import (
     RowMapping,
     Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -52,6 +53,7 @@ __all__ = [
     "add_counts",
     "add_event",
     "batch_by_job_id",
+    "batch_of_key",
     "children",
     "claim_results",
     "confirm_input",
@@ -113,13 +115,19 @@ def insert_key(conn: Connection, account_id: int, key_hash: str, prefix: str) ->
     conn.execute(insert(api_keys).values(values))
 
 
+# The statements of a status request (GET /v1/batches/{id}, which clients poll) are built
+# once, with bound parameters: building one per call, then its cache key and its result's
+# columns, cost more than running it on SQLite.
+
+_ACCOUNT_OF_KEY = (
+    select(accounts.c.id, accounts.c.name, accounts.c.test)
+    .join(api_keys, api_keys.c.account_id == accounts.c.id)
+    .where(api_keys.c.key_hash == bindparam("key_hash"))
+)
+
+
 def account_by_key_hash(conn: Connection, key_hash: str) -> Account | None:
-    query = (
-        select(accounts.c.id, accounts.c.name, accounts.c.test)
-        .join(api_keys, api_keys.c.account_id == accounts.c.id)
-        .where(api_keys.c.key_hash == key_hash)
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_ACCOUNT_OF_KEY, {"key_hash": key_hash}).first()
     return None if row is None else Account(id=row.id, name=row.name, test=row.test)
 
 
@@ -149,13 +157,30 @@ def insert_batch(conn: Connection, values: Mapping[str, Any]) -> int:
 
 def get_batch(conn: Connection, account_id: int | None, batch_id: int, *, lock: bool = False) -> Batch | None:
     """The batch (of this account, unless None); `lock` holds its row until commit (PostgreSQL)."""
-    query = select(batches).where(batches.c.id == batch_id)
-    if account_id is not None:
-        query = query.where(batches.c.account_id == account_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).mappings().first()
+    if account_id is None:
+        query, params = _BATCH[lock], {"batch_id": batch_id}
+    else:
+        query, params = _ACCOUNT_BATCH[lock], {"batch_id": batch_id, "account_id": account_id}
+    row = conn.execute(query, params).mappings().first()
     return None if row is None else _batch(row)
+
+
+def batch_of_key(conn: Connection, key_hash: str, batch_id: int) -> Batch | None:
+    """The batch, if the account whose API key has this hash owns it (one statement: a
+    status request's key and batch)."""
+    row = conn.execute(_KEY_BATCH, {"key_hash": key_hash, "batch_id": batch_id}).mappings().first()
+    return None if row is None else _batch(row)
+
+
+_KEY_BATCH = (
+    select(batches)
+    .join(api_keys, api_keys.c.account_id == batches.c.account_id)
+    .where(api_keys.c.key_hash == bindparam("key_hash"), batches.c.id == bindparam("batch_id"))
+)
+_ANY_BATCH = select(batches).where(batches.c.id == bindparam("batch_id"))
+_BATCH = {False: _ANY_BATCH, True: _ANY_BATCH.with_for_update()}
+_ANY_ACCOUNT_BATCH = _ANY_BATCH.where(batches.c.account_id == bindparam("account_id"))
+_ACCOUNT_BATCH = {False: _ANY_ACCOUNT_BATCH, True: _ANY_ACCOUNT_BATCH.with_for_update()}
 
 
 def new_ref() -> str:
@@ -353,14 +378,16 @@ def set_item_counts(conn: Connection, counts: Mapping[int, int]) -> None:
 def input_totals(conn: Connection, batch_ids: Sequence[int]) -> dict[int, int]:
     """The records in each batch's inputs, for the batches whose every input was counted (a
     page when it is stored, a file when it is read through); a batch with no input is absent."""
-    c = batch_inputs.c
-    query = (
-        select(c.batch_id, func.sum(c.item_count))
-        .where(c.batch_id.in_(batch_ids))
-        .group_by(c.batch_id)
-        .having(func.count() == func.count(c.item_count))
-    )
-    return {int(batch_id): int(total) for batch_id, total in conn.execute(query)}
+    rows = conn.execute(_INPUT_TOTALS, {"batch_ids": list(batch_ids)})
+    return {int(batch_id): int(total) for batch_id, total in rows}
+
+
+_INPUT_TOTALS = (
+    select(batch_inputs.c.batch_id, func.sum(batch_inputs.c.item_count))
+    .where(batch_inputs.c.batch_id.in_(bindparam("batch_ids", expanding=True)))
+    .group_by(batch_inputs.c.batch_id)
+    .having(func.count() == func.count(batch_inputs.c.item_count))
+)
 
 
 def input_items(conn: Connection, batch_id: int, kind: str, name: str) -> str | None:
@@ -629,16 +656,21 @@ def latest_events(
     conn: Connection, batch_ids: Sequence[int], names: Sequence[str]
 ) -> dict[int, dict[str, datetime]]:
     """When each of these events last happened to each of these batches."""
-    c = batch_events.c
-    query = (
-        select(c.batch_id, c.event, func.max(c.at).label("at"))
-        .where(c.batch_id.in_(batch_ids), c.event.in_(names))
-        .group_by(c.batch_id, c.event)
-    )
+    params = {"batch_ids": list(batch_ids), "names": list(names)}
     found: dict[int, dict[str, datetime]] = {}
-    for row in conn.execute(query):
+    for row in conn.execute(_LATEST_EVENTS, params):
         found.setdefault(int(row.batch_id), {})[row.event] = _aware(row.at)
     return found
+
+
+_LATEST_EVENTS = (
+    select(batch_events.c.batch_id, batch_events.c.event, func.max(batch_events.c.at).label("at"))
+    .where(
+        batch_events.c.batch_id.in_(bindparam("batch_ids", expanding=True)),
+        batch_events.c.event.in_(bindparam("names", expanding=True)),
+    )
+    .group_by(batch_events.c.batch_id, batch_events.c.event)
+)
 
 
 def _aware(at: datetime) -> datetime:
