@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -54,12 +54,53 @@ def result_rows(
 
 def rows_of_status(text: str, status_column: int, statuses: Collection[str]) -> str:
     """Those of a chunk's result rows (as `result_rows` wrote them) whose `loadbay_status`
-    (cell `status_column`) is one of `statuses`, as they were written.
+    (cell `status_column`) is one of `statuses`, as they were written."""
+    if status_column:
+        found = _rows_marked(text, status_column, statuses)
+        if found is not None:
+            return found
+    return "".join(f"{row}\r\n" for row in _rows(text) if _status(row, status_column) in statuses)
 
-    Rows are found by their quotes, not by a CSV parser: it would refuse a cell longer than
-    its field size limit, which a JSON record's value can be."""
-    rows = text.split("\r\n")[:-1] if '"' not in text else [m.group()[:-2] for m in _ROW.finditer(text)]
-    return "".join(f"{row}\r\n" for row in rows if _status(row, status_column) in statuses)
+
+def _rows_marked(text: str, status_column: int, statuses: Collection[str]) -> str | None:
+    """`rows_of_status` for a status past the first cell, reading only the rows that hold
+    ",status," (hot: the refused-records file reads every chunk, and most of its rows are
+    not refused). A status cell is never quoted and has cells on both sides, so each row
+    wanted holds one. None when a row found so holds a quoted line break: then the text's rows
+    are not its CRLFs, and the caller reads them all."""
+    hits = sorted(at for status in statuses for at in _find_all(text, f",{status},"))
+    rows: list[str] = []
+    quotes = scanned = 0
+    last = -1
+    for at in hits:
+        start = text.rfind("\r\n", 0, at)
+        start = 0 if start == -1 else start + 2
+        if start == last:
+            continue
+        end = text.find("\r\n", at)
+        if end == -1:
+            return None
+        quotes += text.count('"', scanned, start)
+        scanned = last = start
+        if quotes % 2 or text.count('"', start, end) % 2:  # a CRLF inside quotes: not a row's end
+            return None
+        row = text[start:end]
+        if _status(row, status_column) in statuses:
+            rows.append(f"{row}\r\n")
+    return "".join(rows)
+
+
+def _find_all(text: str, word: str) -> Iterator[int]:
+    at = text.find(word)
+    while at != -1:
+        yield at
+        at = text.find(word, at + 1)
+
+
+def _rows(text: str) -> list[str]:
+    """The rows of a chunk's result text, found by their quotes, not by a CSV parser: it would
+    refuse a cell longer than its field size limit, which a JSON record's value can be."""
+    return text.split("\r\n")[:-1] if '"' not in text else [m.group()[:-2] for m in _ROW.finditer(text)]
 
 
 # A row: quoted runs (a doubled quote is two runs back to back) among other characters but
