@@ -24,6 +24,7 @@ from tests.support.servers import FINAL, Server, start_server, start_worker
 from bench.data import DataFile
 from bench.databases import Fresh, count_customers
 from bench.peers import BenchError
+from bench.pollers import PollerProcess
 from bench.report import LOADBAY, Result
 
 __all__ = ["LAYOUTS", "PROCESSES", "SERVE", "THREADS", "E2eSettings", "loadbay_end_to_end"]
@@ -45,69 +46,6 @@ class E2eSettings:
     server_env: dict[str, str] = field(default_factory=dict)
     pyspy: str | None = None  # a py-spy binary: record each loadbay process's stacks during the run
     profile_dir: Path | None = None  # where py-spy's collapsed stacks go
-
-
-class _Pollers:
-    """Threads that GET /v1/batches/{id} in a loop and keep each request's latency."""
-
-    def __init__(self, server: Server, key: str, batch_id: int, count: int, pause: float) -> None:
-        self._stop = threading.Event()
-        self._latencies: list[list[float]] = [[] for _ in range(count)]
-        self.errors = 0
-        self.final: dict[str, Any] | None = None  # the first answer with a final status
-        self.progress: list[tuple[float, int]] = []  # (perf_counter, records applied)
-        self.done = threading.Event()
-        self._lock = threading.Lock()
-        self.count = count
-        # Each poller's client is made here, before any polls: making one costs ~30 ms of CPU
-        # (its TLS context), and 50 made at once by the threads took this process's CPU and
-        # GIL for the first second of polling, which counted as the first answers' latency.
-        clients = [server.client(key) for _ in range(count)]
-        self._threads = [
-            threading.Thread(target=self._poll, args=(clients[i], batch_id, pause, self._latencies[i]))
-            for i in range(count)
-        ]
-
-    def _poll(self, client: httpx.Client, batch_id: int, pause: float, out: list[float]) -> None:
-        with client:
-            while not self._stop.is_set():
-                started = time.perf_counter()
-                try:
-                    response = client.get(f"/v1/batches/{batch_id}")
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    out.append(time.perf_counter() - started)
-                    self._see(response.json())
-                else:
-                    with self._lock:
-                        self.errors += 1
-                self._stop.wait(pause)
-
-    def _see(self, batch: dict[str, Any]) -> None:
-        counts = batch["counts"]
-        applied = counts["succeeded"] + counts["failed"] + counts["unprocessed"]
-        with self._lock:
-            self.progress.append((time.perf_counter(), applied))
-        if batch["status"] in FINAL:
-            with self._lock:
-                if self.final is None:
-                    self.final = batch
-            self.done.set()
-
-    def __enter__(self) -> _Pollers:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def latencies_ms(self) -> list[float]:
-        return sorted(s * 1000 for samples in self._latencies for s in samples)
 
 
 def _percentile(sorted_values: list[float], p: float) -> float | None:
@@ -375,8 +313,9 @@ def _run(
     with httpx.Client(base_url=server.url, headers=headers, timeout=httpx.Timeout(600.0)) as client:
         batch = _ok(client.post("/v1/batches", json={"type": "billing.customer"}))
         batch_id = int(batch["id"])
-        pollers = _Pollers(server, key, batch_id, settings.pollers, settings.poll_pause)
-        with pollers:
+        pollers = PollerProcess(server.url, key, batch_id, settings.pollers, settings.poll_pause)
+        pollers.start()
+        try:
             started = time.perf_counter()
             with data.path.open("rb") as file:
                 _ok(
@@ -393,6 +332,8 @@ def _run(
             batch = _wait_final(server, workers, client, batch_id, pollers)
             completed = time.perf_counter()
             second.join()
+        finally:
+            polled = pollers.stop()
         with client.stream("GET", f"/v1/batches/{batch_id}/results") as response:
             if response.status_code != 200:
                 raise BenchError(f"results: HTTP {response.status_code} {response.read()[:500]!r}")
@@ -403,7 +344,7 @@ def _run(
         events = _ok(client.get(f"/v1/batches/{batch_id}/events"))["data"]
     _check_batch(batch, data)
     _check_result_file(results_path, data)
-    latencies = pollers.latencies_ms()
+    latencies = sorted(s * 1000 for s in polled.latencies)
     extra: dict[str, Any] = {
         "upload_s": round(uploaded - started, 3),
         "submit_to_completed_s": round(completed - uploaded, 3),
@@ -412,10 +353,10 @@ def _run(
         "server_phases_s": _phases(_events(events)),
         "result_file_bytes": results_path.stat().st_size,
         "status_requests": len(latencies),
-        "status_errors": pollers.errors,
+        "status_errors": polled.errors,
         "status_mean_ms": round(statistics.fmean(latencies), 2) if latencies else None,
         "status_max_ms": round(latencies[-1], 2) if latencies else None,
-        "apply_rate_by_tenth": _rate_by_tenth(pollers.progress, data.rows - data.bad),
+        "apply_rate_by_tenth": _rate_by_tenth(polled.progress, data.rows - data.bad),
         "counts": batch["counts"],
         "second_account_100_records_s": second.seconds,
         "second_account_succeeded": second.succeeded,
@@ -455,7 +396,7 @@ def _wait_final(
     workers: list[_Worker],
     client: httpx.Client,
     batch_id: int,
-    pollers: _Pollers,
+    pollers: PollerProcess,
     timeout: float = 3 * 3600,
 ) -> dict[str, Any]:
     """The pollers notice completion (no extra requests of our own); without pollers, poll here."""
