@@ -496,8 +496,9 @@ def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, 
 
 
 def drop_staging(rt: Runtime, batch_id: int, claim: queue.ValidationClaim | None = None) -> None:
-    """Delete the keys and the shares the batch's staging kept, a slice per transaction
-    (SQLite's write lock is not held for all of them at once: 1M keys, about a second).
+    """Delete the keys and the shares the batch's staging kept, on SQLite a slice per
+    transaction (its write lock is not held for all of them at once: 1M keys, about a
+    second), on PostgreSQL all at once.
 
     For a batch past validation, safe to stop half-way: `drop_left_staging` finds what is
     left. For one being validated again (`claim` given, its lease checked last in each slice,

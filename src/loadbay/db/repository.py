@@ -477,7 +477,7 @@ _DELETE_SLICE = 50_000
 
 
 def _delete_batch_rows(conn: Connection, table: Table, batch_id: int) -> None:
-    """Delete a batch's rows of `table` 50,000 at a time.
+    """Delete a batch's rows of `table` 50,000 at a time (on SQLite; see `_delete_slice`).
 
     With foreign keys on, one SQLite DELETE holds ~23 bytes per deleted row in memory until
     it ends (235 MB for a 10M-record batch's keys); slices keep the memory flat.
@@ -491,12 +491,20 @@ def _delete_slice(conn: Connection, table: Table, batch_id: int, after: Slice | 
     """Delete up to 50,000 of a batch's rows of `table`, the next in primary-key order after
     `after`; the key of the last one deleted, or None when no row is left after it.
 
+    On PostgreSQL, all of them at once (None): one DELETE holds no memory per row there and
+    locks only these rows, which nothing else writes, and it is far cheaper than finding
+    where each slice ends. A million keys: 0.3 s of the server's time, where the slices'
+    ends took 5-6 s (a fresh table's rows are read from the heap, to set their hint bits).
+
     Both statements are ranges of the primary key's index (batch_id, …), whatever the
     statistics say: the slice's last key, then a DELETE of the range up to it. (A
     `key IN (SELECT … LIMIT n)` was planned as a nested loop, the square of the keys, when
     the statistics predated them: 25,000 keys took 60 s.) Each slice starts after the last,
     so none walks over the index entries of rows deleted before it.
     """
+    if conn.dialect.name == "postgresql":
+        conn.execute(delete(table).where(table.c.batch_id == batch_id))
+        return None
     key = [column for column in table.primary_key.columns if column.name != "batch_id"]
     rows = [table.c.batch_id == batch_id]
     if after is not None:
