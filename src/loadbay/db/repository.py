@@ -413,19 +413,42 @@ def _upsert_insert(conn: Connection, table: Table) -> Any:
 def claim_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]:
     """Record `keys` (distinct) as seen in the batch; answers those not seen before.
 
-    One INSERT … ON CONFLICT DO NOTHING RETURNING with the keys as one JSON parameter
-    (faster than an array on PostgreSQL): the unique index decides, so no lookup depends on the
-    planner's statistics, and the statement text is short enough to stay prepared.
+    One INSERT … ON CONFLICT DO NOTHING with the keys as one JSON parameter (faster than an
+    array on PostgreSQL): the unique index decides, so no lookup depends on the planner's
+    statistics, and the statement text is short enough to stay prepared.
     """
     if not keys:
         return set()
-    if conn.dialect.name == "postgresql":
-        source = "SELECT :batch_id, k FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k"
-    else:
-        source = "SELECT :batch_id, value FROM json_each(:keys) WHERE true"
     values = json.dumps(list(keys))
+    if conn.dialect.name == "sqlite":
+        return _claim_sqlite_keys(conn, batch_id, keys, values)
+    source = "SELECT :batch_id, k FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k"
     statement = text(f"INSERT INTO batch_keys (batch_id, key) {source} ON CONFLICT DO NOTHING RETURNING key")
     return set(conn.execute(statement, {"batch_id": batch_id, "keys": values}).scalars())
+
+
+def _claim_sqlite_keys(conn: Connection, batch_id: int, keys: Sequence[str], values: str) -> set[str]:
+    """`claim_keys` on SQLite, without reading the new rows back when every key was new (it
+    runs under the one write lock, once per chunk: 2,000 rows read back took ~1.5 ms of it).
+    Else the new rows are those above the largest rowid before: while the write lock is held,
+    SQLite gives each new row the largest so far plus one (below 2**63 - 1; past it, one at
+    random, and then the rows are read back)."""
+    statement = "INSERT INTO batch_keys (batch_id, key) SELECT ?, value FROM json_each(?) WHERE true"
+    cursor = conn.connection.cursor()
+    try:
+        top = cursor.execute("SELECT max(rowid) FROM batch_keys").fetchone()[0] or 0
+        if top + len(keys) >= _LARGEST_ROWID:
+            returned = cursor.execute(f"{statement} ON CONFLICT DO NOTHING RETURNING key", (batch_id, values))
+            return {row[0] for row in returned}
+        cursor.execute(f"{statement} ON CONFLICT DO NOTHING", (batch_id, values))
+        if cursor.rowcount == len(keys):
+            return set(keys)
+        return {row[0] for row in cursor.execute("SELECT key FROM batch_keys WHERE rowid > ?", (top,))}
+    finally:
+        cursor.close()
+
+
+_LARGEST_ROWID = 2**63 - 1
 
 
 def seen_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]:
