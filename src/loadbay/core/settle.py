@@ -237,13 +237,16 @@ def _finish(
 
     The batch row is locked first, as cancel does, so the two never deadlock and the
     last two chunks of a batch cannot both miss the batch's completion (the result rows
-    are made before: the lock is held only for the writes)."""
-    repo.get_batch(conn, None, claim.batch_id, lock=True)
+    are made before: the lock is held only for the writes). A chunk applied while its batch
+    is still validating cannot complete it: nothing is counted towards that (validation's
+    end completes a batch whose chunks all applied early)."""
+    batch = repo.get_batch(conn, None, claim.batch_id, lock=True)
     if not queue.finish_chunk(conn, claim.id, claim.attempt, chunk_status, outcomes, text):
         return False
     repo.insert_errors(conn, claim.batch_id, late_rows())
     repo.add_counts(conn, claim.batch_id, **tally)
-    complete_if_done(conn, claim.batch_id)
+    if batch is not None and batch.status == Status.PROCESSING:  # (not while still validating)
+        complete_if_done(conn, claim.batch_id)
     return True
 
 
