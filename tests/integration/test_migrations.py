@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
-from loadbay.db.engine import migrate
+from loadbay.db.engine import alembic_config, migrate
 from loadbay.db.tables import metadata
 
 
@@ -19,3 +21,30 @@ def test_migrations_match_the_declared_schema(database_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_staging_keys_compare_bytes_on_postgresql(database_url: str) -> None:
+    """The staging tables' keys take the "C" collation on PostgreSQL (equality is all they
+    are used for), whatever the database's own collation; and the migration goes back."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only")
+    url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    migrate(url)
+    query = text(
+        "SELECT table_name || '.' || column_name, collation_name FROM information_schema.columns"
+        " WHERE table_name IN ('batch_keys', 'child_shares') AND column_name LIKE '%key'"
+    )
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert dict(conn.execute(query).all()) == {
+                "batch_keys.key": "C",
+                "child_shares.parent_key": "C",
+                "child_shares.child_key": "C",
+            }
+        command.downgrade(alembic_config(url), "0009")
+        with engine.connect() as conn:
+            assert set(dict(conn.execute(query).all()).values()) == {None}
+        migrate(url)
+    finally:
+        engine.dispose()

@@ -82,6 +82,10 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# A record's key in the staging tables: compared for equality only, so on PostgreSQL by its
+# bytes ("C"), not by the database's collation (an ICU or libc locale made each chunk's
+# 2,000 key inserts ~40-60% slower on the unique index).
+StagingKey = String(300).with_variant(String(300, collation="C"), "postgresql")
 
 metadata = MetaData(
     naming_convention={
@@ -232,7 +236,7 @@ batch_keys = Table(
     "batch_keys",
     metadata,
     Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
-    Column("key", String(300), primary_key=True),
+    Column("key", StagingKey, primary_key=True),
 )
 
 # What each valid record of a batch's children adds to one of the batch's records (see
@@ -241,8 +245,8 @@ child_shares = Table(
     "child_shares",
     metadata,
     Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
-    Column("parent_key", String(300), primary_key=True),
-    Column("child_key", String(300), primary_key=True),
+    Column("parent_key", StagingKey, primary_key=True),
+    Column("child_key", StagingKey, primary_key=True),
     Column("child_batch_id", Id, nullable=False),
     Column("amount", String(60), nullable=False),
 )
