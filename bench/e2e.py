@@ -410,6 +410,8 @@ def _wait_final(
         if pollers.count:
             if pollers.done.wait(1.0) and pollers.final is not None:
                 return pollers.final
+            if not pollers.alive():
+                raise BenchError("the status pollers' process ended before the batch was final")
             continue
         batch = _ok(client.get(f"/v1/batches/{batch_id}"))
         if batch["status"] in FINAL:

@@ -68,6 +68,9 @@ class PollerProcess:
             if not self._ready.wait(timeout):
                 raise RuntimeError(f"the status pollers were not connected after {timeout}s")
 
+    def alive(self) -> bool:
+        return bool(self.count) and self._process.is_alive()
+
     @property
     def final(self) -> dict[str, Any] | None:
         """The first final answer, once `done` is set."""
@@ -80,8 +83,11 @@ class PollerProcess:
         if not self.count:
             return self.polled
         self._stop.set()
-        while self._answers.poll(60):
-            answer = self._answers.recv()
+        while self._answers.poll(60 if self._process.is_alive() else 1):
+            try:
+                answer = self._answers.recv()
+            except EOFError:  # the process ended without a word: what it saw is lost
+                break
             if isinstance(answer, Polled):
                 self.polled = answer
                 break
@@ -113,59 +119,74 @@ def _main(
     stop: Event,
     answers: Connection,
 ) -> None:
-    shared = _Shared(ready, done, stop, answers)
-    asyncio.run(_poll_all(url, key, batch_id, count, pause, shared))
-    answers.send(shared.polled)
+    pollers = _ChildPollers(url, key, batch_id, pause, _Shared(ready, done, stop, answers))
+    asyncio.run(pollers.run(count))
+    answers.send(pollers.shared.polled)
 
 
-async def _poll_all(url: str, key: str, batch_id: int, count: int, pause: float, shared: _Shared) -> None:
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (
-        f"GET /v1/batches/{batch_id} HTTP/1.1\r\nHost: {host}:{port}\r\nX-Api-Key: {key}\r\n\r\n"
-    ).encode()
+class _ChildPollers:
+    """The pollers of the child process, on one event loop."""
 
-    polled = shared.polled
+    def __init__(self, url: str, key: str, batch_id: int, pause: float, shared: _Shared) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        head = f"GET /v1/batches/{batch_id} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nX-Api-Key: {key}"
+        self.request = f"{head}\r\n\r\n".encode()
+        self.pause = pause
+        self.shared = shared
+        self.connected = 0
 
-    def see(batch: dict[str, Any]) -> None:
+    async def run(self, count: int) -> None:
+        await asyncio.gather(*(self.poller(n, count) for n in range(count)))
+
+    async def poller(self, number: int, count: int) -> None:
+        pauses = random.Random(number)
+        connection: _Connection | None = await asyncio.open_connection(self.host, self.port)
+        self.connected += 1
+        if self.connected == count:
+            self.shared.ready.set()
+        await asyncio.sleep(pauses.uniform(0, self.pause))
+        try:
+            while not self.shared.stop.is_set():
+                connection = await self.poll_once(connection)
+                await asyncio.sleep(self.pause * pauses.uniform(1 - _JITTER, 1 + _JITTER))
+        finally:
+            if connection is not None:
+                connection[1].close()
+
+    async def poll_once(self, connection: _Connection | None) -> _Connection | None:
+        """One request (on a new connection if the last one failed); the connection to use
+        next, None when this one failed (a failure is counted, never raised: a poller polls
+        until it is stopped)."""
+        polled = self.shared.polled
+        try:
+            connection = connection or await asyncio.open_connection(self.host, self.port)
+            started = time.perf_counter()
+            status, body = await _get(*connection, self.request)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            polled.errors += 1
+            if connection is not None:
+                connection[1].close()
+            return None
+        if status == 200:
+            polled.latencies.append(time.perf_counter() - started)
+            self.see(json.loads(body))
+        else:
+            polled.errors += 1
+        return connection
+
+    def see(self, batch: dict[str, Any]) -> None:
+        shared = self.shared
         counts = batch["counts"]
         applied = counts["succeeded"] + counts["failed"] + counts["unprocessed"]
-        polled.progress.append((time.perf_counter(), applied))
+        shared.polled.progress.append((time.perf_counter(), applied))
         if batch["status"] in FINAL and shared.final is None:
             shared.final = batch
             shared.answers.send(batch)
             shared.done.set()
 
-    connected = 0
 
-    async def poller(number: int) -> None:
-        nonlocal connected
-        pauses = random.Random(number)
-        reader, writer = await asyncio.open_connection(host, port)
-        connected += 1
-        if connected == count:
-            shared.ready.set()
-        await asyncio.sleep(pauses.uniform(0, pause))
-        try:
-            while not shared.stop.is_set():
-                started = time.perf_counter()
-                try:
-                    status, body = await _get(reader, writer, request)
-                except (OSError, asyncio.IncompleteReadError, ValueError):
-                    polled.errors += 1
-                    writer.close()
-                    reader, writer = await asyncio.open_connection(host, port)
-                    continue
-                if status == 200:
-                    polled.latencies.append(time.perf_counter() - started)
-                    see(json.loads(body))
-                else:
-                    polled.errors += 1
-                await asyncio.sleep(pause * pauses.uniform(1 - _JITTER, 1 + _JITTER))
-        finally:
-            writer.close()
-
-    await asyncio.gather(*(poller(n) for n in range(count)))
+_Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 async def _get(
