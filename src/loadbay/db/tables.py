@@ -232,10 +232,14 @@ chunk_payloads = Table(
     Column("payload", Text, nullable=False),
 )
 
+# The staging tables (the keys a batch's records have, to find duplicates; the shares below)
+# have no foreign key to batches: only the worker validating a batch writes its rows, and
+# batches are never deleted. On PostgreSQL the key's check of each row (a locking read of
+# the batch) cost as much as the insert: 2,000 keys, 13-14 -> 7-8 ms.
 batch_keys = Table(
     "batch_keys",
     metadata,
-    Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
+    Column("batch_id", Id, primary_key=True),
     Column("key", StagingKey, primary_key=True),
 )
 
@@ -244,7 +248,7 @@ batch_keys = Table(
 child_shares = Table(
     "child_shares",
     metadata,
-    Column("batch_id", Id, ForeignKey("batches.id"), primary_key=True),
+    Column("batch_id", Id, primary_key=True),
     Column("parent_key", StagingKey, primary_key=True),
     Column("child_key", StagingKey, primary_key=True),
     Column("child_batch_id", Id, nullable=False),
