@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FileChooser, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.pages import CUSTOMERS, sign_in
 from tests.support.servers import Server, wait_final
@@ -127,10 +128,7 @@ def test_an_import_by_keyboard_alone(page: Page, dashboard: Server, key: str, tm
         page.keyboard.press("Tab")
         if page.evaluate("document.activeElement.id") == "file":
             break
-    expect(page.locator("#file")).to_be_focused()
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Space")
-    chooser.value.set_files(upload)
+    chooser_by_keyboard(page).set_files(upload)
     expect(page.locator("#file-check")).to_contain_text("every required one is there")
     page.get_by_label("Check first, import after I look (two-phase)").focus()
     page.keyboard.press("Space")
@@ -149,6 +147,21 @@ def test_an_import_by_keyboard_alone(page: Page, dashboard: Server, key: str, tm
     page.get_by_role("button", name="Process 2 valid records").focus()
     page.keyboard.press("Enter")
     expect(page.locator("#status-badge")).to_have_text("Completed, some refused", timeout=30_000)
+
+
+def chooser_by_keyboard(page: Page, tries: int = 3) -> FileChooser:
+    """The file chooser the focused file input opens on Space. Headless Chromium now and then
+    shows none for a key press (about one run in five here, never on a retry): the press is
+    made again, with the input still focused, up to `tries` times."""
+    for _ in range(tries):
+        expect(page.locator("#file")).to_be_focused()
+        try:
+            with page.expect_file_chooser(timeout=5_000) as chooser:
+                page.keyboard.press("Space")
+        except PlaywrightTimeoutError:
+            continue
+        return chooser.value
+    raise AssertionError(f"Space on the focused file input opened no file chooser in {tries} tries")
 
 
 def test_the_skip_link_and_pages_of_batches(page: Page, dashboard: Server, key: str) -> None:
