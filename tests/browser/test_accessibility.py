@@ -183,3 +183,25 @@ def test_the_skip_link_and_pages_of_batches(page: Page, dashboard: Server, key: 
     expect(page.get_by_role("link", name="Older batches")).to_be_hidden()
     page.get_by_role("link", name="Newest").click()
     expect(rows).to_have_count(25)
+
+
+def test_focus_moved_on_as_the_cancel_dialog_closes_stays_there(
+    page: Page, dashboard: Server, key: str, finished: tuple[int, int]
+) -> None:
+    """The dialog's close event comes a task after it closes. A keyboard user who has moved on
+    by then (to Process, here) must keep their place: the handler took focus back to Cancel,
+    and the Enter meant for Process opened the dialog again (CI saw this once)."""
+    _, validated = finished
+    sign_in(page, dashboard, key)
+    page.goto(f"{dashboard.url}/batches/{validated}")
+    page.get_by_role("button", name="Cancel batch").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.evaluate(
+        """() => {
+             document.querySelector("#confirm-cancel").close();
+             document.querySelector("#action-process").focus();
+           }"""
+    )
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    page.wait_for_timeout(200)  # the close event has come and gone
+    expect(page.get_by_role("button", name="Process 2 valid records")).to_be_focused()

@@ -238,7 +238,9 @@ function wireActions() {
   $("#action-cancel").addEventListener("click", () => dialog.showModal());
   dialog.addEventListener("close", () => {
     if (dialog.returnValue === "cancel") act("cancel", $("#action-cancel"));
-    else $("#action-cancel").focus();
+    // The browser gives focus back to the button itself; this is for one that does not. The
+    // event comes a moment after the dialog closes, when focus may have moved on: leave it there.
+    else if (!document.activeElement || document.activeElement === document.body) $("#action-cancel").focus();
   });
 }
 
