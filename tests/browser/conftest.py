@@ -7,6 +7,7 @@ they fail instead, so CI never passes without having run them.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -67,7 +68,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="package")
 def _keys(dashboard: Server) -> Iterator[str]:
-    return iter(make_keys(dashboard, f"browser-{uuid.uuid4().hex[:6]}", 30))
+    """API keys of new accounts, made 30 at a time (a process start each) as tests take them."""
+    prefix = f"browser-{uuid.uuid4().hex[:6]}"
+    return (key for n in itertools.count() for key in make_keys(dashboard, f"{prefix}-{n}", 30))
 
 
 @pytest.fixture
