@@ -271,12 +271,15 @@ class BatchService:
         frequent request. Unauthorized and NotFound as `authenticate`, then `get`."""
         if not key:
             raise Unauthorized()
+        if _storable_id(batch_id):
+            with self.rt.db.single_read() as conn:
+                found = repo.status_of_key(conn, hash_key(key), batch_id, STAGE_EVENTS)
+            if found is not None:
+                batch, input_total, stages = found
+                return batch, progress(batch, input_total, stages, repo.now())
         with self.rt.db.read() as conn:
-            batch = repo.batch_of_key(conn, hash_key(key), batch_id) if _storable_id(batch_id) else None
-            if batch is None:
-                _keyed(conn, key)  # an unknown key is Unauthorized, whatever the batch
-                raise NotFound(f"batch {batch_id} not found")
-            return batch, _progress(conn, [batch])[batch.id]
+            _keyed(conn, key)  # an unknown key is Unauthorized, whatever the batch
+        raise NotFound(f"batch {batch_id} not found")
 
     def children(self, account: Account, batch_id: int) -> list[Batch]:
         with self.rt.db.read() as conn:

@@ -63,6 +63,18 @@ class Database:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    @contextmanager
+    def single_read(self) -> Iterator[Connection]:
+        """A connection for one read statement, which is consistent on its own: no transaction
+        around it on PostgreSQL, where BEGIN and COMMIT would be two more round trips to a
+        server that may be busy (SQLite's BEGIN costs no trip: `read()`)."""
+        if self.is_sqlite:
+            with self.read() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -53,7 +54,6 @@ __all__ = [
     "add_counts",
     "add_event",
     "batch_by_job_id",
-    "batch_of_key",
     "children",
     "claim_results",
     "confirm_input",
@@ -165,18 +165,59 @@ def get_batch(conn: Connection, account_id: int | None, batch_id: int, *, lock: 
     return None if row is None else _batch(row)
 
 
-def batch_of_key(conn: Connection, key_hash: str, batch_id: int) -> Batch | None:
-    """The batch, if the account whose API key has this hash owns it (one statement: a
-    status request's key and batch)."""
-    row = conn.execute(_KEY_BATCH, {"key_hash": key_hash, "batch_id": batch_id}).mappings().first()
-    return None if row is None else _batch(row)
-
-
 _KEY_BATCH = (
     select(batches)
     .join(api_keys, api_keys.c.account_id == batches.c.account_id)
     .where(api_keys.c.key_hash == bindparam("key_hash"), batches.c.id == bindparam("batch_id"))
 )
+
+
+def status_of_key(
+    conn: Connection, key_hash: str, batch_id: int, stage_events: Sequence[str]
+) -> tuple[Batch, int | None, dict[str, datetime]] | None:
+    """What a status request reads, in one statement: the batch (if the account whose API key
+    has this hash owns it), as `input_totals` the records its inputs hold, and as
+    `latest_events` when each of `stage_events` last happened to it."""
+    params = {"key_hash": key_hash, "batch_id": batch_id} | _stage_params(stage_events)
+    row = conn.execute(_key_status(len(stage_events)), params).mappings().first()
+    if row is None:
+        return None
+    total = row["input_total"]
+    stages = {name: _aware(row[f"stage_{n}"]) for n, name in enumerate(stage_events) if row[f"stage_{n}"]}
+    return _batch(row), None if total is None else int(total), stages
+
+
+def _stage_params(names: Sequence[str]) -> dict[str, str]:
+    return {f"stage_name_{n}": name for n, name in enumerate(names)}
+
+
+_KEY_STATUS: dict[int, Any] = {}
+
+
+def _key_status(stages: int) -> Any:
+    """The batch of the account whose API key has a hash (`_KEY_BATCH`), with its input total
+    and the time of its last event of each of `stages` names, as correlated subqueries
+    (built once per number of names)."""
+    if stages not in _KEY_STATUS:
+        inputs = batch_inputs.c
+        counted = func.count() == func.count(inputs.item_count)
+        total = (
+            select(case((and_(func.count() > 0, counted), func.sum(inputs.item_count))))
+            .where(inputs.batch_id == batches.c.id)
+            .scalar_subquery()
+        )
+        events = batch_events.c
+        latest = [
+            select(func.max(events.at))
+            .where(events.batch_id == batches.c.id, events.event == bindparam(f"stage_name_{n}"))
+            .scalar_subquery()
+            .label(f"stage_{n}")
+            for n in range(stages)
+        ]
+        _KEY_STATUS[stages] = _KEY_BATCH.add_columns(total.label("input_total"), *latest)
+    return _KEY_STATUS[stages]
+
+
 _ANY_BATCH = select(batches).where(batches.c.id == bindparam("batch_id"))
 _BATCH = {False: _ANY_BATCH, True: _ANY_BATCH.with_for_update()}
 _ANY_ACCOUNT_BATCH = _ANY_BATCH.where(batches.c.account_id == bindparam("account_id"))
