@@ -218,21 +218,23 @@ def _runs(chunks: Iterator[Chunk]) -> Iterator[list[Chunk]]:
     type's `check` may read the database). When reading fails, the chunks read before come
     first, as a run of their own: they are staged, as they were a chunk at a time."""
     run: list[Chunk] = []
+    held = 0  # the run's records
     try:
         for chunk in chunks:
             if chunk.columns is None:
                 if run:
                     yield run
-                    run = []
+                    run, held = [], 0
                 yield [chunk]
                 continue
-            if run and sum(len(_columns_of(c)) for c in run) + len(chunk.columns) > STAGED_RECORDS:
+            if run and held + len(chunk.columns) > STAGED_RECORDS:
                 yield run
-                run = []
+                run, held = [], 0
             run.append(chunk)
+            held += len(chunk.columns)
             if len(run) == STAGED_TOGETHER:
                 yield run
-                run = []
+                run, held = [], 0
     except Exception:
         if run:
             yield run
