@@ -29,7 +29,11 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
-__all__ = ["Database", "is_interruption", "migrate", "schema_revisions"]
+__all__ = ["SQLITE_LARGEST_ROWID", "Database", "is_interruption", "migrate", "schema_revisions"]
+
+# SQLite gives a new row the largest rowid so far plus one while that stays below this; past
+# it, one at random (so ids of rows inserted together are a range only below it).
+SQLITE_LARGEST_ROWID = 2**63 - 1
 
 
 class Database:

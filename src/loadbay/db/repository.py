@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from loadbay.db.engine import SQLITE_LARGEST_ROWID
 from loadbay.db.tables import (
     accounts,
     api_keys,
@@ -478,7 +479,7 @@ def _claim_sqlite_keys(conn: Connection, batch_id: int, keys: Sequence[str], val
     cursor = conn.connection.cursor()
     try:
         top = cursor.execute("SELECT max(rowid) FROM batch_keys").fetchone()[0] or 0
-        if top + len(keys) >= _LARGEST_ROWID:
+        if top + len(keys) >= SQLITE_LARGEST_ROWID:
             returned = cursor.execute(f"{statement} ON CONFLICT DO NOTHING RETURNING key", (batch_id, values))
             return {row[0] for row in returned}
         cursor.execute(f"{statement} ON CONFLICT DO NOTHING", (batch_id, values))
@@ -487,9 +488,6 @@ def _claim_sqlite_keys(conn: Connection, batch_id: int, keys: Sequence[str], val
         return {row[0] for row in cursor.execute("SELECT key FROM batch_keys WHERE rowid > ?", (top,))}
     finally:
         cursor.close()
-
-
-_LARGEST_ROWID = 2**63 - 1
 
 
 def seen_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]:

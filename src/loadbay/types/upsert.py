@@ -35,6 +35,7 @@ from sqlalchemy.engine import Dialect
 from loadbay.arrow import pa
 from loadbay.core.columns import ColumnApplied, ColumnChunk
 from loadbay.core.types import ApplyContext, BatchType
+from loadbay.db.engine import SQLITE_LARGEST_ROWID
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 
 __all__ = ["Stored", "Upsert", "UpsertSpec", "UpsertType", "find"]
@@ -312,8 +313,6 @@ def _sqlite_lookup(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> I
 
 # What `_insert_new` tells of the ids of the rows it inserted.
 _Created = dict[Key, int] | range | None
-# SQLite gives a new row the largest id so far plus one, below this; past it, one at random.
-_LARGEST_ID = 2**63 - 1
 
 
 def _insert_new(conn: Connection, spec: UpsertSpec, rows: list[tuple[Any, ...]]) -> _Created:
@@ -327,7 +326,7 @@ def _insert_new(conn: Connection, spec: UpsertSpec, rows: list[tuple[Any, ...]])
         top = cursor.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
         cursor.executemany(_insert_statement(spec), rows)
         inserted = cursor.rowcount
-        if inserted == len(rows) and top + inserted < _LARGEST_ID:
+        if inserted == len(rows) and top + inserted < SQLITE_LARGEST_ROWID:
             found = cursor.execute(f"SELECT count(*), min(id), max(id) FROM {table} WHERE id > ?", (top,))
             if tuple(found.fetchone()) == (inserted, top + 1, top + inserted):
                 return range(top + 1, top + inserted + 1)
