@@ -42,6 +42,7 @@ from loadbay.config import Settings
 from loadbay.core.metrics import serve_process_metrics
 from loadbay.core.runtime import Runtime
 from loadbay.core.worker import WorkerPool
+from loadbay.db.engine import WORKER_PING_AFTER
 from loadbay.types import default_registry
 
 __all__ = ["STOP_SECONDS", "WorkerProcesses", "main"]
@@ -223,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     if options.data_dir is not None:
         settings = settings.model_copy(update={"data_dir": options.data_dir})
-    rt = Runtime.build(settings, default_registry(), base_url=options.base_url or settings.base_url())
+    base_url = options.base_url or settings.base_url()
+    rt = Runtime.build(settings, default_registry(), base_url=base_url, ping_after=WORKER_PING_AFTER)
     pool = WorkerPool(rt, 1, kind="serve")
     if settings.worker_metrics_port:
         serve_process_metrics(settings.worker_metrics_port)

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import DBAPIError
 
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
 from loadbay.db import repository as repo
-from loadbay.db.engine import Database
+from loadbay.db.engine import Database, is_interruption
 from loadbay.types import default_registry
 from tests.support.servers import start_server
 
@@ -71,7 +72,7 @@ def test_worker_sessions_are_set(runtime: Runtime) -> None:
 
 SLEEPER = """
 import sys
-from loadbay.db.engine import Database
+from loadbay.db.engine import Database, is_interruption
 db = Database(sys.argv[1])
 with db.write() as conn:
     print(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one(), flush=True)
@@ -202,3 +203,34 @@ def test_a_request_that_waits_too_long_for_a_lock_is_503_busy(database_url: str,
         assert "Traceback" not in server.log.read_text()
     finally:
         server.stop()
+
+
+def backend_of(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def terminate(db: Database, pid: int) -> None:
+    with db.read() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+@pytest.mark.parametrize("ping_after", [0.0, 0.5])
+def test_a_pooled_connection_is_tested_before_use_once_idle(pg_url: str, ping_after: float) -> None:
+    """With `ping_after`, a connection used a moment ago is used as it is: a dead one fails
+    the transaction as an interruption, and the pool then replaces it. One idle longer is
+    tested first and replaced without an error; with 0 (the API server) every one is."""
+    db, other = Database(pg_url, pool_size=1, ping_after=ping_after), Database(pg_url)
+    try:
+        terminate(other, backend_of(db))
+        if ping_after:
+            with pytest.raises(DBAPIError) as failed:
+                backend_of(db)
+            assert is_interruption(failed.value)
+        first = backend_of(db)  # a new connection: the pool replaced the dead one
+        terminate(other, first)
+        time.sleep(ping_after + 0.1)
+        assert backend_of(db) != first  # tested, found dead and replaced: no error
+    finally:
+        db.dispose()
+        other.dispose()

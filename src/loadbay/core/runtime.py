@@ -25,15 +25,23 @@ class Runtime:
     fetch_allow: AllowList
 
     @classmethod
-    def build(cls, settings: Settings, types: TypeRegistry, *, base_url: str, readers: int = 0) -> Runtime:
+    def build(
+        cls,
+        settings: Settings,
+        types: TypeRegistry,
+        *,
+        base_url: str,
+        readers: int = 0,
+        ping_after: float = 0.0,
+    ) -> Runtime:
         """Connect, migrate, and open the blob store (creating the data dir if needed);
-        `readers`: see `Database`."""
+        `readers`, `ping_after`: see `Database`."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.resolved_database_url()
         migrate(url)
         signer = UrlSigner(_secret(settings), settings.public_url or base_url)
         blobs = open_store(settings, signer)
-        db = Database(url, lock_timeout=settings.lock_timeout, readers=readers)
+        db = Database(url, lock_timeout=settings.lock_timeout, readers=readers, ping_after=ping_after)
         return cls(settings, db, blobs, types, AllowList.parse(settings.fetch_allow))
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from loadbay.core import delivery, files, processing, settle
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
 from loadbay.db import repository as repo
+from loadbay.db.engine import is_interruption
 
 __all__ = ["Worker", "WorkerPool"]
 
@@ -48,8 +49,8 @@ class Worker:
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
-            except Exception:  # never let one bad piece of work end the worker
-                log.exception("worker %s: unexpected error", self.owner)
+            except Exception as exc:  # never let one bad piece of work end the worker
+                _log_failure(self.owner, exc)
                 busy = False
             if not busy:
                 self._wake.wait(self.rt.settings.poll_interval)
@@ -147,6 +148,16 @@ class Worker:
             with self.rt.db.write() as conn:
                 settle.complete_if_done(conn, batch_id)
         return False
+
+
+def _log_failure(owner: str, exc: Exception) -> None:
+    """A lost connection or a lock waited for too long (the worker tries again after a pause)
+    in one line; anything else with its traceback."""
+    if is_interruption(exc):
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        log.warning("worker %s: interrupted by the database (%s); trying again", owner, reason)
+    else:
+        log.exception("worker %s: unexpected error", owner)
 
 
 class WorkerPool:

@@ -14,6 +14,7 @@ in time, a lost connection) from errors of the work itself.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -25,11 +26,18 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.pool import QueuePool
 
-__all__ = ["SQLITE_LARGEST_ROWID", "Database", "is_interruption", "migrate", "schema_revisions"]
+__all__ = [
+    "SQLITE_LARGEST_ROWID",
+    "WORKER_PING_AFTER",
+    "Database",
+    "is_interruption",
+    "migrate",
+    "schema_revisions",
+]
 
 # SQLite gives a new row the largest rowid so far plus one while that stays below this; past
 # it, one at random (so ids of rows inserted together are a range only below it).
@@ -40,18 +48,31 @@ class Database:
     """One engine plus the two kinds of transaction loadbay uses."""
 
     def __init__(
-        self, url: str, *, pool_size: int = 10, lock_timeout: float = 10.0, readers: int = 0
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        lock_timeout: float = 10.0,
+        readers: int = 0,
+        ping_after: float = 0.0,
     ) -> None:
         """`readers`: how many threads may use the database at once (an API server's request
         threads). On SQLite the pool keeps that many connections: past the pool, every
         request opened and closed one of its own (four PRAGMAs and a checkpoint each); a
-        PostgreSQL server limits its connections, so its pool stays `pool_size`."""
+        PostgreSQL server limits its connections, so its pool stays `pool_size`.
+
+        `ping_after` (PostgreSQL): a pooled connection is tested (one round trip) before
+        use once it has been idle that many seconds; 0: before every use. A connection
+        that turns out dead without the test fails its transaction as an interruption
+        (`is_interruption`) and the pool replaces every connection it had then: right for
+        workers, which give such work back and take it again (see `WORKER_PING_AFTER`),
+        not for a request an API server would answer 500."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, max(pool_size, readers))
         else:
-            self.engine = _pg_engine(url, pool_size, lock_timeout)
+            self.engine = _pg_engine(url, pool_size, lock_timeout, ping_after)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -102,16 +123,42 @@ _SESSION = {
 }
 
 
-def _pg_engine(url: str, pool_size: int, lock_timeout: float) -> Engine:
+def _pg_engine(url: str, pool_size: int, lock_timeout: float, ping_after: float) -> Engine:
     given = make_url(url).query
     keepalives = {name: value for name, value in _KEEPALIVES.items() if name not in given}
     engine = create_engine(
-        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, connect_args=keepalives
+        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=not ping_after, connect_args=keepalives
     )
     # a statement waits at most `lock_timeout` for a lock, then fails (see `is_interruption`)
     session = _SESSION | {"lock_timeout": str(max(1, round(lock_timeout * 1000)))}
     event.listen(engine, "connect", partial(_pg_on_connect, session))
+    if ping_after:
+        event.listen(engine, "checkin", _note_return)
+        event.listen(engine, "checkout", partial(_ping_if_idle, engine.dialect, ping_after))
     return engine
+
+
+# A worker's loop takes a pooled connection five or six times per chunk (claim, fair share,
+# apply, …), a few milliseconds apart: testing each one first was a quarter of its round
+# trips to the server.
+WORKER_PING_AFTER = 2.0
+_RETURNED = "loadbay_returned_at"
+
+
+def _note_return(_dbapi_conn: Any, record: Any) -> None:
+    record.info[_RETURNED] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect, seconds: float, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+    """Test a connection idle for `seconds` or more before it is used; the pool replaces it
+    (and tries again, up to three times) when the test fails."""
+    returned = record.info.get(_RETURNED)
+    if returned is None or time.monotonic() - returned < seconds:
+        return
+    try:
+        dialect.do_ping(dbapi_conn)
+    except Exception as exc:
+        raise DisconnectionError(f"a pooled connection idle {seconds:g} s or more was dead: {exc}") from exc
 
 
 def _pg_on_connect(session: dict[str, str], dbapi_conn: Any, _record: Any) -> None:
