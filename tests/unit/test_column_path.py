@@ -345,6 +345,55 @@ def test_a_record_the_database_refuses_fails_alone_on_both_paths(tmp_path: Path)
     assert "failed,,,APPLY_ERROR" in seen["results"]
 
 
+class PoisonColumnsAfterWriting(CustomerType):
+    """Customers whose database refuses POISON only after the bulk write wrote the others."""
+
+    column_rules = CustomerType.column_rules
+
+    def apply_columns(self, conn: Any, ctx: Any, chunk: ColumnChunk, valid: Any, prepared: Any) -> Any:
+        applied = super().apply_columns(conn, ctx, chunk, valid, prepared)
+        _refuse_poison(chunk.to_records())
+        return applied
+
+    def apply(self, conn: Any, ctx: Any, records: Any) -> Any:
+        _refuse_poison(records)
+        return super().apply(conn, ctx, records)
+
+
+class PoisonRecordsAfterWriting(RecordPathCustomers):
+    """The same, on the record path."""
+
+    def apply_prepared(self, conn: Any, ctx: Any, records: Any, prepared: Any) -> Any:
+        applied = super().apply_prepared(conn, ctx, records, prepared)
+        _refuse_poison(records)
+        return applied
+
+    def apply(self, conn: Any, ctx: Any, records: Any) -> Any:
+        _refuse_poison(records)
+        return super().apply(conn, ctx, records)
+
+
+def test_what_a_refused_bulk_write_wrote_is_undone_before_records_go_one_by_one(tmp_path: Path) -> None:
+    """The records a refused bulk write had written are not there when they are applied one
+    by one: each is created once (revision 1), none is 'unchanged'."""
+    columns, records = (
+        Side(tmp_path / "columns", PoisonColumnsAfterWriting()),
+        Side(tmp_path / "records", PoisonRecordsAfterWriting()),
+    )
+    data = "customer_number,name\r\n" + "".join(
+        f"C{i},{'POISON' if i == 3 else 'Name'}\r\n" for i in range(10)
+    )
+    try:
+        seen = columns.run(columns.account("a"), data.encode(), "text/csv")
+        assert seen == records.run(records.account("a"), data.encode(), "text/csv")
+    finally:
+        columns.rt.close()
+        records.rt.close()
+    assert (seen["counts"].succeeded, seen["counts"].failed) == (9, 1)
+    assert {r[4] for r in seen["records"] if r[3] == "succeeded"} == {"created"}
+    assert [(row[1], row[2]) for row in seen["stored"]] == [(1, f"C{i}") for i in range(10) if i != 3]
+
+
 class ColumnsAppliedTheRecordWay(CustomerType):
     """billing.customer on the column path, its chunks applied by BatchType's default
     `apply_columns` (the record way) instead of UpsertType's."""

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from itertools import islice
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -61,6 +61,7 @@ __all__ = ["LeaseLost", "applies_early", "apply_chunk", "validate_batch"]
 log = logging.getLogger(__name__)
 
 _RECORD_REFUSALS = (IntegrityError, DataError)
+_Applied = TypeVar("_Applied", list[Applied], ColumnApplied)  # what applying a chunk did
 
 # Chunks in column form staged in one transaction: up to four, and up to 8,000 records (a
 # run's chunks and payloads are held until it is written). On SQLite a transaction first waits
@@ -152,7 +153,7 @@ def _give_back(rt: Runtime, claim: queue.ValidationClaim, error: str, failed: bo
 
 
 def _load(rt: Runtime, batch_id: int) -> Batch:
-    with rt.db.read() as conn:
+    with rt.db.single_read() as conn:
         batch = repo.get_batch(conn, None, batch_id)
     assert batch is not None
     return batch
@@ -682,11 +683,19 @@ def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
     valid = [r for r in records if r.data is not None]
     prepared = batch_type.prepare(ctx, valid) if valid else None
     inputs = input_parts(batch_type.columns().names, records)
-    with metrics.timed_chunk(batch.type), rt.db.write() as conn:
-        applied = _apply(conn, batch_type, ctx, valid, prepared)
+
+    def bulk(conn: Connection) -> list[Applied]:
+        return batch_type.apply_prepared(conn, ctx, valid, prepared) if valid else []
+
+    def one_by_one(conn: Connection) -> list[Applied]:
+        return [_apply_one(conn, batch_type, ctx, record) for record in valid]
+
+    def settled(conn: Connection, applied: list[Applied]) -> bool:
         results = settle.outcomes(records, applied)
-        if not settle.settle_chunk(conn, batch_type, claim, records, results, inputs=inputs):
-            raise LeaseLost()
+        return settle.settle_chunk(conn, batch_type, claim, records, results, inputs=inputs)
+
+    with metrics.timed_chunk(batch.type):
+        _write_chunk(rt, bulk, one_by_one, settled)
 
 
 def _apply_columns(
@@ -697,29 +706,57 @@ def _apply_columns(
     valid = chunk.valid()
     prepared = batch_type.prepare_columns(ctx, chunk, valid) if valid else None
     inputs = column_input_parts(batch_type.columns().names, chunk.raw, len(chunk))
-    with metrics.timed_chunk(type_name), rt.db.write() as conn:
-        applied = _apply_column_records(conn, batch_type, ctx, chunk, valid, prepared)
-        if not settle.settle_columns(conn, claim, chunk, applied, inputs):
-            raise LeaseLost()
 
+    def bulk(conn: Connection) -> ColumnApplied:
+        return batch_type.apply_columns(conn, ctx, chunk, valid, prepared) if valid else ColumnApplied([], [])
 
-def _apply_column_records(
-    conn: Connection,
-    batch_type: BatchType,
-    ctx: ApplyContext,
-    chunk: ColumnChunk,
-    valid: Sequence[int],
-    prepared: Any,
-) -> ColumnApplied:
-    """`_apply` of a chunk in column form: in bulk, else record by record."""
-    if not valid:
-        return ColumnApplied([], [])
-    try:
-        with conn.begin_nested():
-            return batch_type.apply_columns(conn, ctx, chunk, valid, prepared)
-    except _RECORD_REFUSALS:
+    def one_by_one(conn: Connection) -> ColumnApplied:
         records = chunk.to_records()
         return ColumnApplied.of([_apply_one(conn, batch_type, ctx, records[i]) for i in valid])
+
+    def settled(conn: Connection, applied: ColumnApplied) -> bool:
+        return settle.settle_columns(conn, claim, chunk, applied, inputs)
+
+    with metrics.timed_chunk(type_name):
+        _write_chunk(rt, bulk, one_by_one, settled)
+
+
+class _Refused(Exception):
+    """The database refused a chunk's bulk write; its transaction is rolled back."""
+
+
+def _write_chunk(
+    rt: Runtime,
+    bulk: Callable[[Connection], _Applied],
+    one_by_one: Callable[[Connection], _Applied],
+    settled: Callable[[Connection, _Applied], bool],
+) -> None:
+    """Apply a chunk and settle it (`settled`: False when the lease was lost) in one
+    transaction: in bulk, with no savepoint around it (on PostgreSQL two round trips a chunk);
+    if the database refuses the bulk write, that transaction is rolled back and a new one
+    applies the records one by one, each in a savepoint, to tell the refused ones."""
+    try:
+        _write_settled(rt, bulk, settled, refusable=True)
+    except _Refused:
+        _write_settled(rt, one_by_one, settled, refusable=False)
+
+
+def _write_settled(
+    rt: Runtime,
+    apply: Callable[[Connection], _Applied],
+    settled: Callable[[Connection, _Applied], bool],
+    *,
+    refusable: bool,
+) -> None:
+    with rt.db.write() as conn:
+        try:
+            applied = apply(conn)
+        except _RECORD_REFUSALS as exc:
+            if refusable:
+                raise _Refused() from exc
+            raise
+        if not settled(conn, applied):
+            raise LeaseLost()
 
 
 def _renew_chunk(rt: Runtime, claim: queue.ChunkClaim, conn: Connection) -> bool:
@@ -752,19 +789,6 @@ def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
         log.exception("chunk %s: cannot settle it record by record; closing it", claim.id)
         with rt.db.write() as conn:
             settle.close_unreadable_chunk(conn, claim)
-
-
-def _apply(
-    conn: Connection, batch_type: BatchType, ctx: ApplyContext, valid: Sequence[StagedRecord], prepared: Any
-) -> list[Applied]:
-    """Apply in bulk; if the database refuses the bulk write, find the refused records one by one."""
-    if not valid:
-        return []
-    try:
-        with conn.begin_nested():
-            return batch_type.apply_prepared(conn, ctx, valid, prepared)
-    except _RECORD_REFUSALS:
-        return [_apply_one(conn, batch_type, ctx, record) for record in valid]
 
 
 def _apply_one(conn: Connection, batch_type: BatchType, ctx: ApplyContext, record: StagedRecord) -> Applied:

@@ -245,7 +245,8 @@ def _finish(
         return False
     repo.insert_errors(conn, claim.batch_id, late_rows())
     repo.add_counts(conn, claim.batch_id, **tally)
-    if batch is not None and batch.status == Status.PROCESSING:  # (not while still validating)
+    # (not while still validating; the batch row read again, with these counts, only for the last)
+    if batch is not None and batch.status == Status.PROCESSING and not queue.remaining_chunks(conn, batch.id):
         complete_if_done(conn, claim.batch_id)
     return True
 

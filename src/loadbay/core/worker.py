@@ -113,8 +113,9 @@ class Worker:
 
     def _validate_for_idle_account(self) -> bool:
         """Fair share: a batch of an account with nothing in progress is validated before the
-        next chunk of another account's batch (a read first: most of the time there is none)."""
-        with self.rt.db.read() as conn:
+        next chunk of another account's batch (a read first: most of the time there is none;
+        one statement, outside a transaction on PostgreSQL, as it runs before every chunk)."""
+        with self.rt.db.single_read() as conn:
             if not queue.waits_for_idle_account(conn, repo.now()):
                 return False
         with self.rt.db.write() as conn:
