@@ -87,6 +87,27 @@ def test_rows_are_created_updated_or_left_unchanged_in_order(conn: Connection) -
     assert stored(conn, "b")["revision"] == 1, "an unchanged row is not written"
 
 
+def plain(conn: Connection, *rows: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    spec = replace(PLAIN, on_create=("status",))
+    names = spec.columns
+    upsert = Upsert.of_columns(spec, [[row[name] for row in rows] for name in names])
+    return list(zip(*upsert.run_plain(conn, datetime.now(UTC)), strict=True))
+
+
+def test_run_plain_tells_each_row_by_its_action_and_id_as_text(conn: Connection) -> None:
+    """The column path's `run_plain`: all created, all changed (no lookup on PostgreSQL), and
+    a mix with an unchanged row (looked up), in the rows' order."""
+    created = plain(conn, thing("a"), thing("b"))
+    a, b = (str(stored(conn, name)["id"]) for name in "ab")
+    assert created == [("created", a), ("created", b)]
+    assert plain(conn, thing("b", colour="blue"), thing("a", colour="green")) == [
+        ("updated", b),
+        ("updated", a),
+    ]
+    mixed = plain(conn, thing("c"), thing("a", colour="green"), thing("b", colour="pink"))
+    assert mixed == [("created", str(stored(conn, "c")["id"])), ("unchanged", a), ("updated", b)]
+
+
 def test_the_scope_is_part_of_the_key(conn: Connection) -> None:
     mine = run(conn, PLAIN, thing("a", scope=1))
     theirs = run(conn, PLAIN, thing("a", scope=2), thing("a", scope=3, colour="blue"))

@@ -157,26 +157,45 @@ class Upsert:
 
     def run_plain(self, conn: Connection, now: datetime) -> tuple[list[str | None], list[str | None]]:
         """`run` for a spec without `read` or `newest`: each row's action and id, as text."""
-        if conn.dialect.name == "sqlite" and self.keys:
-            spec = self.spec
-            stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
-            rows = self._driver_rows(conn.dialect, (stamp,))
-            created = _insert_new(conn, spec, rows)
-            if isinstance(created, range):  # every row is new
-                return ["created"] * len(self.keys), list(map(str, created))
-            if created is not None and len(created) == len(self.keys):
-                return ["created"] * len(self.keys), [str(created[key]) for key in self.keys]
-            stored = self._settled_sqlite(conn, rows, stamp, created)
-        else:
-            stored = self.run(conn, now)
-        return [s.action.value for s in stored], [str(s.id) for s in stored]
+        if not self.keys:
+            return [], []
+        if conn.dialect.name == "sqlite":
+            return self._plain_sqlite(conn, now)
+        written = self._merge_postgresql(conn, now)
+        if len(written) == len(self.keys):  # every row created or changed: no lookup, no outcomes
+            pairs = [written[key] for key in self.keys]
+            return ["created" if revision == 1 else "updated" for _, revision in pairs], [
+                str(row_id) for row_id, _ in pairs
+            ]
+        return _as_text(self._stored_postgresql(conn, written, {}))
+
+    def _plain_sqlite(self, conn: Connection, now: datetime) -> tuple[list[str | None], list[str | None]]:
+        spec = self.spec
+        stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
+        rows = self._driver_rows(conn.dialect, (stamp,))
+        created = _insert_new(conn, spec, rows)
+        if isinstance(created, range):  # every row is new
+            return ["created"] * len(self.keys), list(map(str, created))
+        if created is not None and len(created) == len(self.keys):
+            return ["created"] * len(self.keys), [str(created[key]) for key in self.keys]
+        return _as_text(self._settled_sqlite(conn, rows, stamp, created))
 
     def _run_postgresql(self, conn: Connection, now: datetime) -> list[Stored]:
+        before = _looked_up(conn, self.spec, self.keys) if self.spec.read else {}
+        return self._stored_postgresql(conn, self._merge_postgresql(conn, now), before)
+
+    def _merge_postgresql(self, conn: Connection, now: datetime) -> dict[Key, tuple[int, int]]:
+        """The merge: the (id, revision) of each row it wrote, by key."""
+        statement = _statement(conn.dialect, self.spec)
+        params = {"now": now, "rows": _json(self._driver_rows(conn.dialect, ()))}
+        return {tuple(r[1:-1]): (r[0], r[-1]) for r in conn.execute(statement, params).all()}
+
+    def _stored_postgresql(
+        self, conn: Connection, written: dict[Key, tuple[int, int]], before: dict[Key, _Row]
+    ) -> list[Stored]:
+        """What became of each row, given what the merge wrote and (with `read`) the stored
+        rows before it."""
         spec = self.spec
-        before = _looked_up(conn, spec, self.keys) if spec.read else {}
-        statement = _statement(conn.dialect, spec)
-        params = {"now": now, "rows": _json(_processed(conn.dialect, spec, self._cells))}
-        written = {tuple(r)[1:-1]: (r[0], r[-1]) for r in conn.execute(statement, params)}
         # The rows left as they were are locked by the merge: read now, they are what it compared.
         left = [k for k in self.keys if k not in written and (spec.newest or k not in before)]
         stored = before | _looked_up(conn, spec, left)
@@ -256,6 +275,10 @@ class Upsert:
         return None if row is None else dict(zip(self.spec.looked_up, row, strict=True))
 
 
+def _as_text(stored: Sequence[Stored]) -> tuple[list[str | None], list[str | None]]:
+    return [s.action.value for s in stored], [str(s.id) for s in stored]
+
+
 _Row = Sequence[Any]  # a stored row's `UpsertSpec.looked_up` columns: id, revision, the key, …
 
 
@@ -270,7 +293,7 @@ def _looked_up(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> dict[
     if not keys:
         return {}
     if conn.dialect.name == "postgresql":
-        rows: Iterable[_Row] = conn.execute(_lookup(conn.dialect, spec), {"keys": _json(keys)})
+        rows: Iterable[_Row] = conn.execute(_lookup(conn.dialect, spec), {"keys": _json(keys)}).all()
     else:
         rows = _sqlite_lookup(conn, spec, keys)
     end = 2 + len(spec.key)
