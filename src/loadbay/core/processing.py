@@ -479,16 +479,17 @@ def _store_columns(
     still wins across them."""
     staged = [(chunk.seq, _columns_of(chunk)) for chunk in run]
     payloads = [_encoded(columns) for _, columns in staged]
-    total = valid = 0
     with rt.db.write() as conn:
+        new, errors = [], []
         for (seq, columns), (keys, encoded) in zip(staged, payloads, strict=True):
             fresh = repo.claim_keys(conn, claim.batch_id, keys)
             marked = len(fresh) != len(keys) and columns.mark_duplicates(fresh)
             payload = columns.encode() if marked else encoded
-            good = len(columns.valid())
-            queue.insert_chunk(conn, claim.batch_id, seq, columns.first, len(columns), good, payload)
-            repo.insert_errors(conn, claim.batch_id, columns.error_rows())
-            total, valid = total + len(columns), valid + good
+            new.append(queue.NewChunk(seq, columns.first, len(columns), len(columns.valid()), payload))
+            errors += columns.error_rows()
+        queue.insert_chunks(conn, claim.batch_id, new)
+        repo.insert_errors(conn, claim.batch_id, errors)
+        total, valid = sum(c.count for c in new), sum(c.valid for c in new)
         _check_lease(conn, claim, rt)
         repo.add_counts(conn, claim.batch_id, total=total, valid=valid, invalid=total - valid)
         if first_of_attempt:

@@ -21,6 +21,7 @@ lost its lease or its connection, or waited too long for a lock). See
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -47,6 +48,8 @@ __all__ = [
     "finish_chunk",
     "forget_worker",
     "insert_chunk",
+    "insert_chunks",
+    "NewChunk",
     "live_workers",
     "mark_ready",
     "open_chunk_ids",
@@ -207,21 +210,45 @@ def give_back_validation(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class NewChunk:
+    """A chunk to stage: its place in the batch, its counts and its payload."""
+
+    seq: int
+    first_index: int
+    count: int
+    valid: int
+    payload: str
+
+
 def insert_chunk(
     conn: Connection, batch_id: int, seq: int, first_index: int, count: int, valid: int, payload: str
 ) -> None:
-    values = {
-        "batch_id": batch_id,
-        "seq": seq,
-        "first_index": first_index,
-        "record_count": count,
-        "valid_count": valid,
-        "status": PENDING,
-        "attempt": 0,
-        "ready_at": datetime.now(UTC),
-    }
-    chunk_id = conn.execute(insert(chunks).values(values).returning(chunks.c.id)).scalar_one()
-    conn.execute(insert(chunk_payloads).values(chunk_id=chunk_id, payload=payload))
+    insert_chunks(conn, batch_id, [NewChunk(seq, first_index, count, valid, payload)])
+
+
+def insert_chunks(conn: Connection, batch_id: int, new: Sequence[NewChunk]) -> None:
+    """Stage chunks, pending: their rows in one statement, then their payloads in one."""
+    if not new:
+        return
+    ready = datetime.now(UTC)
+    rows = [
+        {
+            "batch_id": batch_id,
+            "seq": c.seq,
+            "first_index": c.first_index,
+            "record_count": c.count,
+            "valid_count": c.valid,
+            "status": PENDING,
+            "attempt": 0,
+            "ready_at": ready,
+        }
+        for c in new
+    ]
+    made = insert(chunks).returning(chunks.c.id, sort_by_parameter_order=True)
+    ids = conn.execute(made, rows).scalars().all()
+    payloads = [{"chunk_id": chunk_id, "payload": c.payload} for chunk_id, c in zip(ids, new, strict=True)]
+    conn.execute(insert(chunk_payloads), payloads)
 
 
 def staged_through(conn: Connection, batch_id: int) -> tuple[int, int]:

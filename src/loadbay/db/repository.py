@@ -466,7 +466,7 @@ def claim_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]
         return _claim_sqlite_keys(conn, batch_id, keys, values)
     source = "SELECT :batch_id, k FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k"
     statement = text(f"INSERT INTO batch_keys (batch_id, key) {source} ON CONFLICT DO NOTHING RETURNING key")
-    return set(conn.execute(statement, {"batch_id": batch_id, "keys": values}).scalars())
+    return set(conn.execute(statement, {"batch_id": batch_id, "keys": values}).scalars().all())
 
 
 def _claim_sqlite_keys(conn: Connection, batch_id: int, keys: Sequence[str], values: str) -> set[str]:
