@@ -15,15 +15,17 @@ __all__ = ["pa", "pa_csv", "pc"]
 
 
 class _Lazy:
-    """A module imported on the first look-up of one of its attributes."""
-
-    __slots__ = ("_name",)
+    """A module imported on the first look-up of one of its attributes; each attribute is
+    kept once looked up (the column path looks up some ninety per chunk, and a look-up through
+    `import_module` took ~4 µs)."""
 
     def __init__(self, name: str) -> None:
         self._name = name
 
     def __getattr__(self, attribute: str) -> Any:
-        return getattr(importlib.import_module(self._name), attribute)
+        value = getattr(importlib.import_module(self._name), attribute)
+        setattr(self, attribute, value)
+        return value
 
 
 if TYPE_CHECKING:
