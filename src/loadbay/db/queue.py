@@ -276,33 +276,65 @@ def delete_chunks(conn: Connection, batch_id: int) -> None:
 def claim_chunk(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ChunkClaim | None:
     """Take the next chunk to apply: of the batch with the fewest records applied so far
     (fair share: a small batch submitted while a big one applies goes next, and two big
-    ones take turns), then the oldest batch; a batch's chunks in order."""
+    ones take turns), then the oldest batch; a batch's chunks in order. On PostgreSQL in
+    one statement (it runs once per chunk; three were three round trips)."""
+    params = {"at": at, "owner": owner, "until": at + lease}
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(_claim_in_one(), params).first()
+        if row is None:
+            return None
+        return ChunkClaim(row.id, row.batch_id, row.seq, row.attempt, row.payload or "", row.failed_attempts)
+    found = conn.execute(_next_chunk(), params).first()
+    if found is None:
+        return None
+    attempt = found.attempt + 1
+    conn.execute(_lease_chunk().where(chunks.c.id == found.id), params)
+    payload = chunk_payload(conn, found.id) or ""
+    return ChunkClaim(found.id, found.batch_id, found.seq, attempt, payload, found.failed_attempts)
+
+
+@cache
+def _next_chunk() -> Any:
+    """The chunk `claim_chunk` takes at `:at`, locked (PostgreSQL: skipping locked ones)."""
     applied = batches.c.succeeded + batches.c.failed + batches.c.unprocessed
-    query = (
+    return (
         select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.failed_attempts)
         .join(batches, batches.c.id == chunks.c.batch_id)
         .where(
             _applicable(),
             or_(
                 chunks.c.status == PENDING,
-                and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < at),
+                and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < bindparam("at")),
             ),
         )
         .order_by(applied, batches.c.submitted_at, batches.c.id, chunks.c.seq)
         .limit(1)
         .with_for_update(skip_locked=True, of=chunks)
     )
-    row = conn.execute(query).first()
-    if row is None:
-        return None
-    attempt = row.attempt + 1
-    conn.execute(
-        update(chunks)
-        .where(chunks.c.id == row.id)
-        .values(status=LEASED, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
+
+
+def _lease_chunk() -> Any:
+    """Lease a chunk to `:owner` until `:until`, as its next attempt."""
+    return update(chunks).values(
+        status=LEASED,
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("until"),
+        attempt=chunks.c.attempt + 1,
     )
-    payload = chunk_payload(conn, row.id) or ""
-    return ChunkClaim(row.id, row.batch_id, row.seq, attempt, payload, row.failed_attempts)
+
+
+@cache
+def _claim_in_one() -> Any:
+    """PostgreSQL: `_next_chunk` leased by a data-modifying CTE, with its payload."""
+    found = _next_chunk().cte("next_chunk")
+    claimed = (
+        _lease_chunk()
+        .where(chunks.c.id == found.c.id)
+        .returning(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.failed_attempts)
+        .cte("claimed")
+    )
+    payload = chunk_payloads.c.chunk_id == claimed.c.id
+    return select(claimed, chunk_payloads.c.payload).outerjoin(chunk_payloads, payload)
 
 
 def finish_chunk(
