@@ -101,10 +101,13 @@ def disable_endpoint(conn: Connection, endpoint_id: int, reason: str) -> None:
 
 
 def subscribed(conn: Connection, account_id: int, event: str) -> list[int]:
-    """The account's enabled endpoints that take `event`."""
+    """The account's enabled endpoints that take `event`, locked until the transaction ends
+    against their delete (FOR KEY SHARE, PostgreSQL): one deleted between this read and the
+    event's deliveries would fail the transaction that moved the batch."""
     e = webhook_endpoints.c
     query = select(e.id, e.events).where(e.account_id == account_id, e.enabled.is_(True)).order_by(e.id)
-    return [row.id for row in conn.execute(query) if event in json.loads(row.events)]
+    locked = query.with_for_update(key_share=True)
+    return [row.id for row in conn.execute(locked) if event in json.loads(row.events)]
 
 
 def _stored(values: dict[str, Any]) -> dict[str, Any]:
