@@ -2,8 +2,9 @@
 (pg_terminate_backend), again and again while a batch is validated and applied, loses no
 record and applies none twice; the API keeps answering through it.
 
-Workers test a pooled connection only after it has been idle a while (`WORKER_PING_AFTER`),
-so a cut reaches their work as an interruption, given back and taken again."""
+A cut that lands while a worker's transaction runs reaches its work as an interruption,
+given back and taken again; one that lands between two is noticed when the connection is
+next taken from the pool (`WORKER_PING_AFTER`)."""
 
 from __future__ import annotations
 

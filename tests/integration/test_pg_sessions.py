@@ -14,12 +14,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, text
-from sqlalchemy.exc import DBAPIError
 
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
 from loadbay.db import repository as repo
-from loadbay.db.engine import Database, is_interruption
+from loadbay.db.engine import Database
 from loadbay.types import default_registry
 from tests.support.servers import start_server
 
@@ -72,7 +71,7 @@ def test_worker_sessions_are_set(runtime: Runtime) -> None:
 
 SLEEPER = """
 import sys
-from loadbay.db.engine import Database, is_interruption
+from loadbay.db.engine import Database
 db = Database(sys.argv[1])
 with db.write() as conn:
     print(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one(), flush=True)
@@ -216,21 +215,55 @@ def terminate(db: Database, pid: int) -> None:
 
 
 @pytest.mark.parametrize("ping_after", [0.0, 0.5])
-def test_a_pooled_connection_is_tested_before_use_once_idle(pg_url: str, ping_after: float) -> None:
-    """With `ping_after`, a connection used a moment ago is used as it is: a dead one fails
-    the transaction as an interruption, and the pool then replaces it. One idle longer is
-    tested first and replaced without an error; with 0 (the API server) every one is."""
+def test_a_pooled_connection_the_server_ended_is_replaced_before_use(pg_url: str, ping_after: float) -> None:
+    """A pooled connection whose backend was terminated is replaced without an error, used
+    again at once (the server wrote to it and closed it: `ping_after`'s poll sees that) or
+    after an idle time (tested by a round trip)."""
     db, other = Database(pg_url, pool_size=1, ping_after=ping_after), Database(pg_url)
     try:
-        terminate(other, backend_of(db))
-        if ping_after:
-            with pytest.raises(DBAPIError) as failed:
-                backend_of(db)
-            assert is_interruption(failed.value)
-        first = backend_of(db)  # a new connection: the pool replaced the dead one
-        terminate(other, first)
-        time.sleep(ping_after + 0.1)
-        assert backend_of(db) != first  # tested, found dead and replaced: no error
+        for pause in (0.05, ping_after + 0.1):
+            first = backend_of(db)
+            terminate(other, first)
+            time.sleep(pause)
+            assert backend_of(db) != first
     finally:
         db.dispose()
         other.dispose()
+
+
+def test_a_worker_tests_a_connection_by_a_round_trip_only_once_it_was_idle(pg_url: str) -> None:
+    db = Database(pg_url, pool_size=1, ping_after=0.5)
+    pings = count_pings(db)
+    try:
+        for _ in range(3):
+            backend_of(db)
+        assert pings == [], "a connection used a moment ago is not pinged"
+        time.sleep(0.6)
+        backend_of(db)
+        assert len(pings) == 1
+    finally:
+        db.dispose()
+
+
+def test_the_api_server_tests_every_connection_by_a_round_trip(pg_url: str) -> None:
+    db = Database(pg_url, pool_size=1)
+    pings = count_pings(db)
+    try:
+        for _ in range(3):
+            backend_of(db)
+        assert len(pings) >= 2  # (the first checkout opens the connection)
+    finally:
+        db.dispose()
+
+
+def count_pings(db: Database) -> list[object]:
+    """The round-trip tests the pool makes from now on, one item each."""
+    dialect, pings = db.engine.dialect, []
+    ping = dialect.do_ping
+
+    def counted(dbapi_conn: Any) -> bool:
+        pings.append(dbapi_conn)
+        return bool(ping(dbapi_conn))
+
+    dialect.do_ping = counted  # type: ignore[method-assign]
+    return pings

@@ -87,27 +87,27 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
     else (a bug, a lost database connection) gives the batch back at once for another attempt;
     when its attempts are spent (see the module's doc) the batch fails with the last error seen.
     """
-    batch = _load(rt, claim.batch_id)
-    spent = _validation_spent(rt, claim, batch)
-    if spent is not None:
-        _fail(rt, claim, "RETRIES_EXHAUSTED", spent)
-        return
     renew = partial(_renew_validation, rt, claim)
     try:
+        batch = _load(rt, claim.batch_id)  # (in here: a connection lost even now gives the batch back)
+        spent = _validation_spent(rt, claim, batch)
+        if spent is not None:
+            _fail(rt, claim, "RETRIES_EXHAUSTED", spent)
+            return
         with Heartbeat(rt, renew):
             resume = _start(rt, claim, batch)
             warnings = _stage_all(rt, claim, batch, resume)
             _finish_validation(rt, claim, batch, warnings)
     except Busy as exc:  # the object store is away for a while: not the data's fault
-        log.warning("batch %s: validation interrupted (attempt %s): %s", batch.id, claim.attempt, exc)
+        log.warning("batch %s: validation interrupted (attempt %s): %s", claim.batch_id, claim.attempt, exc)
         _give_back(rt, claim, exc.message, failed=False)
     except LoadbayError as exc:
         _fail(rt, claim, exc.code, exc.message)
     except LeaseLost:
-        log.info("batch %s: validation lease lost; leaving it to its new owner", batch.id)
+        log.info("batch %s: validation lease lost; leaving it to its new owner", claim.batch_id)
     except Exception as exc:
         failed = not is_interruption(exc)
-        where = (batch.id, "failed" if failed else "interrupted", claim.attempt)
+        where = (claim.batch_id, "failed" if failed else "interrupted", claim.attempt)
         log.log(_level(failed), "batch %s: validation %s (attempt %s)", *where, exc_info=exc)
         _give_back(rt, claim, _summary(exc), failed)
 

@@ -155,7 +155,7 @@ def _log_failure(owner: str, exc: Exception) -> None:
     """A lost connection or a lock waited for too long (the worker tries again after a pause)
     in one line; anything else with its traceback."""
     if is_interruption(exc):
-        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        reason = str(getattr(exc, "orig", exc)).partition("\n")[0]
         log.warning("worker %s: interrupted by the database (%s); trying again", owner, reason)
     else:
         log.exception("worker %s: unexpected error", owner)

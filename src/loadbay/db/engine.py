@@ -13,6 +13,7 @@ in time, a lost connection) from errors of the work itself.
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.pool import QueuePool
 
 __all__ = [
@@ -139,8 +140,8 @@ def _pg_engine(url: str, pool_size: int, lock_timeout: float, ping_after: float)
 
 
 # A worker's loop takes a pooled connection five or six times per chunk (claim, fair share,
-# apply, …), a few milliseconds apart: testing each one first was a quarter of its round
-# trips to the server.
+# apply, …), a few milliseconds apart: testing each one first by a round trip was a quarter
+# of its round trips to the server.
 WORKER_PING_AFTER = 2.0
 _RETURNED = "loadbay_returned_at"
 
@@ -150,15 +151,28 @@ def _note_return(_dbapi_conn: Any, record: Any) -> None:
 
 
 def _ping_if_idle(dialect: Dialect, seconds: float, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-    """Test a connection idle for `seconds` or more before it is used; the pool replaces it
-    (and tries again, up to three times) when the test fails."""
+    """Before a pooled connection is used: one idle for `seconds` or more is tested by a round
+    trip; one used since is dead if the server has written to it while it was pooled (a
+    backend that ends says so and closes its socket: a poll, no round trip). A dead one
+    makes the pool replace it and every connection made before it (as pool_pre_ping does)."""
     returned = record.info.get(_RETURNED)
-    if returned is None or time.monotonic() - returned < seconds:
+    if returned is None:  # (new)
+        return
+    if time.monotonic() - returned < seconds:
+        if _server_spoke(dbapi_conn):
+            raise InvalidatePoolError("the server ended a pooled connection")
         return
     try:
         dialect.do_ping(dbapi_conn)
     except Exception as exc:
-        raise DisconnectionError(f"a pooled connection idle {seconds:g} s or more was dead: {exc}") from exc
+        raise InvalidatePoolError(f"a pooled connection idle {seconds:g} s or more was dead: {exc}") from exc
+
+
+def _server_spoke(dbapi_conn: Any) -> bool:
+    """Whether an idle connection's socket has something to read (or has closed)."""
+    poller = select.poll()
+    poller.register(dbapi_conn.fileno(), select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _pg_on_connect(session: dict[str, str], dbapi_conn: Any, _record: Any) -> None:
