@@ -16,6 +16,7 @@ import csv
 import io
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -23,7 +24,7 @@ from unittest.mock import patch
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from loadbay import readers
 from loadbay.config import Settings
@@ -33,6 +34,7 @@ from loadbay.core.service import BatchService
 from loadbay.core.types import BatchType, TypeRegistry
 from loadbay.core.worker import Worker
 from loadbay.db.engine import migrate
+from loadbay.db.tables import billing_customers
 from loadbay.domain.models import Account, NewBatch
 from loadbay.types.billing import CustomerRecord, CustomerType
 
@@ -53,10 +55,13 @@ def test_the_types_take_the_paths_they_say() -> None:
 class Side:
     """One core (SQLite in its own directory) with the customer type on one path."""
 
-    def __init__(self, root: Path, customer_type: CustomerType) -> None:
+    def __init__(self, root: Path, customer_type: CustomerType, url: str | None = None) -> None:
         root.mkdir()
-        migrate(f"sqlite:///{root / 'loadbay.db'}")
-        settings = Settings(data_dir=root, secret_key="test", chunk_size=7, lease_seconds=60)
+        url = url or f"sqlite:///{root / 'loadbay.db'}"
+        migrate(url)
+        settings = Settings(
+            data_dir=root, database_url=url, secret_key="test", chunk_size=7, lease_seconds=60
+        )
         self.rt = Runtime.build(settings, TypeRegistry([customer_type]), base_url="http://loadbay.test")
         self.service = BatchService(self.rt)
 
@@ -390,6 +395,55 @@ def test_what_a_refused_bulk_write_wrote_is_undone_before_records_go_one_by_one(
         columns.rt.close()
         records.rt.close()
     assert (seen["counts"].succeeded, seen["counts"].failed) == (9, 1)
+    assert {r[4] for r in seen["records"] if r[3] == "succeeded"} == {"created"}
+    assert [(row[1], row[2]) for row in seen["stored"]] == [(1, f"C{i}") for i in range(10) if i != 3]
+
+
+class RefusedByTheDatabase(CustomerType):
+    """Customers whose database itself refuses the one named POISON (its key written again),
+    after the bulk write wrote the others: on PostgreSQL that aborts the transaction."""
+
+    column_rules = CustomerType.column_rules
+
+    def apply_columns(self, conn: Any, ctx: Any, chunk: ColumnChunk, valid: Any, prepared: Any) -> Any:
+        applied = super().apply_columns(conn, ctx, chunk, valid, prepared)
+        _write_poison_again(conn, ctx.account_id, chunk.to_records())
+        return applied
+
+    def apply(self, conn: Any, ctx: Any, records: Any) -> Any:
+        applied = super().apply(conn, ctx, records)
+        _write_poison_again(conn, ctx.account_id, records)
+        return applied
+
+
+def _write_poison_again(conn: Any, account_id: int, records: Any) -> None:
+    now = datetime.now(UTC)
+    for record in records:
+        if record.data and record.data.get("name") == "POISON":
+            number, again = record.data["customer_number"], {"name": "again", "currency": "USD", "balance": 0}
+            row = {"account_id": account_id, "customer_number": number, "status": "active", "revision": 1}
+            conn.execute(
+                insert(billing_customers).values(row | again | {"created_at": now, "updated_at": now})
+            )
+
+
+def test_a_bulk_write_the_database_refuses_is_undone_on_either_database(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A real refusal (a unique key), after the bulk write wrote the other records: the
+    transaction is rolled back, and the records applied one by one: the refused one fails
+    alone, the others are each created once."""
+    side = Side(tmp_path / "side", RefusedByTheDatabase(), url=database_url)
+    data = "customer_number,name\r\n" + "".join(
+        f"C{i},{'POISON' if i == 3 else 'Name'}\r\n" for i in range(10)
+    )
+    try:
+        seen = side.run(side.account("a"), data.encode(), "text/csv")
+    finally:
+        side.rt.close()
+    assert (seen["counts"].succeeded, seen["counts"].failed) == (9, 1), seen["counts"]
+    failed = [(r[1], r[6][0].code) for r in seen["records"] if r[3] == "failed"]
+    assert failed == [("C3", "APPLY_ERROR")]
     assert {r[4] for r in seen["records"] if r[3] == "succeeded"} == {"created"}
     assert [(row[1], row[2]) for row in seen["stored"]] == [(1, f"C{i}") for i in range(10) if i != 3]
 
