@@ -62,12 +62,12 @@ class Database:
         request opened and closed one of its own (four PRAGMAs and a checkpoint each); a
         PostgreSQL server limits its connections, so its pool stays `pool_size`.
 
-        `ping_after` (PostgreSQL): a pooled connection is tested (one round trip) before
-        use once it has been idle that many seconds; 0: before every use. A connection
-        that turns out dead without the test fails its transaction as an interruption
-        (`is_interruption`) and the pool replaces every connection it had then: right for
-        workers, which give such work back and take it again (see `WORKER_PING_AFTER`),
-        not for a request an API server would answer 500."""
+        `ping_after` (PostgreSQL): a pooled connection is tested by a round trip before use
+        once it has been idle that many seconds, and before that only by a poll of its
+        socket (a backend that was ended has closed it); 0: by a round trip before every
+        use. A connection that dies unseen by the poll fails its transaction as an
+        interruption (`is_interruption`): right for workers, which give such work back and
+        take it again (see `WORKER_PING_AFTER`), not for an API request."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -135,7 +135,7 @@ def _pg_engine(url: str, pool_size: int, lock_timeout: float, ping_after: float)
     event.listen(engine, "connect", partial(_pg_on_connect, session))
     if ping_after:
         event.listen(engine, "checkin", _note_return)
-        event.listen(engine, "checkout", partial(_ping_if_idle, engine.dialect, ping_after))
+        event.listen(engine, "checkout", partial(_test_before_use, engine.dialect, ping_after))
     return engine
 
 
@@ -150,7 +150,7 @@ def _note_return(_dbapi_conn: Any, record: Any) -> None:
     record.info[_RETURNED] = time.monotonic()
 
 
-def _ping_if_idle(dialect: Dialect, seconds: float, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+def _test_before_use(dialect: Dialect, seconds: float, dbapi_conn: Any, record: Any, _proxy: Any) -> None:
     """Before a pooled connection is used: one idle for `seconds` or more is tested by a round
     trip; one used since is dead if the server has written to it while it was pooled (a
     backend that ends says so and closes its socket: a poll, no round trip). A dead one

@@ -313,6 +313,7 @@ def _next_chunk() -> Any:
     )
 
 
+@cache
 def _lease_chunk() -> Any:
     """Lease a chunk to `:owner` until `:until`, as its next attempt."""
     return update(chunks).values(

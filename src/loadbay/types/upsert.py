@@ -164,7 +164,8 @@ class Upsert:
         written = self._merge_postgresql(conn, now)
         if len(written) == len(self.keys):  # every row created or changed: no lookup, no outcomes
             pairs = [written[key] for key in self.keys]
-            return ["created" if revision == 1 else "updated" for _, revision in pairs], [
+            created, updated = Action.CREATED.value, Action.UPDATED.value
+            return [created if revision == 1 else updated for _, revision in pairs], [
                 str(row_id) for row_id, _ in pairs
             ]
         return _as_text(self._stored_postgresql(conn, written, {}))
