@@ -1187,11 +1187,15 @@ class _KeyMap:
         return key if key in self.exact else self.folded.get(key.casefold(), key)
 
     def record(self, obj: dict[str, Any], unit: str, number: int) -> RawRecord:
-        """`obj` as a record; `unit` and `number` ("line", 7) place it in messages."""
+        """`obj` as a record; `unit` and `number` ("line", 7) place it in messages. A null or
+        empty-string value is absent, as an empty CSV cell is: a required field so given is
+        REQUIRED in either format, an optional one takes its default."""
         if (found := unstorable(obj)) is not None:
             return _problem(
                 "INVALID_RECORD", f"{unit} {number}: a value holds {found}, which text cannot hold"
             )
+        if "" in obj.values() or None in obj.values():
+            obj = {k: v for k, v in obj.items() if v is not None and v != ""}
         odd = obj.keys() - self.exact  # usually empty: the fast path keeps `obj` as it is
         renames = {k: self.folded[k.casefold()] for k in odd if self._foldable(k)}
         if not renames:

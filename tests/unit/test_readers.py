@@ -26,6 +26,7 @@ from loadbay.readers import (
     iter_json_items,
     open_reader,
 )
+from loadbay.types.billing import CustomerType
 
 COLUMNS = Columns(names=("name", "email", "age"), required=("name",))
 
@@ -301,6 +302,31 @@ def test_jsonl_keys_map_to_canonical_names_ignoring_case() -> None:
     reader = read(data, "jsonl")
     assert [r.values for r in reader] == [{"name": "Ada", "email": "a@example.com", "Other": 1}]
     assert reader.warnings == []
+
+
+def test_json_null_and_empty_string_are_absent_values_as_an_empty_csv_cell_is() -> None:
+    lines = b'{"name": "", "email": null, "age": 0}\n{"name": " ", "email": false}\n'
+    assert values(lines, "jsonl") == [{"age": 0}, {"name": " ", "email": False}]
+    assert values(b'[{"name": null, "Email": ""}]', "json") == [{}]
+    assert [r.values for r in iter_json_items([{"NAME": "", "x": None}], COLUMNS)] == [{}]
+    assert values(b"name,email,age\n,,0\n", "csv") == [{"age": "0"}]
+
+
+def test_a_blank_required_field_is_refused_alike_from_csv_and_json() -> None:
+    customer = CustomerType()
+    csv_file = b"customer_number,name,email,currency\nC1,,,\n,Ada,,\nC3,Cy,,EUR\n"
+    jsonl_file = (
+        b'{"customer_number": "C1", "name": "", "email": null, "currency": ""}\n'
+        b'{"customer_number": null, "name": "Ada", "email": ""}\n'
+        b'{"customer_number": "C3", "name": "Cy", "email": "", "currency": "EUR"}\n'
+    )
+    outcomes = [
+        customer.validate_many([r.values for r in read(data, fmt, customer.columns())])
+        for data, fmt in ((csv_file, "csv"), (jsonl_file, "jsonl"))
+    ]
+    assert outcomes[0] == outcomes[1]
+    assert [[e.code for e in errors] for _, errors in outcomes[1]] == [["REQUIRED"], ["REQUIRED"], []]
+    assert outcomes[1][2][0] is not None and outcomes[1][2][0]["currency"] == "EUR"
 
 
 def test_jsonl_keys_naming_the_same_column_are_a_record_problem() -> None:
