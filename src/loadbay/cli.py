@@ -202,14 +202,11 @@ def worker(
     from loadbay.core.metrics import serve_process_metrics
     from loadbay.core.runtime import Runtime
     from loadbay.core.worker import WorkerPool
-    from loadbay.db.engine import WORKER_PING_AFTER
     from loadbay.types import default_registry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir)
-    rt = Runtime.build(
-        settings, default_registry(), base_url=settings.base_url(), ping_after=WORKER_PING_AFTER
-    )
+    rt = Runtime.for_workers(settings, default_registry(), base_url=settings.base_url())
     pool = WorkerPool(rt, concurrency, kind="worker")
     if settings.worker_metrics_port:
         serve_process_metrics(settings.worker_metrics_port)

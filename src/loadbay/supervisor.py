@@ -42,7 +42,6 @@ from loadbay.config import Settings
 from loadbay.core.metrics import serve_process_metrics
 from loadbay.core.runtime import Runtime
 from loadbay.core.worker import WorkerPool
-from loadbay.db.engine import WORKER_PING_AFTER
 from loadbay.types import default_registry
 
 __all__ = ["STOP_SECONDS", "WorkerProcesses", "main"]
@@ -225,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     if options.data_dir is not None:
         settings = settings.model_copy(update={"data_dir": options.data_dir})
     base_url = options.base_url or settings.base_url()
-    rt = Runtime.build(settings, default_registry(), base_url=base_url, ping_after=WORKER_PING_AFTER)
+    rt = Runtime.for_workers(settings, default_registry(), base_url=base_url)
     pool = WorkerPool(rt, 1, kind="serve")
     if settings.worker_metrics_port:
         serve_process_metrics(settings.worker_metrics_port)

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, event, text
 from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
 from loadbay.db import repository as repo
-from loadbay.db.engine import Database
+from loadbay.db.engine import WORKER_PING_AFTER, Database
 from loadbay.types import default_registry
 from tests.support.servers import start_server
 
@@ -71,7 +71,7 @@ def test_worker_sessions_are_set(runtime: Runtime) -> None:
 
 SLEEPER = """
 import sys
-from loadbay.db.engine import Database
+from loadbay.db.engine import WORKER_PING_AFTER, Database
 db = Database(sys.argv[1])
 with db.write() as conn:
     print(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one(), flush=True)
@@ -243,6 +243,19 @@ def test_a_worker_tests_a_connection_by_a_round_trip_only_once_it_was_idle(pg_ur
         assert len(pings) == 1
     finally:
         db.dispose()
+
+
+def test_the_runtime_of_worker_processes_pings_only_after_idle(pg_url: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, secret_key="test")
+    rt = Runtime.for_workers(settings, default_registry(), base_url="http://loadbay.test")
+    pings = count_pings(rt.db)
+    try:
+        assert rt.db.ping_after == WORKER_PING_AFTER > 0
+        for _ in range(3):
+            backend_of(rt.db)
+        assert pings == [], "a connection used a moment ago is not pinged"
+    finally:
+        rt.close()
 
 
 def test_the_api_server_tests_every_connection_by_a_round_trip(pg_url: str) -> None:

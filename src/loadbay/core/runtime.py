@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from loadbay.blobs import BlobStore, UrlSigner, open_store
 from loadbay.config import Settings
 from loadbay.core.types import TypeRegistry
-from loadbay.db.engine import Database, migrate
+from loadbay.db.engine import WORKER_PING_AFTER, Database, migrate
 from loadbay.fetcher import AllowList
 
 __all__ = ["Runtime"]
@@ -43,6 +43,13 @@ class Runtime:
         blobs = open_store(settings, signer)
         db = Database(url, lock_timeout=settings.lock_timeout, readers=readers, ping_after=ping_after)
         return cls(settings, db, blobs, types, AllowList.parse(settings.fetch_allow))
+
+    @classmethod
+    def for_workers(cls, settings: Settings, types: TypeRegistry, *, base_url: str) -> Runtime:
+        """`build` for a process that only runs workers (`loadbay worker`, the worker
+        processes of `loadbay serve`): a pooled PostgreSQL connection is tested by a round
+        trip only once idle WORKER_PING_AFTER seconds (see `Database`)."""
+        return cls.build(settings, types, base_url=base_url, ping_after=WORKER_PING_AFTER)
 
     def close(self) -> None:
         self.db.dispose()

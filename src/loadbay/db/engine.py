@@ -69,6 +69,7 @@ class Database:
         interruption (`is_interruption`): right for workers, which give such work back and
         take it again (see `WORKER_PING_AFTER`), not for an API request."""
         self.url = url
+        self.ping_after = ping_after
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, max(pool_size, readers))
