@@ -7,7 +7,9 @@ values, duplicate keys, absent cells, extra cells, NULs, BOMs and other delimite
 file goes through two servers' cores on SQLite, one whose customer type takes the column
 path and one whose takes the record path, twice (the second time updating what the first
 made), and every observable answer must be the same: the batch, its error rows, its
-records, its result file and the rows written.
+records, its result file and the rows written. And a two-phase batch's invalid records'
+file, made from its staged chunks once it is validated, is on each path byte for byte the
+one its result file has once it is applied.
 """
 
 from __future__ import annotations
@@ -106,6 +108,26 @@ class Side:
             )
             seen["stored"] = [tuple(row) for row in rows]
         return seen
+
+    def invalid_early_and_final(self, account: Account, data: bytes, content_type: str) -> tuple[str, str]:
+        """A two-phase batch of the file: its invalid records' file once validated, and after
+        it is applied."""
+        service = self.service
+        batch, _ = service.create(account, NewBatch(CustomerType.name, process="manual"))
+        upload = service.start_upload(account, batch.id, "customers.csv", content_type)
+        upload.write(data)
+        upload.finish()
+        service.submit(account, batch.id)
+        worker = Worker(self.rt, "test", threading.Event(), threading.Event())
+        while worker.run_once():
+            pass
+        if service.get(account, batch.id).status != "validated":  # (unreadable: nothing to compare)
+            return "", ""
+        early = "".join(service.results(account, batch.id, ["invalid"]))
+        service.process(account, batch.id)
+        while worker.run_once():
+            pass
+        return early, "".join(service.results(account, batch.id, ["invalid"]))
 
     def forms(self) -> set[str]:
         """The forms the chunks staged so far took."""
@@ -246,6 +268,25 @@ def test_both_paths_give_the_same_outcomes(
     on_columns, on_records = columns.account(name), records.account(name)
     for data, content_type in (first, second):
         assert columns.run(on_columns, data, content_type) == records.run(on_records, data, content_type)
+    assert columns.forms() <= {"columns"} and records.forms() <= {"records"}
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(file=files())
+def test_the_invalid_records_file_at_validated_is_the_final_ones_on_both_paths(
+    sides: tuple[Side, Side], file: tuple[bytes, str]
+) -> None:
+    """Made from the staged chunks before they are applied (in column form on one side, in
+    record form on the other), it is byte for byte what settling them writes."""
+    columns, records = sides
+    name = f"acct-{next(_numbers)}"
+    early, final = columns.invalid_early_and_final(columns.account(name), *file)
+    assert early == final
+    assert (early, final) == records.invalid_early_and_final(records.account(name), *file)
     assert columns.forms() <= {"columns"} and records.forms() <= {"records"}
 
 

@@ -418,7 +418,9 @@ def error_summary(batch_id: int, service: Service, account: Caller) -> ErrorSumm
             503,
             said={
                 400: "`INVALID_OUTCOME`: an `outcome` that is none of the four, or a malformed parameter",
-                409: "`RESULTS_NOT_READY`: the result file exists once the batch is completed or cancelled",
+                409: "`RESULTS_NOT_READY`: the result file exists once the batch is completed or cancelled; "
+                "before that only `outcome=invalid` is answered, once validation has ended (`validated`, "
+                "`processing`)",
             },
         ),
     },
@@ -435,7 +437,10 @@ def results(
         ),
     ] = None,
 ) -> StreamingResponse:
-    """The result CSV: every input record with loadbay_status, action, entity id and error."""
+    """The result CSV: every input record with loadbay_status, action, entity id and error.
+
+    Once validation has ended (`validated`, `processing`), `outcome=invalid` gives the invalid
+    records' rows before the batch is final, as its result file will have them."""
     outcomes = [name.strip() for value in outcome or [] for name in value.split(",") if name.strip()]
     parts = service.results(account, batch_id, outcomes)
     name = f"batch-{batch_id}-{'-'.join(sorted(set(outcomes))) if outcomes else 'results'}.csv"

@@ -12,6 +12,10 @@ mark (`batches.results_at`) is set only once both are written, and only if the b
 still in the status they were written for (a cleared `error` batch gets its file again).
 A worker that dies mid-way leaves no mark, and its claim expires.
 
+Before a batch is final, once its validation has ended, the rows its result file will have
+for its invalid records are known: `invalid_parts` makes them from the chunks (a settled
+chunk's result rows, or the staged payload of one not yet settled).
+
 Retention. `Sweeper` removes every file of batches final for longer than the retention
 (uploads, fetched copies, attachments, result files), a bounded number of batches per
 pass, and marks them (`batches.files_removed_at`), so asking for their results is `Gone`.
@@ -29,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from loadbay.blobs import BlobWriter
+from loadbay.core import settle
 from loadbay.core.results import escape_cell, header_row, rows_of_status
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
@@ -43,6 +48,7 @@ __all__ = [
     "RESULTS_FILE",
     "Sweeper",
     "ensure_results",
+    "invalid_parts",
     "remove_inputs",
     "require_kept",
     "result_key",
@@ -55,8 +61,10 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE, REFUSED_FILE = "results.csv", "refused.csv"
 REFUSED = frozenset({"invalid", "failed", "unprocessed"})  # the outcomes of the refused records
+_INVALID = frozenset({"invalid"})
 CSV = "text/csv; charset=utf-8"
 _PAGE = 20  # chunks' result rows read per transaction
+_PAYLOADS = 5  # chunks' staged payloads read per transaction (each holds a chunk's records)
 _CLAIM = timedelta(minutes=10)  # how long a worker has to write one batch's result files
 _SWEEP_EVERY = 60.0  # seconds between two retention passes of one worker
 _SWEEP_BATCHES = 20  # batches whose files one pass removes at most
@@ -80,6 +88,35 @@ def result_parts(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:
         for seq, text in parts:
             yield text or ""
             after = seq
+
+
+def invalid_parts(rt: Runtime, batch_id: int, columns: Sequence[str]) -> Iterator[str]:
+    """The result file's header, then the rows it has (or will have, once the batch is final)
+    for the batch's invalid records, in order, chunk by chunk: read from each settled chunk's
+    result rows, made from the staged payload of each chunk not yet settled
+    (`settle.invalid_rows`: as its settling will write them). For a batch whose validation has
+    ended: no invalid record is staged after that."""
+    yield header_row(columns)
+    after = -1
+    while True:
+        with rt.db.read() as conn:
+            parts = queue.invalid_parts(conn, batch_id, after, _PAYLOADS)
+        if not parts:
+            return
+        for seq, result, payload in parts:
+            after = seq
+            if rows := _invalid_rows(columns, result, payload):
+                yield rows
+
+
+def _invalid_rows(columns: Sequence[str], result: str | None, payload: str | None) -> str:
+    """A chunk's invalid records' result rows, from its result rows or its staged payload."""
+    if result is not None:
+        return rows_of_status(result, len(columns), _INVALID)
+    try:
+        return settle.invalid_rows(columns, payload or "")
+    except ValueError:  # unreadable: it is settled with no result rows (settle.close_unreadable_chunk)
+        return ""
 
 
 def failure_file(columns: Sequence[str], status: str, code: str, message: str) -> str:

@@ -51,6 +51,16 @@ T = TypeVar("T")
 
 _RESULT_PAGE = 20
 _EXAMPLE_CHUNKS = 8  # chunks decoded at most to show error examples' values
+_INVALID = frozenset({OutcomeStatus.INVALID.value})
+# the statuses of a batch not final whose validation has ended: its invalid records are known
+_VALIDATION_ENDED = frozenset({Status.VALIDATED, Status.PROCESSING})
+_AVAILABLE = {  # what a batch not final yet has instead of its result file (in RESULTS_NOT_READY)
+    **dict.fromkeys(
+        (Status.OPEN, Status.QUEUED, Status.VALIDATING),
+        "; its invalid records (outcome=invalid) once its validation has ended",
+    ),
+    **dict.fromkeys(_VALIDATION_ENDED, "; its invalid records are available now: outcome=invalid"),
+}
 
 
 def hash_key(key: str) -> str:
@@ -532,20 +542,29 @@ class BatchService:
     ) -> Iterator[str]:
         """The result CSV as a stream of text parts (header first); with `outcomes` (some of
         succeeded, invalid, failed, unprocessed) only the records that ended so. Read from the
-        stored result file (or refused-records file) once it is written; Gone once removed."""
+        stored result file (or refused-records file) once it is written; Gone once removed.
+
+        Only `invalid` is known before the batch is final, once its validation has ended
+        (validated, processing): its invalid records' rows, as the final file will have them."""
         batch = self.get(account, batch_id)
+        wanted = _outcomes(outcomes) if outcomes else frozenset()
+        if wanted == _INVALID and batch.status in _VALIDATION_ENDED:
+            return files.invalid_parts(self.rt, batch.id, self._columns(batch))
         _require_results(batch)
         files.require_kept(self.rt, batch)
-        wanted = _outcomes(outcomes) if outcomes else frozenset()
         if batch.results_at is not None and wanted in (frozenset(), files.REFUSED):
             name = files.REFUSED_FILE if wanted else files.RESULTS_FILE
             try:
                 return files.stored_text(self.rt, files.result_key(batch.id, name))
             except NotFound:  # removed from the store by other means: made again from the chunks
                 pass
-        columns = self.rt.types.get(batch.type).columns().names
+        columns = self._columns(batch)
         stream = files.result_parts(self.rt, batch.id, header_row(columns))
         return _only(stream, len(columns), wanted) if wanted else stream
+
+    def _columns(self, batch: Batch) -> Sequence[str]:
+        """The CSV columns of the batch's type."""
+        return self.rt.types.get(batch.type).columns().names
 
     def result_url(self, account: Account, batch_id: int) -> str:
         """A signed URL that downloads the final batch's result file (one GET, no API key; a
@@ -614,7 +633,8 @@ def _valued(example: ErrorExample, raw: Mapping[str, Any] | None, field: str | N
 def _require_results(batch: Batch) -> None:
     if batch.status not in FINAL or batch.status in (Status.ERROR, Status.CLEARED):
         raise Conflict(
-            f"batch {batch.id} is {batch.status}; the result file exists once it is completed or cancelled",
+            f"batch {batch.id} is {batch.status}; the result file exists once it is completed or cancelled"
+            + _AVAILABLE.get(batch.status, ""),
             code="RESULTS_NOT_READY",
         )
 

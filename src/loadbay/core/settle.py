@@ -17,7 +17,7 @@ from sqlalchemy import Connection
 from loadbay.arrow import pa, pc
 from loadbay.core import metrics, webhooks
 from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
-from loadbay.core.results import outcome_text, result_rows
+from loadbay.core.results import column_input_parts, outcome_text, result_rows
 from loadbay.core.types import BatchType
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -41,6 +41,7 @@ __all__ = [
     "decode_chunk",
     "encode_chunk",
     "error_rows",
+    "invalid_rows",
     "outcomes",
     "settle_chunk",
     "settle_columns",
@@ -127,6 +128,23 @@ def unapplied(records: Sequence[StagedRecord], reason: FieldError) -> list[Recor
     ]
 
 
+def invalid_rows(columns: Sequence[str], payload: str) -> str:
+    """The result rows of a staged chunk's invalid records, byte for byte as settling the chunk
+    will write them (`settle_columns` for a chunk in column form, `settle_chunk` otherwise): an
+    invalid record's outcome is known once it is staged. ValueError when the payload is not a
+    chunk."""
+    if is_column_payload(payload):
+        chunk = ColumnChunk.decode(payload)
+        invalid = _invalid_outcomes(chunk)
+        if not invalid:
+            return ""
+        at = pa.array(list(invalid), pa.int64())
+        inputs = column_input_parts(columns, {n: a.take(at) for n, a in chunk.raw.items()}, len(invalid))
+        return _column_rows(inputs, [outcome_text(o) for o in invalid.values()])
+    records = [r for r in decode_chunk(payload) if r.data is None]
+    return result_rows(columns, records, [_outcome(r, None) for r in records])
+
+
 def error_rows(pairs: Iterable[tuple[StagedRecord, Sequence[FieldError]]]) -> list[dict[str, Any]]:
     """Rows for the errors table: one per (record, error); ids and field names cut to fit."""
     return [error_row(r.index, r.external_id, e) for r, errors in pairs for e in errors]
@@ -170,8 +188,7 @@ def settle_columns(
         cells[valid[n]], items[valid[n]] = text, item
     for i, outcome in others.items():
         cells[i], items[i] = outcome_text(outcome), _ENCODER.encode(outcome.to_json()).decode()
-    rows = pc.binary_join_element_wise(inputs, pa.array(cells, pa.string()), ",").to_pylist()
-    text = "\r\n".join(rows) + "\r\n" if rows else ""
+    text = _column_rows(inputs, cells)
     tally = {"succeeded": len(plain), "failed": 0, "unprocessed": 0}
     for outcome in others.values():
         if outcome.status.value in tally:  # (an invalid record was counted when it was staged)
@@ -191,12 +208,24 @@ def _other_outcomes(
     """The outcomes of the records (by position) that did not simply succeed: the invalid ones,
     those that failed and those with a note."""
     first = chunk.first
-    others = {i: RecordOutcome(OutcomeStatus.INVALID, errors=e) for i, e in enumerate(chunk.errors) if e}
+    others = _invalid_outcomes(chunk)
     for n in applied.errors.keys() | applied.notes.keys():
         action, entity = _action(applied.actions[n]), applied.entity_ids[n]
         done = Applied(first + valid[n], action, entity, applied.errors.get(n), applied.notes.get(n))
         others[valid[n]] = _outcome_of(done, first + valid[n])
     return others
+
+
+def _invalid_outcomes(chunk: ColumnChunk) -> dict[int, RecordOutcome]:
+    """The outcomes of the chunk's invalid records, by position."""
+    return {i: RecordOutcome(OutcomeStatus.INVALID, errors=e) for i, e in enumerate(chunk.errors) if e}
+
+
+def _column_rows(inputs: pa.Array, cells: Sequence[str]) -> str:
+    """Result rows (no header) from each record's input cells (a string array, as
+    `column_input_parts` makes them) and its outcome cells."""
+    rows = pc.binary_join_element_wise(inputs, pa.array(cells, pa.string()), ",").to_pylist()
+    return "\r\n".join(rows) + "\r\n" if rows else ""
 
 
 def _action(value: str | None) -> Action | None:

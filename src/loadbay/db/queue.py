@@ -49,6 +49,7 @@ __all__ = [
     "forget_worker",
     "insert_chunk",
     "insert_chunks",
+    "invalid_parts",
     "NewChunk",
     "live_workers",
     "mark_ready",
@@ -435,6 +436,31 @@ def result_parts(conn: Connection, batch_id: int, after_seq: int, limit: int) ->
         .limit(limit)
     )
     return [(row.seq, row.result) for row in conn.execute(query)]
+
+
+def invalid_parts(
+    conn: Connection, batch_id: int, after_seq: int, limit: int
+) -> list[tuple[int, str | None, str | None]]:
+    """(seq, result rows, payload) of the batch's chunks that hold invalid records, in order,
+    from `after_seq` on: a settled chunk's result rows (payload None), or the staged payload
+    of a chunk not yet settled (result rows None)."""
+    unsettled = chunks.c.status.in_([PENDING, LEASED])
+    query = (
+        select(
+            chunks.c.seq,
+            case((unsettled, None), else_=chunks.c.result).label("result"),
+            case((unsettled, chunk_payloads.c.payload), else_=None).label("payload"),
+        )
+        .outerjoin(chunk_payloads, chunk_payloads.c.chunk_id == chunks.c.id)
+        .where(
+            chunks.c.batch_id == batch_id,
+            chunks.c.seq > after_seq,
+            chunks.c.valid_count < chunks.c.record_count,
+        )
+        .order_by(chunks.c.seq)
+        .limit(limit)
+    )
+    return [(row.seq, row.result, row.payload) for row in conn.execute(query)]
 
 
 def stalled_batches(conn: Connection) -> list[int]:
