@@ -178,10 +178,13 @@ class Client:
 
     @contextmanager
     def results(self, batch_id: int, outcomes: list[str]) -> Iterator[Iterator[bytes]]:
-        """The batch's result CSV as it arrives (only records with these outcomes, if any)."""
+        """The batch's result CSV as it arrives (only records with these outcomes, if any);
+        Refused when the server refuses it (RESULTS_NOT_READY before the batch is final)."""
         params = {"outcome": ",".join(outcomes)} if outcomes else None
         request = self._http.build_request("GET", f"/v1/batches/{batch_id}/results", params=params)
-        response, _ = self._retrying(lambda: self._http.send(request, stream=True))
+        response, tries = self._retrying(lambda: self._http.send(request, stream=True))
+        if response.is_error:
+            raise _refusal(response, retried=tries > 1)
         try:
             yield _streamed(response, self.url)
         finally:

@@ -141,6 +141,17 @@ def test_a_conflict_without_a_retry_is_a_refusal() -> None:
         made.cancel(7)
 
 
+def test_results_not_ready_is_a_refusal_not_a_file() -> None:
+    detail = "batch 7 is validated; … its invalid records are available now: outcome=invalid"
+    handler, _ = answers(problem(409, "RESULTS_NOT_READY", detail), httpx.Response(200, text="a,b\r\n"))
+    made, _ = client(handler, FakeTime())
+    with pytest.raises(Refused, match="RESULTS_NOT_READY") as refused, made.results(7, []):
+        pass
+    assert refused.value.detail == detail
+    with made.results(7, ["invalid"]) as body:
+        assert b"".join(body) == b"a,b\r\n"
+
+
 def test_an_upload_sends_the_whole_file_again_on_each_try() -> None:
     bodies: list[bytes] = []
 
