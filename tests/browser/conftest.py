@@ -21,6 +21,7 @@ from tests.support.browser import CHROMIUM_ARGS, chromium_path
 from tests.support.servers import Server, start_server
 
 VIEWPORT = {"width": 1280, "height": 900}
+MAX_UPLOAD_BYTES = 4_000_000  # the dashboard server's limit: every test's files are smaller but one
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,9 +59,10 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="package")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real `loadbay serve` (SQLite) for every browser test; its webhooks may reach
-    receivers on loopback."""
+    receivers on loopback, and it takes files up to MAX_UPLOAD_BYTES (a test sends a larger one)."""
     data = tmp_path_factory.mktemp("dashboard")
     env = {"LOADBAY_CHUNK_SIZE": "500", "LOADBAY_FETCH_ALLOW": "127.0.0.1", "LOADBAY_WEBHOOK_BACKOFF": "0.5"}
+    env["LOADBAY_MAX_UPLOAD_BYTES"] = str(MAX_UPLOAD_BYTES)
     running = start_server(f"sqlite:///{data / 'loadbay.db'}", data, env=env)
     yield running
     running.stop()

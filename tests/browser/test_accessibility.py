@@ -70,7 +70,18 @@ def finished(dashboard: Server, key: str) -> Iterator[tuple[int, int]]:
     yield ids[0], ids[1]
 
 
-def pages(dashboard: Server, batches: tuple[int, int]) -> list[tuple[str, str]]:
+@pytest.fixture
+def open_batch(dashboard: Server, key: str) -> int:
+    """An open batch with one file, waiting for more."""
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        made: int = client.post("/v1/batches", json={"type": "billing.customer"}).json()["id"]
+        client.put(
+            f"/v1/batches/{made}/data?name=first.csv", content=CUSTOMERS, headers={"Content-Type": "text/csv"}
+        )
+    return made
+
+
+def pages(dashboard: Server, batches: tuple[int, int], open_batch: int) -> list[tuple[str, str]]:
     """(path, a selector that is there once the page has its data) of each page."""
     completed, validated = batches
     return [
@@ -78,18 +89,19 @@ def pages(dashboard: Server, batches: tuple[int, int]) -> list[tuple[str, str]]:
         ("/new", ".type-info:not([hidden])"),
         (f"/batches/{completed}", "#groups tbody tr"),
         (f"/batches/{validated}", "#action-process:not([hidden])"),
+        (f"/batches/{open_batch}", "#inputs li"),
         ("/webhooks", "#hooks-empty:not([hidden])"),
     ]
 
 
 def test_every_control_is_labelled_and_every_text_readable(
-    page: Page, dashboard: Server, key: str, finished: tuple[int, int]
+    page: Page, dashboard: Server, key: str, finished: tuple[int, int], open_batch: int
 ) -> None:
     page.goto(dashboard.url + "/")
     assert page.evaluate(UNLABELLED) == []
     assert page.evaluate(LOW_CONTRAST) == []
     sign_in(page, dashboard, key)
-    for path, ready in pages(dashboard, finished):
+    for path, ready in pages(dashboard, finished, open_batch):
         page.goto(dashboard.url + path)
         page.locator(ready).first.wait_for()
         assert page.evaluate(UNLABELLED) == [], path
@@ -97,11 +109,11 @@ def test_every_control_is_labelled_and_every_text_readable(
 
 
 def test_a_phone_needs_no_sideways_scrolling(
-    page: Page, dashboard: Server, key: str, finished: tuple[int, int]
+    page: Page, dashboard: Server, key: str, finished: tuple[int, int], open_batch: int
 ) -> None:
     page.set_viewport_size({"width": 375, "height": 740})
     sign_in(page, dashboard, key)
-    for path, ready in pages(dashboard, finished):
+    for path, ready in pages(dashboard, finished, open_batch):
         page.goto(dashboard.url + path)
         page.locator(ready).first.wait_for()
         width = page.evaluate("document.documentElement.scrollWidth")
@@ -147,6 +159,38 @@ def test_an_import_by_keyboard_alone(page: Page, dashboard: Server, key: str, tm
     page.get_by_role("button", name="Process 2 valid records").focus()
     page.keyboard.press("Enter")
     expect(page.locator("#status-badge")).to_have_text("Completed, some refused", timeout=30_000)
+
+
+def test_files_added_to_an_open_batch_by_keyboard_alone(
+    page: Page, dashboard: Server, key: str, open_batch: int, tmp_path: Path
+) -> None:
+    more = tmp_path / "more.csv"
+    more.write_text("customer_number,name\nK1,Kim\n")
+    sign_in(page, dashboard, key, f"/batches/{open_batch}")
+    inputs = page.get_by_role("list", name="Files in this batch").get_by_role("listitem")
+    expect(inputs).to_have_count(1)
+    page.locator("#main").focus()
+    for _ in range(15):  # the file input is a stop on the way
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "file":
+            break
+    chooser_by_keyboard(page).set_files(more)
+    expect(page.locator("#file-check")).to_contain_text("every required one is there")
+    page.keyboard.press("Tab")  # the format, then the button
+    expect(page.get_by_label("Read it as")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Upload the file")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(inputs).to_have_count(2)
+    expect(page.get_by_role("status").filter(has_text="more.csv")).to_contain_text("is in the batch")
+    expect(page.get_by_role("button", name="Upload the file")).to_be_focused()  # the place is kept
+    page.keyboard.press("Shift+Tab")  # back to the (empty) file input, for another file
+    expect(page.locator("#file")).to_be_focused()
+
+    page.get_by_role("button", name="Submit for import").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#status-badge")).to_have_text("Completed, some refused", timeout=30_000)
+    expect(page.locator("#count-total")).to_have_text("6")
 
 
 def chooser_by_keyboard(page: Page, tries: int = 3) -> FileChooser:

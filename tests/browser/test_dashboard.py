@@ -174,7 +174,10 @@ def test_a_batch_submitted_later_and_a_tsv_file(page: Page, dashboard: Server, k
     sign_in(page, dashboard, key, "/new")
     start_import(page, upload, submit_now=False)
     expect(page.locator("#status-badge")).to_have_text("Waiting for data")
-    expect(page.locator("#callout")).to_contain_text("The data is here. Submit the batch")
+    expect(page.locator("#callout")).to_contain_text(
+        "The data is here. Add more files below, or submit the batch"
+    )
+    expect(page.get_by_role("list", name="Files in this batch")).to_contain_text("spreadsheet.tsv")
     page.get_by_role("button", name="Submit for import").click()
     expect(page.locator("#status-badge")).to_have_text("Completed, all imported", timeout=30_000)
     with page.expect_download() as results:

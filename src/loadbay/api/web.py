@@ -107,7 +107,8 @@ def batch_page(request: Request, batch_id: str) -> HTMLResponse:
     if not (batch_id.isascii() and batch_id.isdigit() and len(batch_id) < 20 and 0 < int(batch_id) < 2**63):
         message = "There is no such batch: a batch's address is /batches/ and its number, e.g. /batches/12."
         return _page(request, "not_found.html", status_code=404, message=message)
-    return _page(request, "batch.html", batch_id=int(batch_id), profile_views=_PROFILE_VIEWS)
+    columns = _columns(_file_types(request))
+    return _page(request, "batch.html", batch_id=int(batch_id), profile_views=_PROFILE_VIEWS, columns=columns)
 
 
 @router.get("/webhooks", response_class=HTMLResponse)
@@ -117,13 +118,21 @@ def webhooks_page(request: Request) -> HTMLResponse:
 
 @router.get("/new", response_class=HTMLResponse)
 def new_import_page(request: Request) -> HTMLResponse:
-    every = [_entry(t) for t in request.app.state.service.batch_types()]
-    catalog = [e for e in every if e.takes_file]
-    columns = {
+    catalog = _file_types(request)
+    return _page(request, "new.html", catalog=catalog, columns=_columns(catalog))
+
+
+def _file_types(request: Request) -> list[Entry]:
+    """The record types a person can send a file of from the dashboard."""
+    return [e for e in map(_entry, request.app.state.service.batch_types()) if e.takes_file]
+
+
+def _columns(catalog: list[Entry]) -> dict[str, dict[str, Any]]:
+    """What the pages' scripts check a file's header row against, by type (static/js/files.js)."""
+    return {
         e.name: {"columns": [c.name for c in e.columns], "required": e.required, "one_of": e.one_of}
         for e in catalog
     }
-    return _page(request, "new.html", catalog=catalog, columns=columns)
 
 
 @router.get("/types/{name}/template.csv")

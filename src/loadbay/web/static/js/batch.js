@@ -1,7 +1,8 @@
-// A batch: its status and live progress, what was refused and why, downloads, actions,
-// children and timeline.
+// A batch: its status and live progress, its files (an open batch takes more), what was
+// refused and why, downloads, actions, children and timeline.
 
 import { api, download } from "./api.js";
+import { filePicker, progress, sendFile, uploadName } from "./files.js";
 import { boot } from "./shell.js";
 import {
   $,
@@ -28,6 +29,7 @@ import { explain } from "./codes.js";
 const id = Number(document.body.dataset.batchId);
 const base = `/v1/batches/${id}`;
 const ERRORS_PAGE = 20;
+const catalog = JSON.parse($("#catalog").textContent); // the types the dashboard sends files of
 
 const state = {
   batch: null,
@@ -39,6 +41,9 @@ const state = {
   group: null, // the {code, field} the error table shows only, or null for every error
   parent: null, // the parent batch, read while this child waits for it
   children: [],
+  inputs: [], // the files the batch has received ({name, size, at, replaced}), in their order
+  picker: null, // the file picker, once the batch is seen open
+  sending: null, // the upload on its way: {abort}
 };
 
 function refused(counts) {
@@ -121,16 +126,17 @@ function renderCallout(batch) {
   if (batch.status === "open") {
     const hasData = (state.events || []).some((e) => ["file_received", "page_received"].includes(e.event));
     const parent = batch.parent_id ? h("a", { href: `/batches/${batch.parent_id}` }, `batch ${batch.parent_id}`) : null;
+    const here = takesFiles(batch); // files can be added on this page
     if (parent && hasData) {
       callout("info", h("p", {}, "The data is here. Submitting its parent, ", parent, ", submits this batch too; it is checked and imported after the parent."));
     } else if (parent) {
-      callout("info", h("p", {}, "This child batch of ", parent, " has no data yet. Send a file to it through the API, or cancel it."));
+      const send = here ? "Add a file to it below (or through the API)" : "Send a file to it through the API";
+      callout("info", h("p", {}, "This child batch of ", parent, ` has no data yet. ${send}, or cancel it.`));
     } else {
       const kids = state.children.length ? ` Its ${plural(state.children.length, "child batch", "child batches")} ${state.children.length === 1 ? "is" : "are"} submitted with it.` : "";
-      callout(
-        "info",
-        h("p", {}, hasData ? `The data is here. Submit the batch to check and import it.${kids}` : "This batch has no data yet. Send a file to it through the API, or start a new import."),
-      );
+      const more = here ? "Add more files below, or submit" : "Submit";
+      const none = here ? "This batch has no data yet. Add a file below, then submit the batch." : "This batch has no data yet. Send a file to it through the API, or start a new import.";
+      callout("info", h("p", {}, hasData ? `The data is here. ${more} the batch to check and import it.${kids}` : none));
     }
   } else if (batch.status === "validated") {
     const will = `${plural(c.valid, "record")} will be imported when you press Process`;
@@ -242,6 +248,125 @@ function wireActions() {
     // event comes a moment after the dialog closes, when focus may have moved on: leave it there.
     else if (!document.activeElement || document.activeElement === document.body) $("#action-cancel").focus();
   });
+}
+
+// files: an open batch takes more -----------------------------------------------------------
+
+/** Whether files can be added to the batch here: an open batch of a type that takes files, whose
+ *  data is neither pages of items nor fetched from a URL. */
+function takesFiles(batch) {
+  const pages = (state.events || []).some((e) => e.event === "page_received");
+  return batch.status === "open" && Boolean(catalog[batch.type]) && !batch.source_url && !pages;
+}
+
+/** The files the batch has received, in the order they arrived (one sent again under its name
+ *  keeps its place), from its file_received events ("name (N bytes)", "name (N bytes, at its upload URL)"). */
+function inputsOf(events) {
+  const files = new Map();
+  for (const e of events) {
+    if (e.event !== "file_received") continue;
+    const [, name, size] = e.detail.match(/^(.*) \((\d+) bytes(?:, [^)]*)?\)$/s) || [null, e.detail, null];
+    files.set(name, { name, size: size === null ? null : Number(size), at: e.at, replaced: files.has(name) });
+  }
+  return [...files.values()];
+}
+
+function inputItem(file) {
+  const size = file.size === null ? null : `${bytes(file.size)} · `;
+  const received = h("time", { datetime: file.at, title: when(file.at) }, clock(file.at));
+  const again = file.replaced ? " (sent again: it replaced the first one)" : null;
+  return h("li", {}, h("span", { class: "input-name" }, file.name), h("span", { class: "small muted" }, size, "received ", received, again));
+}
+
+function renderFiles(batch) {
+  const open = takesFiles(batch);
+  show($("#add-file"), open || state.sending !== null);
+  if (!open) return;
+  if (!state.picker) startPicker(batch);
+  state.inputs = inputsOf(state.events);
+  $("#inputs").replaceChildren(...state.inputs.map(inputItem));
+  show($("#inputs"), state.inputs.length > 0);
+  show($("#inputs-none"), state.inputs.length === 0);
+}
+
+function startPicker(batch) {
+  const type = batch.type;
+  $("#add-file-hint").replaceChildren(
+    "Each file holds ",
+    h("code", {}, type),
+    " records: the ",
+    h("a", { href: `/new?type=${encodeURIComponent(type)}` }, "new-import page"),
+    " lists their columns, and a ",
+    h("a", { href: `/types/${encodeURIComponent(type)}/template.csv`, download: true }, "CSV template"),
+    " has the header row. The batch reads its files in the order they arrived; a file sent with the name of one already here replaces it. Submit the batch once every file is here.",
+  );
+  state.picker = filePicker(() => ({ name: type, ...catalog[type] }), {
+    otherwise: `, or choose a file of ${type} records`,
+    present: (name) => state.inputs.some((file) => file.name === name),
+  });
+}
+
+// What to do about an upload the API refused, by its code.
+const UPLOAD_HINTS = {
+  PAYLOAD_TOO_LARGE: "Split it into smaller files: the batch takes several.",
+  UNSUPPORTED_MEDIA_TYPE: "Choose how to read it under “Read it as”, or save it as “CSV UTF-8”.",
+  INVALID_NAME: "Rename the file and choose it again.",
+  MIXED_INPUT: "This batch holds pages of items: send the rest as pages through the API.",
+};
+
+/** Why the file was not added, in words, with the API's message and code. */
+function refusal(error, file) {
+  const what = h("strong", {}, `${file.name} was not added: `);
+  if (error.status === 0) return [what, `${error.message}.`]; // no answer: the network, not the API
+  const hint = UPLOAD_HINTS[error.code];
+  return [what, `${error.message} (`, h("code", {}, error.code), ").", hint ? ` ${hint}` : null];
+}
+
+/** Say why nothing was sent or added: under the upload, or with the actions once the batch has
+ *  left open (the upload's card is gone then). */
+function uploadError(...message) {
+  const box = $("#add-file").hidden ? $("#action-error") : $("#upload-error");
+  box.replaceChildren(...message);
+  show(box, true);
+}
+
+async function addFile(event) {
+  event.preventDefault();
+  show($("#upload-error"), false);
+  const picker = state.picker;
+  const file = picker.file;
+  if (!file) return uploadError("Choose a file first.");
+  if (picker.problem) return uploadError(picker.problem);
+  const name = uploadName(file);
+  const focused = document.activeElement === $("#start");
+  for (const button of [$("#start"), $("#action-submit")]) button.disabled = true; // (a disabled button loses focus)
+  let failure = null;
+  try {
+    progress(`Uploading ${file.name}…`, 0);
+    const sending = sendFile(id, file, name, picker.contentType);
+    state.sending = sending;
+    show($("#stop"), true);
+    await sending.promise;
+    progress(`${name} (${bytes(file.size)}) is in the batch. Add another file, or submit the batch.`, 1);
+    await picker.clear();
+  } catch (error) {
+    failure = error;
+    if (error.code === "ABORTED") progress(`Upload stopped: ${file.name} was not added.`, 0);
+    else show($("#upload-progress"), false);
+  } finally {
+    show($("#stop"), false);
+    state.sending = null;
+    for (const button of [$("#start"), $("#action-submit")]) button.disabled = false;
+    // A keyboard user keeps their place, unless they have moved on meanwhile.
+    if (focused && (!document.activeElement || document.activeElement === document.body)) $("#start").focus();
+  }
+  await poll.now(); // the files, and the status: the batch may have been submitted meanwhile
+  if (failure && failure.code !== "ABORTED") uploadError(...refusal(failure, file));
+}
+
+function wireFiles() {
+  $("#upload-form").addEventListener("submit", addFile);
+  $("#stop").addEventListener("click", () => state.sending?.abort());
 }
 
 // downloads ----------------------------------------------------------------------------------
@@ -517,6 +642,7 @@ async function load() {
   document.title = `Batch ${id} (${statusText(batch)}) · loadbay`;
   renderStatus(batch);
   renderActions(batch);
+  renderFiles(batch);
   renderDownloads(batch);
   renderTimeline(events.data);
   renderDetails(batch);
@@ -543,6 +669,7 @@ const poll = repeat(async () => {
 
 boot(async () => {
   wireActions();
+  wireFiles();
   wireDownloads();
   wireErrors();
   await poll.now();
