@@ -563,12 +563,14 @@ def _finish(batch: Batch, url: str, as_json: bool) -> NoReturn:
 def _point_to_refused(batch: Batch, url: str) -> None:
     c, batch_id = batch["counts"], batch["id"]
     refused = c["invalid"] + c["failed"] + c["unprocessed"]
+    # (a validated batch's invalid records are its only refused ones, and all it can list yet)
+    outcome = "invalid" if batch["status"] == "validated" else "invalid,failed,unprocessed"
     console.print(
         f"{refused} of {many(c['total'], 'record')} refused ({c['invalid']} invalid, {c['failed']} failed, "
         f"{c['unprocessed']} unprocessed); see them with:\n"
         f"  loadbay errors {batch_id}\n"
-        f"  loadbay results {batch_id} --outcome invalid,failed,unprocessed\n"
-        f"  (GET {url}/v1/batches/{batch_id}/results?outcome=invalid,failed,unprocessed)",
+        f"  loadbay results {batch_id} --outcome {outcome}\n"
+        f"  (GET {url}/v1/batches/{batch_id}/results?outcome={outcome})",
         markup=False,
     )
 
@@ -810,7 +812,8 @@ def results(
     key: Key = "",
     retry_for: RetryFor = RETRY_SECONDS,
 ) -> None:
-    """A batch's result CSV: every record with loadbay_status, action, entity id and error."""
+    """A batch's result CSV: every record with loadbay_status, action, entity id and error.
+    Once it is final; with --outcome invalid alone, once its validation has ended."""
     outcomes = [name.strip() for value in outcome or [] for name in value.split(",") if name.strip()]
     with _api(url, key, retry_for) as client, client.results(batch_id, outcomes) as body:
         if output is None:

@@ -323,6 +323,13 @@ def test_two_phase_process_cancel_and_watch(server: Server, key: str, tmp_path: 
     number = batch_id(validated)
     assert f"batch {number} validated" in validated.stdout
     assert f"loadbay process {number}" in validated.stderr
+    assert f"loadbay results {number} --outcome invalid\n" in validated.stderr  # what it can list yet
+    early = loadbay(server, key, "results", str(number), "--outcome", "invalid")
+    assert early.returncode == 0, early.stderr
+    assert [r["customer_number"] for r in csv.DictReader(io.StringIO(early.stdout))] == ["C2"]
+    whole = loadbay(server, key, "results", str(number))
+    assert whole.returncode == ExitCode.REQUEST_REFUSED
+    assert "409 RESULTS_NOT_READY" in whole.stderr and "outcome=invalid" in whole.stderr
 
     processed = loadbay(server, key, "process", str(number), "--wait")
     assert processed.returncode == ExitCode.RECORDS_REFUSED, processed.stderr
