@@ -151,3 +151,20 @@ def test_nothing_to_add_to_a_batch_that_is_not_open_or_takes_pages(
     expect(page.locator("#callout")).to_contain_text("The data is here. Submit the batch")
     expect(page.locator("#add-file")).to_be_hidden()  # a batch of pages takes no file (MIXED_INPUT)
     expect(page.get_by_role("button", name="Submit for import")).to_be_visible()
+
+
+def test_a_long_name_in_another_script_is_cut_to_one_the_server_keeps(
+    page: Page, dashboard: Server, key: str, files: Path
+) -> None:
+    """A file's name is at most 240 bytes URL-encoded on the server (INVALID_NAME): 60
+    Cyrillic letters are 360. The dashboard cuts a name to fit, a whole character at a time."""
+    batch = open_batch(dashboard, key)
+    upload = files / ("Клиенты" * 9 + "ЮЖ.csv")  # 65 letters, 69 characters
+    upload.write_text(HEADER + "L1,Lev,lev@example.com\n")
+    sign_in(page, dashboard, key, f"/batches/{batch}")
+    add_file(page, upload)
+    inputs = page.get_by_role("list", name="Files in this batch").get_by_role("listitem")
+    expect(inputs).to_have_count(1)
+    expect(page.locator("#upload-error")).to_be_hidden()
+    name = inputs.first.locator(".input-name").inner_text()
+    assert upload.name.startswith(name) and len(name) == 40, name  # 40 letters: 240 bytes encoded

@@ -229,7 +229,23 @@ export function sendFile(batchId, file, name, contentType) {
   );
 }
 
-/** The name a file is kept under in its batch: its own, cut to 100 characters. */
+// The longest file name the server keeps: 240 bytes once URL-encoded (core/intake.py, INVALID_NAME).
+const MAX_QUOTED_NAME = 240;
+
+/** `text`'s length URL-encoded as the server encodes names (Python's quote: !'()* too). */
+function quotedLength(text) {
+  return encodeURIComponent(text).length + 2 * (text.match(/[!'()*]/g) || []).length;
+}
+
+/** The name a file is kept under in its batch: its own, cut to 100 characters and to what the
+ *  server keeps (a name in another script is two to four bytes a letter), a whole character at a time. */
 export function uploadName(file) {
-  return file.name.length > 100 ? file.name.slice(0, 100) : file.name;
+  let name = "";
+  let length = 0;
+  for (const character of file.name) {
+    length += 1;
+    if (length > 100 || quotedLength(name + character) > MAX_QUOTED_NAME) break;
+    name += character;
+  }
+  return name;
 }
