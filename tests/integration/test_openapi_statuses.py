@@ -288,6 +288,7 @@ _READS: dict[Pair, Case] = {
     **_read_final("/errors/summary"),
     **_read_final("/children"),
     **_read_final("/events"),
+    **_read_final("/inputs"),
     **_read_final("/results"),
     ("GET", BATCH + "/results", 400): (
         lambda api: api.client.get(f"/v1/batches/{api.final()}/results", params={"outcome": "won"}),

@@ -25,6 +25,7 @@ from loadbay.api.schemas import (
     ErrorOut,
     ErrorSummaryOut,
     EventOut,
+    InputOut,
     Page,
     RetryBatch,
     StoredFileOut,
@@ -269,6 +270,18 @@ def _items(body: Any) -> list[Any]:
     raise InvalidInput(
         "a page is a JSON array of items, or an object with an `items` array", code="INVALID_PAGE"
     )
+
+
+@router.get(
+    "/batches/{batch_id}/inputs",
+    response_model=Page[InputOut],
+    responses=problem_responses(400, 401, 404, 503),
+)
+def inputs(batch_id: int, service: Service, account: Caller) -> Page[InputOut]:
+    """The batch's files and pages in the order they are read: files by arrival (a file sent
+    again under its name keeps its place), then pages by number. A file whose upload URL was
+    handed out is listed `pending` until it is received."""
+    return Page[InputOut](data=[InputOut.of(i) for i in service.inputs(account, batch_id)])
 
 
 @router.post(

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool
 
 from loadbay.core.progress import Progress
-from loadbay.domain.models import Account, Batch, BatchEvent, ErrorGroup, ErrorRow, NewBatch
+from loadbay.domain.models import Account, Batch, BatchEvent, BatchInput, ErrorGroup, ErrorRow, NewBatch
 from loadbay.readers import unstorable
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "ErrorOut",
     "ErrorSummaryOut",
     "EventOut",
+    "InputOut",
     "Page",
     "RetryBatch",
     "StoredFileOut",
@@ -287,6 +288,42 @@ class EventOut(BaseModel):
     @classmethod
     def of(cls, event: BatchEvent) -> EventOut:
         return cls(at=event.at, event=event.event, status=event.status, detail=event.detail)
+
+
+class InputOut(BaseModel):
+    name: str = Field(
+        description="The file's name in the batch (`page-000000003` for page 3; `source` for a fetched copy)"
+    )
+    kind: Literal["file", "page", "fetched"] = Field(
+        description='"file": uploaded (directly or at an upload URL); "page": a page of JSON items; '
+        '"fetched": the copy of the batch\'s `source_url`'
+    )
+    format: str | None = Field(description="How it is read (csv, tsv, jsonl, json, …); null while pending")
+    size: int | None = Field(description="Bytes stored (a page: its JSON text); null while pending")
+    pending: bool = Field(
+        description="An upload URL was handed out for this file and loadbay has not received it yet. On "
+        "S3 the file goes to the store straight and is looked for there when the batch is submitted: "
+        "it is pending until then"
+    )
+    received_at: datetime | None = Field(
+        description="When it was received (sent again under its name: the last time); null while pending"
+    )
+    item_count: int | None = Field(
+        description="Records it holds: a page's items; a file's records once the batch has read it "
+        "through (validation); null until then"
+    )
+
+    @classmethod
+    def of(cls, found: BatchInput) -> InputOut:
+        return cls(
+            name=found.name,
+            kind=found.kind,
+            format=found.format,
+            size=found.size,
+            pending=found.pending,
+            received_at=found.received_at,
+            item_count=found.item_count,
+        )
 
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from loadbay.core.runtime import Runtime
 from loadbay.core.types import BatchType
 from loadbay.db import repository as repo
 from loadbay.domain.lifecycle import Milestone, Status
-from loadbay.domain.models import Batch
+from loadbay.domain.models import Batch, BatchInput
 from loadbay.domain.text import many
 from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from loadbay.readers import format_for_content_type, unstorable
@@ -32,6 +32,7 @@ __all__ = [
     "attachments_of",
     "check_uploads",
     "confirm_uploads",
+    "described",
     "input_key",
     "parse_input_key",
     "require_attachments",
@@ -82,6 +83,30 @@ def parse_input_key(key: str) -> tuple[int, str]:
     if len(parts) != 4 or parts[0] != "batches" or parts[2] != "inputs" or not parts[1].isdigit():
         raise NotFound("no such upload target")
     return int(parts[1]), unquote(parts[3])
+
+
+def described(row: RowMapping) -> BatchInput:
+    """What a client is told of one of a batch's inputs (a `repo.list_inputs` row): never its
+    blob key, version or storage path. A file still expected at its upload URL has no size,
+    format or time of receipt yet."""
+    pending = bool(row["pending"])
+    return BatchInput(
+        name=row["name"],
+        kind="fetched" if _fetched(row["blob_key"]) else row["kind"],
+        format=None if pending or not row["format"] else row["format"],
+        size=None if pending else row["size"],
+        pending=pending,
+        received_at=None if pending else row["created_at"],
+        item_count=None if pending else row["item_count"],
+    )
+
+
+def _fetched(key: str | None) -> bool:
+    """Whether an input's key is that of a copy of the batch's source_url, which is stored as
+    a file in its own folder (`batches/ID/inputs/fetched-ATTEMPT/source`, processing's
+    `_fetch_source`), where an uploaded file's key has no folder (`input_key`)."""
+    parts = (key or "").split("/")
+    return len(parts) == 5 and parts[2] == "inputs" and parts[3].startswith("fetched-")
 
 
 def require_open(batch: Batch) -> None:

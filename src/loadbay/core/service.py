@@ -26,6 +26,7 @@ from loadbay.domain.models import (
     Account,
     Batch,
     BatchEvent,
+    BatchInput,
     ErrorExample,
     ErrorGroup,
     ErrorRow,
@@ -306,6 +307,14 @@ class BatchService:
         with self.rt.db.read() as conn:
             self._get(conn, account, batch_id)
             return repo.events(conn, batch_id)
+
+    def inputs(self, account: Account, batch_id: int) -> list[BatchInput]:
+        """The account's batch's inputs in the order they are read: its files by arrival (a
+        file sent again under its name keeps its place), then its pages by number. A file
+        whose upload URL was handed out is among them, `pending` until it is found there."""
+        with self.rt.db.read() as conn:
+            self._get(conn, account, batch_id)
+            return [intake.described(row) for row in repo.list_inputs(conn, batch_id)]
 
     def errors(
         self,

@@ -373,12 +373,13 @@ def events(conn: Connection, batch_id: int) -> list[BatchEvent]:
 
 
 def upsert_input(conn: Connection, batch_id: int, kind: str, name: str, **values: Any) -> None:
-    """Store a file or page; the same name again replaces it (keeping its place).
+    """Store a file or page; the same name again replaces it (keeping its place, received now).
 
     One atomic INSERT … ON CONFLICT, so two requests storing the same page at once
     both succeed (a select-then-insert lets the second hit the unique key).
     """
-    row = {"batch_id": batch_id, "kind": kind, "name": name, "created_at": now()} | values
+    values = {"created_at": now()} | values
+    row = {"batch_id": batch_id, "kind": kind, "name": name} | values
     statement = _upsert_insert(conn, batch_inputs).values(row)
     keys = [batch_inputs.c.batch_id, batch_inputs.c.kind, batch_inputs.c.name]
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=values))
@@ -770,9 +771,10 @@ def pending_inputs(conn: Connection, batch_ids: Sequence[int]) -> list[RowMappin
 
 
 def confirm_input(conn: Connection, input_id: int, *, size: int, fmt: str, etag: str | None) -> bool:
-    """The expected file is there: keep its size, format and version. False if it was not pending."""
+    """The expected file is there: keep its size, format and version, received now. False if
+    it was not pending."""
     c = batch_inputs.c
-    values = {"pending": False, "size": size, "format": fmt, "etag": etag}
+    values = {"pending": False, "size": size, "format": fmt, "etag": etag, "created_at": now()}
     return conn.execute(update(batch_inputs).where(c.id == input_id, c.pending).values(values)).rowcount == 1
 
 

@@ -193,7 +193,7 @@ batch_inputs = Table(
     Column("items", Text),
     Column("item_count", BigInteger),
     Column("size", BigInteger, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),  # when last received (sent again: again)
     # an upload URL was handed out for it: the file is looked for when the batch is submitted
     Column("pending", Boolean, nullable=False, server_default=false()),
     Column("etag", String(200)),  # the version submitted, when the store has versions (S3)

@@ -12,6 +12,7 @@ __all__ = [
     "Account",
     "Batch",
     "BatchEvent",
+    "BatchInput",
     "Counts",
     "ErrorExample",
     "ErrorGroup",
@@ -126,6 +127,22 @@ class BatchEvent:
     event: str
     status: str
     detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInput:
+    """One of a batch's inputs as a client may know it (never where it is stored).
+
+    `kind`: "file" (uploaded), "page" (of JSON items) or "fetched" (the copy of its
+    source_url). A file `pending` at its upload URL has no size, format or received_at yet."""
+
+    name: str
+    kind: str
+    format: str | None
+    size: int | None
+    pending: bool
+    received_at: datetime | None
+    item_count: int | None  # a page's items; a file's records once read through; else None
 
 
 @dataclass(frozen=True, slots=True)
