@@ -168,3 +168,29 @@ def test_a_long_name_in_another_script_is_cut_to_one_the_server_keeps(
     expect(page.locator("#upload-error")).to_be_hidden()
     name = inputs.first.locator(".input-name").inner_text()
     assert upload.name.startswith(name) and len(name) == 40, name  # 40 letters: 240 bytes encoded
+
+
+def test_a_file_expected_at_its_upload_url_waits_for_its_upload(
+    page: Page, dashboard: Server, key: str
+) -> None:
+    """A file whose upload URL was handed out is listed as waiting for its upload, and is no data
+    yet; once it is uploaded there it is listed as received, with its size."""
+    batch = open_batch(dashboard, key)
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        signed = client.post(f"/v1/batches/{batch}/upload-url", json={"name": "expected.csv"})
+        assert signed.status_code == 200, signed.text
+    sign_in(page, dashboard, key, f"/batches/{batch}")
+    inputs = page.get_by_role("list", name="Files in this batch").get_by_role("listitem")
+    expect(inputs).to_have_count(1)
+    expect(inputs.first).to_have_text("expected.csvwaiting for upload (an upload URL was handed out for it)")
+    expect(page.locator("#callout")).to_have_text(
+        "This batch has no data yet. Add a file below, then submit the batch."
+    )
+
+    body = HEADER + "W1,Wyn,wyn@example.com\n"
+    put = httpx.put(signed.json()["url"], content=body, headers={"Content-Type": "text/csv"})
+    assert put.status_code == 200, put.text
+    page.reload()
+    expect(inputs.first).to_contain_text(f"expected.csv{len(body)} B · received")
+    expect(inputs).to_have_count(1)
+    expect(page.locator("#callout")).to_contain_text("The data is here.")

@@ -41,7 +41,8 @@ const state = {
   group: null, // the {code, field} the error table shows only, or null for every error
   parent: null, // the parent batch, read while this child waits for it
   children: [],
-  inputs: [], // the files the batch has received ({name, size, at, replaced}), in their order
+  inputs: [], // an open batch's files and pages (GET …/inputs: {name, kind, size, pending, received_at, …}), in their order
+  replaced: new Set(), // the names of the files this page sent again, replacing the first
   picker: null, // the file picker, once the batch is seen open
   sending: null, // the upload on its way: {abort}
 };
@@ -124,7 +125,7 @@ function renderCallout(batch) {
   const bad = refused(c);
   show($("#callout"), false);
   if (batch.status === "open") {
-    const hasData = (state.events || []).some((e) => ["file_received", "page_received"].includes(e.event));
+    const hasData = state.inputs.some((input) => !input.pending); // a file at its upload URL is not here yet
     const parent = batch.parent_id ? h("a", { href: `/batches/${batch.parent_id}` }, `batch ${batch.parent_id}`) : null;
     const here = takesFiles(batch); // files can be added on this page
     if (parent && hasData) {
@@ -255,27 +256,17 @@ function wireActions() {
 /** Whether files can be added to the batch here: an open batch of a type that takes files, whose
  *  data is neither pages of items nor fetched from a URL. */
 function takesFiles(batch) {
-  const pages = (state.events || []).some((e) => e.event === "page_received");
+  const pages = state.inputs.some((input) => input.kind === "page");
   return batch.status === "open" && Boolean(catalog[batch.type]) && !batch.source_url && !pages;
 }
 
-/** The files the batch has received, in the order they arrived (one sent again under its name
- *  keeps its place), from its file_received events ("name (N bytes)", "name (N bytes, at its upload URL)"). */
-function inputsOf(events) {
-  const files = new Map();
-  for (const e of events) {
-    if (e.event !== "file_received") continue;
-    const [, name, size] = e.detail.match(/^(.*) \((\d+) bytes(?:, [^)]*)?\)$/s) || [null, e.detail, null];
-    files.set(name, { name, size: size === null ? null : Number(size), at: e.at, replaced: files.has(name) });
-  }
-  return [...files.values()];
-}
-
+/** One of the batch's files: its size and when it was received, or that it waits at its upload URL. */
 function inputItem(file) {
-  const size = file.size === null ? null : `${bytes(file.size)} · `;
-  const received = h("time", { datetime: file.at, title: when(file.at) }, clock(file.at));
-  const again = file.replaced ? " (sent again: it replaced the first one)" : null;
-  return h("li", {}, h("span", { class: "input-name" }, file.name), h("span", { class: "small muted" }, size, "received ", received, again));
+  const name = h("span", { class: "input-name" }, file.name);
+  if (file.pending) return h("li", { class: "input-pending" }, name, h("span", { class: "small muted" }, "waiting for upload (an upload URL was handed out for it)"));
+  const received = h("time", { datetime: file.received_at, title: when(file.received_at) }, clock(file.received_at));
+  const again = state.replaced.has(file.name) ? " (sent again: it replaced the first one)" : null;
+  return h("li", {}, name, h("span", { class: "small muted" }, `${bytes(file.size)} · `, "received ", received, again));
 }
 
 function renderFiles(batch) {
@@ -283,7 +274,6 @@ function renderFiles(batch) {
   show($("#add-file"), open || state.sending !== null);
   if (!open) return;
   if (!state.picker) startPicker(batch);
-  state.inputs = inputsOf(state.events);
   $("#inputs").replaceChildren(...state.inputs.map(inputItem));
   show($("#inputs"), state.inputs.length > 0);
   show($("#inputs-none"), state.inputs.length === 0);
@@ -338,6 +328,7 @@ async function addFile(event) {
   if (!file) return uploadError("Choose a file first.");
   if (picker.problem) return uploadError(picker.problem);
   const name = uploadName(file);
+  const again = state.inputs.some((input) => input.name === name && !input.pending); // it replaces that one
   const focused = document.activeElement === $("#start");
   for (const button of [$("#start"), $("#action-submit")]) button.disabled = true; // (a disabled button loses focus)
   let failure = null;
@@ -347,6 +338,7 @@ async function addFile(event) {
     state.sending = sending;
     show($("#stop"), true);
     await sending.promise;
+    if (again) state.replaced.add(name);
     progress(`${name} (${bytes(file.size)}) is in the batch. Add another file, or submit the batch.`, 1);
     await picker.clear();
   } catch (error) {
@@ -633,10 +625,11 @@ async function load() {
   const [{ body: batch }, { body: events }, { body: children }] = await Promise.all([api(base), api(`${base}/events`), api(`${base}/children`)]);
   const before = state.batch;
   state.batch = batch;
-  state.events = events.data;
   state.children = children.data;
   // A child is checked once its parent is final: while it waits, the parent's status says why.
   state.parent = batch.parent_id && ["open", "queued"].includes(batch.status) ? (await api(`/v1/batches/${batch.parent_id}`)).body : null;
+  // What an open batch holds: whether it has data, takes files, and the files it lists.
+  state.inputs = batch.status === "open" ? (await api(`${base}/inputs`)).body.data : [];
   if (before && before.status !== batch.status) announce(`Batch ${id}: ${statusText(batch)}`);
   $("#batch-subtitle").replaceChildren(h("code", {}, batch.type), batch.job_id ? ` · ${batch.job_id}` : "", batch.description ? ` · ${batch.description}` : "");
   document.title = `Batch ${id} (${statusText(batch)}) · loadbay`;
