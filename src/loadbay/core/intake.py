@@ -33,6 +33,7 @@ __all__ = [
     "check_uploads",
     "confirm_uploads",
     "described",
+    "fetched_folder",
     "input_key",
     "parse_input_key",
     "require_attachments",
@@ -77,6 +78,15 @@ def input_key(batch_id: int, name: str) -> str:
     return f"batches/{batch_id}/inputs/{quoted}"
 
 
+_FETCHED = "fetched-"
+
+
+def fetched_folder(batch_id: int, attempt: int | str = "") -> str:
+    """The folder of the copy of the batch's source_url that validation attempt `attempt`
+    fetched (`{folder}/source`); without `attempt`, the prefix every such folder starts with."""
+    return f"batches/{batch_id}/inputs/{_FETCHED}{attempt}"
+
+
 def parse_input_key(key: str) -> tuple[int, str]:
     """(batch id, file name) of an input object key, or NotFound."""
     parts = key.split("/")
@@ -102,11 +112,10 @@ def described(row: RowMapping) -> BatchInput:
 
 
 def _fetched(key: str | None) -> bool:
-    """Whether an input's key is that of a copy of the batch's source_url, which is stored as
-    a file in its own folder (`batches/ID/inputs/fetched-ATTEMPT/source`, processing's
-    `_fetch_source`), where an uploaded file's key has no folder (`input_key`)."""
+    """Whether an input's key is that of a copy of the batch's source_url (in a folder of
+    its own, `fetched_folder`, where an uploaded file's key has none: `input_key`)."""
     parts = (key or "").split("/")
-    return len(parts) == 5 and parts[2] == "inputs" and parts[3].startswith("fetched-")
+    return len(parts) == 5 and parts[2] == "inputs" and parts[3].startswith(_FETCHED)
 
 
 def require_open(batch: Batch) -> None:

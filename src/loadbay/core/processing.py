@@ -31,6 +31,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from loadbay.core import metrics, settle, totals, webhooks
 from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
+from loadbay.core.intake import fetched_folder
 from loadbay.core.results import column_input_parts, input_parts
 from loadbay.core.runtime import Runtime
 from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates, skip_records
@@ -347,7 +348,7 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
     attempt that lost its lease mid-fetch cannot replace the file a later one reads (or
     resumes reading); the copy it replaces is deleted."""
     assert batch.source_url is not None
-    folder = f"batches/{batch.id}/inputs/fetched-{claim.attempt}"
+    folder = fetched_folder(batch.id, claim.attempt)
     key = f"{folder}/source"
     writer = rt.blobs.writer(key)
     try:
@@ -369,7 +370,7 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
     except LeaseLost:
         rt.blobs.delete_prefix(folder)
         raise
-    fetched = f"batches/{batch.id}/inputs/fetched-"
+    fetched = fetched_folder(batch.id)
     for old in before:
         if old != key and old.startswith(fetched):
             rt.blobs.delete_prefix(old.rsplit("/", 1)[0])
