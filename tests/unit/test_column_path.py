@@ -70,17 +70,24 @@ class Side:
     def account(self, name: str) -> Account:
         return self.service.create_account(name)[0]
 
-    def run(self, account: Account, data: bytes, content_type: str) -> dict[str, Any]:
-        service = self.service
-        batch, _ = service.create(account, NewBatch(CustomerType.name))
-        upload = service.start_upload(account, batch.id, "customers.csv", content_type)
+    def imported(self, account: Account, data: bytes, content_type: str, process: str = "auto") -> int:
+        """A batch of the file, submitted and worked on until nothing is left to do; its id."""
+        batch, _ = self.service.create(account, NewBatch(CustomerType.name, process=process))
+        upload = self.service.start_upload(account, batch.id, "customers.csv", content_type)
         upload.write(data)
         upload.finish()
-        service.submit(account, batch.id)
+        self.service.submit(account, batch.id)
+        self.work()
+        return batch.id
+
+    def work(self) -> None:
         worker = Worker(self.rt, "test", threading.Event(), threading.Event())
         while worker.run_once():
             pass
-        done = service.get(account, batch.id)
+
+    def run(self, account: Account, data: bytes, content_type: str) -> dict[str, Any]:
+        service = self.service
+        done = service.get(account, self.imported(account, data, content_type))
         seen: dict[str, Any] = {
             "status": done.status,
             "error": (done.error_code, done.error_message),
@@ -91,13 +98,13 @@ class Side:
             return seen
         seen["errors"] = [
             (e.record_index, e.external_id, e.field, e.code, e.message)
-            for e in service.errors(account, batch.id, None, 10_000)
+            for e in service.errors(account, done.id, None, 10_000)
         ]
         seen["records"] = [
             (v.index, v.external_id, v.raw, v.status, v.action, v.entity_id, v.errors)
-            for v in service.records(account, batch.id, 0, 10_000)
+            for v in service.records(account, done.id, 0, 10_000)
         ]
-        seen["results"] = "".join(service.results(account, batch.id))
+        seen["results"] = "".join(service.results(account, done.id))
         with self.rt.db.read() as conn:
             rows = conn.execute(
                 text(
@@ -113,21 +120,13 @@ class Side:
         """A two-phase batch of the file: its invalid records' file once validated, and after
         it is applied."""
         service = self.service
-        batch, _ = service.create(account, NewBatch(CustomerType.name, process="manual"))
-        upload = service.start_upload(account, batch.id, "customers.csv", content_type)
-        upload.write(data)
-        upload.finish()
-        service.submit(account, batch.id)
-        worker = Worker(self.rt, "test", threading.Event(), threading.Event())
-        while worker.run_once():
-            pass
-        if service.get(account, batch.id).status != "validated":  # (unreadable: nothing to compare)
+        batch_id = self.imported(account, data, content_type, process="manual")
+        if service.get(account, batch_id).status != "validated":  # (unreadable: nothing to compare)
             return "", ""
-        early = "".join(service.results(account, batch.id, ["invalid"]))
-        service.process(account, batch.id)
-        while worker.run_once():
-            pass
-        return early, "".join(service.results(account, batch.id, ["invalid"]))
+        early = "".join(service.results(account, batch_id, ["invalid"]))
+        service.process(account, batch_id)
+        self.work()
+        return early, "".join(service.results(account, batch_id, ["invalid"]))
 
     def forms(self) -> set[str]:
         """The forms the chunks staged so far took."""
