@@ -194,3 +194,15 @@ def test_a_file_expected_at_its_upload_url_waits_for_its_upload(
     expect(inputs.first).to_contain_text(f"expected.csv{len(body)} B · received")
     expect(inputs).to_have_count(1)
     expect(page.locator("#callout")).to_contain_text("The data is here.")
+
+
+def test_submitting_a_batch_with_no_file_says_why_with_the_apis_code(
+    page: Page, dashboard: Server, key: str
+) -> None:
+    batch = open_batch(dashboard, key)
+    sign_in(page, dashboard, key, f"/batches/{batch}")
+    page.get_by_role("button", name="Submit for import").click()
+    error = page.locator("#action-error")
+    expect(error).to_contain_text("Could not submit the batch: ")
+    expect(error.locator("code")).to_have_text("NO_DATA")
+    expect(page.locator("#status-badge")).to_have_text("Waiting for data")

@@ -230,7 +230,8 @@ async function act(action, button) {
     await poll.now();
   } catch (error) {
     const what = action === "retry" ? "send the records again" : `${action} the batch`;
-    box.textContent = `Could not ${what}: ${error.message}`;
+    const code = error.status ? [" (", h("code", {}, error.code), ")"] : []; // (no answer: no code)
+    box.replaceChildren(`Could not ${what}: ${error.message}`, ...code);
     show(box, true);
   } finally {
     button.disabled = false;
