@@ -152,10 +152,14 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Columns:
-    """The canonical column names of a batch type, in order, and the required ones."""
+    """The canonical column names of a batch type, in order, and the required ones.
+    `blank_is_absent`: a JSON null or "" is read as an absent value, as an empty CSV cell
+    is; False for a type that keeps JSON values as given (one whose free-form fields store
+    an empty value, or tell it from an absent one)."""
 
     names: tuple[str, ...]
     required: tuple[str, ...] = ()
+    blank_is_absent: bool = True
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.required if name not in self.names]
@@ -1178,23 +1182,26 @@ class _KeyMap:
 
     exact: frozenset[str]
     folded: dict[str, str]  # casefolded canonical name -> canonical name
+    blank_is_absent: bool = True
 
     @classmethod
     def of(cls, columns: Columns) -> _KeyMap:
-        return cls(frozenset(columns.names), {name.casefold(): name for name in columns.names})
+        folded = {name.casefold(): name for name in columns.names}
+        return cls(frozenset(columns.names), folded, columns.blank_is_absent)
 
     def name(self, key: str) -> str:
         return key if key in self.exact else self.folded.get(key.casefold(), key)
 
     def record(self, obj: dict[str, Any], unit: str, number: int) -> RawRecord:
         """`obj` as a record; `unit` and `number` ("line", 7) place it in messages. A null or
-        empty-string value is absent, as an empty CSV cell is: a required field so given is
-        REQUIRED in either format, an optional one takes its default."""
+        empty-string value is absent (unless the type keeps them: `Columns.blank_is_absent`),
+        as an empty CSV cell is: a required field so given is REQUIRED in either format, an
+        optional one takes its default."""
         if (found := unstorable(obj)) is not None:
             return _problem(
                 "INVALID_RECORD", f"{unit} {number}: a value holds {found}, which text cannot hold"
             )
-        if "" in obj.values() or None in obj.values():
+        if self.blank_is_absent and ("" in obj.values() or None in obj.values()):
             obj = {k: v for k, v in obj.items() if v is not None and v != ""}
         odd = obj.keys() - self.exact  # usually empty: the fast path keeps `obj` as it is
         renames = {k: self.folded[k.casefold()] for k in odd if self._foldable(k)}

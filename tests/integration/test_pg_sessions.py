@@ -71,7 +71,7 @@ def test_worker_sessions_are_set(runtime: Runtime) -> None:
 
 SLEEPER = """
 import sys
-from loadbay.db.engine import WORKER_PING_AFTER, Database
+from loadbay.db.engine import Database
 db = Database(sys.argv[1])
 with db.write() as conn:
     print(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one(), flush=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -12,7 +13,7 @@ from loadbay.core.staging import Stager
 from loadbay.core.types import ApplyContext
 from loadbay.db.tables import batch_keys, catalog_userx, metadata
 from loadbay.domain.records import Action, StagedRecord
-from loadbay.readers import RawRecord
+from loadbay.readers import RawRecord, open_reader
 from loadbay.types import default_registry
 from loadbay.types.catalog import UserXType, catalog_types
 from tests.support.alliant_seed import SEED_ITEM, seed_item
@@ -80,6 +81,14 @@ def test_ud_values_are_free_and_numbers_stay_numbers() -> None:
     data, errors = user1.validate(raw)
     assert errors == ()
     assert data == {"id": "A", "ud_n": 1.5, "ud_deep": {"x": [2, None, "s"]}, "udKey7": 1}
+
+
+def test_empty_and_null_ud_values_read_from_json_lines_are_kept_as_given() -> None:
+    line = b'{"id": "A", "udNote": "", "udGone": null}\n'
+    (record,) = open_reader(io.BytesIO(line), "jsonl", user1.columns())
+    data, errors = user1.validate(record.values)
+    assert errors == ()
+    assert data == {"id": "A", "udNote": "", "udGone": None}
 
 
 def test_numbers_read_as_decimal_are_json_numbers() -> None:

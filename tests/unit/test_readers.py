@@ -310,6 +310,9 @@ def test_json_null_and_empty_string_are_absent_values_as_an_empty_csv_cell_is() 
     assert values(b'[{"name": null, "Email": ""}]', "json") == [{}]
     assert [r.values for r in iter_json_items([{"NAME": "", "x": None}], COLUMNS)] == [{}]
     assert values(b"name,email,age\n,,0\n", "csv") == [{"age": "0"}]
+    kept = Columns(names=COLUMNS.names, required=COLUMNS.required, blank_is_absent=False)
+    as_given = [{"name": "", "email": None, "age": 0}, {"name": " ", "email": False}]
+    assert values(lines, "jsonl", kept) == as_given
 
 
 def test_a_blank_required_field_is_refused_alike_from_csv_and_json() -> None:

@@ -384,7 +384,7 @@ class UserXType(UpsertType):
 
     def columns(self) -> Columns:
         names = tuple(f.alias or n for n, f in self.model.model_fields.items() if f.alias not in _CONTAINERS)
-        return Columns(names=names, required=("id",))
+        return Columns(names=names, required=("id",), blank_is_absent=False)  # (its ud… values kept as given)
 
     def validate(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, tuple[FieldError, ...]]:
         try:
