@@ -80,6 +80,25 @@ def test_direct_uploads_in_order_and_one_sent_again_keeps_its_place(server: Serv
     assert [(i["name"], i["item_count"]) for i in read] == [("first.csv", 3), ("second.csv", 1)]
 
 
+@pytest.mark.parametrize(
+    ("batch_type", "body", "records"),
+    [
+        (TYPE, b"customer_number,name\nA1,Ada\nA2,\n\nA3,Cy\n", 3),  # two-phase: not applied early
+        ("billing.payment", b"customer_number,amount\nNOPE,5\nNOPE,x\n", 2),  # a type never applied early
+    ],
+)
+def test_a_files_records_are_counted_by_the_end_of_validation(
+    server: Server, key: str, batch_type: str, body: bytes, records: int
+) -> None:
+    with server.client(key) as client:
+        batch = create(client, type=batch_type, process="manual")
+        put_file(client, batch, body, "file.csv")
+        assert client.post(f"/v1/batches/{batch}/submit").status_code == 200
+        assert wait_final(client, batch)["status"] == "validated"
+        (found,) = inputs(client, batch)
+    assert (found["name"], found["item_count"]) == ("file.csv", records)
+
+
 def test_a_file_at_its_upload_url_is_pending_until_received(server: Server, key: str) -> None:
     body = b"customer_number,name\nU1,One\nU2,Two\n"
     with server.client(key) as client:

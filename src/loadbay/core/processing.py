@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -97,8 +98,8 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
             return
         with Heartbeat(rt, renew):
             resume = _start(rt, claim, batch)
-            warnings = _stage_all(rt, claim, batch, resume)
-            _finish_validation(rt, claim, batch, warnings)
+            staged = _stage_all(rt, claim, batch, resume)
+            _finish_validation(rt, claim, batch, staged)
     except Busy as exc:  # the object store is away for a while: not the data's fault
         log.warning("batch %s: validation interrupted (attempt %s): %s", claim.batch_id, claim.attempt, exc)
         _give_back(rt, claim, exc.message, failed=False)
@@ -187,11 +188,23 @@ def _reset_staging(conn: Connection, batch_id: int) -> None:
     repo.reset_counts(conn, batch_id)
 
 
-def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: tuple[int, int]) -> list[str]:
+@dataclass
+class _Staged:
+    """What staging a batch found besides its chunks: warnings for the batch, and the records
+    of each of its files (by input id), kept once validation ends unless its files were
+    counted before anything was staged (a batch applied early: `_open_early`)."""
+
+    warnings: list[str] = field(default_factory=list)
+    counted: dict[int, int] = field(default_factory=dict)
+    early: bool = False
+
+
+def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: tuple[int, int]) -> _Staged:
     if batch.source_url and not batch.apply_early:  # (applying early: copied by an earlier attempt)
         _fetch_source(rt, claim, batch)
     batch_type = rt.types.get(batch.type)
-    warnings: list[str] = []
+    staged = _Staged()
+    warnings = staged.warnings
     if batch_type.child_totals is not None:
         _sum_children(rt, claim, batch, batch_type.child_totals, warnings)
     records: Iterator[RawRecord | RowBlock]
@@ -199,9 +212,9 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
         records = _generated(rt, batch, batch_type)
     else:
         blocks = batch_type.column_plans is not None
-        records = _records(rt, batch, batch_type.columns(), warnings, blocks=blocks)
+        records = _records(rt, batch, batch_type.columns(), warnings, blocks=blocks, counted=staged.counted)
     seq, first = resume
-    early = batch.apply_early or applies_early(batch, batch_type)
+    early = staged.early = batch.apply_early or applies_early(batch, batch_type)
     if early:
         _open_early(rt, claim, batch, batch_type)
         records = skip_records(records, first)
@@ -211,7 +224,8 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
             _store_chunk(rt, claim, batch, run[0], first_of_attempt=n == 0, early=early)
         else:
             _store_columns(rt, claim, run, first_of_attempt=n == 0, early=early)
-    return _summarised(warnings)
+    staged.warnings = _summarised(warnings)
+    return staged
 
 
 def _runs(chunks: Iterator[Chunk]) -> Iterator[list[Chunk]]:
@@ -385,10 +399,17 @@ def _source_format(content_type: str | None, url: str) -> str:
 
 
 def _records(
-    rt: Runtime, batch: Batch, columns: Columns, warnings: list[str], *, blocks: bool = False
+    rt: Runtime,
+    batch: Batch,
+    columns: Columns,
+    warnings: list[str],
+    *,
+    blocks: bool = False,
+    counted: dict[int, int] | None = None,
 ) -> Iterator[Any]:
     """Every record of the batch in order: its files, then its pages (with `blocks`, a CSV
-    file's records come a block at a time where they can: see `open_blocks`)."""
+    file's records come a block at a time where they can: see `open_blocks`). `counted`:
+    filled with each file's records (by input id) as it is read to its end."""
     with rt.db.read() as conn:
         inputs = repo.list_inputs(conn, batch.id)
     limit, options = rt.settings.max_record_bytes, ReadOptions.of(batch.options)
@@ -401,8 +422,20 @@ def _records(
         with closing(rt.blobs.open(item["blob_key"], item["etag"])) as stream:
             read = open_blocks if blocks else open_reader
             reader = read(stream, item["format"], columns, max_record_bytes=limit, options=options)
-            yield from reader
+            if counted is None:
+                yield from reader
+            else:
+                counted[item["id"]] = yield from _counting(reader)
             warnings.extend(f"{item['name']}: {w}" for w in reader.warnings)
+
+
+def _counting(items: Iterable[RawRecord | RowBlock]) -> Generator[RawRecord | RowBlock, None, int]:
+    """`items`, then how many records they held (a block holds several)."""
+    count = 0
+    for item in items:
+        count += item.count if isinstance(item, RowBlock) else 1
+        yield item
+    return count
 
 
 _MAX_WARNINGS = 20
@@ -531,12 +564,15 @@ def _check_lease(conn: Connection, claim: queue.ValidationClaim, rt: Runtime) ->
         raise LeaseLost()
 
 
-def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, warnings: list[str]) -> None:
+def _finish_validation(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, staged: _Staged) -> None:
     """The batch is validated (its chunks apply), then the keys and shares its staging kept
     are deleted: once it is past validation nothing reads them, and deleting a million keys
     takes a second or more, which its records need not wait for."""
+    warnings = staged.warnings
     with rt.db.write() as conn:
         _check_lease(conn, claim, rt)
+        if not staged.early:  # (a batch applied early had its files counted before staging)
+            repo.set_item_counts(conn, staged.counted)
         fresh = repo.get_batch(conn, None, batch.id)
         assert fresh is not None
         detail = f"{many(fresh.counts.total, 'record')}, {fresh.counts.invalid} invalid"
