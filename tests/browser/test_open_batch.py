@@ -173,8 +173,9 @@ def test_a_long_name_in_another_script_is_cut_to_one_the_server_keeps(
 def test_a_file_expected_at_its_upload_url_waits_for_its_upload(
     page: Page, dashboard: Server, key: str
 ) -> None:
-    """A file whose upload URL was handed out is listed as waiting for its upload, and is no data
-    yet; once it is uploaded there it is listed as received, with its size."""
+    """A file whose upload URL was handed out is listed as waiting for its upload, and the page
+    says to submit once it is there (on S3 loadbay sees it only then); once it is uploaded to a
+    local store it is listed as received, with its size."""
     batch = open_batch(dashboard, key)
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
         signed = client.post(f"/v1/batches/{batch}/upload-url", json={"name": "expected.csv"})
@@ -184,7 +185,7 @@ def test_a_file_expected_at_its_upload_url_waits_for_its_upload(
     expect(inputs).to_have_count(1)
     expect(inputs.first).to_have_text("expected.csvwaiting for upload (an upload URL was handed out for it)")
     expect(page.locator("#callout")).to_have_text(
-        "This batch has no data yet. Add a file below, then submit the batch."
+        "This batch waits for expected.csv at its upload URL: once uploaded there, submit the batch."
     )
 
     body = HEADER + "W1,Wyn,wyn@example.com\n"

@@ -136,7 +136,10 @@ function renderCallout(batch) {
     } else {
       const kids = state.children.length ? ` Its ${plural(state.children.length, "child batch", "child batches")} ${state.children.length === 1 ? "is" : "are"} submitted with it.` : "";
       const more = here ? "Add more files below, or submit" : "Submit";
-      const none = here ? "This batch has no data yet. Add a file below, then submit the batch." : "This batch has no data yet. Send a file to it through the API, or start a new import.";
+      const awaited = state.inputs.filter((input) => input.pending).map((input) => input.name);
+      // (on S3 a file sent to its upload URL is seen only when the batch is submitted)
+      const expected = awaited.length ? `This batch waits for ${awaited.join(", ")} at ${awaited.length === 1 ? "its upload URL" : "their upload URLs"}: once uploaded there, submit the batch.` : null;
+      const none = expected || (here ? "This batch has no data yet. Add a file below, then submit the batch." : "This batch has no data yet. Send a file to it through the API, or start a new import.");
       callout("info", h("p", {}, hasData ? `The data is here. ${more} the batch to check and import it.${kids}` : none));
     }
   } else if (batch.status === "validated") {

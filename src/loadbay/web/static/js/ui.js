@@ -152,7 +152,9 @@ export function announce(message) {
 export function repeat(tick) {
   let timer = null;
   let paused = false;
-  const run = async () => {
+  let running = null; // the ticks on their way, if any
+  let again = false; // asked for while a tick was on its way: its answer may be stale
+  const once = async () => {
     clearTimeout(timer);
     timer = null;
     if (document.hidden) {
@@ -166,6 +168,22 @@ export function repeat(tick) {
       console.error(error);
     }
     if (wait && timer === null) timer = setTimeout(run, wait);
+  };
+  // One tick at a time: asked for during one, another runs after it, and both callers wait for
+  // that one (an older answer never renders over a newer one).
+  const run = () => {
+    if (running) {
+      again = true;
+      return running;
+    }
+    running = (async () => {
+      do {
+        again = false;
+        await once();
+      } while (again);
+      running = null;
+    })();
+    return running;
   };
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && paused) {
