@@ -28,9 +28,10 @@ import csv
 import io
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import BinaryIO
+from functools import partial
+from typing import Any, BinaryIO, TypeVar
 
 from loadbay.blobs import BlobWriter
 from loadbay.core import settle
@@ -79,15 +80,8 @@ def result_parts(rt: Runtime, batch_id: int, header: str) -> Iterator[str]:
     """The result file from the chunks' rows: the header, then each chunk's rows in order
     (a page of chunks per read transaction)."""
     yield header
-    after = -1
-    while True:
-        with rt.db.read() as conn:
-            parts = queue.result_parts(conn, batch_id, after, _PAGE)
-        if not parts:
-            return
-        for seq, text in parts:
-            yield text or ""
-            after = seq
+    for _, text in _by_seq(rt, partial(queue.result_parts, batch_id=batch_id, limit=_PAGE)):
+        yield text or ""
 
 
 def invalid_parts(rt: Runtime, batch_id: int, columns: Sequence[str]) -> Iterator[str]:
@@ -97,16 +91,26 @@ def invalid_parts(rt: Runtime, batch_id: int, columns: Sequence[str]) -> Iterato
     (`settle.invalid_rows`: as its settling will write them). For a batch whose validation has
     ended: no invalid record is staged after that."""
     yield header_row(columns)
+    for _, result, payload in _by_seq(rt, partial(queue.invalid_parts, batch_id=batch_id, limit=_PAYLOADS)):
+        if rows := _invalid_rows(columns, result, payload):
+            yield rows
+
+
+_Row = TypeVar("_Row", bound=tuple[Any, ...])
+
+
+def _by_seq(rt: Runtime, read: Callable[..., list[_Row]]) -> Iterator[_Row]:
+    """The rows `read(conn, after_seq=…)` gives, a page per read transaction, each page after
+    the last one's chunk (every row starts with its chunk's seq)."""
     after = -1
-    while True:
-        with rt.db.read() as conn:
-            parts = queue.invalid_parts(conn, batch_id, after, _PAYLOADS)
-        if not parts:
-            return
-        for seq, result, payload in parts:
-            after = seq
-            if rows := _invalid_rows(columns, result, payload):
-                yield rows
+    while rows := _read_page(rt, read, after):
+        yield from rows
+        after = rows[-1][0]
+
+
+def _read_page(rt: Runtime, read: Callable[..., list[_Row]], after: int) -> list[_Row]:
+    with rt.db.read() as conn:
+        return read(conn, after_seq=after)
 
 
 def _invalid_rows(columns: Sequence[str], result: str | None, payload: str | None) -> str:
