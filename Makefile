@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make test` runs the suite in this many processes (pytest-xdist, a test module to each):
+# on 2 CPUs, 2 took 12.6 min, 3 took 13.2 and 1 took 18.8.
+TEST_PROCESSES ?= 2
 
 .PHONY: run test lint typecheck check install dev clean bench soak screenshots
 
@@ -25,7 +28,7 @@ run: install
 	$(BIN)/loadbay serve --host $(HOST) --port $(PORT) --demo
 
 test: dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: dev
 	$(BIN)/ruff check src tests

@@ -21,7 +21,8 @@ from tests.support.servers import Server, start_server
 
 BACKENDS = ["sqlite", "postgres"]
 STORES = ("file", "s3")
-TEMPLATE = "loadbay_template"
+# one template a test process: with LOADBAY_TEST_POSTGRES_URL, pytest-xdist's workers share a server
+TEMPLATE = f"loadbay_template_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
 
 
 @pytest.fixture(scope="session")

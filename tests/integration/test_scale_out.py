@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from tests.conftest import TEMPLATE
 from tests.integration.test_crash_safety import customer_csv, expected_invalid
 from tests.support.postgres import create_database, drop_database
 from tests.support.s3 import MotoS3, S3Store
@@ -37,7 +38,7 @@ def postgres_url(postgres_template: str | None) -> Iterator[str]:
     if postgres_template is None:
         pytest.skip("no PostgreSQL server available (install Debian's postgresql)")
     name = f"t_{uuid.uuid4().hex[:12]}"
-    yield create_database(postgres_template, name, template="loadbay_template")
+    yield create_database(postgres_template, name, template=TEMPLATE)
     drop_database(postgres_template, name)
 
 

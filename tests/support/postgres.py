@@ -22,7 +22,6 @@ import os
 import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +30,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+from tests.support.ports import free_port
 
 ENV_URL = "LOADBAY_TEST_POSTGRES_URL"
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -161,7 +162,7 @@ def _start_cluster(bin_dir: Path) -> str:
     )
     last_error: RuntimeError | None = None
     for _ in range(START_ATTEMPTS):  # a "free" port can be taken before we bind it
-        port = _free_port()
+        port = free_port()
         try:
             _pg_ctl_start(cluster, port)
         except RuntimeError as exc:
@@ -295,10 +296,3 @@ def _read_log(cluster: _Cluster) -> str:
         return cluster.log_file.read_text(errors="replace")[-4000:]
     except OSError:
         return "(no log)"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,18 +15,12 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from tests.support.ports import free_port
 from tests.support.s3 import S3Store
 
 __all__ = ["Server", "free_port", "start_server", "start_worker", "wait_final"]
 
 FINAL = {"completed", "error", "cancelled", "cleared"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _env(database_url: str, data_dir: Path, extra: dict[str, str] | None) -> dict[str, str]:
