@@ -26,11 +26,12 @@ import pytest
 from sqlalchemy import update
 
 from loadbay.config import Settings
+from loadbay.core import settle
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.worker import Worker
 from loadbay.db.tables import chunk_payloads, chunks
-from loadbay.domain.models import NewBatch
+from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.errors import Conflict
 from loadbay.types import default_registry
 from tests.support.accounts import make_keys
@@ -228,11 +229,8 @@ def run_once(service: BatchService) -> bool:
     return Worker(service.rt, "test", threading.Event(), threading.Event()).run_once()
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_a_processing_batch_gives_them_from_applied_and_waiting_chunks(
-    service: BatchService, name: str
-) -> None:
-    case = CASES[name]
+def validated_in_core(service: BatchService, case: Case) -> tuple[Account, Batch]:
+    """A two-phase batch of the case's data, worked on through the core until validated."""
     account, _ = service.create_account("acme")
     if "items" in case.body:
         spec = NewBatch(case.type, process="manual")
@@ -246,6 +244,15 @@ def test_a_processing_batch_gives_them_from_applied_and_waiting_chunks(
     while run_once(service):
         pass
     assert service.get(account, batch.id).status == "validated"
+    return account, batch
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_processing_batch_gives_them_from_applied_and_waiting_chunks(
+    service: BatchService, name: str
+) -> None:
+    case = CASES[name]
+    account, batch = validated_in_core(service, case)
     at_validated = "".join(service.results(account, batch.id, ["invalid"]))
 
     service.process(account, batch.id)
@@ -291,3 +298,37 @@ def test_a_waiting_chunk_that_cannot_be_read_has_no_rows_as_it_will_have_none(
         pass
     assert service.get(account, batch.id).status == "completed"
     assert "".join(service.results(account, batch.id, ["invalid"])) == served
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_spent_chunk_closed_after_an_unexpected_error_keeps_its_invalid_rows(
+    service: BatchService, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chunk whose attempts are spent and whose settling then breaks (a bug, not an
+    interruption) is closed as it stands: its valid records count as unprocessed, and its
+    invalid records keep in the result file the rows served for them at validated."""
+    case = CASES[name]
+    account, batch = validated_in_core(service, case)
+    at_validated = "".join(service.results(account, batch.id, ["invalid"]))
+    assert [r[case.key] for r in rows(at_validated)] == case.invalid
+    with service.rt.db.write() as conn:
+        spent = update(chunks).where(chunks.c.batch_id == batch.id)
+        conn.execute(spent.values(failed_attempts=service.rt.settings.max_attempts))
+
+    def broken(*_args: Any, **_kwargs: Any) -> bool:
+        raise RuntimeError("settle bug")
+
+    monkeypatch.setattr(settle, "settle_chunk", broken)
+    service.process(account, batch.id)
+    while run_once(service):
+        pass
+    done = service.get(account, batch.id)
+    assert (done.status, done.outcome) == ("completed", "failed"), done
+    counts = done.counts
+    assert counts.invalid == len(case.invalid), counts
+    assert (counts.succeeded, counts.failed, counts.unprocessed) == (0, 0, counts.valid), counts
+    assert counts.total == counts.invalid + counts.unprocessed
+    # no record could be settled: the result file holds the invalid ones, as served before
+    assert "".join(service.results(account, batch.id)) == at_validated
+    refused = "".join(service.results(account, batch.id, ["invalid", "failed", "unprocessed"]))
+    assert refused == at_validated

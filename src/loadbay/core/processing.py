@@ -809,9 +809,10 @@ def _context(batch: Batch) -> ApplyContext:
 def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
     """Settle a chunk whose attempts are spent: its valid records become `unprocessed`.
 
-    If even that cannot be done normally (its type is gone, its payload is unreadable),
-    the chunk is closed with its valid records counted unprocessed and no result rows. An
-    interruption (a lock waited for too long, a lost connection) only gives it back.
+    If even that cannot be done normally (its type is gone, its payload is unreadable, a
+    bug), the chunk is closed with its valid records counted unprocessed and, as its result
+    rows, its invalid records' (`_kept_rows`). An interruption (a lock waited for too long,
+    a lost connection) only gives it back.
     """
     try:
         batch_type = rt.types.get(_load(rt, claim.batch_id).type)
@@ -825,8 +826,28 @@ def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
             _release(rt, claim, exc, failed=False)
             return
         log.exception("chunk %s: cannot settle it record by record; closing it", claim.id)
-        with rt.db.write() as conn:
-            settle.close_unreadable_chunk(conn, claim)
+        _close_unsettled(rt, claim)
+
+
+def _close_unsettled(rt: Runtime, claim: queue.ChunkClaim) -> None:
+    try:
+        rows = _kept_rows(rt, claim)
+    except Exception as exc:
+        if is_interruption(exc):
+            log.warning("chunk %s: interrupted while it was closed", claim.id)
+            _release(rt, claim, exc, failed=False)
+            return
+        log.exception("chunk %s: its invalid records' result rows cannot be made; it keeps none", claim.id)
+        rows = ""
+    with rt.db.write() as conn:
+        settle.close_unreadable_chunk(conn, claim, rows)
+
+
+def _kept_rows(rt: Runtime, claim: queue.ChunkClaim) -> str:
+    """The result rows of a chunk closed unsettled: its invalid records', known since it was
+    staged and served from then on (`settle.invalid_rows`), so the result file keeps them."""
+    columns = rt.types.get(_load(rt, claim.batch_id).type).columns().names
+    return settle.invalid_rows(columns, claim.payload)
 
 
 def _apply_one(conn: Connection, batch_type: BatchType, ctx: ApplyContext, record: StagedRecord) -> Applied:

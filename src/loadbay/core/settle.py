@@ -361,11 +361,12 @@ def _cancel_chunk(conn: Connection, columns: Sequence[str], chunk_id: int, reaso
     return sum(1 for r in records if r.data is not None)
 
 
-def close_unreadable_chunk(conn: Connection, claim: queue.ChunkClaim) -> None:
+def close_unreadable_chunk(conn: Connection, claim: queue.ChunkClaim, rows: str = "") -> None:
     """Close a chunk that cannot be settled record by record: its valid records count as
-    unprocessed; it has no result rows."""
+    unprocessed; its result rows are `rows` (its invalid records', when they can be made:
+    `invalid_rows`), and it has no outcomes."""
     repo.get_batch(conn, None, claim.batch_id, lock=True)
     valid = queue.chunk_valid_count(conn, claim.id)
-    if queue.finish_chunk(conn, claim.id, claim.attempt, queue.SPENT, None, ""):
+    if queue.finish_chunk(conn, claim.id, claim.attempt, queue.SPENT, None, rows):
         repo.add_counts(conn, claim.batch_id, unprocessed=valid)
         complete_if_done(conn, claim.batch_id)
