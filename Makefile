@@ -31,8 +31,8 @@ test: dev
 	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: dev
 	$(BIN)/mypy

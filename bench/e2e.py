@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import httpx
 from tests.support.s3 import MotoS3, S3Store
@@ -131,7 +131,8 @@ def loadbay_end_to_end(
         children = _serve_workers(server, own) if own else []
         key = server.account("bench")
         second_key = server.account("bench-second")
-        processes = [server.process, *(w.process for w in workers), *children]  # the server first
+        # the server first
+        processes: list[_Process] = [server.process, *(w.process for w in workers), *children]
         profiles = _start_pyspy(settings, processes, database, data, profilers)
         cpu_before = [_cpu_seconds(p.pid) for p in processes]
         result = _run(server, workers, key, database, db, data, settings, second_key)
@@ -159,6 +160,13 @@ def _start_worker(database_url: str, data_dir: Path, env: dict[str, str]) -> _Wo
     process = start_worker(database_url, data_dir, concurrency=1, env=env)
     new = sorted(set(data_dir.glob("worker-*.log")) - before)  # start_worker names its log itself
     return _Worker(process, new[-1] if new else data_dir / "worker-?.log")
+
+
+class _Process(Protocol):
+    """What measuring a process needs: its pid (a Popen, or a `_Child`)."""
+
+    @property
+    def pid(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -232,7 +240,7 @@ def _record_processes(
 
 def _start_pyspy(
     settings: E2eSettings,
-    processes: list[subprocess.Popen[bytes]],
+    processes: list[_Process],
     database: str,
     data: DataFile,
     profilers: list[subprocess.Popen[bytes]],

@@ -183,7 +183,11 @@ def _plan(backend: Backend, data: bench_data.DataFile, config: Config) -> list[t
     if "loadbay" in methods:
         for storage in config.storages:
             label = "loadbay" if storage == FILE else f"loadbay-{storage}"
-            plan.append((label, lambda f, store=storage: loadbay_end_to_end(db, f, data, config.e2e, store)))
+
+            def end_to_end(f: Fresh, store: str = storage) -> Result:
+                return loadbay_end_to_end(db, f, data, config.e2e, store)
+
+            plan.append((label, end_to_end))
     if "naive" in methods:
         plan.append(("naive", lambda f: naive(db, f, data, config.naive_cap)))
     return plan

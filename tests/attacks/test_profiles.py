@@ -1023,7 +1023,7 @@ def test_fusebill_payments_whose_names_text_cannot_hold_fail_validation(
 def test_centrapay_records_whose_names_text_cannot_hold_are_errors(
     client: httpx.Client, httpserver: HTTPServer
 ) -> None:
-    record = {"status": "online", "reported_at": "2026-03-01T10:00:00Z"}
+    record: dict[str, object] = {"status": "online", "reported_at": "2026-03-01T10:00:00Z"}
     lines = [record | {"terminal_id": f"T{i}", name: 1} for i, name in enumerate(BAD_NAMES)]
     lines.append(record | {"terminal_id": "T9"})
     httpserver.expect_request("/names.jsonl").respond_with_data(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, Route, expect
+from playwright.sync_api import BrowserContext, FilePayload, Page, Route, expect
 
 from tests.support.accounts import make_keys
 from tests.support.servers import Server
@@ -125,7 +125,9 @@ def test_authorize_with_a_key_then_try_it_out(
     upload.locator(".opblock-summary").click()
     upload.locator("input[placeholder='batch_id']").fill(str(batch["id"]))
     upload.locator("input[type=file]").set_input_files(
-        files=[{"name": "customers.csv", "mimeType": "text/csv", "buffer": b"customer_number,name\nC1,Ada\n"}]
+        files=[
+            FilePayload(name="customers.csv", mimeType="text/csv", buffer=b"customer_number,name\nC1,Ada\n")
+        ]
     )
     upload.get_by_role("button", name="Execute").click()
     expect(upload.locator(".live-responses-table tr.response .response-col_status").first).to_have_text("200")

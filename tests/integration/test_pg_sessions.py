@@ -278,5 +278,5 @@ def count_pings(db: Database) -> list[object]:
         pings.append(dbapi_conn)
         return bool(ping(dbapi_conn))
 
-    dialect.do_ping = counted  # type: ignore[method-assign]
+    dialect.do_ping = counted  # type: ignore[method-assign,assignment]
     return pings

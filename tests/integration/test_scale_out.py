@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -112,10 +113,10 @@ def test_two_servers_three_workers_one_killed(
 _CSV = {"Content-Type": "text/csv"}
 
 
-def _create(client: httpx.Client, **body: object) -> dict[str, object]:
+def _create(client: httpx.Client, **body: object) -> dict[str, Any]:
     made = client.post("/v1/batches", json={"type": "billing.customer"} | body)
     assert made.status_code == 201, made.text
-    batch: dict[str, object] = made.json()
+    batch: dict[str, Any] = made.json()
     return batch
 
 

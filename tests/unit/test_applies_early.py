@@ -123,5 +123,5 @@ def test_a_subclass_that_redefines_check_declares_again() -> None:
 def test_generated_records_and_child_totals_cannot_apply_while_validating(rule: dict[str, object]) -> None:
     with pytest.raises(TypeError, match="applies_while_validating = False"):
         type("Ruled", (Plain,), dict(rule))
-    waits = type("Ruled", (Plain,), {**rule, "applies_while_validating": False})
+    waits: type[Plain] = type("Ruled", (Plain,), {**rule, "applies_while_validating": False})
     assert not waits.applies_while_validating

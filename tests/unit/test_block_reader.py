@@ -128,7 +128,7 @@ def test_a_plain_file_is_read_a_block_at_a_time() -> None:
         items = iter(reader)
         first = next(items)  # the rest of the header's block, read by csv.reader
         second = next(items)  # then a plain block of _BLOCK_BYTES, parsed by pyarrow
-        assert isinstance(second, RowBlock) and second.count > 5000
+        assert isinstance(first, RowBlock) and isinstance(second, RowBlock) and second.count > 5000
         assert stream.tell() <= 3 * readers._BLOCK_BYTES  # not the whole file (7 MB)
         counts = [first.count, second.count] + [i.count if isinstance(i, RowBlock) else 1 for i in items]
     assert sum(counts) == 200_000

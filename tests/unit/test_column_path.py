@@ -239,10 +239,13 @@ def files(draw: st.DrawFn) -> tuple[bytes, str]:
             row = [*row, "extra"]  # more cells than the header
         rows.append(row)
     delimiter = draw(st.sampled_from([",", ",", ";", "\t"]))
-    quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+    quote_all = draw(st.booleans())
     buffer = io.StringIO()
     writer = csv.writer(
-        buffer, delimiter=delimiter, quoting=quoting, lineterminator=draw(st.sampled_from(["\r\n", "\n"]))
+        buffer,
+        delimiter=delimiter,
+        quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL,
+        lineterminator=draw(st.sampled_from(["\r\n", "\n"])),
     )
     writer.writerow(header)
     writer.writerows(rows)

@@ -33,7 +33,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(Runtime, "for_workers", classmethod(for_workers))
     monkeypatch.setattr(Runtime, "build", classmethod(build))
-    monkeypatch.setattr(supervisor.os, "nice", lambda _: 0)  # (not this test process's priority)
+    monkeypatch.setattr("loadbay.supervisor.os.nice", lambda _: 0)  # (not this test process's priority)
     return calls
 
 

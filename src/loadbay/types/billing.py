@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from loadbay.core.columns import Choice, Matches, Text
+from loadbay.core.columns import Choice, Matches, Rule, Text
 from loadbay.db.tables import billing_customers
 from loadbay.types.iso import COUNTRIES, CURRENCIES
 from loadbay.types.upsert import UpsertSpec, UpsertType
@@ -93,7 +94,7 @@ class CustomerType(UpsertType):
     target = CUSTOMERS
     description = "Billing customers, created or updated by customer_number."
     # The column path: each rule passes only values its validator keeps as they are.
-    column_rules = {
+    column_rules: ClassVar[Mapping[str, Rule] | None] = {
         "email": Matches(r"^[!-?A-~]+@[!-?A-~]+\.[!-?A-~]+$", Text(1, 320)),  # ASCII, no space
         "country": Choice(frozenset(COUNTRIES)),
         "currency": Choice(frozenset(CURRENCIES)),
