@@ -132,6 +132,35 @@ def test_a_file_at_its_upload_url_is_pending_until_received(server: Server, key:
     assert _at(confirmed) > _at(direct)  # received after the direct file, not when its URL was made
 
 
+def test_a_file_never_received_is_not_pending_once_the_batch_has_left_open(server: Server, key: str) -> None:
+    """`pending` says loadbay will look for the file when the batch is submitted: a cancelled
+    batch never will. The file stays listed, as never received, even if sent to its URL then."""
+    with server.client(key) as client:
+        batch = create(client)
+        r = client.post(f"/v1/batches/{batch}/upload-url", json={"name": "never.csv"})
+        assert r.status_code == 200, r.text
+        put_file(client, batch, b"customer_number,name\nD1,Direct\n", "direct.csv")
+        assert [i["pending"] for i in inputs(client, batch)] == [True, False]
+        cancelled = client.post(f"/v1/batches/{batch}/cancel")
+        assert cancelled.json()["status"] == "cancelled", cancelled.text
+        late = httpx.put(
+            r.json()["url"], content=b"customer_number,name\nL1,Late\n", headers={"Content-Type": CSV}
+        )
+        [never, direct] = inputs(client, batch)
+    if server.s3 is None:  # loadbay's own signed URL refuses it; S3 takes it, and loadbay never reads it
+        assert (late.status_code, late.json()["code"]) == (409, "BATCH_NOT_OPEN"), late.text
+    assert never == {
+        "name": "never.csv",
+        "kind": "file",
+        "format": None,
+        "size": None,
+        "pending": False,
+        "received_at": None,
+        "item_count": None,
+    }
+    assert (direct["name"], direct["pending"]) == ("direct.csv", False) and direct["received_at"]
+
+
 def test_pages_with_their_item_counts_in_page_order(server: Server, key: str) -> None:
     items = [{"customer_number": f"P{n}", "name": f"Pat {n}"} for n in range(5)]
     with server.client(key) as client:

@@ -280,7 +280,8 @@ def _items(body: Any) -> list[Any]:
 def inputs(batch_id: int, service: Service, account: Caller) -> Page[InputOut]:
     """The batch's files and pages in the order they are read: files by arrival (a file sent
     again under its name keeps its place), then pages by number. A file whose upload URL was
-    handed out is listed `pending` until it is received."""
+    handed out is listed `pending` until it is received; if the batch leaves open (is
+    cancelled) without it, it stays listed, not pending, with no `received_at`."""
     return Page[InputOut](data=[InputOut.of(i) for i in service.inputs(account, batch_id)])
 
 

@@ -298,15 +298,19 @@ class InputOut(BaseModel):
         description='"file": uploaded (directly or at an upload URL); "page": a page of JSON items; '
         '"fetched": the copy of the batch\'s `source_url`'
     )
-    format: str | None = Field(description="How it is read (csv, tsv, jsonl, json, …); null while pending")
-    size: int | None = Field(description="Bytes stored (a page: its JSON text); null while pending")
+    format: str | None = Field(
+        description="How it is read (csv, tsv, jsonl, json, …); null for a file not received"
+    )
+    size: int | None = Field(description="Bytes stored (a page: its JSON text); null for a file not received")
     pending: bool = Field(
-        description="An upload URL was handed out for this file and loadbay has not received it yet. On "
-        "S3 the file goes to the store straight and is looked for there when the batch is submitted: "
-        "it is pending until then"
+        description="An upload URL was handed out for this file, loadbay has not received it yet, and "
+        "the batch is open: loadbay looks for it when the batch is submitted. On S3 the file goes to "
+        "the store straight and is looked for there at submit: it is pending until then. A batch that "
+        "left open without it (cancelled) never looks for it: false, with received_at null"
     )
     received_at: datetime | None = Field(
-        description="When it was received (sent again under its name: the last time); null while pending"
+        description="When it was received (sent again under its name: the last time); null for a file "
+        "not received: pending, or never received before the batch left open"
     )
     item_count: int | None = Field(
         description="Records it holds: a page's items; a file's records once the batch has read it "

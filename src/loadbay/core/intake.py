@@ -95,19 +95,21 @@ def parse_input_key(key: str) -> tuple[int, str]:
     return int(parts[1]), unquote(parts[3])
 
 
-def described(row: RowMapping) -> BatchInput:
-    """What a client is told of one of a batch's inputs (a `repo.list_inputs` row): never its
-    blob key, version or storage path. A file still expected at its upload URL has no size,
-    format or time of receipt yet."""
-    pending = bool(row["pending"])
+def described(row: RowMapping, batch: Batch) -> BatchInput:
+    """What a client is told of one of `batch`'s inputs (a `repo.list_inputs` row): never its
+    blob key, version or storage path. A file expected at its upload URL and not received has
+    no size, format or time of receipt; it is `pending` while the batch is open (loadbay looks
+    for it when the batch is submitted), and no longer once the batch has left open without
+    it: it never will be received."""
+    missing = bool(row["pending"])
     return BatchInput(
         name=row["name"],
         kind="fetched" if _fetched(row["blob_key"]) else row["kind"],
-        format=None if pending or not row["format"] else row["format"],
-        size=None if pending else row["size"],
-        pending=pending,
-        received_at=None if pending else row["created_at"],
-        item_count=None if pending else row["item_count"],
+        format=None if missing or not row["format"] else row["format"],
+        size=None if missing else row["size"],
+        pending=missing and batch.status == Status.OPEN,
+        received_at=None if missing else row["created_at"],
+        item_count=None if missing else row["item_count"],
     )
 
 

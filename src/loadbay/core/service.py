@@ -311,10 +311,11 @@ class BatchService:
     def inputs(self, account: Account, batch_id: int) -> list[BatchInput]:
         """The account's batch's inputs in the order they are read: its files by arrival (a
         file sent again under its name keeps its place), then its pages by number. A file
-        whose upload URL was handed out is among them, `pending` until it is found there."""
+        whose upload URL was handed out is among them, `pending` until it is found there, or
+        until the batch leaves open without it (then never received)."""
         with self.rt.db.read() as conn:
-            self._get(conn, account, batch_id)
-            return [intake.described(row) for row in repo.list_inputs(conn, batch_id)]
+            batch = self._get(conn, account, batch_id)
+            return [intake.described(row, batch) for row in repo.list_inputs(conn, batch_id)]
 
     def errors(
         self,

@@ -134,7 +134,9 @@ class BatchInput:
     """One of a batch's inputs as a client may know it (never where it is stored).
 
     `kind`: "file" (uploaded), "page" (of JSON items) or "fetched" (the copy of its
-    source_url). A file `pending` at its upload URL has no size, format or received_at yet."""
+    source_url). A file expected at its upload URL and not received has no size, format or
+    received_at; it is `pending` while the batch is open, and not once the batch has left open
+    without it (then it is never received)."""
 
     name: str
     kind: str
