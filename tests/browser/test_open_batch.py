@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.conftest import MAX_UPLOAD_BYTES
 from tests.browser.pages import sign_in
@@ -207,3 +207,41 @@ def test_submitting_a_batch_with_no_file_says_why_with_the_apis_code(
     expect(error).to_contain_text("Could not submit the batch: ")
     expect(error.locator("code")).to_have_text("NO_DATA")
     expect(page.locator("#status-badge")).to_have_text("Waiting for data")
+
+
+def test_a_batch_cancelled_while_a_file_is_on_its_way_waits_for_no_file(
+    page: Page, dashboard: Server, key: str, files: Path
+) -> None:
+    """The Files card stays while an upload is on its way; once the batch is cancelled it says
+    the batch takes no more files, not that it waits for the file at its upload URL, and the
+    upload that arrives then is refused."""
+    batch = open_batch(dashboard, key)
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        signed = client.post(f"/v1/batches/{batch}/upload-url", json={"name": "expected.csv"})
+        assert signed.status_code == 200, signed.text
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:  # the upload waits here
+        held.append(route)
+
+    page.route(f"**/v1/batches/{batch}/data?*", hold)
+    sign_in(page, dashboard, key, f"/batches/{batch}")
+    card = page.get_by_role("region", name="Files")
+    expect(card).to_contain_text("expected.csvwaiting for upload")
+    upload = files / "on-its-way.csv"
+    upload.write_text(HEADER + "O1,Oz,oz@example.com\n")
+    add_file(page, upload)
+    expect(page.locator("#stop")).to_be_visible()
+
+    page.get_by_role("button", name="Cancel batch").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel the batch").click()
+    expect(page.locator("#status-badge")).to_have_text("Cancelled")
+    expect(card).to_be_visible()  # the upload is still on its way
+    expect(card).to_contain_text("This batch is no longer open: it takes no more files.")
+    expect(card).not_to_contain_text("waiting for upload")
+    expect(card).not_to_contain_text("expected.csv")
+
+    held[0].continue_()
+    expect(card).to_be_hidden()
+    expect(page.locator("#action-error")).to_contain_text("on-its-way.csv was not added: ")
+    expect(page.locator("#action-error code")).to_have_text("BATCH_NOT_OPEN")

@@ -125,7 +125,7 @@ function renderCallout(batch) {
   const bad = refused(c);
   show($("#callout"), false);
   if (batch.status === "open") {
-    const hasData = state.inputs.some((input) => !input.pending); // a file at its upload URL is not here yet
+    const hasData = state.inputs.some((input) => input.received_at); // a file at its upload URL is not here yet
     const parent = batch.parent_id ? h("a", { href: `/batches/${batch.parent_id}` }, `batch ${batch.parent_id}`) : null;
     const here = takesFiles(batch); // files can be added on this page
     if (parent && hasData) {
@@ -264,10 +264,12 @@ function takesFiles(batch) {
   return batch.status === "open" && Boolean(catalog[batch.type]) && !batch.source_url && !pages;
 }
 
-/** One of the batch's files: its size and when it was received, or that it waits at its upload URL. */
+/** One of the batch's files: its size and when it was received, or that it waits at its upload URL
+ *  (or, read as the batch left open, that it never came). */
 function inputItem(file) {
   const name = h("span", { class: "input-name" }, file.name);
-  if (file.pending) return h("li", { class: "input-pending" }, name, h("span", { class: "small muted" }, "waiting for upload (an upload URL was handed out for it)"));
+  const waiting = file.pending ? "waiting for upload (an upload URL was handed out for it)" : "never received";
+  if (!file.received_at) return h("li", { class: "input-pending" }, name, h("span", { class: "small muted" }, waiting));
   const received = h("time", { datetime: file.received_at, title: when(file.received_at) }, clock(file.received_at));
   const again = state.replaced.has(file.name) ? " (sent again: it replaced the first one)" : null;
   return h("li", {}, name, h("span", { class: "small muted" }, `${bytes(file.size)} · `, "received ", received, again));
@@ -276,6 +278,16 @@ function inputItem(file) {
 function renderFiles(batch) {
   const open = takesFiles(batch);
   show($("#add-file"), open || state.sending !== null);
+  if (batch.status !== "open") {
+    // Shown only while a file is still on its way (it will be refused): the batch takes no more
+    // files and waits for none, so the card lists none.
+    $("#inputs").replaceChildren();
+    show($("#inputs"), false);
+    show($("#add-file-hint"), false);
+    $("#inputs-none").textContent = "This batch is no longer open: it takes no more files.";
+    show($("#inputs-none"), true);
+    return;
+  }
   if (!open) return;
   if (!state.picker) startPicker(batch);
   $("#inputs").replaceChildren(...state.inputs.map(inputItem));
@@ -332,7 +344,7 @@ async function addFile(event) {
   if (!file) return uploadError("Choose a file first.");
   if (picker.problem) return uploadError(picker.problem);
   const name = uploadName(file);
-  const again = state.inputs.some((input) => input.name === name && !input.pending); // it replaces that one
+  const again = state.inputs.some((input) => input.name === name && input.received_at); // it replaces that one
   const focused = document.activeElement === $("#start");
   for (const button of [$("#start"), $("#action-submit")]) button.disabled = true; // (a disabled button loses focus)
   let failure = null;
