@@ -197,6 +197,31 @@ def test_a_file_expected_at_its_upload_url_waits_for_its_upload(
     expect(page.locator("#callout")).to_contain_text("The data is here.")
 
 
+def test_a_batch_with_a_file_and_one_still_expected_waits_for_it(
+    page: Page, dashboard: Server, key: str
+) -> None:
+    """A batch that has a file and waits for another at its upload URL does not say its data
+    is here: submitting it before that file is uploaded is refused (FILE_NOT_UPLOADED)."""
+    batch = open_batch(dashboard, key)
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        put = client.put(
+            f"/v1/batches/{batch}/data",
+            params={"name": "north.csv"},
+            content=HEADER + "N1,Ned,ned@example.com\n",
+            headers={"Content-Type": "text/csv"},
+        )
+        assert put.status_code == 200, put.text
+        signed = client.post(f"/v1/batches/{batch}/upload-url", json={"name": "south.csv"})
+        assert signed.status_code == 200, signed.text
+    sign_in(page, dashboard, key, f"/batches/{batch}")
+    expect(page.get_by_role("list", name="Files in this batch").get_by_role("listitem")).to_have_count(2)
+    expect(page.locator("#callout")).to_have_text(
+        "This batch waits for south.csv at its upload URL: once uploaded there, submit the batch."
+    )
+    page.get_by_role("button", name="Submit for import").click()
+    expect(page.locator("#action-error code")).to_have_text("FILE_NOT_UPLOADED")
+
+
 def test_submitting_a_batch_with_no_file_says_why_with_the_apis_code(
     page: Page, dashboard: Server, key: str
 ) -> None:

@@ -139,8 +139,10 @@ function renderCallout(batch) {
       const awaited = state.inputs.filter((input) => input.pending).map((input) => input.name);
       // (on S3 a file sent to its upload URL is seen only when the batch is submitted)
       const expected = awaited.length ? `This batch waits for ${awaited.join(", ")} at ${awaited.length === 1 ? "its upload URL" : "their upload URLs"}: once uploaded there, submit the batch.` : null;
-      const none = expected || (here ? "This batch has no data yet. Add a file below, then submit the batch." : "This batch has no data yet. Send a file to it through the API, or start a new import.");
-      callout("info", h("p", {}, hasData ? `The data is here. ${more} the batch to check and import it.${kids}` : none));
+      const none = here ? "This batch has no data yet. Add a file below, then submit the batch." : "This batch has no data yet. Send a file to it through the API, or start a new import.";
+      // A file still awaited comes first: a submit before it is uploaded is refused (FILE_NOT_UPLOADED).
+      const ready = `The data is here. ${more} the batch to check and import it.${kids}`;
+      callout("info", h("p", {}, expected ? `${expected}${kids}` : hasData ? ready : none));
     }
   } else if (batch.status === "validated") {
     const will = `${plural(c.valid, "record")} will be imported when you press Process`;
