@@ -3,8 +3,9 @@ docs/screenshots/ (so they stay current).
 
 Starts a throwaway `loadbay serve` (SQLite in a temporary directory), makes an account and a
 few realistic batches through the API, and photographs the pages with Debian's Chromium
-(sign-in, batches, new import, uploading, live progress, a batch with refused records,
-two-phase, unreadable, cancelled, the phone's width, the API docs):
+(sign-in, batches, new import, uploading, live progress, an open batch taking files, a
+batch with refused records, two-phase, unreadable, cancelled, the phone's width, the API
+docs):
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
 """
@@ -104,7 +105,23 @@ def _seed(server: Server, key: str) -> dict[str, int]:
             ),
         }
         client.post(f"/v1/batches/{made['cancelled']}/cancel")
+        made["open"] = _open_batch(client)
     return made
+
+
+def _open_batch(client: httpx.Client) -> int:
+    """A batch made through the API and left open: a file received, another expected at the
+    upload URL handed out for it."""
+    spec = {"type": "billing.customer", "job_id": "2026-04 customers by region"}
+    batch_id: int = client.post("/v1/batches", json=spec).json()["id"]
+    client.put(
+        f"/v1/batches/{batch_id}/data",
+        params={"name": "customers-north.csv"},
+        content=CUSTOMERS,
+        headers={"Content-Type": "text/csv"},
+    )
+    client.post(f"/v1/batches/{batch_id}/upload-url", json={"name": "customers-south.csv"})
+    return batch_id
 
 
 def _batch(client: httpx.Client, body: str, *, type: str = "billing.customer", **spec: Any) -> int:
@@ -126,6 +143,7 @@ def _shoot(browser: Any, server: Server, key: str, batches: dict[str, int], out:
     _page(page, server.url + "/", "#batches tbody tr", out / "batches.png")
     _new_import(page, server, out)
     _uploading(page, server, out)
+    _open(page, server, batches["open"], out)
     _page(
         page, f"{server.url}/batches/{batches['completed']}", "#groups tbody tr", out / "batch.png", full=True
     )
@@ -193,6 +211,18 @@ def _new_import(page: Page, server: Server, out: Path) -> None:
     page.get_by_label("Job id").fill("2026-04 customers")
     page.get_by_label("Check first, import after I look (two-phase)").check()
     page.screenshot(path=out / "new-import.png", full_page=True)
+
+
+def _open(page: Page, server: Server, batch_id: int, out: Path) -> None:
+    """An open batch's page: the files it has and waits for, and one more chosen to add."""
+    page.goto(f"{server.url}/batches/{batch_id}")
+    page.locator("#inputs li").first.wait_for()
+    page.locator("#file").set_input_files(
+        files={"name": "customers-east.csv", "mimeType": "text/csv", "buffer": CUSTOMERS.encode()}
+    )
+    page.locator("#file-check p").first.wait_for()
+    page.wait_for_timeout(300)
+    page.screenshot(path=out / "open-batch.png", full_page=True)
 
 
 def _uploading(page: Page, server: Server, out: Path) -> None:
