@@ -1,6 +1,6 @@
 """Chunks of the column path are staged several to a transaction (`processing.STAGED_TOGETHER`,
-`STAGED_RECORDS`): what a run keeps of staging a chunk at a time. Through the core on SQLite,
-with a CSV file of customers (the column path) in chunks of 10."""
+`STAGED_RECORDS`): what a run keeps of staging a chunk at a time. Through the core on SQLite
+and PostgreSQL, with a CSV file of customers (the column path) in chunks of 10."""
 
 from __future__ import annotations
 
@@ -41,9 +41,16 @@ class PoisonedCustomers(CustomerType):
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[BatchService]:
-    migrate(f"sqlite:///{tmp_path / 'loadbay.db'}")
-    settings = Settings(data_dir=tmp_path, secret_key="test", chunk_size=10, max_attempts=2, lease_seconds=30)
+def service(tmp_path: Path, database_url: str) -> Iterator[BatchService]:
+    migrate(database_url)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=database_url,
+        secret_key="test",
+        chunk_size=10,
+        max_attempts=2,
+        lease_seconds=30,
+    )
     rt = Runtime.build(settings, TypeRegistry([PoisonedCustomers()]), base_url="http://loadbay.test")
     yield BatchService(rt)
     rt.close()
@@ -102,9 +109,9 @@ def test_a_run_holds_at_most_staged_records(service: BatchService, monkeypatch: 
     written: list[int] = []
     store = processing._store_columns
 
-    def spied(rt: Runtime, claim: Any, run: list[Any], **kwargs: Any) -> None:
+    def spied(rt: Runtime, claim: Any, run: list[Any], *args: Any, **kwargs: Any) -> None:
         written.append(sum(len(chunk.columns) for chunk in run))
-        store(rt, claim, run, **kwargs)
+        store(rt, claim, run, *args, **kwargs)
 
     monkeypatch.setattr(processing, "_store_columns", spied)
     account, batch = submitted(service, [f"C{i},N{i}\n" for i in range(50)], process="manual")

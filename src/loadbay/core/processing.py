@@ -197,6 +197,7 @@ class _Staged:
     warnings: list[str] = field(default_factory=list)
     counted: dict[int, int] = field(default_factory=dict)
     early: bool = False
+    key_met_again: bool = False  # a run's keys met one staged before (`_store_columns`)
 
 
 def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: tuple[int, int]) -> _Staged:
@@ -223,7 +224,7 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
         if run[0].columns is None:
             _store_chunk(rt, claim, batch, run[0], first_of_attempt=n == 0, early=early)
         else:
-            _store_columns(rt, claim, run, first_of_attempt=n == 0, early=early)
+            _store_columns(rt, claim, run, staged, first_of_attempt=n == 0)
     staged.warnings = _summarised(warnings)
     return staged
 
@@ -504,21 +505,49 @@ def _store_columns(
     rt: Runtime,
     claim: queue.ValidationClaim,
     run: list[Chunk],
+    staged: _Staged,
     *,
     first_of_attempt: bool,
-    early: bool,
 ) -> None:
     """`_store_chunk` of consecutive chunks in column form (their type keeps the default
-    `check`), in one transaction: each is claimed its keys in turn, so a key's first record
-    still wins across them."""
-    staged = [(chunk.seq, _columns_of(chunk)) for chunk in run]
-    payloads = [_encoded(columns) for _, columns in staged]
+    `check`), in one transaction. Until a key of the batch is met again, the run's keys are
+    recorded by one plain INSERT (`repo.insert_new_keys`); if one was seen before, that
+    transaction is rolled back and the run staged again as from then on: each chunk claims
+    its keys in turn, so a key's first record still wins across them."""
+    chunks = [(chunk.seq, _columns_of(chunk)) for chunk in run]
+    payloads = [_encoded(columns) for _, columns in chunks]
+    keys = [key for chunk_keys, _ in payloads for key in chunk_keys]
+    if not staged.key_met_again and len(set(keys)) == len(keys):
+        try:
+            _write_run(rt, claim, chunks, payloads, staged.early, first_of_attempt, new_keys=keys)
+            return
+        except repo.KeySeen:
+            staged.key_met_again = True
+    _write_run(rt, claim, chunks, payloads, staged.early, first_of_attempt, new_keys=None)
+
+
+def _write_run(
+    rt: Runtime,
+    claim: queue.ValidationClaim,
+    chunks: list[tuple[int, ColumnChunk]],
+    payloads: list[tuple[list[str], str]],
+    early: bool,
+    first_of_attempt: bool,
+    *,
+    new_keys: list[str] | None,
+) -> None:
+    """Stage a run: `new_keys`, the run's keys when none can have been seen, else each
+    chunk's keys claimed in turn and its duplicates marked."""
     with rt.db.write() as conn:
+        if new_keys is not None:
+            repo.insert_new_keys(conn, claim.batch_id, new_keys)
         new, errors = [], []
-        for (seq, columns), (keys, encoded) in zip(staged, payloads, strict=True):
-            fresh = repo.claim_keys(conn, claim.batch_id, keys)
-            marked = len(fresh) != len(keys) and columns.mark_duplicates(fresh)
-            payload = columns.encode() if marked else encoded
+        for (seq, columns), (keys, encoded) in zip(chunks, payloads, strict=True):
+            payload = encoded
+            if new_keys is None:
+                fresh = repo.claim_keys(conn, claim.batch_id, keys)
+                if len(fresh) != len(keys) and columns.mark_duplicates(fresh):
+                    payload = columns.encode()
             new.append(queue.NewChunk(seq, columns.first, len(columns), len(columns.valid()), payload))
             errors += columns.error_rows()
         queue.insert_chunks(conn, claim.batch_id, new)
