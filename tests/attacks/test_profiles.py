@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
@@ -98,8 +99,8 @@ def xml_bodies(root: str) -> list[Any]:
 @pytest.fixture(scope="module")
 def keys(server: Server) -> list[str]:
     """[0] for the tables, [1] for the jobs the worker validates, [2] for random input, [3] for
-    property names, [4:] one per race."""
-    return make_keys(server, "profile-attacks", 4 + len(RACES))
+    property names, [4:-1] one per race, [-1] for the batches of types a profile does not serve."""
+    return make_keys(server, "profile-attacks", 5 + len(RACES))
 
 
 @pytest.fixture(scope="module")
@@ -900,6 +901,187 @@ def test_click2mail_jobs_of_any_shape_end_as_job_errors(click2mail: httpx.Client
     assert details.findtext("count") == "0" and len(details.findall("errors/error")) >= 7
     tracking = click2mail.get(f"{CLICK2MAIL}/{batch_id}/tracking")
     assert tracking.status_code == 200 and parse_xml(tracking.content).findtext("status") == "1"
+
+
+# every profile: a batch of a type it does not serve -------------------------------------------
+# A profile finds only the batches of the types it serves (docs/profiles/README.md): every request
+# that names a batch answers another type's batch (made through the native API) exactly as it
+# answers an id that names no batch, and changes nothing. Click2Mail read, filled and submitted
+# a native billing.customer batch.
+
+# each profile's operations (as its OpenAPI document lists them) that name no batch
+NAME_NO_BATCH = {
+    "fusebill": {"POST /v1/BulkApi"},
+    "alliant": {"POST /api/Import/User{dimension}s/Batch"},
+    "centrapay": {"POST /api/batches"},
+    "ebill": {"PUT /files/{key}", "GET /files/{key}"},  # signed URLs: the signature names the file
+    "click2mail": {"POST /batches"},
+}
+# what names no batch, by the way a request names one: an id, a ref (Centrapay's ids), a jobId (eBill)
+NO_BATCH = {"id": str(2**63 - 2), "ref": "no-such-batch-ref", "job_id": "no-such-job-id"}
+LINE_ITEMS = (
+    "<operation>eBill-Import</operation><subOperation>Invoice Line Item</subOperation>"
+    "<inputFilename>lines.csv</inputFilename>"
+)
+
+
+@dataclass(frozen=True)
+class Naming:
+    """A request that names a batch: `operation` is its route as the profile's OpenAPI document
+    lists it; "{}" in `path` and `body` is the batch's `by` (id, ref or job_id), sent to a
+    batch of `type`, which the profile does not serve."""
+
+    profile: str
+    operation: str
+    path: str
+    body: str = ""
+    content_type: str = ""
+    by: str = "id"
+    type: str = "billing.customer"
+
+
+NAMING = {
+    "fusebill-read": Naming("fusebill", "GET /v1/BulkApi/{job_id}", "/v1/BulkApi/{}"),
+    "fusebill-read-full": Naming("fusebill", "GET /v1/BulkApi/{job_id}", "/v1/BulkApi/{}?view=Full"),
+    "fusebill-cancel": Naming("fusebill", "POST /v1/BulkApi/{job_id}/Cancel", "/v1/BulkApi/{}/Cancel"),
+    "fusebill-process": Naming(
+        "fusebill", "POST /v1/BulkApi/Process", "/v1/BulkApi/Process", '{{"id": {}}}', "application/json"
+    ),
+    "alliant-page": Naming(
+        "alliant",
+        "PATCH /api/Import/User{dimension}s/Batch/{batch_id}",
+        "/api/Import/User1s/Batch/{}",
+        '{{"pageNumber": 0, "items": [{{"id": "i1"}}]}}',
+        "application/json",
+    ),
+    "alliant-submit": Naming(
+        "alliant",
+        "PATCH /api/Import/User{dimension}s/Batch/{batch_id}",
+        "/api/Import/User1s/Batch/{}?Submit=true",
+    ),
+    "alliant-read": Naming(
+        "alliant", "GET /api/Import/User{dimension}s/Batch/{batch_id}", "/api/Import/User1s/Batch/{}"
+    ),
+    "alliant-clear": Naming(
+        "alliant",
+        "POST /api/Import/User{dimension}s/Batch/{batch_id}/clear",
+        "/api/Import/User1s/Batch/{}/clear",
+    ),
+    "centrapay-read": Naming("centrapay", "GET /api/batches/{batch_id}", "/api/batches/{}", by="ref"),
+    "ebill-read-by-id": Naming(
+        "ebill", "GET /rest/batchProcess", "/rest/batchProcess?id={}", type="mail.job"
+    ),
+    "ebill-read-by-job-id": Naming(
+        "ebill", "GET /rest/batchProcess", "/rest/batchProcess?jobId={}", by="job_id", type="mail.job"
+    ),
+    "ebill-finalize-by-id": Naming(
+        "ebill",
+        "PUT /rest/batchProcess",
+        "/rest/batchProcess?mode=BatchFinalize",
+        "<batchProcess><id>{}</id></batchProcess>",
+        "application/xml",
+        type="mail.job",
+    ),
+    "ebill-finalize-by-job-id": Naming(
+        "ebill",
+        "PUT /rest/batchProcess",
+        "/rest/batchProcess?mode=BatchFinalize",
+        "<batchProcess><jobId>{}</jobId></batchProcess>",
+        "application/xml",
+        by="job_id",
+        type="mail.job",
+    ),
+    "ebill-line-items-of-parent": Naming(
+        "ebill",
+        "POST /rest/batchProcess",
+        "/rest/batchProcess?mode=S3FileUpload",
+        f"<batchProcess>{LINE_ITEMS}<parentBatchProcess>{{}}</parentBatchProcess></batchProcess>",
+        "application/xml",
+        type="mail.job",
+    ),
+    "ebill-line-items-of-parent-job-id": Naming(
+        "ebill",
+        "POST /rest/batchProcess",
+        "/rest/batchProcess?mode=S3FileUpload",
+        f"<batchProcess>{LINE_ITEMS}<parentBatchProcessJobId>{{}}</parentBatchProcessJobId></batchProcess>",
+        "application/xml",
+        by="job_id",
+        type="mail.job",
+    ),
+    "click2mail-status": Naming("click2mail", "GET /batches/{batch_id}", "/batches/{}"),
+    "click2mail-details": Naming("click2mail", "GET /batches/{batch_id}/details", "/batches/{}/details"),
+    "click2mail-tracking": Naming("click2mail", "GET /batches/{batch_id}/tracking", "/batches/{}/tracking"),
+    "click2mail-pdf": Naming(
+        "click2mail", "PUT /batches/{batch_id}", "/batches/{}", "%PDF-1.4", "application/pdf"
+    ),
+    "click2mail-batch-xml": Naming(
+        "click2mail", "PUT /batches/{batch_id}", "/batches/{}", ONE_JOB.decode(), "application/xml"
+    ),
+    "click2mail-other-content": Naming(
+        "click2mail", "PUT /batches/{batch_id}", "/batches/{}", "x", "text/plain"
+    ),
+    "click2mail-submit": Naming("click2mail", "POST /batches/{batch_id}", "/batches/{}"),
+}
+
+
+@pytest.fixture(scope="module")
+def others(server: Server, keys: list[str]) -> Iterator[httpx.Client]:
+    """An account of its own, whose batches are of types a profile does not serve."""
+    with server.client(keys[-1]) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def foreign(others: httpx.Client) -> dict[str, dict[str, Any]]:
+    """Open native batches by type: billing.customer (no profile's but eBill's) and mail.job
+    (Click2Mail's), with a job_id as eBill names batches by."""
+    made = {}
+    for batch_type in ("billing.customer", "mail.job"):
+        created = others.post("/v1/batches", json={"type": batch_type, "job_id": f"other-{batch_type}"})
+        assert created.status_code == 201, created.text
+        made[batch_type] = created.json()
+    return made
+
+
+def native_view(client: httpx.Client, batch_id: int) -> list[Any]:
+    """What the native API says of a batch: itself, its inputs, events, errors and children."""
+    parts = ["", "/inputs", "/events", "/errors", "/children"]
+    return [client.get(f"/v1/batches/{batch_id}{part}").json() for part in parts]
+
+
+@pytest.mark.parametrize("profile", list(NAME_NO_BATCH))
+def test_every_operation_that_names_a_batch_is_tried_with_another_types_batch(
+    client: httpx.Client, profile: str
+) -> None:
+    """NAMING covers each operation a profile serves, so that a new one cannot be left out."""
+    document = client.get(f"/compat/{profile}/openapi.json").json()
+    served = {
+        f"{method.upper()} {path}" for path, operations in document["paths"].items() for method in operations
+    }
+    tried = {naming.operation for naming in NAMING.values() if naming.profile == profile}
+    assert served - NAME_NO_BATCH[profile] == tried
+
+
+@pytest.mark.parametrize("request_", list(NAMING))
+def test_another_types_batch_is_answered_as_no_batch_and_left_alone(
+    others: httpx.Client, foreign: dict[str, dict[str, Any]], request_: str
+) -> None:
+    naming = NAMING[request_]
+    batch = foreign[naming.type]
+    theirs, nobodys = str(batch[naming.by]), NO_BATCH[naming.by]
+    before = native_view(others, batch["id"])
+
+    def send(name: str) -> httpx.Response:
+        method, _route = naming.operation.split(" ")
+        url = f"/compat/{naming.profile}" + naming.path.format(segment(name))
+        headers = {"Content-Type": naming.content_type} if naming.content_type else {}
+        return others.request(method, url, headers=headers, content=naming.body.format(escape(name)).encode())
+
+    found, missing = send(theirs), send(nobodys)
+    assert found.status_code == missing.status_code == 404, (found.text, missing.text)
+    assert found.headers["content-type"] == missing.headers["content-type"]
+    assert found.text == missing.text.replace(nobodys, theirs)
+    assert native_view(others, batch["id"]) == before
 
 
 # races: the same request many times at once, which only one may win ----------------------------

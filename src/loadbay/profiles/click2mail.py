@@ -99,6 +99,7 @@ async def upload(batch_id: int, request: Request) -> Response:
     """The PDF (application/pdf) first, then the batch XML (application/xml or text/xml)."""
     service = service_of(request)
     account = await run_in_threadpool(account_of, request)
+    await run_in_threadpool(_find, service, account, batch_id)  # before the body is read
     media_type = _media_type(request)
     if media_type == "application/pdf":
         await receive(await run_in_threadpool(service.attach, account, batch_id, DOCUMENT), request)
@@ -107,7 +108,6 @@ async def upload(batch_id: int, request: Request) -> Response:
         items = await run_in_threadpool(_manifest, body)
         await run_in_threadpool(service.put_page, account, batch_id, 0, items)
     else:
-        await run_in_threadpool(service.get, account, batch_id)  # another account's batch: 404
         raise errors.UnsupportedMediaType(
             f"unsupported Content-Type {media_type or '(none)'!r}; "
             "send the PDF as application/pdf and the batch XML as application/xml"
@@ -118,8 +118,15 @@ async def upload(batch_id: int, request: Request) -> Response:
 @router.post("/{batch_id}")
 def submit(batch_id: int, request: Request) -> Response:
     """Queue the batch; batches are taken first in, first out."""
-    service_of(request).submit(account_of(request), batch_id)
+    service, account = service_of(request), account_of(request)
+    service.submit(account, _find(service, account, batch_id).id)
     return Response(status_code=200)
+
+
+def _find(service: BatchService, account: Account, batch_id: int) -> Batch:
+    """The account's mail batch: another account's batch, or a batch of another type (a
+    native billing.customer batch, say), is NotFound, as an id that names no batch is."""
+    return service.get(account, batch_id, types={TYPE})
 
 
 def _media_type(request: Request) -> str:
@@ -168,7 +175,7 @@ def _local(tag: str) -> str:
 @router.get("/{batch_id}")
 def status(batch_id: int, request: Request) -> Response:
     service, account = service_of(request), account_of(request)
-    batch = service.get(account, batch_id)
+    batch = _find(service, account, batch_id)
     shown = service.errors(account, batch_id, None, _SHOWN_ERRORS) if _has_errors(batch) else []
     return _xml(_document("batchjob", _batchjob(batch, shown)))
 
@@ -177,14 +184,14 @@ def status(batch_id: int, request: Request) -> Response:
 def details(batch_id: int, request: Request) -> StreamingResponse:
     """The jobs created (id, key, status), the jobs refused and why, and the count created."""
     service, account = service_of(request), account_of(request)
-    batch = service.get(account, batch_id)
+    batch = _find(service, account, batch_id)
     return _xml_stream(_details(service, account, batch))
 
 
 @router.get("/{batch_id}/tracking", response_model=None)
 def tracking(batch_id: int, request: Request) -> Response | StreamingResponse:
     service, account = service_of(request), account_of(request)
-    batch = service.get(account, batch_id)
+    batch = _find(service, account, batch_id)
     first = service.read_applied(account, batch.id, partial(tracking_page, after_id=0, limit=_PAGE))
     if not first:
         fields = {"batchId": batch.id, "status": 1, "description": NO_TRACKING, "items": ""}
