@@ -42,6 +42,8 @@ def test_defaults_and_normalisation() -> None:
         ({"customer_number": "C", "name": "x", "currency": "ABC"}, {"currency": "INVALID_CURRENCY"}),
         ({"customer_number": "C", "name": "x", "balance": "1.234"}, {"balance": "INVALID_DECIMAL"}),
         ({"customer_number": "C", "name": "x", "balance": "ten"}, {"balance": "INVALID_DECIMAL"}),
+        ({"customer_number": "C", "name": "x", "balance": "NaN"}, {"balance": "INVALID_DECIMAL"}),
+        ({"customer_number": "C", "name": "x", "balance": "-Infinity"}, {"balance": "INVALID_DECIMAL"}),
         ({"customer_number": "C", "name": "x", "status": "Gone"}, {"status": "INVALID_VALUE"}),
     ],
 )

@@ -28,6 +28,7 @@ _CODES = {
     "decimal_max_digits": "INVALID_DECIMAL",
     "decimal_whole_digits": "INVALID_DECIMAL",
     "decimal_type": "INVALID_DECIMAL",
+    "finite_number": "INVALID_DECIMAL",  # NaN, Infinity: every number of the types is a decimal
     "date_parsing": "INVALID_DATE",
     "date_from_datetime_parsing": "INVALID_DATE",
     "date_from_datetime_inexact": "INVALID_DATE",
