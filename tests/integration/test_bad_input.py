@@ -752,6 +752,41 @@ def test_pages_and_files_do_not_mix(client: httpx.Client, p: str) -> None:
     assert_fresh(client, [f"{p}2", f"{p}4"])
 
 
+def test_a_file_source_and_pages_do_not_mix(client: httpx.Client, httpserver: HTTPServer, p: str) -> None:
+    """A source_url and an upload URL are files: with `items` the create is a 409 MIXED_INPUT
+    that leaves no batch (and fetches nothing); a page for a batch that fetches its file, or an
+    upload URL for a batch of pages, is refused too, and each batch reads only its own data."""
+    httpserver.expect_request("/mixed.csv").respond_with_data(
+        customers_csv([f"{p}9"]).decode(), content_type=CSV
+    )
+    source = _loopback(httpserver, "/mixed.csv")
+    items = [{"customer_number": f"{p}1", "name": "One"}]
+    for extra in ({"source_url": source}, {"source_url": source, "submit": False}, {"upload_url": True}):
+        job = uuid.uuid4().hex
+        body = {"type": "billing.customer", "job_id": job, "items": items} | extra
+        problem(client.post("/v1/batches", json=body), 409, "MIXED_INPUT")
+        assert client.get("/v1/batches", params={"job_id": job}).json()["data"] == [], extra
+
+    fetching = create(client, source_url=source, submit=False)
+    before = snapshot(client, fetching["id"])
+    problem(client.put(f"/v1/batches/{fetching['id']}/pages/0", json=items), 409, "MIXED_INPUT")
+    assert snapshot(client, fetching["id"]) == before
+
+    paged = create(client, items=items)
+    before = snapshot(client, paged["id"])
+    asked = client.post(f"/v1/batches/{paged['id']}/upload-url", json={"name": "more.csv"})
+    problem(asked, 409, "MIXED_INPUT")
+    assert snapshot(client, paged["id"]) == before
+    inputs = client.get(f"/v1/batches/{paged['id']}/inputs").json()["data"]
+    assert [i["kind"] for i in inputs] == ["page"], inputs
+
+    for batch, number in ((fetching, f"{p}9"), (paged, f"{p}1")):
+        done = wait_final(client, submit(client, batch["id"])["id"], timeout=30)
+        assert done["status"] == "completed" and done["counts"]["succeeded"] == 1, done
+        assert [r["customer_number"] for r in results(client, batch["id"])] == [number]
+    assert len(httpserver.log) == 1  # fetched by the one batch made to fetch it
+
+
 # --------------------------------------------------------------------------- lifecycle misuse
 
 

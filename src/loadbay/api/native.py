@@ -99,8 +99,10 @@ _CSV = {
             said={
                 403: "`TEST_MODE_MISMATCH`: `test` differs from the API key's account",
                 404: "`NOT_FOUND`: no such `parent_id` batch",
-                409: "`JOB_ID_CONFLICT`: the job_id names a batch made with another body; or the items or "
-                "submit asked for are refused (`NO_DATA`, `INCOMPLETE_BATCH`, a parent no longer open)",
+                409: "`JOB_ID_CONFLICT`: the job_id names a batch made with another body; `MIXED_INPUT`: "
+                "`items` with `source_url` or `upload_url` (a batch takes pages or files, not both); or "
+                "the items or submit asked for are refused (`NO_DATA`, `INCOMPLETE_BATCH`, a parent no "
+                "longer open)",
             },
         ),
     },
@@ -112,7 +114,9 @@ def create_batch(
     response: Response,
 ) -> BatchOut:
     """Create a batch; the same job_id with the same body answers the existing batch (200)."""
-    batch, created = service.create(account, body.spec(), items=body.items, submit=body.submit)
+    batch, created = service.create(
+        account, body.spec(), items=body.items, submit=body.submit, upload_url=body.upload_url
+    )
     if not created:
         response.status_code = 200
     upload = None
@@ -239,8 +243,8 @@ async def put_data(
         503,
         said={
             400: "`INVALID_PAGE`, `PAGE_TOO_LARGE` (over the batch's `page_size`) or a malformed body",
-            409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has files already; `PAGE_BEYOND_TOTAL`: "
-            "the page holds items beyond `total_items`",
+            409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has files already, or reads its file from its "
+            "`source_url`; `PAGE_BEYOND_TOTAL`: the page holds items beyond `total_items`",
         },
     ),
 )
@@ -288,7 +292,9 @@ def inputs(batch_id: int, service: Service, account: Caller) -> Page[InputOut]:
 @router.post(
     "/batches/{batch_id}/upload-url",
     response_model=UploadUrlOut,
-    responses=problem_responses(400, 401, 404, 409, 413, 503, said={409: _NOT_OPEN}),
+    responses=problem_responses(
+        400, 401, 404, 409, 413, 503, said={409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has pages already"}
+    ),
 )
 def upload_url(
     batch_id: int,

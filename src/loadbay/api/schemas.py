@@ -64,7 +64,11 @@ class CreateBatch(BaseModel):
     source_url: Text | None = Field(default=None, description="http(s) URL the server fetches")
     page_size: int | None = Field(default=None, ge=1, le=2**31 - 1)
     total_items: int | None = Field(default=None, ge=0, le=2**63 - 1)
-    items: list[Any] | None = Field(default=None, description="Page 0 of JSON items, inline")
+    items: list[Any] | None = Field(
+        default=None,
+        description="Page 0 of JSON items, inline (not with `source_url` or `upload_url`: a batch takes "
+        "pages or files, `MIXED_INPUT`)",
+    )
     submit: bool | None = Field(default=None, description="Submit right away (default: only with source_url)")
     upload_url: bool = Field(default=False, description="Answer with a signed upload URL too")
     file_name: Name = Field(default="data", description="Name of the file the upload URL takes")

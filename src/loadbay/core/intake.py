@@ -140,6 +140,7 @@ def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool 
         locked = repo.get_batch(conn, None, batch.id, lock=True)
         assert locked is not None
         require_open(locked)
+        _refuse_mixed(conn, locked, "file")
         repo.expect_input(conn, batch.id, name, key, fmt)
     ttl = rt.settings.signed_url_ttl
     url = rt.blobs.signed_url(key, "PUT", ttl)
@@ -246,7 +247,7 @@ class Upload:
                 raise NotFound(f"batch {self._batch_id} not found")
             try:
                 require_open(batch)
-                _refuse_mixed(conn, batch.id, "file")
+                _refuse_mixed(conn, batch, "file")
             except Conflict:
                 self.abort()
                 raise
@@ -381,7 +382,7 @@ def store_page(conn: Connection, batch: Batch, number: int, items: list[Any]) ->
     """Store page `number` of JSON items, replacing an earlier copy of the same page."""
     require_open(batch)
     _check_page(batch, number, items)
-    _refuse_mixed(conn, batch.id, "page")
+    _refuse_mixed(conn, batch, "page")
     text = json.dumps(items, default=str)
     values = {"format": "json", "blob_key": None, "items": text, "item_count": len(items), "size": len(text)}
     repo.upsert_input(conn, batch.id, "page", page_name(number), **values)
@@ -411,8 +412,16 @@ def _check_page(batch: Batch, number: int, items: list[Any]) -> None:
             )
 
 
-def _refuse_mixed(conn: Connection, batch_id: int, kind: str) -> None:
-    count, _items, files = repo.input_summary(conn, batch_id)
+def _refuse_mixed(conn: Connection, batch: Batch, kind: str) -> None:
+    """Refuse a `kind` ("file" or "page") of input the batch cannot take: a batch reads files
+    (uploaded, at upload URLs, or fetched from its source_url) or pages, not both."""
+    if kind == "page" and batch.source_url:
+        raise Conflict(
+            "a batch takes pages or files, not both: this one reads its file from its source_url, "
+            "so it takes no pages (items)",
+            code="MIXED_INPUT",
+        )
+    count, _items, files = repo.input_summary(conn, batch.id)
     other = count - files if kind == "file" else files
     if other:
         raise Conflict("a batch takes pages or files, not both", code="MIXED_INPUT")

@@ -127,10 +127,18 @@ class BatchService:
         items: list[Any] | None = None,
         page: int = 0,
         submit: bool | None = None,
+        upload_url: bool = False,
     ) -> tuple[Batch, bool]:
         """Create a batch (or find the one this job_id made), with page `page` of `items` and
-        submitted when asked, all or nothing. True when newly created."""
+        submitted when asked, all or nothing. True when newly created. `upload_url`: the
+        caller asks for a signed upload URL along with it, so the batch will take a file."""
         self._check_new(account, spec)
+        if items is not None and upload_url:
+            raise Conflict(
+                "a batch takes pages or files, not both: its items are its page 0, so it takes "
+                "no file at an upload URL",
+                code="MIXED_INPUT",
+            )
         fingerprint = _fingerprint(spec, items, submit, page)
         if spec.job_id is not None and (found := self._by_job_id(account, spec.job_id, fingerprint)):
             return found, False
