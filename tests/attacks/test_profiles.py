@@ -85,6 +85,9 @@ def xml_bodies(root: str) -> list[Any]:
         pytest.param(f"<{root}><a>&#xD800;</a></{root}>".encode(), id="surrogate-reference"),
         pytest.param(f"<{root}><a>\x00</a></{root}>".encode(), id="nul-byte"),
         pytest.param(f"<{root}><a>\udc80</a></{root}>".encode("utf-8", "surrogateescape"), id="not-utf8"),
+        pytest.param(
+            f"<{root}><a>\ud800</a></{root}>".encode("utf-8", "surrogatepass"), id="encoded-surrogate"
+        ),
         # a LookupError, a ValueError ("multi-byte encodings are not supported") and a LookupError
         pytest.param(f'<?xml version="1.0" encoding="bogus"?><{root}/>'.encode(), id="unknown-encoding"),
         pytest.param(f'<?xml version="1.0" encoding="utf-32"?><{root}/>'.encode(), id="multibyte-encoding"),
@@ -265,6 +268,49 @@ def test_bodies_that_are_not_json_are_400(
     refuses the body as a batch)."""
     method, path, refused = JSON_ROUTES[route]
     refused(client.request(method, path.format(alliant_batch), content=body, headers=JSON_TYPE))
+
+
+# a request every JSON route takes (each reads its own fields), but for the bytes at "@"
+EVERY_ROUTES_REQUEST = {
+    "accountUploadType": "BulkWriteOff",
+    "data": [1],
+    "id": 1,
+    "importFileName": "x.json",
+    "pageSize": 1,
+    "totalItems": 1,
+    "pageNumber": 0,
+    "items": [{"id": "u1"}],
+    "type": "farmlands-external-asset",
+    "url": "https://example.com/a.csv",
+    "accountId": "a",
+    "reference": "@",
+}
+NOT_UTF8 = [
+    pytest.param(b"\xff", id="ff"),  # Fusebill read it as U+FFFD and stored it so
+    pytest.param(b"\xed\xa0\x80", id="encoded-surrogate"),  # json.loads reads it as U+D800
+    pytest.param(b"\xc0\xaf", id="overlong-slash"),
+    pytest.param(b"\xe2\x82", id="cut-short"),
+]
+
+
+@pytest.mark.parametrize("route", list(JSON_ROUTES))
+@pytest.mark.parametrize("text", NOT_UTF8)
+def test_json_that_is_not_utf8_is_400_and_stores_nothing(
+    client: httpx.Client, alliant_batch: int, route: str, text: bytes
+) -> None:
+    """JSON is UTF-8: a request whose JSON holds bytes that are not is refused as not JSON, as
+    the native API refuses it, whatever the rest of it says."""
+    method, path, refused = JSON_ROUTES[route]
+
+    def stored() -> list[Any]:
+        """The account's newest batch id, and what the page route would have filled."""
+        newest = [batch["id"] for batch in client.get("/v1/batches", params={"limit": 1}).json()["data"]]
+        return [newest, client.get(f"/v1/batches/{alliant_batch}/inputs").json()]
+
+    before = stored()
+    body = as_json(EVERY_ROUTES_REQUEST).replace(b"@", text)
+    refused(client.request(method, path.format(alliant_batch), content=body, headers=JSON_TYPE))
+    assert stored() == before
 
 
 # (method, path, the check of the answer): methods no route takes, paths that are no route,

@@ -3,7 +3,9 @@
 `json.loads` alone answers a body nested 100,000 deep with a RecursionError, and takes
 `NaN` and `Infinity`, which no JSON encoder writes back. `parse_json` measures the nesting
 first, without recursion and in time linear in the body, and refuses those constants.
-Numbers past Python's integer digit limit are already a ValueError of `json.loads`.
+Numbers past Python's integer digit limit are already a ValueError of `json.loads`. And
+`json.loads` of bytes lets through bytes that are not UTF-8 when they encode a surrogate
+(ED A0 80); `json_text` decodes strictly.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "parse_json"]
+__all__ = ["MAX_DEPTH", "json_text", "parse_json"]
 
 MAX_DEPTH = 64  # arrays and objects inside each other; a record needs a handful of levels
 
@@ -25,9 +27,9 @@ _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def parse_json(body: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
-    """The JSON value of `body` (bytes in UTF-8, -16 or -32, as `json.loads` reads them), or
-    ValueError: not JSON, not decodable, nested deeper than `max_depth`, NaN or Infinity."""
-    text = body if isinstance(body, str) else body.decode(json.detect_encoding(body), "surrogatepass")
+    """The JSON value of `body` (bytes: see `json_text`), or ValueError: not JSON, not text
+    in its encoding, nested deeper than `max_depth`, NaN or Infinity."""
+    text = body if isinstance(body, str) else json_text(body)
     depth = nesting(text)
     if depth > max_depth:
         raise ValueError(f"it nests {depth} levels deep; at most {max_depth} are taken")
@@ -35,6 +37,20 @@ def parse_json(body: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         return json.loads(text, parse_constant=_no_constant)
     except RecursionError:  # not after the check above; a guard all the same
         raise ValueError(f"it nests more than {max_depth} levels deep") from None
+
+
+def json_text(body: bytes) -> str:
+    """The text of a JSON body: UTF-8, or UTF-16 or UTF-32 where `json.loads` would read
+    them so (a BOM, or the zero bytes of the first characters). Bytes not valid in that
+    encoding, an encoded surrogate among them, are a ValueError that says where."""
+    encoding = json.detect_encoding(body)
+    try:
+        return body.decode(encoding)
+    except UnicodeDecodeError as exc:
+        name = encoding.upper().removesuffix("-SIG")
+        raise ValueError(
+            f"it is not {name} text: byte {exc.start} ({body[exc.start]:#04x}): {exc.reason}"
+        ) from None
 
 
 def nesting(text: str) -> int:

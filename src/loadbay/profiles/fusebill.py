@@ -27,7 +27,7 @@ from loadbay.core.service import BatchService
 from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.domain.records import RecordView
-from loadbay.http.jsonbody import parse_json
+from loadbay.http.jsonbody import json_text, parse_json
 from loadbay.http.problems import http_status, install_error_handlers, on_error
 from loadbay.profiles.common import (
     account_of,
@@ -88,8 +88,12 @@ def build(service: BatchService) -> FastAPI:
 
 async def _body(request: Request) -> Any:
     """The JSON body; the seed's own curl sends `{id:123456}` (a bare key), so that is read too.
-    A body nested deeper than 64 levels is not read at all (`parse_json`)."""
-    text = (await request.body()).decode("utf-8", errors="replace").strip()
+    A body nested deeper than 64 levels is not read at all (`parse_json`), nor one whose bytes
+    are not UTF-8 (or UTF-16 or -32: `json_text`), whatever its Content-Type says."""
+    try:
+        text = json_text(await request.body()).strip()
+    except ValueError as exc:
+        raise FusebillError(400, f"The request body is not valid JSON: {exc}") from None
     if not text:
         raise FusebillError(400, "The request body is empty.")
     try:
