@@ -52,6 +52,7 @@ from loadbay.errors import (
 __all__ = [
     "FORMATS",
     "MAX_RECORD_BYTES",
+    "UTF8_CHARSETS",
     "Columns",
     "RawRecord",
     "ReadOptions",
@@ -62,6 +63,7 @@ __all__ = [
     "iter_json_items",
     "open_blocks",
     "open_reader",
+    "parse_content_type",
     "read_through",
     "unstorable",
 ]
@@ -93,7 +95,7 @@ _EXTENSIONS: Final[dict[str, str]] = {
     "json": "json",
 }
 # ASCII is a subset of UTF-8, so declaring it is harmless.
-_UTF8_CHARSETS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+UTF8_CHARSETS: Final = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _ACCEPTED: Final = (
     "send text/csv, text/tab-separated-values, application/x-ndjson (JSON Lines) or "
     "application/json, or application/octet-stream with a .csv, .tsv, .jsonl, .ndjson or .json "
@@ -107,16 +109,16 @@ def format_for_content_type(content_type: str | None, filename: str | None = Non
     Raises UnsupportedMediaType for a type loadbay does not read, or for a
     charset other than UTF-8.
     """
-    media_type, charset = _parse_content_type(content_type or "")
+    media_type, charset = parse_content_type(content_type or "")
     fmt = _MEDIA_TYPES.get(media_type) or _format_from_filename(media_type, filename)
     if fmt is None:
         raise UnsupportedMediaType(f"unsupported Content-Type {content_type!r}; {_ACCEPTED}")
-    if charset is not None and charset not in _UTF8_CHARSETS:
+    if charset is not None and charset not in UTF8_CHARSETS:
         raise UnsupportedMediaType(f"charset {charset!r} is not supported; send the file as UTF-8")
     return fmt
 
 
-def _parse_content_type(value: str) -> tuple[str, str | None]:
+def parse_content_type(value: str) -> tuple[str, str | None]:
     """The lower-cased media type and charset parameter (if any) of a Content-Type."""
     media_type, *params = value.split(";")
     charset = None

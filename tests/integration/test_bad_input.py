@@ -630,7 +630,6 @@ def test_bad_create_body_names_the_field(client: httpx.Client, extra: dict[str, 
     [
         (b"{", JSON),
         (b"[]", JSON),
-        (b"type=billing.customer", "application/x-www-form-urlencoded"),
         (b"", JSON),
     ],
 )
@@ -639,6 +638,90 @@ def test_create_body_that_is_not_a_json_object_is_refused(
 ) -> None:
     r = client.post("/v1/batches", content=content, headers={"Content-Type": content_type})
     problem(r, 400, "INVALID_INPUT")
+
+
+HOOK_URL = "https://hooks.example.com/loadbay"
+JSON_ROUTES = ["create", "page", "upload-url", "retry", "webhook", "webhook-update"]
+
+
+def json_request(client: httpx.Client, route: str, p: str) -> tuple[str, str, Any]:
+    """A request of one of the routes that take a JSON body: (method, path, a body it takes)."""
+    if route == "create":
+        return "POST", "/v1/batches", {"type": "billing.customer", "job_id": f"{p}job"}
+    if route == "page":
+        return (
+            "PUT",
+            f"/v1/batches/{create(client)['id']}/pages/0",
+            [{"customer_number": f"{p}1", "name": "A"}],
+        )
+    if route == "upload-url":
+        return "POST", f"/v1/batches/{create(client)['id']}/upload-url", {"name": "a.csv"}
+    if route == "retry":
+        done = run(client, customers_csv([f"{p}1"]) + b",\n")  # a record with no key: invalid
+        return "POST", f"/v1/batches/{done['id']}/retry", {"outcomes": ["invalid"]}
+    if route == "webhook":
+        return "POST", "/v1/webhooks", {"url": HOOK_URL, "enabled": False, "description": p}
+    made = client.post("/v1/webhooks", json={"url": HOOK_URL, "enabled": False})
+    assert made.status_code == 201, made.text
+    return "PATCH", f"/v1/webhooks/{made.json()['id']}", {"description": p}
+
+
+def account_state(client: httpx.Client, path: str) -> tuple[Any, ...]:
+    """What a refused request to `path` must leave as it was: which batches the account has,
+    the inputs and events of the batch it names, the account's webhooks."""
+    batches = [b["id"] for b in client.get("/v1/batches", params={"limit": 5}).json()["data"]]
+    named = re.match(r"/v1/batches/(\d+)", path)
+    batch = snapshot(client, int(named[1])) if named else None
+    inputs = client.get(f"/v1/batches/{named[1]}/inputs").json() if named else None
+    return batches, batch and batch[1], inputs, client.get("/v1/webhooks").json()["data"]
+
+
+@pytest.mark.parametrize("route", JSON_ROUTES)
+@pytest.mark.parametrize(
+    ("content_type", "said"),
+    [
+        ("text/plain", "text/plain"),
+        ("application/x-www-form-urlencoded", "x-www-form-urlencoded"),  # curl -d's
+        ("text/csv", "text/csv"),
+        ("application/json; charset=latin-1", "charset 'latin-1'"),
+        ("application/json; charset=utf-16", "charset 'utf-16'"),
+    ],
+)
+def test_a_json_body_of_another_media_type_is_415(
+    client: httpx.Client, p: str, route: str, content_type: str, said: str
+) -> None:
+    """Every route that takes a JSON body refuses one labelled as something else, or with
+    another charset, as PUT …/data refuses a file type it does not read; nothing changes."""
+    method, path, body = json_request(client, route, p)
+    before = account_state(client, path)
+    sent = client.request(
+        method, path, content=json.dumps(body).encode(), headers={"Content-Type": content_type}
+    )
+    answer = problem(sent, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert said in answer["detail"], answer
+    assert account_state(client, path) == before
+    again = client.request(method, path, json=body)  # the same body, as JSON, is taken
+    assert again.status_code < 300, again.text
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "application/json; charset=UTF-8",
+        'application/json;charset="utf-8"',
+        "application/merge-patch+json",
+    ],
+)
+def test_a_json_body_is_read_with_no_content_type_or_a_json_one(
+    client: httpx.Client, content_type: str | None
+) -> None:
+    """No Content-Type at all (`requests.post(url, data=…)`, `curl --upload-file`): JSON."""
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    body = json.dumps({"type": "billing.customer", "description": "café"}).encode()
+    made = client.post("/v1/batches", content=body, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["description"] == "café"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ because each one reads or writes the database.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -446,8 +447,52 @@ _WEBHOOKS: dict[Pair, Case] = {
     ("POST", HOOK + "/deliveries/{delivery_id}/redeliver", 200): (_redelivered, None),
 }
 
+
+def _as_text(api: Api, method: str, path: str, body: Any) -> httpx.Response:
+    """A JSON body sent as text/plain: every operation that takes a JSON body answers 415."""
+    headers = {"Content-Type": "text/plain"}
+    return api.client.request(method, path, content=json.dumps(body).encode(), headers=headers)
+
+
+_NOT_JSON = "UNSUPPORTED_MEDIA_TYPE"
+_JSON_BODIES: dict[Pair, Case] = {
+    ("POST", "/v1/batches", 415): (
+        lambda api: _as_text(api, "POST", "/v1/batches", {"type": TYPE}),
+        _NOT_JSON,
+    ),
+    ("PUT", BATCH + "/pages/{number}", 415): (
+        lambda api: _as_text(api, "PUT", f"/v1/batches/{api.batch()}/pages/0", ITEMS),
+        _NOT_JSON,
+    ),
+    ("POST", BATCH + "/upload-url", 415): (
+        lambda api: _as_text(api, "POST", f"/v1/batches/{api.batch()}/upload-url", {"name": "a.csv"}),
+        _NOT_JSON,
+    ),
+    ("POST", BATCH + "/retry", 415): (
+        lambda api: _as_text(api, "POST", f"/v1/batches/{api.final()}/retry", {"outcomes": ["invalid"]}),
+        _NOT_JSON,
+    ),
+    ("POST", "/v1/webhooks", 415): (
+        lambda api: _as_text(api, "POST", "/v1/webhooks", {"url": HOOK_URL, "enabled": False}),
+        _NOT_JSON,
+    ),
+    ("PATCH", HOOK, 415): (
+        lambda api: _as_text(api, "PATCH", f"/v1/webhooks/{_hook(api)}", {"description": "d"}),
+        _NOT_JSON,
+    ),
+}
+
 PROVOKED: dict[Pair, Case] = (
-    _BATCHES | _DATA | _PAGES | _UPLOAD_URL | _LIFECYCLE | _READS | _SIGNED | _RETRY | _WEBHOOKS
+    _BATCHES
+    | _DATA
+    | _PAGES
+    | _UPLOAD_URL
+    | _LIFECYCLE
+    | _READS
+    | _SIGNED
+    | _RETRY
+    | _WEBHOOKS
+    | _JSON_BODIES
 )
 
 

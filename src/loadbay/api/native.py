@@ -39,15 +39,16 @@ from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch
 from loadbay.errors import InvalidInput
 from loadbay.http.auth import api_key, authenticated, signed
-from loadbay.http.bodies import LimitedRoute, streams_files
+from loadbay.http.bodies import streams_files
 from loadbay.http.deps import current_account, quick_read, the_service
 from loadbay.http.docs import API_KEY, BEARER, keyed
+from loadbay.http.jsonroute import JsonRoute
 from loadbay.http.problems import problem_responses
 from loadbay.http.streaming import receive
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["batches"], route_class=LimitedRoute)
+router = APIRouter(prefix="/v1", tags=["batches"], route_class=JsonRoute)
 
 Service = Annotated[BatchService, Depends(the_service)]
 Caller = Annotated[Account, Depends(keyed(current_account))]

@@ -14,14 +14,14 @@ from loadbay.core.service import BatchService
 from loadbay.core.webhooks import EndpointChanges, Webhooks
 from loadbay.domain.models import Account
 from loadbay.domain.webhooks import Delivery, Endpoint
-from loadbay.http.bodies import LimitedRoute
 from loadbay.http.deps import current_account, the_service
 from loadbay.http.docs import keyed
+from loadbay.http.jsonroute import JsonRoute
 from loadbay.http.problems import problem_responses
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["webhooks"], route_class=LimitedRoute)
+router = APIRouter(prefix="/v1", tags=["webhooks"], route_class=JsonRoute)
 
 Caller = Annotated[Account, Depends(keyed(current_account))]
 EventName = Literal["batch.validated", "batch.completed", "batch.failed", "batch.cancelled"]
