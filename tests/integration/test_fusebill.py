@@ -396,16 +396,20 @@ def test_paths_query_and_property_names_match_in_any_letter_case(server: Server,
 
 
 def test_a_wrong_method_is_405_with_every_method_of_the_path(server: Server, key: str) -> None:
+    """`/v1/BulkApi/Process` is the Process call's path, in any letter case, not a job named
+    Process: its literal segment outranks the job id, as in ASP.NET's routing."""
+    requests = [("GET", ""), ("DELETE", "/1"), ("GET", "/1/Cancel")]
+    requests += [("GET", "/Process"), ("GET", "/process"), ("DELETE", "/Process"), ("PUT", "/PROCESS")]
     with fusebill(server, key) as client:
-        answers = {
-            (method, path): client.request(method, API + path)
-            for method, path in (("GET", ""), ("DELETE", "/1"), ("DELETE", "/Process"), ("GET", "/1/Cancel"))
-        }
+        answers = {(method, path): client.request(method, API + path) for method, path in requests}
     assert {k: (a.status_code, a.headers.get("allow")) for k, a in answers.items()} == {
         ("GET", ""): (405, "POST"),
         ("DELETE", "/1"): (405, "GET"),
-        ("DELETE", "/Process"): (405, "GET, POST"),  # Process, and the job "Process"
         ("GET", "/1/Cancel"): (405, "POST"),
+        ("GET", "/Process"): (405, "POST"),
+        ("GET", "/process"): (405, "POST"),
+        ("DELETE", "/Process"): (405, "POST"),
+        ("PUT", "/PROCESS"): (405, "POST"),
     }
     assert all(a.json()["HttpStatusCode"] == 405 for a in answers.values())
 

@@ -20,6 +20,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
@@ -77,10 +78,21 @@ def build(service: BatchService) -> FastAPI:
     install_error_handlers(app, loadbay_error=_loadbay_error, http_error=_http_error)
     app.add_api_route("/v1/BulkApi", create_job, methods=["POST"])
     app.add_api_route("/v1/BulkApi/Process", process_job, methods=["POST"])
-    app.add_api_route("/v1/BulkApi/{job_id}", read_job, methods=["GET"])
-    app.add_api_route("/v1/BulkApi/{job_id}/Cancel", cancel_job, methods=["POST"])
+    app.add_api_route("/v1/BulkApi/{job_id:fusebill_upload_id}", read_job, methods=["GET"])
+    app.add_api_route("/v1/BulkApi/{job_id:fusebill_upload_id}/Cancel", cancel_job, methods=["POST"])
     any_case_paths(app, app.router.routes)
     return app
+
+
+class _UploadId(StringConvertor):
+    """An upload id in a path: any segment but `Process`, the literal segment of the Process
+    call, which outranks a parameter as it does in ASP.NET's routing. So `/v1/BulkApi/Process`
+    is the Process call's path whatever the method: GET is 405 (Allow: POST), not a job."""
+
+    regex = "(?!Process$)[^/]+"
+
+
+register_url_convertor("fusebill_upload_id", _UploadId())
 
 
 # requests -------------------------------------------------------------------
