@@ -452,6 +452,35 @@ def test_payment_job_applies_good_payments_only(server: Server, key: str) -> Non
     }
 
 
+def test_a_boolean_in_data_is_no_id(server: Server, key: str) -> None:
+    """JSON `true` is not the number 1: as an invoice id (BulkWriteOff) or a customerId
+    (BulkPayment) its record fails validation as no integer; it was read as id 1."""
+    ids = seed_ledger(server, key, "T")
+    jobs = {"BulkWriteOff": [True, ids["T1"]], "BulkPayment": [{"customerId": True, "amount": 1}]}
+    records = {}
+    with fusebill(server, key) as client:
+        for upload_type, data in jobs.items():
+            job = client.post(API, json={"accountUploadType": upload_type, "data": data}).json()
+            poll(client, job["id"], "ValidatedWithErrors", "Validated")
+            full = client.get(f"{API}/{job['id']}", params={"view": "Full"}).json()
+            records[upload_type] = [(r["status"], r["data"], r["details"]) for r in full["records"]]
+            client.post(f"{API}/{job['id']}/Cancel").raise_for_status()  # the account takes the next job
+
+    assert records == {
+        "BulkWriteOff": [
+            ("FailedValidation", '{"invoice_id": true}', "invoice_id: Input should be a valid integer"),
+            ("PassedValidation", json.dumps({"invoice_id": ids["T1"]}), None),
+        ],
+        "BulkPayment": [
+            (
+                "FailedValidation",
+                '{"customer_id": true, "amount": 1}',
+                "customer_id: Input should be a valid integer",
+            )
+        ],
+    }
+
+
 def test_cancel_fails_every_incomplete_record_and_frees_the_account(server: Server, key: str) -> None:
     ids = seed_ledger(server, key, "C")
     with fusebill(server, key) as client:

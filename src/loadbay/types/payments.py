@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError, PydanticKnownError
 from sqlalchemy import Connection, insert
 
 from loadbay.core.staging import refuse
@@ -24,7 +24,17 @@ from loadbay.types import ledger
 __all__ = ["PaymentRecord", "PaymentType", "WriteOffRecord", "WriteOffType"]
 
 Positive = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
-RowId = Annotated[int, Field(ge=-(2**63), lt=2**63)]  # what a BIGINT id column can hold
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """A boolean is not a number: JSON `true` is no id (pydantic's int would read it as 1)."""
+    if isinstance(value, bool):
+        raise PydanticKnownError("int_type")
+    return value
+
+
+# what a BIGINT id column can hold
+RowId = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=-(2**63), lt=2**63)]
 _CONFIG = ConfigDict(str_strip_whitespace=True, extra="ignore", coerce_numbers_to_str=True)
 
 
