@@ -395,6 +395,22 @@ def test_paths_query_and_property_names_match_in_any_letter_case(server: Server,
     assert native_upper.status_code == 404
 
 
+def test_process_takes_the_id_as_a_string_of_digits(server: Server, key: str) -> None:
+    """ASP.NET's model binding reads `{"id": "6"}` into the long id as it reads `{"id": 6}`;
+    other text is still no id."""
+    ids = seed_ledger(server, key, "D")
+    with fusebill(server, key) as client:
+        job = client.post(API, json={"accountUploadType": "BulkWriteOff", "data": [ids["D1"]]}).json()
+        poll(client, job["id"], "Validated")
+        refused = client.post(f"{API}/Process", json={"id": f"{job['id']}x"})
+        processed = client.post(f"{API}/Process", json={"id": str(job["id"])})
+
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["Errors"][0]["Value"] == "id is required and must be a number."
+    assert processed.status_code == 200, processed.text
+    assert (processed.json()["id"], processed.json()["status"]) == (job["id"], "Processed")
+
+
 def test_a_wrong_method_is_405_with_every_method_of_the_path(server: Server, key: str) -> None:
     """`/v1/BulkApi/Process` is the Process call's path, in any letter case, not a job named
     Process: its literal segment outranks the job id, as in ASP.NET's routing."""

@@ -220,9 +220,7 @@ async def _applied(service: BatchService, account: Account, batch: Batch, wait: 
 
 def _process_job(service: BatchService, account: Account, body: Any) -> Batch:
     body = _named(body, ("id",))
-    job_id = body.get("id") if isinstance(body, dict) else None
-    if not isinstance(job_id, int) or isinstance(job_id, bool):
-        raise FusebillError(400, "id is required and must be a number.")
+    job_id = _upload_id(body.get("id") if isinstance(body, dict) else None)
     batch = _find(service, account, job_id)
     refused = f"Cannot process Upload {job_id} that is not in status Validated or ValidatedWIthErrors"
     if batch.status != Status.VALIDATED:
@@ -231,6 +229,20 @@ def _process_job(service: BatchService, account: Account, body: Any) -> Batch:
         return service.process(account, batch.id)
     except errors.InvalidTransition:  # another Process of this job won the race
         raise FusebillError(400, refused) from None
+
+
+def _upload_id(value: Any) -> int:
+    """Process's `id`: a number, or a string of ASCII digits (`"6"`), which ASP.NET's model
+    binding reads into a long too; a boolean, a fraction or any other text is refused. A
+    number past any id is not found."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        number = whole_number(value)
+        if number is None:
+            raise FusebillError(404, f"Upload {_shown(value)} was not found.")
+        return number
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FusebillError(400, "id is required and must be a number.")
+    return value
 
 
 def read_job(job_id: str, request: Request) -> JSONResponse:
