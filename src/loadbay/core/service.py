@@ -159,7 +159,8 @@ class BatchService:
         self.rt.types.get(spec.type)
         if spec.test is not None and spec.test != account.test:
             mode = "test" if account.test else "live"
-            raise TestModeMismatch(f"this key belongs to a {mode} account; the batch says test={spec.test}")
+            said = "true" if spec.test else "false"  # as the request's JSON spells it
+            raise TestModeMismatch(f"this key belongs to a {mode} account; the batch says test={said}")
         if spec.process not in ("auto", "manual"):
             raise InvalidInput("process must be 'auto' or 'manual'", code="INVALID_PROCESS")
         if intake.ATTACHMENTS in spec.options:
