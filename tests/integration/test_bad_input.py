@@ -725,6 +725,44 @@ def test_a_json_body_is_read_with_no_content_type_or_a_json_one(
 
 
 @pytest.mark.parametrize(
+    ("route", "content", "said"),
+    [
+        (
+            "create",
+            b'{"type": "billing.customer",',
+            "not valid JSON at line 1, column 29: the body ends there",
+        ),
+        (
+            "create",
+            b'{\n  "type": "billing.customer"\n  "job_id": "x"\n}',
+            "not valid JSON at line 3, column 3",
+        ),
+        ("page", b'[{"customer_number": "C1",', "not valid JSON at line 1, column 27"),
+        ("page", b'[{"name": "a\tb"}]', "at line 1, column 13: a control character"),
+        ("create", b'{"type":\n "caf\xe9"}', "not UTF-8 at line 2, column 6: byte 0xe9"),
+        ("page", b"[" * DEEP + b"]" * DEEP, "at most 64"),
+        ("create", b'{"type": "billing.customer", "page_size": NaN}', "NaN is not a JSON number"),
+    ],
+)
+def test_a_body_that_is_not_json_says_what_is_wrong_and_where(
+    client: httpx.Client, route: str, content: bytes, said: str
+) -> None:
+    """Not an offset named as a field ("28"), nor "There was an error parsing the body": the
+    body's fault, in lines and columns, on the field `body`."""
+    method, path = (
+        ("POST", "/v1/batches")
+        if route == "create"
+        else ("PUT", f"/v1/batches/{create(client)['id']}/pages/0")
+    )
+    answer = problem(
+        client.request(method, path, content=content, headers={"Content-Type": JSON}), 400, "INVALID_INPUT"
+    )
+    assert said in answer["detail"], answer
+    assert [e["field"] for e in answer["errors"]] == ["body"], answer
+    assert answer["detail"] == f"body: {answer['errors'][0]['message']}", answer
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("description", "a\x00b"),

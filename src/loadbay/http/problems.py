@@ -154,7 +154,10 @@ def _allowed_methods(request: Request) -> str:
 
 
 class FieldProblem(BaseModel):
-    field: str = Field(description="The parameter or body field, e.g. `page_size` or `items.0`")
+    field: str = Field(
+        description="The parameter or body field, e.g. `page_size` or `items.0`; `body`: the body as a "
+        "whole (one that is not JSON, say)"
+    )
     message: str
 
 
