@@ -1,33 +1,56 @@
-"""Ports for the servers the tests start, one block of them for each pytest-xdist worker.
+"""Ports for the servers the tests start (loadbay, PostgreSQL), free of races between the
+test processes of one machine: pytest-xdist's workers, and any other test run beside them.
 
-A port the kernel hands out for `bind(("127.0.0.1", 0))` comes from the range it also gives to
-outgoing connections, and two test processes started side by side (`make test` runs the suite
-in several) could each be given the same one between closing it and the server binding it.
-Here each test process takes its ports in turn from a block of its own, below Linux's
-ephemeral range (32768 and up), skipping any that something already holds."""
+A port the kernel hands out for `bind(("127.0.0.1", 0))` is free only until it is closed:
+another process can be given it before the server binds it, and it comes from the range
+outgoing connections take theirs from. Here a port comes from below that range (Linux's
+starts at 32768), and a test process first takes the port's lock file (`flock`, held until
+the process ends), so no other test process hands it out meanwhile; then it checks that
+nothing else holds the port."""
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
+import random
 import socket
+import tempfile
+from pathlib import Path
 
-FIRST = 20000
-BLOCK = 1500  # ports a block: 8 workers fit below 32768
+FIRST, LAST = 20000, 32000
+LOCKS = Path(tempfile.gettempdir()) / "loadbay-test-ports"
 
-_worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-_start = FIRST + (int(_worker) % 8 if _worker.isdigit() else 0) * BLOCK
-_next = itertools.cycle(range(_start, _start + BLOCK))
+_start = random.randrange(FIRST, LAST)  # each process from its own place in the range
+_next = itertools.chain(range(_start, LAST), itertools.cycle(range(FIRST, LAST)))
+_held: dict[int, int] = {}  # port -> the open lock file this process holds for it
 
 
 def free_port() -> int:
-    """The next port of this process's block that nothing holds now."""
-    for _ in range(BLOCK):
+    """A port that no other test process hands out and nothing holds now."""
+    for _ in range(LAST - FIRST):
         port = next(_next)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+        if (port in _held or _lock(port)) and _bindable(port):
             return port
-    raise RuntimeError(f"no free port in {_start}..{_start + BLOCK - 1}")
+    raise RuntimeError(f"no free port in {FIRST}..{LAST - 1}")
+
+
+def _lock(port: int) -> bool:
+    LOCKS.mkdir(mode=0o1777, exist_ok=True)
+    fd = os.open(LOCKS / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _held[port] = fd
+    return True
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
