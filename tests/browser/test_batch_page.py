@@ -9,6 +9,7 @@ import httpx
 from playwright.sync_api import Locator, Page, expect
 
 from tests.browser.pages import sign_in
+from tests.support.pdfs import pdf
 from tests.support.servers import Server, wait_final
 
 CSV = {"Content-Type": "text/csv"}
@@ -142,3 +143,63 @@ def test_an_address_that_names_no_batch(page: Page, dashboard: Server, key: str)
         expect(page.get_by_role("heading", name="Not found")).to_be_visible()  # a page, not JSON
     page.goto(dashboard.url + "/batches/9999999")
     expect(page.get_by_role("alert")).to_have_text("There is no batch 9999999 in this account.")
+
+
+# Four Click2Mail jobs of a 3-page PDF: the first lacks a postal code, the second has no
+# recipients, the third's pages are beyond the PDF, the fourth is mailed.
+ADDRESS = (
+    "<address><organization>Acme</organization><address1>9 Elm St</address1>"
+    "<city>Reston</city><postalCode>20190</postalCode></address>"
+)
+JOBS = f"""<batch><filename>jobs.pdf</filename>
+<job><startingPage>1</startingPage><endingPage>1</endingPage><recipients><address><name>Ann Lee</name>
+  <address1>1 Main St</address1><city>Arlington</city><state>VA</state></address></recipients></job>
+<job><startingPage>1</startingPage><endingPage>2</endingPage></job>
+<job><startingPage>3</startingPage><endingPage>5</endingPage><recipients>{ADDRESS}</recipients></job>
+<job><startingPage>1</startingPage><endingPage>1</endingPage><recipients>{ADDRESS}</recipients></job>
+</batch>"""
+
+
+def test_a_batch_of_a_type_the_new_import_page_does_not_take(page: Page, dashboard: Server, key: str) -> None:
+    """A Click2Mail batch (mail.job) with refused jobs: its page says how mail jobs are sent
+    again (the Click2Mail API), and links to no new-import page, which would show another type;
+    its errors name each job as Click2Mail does (job-1), and a refused list of recipients
+    reads as its values, not as JSON."""
+    c2m = dashboard.url + "/compat/click2mail/batches"
+    with httpx.Client(auth=("me", key), timeout=30) as client:
+        made = client.post(c2m)
+        batch_id = int(re.findall(r"<id>(\d+)</id>", made.text)[0])
+        client.put(f"{c2m}/{batch_id}", content=pdf(3), headers={"Content-Type": "application/pdf"})
+        client.put(f"{c2m}/{batch_id}", content=JOBS, headers={"Content-Type": "application/xml"})
+        client.post(f"{c2m}/{batch_id}").raise_for_status()
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        assert wait_final(client, batch_id)["counts"]["invalid"] == 3
+
+    sign_in(page, dashboard, key, f"/batches/{batch_id}")
+    callout = page.locator("#callout")
+    expect(callout).to_contain_text("1 of 4 records imported; 3 refused.")
+    expect(callout).to_contain_text("sent through the Click2Mail API, not from this dashboard")
+    expect(callout.locator("a")).to_have_count(1)  # none to /new?type=mail.job
+    reference = callout.get_by_role("link", name="Click2Mail API reference")
+    expect(reference).to_have_attribute("href", "/compat/click2mail/docs")
+    expect(page.locator("#downloads-hint")).not_to_contain_text("import again")
+
+    rows = page.locator("#errors tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.locator('td[data-label="Key"]')).to_have_text(["job-1", "job-2", "job-3"])
+    addresses = page.locator("#groups tbody tr", has_text="INCOMPLETE_ADDRESS").locator(".examples li")
+    expect(addresses).to_have_text(
+        "#1 job-1 Ann Lee, 1 Main St, Arlington, VA recipients: recipient 1 lacks postalCode"
+    )
+    pages = page.locator("#groups tbody tr", has_text="PAGE_RANGE_OUT_OF_DOCUMENT").locator(".examples li")
+    expect(pages).to_contain_text("#3 job-3 “5” pages 3-5 are outside the document")
+
+    reference.click()
+    expect(page).to_have_url(dashboard.url + "/compat/click2mail/docs")
+    page.goto(dashboard.url + "/new?type=mail.job")  # (an address kept from before)
+    expect(page.locator("#type-elsewhere")).to_contain_text(
+        "mail.job records are not imported from this page."
+    )
+    expect(page.locator("#type-elsewhere").get_by_role("link")).to_have_attribute(
+        "href", "/compat/click2mail/docs"
+    )

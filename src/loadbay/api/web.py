@@ -73,6 +73,21 @@ _PROFILE_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
     },
     "mail.job": (("Click2Mail", "/compat/click2mail/batches/{id}"),),
 }
+# How the records of a type the new-import page does not take are sent, said where the
+# dashboard would link to that page (which would show another type): what to do, and a page
+# that tells more. Other such types are said from what they declare (`_sent_elsewhere`).
+_SENT_THROUGH: dict[str, tuple[str, str, str]] = {
+    "mail.job": (
+        "Mail jobs print from their batch's PDF, so they are sent through the Click2Mail API, not "
+        "from this dashboard: a new Click2Mail batch takes the PDF and a batch XML of the jobs (to "
+        "send refused jobs again, that XML with them fixed).",
+        "/compat/click2mail/docs",
+        "Click2Mail API reference",
+    ),
+}
+# Records known by their position in the batch (from 1), having no key of their own: what
+# the API that sends them calls each one, shown where a record's key would be.
+_KNOWN_BY_POSITION = {"mail.job": "job-{n}"}
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -108,7 +123,15 @@ def batch_page(request: Request, batch_id: str) -> HTMLResponse:
         message = "There is no such batch: a batch's address is /batches/ and its number, e.g. /batches/12."
         return _page(request, "not_found.html", status_code=404, message=message)
     columns = _columns(_file_types(request))
-    return _page(request, "batch.html", batch_id=int(batch_id), profile_views=_PROFILE_VIEWS, columns=columns)
+    return _page(
+        request,
+        "batch.html",
+        batch_id=int(batch_id),
+        profile_views=_PROFILE_VIEWS,
+        columns=columns,
+        elsewhere=_elsewhere(request),
+        position_keys=_KNOWN_BY_POSITION,
+    )
 
 
 @router.get("/webhooks", response_class=HTMLResponse)
@@ -119,12 +142,40 @@ def webhooks_page(request: Request) -> HTMLResponse:
 @router.get("/new", response_class=HTMLResponse)
 def new_import_page(request: Request) -> HTMLResponse:
     catalog = _file_types(request)
-    return _page(request, "new.html", catalog=catalog, columns=_columns(catalog))
+    return _page(
+        request, "new.html", catalog=catalog, columns=_columns(catalog), elsewhere=_elsewhere(request)
+    )
 
 
 def _file_types(request: Request) -> list[Entry]:
     """The record types a person can send a file of from the dashboard."""
     return [e for e in map(_entry, request.app.state.service.batch_types()) if e.takes_file]
+
+
+def _elsewhere(request: Request) -> dict[str, dict[str, str]]:
+    """How the records of each type the new-import page does not take are sent instead, by
+    type: `text`, and `href` and `label` of a page that tells more."""
+    service: BatchService = request.app.state.service
+    return {t.name: _sent_elsewhere(t) for t in service.batch_types() if not _takes_file(t)}
+
+
+def _sent_elsewhere(batch_type: BatchType) -> dict[str, str]:
+    if batch_type.name in _SENT_THROUGH:
+        text, href, label = _SENT_THROUGH[batch_type.name]
+    elif batch_type.generates:
+        text = (
+            f"{batch_type.name} records are made by loadbay itself, not read from a file, so there "
+            "is no file to fix: once their cause is fixed, start a new batch through the API."
+        )
+        href, label = "/docs", "API reference"
+    else:
+        needs = ", ".join(batch_type.attachments.values())
+        text = (
+            f"{batch_type.name} batches need {needs} before their records, which this dashboard "
+            "does not send: send them through the API."
+        )
+        href, label = "/docs", "API reference"
+    return {"text": text, "href": href, "label": label}
 
 
 def _columns(catalog: list[Entry]) -> dict[str, dict[str, Any]]:
@@ -223,10 +274,21 @@ def _entry(batch_type: BatchType) -> Entry:
     columns = [column(n) for n in batch_type.columns().names]
     totals = batch_type.child_totals
     children = f"{totals.children_are} ({totals.child_type}), sent as child batches" if totals else None
-    takes_file = not batch_type.generates and not batch_type.attachments
     return Entry(
-        batch_type.name, batch_type.description, batch_type.key, columns, takes_file, children, one_of
+        batch_type.name,
+        batch_type.description,
+        batch_type.key,
+        columns,
+        _takes_file(batch_type),
+        children,
+        one_of,
     )
+
+
+def _takes_file(batch_type: BatchType) -> bool:
+    """Whether a person can send a file of the type's records from the dashboard: not of a
+    type that makes its own records or needs an attachment (a PDF) first."""
+    return not batch_type.generates and not batch_type.attachments
 
 
 def _checked_fields(batch_type: BatchType) -> set[str]:

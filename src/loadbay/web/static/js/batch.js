@@ -30,6 +30,8 @@ const id = Number(document.body.dataset.batchId);
 const base = `/v1/batches/${id}`;
 const ERRORS_PAGE = 20;
 const catalog = JSON.parse($("#catalog").textContent); // the types the dashboard sends files of
+const elsewhere = JSON.parse($("#elsewhere").textContent); // how the other types' records are sent: {text, href, label}
+const positionKeys = JSON.parse($("#position-keys").textContent); // types whose records are known by position: "job-{n}"
 
 const state = {
   batch: null,
@@ -107,6 +109,16 @@ function newImport(batch, text) {
   return h("a", { href: `/new?type=${encodeURIComponent(batch.type)}` }, text);
 }
 
+/** How the batch's records are sent again: the new-import page of its type (`text` links there), or,
+ *  for a type that page does not take, how that type's records are sent instead. Never a link to the
+ *  new-import page of a type it does not take: that page would show another type. */
+function sendAgain(batch, text) {
+  if (catalog[batch.type]) return [newImport(batch, text), "."];
+  const how = elsewhere[batch.type];
+  if (!how) return [`Send ${batch.type} records through the API.`];
+  return [how.text, " See the ", h("a", { href: how.href }, how.label), "."];
+}
+
 /** Records a retry can send again (failed or not processed), of a batch a retry can be made of. */
 function resendable(batch) {
   const again = batch.counts.failed + batch.counts.unprocessed;
@@ -160,7 +172,9 @@ function renderCallout(batch) {
     callout(
       "danger",
       h("p", {}, h("strong", {}, "This data could not be read, so nothing was imported: "), error.message, " ", h("code", {}, error.code)),
-      h("p", {}, explain(error.code) || "Fix the file and import it again.", " ", newImport(batch, "Start a new import"), "."),
+      catalog[batch.type]
+        ? h("p", {}, explain(error.code) || "Fix the file and import it again.", " ", ...sendAgain(batch, "Start a new import"))
+        : h("p", {}, explain(error.code) ? `${explain(error.code)} ` : null, ...sendAgain(batch)),
     );
   } else if (batch.status === "completed") {
     if (bad === 0) callout("ok", h("p", {}, h("strong", {}, c.total === 1 ? "The record was imported." : `All ${plural(c.total, "record")} were imported.`)));
@@ -168,13 +182,14 @@ function renderCallout(batch) {
       callout(
         c.succeeded ? "warn" : "danger",
         h("p", {}, h("strong", {}, `${count(c.succeeded)} of ${plural(c.total, "record")} imported; ${count(bad)} refused.`)),
-        h(
-          "p",
-          {},
-          "Download the refused records, fix them in the file (each row says why it was refused), and import that file again: ",
-          newImport(batch, `new ${batch.type} import`),
-          ".",
-        ),
+        catalog[batch.type]
+          ? h(
+              "p",
+              {},
+              "Download the refused records, fix them in the file (each row says why it was refused), and import that file again: ",
+              ...sendAgain(batch, `new ${batch.type} import`),
+            )
+          : h("p", {}, "Why each record was refused is listed below. ", ...sendAgain(batch)),
         resendable(batch) ? h("p", {}, `${plural(c.failed, "record")} failed while being imported (the data was valid): `, h("strong", {}, "Send again"), " makes a new batch of them.") : null,
       );
   } else if (batch.status === "cancelled") {
@@ -386,8 +401,10 @@ function renderDownloads(batch) {
   show($("#downloads"), ready);
   if (!ready) return;
   const bad = refused(batch.counts);
+  // (records of a type the new-import page does not take are sent again another way: renderCallout)
+  const again = catalog[batch.type] ? ", ready to fix and import again" : "";
   $("#downloads-hint").textContent =
-    "The result file has every record as it was read, and what happened to it: loadbay_status (succeeded, invalid, failed, unprocessed), the action, the id it got, and the error code and message. The refused-records file has only the records that were not imported, ready to fix and import again.";
+    `The result file has every record as it was read, and what happened to it: loadbay_status (succeeded, invalid, failed, unprocessed), the action, the id it got, and the error code and message. The refused-records file has only the records that were not imported${again}.`;
   const refusedButton = $("#download-refused");
   refusedButton.disabled = bad === 0;
   refusedButton.textContent = bad ? `Download ${plural(bad, "refused record")} (CSV)` : "No refused records";
@@ -416,13 +433,48 @@ function wireDownloads() {
 
 // errors -------------------------------------------------------------------------------------
 
+/** A record's key: its external id; for a type whose records have none and are known by their
+ *  position, the name its API gives each one (job-1 for the first); else null. */
+function recordKey(e) {
+  const named = positionKeys[state.batch.type];
+  return e.external_id ?? (named ? named.replace("{n}", String(e.index + 1)) : null);
+}
+
+const SHORT_VALUE = 80; // characters of a nested value shown (the whole of it: on hover)
+
+/** A refused value as a person reads it: text as it is, in quotes; nested values (a job's
+ *  recipients, say, which the API gives as JSON) by their values, not as a JSON dump. */
+function shownValue(value) {
+  const nested = /^[[{]/.test(value) ? parsed(value) : undefined;
+  if (nested === undefined) return h("span", { class: "value" }, "“", value, "”");
+  const text = inWords(nested) || "none";
+  const short = text.length > SHORT_VALUE ? `${text.slice(0, SHORT_VALUE - 1)}…` : text;
+  return h("span", { class: "value value-nested", title: text }, short);
+}
+
+function parsed(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Nested values in words: an object's values joined by commas, a list's items numbered. */
+function inWords(value) {
+  if (Array.isArray(value)) return value.length === 1 ? inWords(value[0]) : value.map((item, i) => `${i + 1}. ${inWords(item)}`).join("; ");
+  if (value !== null && typeof value === "object") return Object.values(value).map(inWords).filter(Boolean).join(", ");
+  return value === null ? "" : String(value);
+}
+
 function example(e) {
+  const key = recordKey(e);
   return h(
     "li",
     {},
     h("span", { class: "record-no" }, `#${count(e.index + 1)}`),
-    e.external_id ? [" ", h("code", {}, e.external_id)] : null,
-    e.value !== null ? [" ", h("span", { class: "value" }, "“", e.value, "”")] : null,
+    key ? [" ", h("code", {}, key)] : null,
+    e.value !== null ? [" ", shownValue(e.value)] : null,
     " ",
     h("span", { class: "muted" }, e.message),
   );
@@ -471,7 +523,7 @@ function errorRow(e) {
     "tr",
     {},
     h("td", { class: "num", "data-label": "Record" }, `#${count(e.index + 1)}`),
-    h("td", { "data-label": "Key" }, e.external_id ? h("code", {}, e.external_id) : "–"),
+    h("td", { "data-label": "Key" }, recordKey(e) ? h("code", {}, recordKey(e)) : "–"),
     h("td", { "data-label": "Field" }, e.field ? h("code", {}, e.field) : "–"),
     h("td", { "data-label": "Code" }, h("code", { class: "code" }, e.code)),
     h("td", { "data-label": "Message", class: "wrap" }, e.message),

@@ -7,6 +7,7 @@ import { boot } from "./shell.js";
 import { $, h, show, statusText } from "./ui.js";
 
 const catalog = JSON.parse($("#catalog").textContent);
+const elsewhere = JSON.parse($("#elsewhere").textContent); // how the types this page does not take are sent
 
 const state = { picker: null, batch: null, created: null, name: null, abort: null };
 
@@ -124,12 +125,28 @@ function explainFailure(error) {
   }
 }
 
+/** The page was asked for a type it does not take (?type=…): say so, and how that type's records
+ *  are sent, instead of showing another type as if it were the one asked for. */
+function notHere(wanted) {
+  const how = elsewhere[wanted];
+  const said = how
+    ? [h("strong", {}, `${wanted} records are not imported from this page. `), how.text, " See the ", h("a", { href: how.href }, how.label), "."]
+    : [h("strong", {}, `There is no record type “${wanted}” on this server. `), "Choose the kind of records below."];
+  const box = $("#type-elsewhere");
+  box.replaceChildren(h("p", {}, ...said));
+  show(box, true);
+}
+
 boot(async () => {
   const wanted = new URLSearchParams(location.search).get("type");
   if (wanted && catalog[wanted]) $("#type").value = wanted;
+  else if (wanted) notHere(wanted);
   const type = () => ({ name: $("#type").value, ...catalog[$("#type").value] });
   state.picker = filePicker(type, { otherwise: ", or pick the kind of records the file holds" });
-  $("#type").addEventListener("change", showType);
+  $("#type").addEventListener("change", () => {
+    show($("#type-elsewhere"), false); // a type is chosen: what was asked for is no longer the point
+    showType();
+  });
   $("#import-form").addEventListener("submit", start);
   $("#stop").addEventListener("click", () => state.abort?.());
   showType();
