@@ -46,6 +46,7 @@ from loadbay.db import repository as repo
 from loadbay.db.tables import catalog_userx
 from loadbay.domain.records import FieldError, StagedRecord
 from loadbay.readers import Columns
+from loadbay.types.numbers import Integer
 from loadbay.types.upsert import UpsertSpec, UpsertType, find
 
 __all__ = ["DIMENSIONS", "UserXType", "catalog_types", "item_model", "type_name"]
@@ -232,7 +233,7 @@ class LookupItem(_Part):
     rate1_range: Range | None = None
     rate2_range: Range | None = None
     rate3_range: Range | None = None
-    sort_order_number: int | None = None
+    sort_order_number: Integer | None = None
     start_actual_period_reference: Reference | None = None
     start_other_period_reference: Reference | None = None
     start_posted_period_reference: Reference | None = None
@@ -262,7 +263,7 @@ class BomDetail(_Part):
     """One of a BOM header's `userXBOMDetails` (the subclass per dimension adds `udKeyXReference`)."""
 
     allocation_percent: Number | None = None
-    large_sort_order_number: int | None = None
+    large_sort_order_number: Integer | None = None
     quantity: Number | None = None
 
 

@@ -17,6 +17,7 @@ from loadbay.db.tables import billing_invoice_lines, billing_invoices
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.types import ledger
 from loadbay.types.iso import CURRENCIES
+from loadbay.types.numbers import Integer
 from loadbay.types.upsert import Upsert, UpsertSpec, find
 
 __all__ = ["InvoiceLineRecord", "InvoiceLineType", "InvoiceRecord", "InvoiceType"]
@@ -154,7 +155,7 @@ class InvoiceLineRecord(BaseModel):
     model_config = _CONFIG
 
     invoice_number: str = Field(min_length=1, max_length=40)
-    line_number: int = Field(ge=1)
+    line_number: Integer = Field(ge=1)
     description: str | None = Field(default=None, max_length=500)
     quantity: Annotated[Decimal, Field(gt=0, max_digits=18, decimal_places=4)]
     unit_price: Annotated[Decimal, Field(max_digits=18, decimal_places=4)]

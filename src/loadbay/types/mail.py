@@ -34,6 +34,7 @@ from loadbay.db.tables import mail_jobs
 from loadbay.domain.models import Batch
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.errors import InvalidInput
+from loadbay.types.numbers import Integer
 
 __all__ = [
     "DOCUMENT",
@@ -106,8 +107,8 @@ class MailJobRecord(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    startingPage: int
-    endingPage: int
+    startingPage: Integer
+    endingPage: Integer
     printProductionOptions: PrintProductionOptions | None = None
     returnAddress: Address | None = None
     recipients: list[Address] = Field(default_factory=list, validate_default=True)

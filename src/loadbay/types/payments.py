@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError, PydanticKnownError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Connection, insert
 
 from loadbay.core.staging import refuse
@@ -20,21 +20,11 @@ from loadbay.core.types import ApplyContext, BatchType
 from loadbay.db.tables import billing_allocations, billing_payments, billing_write_offs
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
 from loadbay.types import ledger
+from loadbay.types.numbers import RowId
 
 __all__ = ["PaymentRecord", "PaymentType", "WriteOffRecord", "WriteOffType"]
 
 Positive = Annotated[Decimal, Field(gt=0, max_digits=14, decimal_places=2)]
-
-
-def _not_a_boolean(value: Any) -> Any:
-    """A boolean is not a number: JSON `true` is no id (pydantic's int would read it as 1)."""
-    if isinstance(value, bool):
-        raise PydanticKnownError("int_type")
-    return value
-
-
-# what a BIGINT id column can hold
-RowId = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=-(2**63), lt=2**63)]
 _CONFIG = ConfigDict(str_strip_whitespace=True, extra="ignore", coerce_numbers_to_str=True)
 
 
