@@ -301,12 +301,13 @@ def test_a_waiting_chunk_that_cannot_be_read_has_no_rows_as_it_will_have_none(
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_a_spent_chunk_closed_after_an_unexpected_error_keeps_its_invalid_rows(
+def test_a_spent_chunk_closed_after_an_unexpected_error_keeps_every_records_row(
     service: BatchService, name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A chunk whose attempts are spent and whose settling then breaks (a bug, not an
-    interruption) is closed as it stands: its valid records count as unprocessed, and its
-    invalid records keep in the result file the rows served for them at validated."""
+    interruption) is closed as it stands: its valid records count as unprocessed and have
+    their unprocessed rows in the result file, and its invalid records keep the rows served
+    for them at validated."""
     case = CASES[name]
     account, batch = validated_in_core(service, case)
     at_validated = "".join(service.results(account, batch.id, ["invalid"]))
@@ -328,7 +329,10 @@ def test_a_spent_chunk_closed_after_an_unexpected_error_keeps_its_invalid_rows(
     assert counts.invalid == len(case.invalid), counts
     assert (counts.succeeded, counts.failed, counts.unprocessed) == (0, 0, counts.valid), counts
     assert counts.total == counts.invalid + counts.unprocessed
-    # no record could be settled: the result file holds the invalid ones, as served before
-    assert "".join(service.results(account, batch.id)) == at_validated
-    refused = "".join(service.results(account, batch.id, ["invalid", "failed", "unprocessed"]))
-    assert refused == at_validated
+    # no record could be settled: the result file holds every one, the invalid ones as served
+    everything = rows("".join(service.results(account, batch.id)))
+    assert len(everything) == counts.total
+    assert "".join(service.results(account, batch.id, ["invalid"])) == at_validated
+    unprocessed = rows("".join(service.results(account, batch.id, ["unprocessed"])))
+    assert len(unprocessed) == counts.valid
+    assert {r["loadbay_status"] for r in unprocessed} == {"unprocessed"}

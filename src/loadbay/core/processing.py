@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -33,7 +33,7 @@ from loadbay.core import metrics, settle, totals, webhooks
 from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.intake import fetched_folder
-from loadbay.core.results import column_input_parts, input_parts
+from loadbay.core.results import column_input_parts, input_parts, result_rows
 from loadbay.core.runtime import Runtime
 from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates, skip_records
 from loadbay.core.types import ApplyContext, BatchType, ChildTotals
@@ -855,28 +855,41 @@ def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
             _release(rt, claim, exc, failed=False)
             return
         log.exception("chunk %s: cannot settle it record by record; closing it", claim.id)
-        _close_unsettled(rt, claim)
+        _close_unsettled(rt, claim, reason)
 
 
-def _close_unsettled(rt: Runtime, claim: queue.ChunkClaim) -> None:
-    try:
-        rows = _kept_rows(rt, claim)
-    except Exception as exc:
-        if is_interruption(exc):
-            log.warning("chunk %s: interrupted while it was closed", claim.id)
-            _release(rt, claim, exc, failed=False)
-            return
-        log.exception("chunk %s: its invalid records' result rows cannot be made; it keeps none", claim.id)
-        rows = ""
+def _close_unsettled(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:
+    """Close a chunk that could not be settled, keeping the result rows that can still be
+    made: every record's (`_all_rows`), else its invalid records' (served since validation
+    ended: `settle.invalid_rows`), else none."""
+    rows = ""
+    for made in (_all_rows, _invalid_rows):
+        try:
+            rows = made(rt, claim, reason)
+            break
+        except Exception as exc:
+            if is_interruption(exc):
+                log.warning("chunk %s: interrupted while it was closed", claim.id)
+                _release(rt, claim, exc, failed=False)
+                return
+            log.exception("chunk %s: its result rows cannot be made (%s)", claim.id, made.__name__)
     with rt.db.write() as conn:
         settle.close_unreadable_chunk(conn, claim, rows)
 
 
-def _kept_rows(rt: Runtime, claim: queue.ChunkClaim) -> str:
-    """The result rows of a chunk closed unsettled: its invalid records', known since it was
-    staged and served from then on (`settle.invalid_rows`), so the result file keeps them."""
-    columns = rt.types.get(_load(rt, claim.batch_id).type).columns().names
-    return settle.invalid_rows(columns, claim.payload)
+def _all_rows(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> str:
+    """Every record's result row, as settling the chunk spent would have written it: the
+    invalid ones as staged, the valid ones unprocessed for `reason`."""
+    records = settle.decode_chunk(claim.payload)
+    return result_rows(_columns(rt, claim), records, settle.unapplied(records, reason))
+
+
+def _invalid_rows(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> str:
+    return settle.invalid_rows(_columns(rt, claim), claim.payload)
+
+
+def _columns(rt: Runtime, claim: queue.ChunkClaim) -> Sequence[str]:
+    return rt.types.get(_load(rt, claim.batch_id).type).columns().names
 
 
 def _apply_one(conn: Connection, batch_type: BatchType, ctx: ApplyContext, record: StagedRecord) -> Applied:

@@ -363,8 +363,8 @@ def _cancel_chunk(conn: Connection, columns: Sequence[str], chunk_id: int, reaso
 
 def close_unreadable_chunk(conn: Connection, claim: queue.ChunkClaim, rows: str = "") -> None:
     """Close a chunk that cannot be settled record by record: its valid records count as
-    unprocessed; its result rows are `rows` (its invalid records', when they can be made:
-    `invalid_rows`), and it has no outcomes."""
+    unprocessed; its result rows are `rows` (what of them could be made), and it has no
+    outcomes."""
     repo.get_batch(conn, None, claim.batch_id, lock=True)
     valid = queue.chunk_valid_count(conn, claim.id)
     if queue.finish_chunk(conn, claim.id, claim.attempt, queue.SPENT, None, rows):
