@@ -21,21 +21,23 @@ from tests.support.servers import Server, start_server
 
 BACKENDS = ["sqlite", "postgres"]
 STORES = ("file", "s3")
-# one template a test process: with LOADBAY_TEST_POSTGRES_URL, pytest-xdist's workers share a server
-TEMPLATE = f"loadbay_template_{os.environ.get('PYTEST_XDIST_WORKER', 'gw0')}"
+# one template a test process: with LOADBAY_TEST_POSTGRES_URL, pytest-xdist's workers (and any
+# other test run) share a server
+TEMPLATE = f"loadbay_template_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")
-def postgres_template() -> str | None:
+def postgres_template() -> Iterator[str | None]:
     """The PostgreSQL server URL, with a migrated template database made once per session."""
     server = postgres_server_url()
     if server is None:
         if os.environ.get("LOADBAY_REQUIRE_POSTGRES") == "1":
             raise RuntimeError("LOADBAY_REQUIRE_POSTGRES=1 but no PostgreSQL server could be started")
-        return None
-    drop_database(server, TEMPLATE)
+        yield None
+        return
     migrate(_sqlalchemy(create_database(server, TEMPLATE)))
-    return server
+    yield server
+    drop_database(server, TEMPLATE)
 
 
 def _sqlalchemy(url: str) -> str:

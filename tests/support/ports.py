@@ -10,6 +10,7 @@ nothing else holds the port."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import itertools
 import os
@@ -18,7 +19,17 @@ import socket
 import tempfile
 from pathlib import Path
 
-FIRST, LAST = 20000, 32000
+
+def _below_ephemeral(default: int = 32768) -> int:
+    """Where the kernel's range for outgoing connections' ports starts."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+FIRST = 20000
+LAST = max(min(32000, _below_ephemeral()), FIRST + 2000)
 LOCKS = Path(tempfile.gettempdir()) / "loadbay-test-ports"
 
 _start = random.randrange(FIRST, LAST)  # each process from its own place in the range
@@ -36,8 +47,15 @@ def free_port() -> int:
 
 
 def _lock(port: int) -> bool:
-    LOCKS.mkdir(mode=0o1777, exist_ok=True)
-    fd = os.open(LOCKS / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    """Take the port's lock file (shared by every user of the machine: any may create one)."""
+    if not LOCKS.is_dir():
+        LOCKS.mkdir(exist_ok=True)
+        with contextlib.suppress(OSError):  # (made by another user at the same moment)
+            os.chmod(LOCKS, 0o1777)
+    try:
+        fd = os.open(LOCKS / str(port), os.O_CREAT | os.O_RDONLY, 0o444)
+    except OSError:  # another user's lock file we may not read: theirs
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
