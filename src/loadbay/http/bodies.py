@@ -11,7 +11,6 @@ is parsed or stored. A route that streams a file into the blob store instead is 
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -21,7 +20,7 @@ from starlette.types import Receive, Scope
 
 from loadbay.errors import PayloadTooLarge
 from loadbay.http.auth import authenticate_first, is_signed
-from loadbay.http.jsonbody import json_text
+from loadbay.http.jsonbody import parse_json
 
 __all__ = ["LimitedRoute", "read_limited", "streams_files"]
 
@@ -96,6 +95,7 @@ class _ReadRequest(Request):
         yield self._read
 
     async def json(self) -> Any:
-        """The body's JSON value, as FastAPI reads a route's body model; its text decoded
-        strictly (`json_text`), where Starlette's `json.loads(body)` takes an encoded surrogate."""
-        return json.loads(json_text(self._read))
+        """The body's JSON value, as FastAPI reads a route's body model, by the project's one
+        JSON reader (`parse_json`: its text decoded strictly, where Starlette's
+        `json.loads(body)` takes an encoded surrogate; nesting bounded; no NaN)."""
+        return parse_json(self._read)
