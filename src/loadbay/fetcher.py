@@ -37,6 +37,7 @@ from typing import BinaryIO
 
 import httpx
 
+from loadbay.domain.text import byte_size
 from loadbay.errors import FetchError, FetchRefused, PayloadTooLarge
 
 __all__ = ["AllowList", "Answer", "FetchResult", "check_url", "fetch_to", "is_public_address", "post"]
@@ -239,7 +240,9 @@ def _refuse_declared_size(response: httpx.Response, url: httpx.URL, max_bytes: i
     declared = response.headers.get("content-length", "")
     encoded = response.headers.get("content-encoding", "identity").lower() != "identity"
     if declared.isdigit() and int(declared) > max_bytes and not encoded:
-        raise PayloadTooLarge(f"{url} is {declared} bytes, over the limit of {max_bytes} bytes")
+        raise PayloadTooLarge(
+            f"{url} is {byte_size(int(declared))}, over the limit of {byte_size(max_bytes)}"
+        )
 
 
 def _copy_body(response: httpx.Response, url: httpx.URL, sink: BinaryIO, max_bytes: int) -> int:
@@ -247,7 +250,7 @@ def _copy_body(response: httpx.Response, url: httpx.URL, sink: BinaryIO, max_byt
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise PayloadTooLarge(f"{url} is over the limit of {max_bytes} bytes")
+            raise PayloadTooLarge(f"{url} is over the limit of {byte_size(max_bytes)}")
         sink.write(chunk)
     return size
 

@@ -40,6 +40,7 @@ import ijson
 
 from loadbay.arrow import pa, pa_csv, pc
 from loadbay.domain.cells import RESULT_COLUMNS, unprotect
+from loadbay.domain.text import byte_size
 from loadbay.errors import (
     BadEncoding,
     InvalidInput,
@@ -373,7 +374,7 @@ def _too_large(where: str, limit: int) -> tuple[str, str]:
 
 
 def _over(limit: int) -> str:
-    return f"over {limit} bytes, the most LOADBAY_MAX_RECORD_BYTES allows"
+    return f"over {byte_size(limit)}, the most LOADBAY_MAX_RECORD_BYTES allows"
 
 
 # Text that no database column (PostgreSQL refuses U+0000) or UTF-8 file (an unpaired

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, Route, expect
 
+from loadbay.domain.text import byte_size
 from tests.browser.conftest import MAX_UPLOAD_BYTES
 from tests.browser.pages import sign_in
 from tests.support.servers import Server
@@ -117,8 +118,9 @@ def test_a_file_the_api_refuses_says_why_with_its_code(
 
     error = page.locator("#upload-error")
     expect(error).to_have_text(
-        f"big.csv was not added: the upload is {size} bytes; this server takes at most {MAX_UPLOAD_BYTES} "
-        "(PAYLOAD_TOO_LARGE). Split it into smaller files: the batch takes several."
+        f"big.csv was not added: the upload is {byte_size(size)}; this server takes at most "
+        f"{byte_size(MAX_UPLOAD_BYTES)} (PAYLOAD_TOO_LARGE). Split it into smaller files: the batch "
+        "takes several."
     )
     expect(error).to_have_attribute("role", "alert")
     expect(page.get_by_text("No file yet.")).to_be_visible()  # nothing was added

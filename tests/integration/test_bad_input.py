@@ -496,7 +496,8 @@ def test_oversized_upload_with_content_length_is_refused(client: httpx.Client, p
     batch = create(client)
     body = customers_csv([f"{p}1"]) + b"x" * LIMIT
     body_problem = problem(put_data(client, batch["id"], body), 413, "PAYLOAD_TOO_LARGE")
-    assert str(LIMIT) in body_problem["detail"]
+    assert f"at most 5 MiB ({LIMIT} bytes)" in body_problem["detail"], body_problem
+    assert f"the upload is 5 MiB ({len(body)} bytes)" in body_problem["detail"], body_problem
     problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "NO_DATA")
     assert client.get(f"/v1/batches/{batch['id']}").json()["status"] == "open"
     upload(client, batch["id"], customers_csv([f"{p}1"]))
@@ -518,7 +519,7 @@ def test_oversized_streamed_upload_is_refused(client: httpx.Client, p: str) -> N
         f"/v1/batches/{batch['id']}/data", content=_chunks(LIMIT + 1), headers={"Content-Type": CSV}
     )
     assert "content-length" not in {k.lower() for k in r.request.headers}
-    problem(r, 413, "PAYLOAD_TOO_LARGE")
+    assert f"over 5 MiB ({LIMIT} bytes)" in problem(r, 413, "PAYLOAD_TOO_LARGE")["detail"]
     problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "NO_DATA")
     upload(client, batch["id"], customers_csv([f"{p}1"]))
     done = wait_final(client, submit(client, batch["id"])["id"], timeout=30)

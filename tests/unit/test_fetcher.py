@@ -343,7 +343,7 @@ def test_body_exactly_at_the_limit_is_accepted(httpserver: HTTPServer) -> None:
 def test_declared_content_length_over_limit_is_refused_early(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/big").respond_with_data(b"a" * 5000)
     sink = io.BytesIO()
-    with pytest.raises(PayloadTooLarge, match="5000 bytes, over the limit of 1000 bytes"):
+    with pytest.raises(PayloadTooLarge, match=r"4\.9 KiB \(5000 bytes\), over the limit of 1000 bytes"):
         fetch_to(url(httpserver, "/big"), sink, allow=LOOPBACK, max_bytes=1000)
     assert sink.getvalue() == b""
 
@@ -358,7 +358,7 @@ def test_streamed_body_over_limit_is_refused(httpserver: HTTPServer) -> None:
 
     httpserver.expect_request("/stream").respond_with_handler(stream)
     sink = io.BytesIO()
-    with pytest.raises(PayloadTooLarge, match="over the limit of 5000 bytes"):
+    with pytest.raises(PayloadTooLarge, match=r"over the limit of 4\.9 KiB \(5000 bytes\)"):
         fetch_to(url(httpserver, "/stream"), sink, allow=LOOPBACK, max_bytes=5000)
     assert len(sink.getvalue()) <= 5000  # nothing past the limit is kept
     assert "Content-Length" not in httpserver.log[0][1].headers

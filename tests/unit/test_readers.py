@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadbay import readers
+from loadbay.domain.text import byte_size
 from loadbay.errors import BadEncoding, MalformedFile, MissingColumn, UnsupportedMediaType
 from loadbay.readers import (
     FORMATS,
@@ -440,7 +441,7 @@ def test_iter_json_items_maps_keys_and_copies() -> None:
 
 
 def too_large(where: str, limit: int) -> RawRecord:
-    message = f"{where}: the record is over {limit} bytes, the most LOADBAY_MAX_RECORD_BYTES allows"
+    message = f"{where}: the record is over {byte_size(limit)}, the most LOADBAY_MAX_RECORD_BYTES allows"
     return RawRecord({}, ("RECORD_TOO_LARGE", f"{message}; it was not read"))
 
 

@@ -18,7 +18,7 @@ from loadbay.core.types import BatchType
 from loadbay.db import repository as repo
 from loadbay.domain.lifecycle import Milestone, Status
 from loadbay.domain.models import Batch, BatchInput
-from loadbay.domain.text import many
+from loadbay.domain.text import byte_size, many
 from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from loadbay.readers import format_for_content_type, unstorable
 
@@ -178,8 +178,9 @@ def check_uploads(rt: Runtime, expected: list[RowMapping], received: Mapping[int
         if info.size > limit:
             rt.blobs.delete(row["blob_key"])
             raise PayloadTooLarge(
-                f"the file {name!r} sent to batch {batch_id}'s upload URL is {info.size} bytes; this "
-                f"server takes at most {limit}: it was deleted, send a smaller one and submit again"
+                f"the file {name!r} sent to batch {batch_id}'s upload URL is {byte_size(info.size)}; "
+                f"this server takes at most {byte_size(limit)}: it was deleted, send a smaller one and "
+                "submit again"
             )
         found[row["id"]] = Found(info.size, row["format"] or _format_of(name, info.content_type), info.etag)
     return found
@@ -227,13 +228,15 @@ class Upload:
     def check_declared_size(self, size: int | None) -> None:
         if size is not None and size > self._limit:
             self.abort()
-            raise PayloadTooLarge(f"the upload is {size} bytes; this server takes at most {self._limit}")
+            raise PayloadTooLarge(
+                f"the upload is {byte_size(size)}; this server takes at most {byte_size(self._limit)}"
+            )
 
     def write(self, data: bytes) -> None:
         self._size += len(data)
         if self._size > self._limit:
             self.abort()
-            raise PayloadTooLarge(f"the upload is over {self._limit} bytes, this server's limit")
+            raise PayloadTooLarge(f"the upload is over {byte_size(self._limit)}, this server's limit")
         self._writer.write(data)
 
     def abort(self) -> None:
@@ -317,13 +320,15 @@ class Attachment:
     def check_declared_size(self, size: int | None) -> None:
         if size is not None and size > self._limit:
             self.abort()
-            raise PayloadTooLarge(f"the file is {size} bytes; this server takes at most {self._limit}")
+            raise PayloadTooLarge(
+                f"the file is {byte_size(size)}; this server takes at most {byte_size(self._limit)}"
+            )
 
     def write(self, data: bytes) -> None:
         self._size += len(data)
         if self._size > self._limit:
             self.abort()
-            raise PayloadTooLarge(f"the file is over {self._limit} bytes, this server's limit")
+            raise PayloadTooLarge(f"the file is over {byte_size(self._limit)}, this server's limit")
         self._spool.write(data)
 
     def abort(self) -> None:

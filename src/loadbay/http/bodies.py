@@ -18,6 +18,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope
 
+from loadbay.domain.text import byte_size
 from loadbay.errors import PayloadTooLarge
 from loadbay.http.auth import authenticate_first, is_signed
 from loadbay.http.jsonbody import parse_json
@@ -74,9 +75,9 @@ async def read_limited(request: Request) -> bytes:
 
 
 def _too_large(size: int | None, limit: int) -> PayloadTooLarge:
-    said = f"{size} bytes" if size is not None else f"over {limit} bytes"
+    said = byte_size(size) if size is not None else f"over {byte_size(limit)}"
     return PayloadTooLarge(
-        f"the request body is {said}; this server reads at most {limit} bytes of JSON or XML "
+        f"the request body is {said}; this server reads at most {byte_size(limit)} of JSON or XML "
         "in one request (LOADBAY_MAX_BODY_BYTES): send more items in more pages, or the data as a file"
     )
 
