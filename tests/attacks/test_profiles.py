@@ -243,11 +243,15 @@ NOT_JSON = [
 
 # the routes that take JSON: (method, path, the check of a 400 for a body that is not JSON)
 JSON_ROUTES: dict[str, tuple[str, str, Callable[[httpx.Response], None]]] = {
-    "fusebill-create": ("POST", FUSEBILL, lambda answer: fusebill_error(answer, 400, "not valid JSON")),
+    "fusebill-create": (
+        "POST",
+        FUSEBILL,
+        lambda answer: fusebill_error(answer, 400, "The request body is not"),
+    ),
     "fusebill-process": (
         "POST",
         f"{FUSEBILL}/Process",
-        lambda answer: fusebill_error(answer, 400, "not valid JSON"),
+        lambda answer: fusebill_error(answer, 400, "The request body is not"),
     ),
     "alliant-create": ("POST", ALLIANT.format(1), lambda answer: alliant_error(answer, 400, "INVALID_JSON")),
     "alliant-page": (
@@ -311,6 +315,23 @@ def test_json_that_is_not_utf8_is_400_and_stores_nothing(
     body = as_json(EVERY_ROUTES_REQUEST).replace(b"@", text)
     refused(client.request(method, path.format(alliant_batch), content=body, headers=JSON_TYPE))
     assert stored() == before
+
+
+@pytest.mark.parametrize("route", list(JSON_ROUTES))
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_json_in_utf16_or_utf32_is_400_and_stores_nothing(
+    client: httpx.Client, alliant_batch: int, route: str, encoding: str
+) -> None:
+    """JSON exchanged between systems is UTF-8 (RFC 8259 §8.1), and every JSON body is read by
+    one rule: a request every route would take, sent in UTF-16 or UTF-32 (with a byte order
+    mark or without), is refused as the native API refuses it; no seed sends another encoding."""
+    method, path, refused = JSON_ROUTES[route]
+    newest = client.get("/v1/batches", params={"limit": 1}).json()["data"]
+    pages = client.get(f"/v1/batches/{alliant_batch}/inputs").json()
+    body = json.dumps(EVERY_ROUTES_REQUEST | {"reference": "x"}).encode(encoding)
+    refused(client.request(method, path.format(alliant_batch), content=body, headers=JSON_TYPE))
+    assert client.get("/v1/batches", params={"limit": 1}).json()["data"] == newest
+    assert client.get(f"/v1/batches/{alliant_batch}/inputs").json() == pages
 
 
 # (method, path, the check of the answer): methods no route takes, paths that are no route,

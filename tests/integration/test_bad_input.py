@@ -742,7 +742,13 @@ def test_a_json_body_is_read_with_no_content_type_or_a_json_one(
         ("page", b'[{"name": "a\tb"}]', "at line 1, column 13: a control character"),
         ("create", b'{"type":\n "caf\xe9"}', "not UTF-8 at line 2, column 6: byte 0xe9"),
         ("page", b"[" * DEEP + b"]" * DEEP, "at most 64"),
-        ("create", b'{"type": "billing.customer", "page_size": NaN}', "NaN is not a JSON number"),
+        (
+            "create",
+            b'{"type": "billing.customer",\n "page_size": NaN}',
+            "not valid JSON at line 2, column 15: NaN is not a JSON number",
+        ),
+        ("page", '[{"customer_number": "C1"}]'.encode("utf-16"), "not UTF-8: it reads as UTF-16 text"),
+        ("create", '{"type": "billing.customer"}'.encode("utf-32-le"), "it reads as UTF-32-LE text"),
     ],
 )
 def test_a_body_that_is_not_json_says_what_is_wrong_and_where(

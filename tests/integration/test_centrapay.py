@@ -433,6 +433,24 @@ def test_a_body_that_is_not_json_is_400(server: Server, key: str) -> None:
     assert_error(response, 400, "INVALID_REQUEST")
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_or_infinity_in_a_body_is_refused(server: Server, key: str, constant: str) -> None:
+    """No JSON number, even in a property the profile does not read: the body is refused as
+    the native API refuses it (json.loads took it as a float and the batch was made), saying
+    what and where, and no batch is made."""
+    text = json.dumps(seed_body("http://127.0.0.1:9/f.csv", test=False) | {"note": "@"})
+    body = text.replace('"@"', constant)
+    with server.client(key) as client:
+        newest = client.get("/v1/batches", params={"limit": 1}).json()["data"]
+        headers = {"Content-Type": "application/json"}
+        error = assert_error(client.post(API, content=body.encode(), headers=headers), 400, "INVALID_REQUEST")
+        assert client.get("/v1/batches", params={"limit": 1}).json()["data"] == newest
+    column = body.index(constant) + 1
+    assert error["message"] == (
+        f"the body is not valid JSON at line 1, column {column}: {constant} is not a JSON number"
+    )
+
+
 def test_unknown_and_other_accounts_ids_are_404(
     server: Server, key: str, other_key: str, httpserver: HTTPServer
 ) -> None:

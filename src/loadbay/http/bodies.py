@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any, TypeVar
 
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope
 
@@ -97,6 +97,11 @@ class _ReadRequest(Request):
 
     async def json(self) -> Any:
         """The body's JSON value, as FastAPI reads a route's body model, by the project's one
-        JSON reader (`parse_json`: its text decoded strictly, where Starlette's
-        `json.loads(body)` takes an encoded surrogate; nesting bounded; no NaN)."""
-        return parse_json(self._read)
+        JSON reader (`parse_json`: UTF-8 only, where Starlette's `json.loads(body)` takes an
+        encoded surrogate or UTF-16; nesting bounded; no NaN). A body it refuses is a 400 that
+        says why, which the app renders in its own error format (FastAPI would answer any
+        error but a JSONDecodeError with "There was an error parsing the body")."""
+        try:
+            return parse_json(self._read)
+        except ValueError as exc:
+            raise HTTPException(400, f"the body is {exc}") from None

@@ -9,20 +9,18 @@ non-empty body is checked before FastAPI reads it:
   answers a file type it does not read. A body with no Content-Type is read as JSON.
   (FastAPI alone reads a body labelled `text/plain` or form-encoded as no JSON at all, a
   400 that does not say why, and one labelled `application/json; charset=latin-1` as UTF-8.)
-- it is decoded as UTF-8 and parsed by `parse_json` (deep nesting, NaN and Infinity
-  refused). A body that is not JSON is a 400 `INVALID_INPUT` on the field `body` that
-  says what is wrong and where, by line and column: "not valid JSON at line 1, column 29:
-  …". (FastAPI names the byte offset as the field, "28: JSON decode error", and answers
-  only "There was an error parsing the body" to bytes that are not UTF-8 or nest too deeply.)
+- it is read by `parse_json`, the one reader of every JSON body (UTF-8 only, deep nesting,
+  NaN and Infinity refused: see `loadbay.http.jsonbody`). A body that is not JSON is a 400
+  `INVALID_INPUT` on the field `body` that says what is wrong and where, by line and column:
+  "not valid JSON at line 1, column 29: …". (FastAPI names the byte offset as the field,
+  "28: JSON decode error", and answers only "There was an error parsing the body" to bytes
+  that are not UTF-8 or nest too deeply.)
 
 FastAPI then reads the parsed value as the request's JSON.
 """
 
 from __future__ import annotations
 
-import codecs
-import json
-import sys
 from collections.abc import AsyncGenerator, Callable, Coroutine
 from typing import Any
 
@@ -36,7 +34,7 @@ from loadbay.http.jsonbody import parse_json
 from loadbay.http.problems import problem_responses
 from loadbay.readers import UTF8_CHARSETS, parse_content_type
 
-__all__ = ["JsonRoute", "check_json_media_type", "json_value"]
+__all__ = ["JsonRoute", "check_json_media_type"]
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 _NOT_JSON = (
@@ -70,7 +68,7 @@ class _JsonFirst(APIRoute):
                 return await handler(request)
             check_json_media_type(request.headers.get("content-type"))
             try:
-                value = json_value(body)
+                value = parse_json(body)
             except ValueError as exc:
                 raise RequestValidationError(
                     [{"type": "json_invalid", "loc": ("body",), "msg": str(exc), "input": None}]
@@ -99,56 +97,6 @@ def check_json_media_type(content_type: str | None) -> None:
         )
     if charset is not None and charset not in UTF8_CHARSETS:
         raise UnsupportedMediaType(f"charset {charset!r} is not supported; send the JSON body as UTF-8")
-
-
-def json_value(body: bytes) -> Any:
-    """The JSON value of a request body in UTF-8 (a byte order mark first is skipped), or a
-    ValueError that says what is wrong and where (line and column), in words."""
-    if body.startswith(codecs.BOM_UTF8):
-        body = body[len(codecs.BOM_UTF8) :]
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        at = _place(body[: exc.start].decode("utf-8"))
-        raise ValueError(f"not UTF-8 at {at}: byte {body[exc.start]:#04x} ({exc.reason})") from None
-    try:
-        return parse_json(text)
-    except json.JSONDecodeError as exc:
-        at = _place(exc.doc[: exc.pos])
-        ends = " the body ends there," if not exc.doc[exc.pos :].strip() else ""
-        raise ValueError(f"not valid JSON at {at}:{ends} {_said(exc.msg)}") from None
-    except ValueError as exc:
-        if "integer string conversion" in str(exc):  # Python's limit, not a rule of JSON
-            limit = sys.get_int_max_str_digits()
-            raise ValueError(
-                f"a number has more than {limit:,} digits, which this server does not read"
-            ) from None
-        raise
-
-
-def _place(before: str) -> str:
-    """Where the text after `before` starts: its line and column, from 1."""
-    line = before.count("\n") + 1
-    column = len(before) - (before.rfind("\n") + 1) + 1
-    return f"line {line}, column {column}"
-
-
-# The JSON parser's messages, said for a client (any other: as it is, lower-cased).
-_SAID = {
-    "Expecting value": "expecting a value",
-    "Expecting property name enclosed in double quotes": "expecting a property name in double quotes",
-    "Expecting ':' delimiter": "expecting ':' after a property name",
-    "Expecting ',' delimiter": "expecting ',' or the end of the array or object",
-    "Extra data": "more after the JSON value, which ended before here",
-    "Unterminated string starting at": "a string starts here and is never closed",
-    "Invalid control character at": "a control character in a string: write it as an escape such as \\n",
-    "Invalid \\escape": "an escape (\\) that JSON does not have",
-    "Invalid \\uXXXX escape": "a \\u escape without four hexadecimal digits",
-}
-
-
-def _said(message: str) -> str:
-    return _SAID.get(message) or message[:1].lower() + message[1:]
 
 
 class _ParsedRequest(Request):

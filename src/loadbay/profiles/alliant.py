@@ -181,7 +181,7 @@ async def _json_body(request: Request) -> Any:
     try:
         return parse_json(body, max_depth=_MAX_DEPTH)
     except ValueError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}", code="INVALID_JSON") from None
+        raise InvalidInput(f"the body is {exc}", code="INVALID_JSON") from None
 
 
 def _parsed(model: type[CreateBody] | type[PageBody], body: Any) -> Any:
