@@ -161,6 +161,27 @@ def test_a_file_never_received_is_not_pending_once_the_batch_has_left_open(serve
     assert (direct["name"], direct["pending"]) == ("direct.csv", False) and direct["received_at"]
 
 
+def test_an_upload_url_for_a_file_received_leaves_it_received(server: Server, key: str) -> None:
+    """Asking for an upload URL again under the name of a file the batch holds answers a URL
+    (a PUT to it would replace the file) and leaves the file as it was: received, not pending
+    (it was made pending again, with no size and no time of receipt)."""
+    body = b"customer_number,name\nR1,Received\n"
+    with server.client(key) as client:
+        batch = create(client)
+        put_file(client, batch, body, "customers.csv")
+        [before] = inputs(client, batch)
+        r = client.post(f"/v1/batches/{batch}/upload-url", json={"name": "customers.csv"})
+        assert r.status_code == 200, r.text
+        assert (r.json()["method"], r.json()["url"].startswith("http")) == ("PUT", True)
+        assert inputs(client, batch) == [before]
+        assert client.post(f"/v1/batches/{batch}/submit").status_code == 200
+        done = wait_final(client, batch)
+        [read] = inputs(client, batch)
+    assert (before["pending"], before["size"], before["received_at"] is not None) == (False, len(body), True)
+    assert done["counts"]["succeeded"] == 1
+    assert read == before | {"item_count": 1}
+
+
 def test_pages_with_their_item_counts_in_page_order(server: Server, key: str) -> None:
     items = [{"customer_number": f"P{n}", "name": f"Pat {n}"} for n in range(5)]
     with server.client(key) as client:

@@ -131,7 +131,9 @@ def require_open(batch: Batch) -> None:
 def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool = False) -> SignedUpload:
     """A signed URL that takes file `name`, and the batch's note that it expects that file
     (see `check_uploads`). On the local store loadbay receives the PUT itself (`Upload`); on
-    S3 the client sends it to the store, and loadbay learns of it when the batch is submitted."""
+    S3 the client sends it to the store, and loadbay learns of it when the batch is submitted.
+    A file the batch has received already stays as it is, received: a PUT to the URL replaces
+    it, as a second PUT of any upload does."""
     require_open(batch)
     require_takes_data(batch, rt.types.get(batch.type))
     key = input_key(batch.id, name)
@@ -141,10 +143,17 @@ def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool 
         assert locked is not None
         require_open(locked)
         _refuse_mixed(conn, locked, "file")
-        repo.expect_input(conn, batch.id, name, key, fmt)
+        if not _received(conn, batch.id, name):
+            repo.expect_input(conn, batch.id, name, key, fmt)
     ttl = rt.settings.signed_url_ttl
     url = rt.blobs.signed_url(key, "PUT", ttl)
     return SignedUpload(url=url, method="PUT", expires_at=datetime.now(UTC) + timedelta(seconds=ttl))
+
+
+def _received(conn: Connection, batch_id: int, name: str) -> bool:
+    """Whether the batch holds file `name`, received (not only expected at an upload URL)."""
+    rows = repo.list_inputs(conn, batch_id)
+    return any(r["kind"] == "file" and r["name"] == name and not r["pending"] for r in rows)
 
 
 @dataclass(frozen=True, slots=True)
