@@ -857,6 +857,40 @@ def test_types(server: Server, key: str) -> None:
     assert sorted(schema["required"]) == ["customer_number", "name"]
 
 
+# Each listed type's key as /work/shared/TYPES.md (and docs/record-types.md) gives it.
+KEYS = {
+    "billing.customer": "customer_number",
+    "billing.invoice": "invoice_number",
+    "billing.invoice_line": "invoice_number + line_number",
+    "billing.credit_memo": "memo_number",
+    "billing.debit_memo": "memo_number",
+    "billing.write_off": "invoice",
+    "billing.payment": "reference",
+    "billing.carry_forward": None,
+    "assets.external_asset": "external_id",
+    "assets.terminal_status": "terminal_id",
+    **{f"catalog.user{x}": "id" for x in range(1, 10)},
+    "mail.job": None,
+}
+
+
+def test_types_list_the_types_a_client_asks_for_with_their_keys(server: Server, key: str) -> None:
+    """Every type a client sends, keyed as TYPES.md says; not the carry-forward's children,
+    which loadbay makes with their parent (they were listed, and invoice_line's key was
+    invoice_number, carry_forward's customer_number and mail.job's position)."""
+    with server.client(key) as client:
+        listed = client.get("/v1/types").json()["data"]
+        refused = client.post("/v1/batches", json={"type": "billing.nonsense"})
+        carried = client.post(
+            "/v1/batches", json={"type": "billing.carry_forward", "options": {"invoices": True}}
+        )
+        children = client.get(f"/v1/batches/{carried.json()['id']}/children").json()["data"]
+    assert {t["name"]: t["key"] for t in listed} == KEYS
+    assert_problem(refused, 400, "UNKNOWN_TYPE")
+    assert "carry_forward_" not in refused.json()["detail"], refused.json()  # nor named as known
+    assert [c["type"] for c in children] == ["billing.carry_forward_invoice"]  # still made and served
+
+
 def test_health_and_metrics(server: Server, key: str) -> None:
     with server.client(key) as client:
         create(client)

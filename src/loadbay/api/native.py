@@ -502,17 +502,18 @@ def whoami(account: Caller) -> AccountOut:
 
 @router.get("/types", tags=["types"], response_model=Page[TypeOut], responses=problem_responses(401, 503))
 def types(service: Service, account: Caller) -> Page[TypeOut]:
-    """Every batch type: its key, CSV columns and JSON Schema."""
+    """Every batch type a client asks for: its key, CSV columns and JSON Schema (the types
+    loadbay makes batches of itself, a carry-forward's children, are not listed)."""
     data = [
         TypeOut(
             name=t.name,
-            key=t.key,
+            key=t.key_name(),
             description=t.description,
             columns=list(t.columns().names),
             required=list(t.columns().required),
             schema=t.json_schema(),
         )
-        for t in service.batch_types()
+        for t in service.listed_types()
     ]
     return Page[TypeOut](data=data)
 

@@ -344,7 +344,10 @@ class Page(BaseModel, Generic[T]):
 
 class TypeOut(BaseModel):
     name: str
-    key: str = Field(description="The key field: a record's external id")
+    key: str | None = Field(
+        description="The record's key: its key field (a record's external id), the fields that make "
+        'it ("invoice_number + line_number"), or null for records with no key of their own'
+    )
     description: str
     columns: list[str] = Field(description="The CSV columns, in template order")
     required: list[str] = Field(description="The columns a CSV must have")

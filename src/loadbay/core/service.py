@@ -113,6 +113,11 @@ class BatchService:
         """Every record type this server loads, by name."""
         return sorted(self.rt.types, key=lambda t: t.name)
 
+    def listed_types(self) -> list[BatchType]:
+        """The record types a client asks for, by name: all but the internal ones (see
+        BatchType.internal), which work as any other."""
+        return [t for t in self.batch_types() if not t.internal]
+
     def read_applied(self, account: Account, batch_id: int, query: Callable[[Connection, Batch], T]) -> T:
         """What the account's batch became in its record type's own tables: `query` (a read
         function of the type's module) runs in one read transaction, on this batch only."""

@@ -85,6 +85,9 @@ class BatchType(ABC):
     generates: ClassVar[bool] = False
     # A total each record must match over the batch's child batches (see ChildTotals).
     child_totals: ClassVar[ChildTotals | None] = None
+    # True for a type whose batches loadbay makes itself (a carry-forward's children): it
+    # works as any other, but GET /v1/types does not list it.
+    internal: ClassVar[bool] = False
 
     # Declared capabilities: what the pipeline may do with this type. A class that defines
     # the method named beside one must declare it in its own body (see __init_subclass__),
@@ -181,6 +184,12 @@ class BatchType(ABC):
     def external_id(self, raw: Mapping[str, Any]) -> str | None:
         value = raw.get(self.key)
         return None if value is None else str(value)
+
+    def key_name(self) -> str | None:
+        """The record's key as GET /v1/types lists it (TYPES.md): the key field by default;
+        the fields that make it ("invoice_number + line_number"); None when a record has no
+        key of its own."""
+        return self.key
 
     def record_key(self, data: Mapping[str, Any]) -> str | None:
         """The validated record's key, which must be unique within a batch."""
@@ -314,7 +323,7 @@ class TypeRegistry:
         try:
             return self._types[name]
         except KeyError:
-            known = ", ".join(sorted(self._types))
+            known = ", ".join(sorted(n for n, t in self._types.items() if not t.internal))
             raise UnknownType(f"unknown batch type {name!r}; known types: {known}") from None
 
     def __iter__(self) -> Any:

@@ -99,6 +99,9 @@ class CarryForwardType(BatchType):
     def __init__(self, page_size: int = _PAGE) -> None:
         self.page_size = page_size
 
+    def key_name(self) -> str | None:
+        return None  # no file: its records are the account's customers, made by loadbay
+
     def spawn(self, options: Mapping[str, Any]) -> list[NewBatch]:
         chosen = options_of(options)
         return [NewBatch(type=child.name) for flag, child in _CHILDREN if getattr(chosen, flag)]
@@ -173,6 +176,7 @@ class _CarriedType(BatchType):
     documents: ClassVar[_Documents]
     generates = True
     applies_while_validating = False
+    internal = True  # made with its parent, never asked for
 
     def __init__(self, page_size: int = _PAGE) -> None:
         self.page_size = page_size

@@ -204,6 +204,9 @@ class InvoiceLineType(BatchType):
     description = "Line items of stored invoices, by invoice_number and line_number."
     applies_while_validating = False  # check reads the stored invoices
 
+    def key_name(self) -> str | None:
+        return "invoice_number + line_number"
+
     def record_key(self, data: Mapping[str, Any]) -> str | None:
         return f"{data.get('invoice_number')}#{data.get('line_number')}"
 

@@ -160,6 +160,9 @@ class MailJobType(BatchType):
     # still made only once the whole manifest is validated, as before this was declared.
     applies_while_validating = False
 
+    def key_name(self) -> str | None:
+        return None  # a job has no key of its own: it is known by its position
+
     def external_id(self, raw: Mapping[str, Any]) -> str | None:
         return None  # a job has no id of its own; its position is the record index
 
