@@ -55,6 +55,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "UTF8_CHARSETS",
     "Columns",
+    "READ_OPTIONS",
     "RawRecord",
     "ReadOptions",
     "BlockReader",
@@ -174,6 +175,10 @@ class Columns:
 # option names one (`csv_delimiter`) where the header alone cannot tell.
 DELIMITERS: Final[dict[str, str]] = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 _DELIMITER_NAMES: Final = {name: d for d, name in DELIMITERS.items()}
+
+
+# The batch options that say how its files are read (ReadOptions).
+READ_OPTIONS: Final = frozenset({"csv_delimiter", "unknown_columns"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -627,6 +627,39 @@ def test_bad_create_body_names_the_field(client: httpx.Client, extra: dict[str, 
 
 
 @pytest.mark.parametrize(
+    ("batch_type", "options", "unknown", "taken"),
+    [
+        ("billing.customer", {"colour": "blue"}, "options.colour", "csv_delimiter, unknown_columns"),
+        (
+            "billing.customer",
+            {"csv_delimiter": "semicolon", "delimiter": ";", "fileName": "x.csv"},
+            "options.delimiter, options.fileName",
+            "csv_delimiter, unknown_columns",
+        ),
+        (
+            "billing.carry_forward",
+            {"invoices": True, "invoice": True},
+            "options.invoice",
+            "credit_memos, debit_memos, invoices, zero_out_customer_balance",
+        ),
+        ("billing.carry_forward", {"csv_delimiter": "tab"}, "options.csv_delimiter", "credit_memos"),
+    ],
+)
+def test_an_option_the_type_does_not_take_is_refused(
+    client: httpx.Client, batch_type: str, options: dict[str, Any], unknown: str, taken: str
+) -> None:
+    """An option no batch of the type reads is a 400 UNKNOWN_OPTION naming it and the ones the
+    type takes, and no batch is made (it was stored silently, or INVALID_OPTIONS with pydantic's
+    words for a carry-forward)."""
+    job = uuid.uuid4().hex
+    r = client.post("/v1/batches", json={"type": batch_type, "job_id": job, "options": options})
+    body = problem(r, 400, "UNKNOWN_OPTION")
+    assert body["detail"].startswith(f"{unknown}: not an option of {batch_type} batches"), body
+    assert taken in body["detail"], body
+    assert client.get("/v1/batches", params={"job_id": job}).json()["data"] == []
+
+
+@pytest.mark.parametrize(
     ("content", "content_type"),
     [
         (b"{", JSON),

@@ -611,7 +611,7 @@ def test_job_id_makes_create_idempotent(server: Server, key: str) -> None:
         "type": TYPE,
         "job_id": "nightly-2024-05-01",
         "description": "nightly",
-        "options": {"a": 1},
+        "options": {"csv_delimiter": "semicolon"},
     }
     with server.client(key) as client:
         first = client.post("/v1/batches", json=body)

@@ -60,7 +60,11 @@ class CreateBatch(BaseModel):
     test: bool | None = Field(default=None, description="Must match the key's account when given")
     parent_id: int | None = None
     process: Literal["auto", "manual"] = "auto"
-    options: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(default_factory=dict)
+    options: Annotated[dict[str, Any], AfterValidator(_storable)] = Field(
+        default_factory=dict,
+        description="The options the type takes: `csv_delimiter` and `unknown_columns` for a type that "
+        "reads files, a carry-forward's flags; any other is a 400 `UNKNOWN_OPTION`",
+    )
     source_url: Text | None = Field(default=None, description="http(s) URL the server fetches")
     page_size: int | None = Field(default=None, ge=1, le=2**31 - 1)
     total_items: int | None = Field(default=None, ge=0, le=2**63 - 1)

@@ -46,7 +46,9 @@ from loadbay.errors import (
 )
 from loadbay.readers import ReadOptions
 
-__all__ = ["BatchService", "hash_key"]
+__all__ = ["NATIVE", "BatchService", "hash_key"]
+
+NATIVE = "api"  # the origin of the batches the native API (the dashboard, the CLI) creates
 
 T = TypeVar("T")
 
@@ -74,7 +76,7 @@ class BatchService:
     `origin` names the API this service answers for ("api" for the native API, a profile's
     name for a profile's: see `for_origin`); every batch it creates records it."""
 
-    def __init__(self, rt: Runtime, wake: Callable[[], None] = lambda: None, origin: str = "api") -> None:
+    def __init__(self, rt: Runtime, wake: Callable[[], None] = lambda: None, origin: str = NATIVE) -> None:
         self.rt = rt
         self._wake = wake
         self.origin = origin
@@ -161,7 +163,7 @@ class BatchService:
         return self.get(account, batch_id), True
 
     def _check_new(self, account: Account, spec: NewBatch) -> None:
-        self.rt.types.get(spec.type)
+        batch_type = self.rt.types.get(spec.type)
         if spec.test is not None and spec.test != account.test:
             mode = "test" if account.test else "live"
             said = "true" if spec.test else "false"  # as the request's JSON spells it
@@ -173,6 +175,8 @@ class BatchService:
                 f"options.{intake.ATTACHMENTS} is kept by loadbay; send attachments as files",
                 code="RESERVED_OPTION",
             )
+        if self.origin == NATIVE:  # (a profile keeps entries of its own there: a vendor's file name)
+            _refuse_unknown_options(batch_type, spec.options)
         ReadOptions.of(spec.options)  # InvalidInput for read options it does not understand
         if spec.page_size is not None and spec.page_size < 1:
             raise InvalidInput("page_size must be at least 1", code="INVALID_PAGE_SIZE")
@@ -714,6 +718,20 @@ def _of_types(batch: Batch, types: Collection[str] | None, name: object) -> Batc
 def _storable_id(batch_id: int) -> bool:
     """False for an id no database row can have (the ids are 64-bit), so lookups never overflow."""
     return 0 < batch_id < 2**63
+
+
+def _refuse_unknown_options(batch_type: BatchType, options: Mapping[str, Any]) -> None:
+    """InvalidInput (UNKNOWN_OPTION) naming the options a client gave that the type does not
+    take, and those it does."""
+    unknown = sorted(set(options) - batch_type.option_names())
+    if not unknown:
+        return
+    taken = ", ".join(sorted(batch_type.option_names())) or "none"
+    named = ", ".join(f"options.{name}" for name in unknown)
+    raise InvalidInput(
+        f"{named}: not an option of {batch_type.name} batches; the options they take: {taken}",
+        code="UNKNOWN_OPTION",
+    )
 
 
 def _check_exclusive(conn: Connection, account: Account, types: Collection[str]) -> None:

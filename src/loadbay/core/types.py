@@ -16,7 +16,7 @@ from loadbay.core.columns import ColumnApplied, ColumnChunk, FieldPlan, Rule, ru
 from loadbay.domain.models import NewBatch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.errors import UnknownType
-from loadbay.readers import Columns
+from loadbay.readers import READ_OPTIONS, Columns
 
 __all__ = ["ApplyContext", "BatchType", "ChildTotals", "GeneratedPage", "TypeRegistry", "field_errors"]
 
@@ -208,6 +208,11 @@ class BatchType(ABC):
         """What the rules need to know of attachment `name` (e.g. a PDF's page count), kept
         JSON-ready with the batch; raises InvalidInput when the file is not what it should be."""
         return {}
+
+    def option_names(self) -> frozenset[str]:
+        """The options a client may give a batch of this type: how its files are read
+        (`READ_OPTIONS`), none for a type that makes its own records."""
+        return frozenset() if self.generates else READ_OPTIONS
 
     def spawn(self, options: Mapping[str, Any]) -> list[NewBatch]:
         """Child batches (their type and options) created with a batch of this type and these

@@ -102,6 +102,9 @@ class CarryForwardType(BatchType):
     def key_name(self) -> str | None:
         return None  # no file: its records are the account's customers, made by loadbay
 
+    def option_names(self) -> frozenset[str]:
+        return frozenset(CarryForwardOptions.model_fields)
+
     def spawn(self, options: Mapping[str, Any]) -> list[NewBatch]:
         chosen = options_of(options)
         return [NewBatch(type=child.name) for flag, child in _CHILDREN if getattr(chosen, flag)]
