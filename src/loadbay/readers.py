@@ -262,6 +262,25 @@ class _Reader(Generic[_Item]):
 RecordReader = _Reader[RawRecord]  # an iterator of RawRecord
 BlockReader = _Reader[RawRecord | RowBlock]  # of RawRecord and RowBlock
 
+# The warning of a file read to its end without a record (a CSV file: its header only).
+_NO_RECORDS: Final = "the file holds no records"
+_HEADER_ONLY: Final = "the file has a header row but no records"
+
+
+def _noting(records: Iterator[RawRecord], warnings: list[str], said: str) -> RecordReader:
+    """A reader of `records` whose `warnings` get `said` if it finds none (see `_noted`)."""
+    return RecordReader(_noted(records, warnings, said), warnings)
+
+
+def _noted(items: Iterator[_Item], warnings: list[str], said: str) -> Iterator[_Item]:
+    """`items`; read to their end without one, `said` among `warnings`."""
+    first = next(items, None)
+    if first is None:
+        warnings.append(said)
+        return
+    yield first
+    yield from items
+
 
 def open_reader(
     stream: BinaryIO,
@@ -283,9 +302,10 @@ def open_reader(
         reader: RecordReader = _open_csv(stream, columns, max_record_bytes, _for_format(fmt, options))
         return reader
     if fmt == "jsonl":
-        return RecordReader(_jsonl_records(stream, _KeyMap.of(columns), max_record_bytes))
+        return _noting(_jsonl_records(stream, _KeyMap.of(columns), max_record_bytes), [], _NO_RECORDS)
     if fmt == "json":
-        return RecordReader(_json_array_records(_array_source(stream), _KeyMap.of(columns), max_record_bytes))
+        records = _json_array_records(_array_source(stream), _KeyMap.of(columns), max_record_bytes)
+        return _noting(records, [], _NO_RECORDS)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -915,9 +935,9 @@ def _open_csv(
     if blocks and not layout.result_file and layout.width > 1:
         source.parse_blocks(layout)
     if source.blocks:
-        return BlockReader(_csv_blocks(source, reader, layout), warnings)
+        return BlockReader(_noted(_csv_blocks(source, reader, layout), warnings, _HEADER_ONLY), warnings)
     records = _csv_records(source, reader, layout)
-    return RecordReader(_unprotected(records) if layout.result_file else records, warnings)
+    return _noting(_unprotected(records) if layout.result_file else records, warnings, _HEADER_ONLY)
 
 
 def _unprotected(records: Iterator[RawRecord]) -> Iterator[RawRecord]:

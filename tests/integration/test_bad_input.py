@@ -276,6 +276,26 @@ def test_unreadable_files_are_batch_errors_and_apply_nothing(client: httpx.Clien
     assert_fresh(client, [f"{p}{i}-{n}" for i in range(len(UNREADABLE)) for n in (1, 2)])
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "warning"),
+    [
+        (b"customer_number,name\n", CSV, "data: the file has a header row but no records"),
+        (b"\xef\xbb\xbfcustomer_number,name\r\n\r\n", CSV, "data: the file has a header row but no records"),
+        (b"[]", JSON, "data: the file holds no records"),
+        (b"\n\n", JSONL, "data: the file holds no records"),
+    ],
+)
+def test_a_file_with_no_records_completes_with_a_warning(
+    client: httpx.Client, body: bytes, content_type: str, warning: str
+) -> None:
+    """A header and nothing after it (or an empty array, or blank lines) is a file of no
+    records: the batch completes with none, and its warning says so (a header-only CSV
+    completed with no word). An empty file, with no header, is MALFORMED_FILE (above)."""
+    done = run(client, body, content_type)
+    assert (done["status"], done["outcome"], done["counts"]["total"]) == ("completed", "succeeded", 0), done
+    assert done["warnings"] == [warning], done
+
+
 def test_error_batch_takes_no_more_data_and_can_be_cleared(client: httpx.Client, p: str) -> None:
     done = run(client, b"customer_number,email\nX,a@example.com\n")
     assert_error_batch(done, "MISSING_COLUMN")
