@@ -408,6 +408,24 @@ def test_invalid_jobs_show_in_status_and_details(c2m: httpx.Client) -> None:
     )
 
 
+def test_the_native_errors_api_names_jobs_as_click2mail_does(
+    c2m: httpx.Client, server: Server, key: str
+) -> None:
+    """A job has no key of its own: the native API's errors (and the summary's examples) give
+    each the name the dashboard and Click2Mail's details show, job-<n>, not null."""
+    xml = batch_xml(job_xml(1, 1), job_xml(2, 5), job_xml(1, 1, ""), job_xml(3, 2))
+    batch_id = submitted(c2m, xml, pages=3)
+    wait_done(c2m, batch_id, jobs=4)
+    with server.client(key) as native:
+        errors = native.get(f"/v1/batches/{batch_id}/errors").json()["data"]
+        one_code = native.get(f"/v1/batches/{batch_id}/errors", params={"code": "NO_RECIPIENTS"}).json()
+        summary = native.get(f"/v1/batches/{batch_id}/errors/summary").json()
+    assert [(e["index"], e["external_id"]) for e in errors] == [(1, "job-2"), (2, "job-3"), (3, "job-4")]
+    assert [e["external_id"] for e in one_code["data"]] == ["job-3"]
+    examples = {g["code"]: [e["external_id"] for e in g["examples"]] for g in summary["groups"]}
+    assert examples == {"PAGE_RANGE_OUT_OF_DOCUMENT": ["job-2", "job-4"], "NO_RECIPIENTS": ["job-3"]}
+
+
 # tenancy and test accounts -------------------------------------------------
 
 

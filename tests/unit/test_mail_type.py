@@ -106,6 +106,14 @@ def test_jobs_have_no_key_of_their_own() -> None:
     assert mail.attachments == {"document": "the PDF the jobs print from"}
 
 
+def test_jobs_are_shown_by_their_position_and_described_by_click2mail() -> None:
+    """What a client sees where a record's key is shown (the dashboard, the native errors API),
+    and the page the dashboard links to: declared by the type, not known by either."""
+    assert [mail.shown_key(i, None) for i in (0, 1, 41)] == ["job-1", "job-2", "job-42"]
+    assert (mail.docs.path, mail.docs.title) == ("/compat/click2mail/docs", "Click2Mail API reference")
+    assert "sent through the Click2Mail API" in mail.docs.how_sent
+
+
 # the document and the page-range check ---------------------------------------
 
 

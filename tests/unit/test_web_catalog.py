@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from loadbay.api.web import _ONE_OF, _entry, _rule, _with_places
+from loadbay.api.web import _ONE_OF, _entry, _rule, _sent_elsewhere, _with_places
+from loadbay.core.types import API_REFERENCE, DocsPage
 from loadbay.types import default_registry
+from loadbay.types.mail import MailJobType
 
 
 def test_rules_in_words() -> None:
@@ -68,3 +70,27 @@ def test_a_record_without_any_of_the_one_of_columns_is_refused() -> None:
         _, errors = types[name].validate({"amount": "5"})
         assert [e.code for e in errors] == ["REQUIRED"]
         assert all(c in errors[0].message for c in columns)
+
+
+class _Postcards(MailJobType):
+    """A type the dashboard has never heard of, sent through an API of its own."""
+
+    name = "toy.postcard"
+    named_by_position = "card-{n}"
+    docs = DocsPage("/compat/toy/docs", "Toy API reference", "Postcards are sent through the toy API.")
+
+
+def test_how_a_type_is_sent_elsewhere_is_what_it_declares() -> None:
+    """The dashboard's callout for a type the new-import page does not take is the type's own
+    docs page, whatever its name; a type that declares none links to the API reference."""
+    postcards, mail = _sent_elsewhere(_Postcards()), _sent_elsewhere(MailJobType())
+    assert postcards == {
+        "text": "Postcards are sent through the toy API.",
+        "href": "/compat/toy/docs",
+        "label": "Toy API reference",
+    }
+    assert mail["href"] == "/compat/click2mail/docs" and "Click2Mail API" in mail["text"]
+    carry = _sent_elsewhere(next(t for t in default_registry() if t.generates))
+    assert (carry["href"], carry["label"]) == (API_REFERENCE.path, API_REFERENCE.title)
+    assert "made by loadbay itself" in carry["text"]
+    assert _Postcards().shown_key(2, None) == "card-3"

@@ -73,21 +73,6 @@ _PROFILE_VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
     },
     "mail.job": (("Click2Mail", "/compat/click2mail/batches/{id}"),),
 }
-# How the records of a type the new-import page does not take are sent, said where the
-# dashboard would link to that page (which would show another type): what to do, and a page
-# that tells more. Other such types are said from what they declare (`_sent_elsewhere`).
-_SENT_THROUGH: dict[str, tuple[str, str, str]] = {
-    "mail.job": (
-        "Mail jobs print from their batch's PDF, so they are sent through the Click2Mail API, not "
-        "from this dashboard: a new Click2Mail batch takes the PDF and a batch XML of the jobs (to "
-        "send refused jobs again, that XML with them fixed).",
-        "/compat/click2mail/docs",
-        "Click2Mail API reference",
-    ),
-}
-# Records known by their position in the batch (from 1), having no key of their own: what
-# the API that sends them calls each one, shown where a record's key would be.
-_KNOWN_BY_POSITION = {"mail.job": "job-{n}"}
 
 
 def _page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
@@ -130,7 +115,6 @@ def batch_page(request: Request, batch_id: str) -> HTMLResponse:
         profile_views=_PROFILE_VIEWS,
         columns=columns,
         elsewhere=_elsewhere(request),
-        position_keys=_KNOWN_BY_POSITION,
     )
 
 
@@ -153,29 +137,30 @@ def _file_types(request: Request) -> list[Entry]:
 
 
 def _elsewhere(request: Request) -> dict[str, dict[str, str]]:
-    """How the records of each type the new-import page does not take are sent instead, by
-    type: `text`, and `href` and `label` of a page that tells more."""
+    """How the records of each type the new-import page does not take are sent instead, said
+    where the dashboard would link to that page (which would show another type), by type:
+    `text`, and `href` and `label` of the page that describes the type (`BatchType.docs`)."""
     service: BatchService = request.app.state.service
     return {t.name: _sent_elsewhere(t) for t in service.batch_types() if not _takes_file(t)}
 
 
 def _sent_elsewhere(batch_type: BatchType) -> dict[str, str]:
-    if batch_type.name in _SENT_THROUGH:
-        text, href, label = _SENT_THROUGH[batch_type.name]
-    elif batch_type.generates:
-        text = (
+    docs = batch_type.docs
+    return {"text": docs.how_sent or _how_sent(batch_type), "href": docs.path, "label": docs.title}
+
+
+def _how_sent(batch_type: BatchType) -> str:
+    """How a type's records are sent, said from what it declares."""
+    if batch_type.generates:
+        return (
             f"{batch_type.name} records are made by loadbay itself, not read from a file, so there "
             "is no file to fix: once their cause is fixed, start a new batch through the API."
         )
-        href, label = "/docs", "API reference"
-    else:
-        needs = ", ".join(batch_type.attachments.values())
-        text = (
-            f"{batch_type.name} batches need {needs} before their records, which this dashboard "
-            "does not send: send them through the API."
-        )
-        href, label = "/docs", "API reference"
-    return {"text": text, "href": href, "label": label}
+    needs = ", ".join(batch_type.attachments.values())
+    return (
+        f"{batch_type.name} batches need {needs} before their records, which this dashboard "
+        "does not send: send them through the API."
+    )
 
 
 def _columns(catalog: list[Entry]) -> dict[str, dict[str, Any]]:

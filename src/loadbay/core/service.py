@@ -51,6 +51,7 @@ __all__ = ["NATIVE", "BatchService", "hash_key"]
 NATIVE = "api"  # the origin of the batches the native API (the dashboard, the CLI) creates
 
 T = TypeVar("T")
+Keyed = TypeVar("Keyed", ErrorRow, ErrorExample)  # a record's error, which names its record
 
 _RESULT_PAGE = 20
 _EXAMPLE_CHUNKS = 8  # chunks decoded at most to show error examples' values
@@ -346,23 +347,34 @@ class BatchService:
         field: str | None = None,
     ) -> list[ErrorRow]:
         """A page of the batch's record errors; with `code` only those of that code, with
-        `field` only those on that field ("": the errors of a whole record, with no field)."""
+        `field` only those on that field ("": the errors of a whole record, with no field).
+        Each names its record by the key its type shows (`BatchType.shown_key`)."""
         with self.rt.db.read() as conn:
-            self._get(conn, account, batch_id)
+            batch = self._get(conn, account, batch_id)
             if code is None and field is None:
-                return repo.errors_page(conn, batch_id, after_id, limit)
-            return repo.group_errors_page(conn, batch_id, code, field, after_id, limit)
+                rows = repo.errors_page(conn, batch_id, after_id, limit)
+            else:
+                rows = repo.group_errors_page(conn, batch_id, code, field, after_id, limit)
+        return [_shown(self.batch_type(batch.type), row) for row in rows]
 
     def error_summary(
         self, account: Account, batch_id: int, *, groups: int = 50, examples: int = 3
     ) -> tuple[int, list[ErrorGroup]]:
         """(record errors in all, the largest `groups` groups of them by code and field, each
-        with its first `examples` errors and the values they refused)."""
+        with its first `examples` errors, their records' keys as `errors` gives them, and the
+        values they refused)."""
         with self.rt.db.read() as conn:
-            self._get(conn, account, batch_id)
+            batch = self._get(conn, account, batch_id)
+            batch_type = self.batch_type(batch.type)
             total = repo.error_count(conn, batch_id)
             found = [
-                replace(g, examples=tuple(repo.error_examples(conn, batch_id, g.code, g.field, examples)))
+                replace(
+                    g,
+                    examples=tuple(
+                        _shown(batch_type, e)
+                        for e in repo.error_examples(conn, batch_id, g.code, g.field, examples)
+                    ),
+                )
                 for g in repo.error_groups(conn, batch_id, groups)
             ]
             indexes = [e.record_index for g in found for e in g.examples]
@@ -637,6 +649,11 @@ def _only(stream: Iterator[str], status_column: int, outcomes: frozenset[str]) -
     for part in stream:
         if kept := rows_of_status(part, status_column, outcomes):
             yield kept
+
+
+def _shown(batch_type: BatchType, error: Keyed) -> Keyed:
+    """The error with its record's key as the type shows it (a mail job's `job-3`)."""
+    return replace(error, external_id=batch_type.shown_key(error.record_index, error.external_id))
 
 
 def _with_values(groups: list[ErrorGroup], payloads: list[str]) -> list[ErrorGroup]:

@@ -18,7 +18,16 @@ from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.errors import UnknownType
 from loadbay.readers import READ_OPTIONS, Columns
 
-__all__ = ["ApplyContext", "BatchType", "ChildTotals", "GeneratedPage", "TypeRegistry", "field_errors"]
+__all__ = [
+    "API_REFERENCE",
+    "ApplyContext",
+    "BatchType",
+    "ChildTotals",
+    "DocsPage",
+    "GeneratedPage",
+    "TypeRegistry",
+    "field_errors",
+]
 
 _CODES = {
     "missing": "REQUIRED",
@@ -71,6 +80,20 @@ class GeneratedPage:
     after: str | None = None  # the cursor of the next page; None when this page is the last
 
 
+@dataclass(frozen=True, slots=True)
+class DocsPage:
+    """The page of this server that describes how a type's batches are made and sent: its
+    `path` and `title`, and `how_sent`, in a sentence or two, how its records are sent when
+    not as a file a person picks (empty: said from what the type declares)."""
+
+    path: str
+    title: str
+    how_sent: str = ""
+
+
+API_REFERENCE = DocsPage("/docs", "API reference")  # the native API's, which every type has
+
+
 class BatchType(ABC):
     """A kind of record loadbay can import: a pydantic schema, a key and a bulk apply."""
 
@@ -88,6 +111,12 @@ class BatchType(ABC):
     # True for a type whose batches loadbay makes itself (a carry-forward's children): it
     # works as any other, but GET /v1/types does not list it.
     internal: ClassVar[bool] = False
+    # The page that describes this type's batches (an API profile's reference, say, for a
+    # type whose batches are made through that vendor's API).
+    docs: ClassVar[DocsPage] = API_REFERENCE
+    # For a type whose records have no key of their own: what each is called by its position
+    # in the batch, `{n}` from 1 ("job-{n}"), wherever a record's key is shown (`shown_key`).
+    named_by_position: ClassVar[str | None] = None
 
     # Declared capabilities: what the pipeline may do with this type. A class that defines
     # the method named beside one must declare it in its own body (see __init_subclass__),
@@ -184,6 +213,13 @@ class BatchType(ABC):
     def external_id(self, raw: Mapping[str, Any]) -> str | None:
         value = raw.get(self.key)
         return None if value is None else str(value)
+
+    def shown_key(self, index: int, external_id: str | None) -> str | None:
+        """The key the record at `index` (from 0) is shown by to a client: its external id,
+        or the name its position gives it (`named_by_position`)."""
+        if self.named_by_position is None:
+            return external_id
+        return self.named_by_position.format(n=index + 1)
 
     def key_name(self) -> str | None:
         """The record's key as GET /v1/types lists it (TYPES.md): the key field by default;

@@ -221,7 +221,7 @@ def _error_message(batch: Batch, shown: list[ErrorRow]) -> str:
     if not shown:
         return ""
     refused = batch.counts.invalid + batch.counts.failed
-    reasons = "; ".join(f"job-{e.record_index + 1}: {e.message} ({e.code})" for e in shown)
+    reasons = "; ".join(f"{e.external_id}: {e.message} ({e.code})" for e in shown)
     more = "; …" if refused > len(shown) else ""
     return f"{refused} of {batch.counts.total} jobs have errors: {reasons}{more}"
 
@@ -253,8 +253,7 @@ def _job_fields(job: MailJob) -> dict[str, Any]:
 
 
 def _error_fields(row: ErrorRow) -> dict[str, Any]:
-    key = f"job-{row.record_index + 1}"
-    return {"jobKey": key, "field": row.field, "code": row.code, "description": row.message}
+    return {"jobKey": row.external_id, "field": row.field, "code": row.code, "description": row.message}
 
 
 def _tracking(

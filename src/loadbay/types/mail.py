@@ -29,7 +29,7 @@ from pypdf import PdfReader
 from sqlalchemy import Connection, insert, select
 
 from loadbay.core.intake import ATTACHMENTS
-from loadbay.core.types import ApplyContext, BatchType
+from loadbay.core.types import ApplyContext, BatchType, DocsPage
 from loadbay.db.tables import mail_jobs
 from loadbay.domain.models import Batch
 from loadbay.domain.records import Action, Applied, FieldError, StagedRecord
@@ -38,6 +38,7 @@ from loadbay.types.numbers import Integer
 
 __all__ = [
     "DOCUMENT",
+    "JOB_KEY",
     "LIVE_STATUS",
     "TEST_STATUS",
     "Address",
@@ -50,6 +51,7 @@ __all__ = [
 ]
 
 DOCUMENT = "document"
+JOB_KEY = "job-{n}"  # a job's name, by its position in the batch from 1, as Click2Mail names it
 LIVE_STATUS = "Queued"
 TEST_STATUS = "Processed"
 _PDF_MAGIC = b"%PDF-"
@@ -156,6 +158,14 @@ class MailJobType(BatchType):
         "attachment), print options and recipients. Jobs are known by position (job-<n>)."
     )
     attachments = {DOCUMENT: "the PDF the jobs print from"}
+    named_by_position = JOB_KEY
+    docs = DocsPage(
+        "/compat/click2mail/docs",
+        "Click2Mail API reference",
+        "Mail jobs print from their batch's PDF, so they are sent through the Click2Mail API, not "
+        "from this dashboard: a new Click2Mail batch takes the PDF and a batch XML of the jobs (to "
+        "send refused jobs again, that XML with them fixed).",
+    )
     # Its check reads only the PDF's page count, which applying does not change; jobs are
     # still made only once the whole manifest is validated, as before this was declared.
     applies_while_validating = False
@@ -247,7 +257,7 @@ class MailJob:
 
     @property
     def key(self) -> str:
-        return f"job-{self.position}"
+        return JOB_KEY.format(n=self.position)
 
 
 def jobs_page(conn: Connection, batch: Batch, after_position: int, limit: int) -> list[MailJob]:

@@ -31,7 +31,6 @@ const base = `/v1/batches/${id}`;
 const ERRORS_PAGE = 20;
 const catalog = JSON.parse($("#catalog").textContent); // the types the dashboard sends files of
 const elsewhere = JSON.parse($("#elsewhere").textContent); // how the other types' records are sent: {text, href, label}
-const positionKeys = JSON.parse($("#position-keys").textContent); // types whose records are known by position: "job-{n}"
 
 const state = {
   batch: null,
@@ -433,13 +432,6 @@ function wireDownloads() {
 
 // errors -------------------------------------------------------------------------------------
 
-/** A record's key: its external id; for a type whose records have none and are known by their
- *  position, the name its API gives each one (job-1 for the first); else null. */
-function recordKey(e) {
-  const named = positionKeys[state.batch.type];
-  return e.external_id ?? (named ? named.replace("{n}", String(e.index + 1)) : null);
-}
-
 const SHORT_VALUE = 80; // characters of a nested value shown (the whole of it: on hover)
 
 /** A refused value as a person reads it: text as it is, in quotes; nested values (a job's
@@ -468,7 +460,7 @@ function inWords(value) {
 }
 
 function example(e) {
-  const key = recordKey(e);
+  const key = e.external_id; // the record's key as its type shows it (a mail job's: job-1)
   return h(
     "li",
     {},
@@ -523,7 +515,7 @@ function errorRow(e) {
     "tr",
     {},
     h("td", { class: "num", "data-label": "Record" }, `#${count(e.index + 1)}`),
-    h("td", { "data-label": "Key" }, recordKey(e) ? h("code", {}, recordKey(e)) : "–"),
+    h("td", { "data-label": "Key" }, e.external_id ? h("code", {}, e.external_id) : "–"),
     h("td", { "data-label": "Field" }, e.field ? h("code", {}, e.field) : "–"),
     h("td", { "data-label": "Code" }, h("code", { class: "code" }, e.code)),
     h("td", { "data-label": "Message", class: "wrap" }, e.message),
