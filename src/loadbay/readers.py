@@ -147,7 +147,8 @@ class RawRecord:
 
     `values` maps field names to values (CSV: `str`; an empty cell is an absent
     key). `problem` is `(code, message)` when this one record could not be
-    read; `values` is then empty.
+    read; `values` then holds what could be read of it (a CSV row with too many
+    cells: the cells under the header's columns), often nothing.
     """
 
     values: dict[str, Any]
@@ -991,7 +992,7 @@ def _csv_records(source: _CsvSource, reader: Any, layout: _CsvLayout) -> Iterato
                     problem = _row_problem(source, row, start, end, width)
                     if problem is not None:
                         start = source.start = end + 1
-                        yield RawRecord({}, problem)
+                        yield _unread(row, problem, layout)
                         continue
                 start = source.start = end + 1
                 if size < 2 and (not size or row[0].isspace()):  # a blank line
@@ -1031,7 +1032,7 @@ def _csv_blocks(source: _CsvSource, reader: Any, layout: _CsvLayout) -> Iterator
                     if problem is not None:
                         start = source.start = end + 1
                         yield from _flushed(rows, layout, parsed)
-                        yield RawRecord({}, problem)
+                        yield _unread(row, problem, layout)
                         continue
                 start = source.start = end + 1
                 if size < 2 and (not size or row[0].isspace()):  # a blank line
@@ -1093,6 +1094,16 @@ def _row_problem(
     if len(row) > width:
         return ("MALFORMED_ROW", f"row has {len(row)} cells; the header has {width}")
     return ("MALFORMED_ROW", _NUL_IN_ROW) if nul else None
+
+
+def _unread(row: list[str], problem: tuple[str, str], layout: _CsvLayout) -> RawRecord:
+    """A row read as no record, with its problem. One with more cells than the header keeps
+    its cells under the header's columns, as far as the header goes: its key cell gives its
+    external id, and its result row shows them. One over the size limit, or holding a NUL
+    character, keeps none."""
+    if len(row) <= layout.width or problem[0] != "MALFORMED_ROW" or any("\x00" in cell for cell in row):
+        return RawRecord({}, problem)
+    return RawRecord({name: row[i] for i, name in layout.pairs if row[i]}, problem)
 
 
 def _csv_syntax_message(exc: csv.Error, start: int, end: int) -> str:

@@ -325,6 +325,26 @@ def test_csv_row_with_too_many_cells_is_one_invalid_record(client: httpx.Client,
     assert_fresh(client, [f"{p}2"])  # the malformed row was not applied
 
 
+def test_a_row_with_too_many_cells_is_named_by_its_key_cell(client: httpx.Client, p: str) -> None:
+    """Its external id is its key cell's, in the errors and in the result and refused files,
+    which show its cells under the header's columns (it was external_id null, cells empty)."""
+    body = f"customer_number,name,email\n{p}1,One,\n{p}2,Smith, Jo,jo@example.com\n".encode()
+    done = run(client, body)
+    assert (done["counts"]["invalid"], done["counts"]["succeeded"]) == (1, 1), done
+    [error] = record_errors(client, done["id"])
+    assert (error["index"], error["external_id"], error["code"]) == (1, f"{p}2", "MALFORMED_ROW"), error
+    summary = client.get(f"/v1/batches/{done['id']}/errors/summary").json()
+    assert [e["external_id"] for g in summary["groups"] for e in g["examples"]] == [f"{p}2"]
+    row = results(client, done["id"])[1]
+    refused = client.get(
+        f"/v1/batches/{done['id']}/results", params={"outcome": "invalid,failed,unprocessed"}
+    )
+    [refused_row] = list(csv.DictReader(io.StringIO(refused.text)))
+    for shown in (row, refused_row):
+        assert (shown["customer_number"], shown["name"], shown["email"]) == (f"{p}2", "Smith", " Jo"), shown
+        assert (shown["loadbay_status"], shown["loadbay_error_code"]) == ("invalid", "MALFORMED_ROW"), shown
+
+
 def test_jsonl_bad_line_is_one_invalid_record(client: httpx.Client, p: str) -> None:
     lines = [
         json.dumps({"customer_number": f"{p}1", "name": "One"}),

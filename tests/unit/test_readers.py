@@ -123,9 +123,12 @@ def test_csv_header_only_has_no_records() -> None:
 
 
 def test_csv_row_with_extra_cells_is_a_record_problem() -> None:
-    records = list(read(b"name,email,age\nAda,a,1,2,3\nBob,b,2\n"))
-    assert records[0] == RawRecord({}, ("MALFORMED_ROW", "row has 5 cells; the header has 3"))
+    """It keeps the cells under the header's columns (its key, what its result row shows)."""
+    records = list(read(b"name,email,age\nAda,a,1,2,3\nBob,b,2\n,,,4\n"))
+    problem = ("MALFORMED_ROW", "row has 5 cells; the header has 3")
+    assert records[0] == RawRecord({"name": "Ada", "email": "a", "age": "1"}, problem)
     assert records[1] == RawRecord({"name": "Bob", "email": "b", "age": "2"}, None)
+    assert records[2] == RawRecord({}, ("MALFORMED_ROW", "row has 4 cells; the header has 3"))
 
 
 def test_csv_short_row_leaves_trailing_cells_absent() -> None:
