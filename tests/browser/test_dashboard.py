@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 from playwright.sync_api import Page, expect
@@ -297,6 +298,51 @@ def test_the_search_finds_a_batch_by_its_description(page: Page, dashboard: Serv
     expect(page.get_by_text("No batches match these filters.")).to_be_visible()
     page.get_by_role("link", name="Clear", exact=True).click()
     expect(page.locator("#batches tbody tr")).to_have_count(3)
+
+
+LONG_ID = "s3://exports-prod/customers/2026/03/01/full-export-part-0001-of-0042.csv"
+UUID_ID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+WORDS_ID = "2026-04 customers by region"
+LONG_DESCRIPTION = "Nightly sync from the ERP, all regions, " * 6
+
+
+def test_long_job_ids_and_descriptions_keep_a_row_short(page: Page, dashboard: Server, key: str) -> None:
+    """A job id wraps only between its words, and a word too long for the column (a path, a
+    UUID) keeps its start and end around "…", the whole id on hover and to a screen reader; a
+    description takes at most two lines under it. The row is no taller than three lines, where
+    a long id wrapped over four at its slashes and hyphens."""
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        for spec in (
+            {"job_id": WORDS_ID},
+            {"job_id": UUID_ID},
+            {"job_id": LONG_ID, "description": LONG_DESCRIPTION},
+        ):
+            client.post("/v1/batches", json={"type": "billing.customer", **spec}).raise_for_status()
+    sign_in(page, dashboard, key)
+    rows = page.locator("#batches tbody tr")
+    expect(rows.locator(".job-id")).to_have_count(3)
+    long_row, uuid_row, words_row = rows.nth(0), rows.nth(1), rows.nth(2)  # newest first
+    for row, whole, shown in (
+        (long_row, LONG_ID, "s3://exports-…f-0042.csv"),
+        (uuid_row, UUID_ID, "7c9e6679-7425…7fc1f90ae7"),
+    ):
+        expect(row.locator(".job-id")).to_have_attribute("title", whole)
+        expect(row.locator('.job-id [aria-hidden="true"]')).to_have_text(shown)
+        expect(row.locator(".job-id .sr-only")).to_have_text(whole)
+    expect(words_row.locator(".job-id")).to_have_text(WORDS_ID)
+    expect(words_row.locator(".job-id")).not_to_have_attribute("title", re.compile(".*"))
+    expect(long_row.locator(".job-description")).to_have_attribute("title", LONG_DESCRIPTION)
+    line = _height(uuid_row.locator(".job-id"))
+    assert _height(long_row.locator(".job-id")) == line, "a shortened id is one line"
+    assert _height(words_row.locator(".job-id")) <= 2 * line, "an id of words wraps between them"
+    assert _height(long_row.locator(".job-description")) < 3 * line, "a description is at most two lines"
+    assert _height(long_row) < 4.5 * line, "the row is no taller than about three lines and its padding"
+
+
+def _height(element: Any) -> float:
+    box = element.bounding_box()
+    assert box is not None
+    return float(box["height"])
 
 
 def test_fix_the_refused_records_and_import_them_again(

@@ -35,9 +35,35 @@ function refused(counts) {
   return counts.invalid + counts.failed + counts.unprocessed;
 }
 
+const SHOWN_WORD = 24; // characters of one word of a job id shown (monospace, so they take one width)
+const WORD_TAIL = 10; // of those, the word's last: ids that differ often differ at the end
+
+/** A job id that wraps only between its words, never inside one (at a UUID's or a path's
+ *  hyphens and slashes); a word too long for the column keeps its start and its end around
+ *  "…", and then the whole id is on hover (title) and read to screen readers. */
+function jobId(id) {
+  const words = id.split(" ");
+  const shown = words.map(shortWord);
+  const line = shown.flatMap((word, i) => [i ? " " : null, h("span", { class: "word" }, word)]);
+  if (shown.every((word, i) => word === words[i])) return h("code", { class: "job-id" }, line);
+  return h("code", { class: "job-id", title: id }, h("span", { "aria-hidden": "true" }, line), h("span", { class: "sr-only" }, id));
+}
+
+function shortWord(word) {
+  const chars = Array.from(word); // code points, so "…" never splits one
+  if (chars.length <= SHOWN_WORD) return word;
+  return `${chars.slice(0, SHOWN_WORD - WORD_TAIL - 1).join("")}…${chars.slice(-WORD_TAIL).join("")}`;
+}
+
+/** The job id, and under it the description (cut short after two lines, whole on hover). */
+function jobCell(batch) {
+  if (!batch.job_id && !batch.description) return h("span", { class: "muted" }, "–");
+  const description = batch.description && h("span", { class: "job-description", title: batch.description }, batch.description);
+  return [batch.job_id && jobId(batch.job_id), description];
+}
+
 function row(batch) {
   const link = `/batches/${batch.id}`;
-  const label = [batch.job_id, batch.description].filter(Boolean);
   const bad = refused(batch.counts);
   const cell = (name, label, ...content) => h("td", { class: `c-${name}`, "data-label": label }, ...content);
   return h(
@@ -45,7 +71,7 @@ function row(batch) {
     { "data-id": batch.id, "data-status": batch.status },
     cell("batch", "Batch", h("a", { href: link, class: "batch-link" }, `Batch ${batch.id}`), batch.test ? h("span", { class: "tag tag-test" }, "test") : null),
     cell("type", "Type", h("code", {}, batch.type)),
-    cell("job", "Job id / description", label.length ? label.join(" · ") : h("span", { class: "muted" }, "–")),
+    cell("job", "Job id / description", jobCell(batch)),
     cell("status", "Status", badge(batch)),
     cell("progress", "Progress", progressCell(batch)),
     cell("records", "Records", count(batch.progress.total)),
