@@ -148,11 +148,14 @@ class RawRecord:
     `values` maps field names to values (CSV: `str`; an empty cell is an absent
     key). `problem` is `(code, message)` when this one record could not be
     read; `values` then holds what could be read of it (a CSV row with too many
-    cells: the cells under the header's columns), often nothing.
+    cells: the cells under the header's columns), often nothing, and `text` the
+    record's text when it could not be read as values at all (a JSON Lines line
+    that is not a JSON object), for its result row to show.
     """
 
     values: dict[str, Any]
     problem: tuple[str, str] | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1316,10 +1319,17 @@ def _jsonl_record(text: str, number: int, keys: _KeyMap) -> RawRecord:
     try:
         value = _parse_json(text)
     except (ValueError, RecursionError) as exc:
-        return _problem("INVALID_JSON", f"line {number}: {_json_error(exc, text)}")
+        return _unread_line(text, f"line {number}: {_json_error(exc, text)}")
     if not isinstance(value, dict):
-        return _problem("INVALID_JSON", f"line {number}: expected an object, got {_kind(value)}")
+        return _unread_line(text, f"line {number}: expected an object, got {_kind(value)}")
     return keys.record(value, "line", number)
+
+
+def _unread_line(text: str, message: str) -> RawRecord:
+    """A JSON Lines line that is no JSON object: INVALID_JSON, with its text as it can be
+    shown (without the white space around it; a character no text column holds as U+FFFD)."""
+    shown = _UNSTORABLE.sub("\ufffd", text.strip())
+    return RawRecord({}, ("INVALID_JSON", message), shown)
 
 
 def _parse_json(text: str) -> Any:

@@ -362,6 +362,33 @@ def test_jsonl_bad_line_is_one_invalid_record(client: httpx.Client, p: str) -> N
     assert_fresh(client, [f"{p}2"])
 
 
+def test_an_unreadable_json_line_shows_its_text_in_the_refused_file(client: httpx.Client, p: str) -> None:
+    """Its row in the result and refused files has the line's text in the type's first column
+    (the cells were all empty); its key is not known, so its external id stays null."""
+    broken = '{"customer_number": "' + p + '2", "name": '
+    lines = [
+        json.dumps({"customer_number": f"{p}1", "name": "One"}),
+        f"  {broken}",
+        '["not", "an", "object"]',
+    ]
+    done = run(client, ("\n".join(lines) + "\n").encode(), JSONL)
+    assert (done["counts"]["invalid"], done["counts"]["succeeded"]) == (2, 1), done
+    errors = record_errors(client, done["id"])
+    assert [(e["index"], e["external_id"], e["code"]) for e in errors] == [
+        (1, None, "INVALID_JSON"),
+        (2, None, "INVALID_JSON"),
+    ]
+    refused = client.get(
+        f"/v1/batches/{done['id']}/results", params={"outcome": "invalid,failed,unprocessed"}
+    )
+    rows = list(csv.DictReader(io.StringIO(refused.text)))
+    assert [(r["customer_number"], r["name"], r["loadbay_error_code"]) for r in rows] == [
+        (broken.strip(), "", "INVALID_JSON"),  # without the white space around it
+        ('["not", "an", "object"]', "", "INVALID_JSON"),
+    ]
+    assert [r["customer_number"] for r in results(client, done["id"])] == [f"{p}1", broken.strip(), lines[2]]
+
+
 def test_page_item_that_is_not_an_object_is_one_invalid_record(client: httpx.Client, p: str) -> None:
     batch = create(client)
     items = [

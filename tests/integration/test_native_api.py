@@ -243,7 +243,7 @@ def test_json_lines_upload(server: Server, key: str) -> None:
     assert [(r["customer_number"], r["loadbay_status"]) for r in rows] == [
         ("J1", "succeeded"),
         ("J2", "succeeded"),
-        ("", "invalid"),
+        ("not json", "invalid"),  # the line's text, in the first column
         ("J3", "invalid"),
     ]
     assert rows[0]["balance"] == "12.5"

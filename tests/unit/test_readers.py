@@ -295,6 +295,14 @@ def test_jsonl_records_and_bad_lines_with_line_numbers() -> None:
     )
     assert records[2].problem == ("INVALID_JSON", "line 4: expected an object, got an array")
     assert records[4].problem == ("INVALID_JSON", "line 6: NaN is not valid JSON")
+    # an unreadable line keeps its text, to show in its result row
+    assert [r.text for r in records] == [None, '{"name": "Bob" "age": 2}', "[1, 2]", None, "NaN"]
+
+
+def test_an_unreadable_jsonl_line_keeps_its_text_as_text_can_hold_it() -> None:
+    [record] = read(b'  {"name": "A\x00", \r\n', "jsonl")
+    assert record.problem is not None and record.problem[0] == "INVALID_JSON"
+    assert record.text == '{"name": "A\ufffd",'  # (PostgreSQL's text holds no NUL)
 
 
 def test_jsonl_trailing_garbage_is_a_record_problem() -> None:
@@ -599,7 +607,7 @@ def test_jsonl_line_over_the_limit_is_its_own_problem_and_reading_goes_on() -> N
     assert read_limited(data, "jsonl", 100) == [
         RawRecord({"name": "x" * 87}),
         too_large("line 2", 100),
-        RawRecord({}, ("INVALID_JSON", "line 4: Expecting ',' delimiter (column 15)")),
+        RawRecord({}, ("INVALID_JSON", "line 4: Expecting ',' delimiter (column 15)"), '{"name": "Bob"'),
         too_large("line 5", 100),
     ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from loadbay.arrow import pa
 from loadbay.core.columns import ColumnChunk, records_to_columns, stage_columns
@@ -40,6 +41,7 @@ class Stager:
     def __init__(self, batch_type: BatchType, chunk_size: int) -> None:
         self._type = batch_type
         self._chunk_size = chunk_size
+        self._first_column = next(iter(batch_type.columns().names), None)
 
     def chunks(
         self, records: Iterable[RawRecord | RowBlock], seq: int = 0, first: int = 0
@@ -58,7 +60,7 @@ class Stager:
 
     def _chunk(self, seq: int, first: int, parts: list[RawRecord | RowBlock]) -> Chunk:
         plans = self._type.column_plans
-        if plans is not None:
+        if plans is not None and not _any_text(parts):
             names = [p.name for p in plans]
             found = _as_columns(names, parts)
             if found is not None:
@@ -72,7 +74,7 @@ class Stager:
         external_id = self._type.external_id(raw.values)
         if raw.problem is not None:
             code, message = raw.problem
-            return StagedRecord(index, external_id, raw.values, None, (FieldError(code, message),))
+            return StagedRecord(index, external_id, self._shown(raw), None, (FieldError(code, message),))
         data, errors = self._type.validate(raw.values)
         return StagedRecord(index, external_id, raw.values, data, errors)
 
@@ -90,9 +92,16 @@ class Stager:
             else:
                 code, message = raw.problem
                 staged.append(
-                    StagedRecord(index, external_id, raw.values, None, (FieldError(code, message),))
+                    StagedRecord(index, external_id, self._shown(raw), None, (FieldError(code, message),))
                 )
         return staged
+
+    def _shown(self, raw: RawRecord) -> dict[str, Any]:
+        """What a record's result row shows of it: its values; for a record that could not be
+        read as values, its text, in the type's first column (its external id stays unknown)."""
+        if raw.text is None or self._first_column is None:
+            return raw.values
+        return {self._first_column: raw.text}
 
 
 class _Pending:
@@ -154,6 +163,11 @@ def _as_columns(
     if len(pieces) == 1:
         return pieces[0], problems
     return {n: pa.concat_arrays([p[n] for p in pieces]) for n in names}, problems
+
+
+def _any_text(parts: Sequence[RawRecord | RowBlock]) -> bool:
+    """Whether a record of the parts is shown by its text (`Stager._shown`, on the record path)."""
+    return any(isinstance(part, RawRecord) and part.text is not None for part in parts)
 
 
 def _as_records(part: RawRecord | RowBlock) -> list[RawRecord]:
