@@ -6,17 +6,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 
 from loadbay.cli import EXIT_MEANINGS, ExitCode
+from loadbay.db.engine import alembic_config
 from tests.support.accounts import make_keys
-from tests.support.servers import Server, start_server
+from tests.support.servers import Server, _wait_healthy, free_port, start_server
 
 ROWS = 20_000
 HEADER = "customer_number,name,email\n"
@@ -99,6 +103,43 @@ def test_version_and_the_exit_codes_in_the_help(tmp_path: Path) -> None:
         assert re.search(rf"^\W*{command}\s", helped.stdout, re.M), command
     assert "Exit status" in run(env, "push", "--help").stdout
     assert len(set(ExitCode)) == len(ExitCode) == len(EXIT_MEANINGS)
+
+
+def serve_demo(data_dir: Path) -> list[str]:
+    """What `loadbay serve --demo` (`make run`) prints until it answers and its worker process
+    has started (and migrated too), in its lines; the server is stopped then."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOADBAY_")}
+    log = data_dir.parent / f"serve-{port}.log"
+    args = ["serve", "--port", str(port), "--demo", "--workers", "1", "--data-dir", str(data_dir)]
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "loadbay", *args], env=env, stdout=out, stderr=out)
+    server = Server(f"http://127.0.0.1:{port}", process, env, log)
+    try:
+        _wait_healthy(server)
+        deadline = time.monotonic() + 60
+        while "worker process 0 started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    return log.read_text().splitlines()
+
+
+def test_serve_demo_shows_its_address_and_key_first(tmp_path: Path) -> None:
+    """A newcomer's `make run` shows the server's address and the demo key at the top: the
+    migrations of a new database are one line (Alembic's were 13 before them, and 2 more per
+    worker process), and none once it is migrated."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    count, head = len(list(scripts.walk_revisions())), scripts.get_current_head()
+    migrated = f"INFO loadbay.db.engine: database migrated to revision {head} ({count} migrations applied)"
+    for start, said in (("new database", [migrated]), ("migrated database", [])):
+        lines = serve_demo(tmp_path / "data")
+        key_at = next(i for i, line in enumerate(lines) if line.startswith("demo account API key: lb_"))
+        before = [line for line in lines[:key_at] if line.strip()]
+        assert [line.split(" ", 2)[-1] for line in before[:-1]] == said, (start, lines)
+        assert before[-1].startswith("loadbay at http://127.0.0.1:"), (start, lines)
+        assert any("worker process 0 started" in line for line in lines), (start, lines)
+        assert not [line for line in lines if "alembic" in line], (start, lines)
 
 
 # accounts and push -----------------------------------------------------------------------------

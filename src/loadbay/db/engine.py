@@ -13,6 +13,7 @@ in time, a lost connection) from errors of the work itself.
 
 from __future__ import annotations
 
+import logging
 import select
 import sqlite3
 import time
@@ -25,11 +26,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.pool import QueuePool
+
+from loadbay.domain.text import many
 
 __all__ = [
     "SQLITE_LARGEST_ROWID",
@@ -39,6 +42,8 @@ __all__ = [
     "migrate",
     "schema_revisions",
 ]
+
+log = logging.getLogger(__name__)
 
 # SQLite gives a new row the largest rowid so far plus one while that stays below this; past
 # it, one at random (so ids of rows inserted together are a range only below it).
@@ -249,10 +254,41 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema (safe to run on every start)."""
+    """Bring the database at `url` to the newest schema (safe to run on every start). One line
+    at INFO says what it applied, if anything; each migration is logged at DEBUG, and only then
+    Alembic's own lines (a line per migration and two of its context, which every `serve` and
+    worker process printed ahead of anything a person reads)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), "head")
+    config = alembic_config(url)
+    applied: list[str] = []
+    config.attributes["on_version_apply"] = partial(_applied, applied)
+    with _alembic_quiet():
+        command.upgrade(config, "head")
+    if applied:
+        log.info(
+            "database migrated to revision %s (%s applied)", applied[-1], many(len(applied), "migration")
+        )
+
+
+def _applied(applied: list[str], *, step: MigrationInfo, **_: Any) -> None:
+    """Alembic's `on_version_apply` (see migrations/env.py): a migration step was applied."""
+    reached = step.destination_revision_ids
+    applied.extend(reached)
+    log.debug("applied migration %s: %s", ", ".join(reached), getattr(step.up_revision, "doc", ""))
+
+
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic's INFO lines only while this module's logger is at DEBUG."""
+    alembic = logging.getLogger("alembic")
+    level = alembic.level
+    if not log.isEnabledFor(logging.DEBUG):
+        alembic.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic.setLevel(level)
 
 
 def alembic_config(url: str) -> Config:

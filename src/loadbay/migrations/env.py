@@ -19,6 +19,8 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
+            # (loadbay.db.engine.migrate counts the migrations applied, to say so in one line)
+            on_version_apply=context.config.attributes.get("on_version_apply"),
         )
         with context.begin_transaction():
             context.run_migrations()
