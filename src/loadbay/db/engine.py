@@ -3,7 +3,9 @@
 `Database.write()` opens a transaction that takes SQLite's write lock at once
 (`BEGIN IMMEDIATE`), so a read-then-write transaction such as claiming a chunk
 can never interleave with another process's. PostgreSQL needs no such help:
-claims there use `FOR UPDATE SKIP LOCKED`.
+claims there use `FOR UPDATE SKIP LOCKED`. On SQLite the writers of every
+process also take turns (`WriterTurns`), so none waits while another takes
+the lock again and again.
 
 PostgreSQL sessions are set so that the backend of a client that vanished stops
 within seconds instead of running its statement on, holding its locks (see
@@ -13,7 +15,9 @@ in time, a lost connection) from errors of the work itself.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import select
 import sqlite3
 import time
@@ -38,6 +42,7 @@ __all__ = [
     "SQLITE_LARGEST_ROWID",
     "WORKER_PING_AFTER",
     "Database",
+    "WriterTurns",
     "is_interruption",
     "migrate",
     "schema_revisions",
@@ -76,18 +81,28 @@ class Database:
         self.url = url
         self.ping_after = ping_after
         self.is_sqlite = url.startswith("sqlite")
+        self._turns: WriterTurns | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, max(pool_size, readers))
+            self._turns = WriterTurns.beside(make_url(url).database)
         else:
             self.engine = _pg_engine(url, pool_size, lock_timeout, ping_after)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed on success, rolled back on error."""
-        with self.engine.connect() as conn:
+        with self._turn(), self.engine.connect() as conn:
             conn = conn.execution_options(loadbay_write=True)
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        if self._turns is None:
+            yield
+            return
+        with self._turns.turn():
+            yield
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -219,6 +234,51 @@ def is_interruption(exc: BaseException) -> bool:
         return getattr(orig, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     state = getattr(orig, "sqlstate", None)
     return isinstance(state, str) and (state in _INTERRUPTIONS or state.startswith("08"))
+
+
+class WriterTurns:
+    """SQLite's writers, in every process, take turns.
+
+    SQLite has one write lock, and a writer that finds it taken sleeps and tries again (1 to
+    100 ms apart): one that releases it and at once wants it again (a worker that applied a
+    chunk claims the next) takes it back before a sleeping one wakes, so the validating
+    worker waited seconds for each of its writes behind the applying one. Two `flock` files
+    beside the database make the turns fair: a writer holds the gate while it waits for the
+    writer lock and lets it go once it has that, so a writer that wants the lock again waits
+    at the gate behind the one waiting for it. A waiter is woken by the kernel when the lock
+    is let go, and a killed process's locks are let go with it. Each turn opens both files
+    anew: a lock belongs to its open file, so threads of one process take turns too.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._writer = path + "-writer"
+        self._gate = path + "-gate"
+
+    @classmethod
+    def beside(cls, database: str | None) -> WriterTurns | None:
+        """The turns of the SQLite database at that path (none for one in memory)."""
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        return cls(database)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the writers' turn: after every writer that was waiting when this one came."""
+        writer = _lock_file(self._writer)
+        try:
+            gate = _lock_file(self._gate)
+            try:
+                fcntl.flock(gate, fcntl.LOCK_EX)
+                fcntl.flock(writer, fcntl.LOCK_EX)
+            finally:
+                os.close(gate)
+            yield
+        finally:
+            os.close(writer)
+
+
+def _lock_file(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def _sqlite_engine(url: str, pool_size: int) -> Engine:
