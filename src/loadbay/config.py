@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     head_timeout: float = Field(default=10.0, gt=0)  # seconds for a request head to arrive whole
     body_timeout: float = Field(default=30.0, gt=0)  # seconds a request body may send nothing
     max_record_bytes: int = Field(default=1024**2, ge=1)  # bytes of a CSV row, JSON Lines line, array item
-    chunk_size: int = Field(default=2000, ge=1)
+    chunk_size: int = Field(default=4000, ge=1)
     lease_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)  # attempts whose work raised, per chunk or validation
     max_interruptions: int = Field(default=20, ge=1)  # attempts whose worker died, lost its lease, …
