@@ -61,7 +61,8 @@ def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]
 def test_status_is_the_batch_as_listed(client: httpx.Client) -> None:
     """Open (with a page: a total known), completed (an outcome, eta 0), and one with options,
     a description and a job id: each answered as the list renders it, with its headers."""
-    paged = _create(client, description="pages – ü", job_id="status-reads-1", options={"a": [1, "b"]})
+    options = {"csv_delimiter": "semicolon", "unknown_columns": "refuse"}
+    paged = _create(client, description="pages – ü", job_id="status-reads-1", options=options)
     page = client.put(f"/v1/batches/{paged}/pages/1", json=[{"customer_number": "P1", "name": "A"}])
     assert page.status_code == 200, page.text
     done = _create(client)
