@@ -42,6 +42,7 @@ from loadbay.config import Settings
 from loadbay.core.metrics import serve_process_metrics
 from loadbay.core.runtime import Runtime
 from loadbay.core.worker import WorkerPool
+from loadbay.malloc import return_big_buffers
 from loadbay.types import default_registry
 
 __all__ = ["STOP_SECONDS", "WorkerProcesses", "main"]
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--base-url")
     options = parser.parse_args(argv)
     os.nice(NICENESS)
+    return_big_buffers()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
     )

@@ -26,6 +26,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from loadbay.config import Settings
+from loadbay.malloc import return_big_buffers
 
 __all__ = ["GuardedH11Protocol", "run"]
 
@@ -125,6 +126,7 @@ def guarded_protocol(settings: Settings) -> type[GuardedH11Protocol]:
 
 def run(app: Any, host: str, port: int, settings: Settings) -> None:
     """Serve `app` until stopped, with the request limits of `settings`."""
+    return_big_buffers()
     _fewer_collections()
     uvicorn.run(
         app,
