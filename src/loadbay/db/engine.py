@@ -242,7 +242,7 @@ class WriterTurns:
     SQLite has one write lock, and a writer that finds it taken sleeps and tries again (1 to
     100 ms apart): one that releases it and at once wants it again (a worker that applied a
     chunk claims the next) takes it back before a sleeping one wakes, so the validating
-    worker waited seconds for each of its writes behind the applying one. Two `flock` files
+    worker's writes waited seconds in all behind the applying one's. Two `flock` files
     beside the database make the turns fair: a writer holds the gate while it waits for the
     writer lock and lets it go once it has that, so a writer that wants the lock again waits
     at the gate behind the one waiting for it. A waiter is woken by the kernel when the lock
@@ -263,7 +263,8 @@ class WriterTurns:
 
     @contextmanager
     def turn(self) -> Iterator[None]:
-        """Hold the writers' turn: after every writer that was waiting when this one came."""
+        """Hold the writers' turn: after the writer holding it, and after the one waiting
+        for it at the gate, if any (the others waiting at the gate go in no set order)."""
         writer = _lock_file(self._writer)
         try:
             gate = _lock_file(self._gate)
