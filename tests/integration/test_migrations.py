@@ -48,3 +48,31 @@ def test_staging_keys_compare_bytes_on_postgresql(database_url: str) -> None:
         migrate(url)
     finally:
         engine.dispose()
+
+
+def test_staging_keys_are_one_btree_on_sqlite_and_kept_both_ways(database_url: str) -> None:
+    """SQLite's batch_keys is WITHOUT ROWID from 0012 (no index beside the table), and the
+    keys of a validation under way survive the migration and its downgrade."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    config = alembic_config(database_url)
+    command.upgrade(config, "0011")
+    engine = create_engine(database_url)
+    keys = [(1, "a"), (1, "b"), (2, "a")]
+    schema = text("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'batch_keys'")
+    read = text("SELECT batch_id, key FROM batch_keys ORDER BY batch_id, key")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO batch_keys VALUES (:b, :k)"), [{"b": b, "k": k} for b, k in keys])
+        migrate(database_url)
+        with engine.connect() as conn:
+            objects = conn.execute(schema).all()
+            assert [(kind, name) for kind, name, _ in objects] == [("table", "batch_keys")]
+            assert "WITHOUT ROWID" in objects[0][2]
+            assert [tuple(row) for row in conn.execute(read)] == keys
+        command.downgrade(config, "0011")
+        with engine.connect() as conn:
+            assert "WITHOUT ROWID" not in conn.execute(schema).all()[0][2]
+            assert [tuple(row) for row in conn.execute(read)] == keys
+    finally:
+        engine.dispose()

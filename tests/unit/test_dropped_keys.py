@@ -118,18 +118,3 @@ def test_claimed_keys_are_those_not_seen_before(service: BatchService) -> None:
     other, _ = service.create(account, NewBatch("billing.customer"))
     with service.rt.db.write() as conn:  # another batch's keys are its own
         assert repository.claim_keys(conn, other.id, ["A", "Z"]) == {"A", "Z"}
-
-
-def test_keys_are_claimed_past_the_largest_rowid(service: BatchService) -> None:
-    """SQLite: once batch_keys' rowids near 2**63 - 1, new rows take random ones, and the
-    claim reads back the rows its insert returns instead."""
-    if not service.rt.db.is_sqlite:
-        pytest.skip("SQLite's rowids")
-    account, batch, _ = imported(service, "acme")
-    other, _ = service.create(account, NewBatch("billing.customer"))
-    with service.rt.db.write() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO batch_keys (rowid, batch_id, key) VALUES (?, ?, 'X')", (2**63 - 2, other.id)
-        )
-        assert repository.claim_keys(conn, batch.id, ["A", "B"]) == {"A", "B"}
-        assert repository.claim_keys(conn, batch.id, ["B", "C"]) == {"C"}

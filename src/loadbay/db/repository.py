@@ -34,7 +34,6 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from loadbay.db.engine import SQLITE_LARGEST_ROWID
 from loadbay.db.tables import (
     accounts,
     api_keys,
@@ -459,16 +458,20 @@ def claim_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]
 
     One INSERT … ON CONFLICT DO NOTHING with the keys as one JSON parameter (faster than an
     array on PostgreSQL): the unique index decides, so no lookup depends on the planner's
-    statistics, and the statement text is short enough to stay prepared.
+    statistics, and the statement text is short enough to stay prepared. (SQLite's table has
+    no rowids since 0012, which told the new rows apart without reading them back: the claim
+    runs only after a key was met again in the batch, or on the record path.)
     """
     if not keys:
         return set()
-    values = json.dumps(list(keys))
-    if conn.dialect.name == "sqlite":
-        return _claim_sqlite_keys(conn, batch_id, keys, values)
-    source = "SELECT :batch_id, k FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k"
+    # (SQLite's parser needs a WHERE in an upsert's SELECT)
+    source = "SELECT :batch_id, value FROM json_each(:keys) WHERE true"
+    if conn.dialect.name == "postgresql":
+        source = "SELECT :batch_id, k FROM jsonb_array_elements_text(CAST(:keys AS jsonb)) AS k"
     statement = text(f"INSERT INTO batch_keys (batch_id, key) {source} ON CONFLICT DO NOTHING RETURNING key")
-    return set(conn.execute(statement, {"batch_id": batch_id, "keys": values}).scalars().all())
+    return set(
+        conn.execute(statement, {"batch_id": batch_id, "keys": json.dumps(list(keys))}).scalars().all()
+    )
 
 
 class KeySeen(Exception):
@@ -490,27 +493,6 @@ def insert_new_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> Non
         conn.execute(statement, {"batch_id": batch_id, "keys": json.dumps(list(keys))})
     except IntegrityError as exc:
         raise KeySeen() from exc
-
-
-def _claim_sqlite_keys(conn: Connection, batch_id: int, keys: Sequence[str], values: str) -> set[str]:
-    """`claim_keys` on SQLite, without reading the new rows back when every key was new (it
-    runs under the one write lock, once per chunk: 2,000 rows read back took ~1.5 ms of it).
-    Else the new rows are those above the largest rowid before: while the write lock is held,
-    SQLite gives each new row the largest so far plus one (below 2**63 - 1; past it, one at
-    random, and then the rows are read back)."""
-    statement = "INSERT INTO batch_keys (batch_id, key) SELECT ?, value FROM json_each(?) WHERE true"
-    cursor = conn.connection.cursor()
-    try:
-        top = cursor.execute("SELECT max(rowid) FROM batch_keys").fetchone()[0] or 0
-        if top + len(keys) >= SQLITE_LARGEST_ROWID:
-            returned = cursor.execute(f"{statement} ON CONFLICT DO NOTHING RETURNING key", (batch_id, values))
-            return {row[0] for row in returned}
-        cursor.execute(f"{statement} ON CONFLICT DO NOTHING", (batch_id, values))
-        if cursor.rowcount == len(keys):
-            return set(keys)
-        return {row[0] for row in cursor.execute("SELECT key FROM batch_keys WHERE rowid > ?", (top,))}
-    finally:
-        cursor.close()
 
 
 def seen_keys(conn: Connection, batch_id: int, keys: Sequence[str]) -> set[str]:

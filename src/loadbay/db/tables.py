@@ -241,6 +241,7 @@ batch_keys = Table(
     metadata,
     Column("batch_id", Id, primary_key=True),
     Column("key", StagingKey, primary_key=True),
+    sqlite_with_rowid=False,  # one B-tree, its primary key (migration 0012)
 )
 
 # What each valid record of a batch's children adds to one of the batch's records (see
