@@ -22,7 +22,7 @@ import select
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from importlib import resources
 from pathlib import Path
@@ -91,18 +91,11 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A read-write transaction, committed on success, rolled back on error."""
-        with self._turn(), self.engine.connect() as conn:
+        turn = self._turns.turn() if self._turns is not None else nullcontext()
+        with turn, self.engine.connect() as conn:
             conn = conn.execution_options(loadbay_write=True)
             with conn.begin():
                 yield conn
-
-    @contextmanager
-    def _turn(self) -> Iterator[None]:
-        if self._turns is None:
-            yield
-            return
-        with self._turns.turn():
-            yield
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
