@@ -108,6 +108,29 @@ def test_run_plain_tells_each_row_by_its_action_and_id_as_text(conn: Connection)
     assert mixed == [("created", str(stored(conn, "c")["id"])), ("unchanged", a), ("updated", b)]
 
 
+def test_rows_made_ready_before_the_write_take_its_time_stamp(
+    conn: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ready` makes SQLite's driver rows before the write transaction (on SQLite it holds the
+    one write lock): the write makes none, and each row takes the write's own time stamp, also
+    when the same rows are written again after a rolled-back attempt."""
+    spec = replace(PLAIN, on_create=("status",))
+    rows = [thing("a"), thing("b", colour="blue")]
+    upsert = Upsert.of_columns(spec, [[row[name] for row in rows] for name in spec.columns]).ready(
+        conn.dialect
+    )
+    if conn.dialect.name == "sqlite":
+        monkeypatch.setattr(Upsert, "_driver_rows", lambda *_: pytest.fail("driver rows made in the write"))
+    with conn.begin_nested() as attempt:
+        upsert.run_plain(conn, T0)
+        attempt.rollback()
+    later = T0 + timedelta(hours=1)
+    assert [action for action in upsert.run_plain(conn, later)[0]] == ["created", "created"]
+    for name in "ab":
+        assert (stored(conn, name)["created_at"], stored(conn, name)["updated_at"]) == (later, later)
+    assert stored(conn, "b")["colour"] == "blue"
+
+
 def test_the_scope_is_part_of_the_key(conn: Connection) -> None:
     mine = run(conn, PLAIN, thing("a", scope=1))
     theirs = run(conn, PLAIN, thing("a", scope=2), thing("a", scope=3, colour="blue"))

@@ -26,7 +26,7 @@ from functools import partial
 from itertools import islice
 from typing import Any, BinaryIO, TypeVar, cast
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from loadbay.core import metrics, settle, totals, webhooks
@@ -454,7 +454,7 @@ def _generated(rt: Runtime, batch: Batch, batch_type: BatchType) -> Iterator[Raw
     after: str | None = None
     while True:
         with rt.db.read() as conn:
-            page = batch_type.generate(conn, _context(batch), after)
+            page = batch_type.generate(conn, _context(batch, rt.db.engine.dialect), after)
         yield from (RawRecord(dict(values)) for values in page.records)
         if page.after is None:
             return
@@ -578,7 +578,7 @@ def _checked(
 ) -> list[StagedRecord]:
     """The type's own rules (`check`), then its child totals. The keys of refused records are released: like
     any invalid record's key, they are not "seen" (no later DUPLICATE_KEY, no parent found)."""
-    checked = batch_type.check(conn, _context(batch), records)
+    checked = batch_type.check(conn, _context(batch, conn.dialect), records)
     checked = totals.check(conn, batch_type, batch.id, checked)
     pairs = zip(records, checked, strict=True)
     refused = [before.data for before, after in pairs if before.data is not None and after.data is None]
@@ -742,7 +742,7 @@ def _apply_and_settle(rt: Runtime, claim: queue.ChunkClaim) -> None:
     the result rows) first, then write in one transaction: on SQLite it holds the one write
     lock, which the validating worker needs too."""
     batch = _load(rt, claim.batch_id)
-    batch_type, ctx = rt.types.get(batch.type), _context(batch)
+    batch_type, ctx = rt.types.get(batch.type), _context(batch, rt.db.engine.dialect)
     if is_column_payload(claim.payload):
         _apply_columns(rt, claim, batch.type, batch_type, ctx)
         return
@@ -831,8 +831,8 @@ def _renew_chunk(rt: Runtime, claim: queue.ChunkClaim, conn: Connection) -> bool
     return queue.extend_chunk(conn, claim.id, claim.attempt, until)
 
 
-def _context(batch: Batch) -> ApplyContext:
-    return ApplyContext(batch.account_id, batch.id, batch.test, batch.options)
+def _context(batch: Batch, dialect: Dialect) -> ApplyContext:
+    return ApplyContext(batch.account_id, batch.id, batch.test, batch.options, dialect)
 
 
 def _spend(rt: Runtime, claim: queue.ChunkClaim, reason: FieldError) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, BinaryIO, ClassVar
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Dialect
 
 from loadbay.core.columns import ColumnApplied, ColumnChunk, FieldPlan, Rule, rules_for
 from loadbay.domain.models import NewBatch
@@ -51,12 +51,15 @@ _CODES = {
 
 @dataclass(frozen=True, slots=True)
 class ApplyContext:
-    """What a batch type knows about the batch whose chunk it applies."""
+    """What a batch type knows about the batch whose chunk it applies. `dialect`: the
+    database's, so `prepare` can make driver rows before the write transaction (None: not
+    known, they are made inside it)."""
 
     account_id: int
     batch_id: int
     test: bool
     options: Mapping[str, Any]
+    dialect: Dialect | None = None
 
 
 @dataclass(frozen=True, slots=True)

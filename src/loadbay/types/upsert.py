@@ -106,7 +106,7 @@ class Upsert:
     columns' types (a decimal may be its text). The keys must be distinct.
     """
 
-    __slots__ = ("_cell_rows", "_columns", "_newest_at", "keys", "rows", "spec")
+    __slots__ = ("_cell_rows", "_columns", "_newest_at", "_stampless", "keys", "rows", "spec")
 
     def __init__(self, spec: UpsertSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         names = spec.columns
@@ -132,6 +132,23 @@ class Upsert:
             raise ValueError(f"{spec.table.name}: the same key twice in one upsert")
         self._columns: Sequence[list[Any]] | None = None
         self._newest_at = None if spec.newest is None else spec.looked_up.index(spec.newest)
+        self._stampless: list[list[Any]] | None = None
+
+    def ready(self, dialect: Dialect | None) -> Upsert:
+        """Make the rows as SQLite's driver takes them now, before the write transaction (on
+        SQLite it holds the one write lock), with a last cell left for the write's time stamp;
+        nothing for another database (or None)."""
+        if dialect is not None and dialect.name == "sqlite":
+            self._stampless = list(map(list, self._driver_rows(dialect, (None,))))
+        return self
+
+    def _sqlite_rows(self, dialect: Dialect, stamp: Any) -> Sequence[Sequence[Any]]:
+        """The driver rows, each ending with the write's time stamp (made `ready` or now)."""
+        if self._stampless is None:
+            return self._driver_rows(dialect, (stamp,))
+        for row in self._stampless:
+            row[-1] = stamp
+        return self._stampless
 
     @property
     def _cells(self) -> list[list[Any]]:
@@ -173,7 +190,7 @@ class Upsert:
     def _plain_sqlite(self, conn: Connection, now: datetime) -> tuple[list[str | None], list[str | None]]:
         spec = self.spec
         stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
-        rows = self._driver_rows(conn.dialect, (stamp,))
+        rows = self._sqlite_rows(conn.dialect, stamp)
         created = _insert_new(conn, spec, rows)
         if isinstance(created, range):  # every row is new
             return ["created"] * len(self.keys), list(map(str, created))
@@ -210,13 +227,13 @@ class Upsert:
         largest before is ours); the others as `_merge_sqlite` merges them."""
         spec = self.spec
         stamp = _processor(conn.dialect, spec.table, "updated_at")(now)
-        rows = self._driver_rows(conn.dialect, (stamp,))
+        rows = self._sqlite_rows(conn.dialect, stamp)
         if spec.read or spec.newest is not None:
             return self._merge_sqlite(conn, list(range(len(rows))), rows)
         return self._settled_sqlite(conn, rows, stamp, _insert_new(conn, spec, rows))
 
     def _settled_sqlite(
-        self, conn: Connection, rows: list[tuple[Any, ...]], stamp: Any, created: _Created
+        self, conn: Connection, rows: Sequence[Sequence[Any]], stamp: Any, created: _Created
     ) -> list[Stored]:
         """What became of each row once `_insert_new` inserted the new ones (`created`: their
         ids, or None when it could not tell): the others merged."""
@@ -232,7 +249,7 @@ class Upsert:
         ]
 
     def _merge_sqlite(
-        self, conn: Connection, positions: list[int], rows: list[tuple[Any, ...]]
+        self, conn: Connection, positions: list[int], rows: Sequence[Sequence[Any]]
     ) -> list[Stored]:
         """Rows `positions` (made `rows`) by the executemany of the merge, between two lookups
         of the stored rows: which were there, what each became."""
@@ -241,7 +258,7 @@ class Upsert:
         spec = self.spec
         keys = [self.keys[i] for i in positions]
         before = _looked_up(conn, spec, keys)
-        conn.exec_driver_sql(_statement(conn.dialect, spec).text, rows)
+        conn.exec_driver_sql(_statement(conn.dialect, spec).text, [tuple(row) for row in rows])
         after = _looked_up(conn, spec, keys)
         outcomes = []
         for i, key in zip(positions, keys, strict=True):
@@ -339,7 +356,7 @@ def _sqlite_lookup(conn: Connection, spec: UpsertSpec, keys: Sequence[Key]) -> I
 _Created = dict[Key, int] | range | None
 
 
-def _insert_new(conn: Connection, spec: UpsertSpec, rows: list[tuple[Any, ...]]) -> _Created:
+def _insert_new(conn: Connection, spec: UpsertSpec, rows: Sequence[Sequence[Any]]) -> _Created:
     """SQLite: insert the rows whose key is not stored yet; their ids: a range when every row
     was new (each took the largest id so far plus one, in the rows' order: the write lock is
     held), else by key, or None when the rows above the largest id before are not just the
@@ -585,7 +602,7 @@ class UpsertType(BatchType):
             else (chunk.data[name] if picked is None else chunk.data[name].take(picked)).to_pylist()
             for name in columns
         ]
-        return Upsert.of_columns(self.target, cells)
+        return Upsert.of_columns(self.target, cells).ready(ctx.dialect)
 
     def apply_columns(
         self, conn: Connection, ctx: ApplyContext, chunk: ColumnChunk, valid: Sequence[int], prepared: Upsert
@@ -603,7 +620,8 @@ class UpsertType(BatchType):
     def prepare(self, ctx: ApplyContext, records: Sequence[StagedRecord]) -> tuple[list[int], Upsert]:
         """(the valid records' indexes, their rows ready to write)."""
         valid = [(r.index, r.data) for r in records if r.data is not None]
-        return [i for i, _ in valid], Upsert(self.target, [self.row(ctx, data) for _, data in valid])
+        upsert = Upsert(self.target, [self.row(ctx, data) for _, data in valid])
+        return [i for i, _ in valid], upsert.ready(ctx.dialect)
 
     def apply_prepared(
         self,
