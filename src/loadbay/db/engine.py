@@ -5,7 +5,8 @@
 can never interleave with another process's. PostgreSQL needs no such help:
 claims there use `FOR UPDATE SKIP LOCKED`. On SQLite the writers of every
 process also take turns (`WriterTurns`), so none waits while another takes
-the lock again and again.
+the lock again and again, and they copy the write-ahead log into the database
+after their turn rather than in it (`Database.write`).
 
 PostgreSQL sessions are set so that the backend of a client that vanished stops
 within seconds instead of running its statement on, holding its locks (see
@@ -20,6 +21,7 @@ import logging
 import os
 import select
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -49,6 +51,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# SQLite: how often (seconds) a process that writes copies the write-ahead log into the
+# database after its turn (`Database.write`); and how long the log may grow before the
+# commit that passes it copies the rest, in its turn, so the log starts again from its start.
+CHECKPOINT_EVERY = 0.5
+_LOG_PAGES = 20_000  # (of 4 KiB: 80 MB)
 
 # SQLite gives a new row the largest rowid so far plus one while that stays below this; past
 # it, one at random (so ids of rows inserted together are a range only below it).
@@ -82,6 +90,8 @@ class Database:
         self.ping_after = ping_after
         self.is_sqlite = url.startswith("sqlite")
         self._turns: WriterTurns | None = None
+        self._checkpoint_due = 0.0  # (time.monotonic)
+        self._checkpointing = threading.Lock()
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, max(pool_size, readers))
             self._turns = WriterTurns.beside(make_url(url).database)
@@ -90,12 +100,36 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed on success, rolled back on error."""
+        """A read-write transaction, committed on success, rolled back on error.
+
+        On SQLite, a commit that makes the write-ahead log pass `_LOG_PAGES` copies it into
+        the database before the writer's turn ends (SQLite's own checkpoint: the copy and
+        two fsyncs, a few hundred ms on a slow disk), while every other writer waits. So
+        every `CHECKPOINT_EVERY` seconds a process copies what the log holds after its
+        turn instead, beside the other writers; the commit that passes the limit then has
+        only the last pages to copy, and the log can start again from its start."""
         turn = self._turns.turn() if self._turns is not None else nullcontext()
         with turn, self.engine.connect() as conn:
             conn = conn.execution_options(loadbay_write=True)
             with conn.begin():
                 yield conn
+        if self._turns is not None:
+            self._checkpoint_if_due()
+
+    def _checkpoint_if_due(self) -> None:
+        """Copy the write-ahead log into the database, without waiting for anyone (PASSIVE:
+        a checkpoint already running elsewhere, or readers of older pages, leave the rest
+        for the next), when this process has not for `CHECKPOINT_EVERY` seconds."""
+        now = time.monotonic()
+        if now < self._checkpoint_due or not self._checkpointing.acquire(blocking=False):
+            return
+        try:
+            self._checkpoint_due = now + CHECKPOINT_EVERY
+            _checkpoint(self.engine)
+        except sqlite3.Error as exc:  # the write is committed: the next commit or checkpoint copies the log
+            log.warning("SQLite checkpoint after a write failed: %s", exc)
+        finally:
+            self._checkpointing.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -271,6 +305,15 @@ class WriterTurns:
             os.close(writer)
 
 
+def _checkpoint(engine: Engine) -> None:
+    """SQLite's PASSIVE checkpoint, on a pooled connection outside any transaction."""
+    connection = engine.raw_connection()
+    try:
+        connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+    finally:
+        connection.close()
+
+
 def _lock_file(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
@@ -298,7 +341,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=60000")
-    cursor.execute("PRAGMA wal_autocheckpoint=20000")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={_LOG_PAGES}")
     cursor.close()
 
 
