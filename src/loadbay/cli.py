@@ -202,7 +202,7 @@ def worker(
     from loadbay.core.metrics import serve_process_metrics
     from loadbay.core.runtime import Runtime
     from loadbay.core.worker import WorkerPool
-    from loadbay.malloc import return_big_buffers
+    from loadbay.memory import fewer_collections, return_big_buffers
     from loadbay.types import default_registry
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -210,6 +210,7 @@ def worker(
     settings = _settings(data_dir)
     rt = Runtime.for_workers(settings, default_registry(), base_url=settings.base_url())
     pool = WorkerPool(rt, concurrency, kind="worker")
+    fewer_collections()
     if settings.worker_metrics_port:
         serve_process_metrics(settings.worker_metrics_port)
     for sig in (signal.SIGTERM, signal.SIGINT):

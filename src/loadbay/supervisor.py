@@ -42,7 +42,7 @@ from loadbay.config import Settings
 from loadbay.core.metrics import serve_process_metrics
 from loadbay.core.runtime import Runtime
 from loadbay.core.worker import WorkerPool
-from loadbay.malloc import return_big_buffers
+from loadbay.memory import fewer_collections, return_big_buffers
 from loadbay.types import default_registry
 
 __all__ = ["STOP_SECONDS", "WorkerProcesses", "main"]
@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     base_url = options.base_url or settings.base_url()
     rt = Runtime.for_workers(settings, default_registry(), base_url=base_url)
     pool = WorkerPool(rt, 1, kind="serve")
+    fewer_collections()
     if settings.worker_metrics_port:
         serve_process_metrics(settings.worker_metrics_port)
     for sig in (signal.SIGTERM, signal.SIGINT):
