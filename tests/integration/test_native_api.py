@@ -876,8 +876,9 @@ KEYS = {
 
 def test_types_list_the_types_a_client_asks_for_with_their_keys(server: Server, key: str) -> None:
     """Every type a client sends, keyed as TYPES.md says; not the carry-forward's children,
-    which loadbay makes with their parent (they were listed, and invoice_line's key was
-    invoice_number, carry_forward's customer_number and mail.job's position)."""
+    which loadbay makes with their parent and a client cannot create (they were listed, and
+    invoice_line's key was invoice_number, carry_forward's customer_number and mail.job's
+    position)."""
     with server.client(key) as client:
         listed = client.get("/v1/types").json()["data"]
         refused = client.post("/v1/batches", json={"type": "billing.nonsense"})
@@ -885,10 +886,13 @@ def test_types_list_the_types_a_client_asks_for_with_their_keys(server: Server, 
             "/v1/batches", json={"type": "billing.carry_forward", "options": {"invoices": True}}
         )
         children = client.get(f"/v1/batches/{carried.json()['id']}/children").json()["data"]
+        child = client.post("/v1/batches", json={"type": "billing.carry_forward_invoice"})
     assert {t["name"]: t["key"] for t in listed} == KEYS
     assert_problem(refused, 400, "UNKNOWN_TYPE")
     assert "carry_forward_" not in refused.json()["detail"], refused.json()  # nor named as known
     assert [c["type"] for c in children] == ["billing.carry_forward_invoice"]  # still made and served
+    assert_problem(child, 400, "UNKNOWN_TYPE")  # made with a parent only
+    assert "made by loadbay along with its parent batch" in child.json()["detail"]
 
 
 def test_health_and_metrics(server: Server, key: str) -> None:

@@ -288,10 +288,25 @@ def test_a_batch_that_makes_its_own_records_takes_no_data(
     service: BatchService, accounts: tuple[Account, Account]
 ) -> None:
     mine, _other = accounts
-    batch, _ = service.create(mine, NewBatch("billing.carry_forward_invoice"))
+    parent, _ = service.create(mine, NewBatch("billing.carry_forward", options={"invoices": True}))
+    child = service.children(mine, parent.id)[0]
     with pytest.raises(Conflict) as refused:
-        service.put_page(mine, batch.id, 0, [{"invoice_number": "I1"}])
+        service.put_page(mine, child.id, 0, [{"invoice_number": "I1"}])
     assert refused.value.code == "NO_DATA_TAKEN"
     with pytest.raises(InvalidInput):
         service.create(mine, NewBatch("billing.carry_forward", options={"zero_out": True}))
-    assert service.submit(mine, batch.id).status == "queued"  # no data needed
+    assert service.submit(mine, parent.id).status == "queued"  # no data needed
+
+
+def test_a_carry_forwards_child_type_is_made_with_its_parent_only(
+    service: BatchService, accounts: tuple[Account, Account]
+) -> None:
+    """Alone, it would mark the account's open documents carried over with no carry-forward
+    to account for them."""
+    mine, _other = accounts
+    for name in ("billing.carry_forward_invoice", "billing.carry_forward_credit_memo"):
+        with pytest.raises(InvalidInput) as refused:
+            service.create(mine, NewBatch(name))
+        assert refused.value.code == "UNKNOWN_TYPE"
+        assert "made by loadbay along with its parent batch" in str(refused.value)
+    assert service.list_batches(mine, {}, None, 10) == []

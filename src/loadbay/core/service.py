@@ -43,6 +43,7 @@ from loadbay.errors import (
     NotFound,
     TestModeMismatch,
     Unauthorized,
+    UnknownType,
 )
 from loadbay.readers import ReadOptions
 
@@ -165,6 +166,11 @@ class BatchService:
 
     def _check_new(self, account: Account, spec: NewBatch) -> None:
         batch_type = self.rt.types.get(spec.type)
+        if batch_type.internal:
+            raise UnknownType(
+                f"batch type {spec.type!r} is made by loadbay along with its parent batch, not asked for; "
+                "GET /v1/types lists the types a batch can be created with"
+            )
         if spec.test is not None and spec.test != account.test:
             mode = "test" if account.test else "live"
             said = "true" if spec.test else "false"  # as the request's JSON spells it
