@@ -118,6 +118,12 @@ def _settings(data_dir: Path | None) -> Settings:
     return settings.model_copy(update={"data_dir": data_dir}) if data_dir else settings
 
 
+def _start_logging(settings: Settings) -> None:
+    """This process's log lines, at LOADBAY_LOG_LEVEL and above, to stderr."""
+    line = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=settings.log_level.upper(), format=line)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"loadbay {__version__}")
@@ -161,8 +167,8 @@ def serve(
     from loadbay.http import server
     from loadbay.supervisor import WorkerProcesses
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(data_dir)
+    _start_logging(settings)
     base_url = settings.base_url(host, port)
     count = _default_worker_processes() if workers is None else workers
     processes = WorkerProcesses(count, data_dir=data_dir, base_url=base_url)
@@ -205,9 +211,9 @@ def worker(
     from loadbay.memory import fewer_collections, return_big_buffers
     from loadbay.types import default_registry
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return_big_buffers()
     settings = _settings(data_dir)
+    _start_logging(settings)
+    return_big_buffers()
     rt = Runtime.for_workers(settings, default_registry(), base_url=settings.base_url())
     pool = WorkerPool(rt, concurrency, kind="worker")
     fewer_collections()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     webhook_backoff: float = Field(default=10.0, gt=0)
     webhook_disable_after: float = Field(default=5 * 24 * 3600.0, gt=0)
     retention_days: float = Field(default=0, ge=0)  # files of batches final this long are removed; 0: kept
+    log_level: Literal["debug", "info", "warning", "error"] = "info"  # of the server and worker processes
 
     @field_validator("storage_url")
     @classmethod
@@ -52,6 +54,11 @@ class Settings(BaseSettings):
         if value and not value.startswith(("file://", "s3://")):
             raise ValueError("LOADBAY_STORAGE_URL is file:///path or s3://bucket/prefix")
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     def resolved_database_url(self) -> str:
         """The SQLAlchemy URL: LOADBAY_DATABASE_URL, or SQLite in the data dir."""

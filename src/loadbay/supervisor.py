@@ -219,10 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     os.nice(NICENESS)
     return_big_buffers()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s"
-    )
     settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s [worker %(process)d]: %(message)s",
+    )
     if options.data_dir is not None:
         settings = settings.model_copy(update={"data_dir": options.data_dir})
     base_url = options.base_url or settings.base_url()
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=_follow_server, args=(pool,), name="loadbay-server-watch", daemon=True).start()
     pool.start()
     log.info("worker process %d started", options.index)
+    where = (options.index, rt.db.engine.url, settings.chunk_size)  # (the URL's password hidden)
+    log.debug("worker process %d: %s, chunks of %d records", *where)
     while not pool.stop.wait(1.0):
         pass
     pool.shutdown(STOP_SECONDS)

@@ -105,11 +105,13 @@ def test_version_and_the_exit_codes_in_the_help(tmp_path: Path) -> None:
     assert len(set(ExitCode)) == len(ExitCode) == len(EXIT_MEANINGS)
 
 
-def serve_demo(data_dir: Path) -> list[str]:
+def serve_demo(data_dir: Path, until: str = "worker process 0 started", **settings: str) -> list[str]:
     """What `loadbay serve --demo` (`make run`) prints until it answers and its worker process
-    has started (and migrated too), in its lines; the server is stopped then."""
+    has started (and migrated too: it prints `until`), in its lines; the server is stopped
+    then. `settings`: LOADBAY_ variables by their names (LOG_LEVEL="debug")."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOADBAY_")}
+    env |= {f"LOADBAY_{name}": value for name, value in settings.items()}
     log = data_dir.parent / f"serve-{port}.log"
     args = ["serve", "--port", str(port), "--demo", "--workers", "1", "--data-dir", str(data_dir)]
     with log.open("wb") as out:
@@ -118,7 +120,7 @@ def serve_demo(data_dir: Path) -> list[str]:
     try:
         _wait_healthy(server)
         deadline = time.monotonic() + 60
-        while "worker process 0 started" not in log.read_text() and time.monotonic() < deadline:
+        while until not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         server.stop()
@@ -140,6 +142,17 @@ def test_serve_demo_shows_its_address_and_key_first(tmp_path: Path) -> None:
         assert before[-1].startswith("loadbay at http://127.0.0.1:"), (start, lines)
         assert any("worker process 0 started" in line for line in lines), (start, lines)
         assert not [line for line in lines if "alembic" in line], (start, lines)
+
+
+def test_the_log_level_is_a_setting(tmp_path: Path) -> None:
+    """LOADBAY_LOG_LEVEL=debug shows what loadbay logs at DEBUG, each migration applied
+    among them, in the server and in its worker process; in any letter case."""
+    lines = serve_demo(tmp_path / "data", until="chunks of 4000 records", LOG_LEVEL="DEBUG")
+    assert any("DEBUG loadbay.db.engine: applied migration 0001" in line for line in lines), lines
+    assert any(" DEBUG loadbay.supervisor [worker " in line for line in lines), lines
+    quiet = serve_demo(tmp_path / "data", until="", LOG_LEVEL="warning")
+    assert not [line for line in quiet if " INFO " in line or " DEBUG " in line], quiet
+    assert any(line.startswith("demo account API key: lb_") for line in quiet), quiet
 
 
 # accounts and push -----------------------------------------------------------------------------

@@ -133,5 +133,5 @@ def run(app: Any, host: str, port: int, settings: Settings) -> None:
         port=port,
         http=guarded_protocol(settings),
         h11_max_incomplete_event_size=settings.max_head_bytes,
-        log_level="info",
+        log_level=settings.log_level,
     )
