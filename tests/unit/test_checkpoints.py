@@ -18,7 +18,7 @@ from loadbay.db.engine import Database, WriterTurns
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
     monkeypatch.setattr(engine, "CHECKPOINT_EVERY", 0.0)
-    database = Database(f"sqlite:///{tmp_path / 'log.db'}")
+    database = Database(f"sqlite:///{tmp_path / 'log.db'}", copies_log=True)
     with database.write() as conn:
         conn.exec_driver_sql("CREATE TABLE things (n INTEGER NOT NULL, text TEXT NOT NULL)")
     yield database
@@ -71,6 +71,18 @@ def test_a_failed_copy_does_not_fail_the_write(
     with db.read() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM things").scalar_one() == 3
     assert "SQLite checkpoint after a write failed: disk I/O error" in caplog.text
+
+
+def test_an_api_servers_writes_leave_the_copy_to_the_workers(tmp_path: Path) -> None:
+    """An API request would wait for the copy: the server's writes leave it to the worker
+    processes (and SQLite's own checkpoint past `_LOG_PAGES`)."""
+    server = Database(f"sqlite:///{tmp_path / 'server.db'}")
+    with server.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE things (n INTEGER NOT NULL, text TEXT NOT NULL)")
+    size = _size(server)
+    _write(server)
+    assert _size(server) == size
+    server.dispose()
 
 
 def test_a_process_copies_at_most_every_so_often(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,23 +33,31 @@ class Runtime:
         base_url: str,
         readers: int = 0,
         ping_after: float = 0.0,
+        copies_log: bool = False,
     ) -> Runtime:
         """Connect, migrate, and open the blob store (creating the data dir if needed);
-        `readers`, `ping_after`: see `Database`."""
+        `readers`, `ping_after`, `copies_log`: see `Database`."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = settings.resolved_database_url()
         migrate(url)
         signer = UrlSigner(_secret(settings), settings.public_url or base_url)
         blobs = open_store(settings, signer)
-        db = Database(url, lock_timeout=settings.lock_timeout, readers=readers, ping_after=ping_after)
+        db = Database(
+            url,
+            lock_timeout=settings.lock_timeout,
+            readers=readers,
+            ping_after=ping_after,
+            copies_log=copies_log,
+        )
         return cls(settings, db, blobs, types, AllowList.parse(settings.fetch_allow))
 
     @classmethod
     def for_workers(cls, settings: Settings, types: TypeRegistry, *, base_url: str) -> Runtime:
         """`build` for a process that only runs workers (`loadbay worker`, the worker
         processes of `loadbay serve`): a pooled PostgreSQL connection is tested by a round
-        trip only once idle WORKER_PING_AFTER seconds (see `Database`)."""
-        return cls.build(settings, types, base_url=base_url, ping_after=WORKER_PING_AFTER)
+        trip only once idle WORKER_PING_AFTER seconds, and on SQLite the process copies the
+        write-ahead log after its writes (see `Database`)."""
+        return cls.build(settings, types, base_url=base_url, ping_after=WORKER_PING_AFTER, copies_log=True)
 
     def close(self) -> None:
         self.db.dispose()

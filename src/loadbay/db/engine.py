@@ -74,6 +74,7 @@ class Database:
         lock_timeout: float = 10.0,
         readers: int = 0,
         ping_after: float = 0.0,
+        copies_log: bool = False,
     ) -> None:
         """`readers`: how many threads may use the database at once (an API server's request
         threads). On SQLite the pool keeps that many connections: past the pool, every
@@ -85,11 +86,16 @@ class Database:
         socket (a backend that was ended has closed it); 0: by a round trip before every
         use. A connection that dies unseen by the poll fails its transaction as an
         interruption (`is_interruption`): right for workers, which give such work back and
-        take it again (see `WORKER_PING_AFTER`), not for an API request."""
+        take it again (see `WORKER_PING_AFTER`), not for an API request.
+
+        `copies_log` (SQLite): this process's writers copy the write-ahead log into the
+        database after their turn (see `write`): a worker's, not an API request's, which
+        would wait for the copy."""
         self.url = url
         self.ping_after = ping_after
         self.is_sqlite = url.startswith("sqlite")
         self._turns: WriterTurns | None = None
+        self._copies_log = copies_log
         self._checkpoint_due = 0.0  # (time.monotonic)
         self._checkpointing = threading.Lock()
         if self.is_sqlite:
@@ -105,15 +111,16 @@ class Database:
         On SQLite, a commit that makes the write-ahead log pass `_LOG_PAGES` copies it into
         the database before the writer's turn ends (SQLite's own checkpoint: the copy and
         two fsyncs, a few hundred ms on a slow disk), while every other writer waits. So
-        every `CHECKPOINT_EVERY` seconds a process copies what the log holds after its
-        turn instead, beside the other writers; the commit that passes the limit then has
-        only the last pages to copy, and the log can start again from its start."""
+        every `CHECKPOINT_EVERY` seconds a process that `copies_log` (a worker) copies what
+        the log holds after its turn instead, beside the other writers; the commit that
+        passes the limit then has only the last pages to copy, and the log can start again
+        from its start."""
         turn = self._turns.turn() if self._turns is not None else nullcontext()
         with turn, self.engine.connect() as conn:
             conn = conn.execution_options(loadbay_write=True)
             with conn.begin():
                 yield conn
-        if self._turns is not None:
+        if self._turns is not None and self._copies_log:
             self._checkpoint_if_due()
 
     def _checkpoint_if_due(self) -> None:
