@@ -134,6 +134,25 @@ def test_nothing_at_the_upload_url_is_a_clear_conflict(client: httpx.Client) -> 
     assert "'missing.csv'" in detail
 
 
+def test_a_file_replaced_at_an_upload_url_asked_for_again_lists_its_own_size(
+    server: Server, client: httpx.Client
+) -> None:
+    """A file sent through the API, then replaced by a PUT to an upload URL asked for again
+    under its name: the batch lists the size of the file it reads (on S3 it listed the first
+    file's: loadbay never sees that PUT and looked only for files still expected)."""
+    batch = new_batch(client)
+    first, second = customers(2), customers(5)
+    assert send(client, batch["id"], first, "customers.csv").status_code == 200
+    again = client.post(f"/v1/batches/{batch['id']}/upload-url", json={"name": "customers.csv"})
+    assert again.status_code == 200, again.text
+    put = httpx.put(again.json()["url"], content=second, headers={"Content-Type": CSV})
+    assert put.status_code == 200, put.text
+    assert client.post(f"/v1/batches/{batch['id']}/submit").status_code == 200
+    assert wait_final(client, batch["id"])["counts"]["succeeded"] == 5
+    [read] = client.get(f"/v1/batches/{batch['id']}/inputs").json()["data"]
+    assert (read["size"], read["item_count"]) == (len(second), 5)
+
+
 def test_a_content_type_loadbay_does_not_read_is_refused(server: Server, client: httpx.Client) -> None:
     batch = new_batch(client, upload_url=True)  # named `data`: the Content-Type says the format
     put = httpx.put(batch["upload_url"], content=customers(1), headers={"Content-Type": "image/png"})

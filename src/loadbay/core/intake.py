@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO, Protocol, cast
@@ -30,11 +31,13 @@ __all__ = [
     "Upload",
     "attachment_key",
     "attachments_of",
+    "check_received",
     "check_uploads",
     "confirm_uploads",
     "described",
     "fetched_folder",
     "input_key",
+    "keep_received",
     "parse_input_key",
     "require_attachments",
     "require_takes_data",
@@ -133,7 +136,8 @@ def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool 
     (see `check_uploads`). On the local store loadbay receives the PUT itself (`Upload`); on
     S3 the client sends it to the store, and loadbay learns of it when the batch is submitted.
     A file the batch has received already stays as it is, received: a PUT to the URL replaces
-    it, as a second PUT of any upload does."""
+    it, as a second PUT of any upload does (on S3 the submit takes its size and version from
+    the store: `check_received`)."""
     require_open(batch)
     require_takes_data(batch, rt.types.get(batch.type))
     key = input_key(batch.id, name)
@@ -173,26 +177,44 @@ def check_uploads(rt: Runtime, expected: list[RowMapping], received: Mapping[int
     can be sent), a Content-Type loadbay does not read (415). `received`: the inputs each
     batch has besides those expected."""
     found: dict[int, Found] = {}
-    limit = rt.settings.max_upload_bytes
     for row in expected:
         name, batch_id = row["name"], row["batch_id"]
         try:
-            info = rt.blobs.head(row["blob_key"])
+            found[row["id"]] = _stored(rt, row)
         except NotFound:
             raise Conflict(
                 f"batch {batch_id} has no file {name!r} yet: nothing was uploaded to its upload URL; "
                 "upload it (ask for a new URL if that one expired) and submit again",
                 code="FILE_NOT_UPLOADED" if received.get(batch_id) else "NO_DATA",
             ) from None
-        if info.size > limit:
-            rt.blobs.delete(row["blob_key"])
-            raise PayloadTooLarge(
-                f"the file {name!r} sent to batch {batch_id}'s upload URL is {byte_size(info.size)}; "
-                f"this server takes at most {byte_size(limit)}: it was deleted, send a smaller one and "
-                "submit again"
-            )
-        found[row["id"]] = Found(info.size, row["format"] or _format_of(name, info.content_type), info.etag)
     return found
+
+
+def check_received(rt: Runtime, held: list[RowMapping]) -> list[tuple[RowMapping, Found]]:
+    """The received files (`repository.received_files` rows) as the store has them now,
+    outside any transaction: on S3 a PUT to an upload URL asked for again under a received
+    file's name replaced it in the store, unseen (see `signed_upload`). Refused as
+    `check_uploads` refuses; a file missing from the store is left as it is (reading it says so)."""
+    checked: list[tuple[RowMapping, Found]] = []
+    for row in held:
+        with suppress(NotFound):
+            checked.append((row, _stored(rt, row)))
+    return checked
+
+
+def _stored(rt: Runtime, row: RowMapping) -> Found:
+    """The input's file as the store has it (NotFound: not there); PayloadTooLarge, and the
+    file deleted, when it is over LOADBAY_MAX_UPLOAD_BYTES."""
+    name, limit = row["name"], rt.settings.max_upload_bytes
+    info = rt.blobs.head(row["blob_key"])
+    if info.size > limit:
+        rt.blobs.delete(row["blob_key"])
+        raise PayloadTooLarge(
+            f"the file {name!r} sent to batch {row['batch_id']}'s upload URL is {byte_size(info.size)}; "
+            f"this server takes at most {byte_size(limit)}: it was deleted, send a smaller one and "
+            "submit again"
+        )
+    return Found(info.size, row["format"] or _format_of(name, info.content_type), info.etag)
 
 
 def _format_of(name: str, content_type: str | None) -> str:
@@ -216,6 +238,13 @@ def confirm_uploads(conn: Connection, batch_ids: list[int], found: Mapping[int, 
         repo.confirm_input(conn, row["id"], size=got.size, fmt=got.format, etag=got.etag)
         detail = f"{row['name']} ({got.size} bytes, at its upload URL)"
         repo.add_event(conn, row["batch_id"], Milestone.FILE_RECEIVED, Status.OPEN, detail)
+
+
+def keep_received(conn: Connection, checked: list[tuple[RowMapping, Found]]) -> None:
+    """Keep the size and version the store has of each received file (`check_received`), in
+    the transaction that submits its batch, unless the file was received again since."""
+    for row, got in checked:
+        repo.keep_version(conn, row["id"], received_at=row["created_at"], size=got.size, etag=got.etag)
 
 
 class Upload:

@@ -462,16 +462,21 @@ class BatchService:
 
     def submit(self, account: Account, batch_id: int) -> Batch:
         """Data complete: queue the batch (and its open children) for processing. The files
-        expected at upload URLs are looked for first (see intake.check_uploads)."""
+        expected at upload URLs are looked for first (see intake.check_uploads), and the
+        received ones are taken as the store has them (intake.check_received)."""
         with self.rt.db.read() as conn:
             family = [self._get(conn, account, batch_id), *repo.children(conn, batch_id)]
-            expected = repo.pending_inputs(conn, [b.id for b in family if b.status == Status.OPEN])
+            open_ids = [b.id for b in family if b.status == Status.OPEN]
+            expected = repo.pending_inputs(conn, open_ids)
+            held = repo.received_files(conn, open_ids)
             inputs = {row["batch_id"]: repo.input_summary(conn, row["batch_id"])[0] for row in expected}
         received = {b: count - sum(r["batch_id"] == b for r in expected) for b, count in inputs.items()}
         found = intake.check_uploads(self.rt, expected, received)
+        current = intake.check_received(self.rt, held)
         with self.rt.db.write() as conn:
             batch = self._get(conn, account, batch_id, lock=True)
             intake.confirm_uploads(conn, [batch.id, *(c.id for c in repo.children(conn, batch.id))], found)
+            intake.keep_received(conn, current)
             self._submit_family(conn, batch)
             batch = self._get(conn, account, batch_id)
         self._wake()

@@ -78,11 +78,13 @@ __all__ = [
     "insert_errors",
     "insert_key",
     "insert_shares",
+    "keep_version",
     "latest_events",
     "list_batches",
     "list_inputs",
     "payloads_holding",
     "pending_inputs",
+    "received_files",
     "release_keys",
     "results_stored",
     "results_wanted",
@@ -772,6 +774,24 @@ def pending_inputs(conn: Connection, batch_ids: Sequence[int]) -> list[RowMappin
     c = batch_inputs.c
     query = select(c.id, c.batch_id, c.name, c.format, c.blob_key).where(c.batch_id.in_(batch_ids), c.pending)
     return list(conn.execute(query.order_by(c.id)).mappings())
+
+
+def received_files(conn: Connection, batch_ids: Sequence[int]) -> list[RowMapping]:
+    """The files these batches hold, received (not only expected at an upload URL)."""
+    c = batch_inputs.c
+    wanted = (c.batch_id.in_(batch_ids), c.kind == "file", ~c.pending)
+    query = select(c.id, c.batch_id, c.name, c.format, c.blob_key, c.created_at).where(*wanted)
+    return list(conn.execute(query.order_by(c.id)).mappings())
+
+
+def keep_version(
+    conn: Connection, input_id: int, *, received_at: datetime, size: int, etag: str | None
+) -> None:
+    """The received file's size and version as the store has them, unless it was received
+    again after `received_at`."""
+    c = batch_inputs.c
+    found = (c.id == input_id, ~c.pending, c.created_at == received_at)
+    conn.execute(update(batch_inputs).where(*found).values(size=size, etag=etag))
 
 
 def confirm_input(conn: Connection, input_id: int, *, size: int, fmt: str, etag: str | None) -> bool:
