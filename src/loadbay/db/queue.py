@@ -43,6 +43,7 @@ __all__ = [
     "claim_validation",
     "waits_for_idle_account",
     "delete_chunks",
+    "expire_leases_of",
     "extend_validation",
     "give_back_validation",
     "finish_chunk",
@@ -362,6 +363,29 @@ def extend_chunk(conn: Connection, chunk_id: int, attempt: int, until: datetime)
         .values(lease_expires_at=until)
     )
     return bool(result.rowcount == 1)
+
+
+# A released lease is dated this long before its release, so that the very next claim takes
+# it over (claims take a lease that ended strictly before their time) even on a clock a
+# little behind.
+_RELEASED_BEFORE = timedelta(seconds=1)
+
+
+def expire_leases_of(conn: Connection, owner_prefix: str, at: datetime) -> tuple[int, int]:
+    """End at `at` every lease whose owner starts with `owner_prefix` (`host:pid:`, a worker
+    process known to be dead), so the next claim takes its validations and chunks over, as
+    if their leases had run out. Status and attempt stay: the attempt token still refuses a
+    late commit of the old attempt. (validations, chunks) whose lease ended."""
+    expired = at - _RELEASED_BEFORE
+    ended = []
+    for table, status in ((batches, Status.VALIDATING), (chunks, LEASED)):
+        # (substr, not LIKE: exact, case and all, with no wildcard in a host name to escape)
+        owned = func.substr(table.c.lease_owner, 1, len(owner_prefix)) == owner_prefix
+        result = conn.execute(
+            update(table).where(table.c.status == status, owned).values(lease_expires_at=expired)
+        )
+        ended.append(int(result.rowcount))
+    return ended[0], ended[1]
 
 
 def chunk_valid_count(conn: Connection, chunk_id: int) -> int:
