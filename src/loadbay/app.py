@@ -3,9 +3,11 @@ in this process, and the worker processes of `loadbay serve`)."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from starlette.routing import Mount
@@ -18,6 +20,8 @@ from loadbay.config import Settings
 from loadbay.core.runtime import Runtime
 from loadbay.core.service import BatchService
 from loadbay.core.worker import WorkerPool
+from loadbay.db import queue
+from loadbay.db import repository as repo
 from loadbay.http.auth import use_authenticator
 from loadbay.http.deps import current_account
 from loadbay.http.docs import documented_app
@@ -109,7 +113,8 @@ def _lifespan(
             sys.setswitchinterval(0.0005)
         pool.start()
         try:
-            processes.start()  # after the migration (create_app's), which they must not race
+            # (after the migration, create_app's, which they must not race)
+            processes.start(release_claims=_claims_releaser(pool.rt))
             yield
         finally:
             processes.stop()
@@ -117,3 +122,19 @@ def _lifespan(
             pool.rt.close()
 
     return lifespan
+
+
+def _claims_releaser(rt: Runtime) -> Callable[[int], tuple[int, int]]:
+    """What the server does for a worker process of its own that died (given its pid): end the
+    leases of its workers (owners `host:pid:name`) and remove its heartbeat (`host:pid`), as
+    core.worker names them. (validations, chunks) released."""
+    host = socket.gethostname()
+
+    def release(pid: int) -> tuple[int, int]:
+        process = f"{host}:{pid}"
+        with rt.db.write() as conn:
+            released = queue.expire_leases_of(conn, process + ":", repo.now())
+            queue.forget_worker(conn, process, repo.now() - timedelta(days=1))
+        return released
+
+    return release

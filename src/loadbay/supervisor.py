@@ -17,11 +17,17 @@ How a worker stays tied to its server:
 - It runs in a session of its own, so a Ctrl-C in the server's terminal reaches the server
   only. On SIGTERM or SIGINT the server (its app's lifespan, as uvicorn shuts down) sends each
   worker SIGTERM, waits up to STOP_SECONDS for them to finish their piece of work, then
-  SIGKILLs those left. Work cut short is safe: a claim's lease expires and another worker
-  takes it over.
+  SIGKILLs those left. Work cut short is safe: another worker takes a claim over once its
+  lease has ended, and the attempt token refuses the old attempt's late commit.
 - A worker that exits while the server runs is logged at WARNING with its exit status and
   started again after a backoff: FIRST_BACKOFF, doubled each time it dies again within
   STEADY_SECONDS of its start, up to MAX_BACKOFF.
+- The claims of a worker that died, or was SIGKILLed on stop, are released at once (the
+  server's `release_claims`: its validations and chunks are taken over by the next claim,
+  its heartbeat removed), not after their lease (LOADBAY_LEASE_SECONDS). This happens
+  before the dead process is reaped, while its pid cannot be another process's. Should the
+  release fail, it is logged and the leases run out as before. (`loadbay worker` processes,
+  which nothing supervises, still leave their claims to expire.)
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +61,9 @@ FIRST_BACKOFF = 0.5  # seconds before a dead worker is started again
 MAX_BACKOFF = 30.0
 STEADY_SECONDS = 60.0  # a worker that ran this long before it died is started again at once
 _TICK = 0.1  # how often the supervisor looks at its workers
+
+# Ends a dead worker process's leases, given its pid: (validations, chunks) released.
+ReleaseClaims = Callable[[int], tuple[int, int]]
 
 
 @dataclass
@@ -79,14 +89,17 @@ class WorkerProcesses:
         self._lock = threading.Lock()  # a wake-up never writes to a descriptor being closed
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._release_claims: ReleaseClaims | None = None
 
     @property
     def pids(self) -> list[int]:
         """The running worker processes' ids."""
         with self._lock:
-            return [s.process.pid for s in self._slots if s.process is not None and s.process.poll() is None]
+            return [s.process.pid for s in self._slots if s.process is not None and not _exited(s.process)]
 
-    def start(self) -> None:
+    def start(self, release_claims: ReleaseClaims | None = None) -> None:
+        """Start the worker processes; `release_claims(pid)` ends the leases of one that died."""
+        self._release_claims = release_claims
         if not self._slots:
             return
         for slot in self._slots:
@@ -109,7 +122,12 @@ class WorkerProcesses:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
-        running = [s.process for s in self._slots if s.process is not None and s.process.poll() is None]
+        running = []
+        for process in (s.process for s in self._slots if s.process is not None):
+            if _exited(process):
+                self._bury(process)  # (it died since the supervisor last looked)
+            else:
+                running.append(process)
         for process in running:
             process.terminate()
         deadline = time.monotonic() + timeout
@@ -119,9 +137,10 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 log.warning("worker process %d runs on %.0f s after SIGTERM: SIGKILL", process.pid, timeout)
                 process.kill()
-                process.wait()
+                _exited(process, block=True)
+                self._bury(process)  # (another server may take its claims over now)
         for slot in self._slots:
-            self._release(slot)
+            self._close_wake(slot)
             slot.process = None
 
     def _supervise(self) -> None:
@@ -139,9 +158,9 @@ class WorkerProcesses:
             if now >= slot.due:
                 self._spawn(slot)
             return
-        status = slot.process.poll()
-        if status is None:
+        if not _exited(slot.process):
             return
+        status = self._bury(slot.process)
         lived = now - slot.started
         if lived >= STEADY_SECONDS:
             slot.backoff = FIRST_BACKOFF
@@ -154,7 +173,7 @@ class WorkerProcesses:
             lived,
             delay,
         )
-        self._release(slot)
+        self._close_wake(slot)
         slot.process, slot.due = None, now + delay
 
     def _spawn(self, slot: _Slot) -> None:
@@ -184,11 +203,44 @@ class WorkerProcesses:
             env["LOADBAY_WORKER_METRICS_PORT"] = str(int(port) + slot.index)
         return env
 
-    def _release(self, slot: _Slot) -> None:
+    def _bury(self, process: subprocess.Popen[bytes]) -> int:
+        """Release a dead worker process's claims, then reap it: its exit status. (Not the
+        other way round: once reaped, its pid may be another process's.)"""
+        self._free_claims(process.pid)
+        return process.wait()
+
+    def _free_claims(self, pid: int) -> None:
+        """End the leases a dead worker process held, for other workers to take its work over
+        now; a failure is logged, and the leases then expire."""
+        if self._release_claims is None:
+            return
+        try:
+            validations, chunks = self._release_claims(pid)
+        except Exception:  # (the leases run out, as they would have)
+            log.warning("worker pid %d is dead; its claims expire with their leases", pid, exc_info=True)
+            return
+        what = (pid, validations, chunks)
+        log.warning("worker pid %d is dead; its claims are released: validations %d, chunks %d", *what)
+
+    def _close_wake(self, slot: _Slot) -> None:
         with self._lock:
             if slot.wake is not None:
                 os.close(slot.wake)
                 slot.wake = None
+
+
+def _exited(process: subprocess.Popen[bytes], *, block: bool = False) -> bool:
+    """Whether the process has exited (`block`: once it has), without reaping it: its pid
+    stays its own, as a zombie, until `poll()` or `wait()`."""
+    if process.returncode is not None:
+        return True
+    if not hasattr(os, "waitid"):  # (not on macOS: reaped here, its pid free at once)
+        return (process.wait() if block else process.poll()) is not None
+    flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+    try:
+        return os.waitid(os.P_PID, process.pid, flags) is not None
+    except ChildProcessError:  # (reaped already, by the Popen in another thread)
+        return process.poll() is not None
 
 
 def _exit_status(status: int) -> str:

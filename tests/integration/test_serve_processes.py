@@ -11,6 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from loadbay.db.engine import migrate
+from loadbay.supervisor import WorkerProcesses
 from tests.integration.test_crash_safety import (
     ROWS,
     assert_exactly_once,
@@ -128,6 +132,95 @@ def test_worker_processes_share_the_work_and_are_started_again(database_url: str
     assert "Application shutdown complete" in server.log.read_text(), "SIGTERM: a graceful stop"
     wait_for(lambda: not any(alive(pid) for pid in first | second), "worker processes stopped", timeout=5)
     assert not set(heartbeats(server)) & second, "they removed their heartbeats as they stopped"
+
+
+def held_by(server: Server, pid: int) -> list[str]:
+    """The claims whose lease the process's workers hold ('chunk', 'validation'), running or
+    not (until another worker takes them over)."""
+    sql = (
+        "SELECT 'validation' FROM batches WHERE status = 'validating' AND lease_owner LIKE :owner"
+        " UNION ALL SELECT 'chunk' FROM chunks WHERE status = 'leased' AND lease_owner LIKE :owner"
+    )
+    return sorted(kind for (kind,) in server.query(sql, owner=f"%:{pid}:%"))
+
+
+def kill_holding(server: Server, pid: int, kind: str) -> str:
+    """SIGKILL the worker process at a moment it holds a claim of that kind (SIGSTOPped first:
+    it finishes none meanwhile); wait until another worker has taken its claims over (well
+    before their lease runs out) and its heartbeat is gone. What it held, as the server logs it."""
+    deadline = time.monotonic() + 10
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        held = held_by(server, pid)
+        if kind in held:
+            break
+        os.kill(pid, signal.SIGCONT)
+        assert time.monotonic() < deadline, f"worker process {pid} held no {kind}"
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not held_by(server, pid), "takeover of the killed process's claims", timeout=10)
+    wait_for(lambda: pid not in heartbeats(server), "removal of the killed process's heartbeat", timeout=1)
+    return f"validations {held.count('validation')}, chunks {held.count('chunk')}"
+
+
+def test_a_dead_worker_process_claims_are_taken_over_at_once(database_url: str, tmp_path: Path) -> None:
+    """The server releases the claims of its worker process that died as soon as it sees it
+    dead (its heartbeat goes too): the worker started again takes them over at once, not once
+    their lease (a minute here) has run out. Killed while validating, then while applying."""
+    env = ENV | {"LOADBAY_LEASE_SECONDS": "60"}
+    server = start_server(database_url, tmp_path / "data", workers=0, processes=1, env=env)
+    released = {}
+    try:
+        with server.client(server.account("acme")) as client:
+            (victim,) = worker_processes(server, 1)
+            batch_id = submit_file(client, customer_csv(ROWS))
+            first_killed = time.monotonic()
+            released[victim] = kill_holding(server, victim, "validation")
+            (victim,) = worker_processes(server, 1)
+            released[victim] = kill_holding(server, victim, "chunk")
+            wait_final(client, batch_id, timeout=20)
+            took = time.monotonic() - first_killed
+            assert_exactly_once(client, batch_id, database_url)
+        log = server.log.read_text()
+        for pid, counts in released.items():
+            assert f"worker pid {pid} is dead; its claims are released: {counts}" in log, log
+        assert "Traceback" not in log
+        assert took < 20, took
+    finally:
+        server.stop()
+
+
+def test_claims_are_released_before_the_dead_process_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The supervisor in this process: a worker process that died, and one SIGKILLed as it is
+    stopped, have their claims released while they are zombies (their pids not yet free for
+    another process). A release that fails is logged; the supervisor goes on."""
+    url = f"sqlite:///{tmp_path / 'loadbay.db'}"
+    migrate(url)
+    monkeypatch.setenv("LOADBAY_DATABASE_URL", url)
+    monkeypatch.setenv("LOADBAY_SECRET_KEY", "test")
+    released: list[tuple[int, str]] = []
+
+    def release_claims(pid: int) -> tuple[int, int]:
+        released.append((pid, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]))
+        if len(released) == 1:
+            raise RuntimeError("the database is away")
+        return 0, 0
+
+    processes = WorkerProcesses(1, data_dir=tmp_path)
+    processes.start(release_claims)
+    try:
+        (first,) = processes.pids
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: len(processes.pids) == 1 and first not in processes.pids, "a worker started again")
+        (second,) = processes.pids
+        os.kill(second, signal.SIGSTOP)  # (SIGTERM cannot stop it)
+    finally:
+        processes.stop(timeout=0.5)
+    assert released == [(first, "Z"), (second, "Z")]
+    assert f"worker pid {first} is dead; its claims expire with their leases" in caplog.text
+    assert f"worker pid {second} is dead; its claims are released: validations 0, chunks 0" in caplog.text
 
 
 def sqlite_server(tmp_path: Path, processes: int, env: dict[str, str] | None = None) -> Server:

@@ -372,7 +372,7 @@ _RELEASED_BEFORE = timedelta(seconds=1)
 
 
 def expire_leases_of(conn: Connection, owner_prefix: str, at: datetime) -> tuple[int, int]:
-    """End at `at` every lease whose owner starts with `owner_prefix` (`host:pid:`, a worker
+    """End by `at` every lease whose owner starts with `owner_prefix` (`host:pid:`, a worker
     process known to be dead), so the next claim takes its validations and chunks over, as
     if their leases had run out. Status and attempt stay: the attempt token still refuses a
     late commit of the old attempt. (validations, chunks) whose lease ended."""
