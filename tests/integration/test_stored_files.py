@@ -153,6 +153,26 @@ def test_a_file_replaced_at_an_upload_url_asked_for_again_lists_its_own_size(
     assert (read["size"], read["item_count"]) == (len(second), 5)
 
 
+def test_a_file_replaced_at_an_upload_url_is_read_in_the_format_its_content_type_says(
+    server: Server, client: httpx.Client
+) -> None:
+    """The replacement of a CSV file sent through the API is JSON Lines, said by its PUT's
+    Content-Type: the batch reads it as JSON Lines, as the local store's PUT does (on S3 the
+    first file's format stayed, and every line was refused as CSV)."""
+    batch = new_batch(client)
+    assert send(client, batch["id"], customers(2), "customers").status_code == 200
+    again = client.post(f"/v1/batches/{batch['id']}/upload-url", json={"name": "customers"})
+    assert again.status_code == 200, again.text
+    lines = [f'{{"customer_number": "J{i}", "name": "J {i}", "email": "j{i}@example.com"}}' for i in range(3)]
+    body = ("\n".join(lines) + "\n").encode()
+    put = httpx.put(again.json()["url"], content=body, headers={"Content-Type": "application/x-ndjson"})
+    assert put.status_code == 200, put.text
+    assert client.post(f"/v1/batches/{batch['id']}/submit").status_code == 200
+    assert wait_final(client, batch["id"])["counts"]["succeeded"] == 3
+    [read] = client.get(f"/v1/batches/{batch['id']}/inputs").json()["data"]
+    assert (read["format"], read["size"], read["item_count"]) == ("jsonl", len(body), 3)
+
+
 def test_a_content_type_loadbay_does_not_read_is_refused(server: Server, client: httpx.Client) -> None:
     batch = new_batch(client, upload_url=True)  # named `data`: the Content-Type says the format
     put = httpx.put(batch["upload_url"], content=customers(1), headers={"Content-Type": "image/png"})

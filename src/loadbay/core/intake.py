@@ -198,13 +198,16 @@ def check_received(rt: Runtime, held: list[RowMapping]) -> list[tuple[RowMapping
     checked: list[tuple[RowMapping, Found]] = []
     for row in held:
         with suppress(NotFound):
-            checked.append((row, _stored(rt, row)))
+            checked.append((row, _stored(rt, row, replaced=True)))
     return checked
 
 
-def _stored(rt: Runtime, row: RowMapping) -> Found:
+def _stored(rt: Runtime, row: RowMapping, *, replaced: bool = False) -> Found:
     """The input's file as the store has it (NotFound: not there); PayloadTooLarge, and the
-    file deleted, when it is over LOADBAY_MAX_UPLOAD_BYTES."""
+    file deleted, when it is over LOADBAY_MAX_UPLOAD_BYTES. Its format is the one noted for
+    it, if any, else its Content-Type's; `replaced` (a received file): the Content-Type's when
+    the store has one, which only a client's PUT to an upload URL gives (loadbay stores the
+    files it receives itself with none), as receiving that PUT itself would have read it."""
     name, limit = row["name"], rt.settings.max_upload_bytes
     info = rt.blobs.head(row["blob_key"])
     if info.size > limit:
@@ -214,7 +217,8 @@ def _stored(rt: Runtime, row: RowMapping) -> Found:
             f"this server takes at most {byte_size(limit)}: it was deleted, send a smaller one and "
             "submit again"
         )
-    return Found(info.size, row["format"] or _format_of(name, info.content_type), info.etag)
+    noted = "" if replaced and info.content_type else row["format"]
+    return Found(info.size, noted or _format_of(name, info.content_type), info.etag)
 
 
 def _format_of(name: str, content_type: str | None) -> str:
@@ -241,10 +245,14 @@ def confirm_uploads(conn: Connection, batch_ids: list[int], found: Mapping[int, 
 
 
 def keep_received(conn: Connection, checked: list[tuple[RowMapping, Found]]) -> None:
-    """Keep the size and version the store has of each received file (`check_received`), in
-    the transaction that submits its batch, unless the file was received again since."""
+    """Keep the size, format and version the store has of each received file
+    (`check_received`), in the transaction that submits its batch, unless the file was
+    received again since."""
     for row, got in checked:
-        repo.keep_version(conn, row["id"], received_at=row["created_at"], size=got.size, etag=got.etag)
+        received_at = row["created_at"]
+        repo.keep_version(
+            conn, row["id"], received_at=received_at, size=got.size, fmt=got.format, etag=got.etag
+        )
 
 
 class Upload:

@@ -785,13 +785,13 @@ def received_files(conn: Connection, batch_ids: Sequence[int]) -> list[RowMappin
 
 
 def keep_version(
-    conn: Connection, input_id: int, *, received_at: datetime, size: int, etag: str | None
+    conn: Connection, input_id: int, *, received_at: datetime, size: int, fmt: str, etag: str | None
 ) -> None:
-    """The received file's size and version as the store has them, unless it was received
-    again after `received_at`."""
+    """The received file's size, format and version as the store has them, unless it was
+    received again after `received_at`."""
     c = batch_inputs.c
     found = (c.id == input_id, ~c.pending, c.created_at == received_at)
-    conn.execute(update(batch_inputs).where(*found).values(size=size, etag=etag))
+    conn.execute(update(batch_inputs).where(*found).values(size=size, format=fmt, etag=etag))
 
 
 def confirm_input(conn: Connection, input_id: int, *, size: int, fmt: str, etag: str | None) -> bool:
