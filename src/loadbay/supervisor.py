@@ -118,27 +118,25 @@ class WorkerProcesses:
                         os.write(slot.wake, b"\n")
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
-        """Stop the workers: SIGTERM, then SIGKILL for those still running after `timeout`."""
+        """Stop the workers: SIGTERM, then SIGKILL for those still running after `timeout`.
+        Each one's claims are released once it is dead, whatever ended it (one that finished
+        its piece of work has none left)."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
-        running = []
-        for process in (s.process for s in self._slots if s.process is not None):
-            if _exited(process):
-                self._bury(process)  # (it died since the supervisor last looked)
-            else:
-                running.append(process)
-        for process in running:
-            process.terminate()
+        processes = [s.process for s in self._slots if s.process is not None]
+        for process in processes:
+            if not _exited(process):
+                process.terminate()
         deadline = time.monotonic() + timeout
-        for process in running:
-            try:
-                process.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+        for process in processes:
+            while not _exited(process) and time.monotonic() < deadline:
+                time.sleep(_TICK / 2)
+            if not _exited(process):
                 log.warning("worker process %d runs on %.0f s after SIGTERM: SIGKILL", process.pid, timeout)
                 process.kill()
                 _exited(process, block=True)
-                self._bury(process)  # (another server may take its claims over now)
+            self._bury(process)  # (another server may take its claims over now)
         for slot in self._slots:
             self._close_wake(slot)
             slot.process = None
@@ -220,7 +218,8 @@ class WorkerProcesses:
             log.warning("worker pid %d is dead; its claims expire with their leases", pid, exc_info=True)
             return
         what = (pid, validations, chunks)
-        log.warning("worker pid %d is dead; its claims are released: validations %d, chunks %d", *what)
+        level = logging.WARNING if validations or chunks else logging.DEBUG
+        log.log(level, "worker pid %d is dead; its claims are released: validations %d, chunks %d", *what)
 
     def _close_wake(self, slot: _Slot) -> None:
         with self._lock:
