@@ -142,7 +142,7 @@ def _main(
 # server side ---------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Run the HTTP server and its worker processes (`--workers 0`: an API-only server).")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
@@ -229,7 +229,7 @@ def worker(
     rt.close()
 
 
-@app.command()
+@app.command(short_help="Check the database, the blob store, the signing key and the workers.")
 def doctor(data_dir: DataDir = None) -> None:
     """Check this environment: the database, the blob store (a probe object written, read and
     deleted), the signing key and the workers. Exit status 0 when all is well, else 1."""
@@ -804,7 +804,10 @@ def _json_array(items: Iterable[Any]) -> None:
     sys.stdout.write("\n]\n")
 
 
-@app.command(epilog=_codes(*_REQUEST))
+@app.command(
+    epilog=_codes(*_REQUEST),
+    short_help="A batch's result CSV: every record with loadbay_status, action, entity id and error.",
+)
 def results(
     batch_id: BatchId,
     output: Annotated[
