@@ -3,7 +3,6 @@ in this process, and the worker processes of `loadbay serve`)."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -124,14 +123,12 @@ def _lifespan(
     return lifespan
 
 
-def _claims_releaser(rt: Runtime) -> Callable[[int], tuple[int, int]]:
-    """What the server does for a worker process of its own that died (given its pid): end the
-    leases of its workers (owners `host:pid:name`) and remove its heartbeat (`host:pid`), as
-    core.worker names them. (validations, chunks) released."""
-    host = socket.gethostname()
+def _claims_releaser(rt: Runtime) -> Callable[[str], tuple[int, int]]:
+    """What the server does for a worker process of its own that died (given its name,
+    `core.worker.process_name`): end the leases of its workers (owners `{name}:{worker}`) and
+    remove its heartbeat. (validations, chunks) released."""
 
-    def release(pid: int) -> tuple[int, int]:
-        process = f"{host}:{pid}"
+    def release(process: str) -> tuple[int, int]:
         with rt.db.write() as conn:
             released = queue.expire_leases_of(conn, process + ":", repo.now())
             queue.forget_worker(conn, process, repo.now() - timedelta(days=1))

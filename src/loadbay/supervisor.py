@@ -24,10 +24,14 @@ How a worker stays tied to its server:
   STEADY_SECONDS of its start, up to MAX_BACKOFF.
 - The claims of a worker that died, or was SIGKILLed on stop, are released at once (the
   server's `release_claims`: its validations and chunks are taken over by the next claim,
-  its heartbeat removed), not after their lease (LOADBAY_LEASE_SECONDS). This happens
-  before the dead process is reaped, while its pid cannot be another process's. Should the
-  release fail, it is logged and the leases run out as before. (`loadbay worker` processes,
-  which nothing supervises, still leave their claims to expire.)
+  its heartbeat removed), not after their lease (LOADBAY_LEASE_SECONDS). Each worker
+  process is named with a tag the server gives it (`core.worker.process_name`), so the
+  release touches no other server's worker of the same host name and pid (in another PID
+  namespace); and it happens before the dead process is reaped, while its pid cannot be
+  another process's. Should the release fail, it is logged and the leases run out as before;
+  one that takes over RELEASE_SECONDS (on SQLite it waits for the writers' turn) is left to
+  finish on its own. (`loadbay worker` processes, which nothing supervises, still leave
+  their claims to expire.)
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import argparse
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -48,7 +53,7 @@ from pathlib import Path
 from loadbay.config import Settings
 from loadbay.core.metrics import serve_process_metrics
 from loadbay.core.runtime import Runtime
-from loadbay.core.worker import WorkerPool
+from loadbay.core.worker import WorkerPool, process_name
 from loadbay.memory import fewer_collections, return_big_buffers
 from loadbay.types import default_registry
 
@@ -62,8 +67,10 @@ MAX_BACKOFF = 30.0
 STEADY_SECONDS = 60.0  # a worker that ran this long before it died is started again at once
 _TICK = 0.1  # how often the supervisor looks at its workers
 
-# Ends a dead worker process's leases, given its pid: (validations, chunks) released.
-ReleaseClaims = Callable[[int], tuple[int, int]]
+# Ends a dead worker process's leases, given its name (`core.worker.process_name`):
+# (validations, chunks) released.
+ReleaseClaims = Callable[[str], tuple[int, int]]
+RELEASE_SECONDS = 5.0  # how long the supervisor waits for a release before it goes on
 
 
 @dataclass
@@ -76,6 +83,7 @@ class _Slot:
     started: float = 0.0  # (time.monotonic)
     due: float = 0.0  # (time.monotonic) when to start the next process, while none runs
     backoff: float = FIRST_BACKOFF
+    tag: str = ""  # the process's tag (see core.worker.process_name)
 
 
 class WorkerProcesses:
@@ -124,19 +132,21 @@ class WorkerProcesses:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
-        processes = [s.process for s in self._slots if s.process is not None]
-        for process in processes:
-            if not _exited(process):
-                process.terminate()
+        running = [s for s in self._slots if s.process is not None]
+        for slot in running:
+            _signal(slot, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for process in processes:
-            while not _exited(process) and time.monotonic() < deadline:
+        for slot in running:
+            assert slot.process is not None
+            while not _exited(slot.process) and time.monotonic() < deadline:
                 time.sleep(_TICK / 2)
-            if not _exited(process):
-                log.warning("worker process %d runs on %.0f s after SIGTERM: SIGKILL", process.pid, timeout)
-                process.kill()
-                _exited(process, block=True)
-            self._bury(process)  # (another server may take its claims over now)
+            if not _exited(slot.process):
+                log.warning(
+                    "worker process %d runs on %.0f s after SIGTERM: SIGKILL", slot.process.pid, timeout
+                )
+                _signal(slot, signal.SIGKILL)
+                _exited(slot.process, block=True)
+            self._bury(slot)  # (another server may take its claims over now)
         for slot in self._slots:
             self._close_wake(slot)
             slot.process = None
@@ -158,7 +168,7 @@ class WorkerProcesses:
             return
         if not _exited(slot.process):
             return
-        status = self._bury(slot.process)
+        status = self._bury(slot)
         lived = now - slot.started
         if lived >= STEADY_SECONDS:
             slot.backoff = FIRST_BACKOFF
@@ -176,8 +186,9 @@ class WorkerProcesses:
 
     def _spawn(self, slot: _Slot) -> None:
         read, write = os.pipe()  # (neither end is inherited by any other child)
+        tag = secrets.token_hex(4)
         try:
-            args = [sys.executable, "-m", "loadbay.supervisor", "--index", str(slot.index)]
+            args = [sys.executable, "-m", "loadbay.supervisor", "--index", str(slot.index), "--tag", tag]
             if self._data_dir is not None:
                 args += ["--data-dir", str(self._data_dir)]
             if self._base_url is not None:
@@ -190,7 +201,7 @@ class WorkerProcesses:
             os.close(read)
         os.set_blocking(write, False)
         with self._lock:
-            slot.process, slot.wake, slot.started = process, write, time.monotonic()
+            slot.process, slot.wake, slot.started, slot.tag = process, write, time.monotonic(), tag
 
     def _env(self, slot: _Slot) -> dict[str, str]:
         """The server's environment; a worker process's own metrics port, when asked for one,
@@ -201,31 +212,57 @@ class WorkerProcesses:
             env["LOADBAY_WORKER_METRICS_PORT"] = str(int(port) + slot.index)
         return env
 
-    def _bury(self, process: subprocess.Popen[bytes]) -> int:
-        """Release a dead worker process's claims, then reap it: its exit status. (Not the
-        other way round: once reaped, its pid may be another process's.)"""
-        self._free_claims(process.pid)
-        return process.wait()
+    def _bury(self, slot: _Slot) -> int:
+        """Release the claims of the slot's dead worker process, then reap it: its exit status.
+        (Not the other way round: once reaped, its pid may be another process's.)"""
+        assert slot.process is not None
+        self._free_claims(slot.process.pid, slot.tag)
+        return slot.process.wait()
 
-    def _free_claims(self, pid: int) -> None:
+    def _free_claims(self, pid: int, tag: str) -> None:
         """End the leases a dead worker process held, for other workers to take its work over
-        now; a failure is logged, and the leases then expire."""
-        if self._release_claims is None:
+        now. Waited for up to RELEASE_SECONDS (on SQLite it waits for the writers' turn, which
+        a hung process may hold), then left to finish, or fail, on its own: a failure is
+        logged, and the leases then expire."""
+        release = self._release_claims
+        if release is None:
             return
-        try:
-            validations, chunks = self._release_claims(pid)
-        except Exception:  # (the leases run out, as they would have)
-            log.warning("worker pid %d is dead; its claims expire with their leases", pid, exc_info=True)
-            return
-        what = (pid, validations, chunks)
-        level = logging.WARNING if validations or chunks else logging.DEBUG
-        log.log(level, "worker pid %d is dead; its claims are released: validations %d, chunks %d", *what)
+        releasing = threading.Thread(target=_release, args=(release, pid, tag), name=f"loadbay-release-{pid}")
+        releasing.daemon = True
+        releasing.start()
+        releasing.join(RELEASE_SECONDS)
+        if releasing.is_alive():
+            log.warning(
+                "worker pid %d is dead; releasing its claims takes over %g s: going on",
+                pid,
+                RELEASE_SECONDS,
+            )
 
     def _close_wake(self, slot: _Slot) -> None:
         with self._lock:
             if slot.wake is not None:
                 os.close(slot.wake)
                 slot.wake = None
+
+
+def _release(release: ReleaseClaims, pid: int, tag: str) -> None:
+    """Release a dead worker process's claims, logging what became of them."""
+    try:
+        validations, chunks = release(process_name(pid, tag))
+    except Exception:  # (the leases run out, as they would have)
+        log.warning("worker pid %d is dead; its claims expire with their leases", pid, exc_info=True)
+        return
+    level = logging.WARNING if validations or chunks else logging.DEBUG
+    what = (pid, validations, chunks)
+    log.log(level, "worker pid %d is dead; its claims are released: validations %d, chunks %d", *what)
+
+
+def _signal(slot: _Slot, sig: signal.Signals) -> None:
+    """Send a signal to the slot's process unless it has exited; `os.kill`, not Popen's
+    `terminate`/`kill`, which reap a process that has exited (before its claims are released)."""
+    if slot.process is not None and not _exited(slot.process):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(slot.process.pid, sig)
 
 
 def _exited(process: subprocess.Popen[bytes], *, block: bool = False) -> bool:
@@ -267,6 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--base-url")
+    parser.add_argument("--tag", default="")
     options = parser.parse_args(argv)
     os.nice(NICENESS)
     return_big_buffers()
@@ -279,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = settings.model_copy(update={"data_dir": options.data_dir})
     base_url = options.base_url or settings.base_url()
     rt = Runtime.for_workers(settings, default_registry(), base_url=base_url)
-    pool = WorkerPool(rt, 1, kind="serve")
+    pool = WorkerPool(rt, 1, kind="serve", tag=options.tag)
     fewer_collections()
     if settings.worker_metrics_port:
         serve_process_metrics(settings.worker_metrics_port)

@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from loadbay import supervisor
 from loadbay.db.engine import migrate
 from loadbay.supervisor import WorkerProcesses
 from tests.integration.test_crash_safety import (
@@ -78,7 +81,7 @@ def worker_processes(server: Server, count: int) -> set[int]:
 
 def heartbeats(server: Server) -> dict[int, str]:
     """The workers table: pid -> kind (rows of processes that stopped gracefully are removed)."""
-    return {int(id_.rsplit(":", 1)[1]): kind for id_, kind in server.query("SELECT id, kind FROM workers")}
+    return {int(id_.split(":")[1]): kind for id_, kind in server.query("SELECT id, kind FROM workers")}
 
 
 def appliers(server: Server, batch_id: int) -> set[int]:
@@ -199,17 +202,23 @@ def test_claims_are_released_before_the_dead_process_is_reaped(
 ) -> None:
     """The supervisor in this process: a worker process that died, and one SIGKILLed as it is
     stopped, have their claims released while they are zombies (their pids not yet free for
-    another process). A release that fails is logged; the supervisor goes on."""
+    another process), by names that tag each process started (no other process has them,
+    whatever its pid). A release that fails is logged, one that hangs is not waited for past
+    RELEASE_SECONDS: the supervisor, and the server's stop, go on."""
     url = f"sqlite:///{tmp_path / 'loadbay.db'}"
     migrate(url)
     monkeypatch.setenv("LOADBAY_DATABASE_URL", url)
     monkeypatch.setenv("LOADBAY_SECRET_KEY", "test")
-    released: list[tuple[int, str]] = []
+    monkeypatch.setattr(supervisor, "RELEASE_SECONDS", 0.5)
+    released: list[tuple[str, str]] = []
+    hung = threading.Event()
 
-    def release_claims(pid: int) -> tuple[int, int]:
-        released.append((pid, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]))
+    def release_claims(process: str) -> tuple[int, int]:
+        pid = process.split(":")[1]
+        released.append((process, Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]))
         if len(released) == 1:
             raise RuntimeError("the database is away")
+        hung.wait(10)  # (the writers' turn held by a process that hangs)
         return 0, 1
 
     processes = WorkerProcesses(1, data_dir=tmp_path)
@@ -221,10 +230,21 @@ def test_claims_are_released_before_the_dead_process_is_reaped(
         (second,) = processes.pids
         os.kill(second, signal.SIGSTOP)  # (SIGTERM cannot stop it)
     finally:
+        stopping = time.monotonic()
         processes.stop(timeout=0.5)
-    assert released == [(first, "Z"), (second, "Z")]
+        stopped = time.monotonic() - stopping
+        hung.set()
+    assert stopped < 3, stopped
+    host = socket.gethostname()
+    assert [(name.rsplit(":", 1)[0], state) for name, state in released] == [
+        (f"{host}:{first}", "Z"),
+        (f"{host}:{second}", "Z"),
+    ]
+    tags = [name.rsplit(":", 1)[1] for name, _ in released]
+    assert all(len(tag) == 8 for tag in tags) and tags[0] != tags[1], tags
     assert f"worker pid {first} is dead; its claims expire with their leases" in caplog.text
-    assert f"worker pid {second} is dead; its claims are released: validations 0, chunks 1" in caplog.text
+    assert f"worker pid {second} is dead; releasing its claims takes over 0.5 s: going on" in caplog.text
+    wait_for(lambda: "validations 0, chunks 1" in caplog.text, "the hung release's end logged", timeout=5)
 
 
 def sqlite_server(tmp_path: Path, processes: int, env: dict[str, str] | None = None) -> Server:

@@ -24,19 +24,31 @@ from loadbay.db import queue
 from loadbay.db import repository as repo
 from loadbay.db.engine import is_interruption
 
-__all__ = ["Worker", "WorkerPool"]
+__all__ = ["Worker", "WorkerPool", "process_name"]
 
 log = logging.getLogger(__name__)
 
 _STAGING_SWEEP_EVERY = 60.0  # seconds
 
 
+def process_name(pid: int | None = None, tag: str = "") -> str:
+    """How a process that runs workers is known: its heartbeat's id, and the start of its
+    workers' lease owners (`{process}:{worker}`). `host:pid` (this process's by default), and
+    `:tag` after it when given: `serve` tags each worker process it starts, so that releasing a
+    dead one's claims cannot touch another server's worker of the same host name and pid (in
+    another PID namespace: containers sharing the host's name)."""
+    name = f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+    return f"{name}:{tag}" if tag else name
+
+
 class Worker:
     """Claims and runs one piece of work at a time until stopped."""
 
-    def __init__(self, rt: Runtime, name: str, stop: threading.Event, wake: threading.Event) -> None:
+    def __init__(
+        self, rt: Runtime, name: str, stop: threading.Event, wake: threading.Event, process: str = ""
+    ) -> None:
         self.rt = rt
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{name}"
+        self.owner = f"{process or process_name()}:{name}"
         self._stop = stop
         self._wake = wake
         self._lease = timedelta(seconds=rt.settings.lease_seconds)
@@ -165,8 +177,10 @@ class WorkerPool:
     """N worker threads sharing one stop flag and one wake-up signal, and a heartbeat that
     tells every server these threads are alive (`kind`: the command that runs them)."""
 
-    def __init__(self, rt: Runtime, size: int, kind: str = "serve") -> None:
+    def __init__(self, rt: Runtime, size: int, kind: str = "serve", tag: str = "") -> None:
+        """`tag`: see `process_name`."""
         self.rt = rt
+        self._process = process_name(tag=tag)
         self.stop = threading.Event()
         self.wake = threading.Event()
         self._threads = [
@@ -174,9 +188,7 @@ class WorkerPool:
             for i in range(size)
         ]
         now = repo.now()
-        self._beat = queue.WorkerBeat(
-            f"{socket.gethostname()}:{os.getpid()}", kind, size, __version__, started_at=now, seen_at=now
-        )
+        self._beat = queue.WorkerBeat(self._process, kind, size, __version__, started_at=now, seen_at=now)
         if size:
             self._threads.append(
                 threading.Thread(target=self._heartbeat, name="loadbay-heartbeat", daemon=True)
@@ -187,7 +199,7 @@ class WorkerPool:
         return self._beat.threads
 
     def _worker(self, i: int) -> Worker:
-        return Worker(self.rt, f"w{i}", self.stop, self.wake)
+        return Worker(self.rt, f"w{i}", self.stop, self.wake, self._process)
 
     def start(self) -> None:
         if self._threads:  # (an API-only server keeps Python's defaults)
