@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -33,12 +34,16 @@ _STAGING_SWEEP_EVERY = 60.0  # seconds
 
 def process_name(pid: int | None = None, tag: str = "") -> str:
     """How a process that runs workers is known: its heartbeat's id, and the start of its
-    workers' lease owners (`{process}:{worker}`). `host:pid` (this process's by default), and
-    `:tag` after it when given: `serve` tags each worker process it starts, so that releasing a
-    dead one's claims cannot touch another server's worker of the same host name and pid (in
-    another PID namespace: containers sharing the host's name)."""
-    name = f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
-    return f"{name}:{tag}" if tag else name
+    workers' lease owners (`{process}:{worker}`). `host:pid:tag`, with a tag of its own (made
+    at random, or the one `serve` gave the worker process it started, to release a dead one's
+    claims by), so that no other process has it, even one of the same host name and pid in
+    another PID namespace (containers sharing the host's name). This process's by default."""
+    if pid is None:
+        pid, tag = os.getpid(), tag or _TAG
+    return f"{socket.gethostname()}:{pid}:{tag}"
+
+
+_TAG = secrets.token_hex(4)  # this process's tag, unless it was given one
 
 
 class Worker:
