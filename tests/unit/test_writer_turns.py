@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from loadbay.db import engine
 from loadbay.db.engine import Database
 
 # A process that writes for `seconds`, one transaction after another, each held `hold` seconds.
@@ -125,3 +126,44 @@ def test_the_turn_files_lie_beside_the_database(url: str, tmp_path: Path) -> Non
         "turns.db-gate",
         "turns.db-writer",
     ]
+
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_writer_waiting_long_for_its_turn_says_who_holds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A process that hangs in its turn holds up every writer (a turn cannot be given up after
+    a while): the writer waiting says so past SLOW_TURN_SECONDS, naming that process, once."""
+    monkeypatch.setattr(engine, "SLOW_TURN_SECONDS", 0.5)
+    path = str(tmp_path / "turns.db")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, path + "-writer"], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        waiting = threading.Thread(target=_take_turn, args=(engine.WriterTurns(path),))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while "writers' turn" not in caplog.text:
+            assert time.monotonic() < deadline, "no warning of the long wait"
+            time.sleep(0.05)
+        assert f"held by pid {holder.pid}" in caplog.text, caplog.text
+        assert waiting.is_alive(), "it waits on: the warning does not end the wait"
+    finally:
+        holder.kill()
+        holder.communicate()
+    waiting.join(5)
+    assert not waiting.is_alive(), "the turn is taken once the holder is gone"
+    time.sleep(2 * engine._WATCH_EVERY)
+    assert caplog.text.count("writers' turn") == 1, caplog.text
+
+
+def _take_turn(turns: engine.WriterTurns) -> None:
+    with turns.turn():
+        pass

@@ -58,6 +58,11 @@ log = logging.getLogger(__name__)
 CHECKPOINT_EVERY = 0.5
 _LOG_PAGES = 20_000  # (of 4 KiB: 80 MB)
 
+# SQLite: a writer that waits this long for its turn is logged at WARNING, with the process
+# holding the turn (the wait has no bound: see `WriterTurns`); looked at every _WATCH_EVERY s.
+SLOW_TURN_SECONDS = 30.0
+_WATCH_EVERY = 1.0
+
 # SQLite gives a new row the largest rowid so far plus one while that stays below this; past
 # it, one at random (so ids of rows inserted together are a range only below it).
 SQLITE_LARGEST_ROWID = 2**63 - 1
@@ -282,6 +287,10 @@ class WriterTurns:
     at the gate behind the one waiting for it. A waiter is woken by the kernel when the lock
     is let go, and a killed process's locks are let go with it. Each turn opens both files
     anew: a lock belongs to its open file, so threads of one process take turns too.
+
+    A `flock` cannot be given up after a while, so a process that hangs in its turn (stopped,
+    frozen) holds up every writer; one that waits over SLOW_TURN_SECONDS says so in the log,
+    naming the process that holds the turn (`_SlowTurns`).
     """
 
     def __init__(self, path: str) -> None:
@@ -303,13 +312,74 @@ class WriterTurns:
         try:
             gate = _lock_file(self._gate)
             try:
-                fcntl.flock(gate, fcntl.LOCK_EX)
-                fcntl.flock(writer, fcntl.LOCK_EX)
+                with _SLOW_TURNS.waiting(self._writer):
+                    fcntl.flock(gate, fcntl.LOCK_EX)
+                    fcntl.flock(writer, fcntl.LOCK_EX)
             finally:
                 os.close(gate)
             yield
         finally:
             os.close(writer)
+
+
+class _SlowTurns:
+    """This process's writers waiting for their turn, and a thread (started with the first
+    wait) that logs each one waiting over SLOW_TURN_SECONDS, once."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[object, tuple[float, str]] = {}  # a wait -> (since, writer lock file)
+        self._starting = threading.Lock()
+        self._watcher: threading.Thread | None = None
+
+    @contextmanager
+    def waiting(self, path: str) -> Iterator[None]:
+        wait = object()
+        self._waiting[wait] = (time.monotonic(), path)
+        if self._watcher is None:
+            self._start()
+        try:
+            yield
+        finally:
+            del self._waiting[wait]
+
+    def _start(self) -> None:
+        with self._starting:
+            if self._watcher is None:
+                self._watcher = threading.Thread(target=self._watch, name="loadbay-slow-turns", daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        told: set[object] = set()
+        while True:
+            time.sleep(_WATCH_EVERY)
+            now, waits = time.monotonic(), dict(self._waiting)
+            for wait, (since, path) in waits.items():
+                if now - since >= SLOW_TURN_SECONDS and wait not in told:
+                    told.add(wait)
+                    log.warning(
+                        "a write has waited %.0f s for SQLite's writers' turn, held by %s: every "
+                        "write waits while that process holds it",
+                        now - since,
+                        _holder(path),
+                    )
+            told &= waits.keys()
+
+
+_SLOW_TURNS = _SlowTurns()
+
+
+def _holder(path: str) -> str:
+    """The process holding the `flock` on `path`, as /proc/locks names it (Linux)."""
+    try:
+        inode = str(os.stat(path).st_ino)
+        with open("/proc/locks") as locks:
+            for line in locks:  # "1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF"
+                fields = line.split()  # (a waiter's line has "->" before FLOCK)
+                if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == inode:
+                    return f"pid {fields[4]}"
+    except OSError:
+        pass
+    return "a process /proc/locks does not name"
 
 
 def _checkpoint(engine: Engine) -> None:
