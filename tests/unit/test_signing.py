@@ -35,3 +35,10 @@ def test_url_carries_method_expiry_and_signature() -> None:
     url = signer.url("batches/1/inputs/a b.csv", "PUT", 60)
     assert url.startswith("http://h/v1/blobs/batches/1/inputs/a%20b.csv?method=PUT&expires=")
     assert "&signature=" in url
+
+
+def test_a_signature_that_is_not_ascii_is_refused_as_not_matching() -> None:
+    """(a signature=%C3%A9 in a signed URL's query was a 500: compare_digest raised TypeError)"""
+    for signature in ("é", "\udcff", signer.sign("PUT", "k", 2000)[:-1] + "é"):
+        with pytest.raises(BadSignature, match="does not match"):
+            signer.verify("PUT", "k", "2000", signature, now=1000)

@@ -36,8 +36,9 @@ class UrlSigner:
             expiry = int(expires)
         except ValueError:
             raise BadSignature("signed URL has no valid expiry") from None
-        expected = self.sign(method, key, expiry)
-        if not hmac.compare_digest(expected, signature):
+        expected = self.sign(method, key, expiry).encode()
+        # (bytes: compare_digest refuses a str that is not ASCII with a TypeError, a 500)
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "replace")):
             raise BadSignature("signature does not match this method and object")
         if (now if now is not None else time.time()) > expiry:
             raise BadSignature("signed URL has expired; ask for a new one")
