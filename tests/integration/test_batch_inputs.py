@@ -208,6 +208,33 @@ def test_a_fetched_source_is_listed_as_fetched(server: Server, key: str, httpser
     assert (fetched["size"], fetched["item_count"], fetched["pending"]) == (len(body), 2, False)
 
 
+def test_a_file_cannot_take_the_name_of_the_fetched_source(
+    server: Server, key: str, httpserver: HTTPServer
+) -> None:
+    """A batch with a source_url takes files of its own too, but none named `source`, the
+    name of its source_url's copy: sent so, it replaced the copy's input (or the copy replaced
+    it, the file's records never read: `total` 1 for 3 records sent)."""
+    body = "customer_number,name\nS1,One\n"
+    httpserver.expect_request("/export.csv").respond_with_data(body, content_type="text/csv")
+    mine = b"customer_number,name\nU1,Up\nU2,Up\n"
+    with server.client(key) as client:
+        source = f"http://127.0.0.1:{httpserver.port}/export.csv"
+        batch = create(client, source_url=source, submit=False)
+        for refused in (
+            client.put(f"/v1/batches/{batch}/data", content=mine, params={"name": "source"}),
+            client.post(f"/v1/batches/{batch}/upload-url", json={"name": "source"}),
+        ):
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["code"] == "INVALID_NAME" and "source_url" in refused.json()["detail"]
+        put_file(client, batch, mine, "mine.csv")
+        assert client.post(f"/v1/batches/{batch}/submit").status_code == 200
+        done = wait_final(client, batch)
+        assert (done["status"], done["counts"]["total"], done["counts"]["succeeded"]) == ("completed", 3, 3)
+    with server.client(key) as client:  # (a batch without a source_url may name a file so)
+        plain = create(client)
+        put_file(client, plain, mine, "source")
+
+
 def test_another_accounts_batch_is_not_found(server: Server, key: str, other_key: str) -> None:
     with server.client(key) as owner:
         batch = create(owner)

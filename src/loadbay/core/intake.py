@@ -67,6 +67,18 @@ class SignedUpload:
 
 
 _MAX_QUOTED_NAME = 240  # a file name on the local store is at most 255 bytes
+FETCHED_NAME = "source"  # the input name of the copy of a batch's source_url
+
+
+def require_free_name(batch: Batch, name: str) -> None:
+    """InvalidInput (INVALID_NAME) for a file sent under the name of the copy of the batch's
+    source_url, which would replace it, or be replaced by it."""
+    if batch.source_url and name == FETCHED_NAME:
+        raise InvalidInput(
+            f"file name {FETCHED_NAME!r} is taken by the copy of this batch's source_url; "
+            "send the file under another name",
+            code="INVALID_NAME",
+        )
 
 
 def input_key(batch_id: int, name: str) -> str:
@@ -140,6 +152,7 @@ def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool 
     the store: `check_received`)."""
     require_open(batch)
     require_takes_data(batch, rt.types.get(batch.type))
+    require_free_name(batch, name)
     key = input_key(batch.id, name)
     fmt = format_for_content_type(None, name) if format_by_name else ""
     with rt.db.write() as conn:
@@ -262,6 +275,7 @@ class Upload:
         require_open(batch)
         require_attachments(batch, rt.types.get(batch.type), "its data")
         require_takes_data(batch, rt.types.get(batch.type))
+        require_free_name(batch, name)
         self._rt = rt
         self._batch_id = batch.id
         self.name = name

@@ -32,7 +32,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from loadbay.core import metrics, settle, totals, webhooks
 from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
-from loadbay.core.intake import fetched_folder
+from loadbay.core.intake import FETCHED_NAME, fetched_folder
 from loadbay.core.results import column_input_parts, input_parts, result_rows
 from loadbay.core.runtime import Runtime
 from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates, skip_records
@@ -377,8 +377,9 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
     try:
         with rt.db.write() as conn:
             _check_lease(conn, claim, rt)
-            before = [i["blob_key"] for i in repo.list_inputs(conn, batch.id) if i["name"] == "source"]
-            repo.upsert_input(conn, batch.id, "file", "source", format=fmt, blob_key=key, size=size)
+            inputs = repo.list_inputs(conn, batch.id)
+            before = [i["blob_key"] for i in inputs if i["name"] == FETCHED_NAME]
+            repo.upsert_input(conn, batch.id, "file", FETCHED_NAME, format=fmt, blob_key=key, size=size)
             repo.add_event(
                 conn, batch.id, Milestone.COPIED, Status.VALIDATING, f"{size} bytes from {got.final_url}"
             )
