@@ -138,12 +138,13 @@ def _checked_url(text: str) -> httpx.URL:
     """Parse `text` and refuse anything but a plain http(s) URL with a host."""
     try:
         url = httpx.URL(text)
-    except (httpx.InvalidURL, TypeError) as exc:
+        host = url.host  # (decodes an xn-- label: idna.IDNAError, a UnicodeError, if malformed)
+    except (httpx.InvalidURL, TypeError, UnicodeError) as exc:
         raise FetchRefused(f"{text!r} is not a valid URL: {exc}") from exc
     if url.scheme not in _SCHEMES:
         problem = f"uses scheme {url.scheme!r}" if url.scheme else "has no scheme"
         raise FetchRefused(f"{text!r} {problem}; only http:// and https:// URLs are fetched")
-    if not url.host:
+    if not host:
         raise FetchRefused(f"{text!r} has no host name")
     if url.userinfo:
         raise FetchRefused(f"{text!r} contains credentials (user:password@); remove them")
@@ -209,6 +210,12 @@ def _send_pinned(
             return client.send(_pinned_request(client, url, address, message), stream=True)
         except httpx.ConnectError as exc:
             failure = exc
+        except UnicodeError as exc:
+            # httpx builds a redirect's next request even when it is not followed: a Location
+            # with a malformed xn-- host name raises idna.IDNAError (and closes the answer)
+            raise httpx.RemoteProtocolError(
+                f"the answer's Location has a malformed host name: {exc}"
+            ) from exc
     assert failure is not None  # _resolve never returns an empty list
     raise failure
 

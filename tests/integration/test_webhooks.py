@@ -271,6 +271,9 @@ def test_endpoints_are_checked_and_kept_per_account(
         "http://user:pw@example.com/x": "INVALID_WEBHOOK_URL",
         "http://10.1.2.3/x": "INVALID_WEBHOOK_URL",  # not public, not in LOADBAY_FETCH_ALLOW
         "http://[::1]:8000/x": "INVALID_WEBHOOK_URL",
+        "http://xn--a.com/": "INVALID_WEBHOOK_URL",  # malformed IDNA host names (answered 500)
+        "http://xn--/": "INVALID_WEBHOOK_URL",
+        "https://xn--zz-zzz.com/hook": "INVALID_WEBHOOK_URL",
     }
     for url, code in refused.items():
         answer = client.post("/v1/webhooks", json={"url": url})
@@ -299,6 +302,8 @@ def test_endpoints_are_checked_and_kept_per_account(
     assert deliveries(client, hook["id"]) == []
 
     assert [h["id"] for h in client.get("/v1/webhooks").json()["data"]] == [hook["id"]]
+    bad = client.patch(f"/v1/webhooks/{hook['id']}", json={"url": "http://xn--a.com/"})
+    assert (bad.status_code, bad.json()["code"]) == (400, "INVALID_WEBHOOK_URL")
     changed = client.patch(
         f"/v1/webhooks/{hook['id']}", json={"events": ["batch.failed"], "description": "d"}
     )
