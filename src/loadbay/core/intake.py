@@ -303,17 +303,22 @@ class Upload:
         self._writer.abort()
 
     def finish(self) -> None:
-        """Keep the file as one of the batch's inputs (if the batch is still open)."""
+        """Keep the file as one of the batch's inputs (if the batch is still open); the upload
+        is dropped if it cannot be (refused, or the transaction failed: a lock not granted in
+        time, the database away), leaving no part of it in the store."""
+        try:
+            self._keep()
+        except BaseException:
+            self.abort()  # (nothing to undo once the writer has committed)
+            raise
+
+    def _keep(self) -> None:
         with self._rt.db.write() as conn:
             batch = repo.get_batch(conn, None, self._batch_id, lock=True)
             if batch is None:
                 raise NotFound(f"batch {self._batch_id} not found")
-            try:
-                require_open(batch)
-                _refuse_mixed(conn, batch, "file")
-            except Conflict:
-                self.abort()
-                raise
+            require_open(batch)
+            _refuse_mixed(conn, batch, "file")
             size = self._writer.commit()
             values = {"format": self.format, "blob_key": self._key, "size": size, "items": None}
             values |= {"pending": False, "etag": None}
