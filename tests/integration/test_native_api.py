@@ -824,6 +824,25 @@ def test_children_of_a_parent(server: Server, key: str) -> None:
         assert_problem(refused, 409, "CONFLICT")
 
 
+def test_a_child_cancelled_while_waiting_at_its_upload_url_does_not_hold_up_its_parent(
+    server: Server, key: str
+) -> None:
+    """The file a cancelled child expected at its upload URL is never looked for again: the
+    parent is submitted (it was a 409 FILE_NOT_UPLOADED on every submit) and completes."""
+    with server.client(key) as client:
+        parent = create(client)
+        put_data(client, parent["id"], "customer_number,name\nK1,Parent\n")
+        child = create(client, parent_id=parent["id"], upload_url=True, file_name="kid.csv")
+        assert post(client, child["id"], "cancel")["status"] == "cancelled"
+        assert post(client, parent["id"], "submit")["status"] == "queued"
+        done = wait_final(client, parent["id"])
+        kid = client.get(f"/v1/batches/{child['id']}").json()
+        [never] = client.get(f"/v1/batches/{child['id']}/inputs").json()["data"]
+    assert (done["status"], done["counts"]) == ("completed", counts(total=1, valid=1, succeeded=1))
+    assert (kid["status"], kid["counts"]) == ("cancelled", counts())
+    assert (never["name"], never["pending"], never["received_at"]) == ("kid.csv", False, None)
+
+
 def test_events_in_order(server: Server, key: str) -> None:
     with server.client(key) as client:
         done = run(client, "customer_number,name\nV1,One\nV2,Two\n")

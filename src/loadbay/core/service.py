@@ -475,7 +475,10 @@ class BatchService:
         current = intake.check_received(self.rt, held)
         with self.rt.db.write() as conn:
             batch = self._get(conn, account, batch_id, lock=True)
-            intake.confirm_uploads(conn, [batch.id, *(c.id for c in repo.children(conn, batch.id))], found)
+            # only the batches this submit moves on, the open ones: the file a cancelled child
+            # still expected at its upload URL will never be received, and was not looked for
+            submitted = [b.id for b in (batch, *repo.children(conn, batch.id)) if b.status == Status.OPEN]
+            intake.confirm_uploads(conn, submitted, found)
             intake.keep_received(conn, current)
             self._submit_family(conn, batch)
             batch = self._get(conn, account, batch_id)
