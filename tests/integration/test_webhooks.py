@@ -185,6 +185,25 @@ def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt(
     assert client.get(f"/v1/webhooks/{hook['id']}").json()["failing_since"] is None  # it recovered
 
 
+def test_an_answer_with_a_nul_byte_is_recorded_once(client: httpx.Client, receiver: Receiver) -> None:
+    """PostgreSQL refuses U+0000 in text: the answer's excerpt keeps U+FFFD in its place, so the
+    attempt is recorded (it was rolled back, and the event sent again every 2x timeout)."""
+    where = path()
+    hook = endpoint(
+        client, receiver.plan(where, Answer(200, body=b"\x1f\x8b\x08\x00ok")), events=["batch.cancelled"]
+    )
+    batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+    client.post(f"/v1/batches/{batch['id']}/cancel")
+
+    [delivery] = finished(client, hook["id"])
+    assert delivery["status"] == "delivered"
+    assert [(a["attempt"], a["result"], a["status_code"], a["response"]) for a in delivery["attempts"]] == [
+        (1, "delivered", 200, "\x1f\ufffd\x08\ufffdok")
+    ]
+    time.sleep(2.5)  # over twice LOADBAY_WEBHOOK_TIMEOUT: not sent again
+    assert len(receiver.requests(where)) == 1
+
+
 def test_a_receiver_that_never_answers_times_out(client: httpx.Client, receiver: Receiver) -> None:
     where = path()
     hook = endpoint(client, receiver.plan(where, Answer(200, delay=3)), events=["batch.cancelled"])

@@ -25,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import random
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +45,7 @@ __all__ = ["AttemptResult", "backoff", "deliver_next", "signature"]
 
 _MAX_WAIT = 3600.0  # seconds between two attempts at most
 _EXCERPT = 1024  # bytes of an answer kept in the log
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +109,12 @@ def _attempt(rt: Runtime, claim: DeliveryClaim) -> AttemptResult:
             max_excerpt=_EXCERPT,
         )
     except (FetchRefused, FetchError) as exc:
-        return AttemptResult(False, None, exc.message, _since(started), None)
+        return AttemptResult(False, None, _storable(exc.message), _since(started), None)
     return _answered(answer, _since(started))
 
 
 def _answered(answer: Answer, latency_ms: int) -> AttemptResult:
-    text = answer.excerpt.decode("utf-8", errors="replace")
+    text = _storable(answer.excerpt.decode("utf-8", errors="replace"))
     code = answer.status_code
     if 200 <= code < 300:
         return AttemptResult(True, code, None, latency_ms, text)
@@ -120,7 +122,13 @@ def _answered(answer: Answer, latency_ms: int) -> AttemptResult:
         error = f"HTTP {code}: a redirect (to {answer.location or 'nowhere'}), which is not followed"
     else:
         error = f"HTTP {code}: not a 2xx answer"
-    return AttemptResult(False, code, error, latency_ms, text)
+    return AttemptResult(False, code, _storable(error), latency_ms, text)
+
+
+def _storable(text: str) -> str:
+    """`text` with U+FFFD for what no database can hold: U+0000 (PostgreSQL refuses it in text;
+    the attempt could not be recorded and the event was sent again and again) and surrogates."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def _since(started: float) -> int:
