@@ -496,6 +496,42 @@ def test_upload_url_on_create(server: Server, key: str) -> None:
     assert done["counts"] == counts(total=1, valid=1, succeeded=1)
 
 
+def test_a_create_whose_upload_url_is_refused_leaves_no_batch(
+    server: Server, key: str, httpserver: HTTPServer
+) -> None:
+    """The upload URL's checks come with the create: a refused one leaves no batch (it was made,
+    open, and a batch with a source_url even fetched and applied), and answers what
+    POST …/upload-url answers."""
+    httpserver.expect_request("/remote.csv").respond_with_data(
+        "customer_number,name\nR1,Remote\n", content_type=CSV
+    )
+    source = f"http://127.0.0.1:{httpserver.port}/remote.csv"
+    long_name = "é" * 100  # 100 characters, but 600 bytes URL-encoded
+    carried = {"type": "billing.carry_forward", "options": {"invoices": True}}  # makes a child too
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"type": TYPE, "file_name": long_name}, 400, "INVALID_NAME"),
+        ({"type": TYPE, "source_url": source}, 409, "BATCH_NOT_OPEN"),  # submitted on create
+        ({"type": TYPE, "source_url": source, "submit": True}, 409, "BATCH_NOT_OPEN"),
+        (carried, 409, "NO_DATA_TAKEN"),
+        ({"type": TYPE, "submit": True}, 409, "BATCH_NOT_OPEN"),
+    ]
+    with server.client(key) as client:
+        refused = []
+        for body, status, code in cases:
+            answer = client.post("/v1/batches", json=body | {"upload_url": True})
+            refused.append(assert_problem(answer, status, code))
+            assert client.get("/v1/batches").json()["data"] == [], body
+        done = run(client, "customer_number,name\nW1,Barrier\n")  # the workers have had their turn
+        assert [b["id"] for b in client.get("/v1/batches").json()["data"]] == [done["id"]]
+        # a batch that fetches its file and is not submitted on create takes files at URLs too
+        both = create(client, upload_url=True, source_url=source, submit=False)
+        asked = client.post(f"/v1/batches/{both['id']}/upload-url", json={"name": long_name})
+    assert refused[0]["detail"] == assert_problem(asked, 400, "INVALID_NAME")["detail"]
+    assert '"submit": false' in refused[1]["detail"]
+    assert (both["status"], both["upload_url"] is not None) == ("open", True)
+    assert httpserver.log == []  # nothing fetched, nothing applied
+
+
 def test_source_url_is_fetched_and_auto_submitted(server: Server, key: str, httpserver: HTTPServer) -> None:
     body = "customer_number,name,email\nS1,One,one@example.com\nS2,Two,bad\nS3,Three,\n"
     httpserver.expect_request("/exports/customers.csv").respond_with_data(body, content_type="text/csv")

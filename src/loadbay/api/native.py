@@ -103,7 +103,8 @@ _CSV = {
                 409: "`JOB_ID_CONFLICT`: the job_id names a batch made with another body; `MIXED_INPUT`: "
                 "`items` with `source_url` or `upload_url` (a batch takes pages or files, not both); or "
                 "the items or submit asked for are refused (`NO_DATA`, `INCOMPLETE_BATCH`, a parent no "
-                "longer open)",
+                "longer open); or the upload URL asked for is (`BATCH_NOT_OPEN`: the batch is submitted "
+                "on create; `NO_DATA_TAKEN`)",
             },
         ),
     },
@@ -115,15 +116,16 @@ def create_batch(
     response: Response,
 ) -> BatchOut:
     """Create a batch; the same job_id with the same body answers the existing batch (200)."""
-    batch, created = service.create(
-        account, body.spec(), items=body.items, submit=body.submit, upload_url=body.upload_url
-    )
+    upload = None
+    if body.upload_url:  # one step: a URL refused leaves no batch behind
+        batch, created, signed = service.create_with_upload(
+            account, body.spec(), body.file_name, items=body.items, submit=body.submit
+        )
+        upload = UploadUrlOut(url=signed.url, method=signed.method, expires_at=signed.expires_at)
+    else:
+        batch, created = service.create(account, body.spec(), items=body.items, submit=body.submit)
     if not created:
         response.status_code = 200
-    upload = None
-    if body.upload_url:
-        signed = service.upload_url(account, batch.id, body.file_name)
-        upload = UploadUrlOut(url=signed.url, method=signed.method, expires_at=signed.expires_at)
     return _out(service, batch, upload)
 
 

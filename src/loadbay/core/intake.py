@@ -35,6 +35,7 @@ __all__ = [
     "check_uploads",
     "confirm_uploads",
     "described",
+    "expect_upload",
     "fetched_folder",
     "input_key",
     "keep_received",
@@ -42,6 +43,7 @@ __all__ = [
     "require_attachments",
     "require_takes_data",
     "require_open",
+    "sign_upload",
     "store_page",
 ]
 
@@ -151,17 +153,33 @@ def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool 
     it, as a second PUT of any upload does (on S3 the submit takes its size and version from
     the store: `check_received`)."""
     require_open(batch)
+    with rt.db.write() as conn:
+        locked = repo.get_batch(conn, None, batch.id, lock=True)
+        assert locked is not None
+        key = expect_upload(rt, conn, locked, name, format_by_name=format_by_name)
+    return sign_upload(rt, key)
+
+
+def expect_upload(
+    rt: Runtime, conn: Connection, batch: Batch, name: str, *, format_by_name: bool = False
+) -> str:
+    """Note that the batch (locked, in `conn`'s write transaction) expects file `name` at an
+    upload URL, after every check an upload URL must pass; the file's object key, for
+    `sign_upload` once the transaction is committed. The create that asks for a URL runs it
+    in the transaction that creates the batch, so a refused URL leaves no batch behind."""
+    require_open(batch)
     require_takes_data(batch, rt.types.get(batch.type))
     require_free_name(batch, name)
     key = input_key(batch.id, name)
     fmt = format_for_content_type(None, name) if format_by_name else ""
-    with rt.db.write() as conn:
-        locked = repo.get_batch(conn, None, batch.id, lock=True)
-        assert locked is not None
-        require_open(locked)
-        _refuse_mixed(conn, locked, "file")
-        if not _received(conn, batch.id, name):
-            repo.expect_input(conn, batch.id, name, key, fmt)
+    _refuse_mixed(conn, batch, "file")
+    if not _received(conn, batch.id, name):
+        repo.expect_input(conn, batch.id, name, key, fmt)
+    return key
+
+
+def sign_upload(rt: Runtime, key: str) -> SignedUpload:
+    """The signed URL that takes `PUT`s of the input file `key` (see `expect_upload`)."""
     ttl = rt.settings.signed_url_ttl
     url = rt.blobs.signed_url(key, "PUT", ttl)
     return SignedUpload(url=url, method="PUT", expires_at=datetime.now(UTC) + timedelta(seconds=ttl))

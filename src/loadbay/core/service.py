@@ -136,33 +136,70 @@ class BatchService:
         items: list[Any] | None = None,
         page: int = 0,
         submit: bool | None = None,
-        upload_url: bool = False,
     ) -> tuple[Batch, bool]:
         """Create a batch (or find the one this job_id made), with page `page` of `items` and
-        submitted when asked, all or nothing. True when newly created. `upload_url`: the
-        caller asks for a signed upload URL along with it, so the batch will take a file."""
+        submitted when asked, all or nothing. True when newly created."""
+        batch, created, _key = self._create(account, spec, (items, page), submit, None)
+        return batch, created
+
+    def create_with_upload(
+        self,
+        account: Account,
+        spec: NewBatch,
+        name: str,
+        *,
+        items: list[Any] | None = None,
+        submit: bool | None = None,
+    ) -> tuple[Batch, bool, intake.SignedUpload]:
+        """Create a batch as `create` does, with a signed URL that takes its file `name` (see
+        `upload_url`), all or nothing: a URL refused (a name that cannot be a key, a type that
+        takes no data, a batch submitted on create) leaves no batch behind. The batch this
+        job_id made before is answered with a new URL of its own."""
+        batch, created, key = self._create(account, spec, (items, 0), submit, name)
+        if key is None:
+            return batch, created, self.upload_url(account, batch.id, name)
+        return batch, created, intake.sign_upload(self.rt, key)
+
+    def _create(
+        self,
+        account: Account,
+        spec: NewBatch,
+        page: tuple[list[Any] | None, int],
+        submit: bool | None,
+        upload: str | None,
+    ) -> tuple[Batch, bool, str | None]:
+        """`create`, and with `upload` (a file name) the batch expects that file at an upload
+        URL: the file's key, None for a batch found by its job_id (nothing is made then)."""
         self._check_new(account, spec)
-        if items is not None and upload_url:
+        items, number = page
+        if items is not None and upload is not None:
             raise Conflict(
                 "a batch takes pages or files, not both: its items are its page 0, so it takes "
                 "no file at an upload URL",
                 code="MIXED_INPUT",
             )
-        fingerprint = _fingerprint(spec, items, submit, page)
+        fingerprint = _fingerprint(spec, items, submit, number)
         if spec.job_id is not None and (found := self._by_job_id(account, spec.job_id, fingerprint)):
-            return found, False
+            return found, False, None
         submit = bool(submit or (submit is None and spec.source_url))
+        if submit and upload is not None:
+            raise Conflict(
+                "a batch submitted on create takes no file at an upload URL: it is open no more "
+                'when the file comes; create it with "submit": false (a batch with a source_url '
+                "is submitted on create unless told not to), send the file, then submit it",
+                code="BATCH_NOT_OPEN",
+            )
         try:
-            batch_id = self._insert(account, spec, fingerprint, (items, page), submit)
+            batch_id, key = self._insert(account, spec, fingerprint, page, submit, upload)
         except IntegrityError:  # another request created the same job_id just now
             if spec.job_id is None:
                 raise
             found = self._by_job_id(account, spec.job_id, fingerprint)
             assert found is not None
-            return found, False
+            return found, False, None
         if submit:
             self._wake()
-        return self.get(account, batch_id), True
+        return self.get(account, batch_id), True, key
 
     def _check_new(self, account: Account, spec: NewBatch) -> None:
         batch_type = self.rt.types.get(spec.type)
@@ -211,7 +248,10 @@ class BatchService:
         fingerprint: str,
         page: tuple[list[Any] | None, int],
         submit: bool,
-    ) -> int:
+        upload: str | None = None,
+    ) -> tuple[int, str | None]:
+        """The new batch's id, and the key of the file `upload` it expects at an upload URL."""
+        key = None
         with self.rt.db.write() as conn:
             if spec.exclusive_of:
                 _check_exclusive(conn, account, spec.exclusive_of)
@@ -222,7 +262,9 @@ class BatchService:
             self._spawn(conn, account, batch_id, spec)
             if page[0] is not None or submit:
                 self._fill(conn, self._get(conn, account, batch_id), page, submit)
-        return batch_id
+            if upload is not None:  # the upload URL's checks, in this transaction
+                key = intake.expect_upload(self.rt, conn, self._get(conn, account, batch_id), upload)
+        return batch_id, key
 
     def _batch_row(self, account: Account, spec: NewBatch, fingerprint: str) -> dict[str, Any]:
         """The row of a new batch of this account, created through this service's API."""
