@@ -22,7 +22,11 @@ How a fetch stays on addresses loadbay may reach:
 `timeout` bounds each network operation (connect, each read), not the whole download.
 
 `post` sends a webhook through the same steps 1-3; it follows no redirect (a redirect is an
-answer like any other) and reads at most the first bytes of the answer.
+answer like any other) and reads at most the first bytes of the answer. Its `timeout` is a
+deadline for the whole attempt: resolving the host (`getaddrinfo`, in a thread it stops
+waiting for), connecting, TLS, sending, and reading the status line, headers and excerpt
+(`_DeadlineBackend`: each network operation waits at most until the deadline), so a receiver
+that drips its answer byte by byte cannot hold a worker past it.
 """
 
 from __future__ import annotations
@@ -30,11 +34,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterator
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+import httpcore
 import httpx
 
 from loadbay.domain.text import byte_size
@@ -151,10 +159,14 @@ def _checked_url(text: str) -> httpx.URL:
     return url
 
 
-def _resolve(host: str, port: int) -> list[IPAddress]:
-    """Every address `host` resolves to, in resolver order, without duplicates."""
+_AddrInfo = list[tuple[Any, Any, Any, Any, Any]]
+
+
+def _resolve(host: str, port: int, deadline: _Deadline | None = None) -> list[IPAddress]:
+    """Every address `host` resolves to, in resolver order, without duplicates; FetchError
+    once `deadline` has passed."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _getaddrinfo(host, port) if deadline is None else _getaddrinfo_by(host, port, deadline)
     except (OSError, UnicodeError) as exc:
         raise FetchError(f"cannot resolve host {host!r}: {exc}") from exc
     families = (socket.AF_INET, socket.AF_INET6)
@@ -164,10 +176,39 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return list(dict.fromkeys(found))
 
 
-def _permitted_addresses(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
+def _getaddrinfo(host: str, port: int) -> _AddrInfo:
+    return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def _getaddrinfo_by(host: str, port: int, deadline: _Deadline) -> _AddrInfo:
+    """`getaddrinfo`, which takes no timeout, in a daemon thread that is no longer waited for
+    once `deadline` has passed (it ends when the resolver gives up)."""
+    done = threading.Event()
+    outcome: list[_AddrInfo] = []
+    failure: list[BaseException] = []
+
+    def look_up() -> None:
+        try:
+            outcome.append(_getaddrinfo(host, port))
+        except BaseException as exc:  # (handed to the caller)
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=look_up, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(max(deadline.left(), 0.0)):
+        raise FetchError(f"timed out resolving host {host!r}")
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _permitted_addresses(
+    url: httpx.URL, allow: AllowList, deadline: _Deadline | None = None
+) -> list[IPAddress]:
     """Resolve the URL's host and refuse it unless every address may be reached."""
     host = url.raw_host.decode("ascii")
-    addresses = _resolve(host, url.port or _SCHEMES[url.scheme])
+    addresses = _resolve(host, url.port or _SCHEMES[url.scheme], deadline)
     for address in addresses:
         if not (is_public_address(address) or allow.permits(host, address)):
             raise FetchRefused(
@@ -319,6 +360,164 @@ def fetch_to(
 # webhooks --------------------------------------------------------------------
 
 
+class _Deadline:
+    """A moment on the monotonic clock that a whole attempt must end by."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def bound(self, timeout: float | None, expired: type[Exception]) -> float:
+        """`timeout`, cut to the time left; `expired` raised once there is none."""
+        left = self.left()
+        if left <= 0:
+            raise expired("the attempt's deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose every read and write waits at most until the deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadline.bound(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._deadline.bound(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded), self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own (sync) network backend, with connects and streams held to the deadline."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._backend = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        raise httpcore.UnsupportedProtocol("webhooks are sent over TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+# httpcore's errors as httpx's, the most specific first (what httpx.HTTPTransport does)
+_HTTPX_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+)
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core, mapped in _HTTPX_ERRORS:
+            if isinstance(exc, core):
+                raise mapped(str(exc)) from exc
+        raise
+
+
+class _AnswerStream(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+class _DeadlineTransport(httpx.BaseTransport):
+    """What httpx.HTTPTransport does (as `_client` makes it: no keep-alive), over
+    `_DeadlineBackend`: HTTPTransport cannot be given a network backend (httpx 0.29)."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_keepalive_connections=0,
+            network_backend=_DeadlineBackend(deadline),
+        )
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        url = httpcore.URL(
+            scheme=request.url.raw_scheme,
+            host=request.url.raw_host,
+            port=request.url.port,
+            target=request.url.raw_path,
+        )
+        sent = httpcore.Request(
+            method=request.method,
+            url=url,
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            answer = self._pool.handle_request(sent)
+        assert isinstance(answer.stream, Iterable)
+        return httpx.Response(
+            status_code=answer.status,
+            headers=answer.headers,
+            stream=_AnswerStream(answer.stream),
+            extensions=answer.extensions,
+        )
+
+    def close(self) -> None:
+        with _httpx_errors():
+            self._pool.close()
+
+
 @dataclass(frozen=True)
 class Answer:
     """What a POST was answered: the status, the Location of a redirect, the body's first bytes."""
@@ -358,11 +557,14 @@ def post(
     """POST `body` to `url`, refusing non-public addresses unless `allow` permits them (checked
     now, as `fetch_to` checks them). Whatever the answer (a redirect too: it is not followed),
     it is returned with its body's first `max_excerpt` bytes. Raises FetchRefused (bad URL or
-    address) or FetchError (unreachable, timeout)."""
+    address) or FetchError (unreachable, timeout). `timeout` is a deadline for the whole
+    attempt, from resolving the host to the excerpt's last byte; a `transport` given (a test
+    seam) is held to it only while the host is resolved."""
+    deadline = _Deadline(timeout)
     current = _checked_url(url)
     message = _Message("POST", tuple(headers.items()), body)
-    with _client(timeout, transport) as client:
-        addresses = _permitted_addresses(current, allow)
+    with _client(timeout, transport or _DeadlineTransport(deadline)) as client:
+        addresses = _permitted_addresses(current, allow, deadline)
         with _network_errors(current, "POST"):
             response = _send_pinned(client, current, addresses, message)
             try:

@@ -1,9 +1,16 @@
 """The fetcher's URL check and webhook `post`: malformed IDNA host names are refused as bad
-URLs (not an internal error)."""
+URLs (not an internal error), and an attempt has a deadline for the whole of it (resolving,
+connecting, sending, the answer's status line, headers and first bytes), whatever a receiver
+that drips its answer does, against a raw socket server on loopback."""
 
 from __future__ import annotations
 
 import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -43,3 +50,89 @@ def test_a_redirect_to_a_malformed_idna_host_is_a_fetch_error(httpserver: HTTPSe
         fetch_to(f"http://127.0.0.1:{httpserver.port}/go", io.BytesIO(), allow=LOOPBACK, max_bytes=10)
     with pytest.raises(FetchError, match="Location has a malformed host name"):
         post(f"http://127.0.0.1:{httpserver.port}/go", b"{}", {}, allow=LOOPBACK, timeout=5)
+
+
+# --- the deadline of an attempt -----------------------------------------------------------
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n"
+BODY = b"x" * 100
+DRIP = 0.2  # seconds between two bytes: each read is quick, the whole answer is not
+
+
+@pytest.fixture
+def dripping() -> Iterator[Callable[[bytes, bytes], str]]:
+    """A loopback server that reads a request's head, sends `at_once`, then `dripped` one byte
+    every DRIP seconds; gives its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    answer: list[tuple[bytes, bytes]] = []
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            received = b""
+            while b"\r\n\r\n" not in received and (chunk := conn.recv(65536)):
+                received += chunk
+            at_once, dripped = answer[0]
+            try:
+                conn.sendall(at_once)
+                for byte in dripped:
+                    if stop.wait(DRIP):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+
+    def start(at_once: bytes, dripped: bytes) -> str:
+        answer.append((at_once, dripped))
+        return f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+    yield start
+    stop.set()
+    listener.close()
+
+
+def timed_post(url: str, **kwargs: Any) -> tuple[pytest.ExceptionInfo[FetchError], float]:
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        post(url, b"{}", {"webhook-id": "msg_1"}, allow=LOOPBACK, timeout=1, **kwargs)
+    return caught, time.monotonic() - started
+
+
+def test_a_dripped_status_line_and_headers_time_out_at_the_deadline(
+    dripping: Callable[[bytes, bytes], str],
+) -> None:
+    caught, took = timed_post(dripping(b"", HEAD + BODY))  # each byte comes in 0.2 s, under the 1 s
+    assert "timed out" in caught.value.message and isinstance(caught.value.__cause__, httpx.TimeoutException)
+    assert 0.9 <= took < 1.5, took  # (before: 7.6 s for the head, 20 s more for the body)
+
+
+def test_a_dripped_body_times_out_at_the_deadline(dripping: Callable[[bytes, bytes], str]) -> None:
+    caught, took = timed_post(dripping(HEAD, BODY))
+    assert "timed out" in caught.value.message
+    assert 0.9 <= took < 1.5, took  # (before: 20 s)
+
+
+def test_an_answer_within_the_deadline_is_read(dripping: Callable[[bytes, bytes], str]) -> None:
+    answer = post(dripping(HEAD, BODY[:3]), b"{}", {}, allow=LOOPBACK, timeout=2, max_excerpt=3)
+    assert (answer.status_code, answer.excerpt) == (200, b"xxx")
+
+
+def test_name_resolution_times_out_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(5)
+        raise socket.gaierror("too late")
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    caught, took = timed_post("http://hooks.example.com/x", transport=httpx.MockTransport(never_called))
+    assert "timed out resolving host 'hooks.example.com'" in caught.value.message
+    assert 0.9 <= took < 1.5, took  # (before: 5 s, the resolver's own time)
