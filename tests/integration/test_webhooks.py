@@ -494,3 +494,48 @@ def test_a_batch_that_cannot_be_read_sends_batch_failed(client: httpx.Client, re
     assert event["data"]["error"]["code"] == "MISSING_COLUMN"
     time.sleep(0.3)
     assert len(receiver.requests(where)) == 1  # nothing else: it did not complete
+
+
+def test_a_redeliver_retries_as_a_new_event_even_during_an_attempt(database_url: str, tmp_path: Path) -> None:
+    """A redeliver starts the retries again, their backoff too (it went on from the attempts
+    before: one more attempt, and the delivery failed); and one clicked while an attempt is
+    being sent is not undone when that attempt fails (its failure, recorded after, put the
+    delivery back on the old window: failed with no attempt after the redeliver)."""
+    env = ENV | {"LOADBAY_WEBHOOK_TIMEOUT": "2", "LOADBAY_WEBHOOK_DISABLE_AFTER": "1000"}
+    api = start_server(database_url, tmp_path / "data", env=env)
+    try:
+        with receiving() as receiver, api.client(api.account("again")) as client:
+            refusing = endpoint(client, receiver.plan(path(), Answer(500)), events=["batch.cancelled"])
+            cancelled(client)
+            [failed] = finished(client, refusing["id"])
+            before = len(failed["attempts"])
+            assert before >= 3, failed
+            client.post(f"/v1/webhooks/{refusing['id']}/deliveries/{failed['id']}/redeliver")
+            eventually(lambda: after_attempt(deliveries(client, refusing["id"])[0], before))
+            [again] = finished(client, refusing["id"])
+            assert len(again["attempts"]) - before >= 3, again
+
+            slow = endpoint(client, receiver.plan(path(), Answer(500, delay=1.5)), events=["batch.cancelled"])
+            cancelled(client)
+
+            def third_attempt_sending() -> dict[str, Any] | None:
+                found = deliveries(client, slow["id"])
+                last = found[0]["attempts"][-1] if found and found[0]["attempts"] else None
+                return found[0] if last and last["attempt"] == 3 and last["result"] == "sending" else None
+
+            sending = eventually(third_attempt_sending)  # (its failure comes past the window's end)
+            client.post(f"/v1/webhooks/{slow['id']}/deliveries/{sending['id']}/redeliver")
+            later = eventually(lambda: after_attempt(deliveries(client, slow["id"])[0], 3))
+            assert later["status"] == "pending", later
+    finally:
+        api.stop()
+
+
+def cancelled(client: httpx.Client) -> None:
+    batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+    assert client.post(f"/v1/batches/{batch['id']}/cancel").status_code == 200
+
+
+def after_attempt(delivery: dict[str, Any], attempt: int) -> dict[str, Any] | None:
+    """The delivery, once an attempt past `attempt` was made."""
+    return delivery if delivery["attempts"] and delivery["attempts"][-1]["attempt"] > attempt else None

@@ -152,12 +152,15 @@ def _record(
         )
         hooks.endpoint_recovered(conn, claim.endpoint_id)
         return
-    after = at + timedelta(seconds=backoff(claim.attempt, settings.webhook_backoff))
+    # (the backoff and the window start again at a redeliver, as for a new event; one made
+    # during this attempt is left as it is)
+    tries = hooks.tries_since(conn, claim.delivery_id, claim.retrying_since)
+    after = at + timedelta(seconds=backoff(max(tries, 1), settings.webhook_backoff))
     if after > claim.retrying_since + timedelta(seconds=settings.webhook_retry_for):
         values = {"status": hooks.FAILED, "next_attempt_at": None, "finished_at": at}
     else:
         values = {"next_attempt_at": after}
-    hooks.set_delivery(conn, claim.delivery_id, claim.attempt, **values)
+    hooks.set_delivery(conn, claim.delivery_id, claim.attempt, since=claim.retrying_since, **values)
     since = hooks.endpoint_failing(conn, claim.endpoint_id, at)
     if since is not None and at - since >= timedelta(seconds=settings.webhook_disable_after):
         reason = (

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, delete, insert, select, update
+from sqlalchemy import Connection, RowMapping, delete, func, insert, select, update
 
 from loadbay.db.repository import new_ref
 from loadbay.db.tables import webhook_attempts, webhook_deliveries, webhook_endpoints, webhook_events
@@ -33,6 +33,7 @@ __all__ = [
     "redeliver",
     "set_delivery",
     "subscribed",
+    "tries_since",
     "update_endpoint",
 ]
 
@@ -223,13 +224,26 @@ def finish_attempt(conn: Connection, delivery_id: int, attempt: int, **values: A
     )
 
 
-def set_delivery(conn: Connection, delivery_id: int, attempt: int | None, **values: Any) -> bool:
-    """Change a pending delivery (only if its latest attempt is `attempt`, unless None)."""
+def set_delivery(
+    conn: Connection, delivery_id: int, attempt: int | None, *, since: datetime | None = None, **values: Any
+) -> bool:
+    """Change a pending delivery (only if its latest attempt is `attempt`, unless None; and
+    only if its retries run since `since`, unless None: not redelivered meanwhile)."""
     d = webhook_deliveries.c
     statement = update(webhook_deliveries).where(d.id == delivery_id, d.status == PENDING)
     if attempt is not None:
         statement = statement.where(d.attempts == attempt)
+    if since is not None:
+        statement = statement.where(d.retrying_since == since)
     return bool(conn.execute(statement.values(**values)).rowcount)
+
+
+def tries_since(conn: Connection, delivery_id: int, since: datetime) -> int:
+    """The delivery's attempts made since `since` (its retries' start: the event, or the last
+    redeliver)."""
+    a = webhook_attempts.c
+    query = select(func.count()).where(a.delivery_id == delivery_id, a.at >= since)
+    return int(conn.execute(query).scalar_one())
 
 
 def redeliver(conn: Connection, delivery_id: int, at: datetime) -> None:
