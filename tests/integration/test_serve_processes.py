@@ -226,7 +226,7 @@ def test_claims_are_released_before_the_dead_process_is_reaped(
     try:
         (first,) = processes.pids
         os.kill(first, signal.SIGKILL)
-        wait_for(lambda: len(processes.pids) == 1 and first not in processes.pids, "a worker started again")
+        wait_for(lambda: _other_than(processes.pids, first), "a worker started again")
         (second,) = processes.pids
         os.kill(second, signal.SIGSTOP)  # (SIGTERM cannot stop it)
     finally:
@@ -245,6 +245,12 @@ def test_claims_are_released_before_the_dead_process_is_reaped(
     assert f"worker pid {first} is dead; its claims expire with their leases" in caplog.text
     assert f"worker pid {second} is dead; releasing its claims takes over 0.5 s: going on" in caplog.text
     wait_for(lambda: "validations 0, chunks 1" in caplog.text, "the hung release's end logged", timeout=5)
+
+
+def _other_than(pids: list[int], first: int) -> bool:
+    """Whether `pids` (read once: the killed process leaves it between two reads) is one
+    process, not `first`."""
+    return len(pids) == 1 and first not in pids
 
 
 def sqlite_server(tmp_path: Path, processes: int, env: dict[str, str] | None = None) -> Server:
