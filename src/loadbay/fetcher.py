@@ -131,6 +131,7 @@ def _is_plainly_global(address: IPAddress) -> bool:
         or address.is_loopback
         or address.is_private
         or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv6Address) and address.is_site_local)  # (fec0::/10)
     )
 
 
@@ -533,15 +534,28 @@ def check_url(url: str, allow: AllowList) -> None:
     public or permitted by `allow` (a name is checked when something is sent to it)."""
     checked = _checked_url(url)
     host = checked.raw_host.decode("ascii")
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
+    address = _literal_address(host)
+    if address is None:
         return
     if not (is_public_address(address) or allow.permits(host, address)):
         raise FetchRefused(
             f"{url} is at {address}, which is not a public address; "
             "add it to LOADBAY_FETCH_ALLOW to permit it"
         )
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    """The IP address `host` is itself, in any form the resolver reads as one: IPv6 (in
+    brackets), IPv4 dotted, or as `inet_aton` reads it (`127.1`, `2130706433`, `0x7f000001`);
+    None for a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
 
 
 def post(

@@ -107,6 +107,7 @@ def _addrinfo(address: str, port: int) -> tuple[Any, ...]:
         "::ffff:169.254.169.254",
         "2002:7f00:1::",  # 6to4 wrapping 127.0.0.1
         "64:ff9b::a9fe:a9fe",  # NAT64 wrapping 169.254.169.254
+        "fec0::1",  # site-local (deprecated, but private)
     ],
 )
 def test_non_public_addresses_are_not_public(address: str) -> None:
@@ -403,6 +404,15 @@ def test_post_refuses_addresses_that_are_not_public() -> None:
                 transport=httpx.MockTransport(lambda r: httpx.Response(200)),
             )
         with pytest.raises(FetchRefused):
+            check_url(url, AllowList())
+    for url in (
+        "http://2130706433/",
+        "http://127.1:9000/",
+        "http://0x7f000001/",
+        "http://0/",
+        "http://10.1/",
+    ):
+        with pytest.raises(FetchRefused, match="not a public address"):  # (as the resolver reads them)
             check_url(url, AllowList())
     check_url("https://hooks.example.com/x", AllowList())  # a name is checked when sent to
     check_url("http://127.0.0.1:9/hook", LOOPBACK)
