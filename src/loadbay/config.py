@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     public_url: str | None = None
     fetch_allow: str = ""
+    # a source_url's answer must bring its head within this many seconds, then its body at
+    # least 64 KiB in every such span (fetcher.download)
+    fetch_timeout: float = Field(default=30.0, gt=0)
     max_upload_bytes: int = 2 * 1024**3
     max_body_bytes: int = Field(default=32 * 1024**2, ge=1)  # a JSON or XML body read whole
     max_head_bytes: int = Field(default=32 * 1024, ge=1024)  # a request's line and headers

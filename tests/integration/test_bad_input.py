@@ -29,6 +29,7 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
+from tests.support.dripping import dripping
 from tests.support.servers import Server, start_server, wait_final
 
 CSV = "text/csv"
@@ -1257,6 +1258,26 @@ def test_non_http_source_url_is_refused_at_create(client: httpx.Client, url: str
     assert client.get("/v1/batches", params={"job_id": job}).json()["data"] == []
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://files.example.com:99999/c.csv", "port 99999 is not 1 to 65535"),
+        ("http://files example.com/c.csv", "is not a host name or IP address"),
+        ("http://files..example.com/c.csv", "is not a host name or IP address"),
+        ("http://user:secret@files.example.com/c.csv", "contains credentials"),
+        ("http:///c.csv", "has no host name"),
+    ],
+)
+def test_a_malformed_source_url_is_refused_at_create(client: httpx.Client, url: str, says: str) -> None:
+    """Refused when the batch is made, saying what is wrong (a port or host like these was
+    accepted, and the batch ended in error when a worker tried it)."""
+    job = uuid.uuid4().hex
+    body = {"type": "billing.customer", "job_id": job, "source_url": url}
+    answer = problem(client.post("/v1/batches", json=body), 400, "INVALID_SOURCE_URL")
+    assert answer["detail"].startswith("source_url: ") and says in answer["detail"], answer
+    assert client.get("/v1/batches", params={"job_id": job}).json()["data"] == []
+
+
 def _loopback(httpserver: HTTPServer, path: str) -> str:
     return f"http://127.0.0.1:{httpserver.port}{path}"
 
@@ -1294,6 +1315,30 @@ def test_unreadable_source_is_a_batch_error(client: httpx.Client, httpserver: HT
 
 
 # --------------------------------------------------------------------------- a stricter server
+
+
+def test_a_source_that_drips_its_file_ends_the_batch_without_holding_a_worker(
+    database_url: str, tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    """LOADBAY_FETCH_TIMEOUT=1: the answer's head must come within 1 s, then the body at least
+    64 KiB a second. A server sending a byte every 0.2 s (each read well within the timeout)
+    held the worker for as long as it liked: ~30 s for this file."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: 120\r\n\r\n"
+    httpserver.expect_request("/good.csv").respond_with_data(customers_csv(["D1"]).decode(), content_type=CSV)
+    env = {"LOADBAY_FETCH_ALLOW": "127.0.0.1", "LOADBAY_FETCH_TIMEOUT": "1"}
+    timed = start_server(database_url, tmp_path / "timed", env=env)
+    try:
+        with timed.client(timed.account("timed")) as c, dripping(pause=0.2) as slow:
+            for at_once, dripped, says in ((b"", head, "timed out"), (head, b"x" * 120, "is too slow")):
+                started = time.monotonic()
+                batch = create(c, source_url=slow.answer(at_once, dripped))
+                message = assert_error_batch(wait_final(c, batch["id"], timeout=30), "FETCH_FAILED")
+                assert says in message, message
+                assert time.monotonic() - started < 8
+            done = wait_final(c, create(c, source_url=_loopback(httpserver, "/good.csv"))["id"], timeout=30)
+            assert done["status"] == "completed" and done["counts"]["succeeded"] == 1, done
+    finally:
+        timed.stop()
 
 
 def test_strict_server_refuses_loopback_sources_and_expired_urls(

@@ -11,15 +11,11 @@ import hashlib
 import hmac
 import json
 import os
-import select
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +23,7 @@ import httpx
 import pytest
 
 from tests.support.accounts import make_keys
+from tests.support.dripping import dripping
 from tests.support.receiver import Answer, Receiver, receiving
 from tests.support.servers import Server, start_server, start_worker, wait_final
 
@@ -228,63 +225,13 @@ def test_a_receiver_that_never_answers_times_out(client: httpx.Client, receiver:
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
-def _read_request(conn: socket.socket) -> None:
-    data = b""
-    while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    length = next(
-        int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")
-    )
-    while len(body) < length and (chunk := conn.recv(65536)):
-        body += chunk
-
-
-def _drip(conn: socket.socket, stop: threading.Event, spans: list[tuple[float, float]]) -> None:
-    """Answer one byte every 0.2 s until done or the sender hangs up (the socket is readable)."""
-    came = time.monotonic()
-    with conn:
-        _read_request(conn)
-        for byte in ANSWER:
-            if stop.is_set() or select.select([conn], [], [], 0.2)[0]:
-                break
-            try:
-                conn.sendall(bytes([byte]))
-            except OSError:
-                break
-    spans.append((came, time.monotonic()))
-
-
-@contextmanager
-def dripping_receiver() -> Iterator[tuple[str, list[tuple[float, float]]]]:
-    """A receiver on loopback that drips its answer; its URL and each request's (arrival,
-    hang-up) times."""
-    spans: list[tuple[float, float]] = []
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=_drip, args=(conn, stop, spans), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/drip", spans
-    finally:
-        stop.set()
-        listener.close()
-
-
 def test_a_receiver_that_drips_its_answer_gets_an_event_once_at_a_time(client: httpx.Client) -> None:
     """Each byte of the answer within LOADBAY_WEBHOOK_TIMEOUT, the whole of it not: the attempt
     ends at the timeout (it went on for ~8 s, and once it outlived its hold, 2 s, another
     worker sent the same event at the same time)."""
-    with dripping_receiver() as (url, spans):
-        hook = endpoint(client, url, events=["batch.cancelled"])
+    with dripping() as receiver:
+        spans = receiver.spans
+        hook = endpoint(client, receiver.answer(b"", ANSWER), events=["batch.cancelled"])
         batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
         client.post(f"/v1/batches/{batch['id']}/cancel")
         eventually(lambda: len(spans) >= 2, timeout=12)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from werkzeug import Request, Response
 
 from loadbay.errors import FetchError, FetchRefused, PayloadTooLarge
 from loadbay.fetcher import AllowList, FetchResult, check_url, fetch_to, is_public_address, post
+from tests.support.dripping import dripping
 
 LOOPBACK = AllowList.parse("127.0.0.1")
 REAL_GETADDRINFO = socket.getaddrinfo
@@ -161,12 +163,34 @@ def test_allow_list_rejects_garbage(entry: str) -> None:
         ("127.0.0.1/data.csv", "no scheme"),
         ("http:///data.csv", "no host"),
         ("http://user:secret@127.0.0.1/data.csv", "credentials"),
+        ("http://files.example.com:99999/x", "port 99999 is not 1 to 65535"),
+        ("http://files.example.com:0/x", "port 0 is not 1 to 65535"),
+        ("http://files.example.com:-1/x", "port -1 is not 1 to 65535"),
+        ("http://a b/x", "'a%20b' is not a host name or IP address"),
+        ("http://files..example.com/x", "is not a host name or IP address"),
+        ("http://-files.example.com/x", "is not a host name or IP address"),
+        ("http://%66iles.example.com/x", "is not a host name or IP address"),
     ],
 )
 def test_bad_urls_are_refused(target: str, problem: str) -> None:
     transport = httpx.MockTransport(never_called)
     with pytest.raises(FetchRefused, match=problem):
         fetch(target, transport=transport)
+    with pytest.raises(FetchRefused, match=problem):
+        check_url(target, AllowList())
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://files.example.com./x",
+        "https://bücher.example/x",
+        "http://under_score.example:8080/x",
+        "http://[2606:4700::1111]/x",
+    ],
+)
+def test_well_formed_hosts_and_ports_pass_the_form_check(target: str) -> None:
+    check_url(target, AllowList())
 
 
 @pytest.mark.parametrize(
@@ -330,6 +354,53 @@ def test_redirect_loop_is_a_fetch_error(httpserver: HTTPServer) -> None:
     with pytest.raises(FetchError, match="redirected more than 3 times"):
         fetch(url(httpserver, "/loop"), max_redirects=3, transport=transport)
     assert len(transport.hosts) == 4
+
+
+# --- how long a download may take ------------------------------------------------------
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: 100\r\n\r\n"
+
+
+def timed_fetch(target: str, timeout: float) -> tuple[pytest.ExceptionInfo[FetchError], float]:
+    started = time.monotonic()
+    with pytest.raises(FetchError) as caught:
+        fetch(target, timeout=timeout)
+    return caught, time.monotonic() - started
+
+
+def test_a_dripped_head_times_out_at_the_timeout() -> None:
+    """Each byte comes in 0.2 s, under the 1 s timeout; the head must come whole within it
+    (it took ~34 s: each read alone was bounded)."""
+    with dripping(pause=0.2) as server:
+        caught, took = timed_fetch(server.answer(b"", HEAD + b"x" * 100), timeout=1)
+    assert "timed out" in caught.value.message and isinstance(caught.value.__cause__, httpx.TimeoutException)
+    assert 0.9 <= took < 1.6, took
+
+
+def test_a_dripped_body_is_cut_off_as_too_slow() -> None:
+    """After the head, a body must bring 64 KiB in every `timeout` seconds (it took ~20 s)."""
+    with dripping(pause=0.2) as server:
+        caught, took = timed_fetch(server.answer(HEAD, b"x" * 100), timeout=1)
+    assert re.search(
+        r"is too slow: [4-6] bytes came in 1 s, less than the 64 KiB \(65536 bytes\) a download must bring "
+        r"every 1 s$",
+        caught.value.message,
+    )
+    assert 0.9 <= took < 1.6, took
+
+
+def test_a_body_that_keeps_its_pace_may_take_longer_than_the_timeout(httpserver: HTTPServer) -> None:
+    def steady(request: Request) -> Response:
+        def chunks() -> Iterator[bytes]:
+            for _ in range(6):
+                time.sleep(0.1)
+                yield b"z" * 70_000
+
+        return Response(chunks(), content_type="text/plain")
+
+    httpserver.expect_request("/steady").respond_with_handler(steady)
+    result, body = fetch(url(httpserver, "/steady"), timeout=0.25)
+    assert result.size == 420_000 and body == b"z" * 420_000
 
 
 # --- size limit ------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ from pytest_httpserver import HTTPServer
 
 from loadbay.errors import FetchError, FetchRefused
 from loadbay.fetcher import AllowList, check_url, fetch_to, post
+from tests.support.dripping import dripping
 
 LOOPBACK = AllowList.parse("127.0.0.1")
 BAD_IDNA = ["http://xn--a.com/", "http://xn--/", "https://xn--zz-zzz.com/hook"]
@@ -60,45 +60,11 @@ DRIP = 0.2  # seconds between two bytes: each read is quick, the whole answer is
 
 
 @pytest.fixture
-def dripping() -> Iterator[Callable[[bytes, bytes], str]]:
+def drip() -> Iterator[Callable[[bytes, bytes], str]]:
     """A loopback server that reads a request's head, sends `at_once`, then `dripped` one byte
     every DRIP seconds; gives its URL."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-    answer: list[tuple[bytes, bytes]] = []
-
-    def handle(conn: socket.socket) -> None:
-        with conn:
-            received = b""
-            while b"\r\n\r\n" not in received and (chunk := conn.recv(65536)):
-                received += chunk
-            at_once, dripped = answer[0]
-            try:
-                conn.sendall(at_once)
-                for byte in dripped:
-                    if stop.wait(DRIP):
-                        return
-                    conn.sendall(bytes([byte]))
-            except OSError:
-                return
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=handle, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=serve, daemon=True).start()
-
-    def start(at_once: bytes, dripped: bytes) -> str:
-        answer.append((at_once, dripped))
-        return f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
-
-    yield start
-    stop.set()
-    listener.close()
+    with dripping(pause=DRIP) as server:
+        yield server.answer
 
 
 def timed_post(url: str, **kwargs: Any) -> tuple[pytest.ExceptionInfo[FetchError], float]:
@@ -109,21 +75,21 @@ def timed_post(url: str, **kwargs: Any) -> tuple[pytest.ExceptionInfo[FetchError
 
 
 def test_a_dripped_status_line_and_headers_time_out_at_the_deadline(
-    dripping: Callable[[bytes, bytes], str],
+    drip: Callable[[bytes, bytes], str],
 ) -> None:
-    caught, took = timed_post(dripping(b"", HEAD + BODY))  # each byte comes in 0.2 s, under the 1 s
+    caught, took = timed_post(drip(b"", HEAD + BODY))  # each byte comes in 0.2 s, under the 1 s
     assert "timed out" in caught.value.message and isinstance(caught.value.__cause__, httpx.TimeoutException)
     assert 0.9 <= took < 1.5, took  # (before: 7.6 s for the head, 20 s more for the body)
 
 
-def test_a_dripped_body_times_out_at_the_deadline(dripping: Callable[[bytes, bytes], str]) -> None:
-    caught, took = timed_post(dripping(HEAD, BODY))
+def test_a_dripped_body_times_out_at_the_deadline(drip: Callable[[bytes, bytes], str]) -> None:
+    caught, took = timed_post(drip(HEAD, BODY))
     assert "timed out" in caught.value.message
     assert 0.9 <= took < 1.5, took  # (before: 20 s)
 
 
-def test_an_answer_within_the_deadline_is_read(dripping: Callable[[bytes, bytes], str]) -> None:
-    answer = post(dripping(HEAD, BODY[:3]), b"{}", {}, allow=LOOPBACK, timeout=2, max_excerpt=3)
+def test_an_answer_within_the_deadline_is_read(drip: Callable[[bytes, bytes], str]) -> None:
+    answer = post(drip(HEAD, BODY[:3]), b"{}", {}, allow=LOOPBACK, timeout=2, max_excerpt=3)
     assert (answer.status_code, answer.excerpt) == (200, b"xxx")
 
 

@@ -368,7 +368,13 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
     writer = rt.blobs.writer(key)
     try:
         sink = cast(BinaryIO, writer)
-        got = fetch_to(batch.source_url, sink, allow=rt.fetch_allow, max_bytes=rt.settings.max_upload_bytes)
+        got = fetch_to(
+            batch.source_url,
+            sink,
+            allow=rt.fetch_allow,
+            max_bytes=rt.settings.max_upload_bytes,
+            timeout=rt.settings.fetch_timeout,
+        )
     except LoadbayError:
         writer.abort()
         raise

@@ -37,6 +37,7 @@ from loadbay.domain.records import OutcomeStatus, RecordView
 from loadbay.errors import (
     BatchInProgress,
     Conflict,
+    FetchRefused,
     InvalidInput,
     InvalidTransition,
     JobIdConflict,
@@ -45,6 +46,7 @@ from loadbay.errors import (
     Unauthorized,
     UnknownType,
 )
+from loadbay.fetcher import checked_url
 from loadbay.readers import ReadOptions
 
 __all__ = ["NATIVE", "BatchService", "hash_key"]
@@ -226,8 +228,8 @@ class BatchService:
             raise InvalidInput("page_size must be at least 1", code="INVALID_PAGE_SIZE")
         if spec.total_items is not None and spec.total_items < 0:
             raise InvalidInput("total_items cannot be negative", code="INVALID_TOTAL")
-        if spec.source_url is not None and not spec.source_url.lower().startswith(("http://", "https://")):
-            raise InvalidInput("source_url must be an http or https URL", code="INVALID_SOURCE_URL")
+        if spec.source_url is not None:
+            _check_source_url(spec.source_url)
 
     def _by_job_id(self, account: Account, job_id: str, fingerprint: str) -> Batch | None:
         with self.rt.db.read() as conn:
@@ -791,6 +793,15 @@ def _of_types(batch: Batch, types: Collection[str] | None, name: object) -> Batc
 def _storable_id(batch_id: int) -> bool:
     """False for an id no database row can have (the ids are 64-bit), so lookups never overflow."""
     return 0 < batch_id < 2**63
+
+
+def _check_source_url(url: str) -> None:
+    """InvalidInput unless `url` is an http(s) URL the fetcher would try: its form only (the
+    addresses its host stands for are checked when it is fetched, and refused then)."""
+    try:
+        checked_url(url)
+    except FetchRefused as exc:
+        raise InvalidInput(f"source_url: {exc.message}", code="INVALID_SOURCE_URL") from exc
 
 
 def _refuse_unknown_options(batch_type: BatchType, options: Mapping[str, Any]) -> None:
