@@ -3,6 +3,8 @@ on each backend: the seed's calls in the seed's order, the bad inputs, FIFO, tra
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import subprocess
@@ -372,6 +374,25 @@ def test_bad_xml_is_refused_and_nothing_stored(c2m: httpx.Client, body: bytes, c
     assert put(c2m, batch_id, pdf(3), PDF).status_code == 200
     error(put(c2m, batch_id, body, {"Content-Type": "text/xml"}), 400, code)
     error(c2m.post(f"/batches/{batch_id}"), 400, "NO_DATA")  # no jobs were stored
+
+
+def test_the_content_types_charset_reads_the_xml(c2m: httpx.Client, server: Server, key: str) -> None:
+    """A Latin-1 batch XML with no declaration of its own, said to be Latin-1 by its header
+    (RFC 7303): read so (it was refused as malformed XML); said to be UTF-8, refused saying so."""
+    latin1 = batch_xml(job_xml(1, 2, RECIPIENT.format(name="Zoë Brontë"))).replace(
+        '<?xml version="1.0" encoding="UTF-8"?>\n', ""
+    )
+    batch_id = create(c2m)
+    assert put(c2m, batch_id, pdf(3), PDF).status_code == 200
+    said_utf8 = put(c2m, batch_id, latin1.encode("latin-1"), {"Content-Type": "text/xml; charset=utf-8"})
+    assert "the body is not utf-8 as its Content-Type says" in error(said_utf8, 400, "INVALID_XML")
+    said_latin1 = {"Content-Type": "text/xml; charset=ISO-8859-1"}
+    assert put(c2m, batch_id, latin1.encode("latin-1"), said_latin1).status_code == 200
+    assert c2m.post(f"/batches/{batch_id}").status_code == 200
+    wait_done(c2m, batch_id, jobs=1)
+    with server.client(key) as native:
+        [row] = csv.DictReader(io.StringIO(native.get(f"/v1/batches/{batch_id}/results").text))
+    assert json.loads(row["recipients"])[0]["name"] == "Zoë Brontë", row
 
 
 # invalid jobs --------------------------------------------------------------

@@ -567,6 +567,23 @@ def test_bad_requests_are_400(shared: httpx.Client, mode: str, body: str, code: 
     assert error(shared.post(API, params={"mode": mode}, content=body.encode()), 400) == code
 
 
+def test_the_content_types_charset_reads_the_request(client: httpx.Client) -> None:
+    """A Latin-1 request without a declaration of its own, said to be Latin-1 by its
+    Content-Type (RFC 7303), is read so (it was refused as malformed XML)."""
+    body = upload_request("Zoë-1", "Customer", "c.csv").encode("latin-1")
+    said_utf8 = client.post(
+        API,
+        params={"mode": "S3FileUpload"},
+        content=body,
+        headers={"Content-Type": "application/xml; charset=utf-8"},
+    )
+    assert error(said_utf8, 400) == "INVALID_XML"
+    latin1 = {"Content-Type": "application/xml; charset=ISO-8859-1"}
+    made = client.post(API, params={"mode": "S3FileUpload"}, content=body, headers=latin1)
+    assert made.status_code == 200, made.text
+    assert fields(parse_xml(made.content))["jobId"] == "Zoë-1"
+
+
 def test_unknown_batch_processes_are_404_and_bad_names_400(shared: httpx.Client) -> None:
     client = shared
     assert error(client.get(API, params={"id": "999999"}), 404) == "NOT_FOUND"

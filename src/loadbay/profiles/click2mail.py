@@ -41,7 +41,7 @@ from loadbay.http.streaming import receive
 from loadbay.profiles.common import account_of, profile_app, service_of
 from loadbay.types.mail import DOCUMENT, MailJob, jobs_page
 from loadbay.types.mail_tracking import TrackingEvent, tracking_page
-from loadbay.xmlsafe import parse_xml
+from loadbay.xmlsafe import charset_of, parse_xml
 
 __all__ = ["PREFIX", "build", "manifest_items"]
 
@@ -105,7 +105,7 @@ async def upload(batch_id: int, request: Request) -> Response:
         await receive(await run_in_threadpool(service.attach, account, batch_id, DOCUMENT), request)
     elif media_type in _XML_TYPES:
         body = await read_limited(request)
-        items = await run_in_threadpool(_manifest, body)
+        items = await run_in_threadpool(_manifest, body, charset_of(request.headers.get("content-type")))
         await run_in_threadpool(service.put_page, account, batch_id, 0, items)
     else:
         raise errors.UnsupportedMediaType(
@@ -133,8 +133,8 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-def _manifest(body: bytes) -> list[dict[str, Any]]:
-    return manifest_items(parse_xml(body))
+def _manifest(body: bytes, charset: str | None) -> list[dict[str, Any]]:
+    return manifest_items(parse_xml(body, charset))
 
 
 def manifest_items(root: Element) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
@@ -76,7 +77,7 @@ from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
 from loadbay.profiles.common import account_of, profile_app, the_service
 from loadbay.readers import format_for_content_type, unstorable
-from loadbay.xmlsafe import parse_xml
+from loadbay.xmlsafe import charset_of, parse_xml
 
 __all__ = ["PREFIX", "SUB_OPERATIONS", "build"]
 
@@ -181,8 +182,8 @@ class UploadRequest(BaseModel):
 M = TypeVar("M", bound=BaseModel)
 
 
-def _root(body: bytes) -> Element:
-    root = parse_xml(body)
+def _root(body: _XmlBody) -> Element:
+    root = parse_xml(body.data, body.charset)
     if root.tag.lower() != "batchprocess":
         raise InvalidInput(f"the root element is <{root.tag}>; send a <batchProcess>", code="INVALID_XML")
     return root
@@ -482,14 +483,22 @@ def _ebill_url(signed_url: str) -> str:
 # routes ------------------------------------------------------------------------------------
 
 
-async def _body(request: Request) -> bytes:
-    """The XML body, as the route read it (loadbay.http.bodies: within LOADBAY_MAX_BODY_BYTES)."""
-    return await request.body()
+@dataclass(frozen=True)
+class _XmlBody:
+    """The XML body, as the route read it (loadbay.http.bodies: within LOADBAY_MAX_BODY_BYTES),
+    and the charset its Content-Type names."""
+
+    data: bytes
+    charset: str | None
+
+
+async def _body(request: Request) -> _XmlBody:
+    return _XmlBody(await request.body(), charset_of(request.headers.get("content-type")))
 
 
 Caller = Annotated[Account, Depends(account_of)]
 Service = Annotated[BatchService, Depends(the_service)]
-Body = Annotated[bytes, Depends(_body)]
+Body = Annotated[_XmlBody, Depends(_body)]
 
 router = APIRouter(tags=["ebill"], route_class=LimitedRoute)
 
