@@ -108,7 +108,7 @@ def reference_rows(columns: list[str], records: list[StagedRecord], outcomes: li
         if value is None:
             return ""
         if isinstance(value, dict | list):
-            return escape_cell(json.dumps(value, default=str))
+            return escape_cell(json.dumps(value, default=str, ensure_ascii=False))
         return escape_cell(value if value.__class__ is str else str(value))
 
     buffer = io.StringIO()

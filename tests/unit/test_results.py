@@ -30,3 +30,13 @@ def test_rows_echo_input_and_outcome() -> None:
     assert rows[0][:2] == ["key", "name"] and rows[0][2] == "loadbay_status"
     assert rows[1] == ["A", "'=x", "succeeded", "created", "7", "", ""]
     assert rows[2] == ["B", "", "invalid", "", "", "REQUIRED", "name: missing"]
+
+
+def test_a_nested_value_is_json_with_its_text_as_given() -> None:
+    """A JSON item's object or array value (Click2Mail's recipients) is its JSON in the cell,
+    non-ASCII text as it came: it was escaped ("Zo\\u00eb") where a reader of the file wants "Zoë"."""
+    value = {"recipients": [{"name": "Zoë Brontë", "city": "東京"}], "tags": ["=x"]}
+    records = [StagedRecord(0, "A", value, value)]
+    outcomes = [RecordOutcome(OutcomeStatus.SUCCEEDED, Action.CREATED, "1")]
+    [row] = list(csv.reader(io.StringIO(result_rows(["recipients", "tags"], records, outcomes))))
+    assert row[0] == '[{"name": "Zoë Brontë", "city": "東京"}]' and row[1] == '["=x"]'

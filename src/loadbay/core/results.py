@@ -233,8 +233,8 @@ def _cell(value: Any) -> str:
         return escape_cell(value)
     if value is None:
         return ""
-    if isinstance(value, dict | list):
-        return escape_cell(json.dumps(value, default=str))
+    if isinstance(value, dict | list):  # (as JSON, its text as given: "Zoë", not "Zo\\u00eb")
+        return escape_cell(json.dumps(value, default=str, ensure_ascii=False))
     return escape_cell(str(value))
 
 
