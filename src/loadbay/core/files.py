@@ -261,13 +261,17 @@ class Sweeper:
 def sweep(rt: Runtime, finished_before: datetime, limit: int = _SWEEP_BATCHES) -> int:
     """Remove the files of up to `limit` batches final since before `finished_before`;
     how many. Each batch's mark is set after its files are gone, so a pass cut short is
-    done again by the next."""
+    done again by the next; and they are deleted once more after it, for a result-file
+    writer may have stored its files and marked them between the two (one that looks after
+    the mark deletes its own: `_write_and_mark`)."""
     with rt.db.read() as conn:
         expired = repo.expired_batches(conn, finished_before, limit)
     for batch_id in expired:
         rt.blobs.delete_prefix(f"batches/{batch_id}")
         with rt.db.write() as conn:
             repo.files_removed(conn, batch_id, repo.now())
+        for name in (RESULTS_FILE, REFUSED_FILE):
+            rt.blobs.delete(result_key(batch_id, name))
     if expired:
         log.info("retention: removed the files of %d batches", len(expired))
     return len(expired)
