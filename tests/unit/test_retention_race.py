@@ -67,7 +67,7 @@ def test_a_writer_that_marks_between_the_sweeps_delete_and_mark_leaves_no_file(
     assert final.status == "completed" and stored(service, batch.id) == []
 
     deleting = rt.blobs.delete_prefix
-    wrote = []
+    wrote: list[bool] = []
 
     def delete_then_the_writer_runs(prefix: str) -> None:
         deleting(prefix)
