@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 
-from loadbay.core.results import escape_cell, header_row, result_rows
+from loadbay.core.results import escape_cell, header_row, result_rows, rows_of_status
 from loadbay.domain.records import Action, FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 
 
@@ -40,3 +41,12 @@ def test_a_nested_value_is_json_with_its_text_as_given() -> None:
     outcomes = [RecordOutcome(OutcomeStatus.SUCCEEDED, Action.CREATED, "1")]
     [row] = list(csv.reader(io.StringIO(result_rows(["recipients", "tags"], records, outcomes))))
     assert row[0] == '[{"name": "Zoë Brontë", "city": "東京"}]' and row[1] == '["=x"]'
+
+
+def test_rows_of_a_text_with_a_long_tail_without_a_line_end_are_read_in_linear_time() -> None:
+    """Every row ends in CRLF; a tail without one is no row. It was scanned from each of its
+    characters: 40,000 of them took ~33 s."""
+    rows = 'succeeded,"b"\r\ninvalid,y\r\n'
+    started = time.monotonic()
+    assert rows_of_status(rows + 'q"' + "w" * 40_000, 0, {"invalid"}) == "invalid,y\r\n"
+    assert time.monotonic() - started < 1

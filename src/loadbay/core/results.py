@@ -100,7 +100,10 @@ def _find_all(text: str, word: str) -> Iterator[int]:
 def _rows(text: str) -> list[str]:
     """The rows of a chunk's result text, found by their quotes, not by a CSV parser: it would
     refuse a cell longer than its field size limit, which a JSON record's value can be."""
-    return text.split("\r\n")[:-1] if '"' not in text else [m.group()[:-2] for m in _ROW.finditer(text)]
+    if '"' not in text:
+        return text.split("\r\n")[:-1]
+    whole = text[: text.rfind("\r\n") + 2]  # (every row ends in CRLF: a tail without one would
+    return [m.group()[:-2] for m in _ROW.finditer(whole)]  # be scanned from each of its characters)
 
 
 # A row: quoted runs (a doubled quote is two runs back to back) among other characters but
