@@ -481,3 +481,17 @@ def test_unknown_paths_answer_in_the_profiles_error_shape(server: Server, key: s
     with server.client(key) as client:
         assert_error(client.get("/compat/centrapay/api/nothing"), 404, "NOT_FOUND")
         assert_error(client.delete(f"{API}/AVH5uG4gRLYK6YR8JyrViN"), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [("DELETE", f"{API}/AVH5uG4gRLYK6YR8JyrViN", "GET"), ("GET", API, "POST"), ("PUT", API, "POST")],
+)
+def test_a_method_the_path_does_not_take_is_405_with_allow(
+    server: Server, key: str, method: str, path: str, allow: str
+) -> None:
+    """A 405 names the methods the path takes in `Allow`, as HTTP requires (it had none)."""
+    with server.client(key) as client:
+        response = client.request(method, path)
+    error = assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers.get("allow") == allow, error

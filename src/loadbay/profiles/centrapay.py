@@ -19,6 +19,7 @@ the key's account is 403 `LIVENESS_MISSMATCH` (the seed's spelling).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -186,8 +187,8 @@ def _failure(batch: Batch) -> str:
 # errors ---------------------------------------------------------------------------
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status)
+def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
 
 
 async def _loadbay_error(_request: Request, exc: LoadbayError) -> JSONResponse:
@@ -205,7 +206,7 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
     # 400 is a body the JSON parser gave up on (nested too deeply, not UTF-8)
     codes = {400: "INVALID_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
     code = codes.get(exc.status_code, "HTTP_ERROR")
-    return _error(exc.status_code, code, str(exc.detail))
+    return _error(exc.status_code, code, str(exc.detail), exc.headers)  # a 405's Allow
 
 
 def build(service: BatchService) -> FastAPI:
