@@ -447,6 +447,47 @@ def test_the_native_errors_api_names_jobs_as_click2mail_does(
     assert examples == {"PAGE_RANGE_OUT_OF_DOCUMENT": ["job-2", "job-4"], "NO_RECIPIENTS": ["job-3"]}
 
 
+# batches ended outside Click2Mail (the native API, the dashboard) ------------
+
+
+def ended(status: dict[str, str], word: str) -> str:
+    """The errorMessage of a batch that reads as finished with an error, after checking so."""
+    assert (status["hasErrors"], status["received"], status["submitted"]) == ("true", "true", "true"), status
+    assert f"the batch was {word}" in status["errorMessage"], status
+    return status["errorMessage"]
+
+
+@pytest.mark.parametrize(("call", "word"), [("cancel", "cancelled"), ("clear", "cleared")])
+def test_a_batch_cancelled_or_cleared_before_submit_reads_as_finished_with_an_error(
+    c2m: httpx.Client, server: Server, key: str, call: str, word: str
+) -> None:
+    """It read as a fresh batch (hasErrors false, nothing submitted) for ever."""
+    batch_id = ready(c2m)
+    with server.client(key) as native:
+        assert native.post(f"/v1/batches/{batch_id}/{call}").status_code == 200
+    message = ended(fields(c2m.get(f"/batches/{batch_id}").text), word)
+    assert "before it was submitted" in message and "no job was created" in message
+    error(c2m.post(f"/batches/{batch_id}"), 400, "INVALID_STATE")
+
+
+def test_a_batch_cancelled_in_the_queue_reads_as_finished_with_an_error(
+    database_url: str, tmp_path: Path
+) -> None:
+    """It read as waiting in the queue (submitted, not received) for ever: a client polled on."""
+    api = start_server(database_url, tmp_path / "data", workers=0)
+    try:
+        key = api.account("cancelled")
+        with _client(api, key) as client, api.client(key) as native:
+            batch_id = submitted(client)
+            assert native.post(f"/v1/batches/{batch_id}/cancel").status_code == 200
+            details = wait_done(client, batch_id, jobs=0, timeout=10)
+            message = ended(fields(client.get(f"/batches/{batch_id}").text), "cancelled")
+        assert "after it was submitted" in message and "0 jobs were created" in message
+        assert details.findtext("count") == "0"
+    finally:
+        api.stop()
+
+
 # tenancy and test accounts -------------------------------------------------
 
 

@@ -33,8 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay import errors
 from loadbay.core.service import BatchService
-from loadbay.domain.lifecycle import Status
+from loadbay.domain.lifecycle import ACTIVE, FINAL, Status
 from loadbay.domain.models import Account, Batch, ErrorRow, NewBatch
+from loadbay.domain.text import many
 from loadbay.http.bodies import LimitedRoute, read_limited, streams_files
 from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
@@ -50,9 +51,8 @@ TYPE = "mail.job"
 PROLOG = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 NO_TRACKING = "Tracking data not available for this batch."
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
-_RECEIVED = frozenset(
-    {Status.VALIDATING, Status.VALIDATED, Status.PROCESSING, Status.COMPLETED, Status.ERROR}
-)
+_RECEIVED = (ACTIVE | FINAL) - {Status.QUEUED}  # a final batch reads as received: no more to wait for
+_ENDED = frozenset({Status.CANCELLED, Status.CLEARED})  # through the native API or the dashboard
 _PAGE = 500
 _SHOWN_ERRORS = 3
 _ORDER = (
@@ -63,7 +63,7 @@ _HINTS = {
     "ATTACHMENT_MISSING": _ORDER,
     "ATTACHMENT_AFTER_DATA": _ORDER,
     "NO_DATA": _ORDER,
-    "BATCH_NOT_OPEN": "a submitted batch takes no more uploads; create a new batch",
+    "BATCH_NOT_OPEN": "a submitted, cancelled or cleared batch takes no more uploads; create a new batch",
     "INVALID_STATE": "a batch is submitted once, after its PDF and its batch XML",
 }
 
@@ -176,7 +176,7 @@ def _local(tag: str) -> str:
 def status(batch_id: int, request: Request) -> Response:
     service, account = service_of(request), account_of(request)
     batch = _find(service, account, batch_id)
-    shown = service.errors(account, batch_id, None, _SHOWN_ERRORS) if _has_errors(batch) else []
+    shown = service.errors(account, batch.id, None, _SHOWN_ERRORS) if _refused(batch) else []
     return _xml(_document("batchjob", _batchjob(batch, shown)))
 
 
@@ -200,30 +200,43 @@ def tracking(batch_id: int, request: Request) -> Response | StreamingResponse:
 
 
 def _batchjob(batch: Batch, shown: list[ErrorRow]) -> dict[str, Any]:
-    """The seed's <batchjob> fields, in the seed's order."""
+    """The seed's <batchjob> fields, in the seed's order. A final batch reads submitted and
+    received (submitted=true, received=false is "in the queue": a client would poll on)."""
     return {
         "createdAt": _timestamp(batch.created_at),
         "errorMessage": _error_message(batch, shown),
-        "hasErrors": _has_errors(batch),
+        "hasErrors": batch.status == Status.ERROR or batch.status in _ENDED or _refused(batch) > 0,
         "id": batch.id,
         "received": batch.status in _RECEIVED,
-        "submitted": batch.submitted_at is not None,
+        "submitted": batch.submitted_at is not None or batch.final,
     }
 
 
-def _has_errors(batch: Batch) -> bool:
-    return batch.status == Status.ERROR or batch.counts.invalid + batch.counts.failed > 0
+def _refused(batch: Batch) -> int:
+    return batch.counts.invalid + batch.counts.failed
 
 
 def _error_message(batch: Batch, shown: list[ErrorRow]) -> str:
     if batch.status == Status.ERROR:
         return batch.error_message or ""
-    if not shown:
-        return ""
-    refused = batch.counts.invalid + batch.counts.failed
-    reasons = "; ".join(f"{e.external_id}: {e.message} ({e.code})" for e in shown)
-    more = "; …" if refused > len(shown) else ""
-    return f"{refused} of {batch.counts.total} jobs have errors: {reasons}{more}"
+    said = [_ended(batch)] if batch.status in _ENDED else []
+    if shown:
+        reasons = "; ".join(f"{e.external_id}: {e.message} ({e.code})" for e in shown)
+        more = "; …" if _refused(batch) > len(shown) else ""
+        said.append(f"{_refused(batch)} of {batch.counts.total} jobs have errors: {reasons}{more}")
+    return "; ".join(said)
+
+
+def _ended(batch: Batch) -> str:
+    """What a batch cancelled or cleared outside Click2Mail's calls left done."""
+    how = f"the batch was {batch.status.value}" + (f" ({batch.error_message})" if batch.error_message else "")
+    if batch.submitted_at is None:
+        return f"{how} before it was submitted: no job was created; create a new batch"
+    made = batch.counts.succeeded
+    return (
+        f"{how} after it was submitted: {many(made, 'job')} {'was' if made == 1 else 'were'} created "
+        "(see its details), no other will be; send the others in a new batch"
+    )
 
 
 def _details(service: BatchService, account: Account, batch: Batch) -> Iterator[str]:
