@@ -495,3 +495,20 @@ def test_a_method_the_path_does_not_take_is_405_with_allow(
         response = client.request(method, path)
     error = assert_error(response, 405, "METHOD_NOT_ALLOWED")
     assert response.headers.get("allow") == allow, error
+
+
+def test_a_trailing_slash_is_the_same_call(server: Server, key: str, httpserver: HTTPServer) -> None:
+    """`POST …/batches/` and `GET …/batches/{id}/` are the calls without the slash, as on the
+    other profiles (they answered a 307 redirect with an empty body)."""
+    url = serve(httpserver, "/slash.csv", ASSET_HEADER + f"s1,{BARCODE}\n")
+    with server.client(key) as client:
+        response = client.post(f"{API}/", json=seed_body(url, test=False))
+        assert response.status_code == 200, response.text
+        batch = response.json()
+        assert batch["url"] == url and batch["status"] == "created"
+        got = client.get(f"{API}/{batch['id']}/")
+        assert got.status_code == 200, got.text
+        assert got.json()["id"] == batch["id"]
+        wrong = client.delete(f"{API}/{batch['id']}/")
+        assert_error(wrong, 405, "METHOD_NOT_ALLOWED")
+        assert wrong.headers["allow"] == "GET"

@@ -3,6 +3,9 @@
     POST /api/batches        {type, url, accountId, test} → the Batch model
     GET  /api/batches/{id}   the Batch model; `id` is the core batch's opaque ref
 
+A path may end in a slash and be spelt in any letter case (`any_case_paths`), as
+Fusebill's and Alliant's may: `POST /api/batches/` is the create, not a redirect.
+
 The server fetches `url` (the core's SSRF-guarded fetcher) and loads the file as
 assets.external_asset or assets.terminal_status. Centrapay's statuses are read
 from the core's: open/queued → created; validating → created, then copied once
@@ -34,7 +37,7 @@ from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
 from loadbay.http.bodies import LimitedRoute
 from loadbay.http.problems import http_status, install_error_handlers
-from loadbay.profiles.common import UnknownKey, caller, profile_app, the_service
+from loadbay.profiles.common import UnknownKey, any_case_paths, caller, profile_app, the_service
 from loadbay.readers import unstorable
 
 __all__ = ["PREFIX", "TYPES", "build"]
@@ -215,4 +218,5 @@ def build(service: BatchService) -> FastAPI:
     install_error_handlers(
         app, loadbay_error=_loadbay_error, http_error=_http_error, invalid_request=_validation_error
     )
+    any_case_paths(app, router.routes)  # `…/batches/` is `…/batches`, as on the other profiles
     return app
