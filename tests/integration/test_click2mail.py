@@ -376,6 +376,42 @@ def test_bad_xml_is_refused_and_nothing_stored(c2m: httpx.Client, body: bytes, c
     error(c2m.post(f"/batches/{batch_id}"), 400, "NO_DATA")  # no jobs were stored
 
 
+ANN, BOB = RECIPIENT.format(name="Ann Lee"), RECIPIENT.format(name="Bob Roe")
+DOUBLED = [
+    pytest.param(job_xml(1, 1, ANN + f"</recipients><recipients>{BOB}"), "<recipients>", id="recipients"),
+    pytest.param(job_xml(1, 1, ANN.replace("</name>", "</name><name>Bob Roe</name>")), "<name>", id="name"),
+    pytest.param(
+        job_xml(1, 1).replace("<endingPage>", "<endingPage>3</endingPage><endingPage>"),
+        "<endingPage>",
+        id="page",
+    ),
+    pytest.param(job_xml(1, 1).replace("<color>", "<color>Color</color><color>"), "<color>", id="option"),
+    pytest.param(
+        job_xml(1, 1).replace("Letter 8.5 x 11", "<x>1</x>"), "<documentClass>", id="nested-where-text-goes"
+    ),
+    pytest.param(job_xml(1, 1).replace("<city>Vienna", "<city><x/>Vienna"), "<city>", id="nested-in-address"),
+    pytest.param(
+        job_xml(1, 1, ANN + "<person><name>Bob Roe</name></person>"), "<person>", id="not-an-address"
+    ),
+]
+
+
+@pytest.mark.parametrize(("job", "named"), DOUBLED)
+def test_a_job_with_an_element_twice_or_elements_where_text_goes_is_refused(
+    c2m: httpx.Client, job: str, named: str
+) -> None:
+    """They were read silently: the last of two won (two <recipients>: the first recipient
+    was dropped), a nested value where text goes read as empty, another element in
+    <recipients> was left out. Several <address> in one <recipients> is the normal form."""
+    batch_id = create(c2m)
+    assert put(c2m, batch_id, pdf(3), PDF).status_code == 200
+    description = error(put(c2m, batch_id, batch_xml(job_xml(1, 1), job), XML), 400, "INVALID_XML")
+    assert named in description and "job-2" in description, description
+    error(c2m.post(f"/batches/{batch_id}"), 400, "NO_DATA")  # nothing was stored
+    twice = batch_xml(job_xml(1, 1)).replace("<filename>", "<filename>a.pdf</filename><filename>")
+    assert "<filename>" in error(put(c2m, batch_id, twice, XML), 400, "INVALID_XML")
+
+
 def test_the_content_types_charset_reads_the_xml(c2m: httpx.Client, server: Server, key: str) -> None:
     """A Latin-1 batch XML with no declaration of its own, said to be Latin-1 by its header
     (RFC 7303): read so (it was refused as malformed XML); said to be UTF-8, refused saying so."""

@@ -42,7 +42,7 @@ from loadbay.http.streaming import receive
 from loadbay.profiles.common import account_of, profile_app, service_of
 from loadbay.types.mail import DOCUMENT, MailJob, jobs_page
 from loadbay.types.mail_tracking import TrackingEvent, tracking_page
-from loadbay.xmlsafe import charset_of, parse_xml
+from loadbay.xmlsafe import charset_of, children_by_name, local_name, parse_xml
 
 __all__ = ["PREFIX", "build", "manifest_items"]
 
@@ -138,35 +138,58 @@ def _manifest(body: bytes, charset: str | None) -> list[dict[str, Any]]:
 
 
 def manifest_items(root: Element) -> list[dict[str, Any]]:
-    """The records of a `<batch>` document: one JSON item per `<job>`, in order."""
-    if _local(root.tag) != "batch":
+    """The records of a `<batch>` document: one JSON item per `<job>`, in order.
+
+    Only `<job>` (in `<batch>`) and `<address>` (in `<recipients>`) may come more than once;
+    any other element twice, an element where text goes (inside an address or the print
+    options, say) or another element in `<recipients>` is InvalidInput (INVALID_XML) naming
+    it and its job, as a value given twice cannot be told from a mistake."""
+    if local_name(root.tag) != "batch":
         raise errors.InvalidInput(
-            f"the body is not a Click2Mail batch XML: its root is <{_local(root.tag)}>, not <batch>",
+            f"the body is not a Click2Mail batch XML: its root is <{local_name(root.tag)}>, not <batch>",
             code="NOT_A_BATCH",
         )
-    jobs = [child for child in root if _local(child.tag) == "job"]
+    children_by_name(root, ("filename", "appSignature"))
+    jobs = [child for child in root if local_name(child.tag) == "job"]
     if not jobs:
         raise errors.InvalidInput("the batch XML has no <job>", code="NO_JOBS")
-    return [{_local(child.tag): _value(child) for child in job} for job in jobs]
+    return [_job(job, n) for n, job in enumerate(jobs, 1)]
+
+
+def _job(job: Element, n: int) -> dict[str, Any]:
+    try:
+        return {name: _value(child) for name, child in children_by_name(job).items()}
+    except errors.InvalidInput as exc:
+        raise errors.InvalidInput(f"job-{n} (<job> number {n}): {exc.message}", code=exc.code) from None
 
 
 def _value(element: Element) -> Any:
-    if _local(element.tag) == "recipients":
-        return [_fields(address) for address in element if _local(address.tag) == "address"]
+    if local_name(element.tag) == "recipients":
+        return [_fields(address) for address in _addresses(element)]
     return _fields(element) if len(element) else _text(element)
 
 
+def _addresses(recipients: Element) -> list[Element]:
+    for child in recipients:
+        if local_name(child.tag) != "address":
+            raise errors.InvalidInput(
+                f"<recipients> holds <{local_name(child.tag)}>; each recipient is an <address>",
+                code="INVALID_XML",
+            )
+    return list(recipients)
+
+
 def _fields(element: Element) -> dict[str, str | None]:
-    return {_local(child.tag): _text(child) for child in element}
+    return {name: _text(child) for name, child in children_by_name(element).items()}
 
 
 def _text(element: Element) -> str | None:
+    if len(element):
+        raise errors.InvalidInput(
+            f"<{local_name(element.tag)}> holds <{local_name(element[0].tag)}> where its text goes",
+            code="INVALID_XML",
+        )
     return (element.text or "").strip() or None
-
-
-def _local(tag: str) -> str:
-    """The tag without its namespace."""
-    return tag.rsplit("}", 1)[-1]
 
 
 # post-submission calls -----------------------------------------------------
