@@ -799,6 +799,10 @@ def test_centrapay_urls_no_fetch_can_reach_end_the_batch_in_error(
         pytest.param({"id": "-1"}, 400, "INVALID_REQUEST", id="id-negative"),
         pytest.param({"id": "0"}, 400, "INVALID_REQUEST", id="id-zero"),
         pytest.param({"id": "1.5"}, 400, "INVALID_REQUEST", id="id-fraction"),
+        pytest.param({"id": "1.0"}, 400, "INVALID_REQUEST", id="id-point-zero"),  # was batch 1
+        pytest.param({"id": "1_0"}, 400, "INVALID_REQUEST", id="id-underscore"),  # was batch 10
+        pytest.param({"id": " 1"}, 400, "INVALID_REQUEST", id="id-space"),
+        pytest.param({"id": "+1"}, 400, "INVALID_REQUEST", id="id-plus"),
         pytest.param({"id": "\x00"}, 400, "INVALID_REQUEST", id="id-nul"),
         pytest.param({"id": LAST_BIGINT}, 404, "NOT_FOUND", id="id-2**63-1"),
         pytest.param({"jobId": "\x00"}, 400, "INVALID_REQUEST", id="job-id-nul"),  # PostgreSQL: NUL in text
@@ -867,6 +871,10 @@ DEEP_XML = b"<batchProcess>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</batchP
             "BatchInit", ebill_xml(carryForwardInvoices=HUGE), 400, "INVALID_REQUEST", id="flag-5000-digits"
         ),
         pytest.param("BatchFinalize", ebill_xml(id=HUGE), 400, "INVALID_REQUEST", id="finalize-5000-digits"),
+        pytest.param("BatchFinalize", ebill_xml(id="1_0"), 400, "INVALID_REQUEST", id="finalize-underscore"),
+        pytest.param(
+            "S3FileUpload", upload(parentBatchProcess="1.0"), 400, "INVALID_REQUEST", id="parent-point-zero"
+        ),
         pytest.param("BatchFinalize", ebill_xml(id=LAST_BIGINT), 404, "NOT_FOUND", id="finalize-2**63-1"),
         pytest.param("\u00e9", upload(), 400, "UNKNOWN_MODE", id="mode-not-ascii"),
         pytest.param("x" * 5000, upload(), 400, "UNKNOWN_MODE", id="mode-5000-chars"),
@@ -882,14 +890,16 @@ def test_ebill_refused_requests(client: httpx.Client, mode: str, body: bytes, st
 ONE_JOB = b"<batch><job><startingPage>1</startingPage><endingPage>1</endingPage></job></batch>"
 CLICK2MAIL_IDS = [
     pytest.param("²", 400, "INVALID_INPUT", id="superscript-two"),
-    pytest.param(HUGE, 400, "INVALID_INPUT", id="5000-digits"),
     pytest.param("abc", 400, "INVALID_INPUT", id="letters"),
     pytest.param("1.5", 400, "INVALID_INPUT", id="fraction"),
     pytest.param("\x00", 400, "INVALID_INPUT", id="nul"),
+    pytest.param("-1", 400, "INVALID_INPUT", id="negative"),
+    pytest.param("+1", 400, "INVALID_INPUT", id="plus"),
+    pytest.param("1_0", 400, "INVALID_INPUT", id="underscore"),
+    pytest.param(HUGE, 404, "NOT_FOUND", id="5000-digits"),
     pytest.param(PAST_BIGINT, 404, "NOT_FOUND", id="2**63"),
     pytest.param(LAST_BIGINT, 404, "NOT_FOUND", id="2**63-1"),
     pytest.param("0", 404, "NOT_FOUND", id="zero"),
-    pytest.param("-1", 404, "NOT_FOUND", id="negative"),
 ]
 
 

@@ -601,6 +601,26 @@ def test_unknown_batch_processes_are_404_and_bad_names_400(shared: httpx.Client)
     assert error(client.delete(API), 405) == "METHOD_NOT_ALLOWED"
 
 
+def test_ids_are_plain_digits(client: httpx.Client) -> None:
+    """An id is written in digits 0-9 only, in the query and in the XML: `1.0`, `+1`, `0_1`
+    (Python's int() reads them) and a space in the query named a batch process (`1_0` was 10)."""
+    invoices = fields(call(client, "POST", upload_request("IDS", "Invoice", "i.csv"), "S3FileUpload"))
+    batch_id = invoices["id"]
+    assert fields(get(client, id=f"00{batch_id}"))["jobId"] == "IDS"  # digits, leading zeros and all
+    for spelling in (f"{batch_id}.0", f"+{batch_id}", f"0_{batch_id}", f" {batch_id}", f"{batch_id} "):
+        assert error(client.get(API, params={"id": spelling}), 400) == "INVALID_REQUEST", spelling
+    for spelling in (f"{batch_id}.0", f"+{batch_id}", f"0_{batch_id}"):
+        finalize_it = f"<batchProcess><id>{spelling}</id></batchProcess>"
+        answer = client.put(API, params={"mode": "BatchFinalize"}, content=finalize_it)
+        assert error(answer, 400) == "INVALID_REQUEST", spelling
+        line_items = upload_request(
+            "IDS_ITM", "Invoice Line Item", "l.csv", f"<parentBatchProcess>{spelling}</parentBatchProcess>"
+        )
+        answer = client.post(API, params={"mode": "S3FileUpload"}, content=line_items)
+        assert error(answer, 400) == "INVALID_REQUEST", spelling
+    assert get(client, id=batch_id).find("child") is None  # no line-item file joined it
+
+
 def test_state_and_identity_conflicts(server: Server, client: httpx.Client) -> None:
     empty = fields(call(client, "POST", upload_request("EMPTY", "Customer", "e.csv"), "S3FileUpload"))
     assert error(_finalize(client, empty["id"]), 409) == "NO_DATA"

@@ -54,7 +54,7 @@ from xml.etree.ElementTree import Element, SubElement, indent, tostring
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -75,7 +75,7 @@ from loadbay.http.auth import signed
 from loadbay.http.bodies import LimitedRoute, streams_files
 from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
-from loadbay.profiles.common import account_of, profile_app, the_service
+from loadbay.profiles.common import account_of, profile_app, the_service, whole_number
 from loadbay.readers import format_for_content_type, unstorable
 from loadbay.xmlsafe import charset_of, parse_xml
 
@@ -139,7 +139,15 @@ def _storable(value: str) -> str:
     return value
 
 
-Id = Annotated[int, Field(ge=1, lt=2**63)]
+def _digits(value: str) -> int:
+    """An id as eBill writes it: ASCII digits only (not `1_0`, `1.0`, ` 1` or `+1`)."""
+    number = whole_number(value)
+    if number is None:
+        raise ValueError(f"must be a batch process id, digits only, below {2**63}")
+    return number
+
+
+Id = Annotated[int, BeforeValidator(_digits), Field(ge=1)]
 JobId = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_storable)]
 _REQUEST = ConfigDict(str_strip_whitespace=True)
 
@@ -192,16 +200,17 @@ def _root(body: _XmlBody) -> Element:
 def _request(values: Mapping[str, str | None], model: type[M]) -> M:
     """`values` (by element name, any letter case; empty ones left out) as `model`, or InvalidInput."""
     aliases = {(f.alias or name).lower(): f.alias or name for name, f in model.model_fields.items()}
-    known = {aliases[k.lower()]: v.strip() for k, v in values.items() if k.lower() in aliases and v}
+    known = {aliases[k.lower()]: v for k, v in values.items() if k.lower() in aliases and v}
     try:
-        return model.model_validate({k: v for k, v in known.items() if v})
+        return model.model_validate(known)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidInput(problems, code="INVALID_REQUEST") from None
 
 
 def _elements(root: Element, model: type[M]) -> M:
-    return _request({child.tag: child.text for child in root}, model)
+    """`model` from the root's children, their text stripped (XML's indentation is no part of a value)."""
+    return _request({child.tag: (child.text or "").strip() for child in root}, model)
 
 
 # finding batches ----------------------------------------------------------------------
