@@ -512,3 +512,35 @@ def test_a_trailing_slash_is_the_same_call(server: Server, key: str, httpserver:
         wrong = client.delete(f"{API}/{batch['id']}/")
         assert_error(wrong, 405, "METHOD_NOT_ALLOWED")
         assert wrong.headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize("flag", ["yes", "true", "false", 0, 1, []])
+def test_test_must_be_a_json_boolean(server: Server, key: str, flag: Any) -> None:
+    """`test` is true or false: "yes" was read as true, 0 as false (a live batch was made)."""
+    with server.client(key) as client:
+        newest = client.get("/v1/batches", params={"limit": 1}).json()["data"]
+        response = client.post(API, json=seed_body("http://127.0.0.1:9/f.csv", test=flag))
+        error = assert_error(response, 400, "INVALID_REQUEST")
+        assert error["message"].startswith("test: ") and "boolean" in error["message"], error
+        assert client.get("/v1/batches", params={"limit": 1}).json()["data"] == newest
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"]
+)
+def test_a_body_sent_as_another_media_type_is_415(server: Server, key: str, content_type: str) -> None:
+    """JSON sent as text/plain (or form-encoded, or in another charset) is refused saying what
+    to send, as the native API and the Alliant profile refuse it; it was a 400 "body: Input
+    should be a valid dictionary". A body with no Content-Type is read as JSON, as there."""
+    body = json.dumps(seed_body("http://127.0.0.1:9/f.csv", test=False)).encode()
+    with server.client(key) as client:
+        newest = client.get("/v1/batches", params={"limit": 1}).json()["data"]
+        error = assert_error(
+            client.post(API, content=body, headers={"Content-Type": content_type}),
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+        assert "application/json" in error["message"] or "UTF-8" in error["message"], error
+        assert client.get("/v1/batches", params={"limit": 1}).json()["data"] == newest
+        untyped = client.post(API, content=body)
+    assert untyped.status_code == 200, untyped.text

@@ -28,7 +28,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StrictBool, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from loadbay.core.service import BatchService
@@ -36,6 +36,7 @@ from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, NewBatch
 from loadbay.errors import LoadbayError, NotFound, TestModeMismatch, UnknownType
 from loadbay.http.bodies import LimitedRoute
+from loadbay.http.jsonroute import check_json_media_type
 from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.profiles.common import UnknownKey, any_case_paths, caller, profile_app, the_service
 from loadbay.readers import unstorable
@@ -72,7 +73,9 @@ class CreateBatch(BaseModel):
     type: str = Field(description="farmlands-external-asset or verifone-terminal-status")
     url: str = Field(min_length=1, description="The http(s) URL of the CSV or JSON Lines file")
     account_id: str = Field(alias="accountId", min_length=1, max_length=200)
-    test: bool | None = Field(default=None, description="Must match the API key's account")
+    test: StrictBool | None = Field(
+        default=None, description="true or false; must match the API key's account"
+    )
 
     @field_validator("type", "url", "account_id")
     @classmethod
@@ -107,10 +110,22 @@ class BatchOut(BaseModel):
 Service = Annotated[BatchService, Depends(the_service)]
 Caller = Annotated[Account, Depends(caller)]
 
-router = APIRouter(tags=["centrapay"], route_class=LimitedRoute)
+# (strict_content_type: a body with no Content-Type is read as JSON, as the native API reads it)
+router = APIRouter(tags=["centrapay"], route_class=LimitedRoute, strict_content_type=False)
 
 
-@router.post("/api/batches", response_model=BatchOut, response_model_exclude_none=True)
+def _sent_as_json(request: Request) -> None:
+    """A body sent as anything but JSON in UTF-8 (`text/plain`, a form) is 415, as the native
+    API and the Alliant profile answer it, where FastAPI read it as no object at all."""
+    check_json_media_type(request.headers.get("content-type"))
+
+
+@router.post(
+    "/api/batches",
+    response_model=BatchOut,
+    response_model_exclude_none=True,
+    dependencies=[Depends(_sent_as_json)],
+)
 def create_batch(body: CreateBatch, service: Service, account: Caller) -> BatchOut:
     """Create a batch that loads the file at `url`; it starts at once."""
     spec = NewBatch(
