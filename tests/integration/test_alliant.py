@@ -21,7 +21,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from loadbay.core.service import BatchService
 from loadbay.db.tables import catalog_userx
@@ -480,6 +480,55 @@ def test_create_without_a_body_is_400(client: httpx.Client) -> None:
 def test_invalid_json_is_400(client: httpx.Client, content: bytes) -> None:
     response = client.post(base(1), content=content, headers={"Content-Type": "application/json"})
     refused(response, 400, "INVALID_JSON")
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999"])
+def test_a_number_too_large_for_a_float_is_400_and_stores_nothing(
+    client: httpx.Client, p: str, number: str
+) -> None:
+    """JSON's `1e999` was read as infinity: the page was stored (200), and every later read of
+    it answered 500. It is refused as NaN and Infinity are, saying where."""
+    json_type = {"Content-Type": "application/json"}
+    batch_id = create(client)
+    content = f'{{"pageNumber": 0, "items": [{{"id": "{p}A", "ud_big": {number}}}]}}'
+    body = refused(
+        client.patch(f"{base(1)}/{batch_id}", content=content, headers=json_type), 400, "INVALID_JSON"
+    )
+    column = content.index(number) + 1
+    assert body["errors"][0]["message"] == (
+        f"the body is not read at line 1, column {column}: {number} is beyond ±1.8e308, "
+        "the largest number this server reads"
+    )
+    assert read(client, batch_id)["result"]["receivedItems"] == 0
+    created = SEED_CREATE | {"items": [{"id": p + "B", "ud_big": 0}]}
+    content = json.dumps(created).replace('"ud_big": 0', f'"ud_big": {number}')
+    response = client.post(base(1), content=content, headers=json_type, params={"Submit": "true"})
+    refused(response, 400, "INVALID_JSON")
+
+
+def test_a_page_stored_with_an_infinity_is_read(server: Server, client: httpx.Client, p: str) -> None:
+    """A page stored before such numbers were refused holds `Infinity` (json.dumps of the float
+    1e999 was read as): the batch is read all the same, the number written as 1e999, where the
+    read answered 500 INTERNAL_ERROR for good."""
+    batch_id = create(client)
+    ok(page(client, batch_id, 0, [{"id": p + "A", "ud_big": 1, "ud_small": -1, "ud_text": "Infinity"}]))
+    url = server.env["LOADBAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)
+    engine = create_engine(url)
+    stored_page = f'[{{"id": "{p}A", "ud_big": Infinity, "ud_small": -Infinity, "ud_text": "Infinity"}}]'
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE batch_inputs SET items = :items WHERE batch_id = :id"),
+                {"items": stored_page, "id": batch_id},
+            )
+    finally:
+        engine.dispose()
+    response = client.get(f"{base(1)}/{batch_id}", params={"pageNumber": 0})
+    model = envelope(response, 200)["result"]
+    assert '"ud_big":1e999,"ud_small":-1e999,"ud_text":"Infinity"' in response.text
+    assert model["items"] == [
+        {"id": p + "A", "ud_big": float("inf"), "ud_small": float("-inf"), "ud_text": "Infinity"}
+    ]
 
 
 def test_a_page_over_page_size_is_400_and_stores_nothing(client: httpx.Client, p: str) -> None:

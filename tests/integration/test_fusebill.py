@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from loadbay.config import Settings
-from loadbay.core.service import BatchService
+from loadbay.core.service import BatchService, hash_key
 from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch
 from loadbay.profiles import fusebill as profile
@@ -560,6 +560,36 @@ def test_errors_have_the_seed_body(server: Server, key: str) -> None:
     assert too_many.status_code == 400 and "at most 1000" in too_many.json()["Errors"][0]["Value"]
     assert garbage.status_code == 400 and garbage.json()["HttpStatusCode"] == 400
     assert no_key.status_code == 401 and no_key.json()["HttpStatusCode"] == 401
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999"])
+def test_a_number_too_large_for_a_float_is_400(server: Server, key: str, number: str) -> None:
+    """JSON's `1e999` was read as infinity: `"reference": 1e999` made a job whose reference was
+    the text "inf". It is refused as NaN and Infinity are, saying where; no job is made."""
+    bodies = [
+        f'{{"accountUploadType": "BulkWriteOff", "data": [1], "reference": {number}}}',
+        f'{{"accountUploadType": "BulkWriteOff", "data": [{number}]}}',
+    ]
+    with fusebill(server, key) as client:
+        answers = [client.post(API, content=body) for body in bodies]
+        process = client.post(f"{API}/Process", content=f'{{"id": {number}}}')
+    largest = "±1.8e308, the largest number this server reads"
+    for body, answer in zip(bodies, answers, strict=True):
+        assert answer.status_code == 400, answer.text
+        at = f"line 1, column {body.index(number) + 1}"
+        message = f"The request body is not read at {at}: {number} is beyond {largest}."
+        assert answer.json() == {
+            "ErrorId": 0,
+            "HttpStatusCode": 400,
+            "Errors": [{"Key": "Api Error", "Value": message}],
+        }
+    assert process.status_code == 400 and number in process.json()["Errors"][0]["Value"]
+    jobs = query(
+        server,
+        "SELECT count(*) FROM batches b JOIN api_keys k ON k.account_id = b.account_id WHERE k.key_hash = :h",
+        h=hash_key(key),
+    )
+    assert jobs[0][0] == 0
 
 
 def test_another_accounts_job_is_not_found(server: Server, key: str) -> None:

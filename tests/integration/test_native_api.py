@@ -360,6 +360,34 @@ def test_create_refuses_a_bad_body(server: Server, key: str) -> None:
         assert client.get("/v1/batches").json()["data"] == []
 
 
+@pytest.mark.parametrize("number", ["1e999", "-1e999"])
+def test_a_number_too_large_for_a_float_is_refused(server: Server, key: str, number: str) -> None:
+    """JSON's `1e999` was read as infinity and stored; it is refused as NaN and Infinity are:
+    400 INVALID_INPUT on the field `body`, saying where."""
+    with server.client(key) as client:
+        batch = create(client)
+        bodies = [
+            (
+                "POST",
+                "/v1/batches",
+                f'{{"type": "{TYPE}", "items": [{{"customer_number": "N1", "balance": {number}}}]}}',
+            ),
+            (
+                "PUT",
+                f"/v1/batches/{batch['id']}/pages/0",
+                f'[{{"customer_number": "N1", "balance": {number}}}]',
+            ),
+        ]
+        for method, path, body in bodies:
+            response = client.request(method, path, content=body, headers={"Content-Type": JSON})
+            problem = assert_problem(response, 400, "INVALID_INPUT")
+            at = f"line 1, column {body.index(number) + 1}"
+            message = f"not read at {at}: {number} is beyond ±1.8e308, the largest number this server reads"
+            assert problem["errors"] == [{"field": "body", "message": message}]
+        assert [b["id"] for b in client.get("/v1/batches").json()["data"]] == [batch["id"]]
+        assert client.get(f"/v1/batches/{batch['id']}").json()["progress"]["total"] in (0, None)
+
+
 # data in: pages ------------------------------------------------------------
 
 

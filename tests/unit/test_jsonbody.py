@@ -72,3 +72,21 @@ def test_nesting_is_bounded() -> None:
 
 def test_a_number_past_the_digit_limit_is_refused() -> None:
     assert refusal("[" + "1" * 5000 + "]").startswith("not read: a number has more than 4,300 digits")
+
+
+@pytest.mark.parametrize("number", ["1e999", "-1e999", "1.5E+400", "-0.1e310"])
+def test_a_number_too_large_for_a_float_is_refused_where_it_is(number: str) -> None:
+    """json.loads reads it as infinity, which no JSON encoder writes back; a body holding one
+    is refused as NaN and Infinity are (not where the same text is in a string before it)."""
+    body = '{"note": "@ as text",\n "n": [1, @]}'.replace("@", number)
+    largest = "±1.8e308, the largest number this server reads"
+    assert refusal(body) == f"not read at line 2, column 11: {number} is beyond {largest}"
+
+
+def test_large_and_tiny_floats_within_range_are_read() -> None:
+    assert parse_json("[1.7e308, -1.7e308, 1e-400, 12345678901234567890123]") == [
+        1.7e308,
+        -1.7e308,
+        0.0,
+        12345678901234567890123,
+    ]

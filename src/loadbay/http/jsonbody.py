@@ -10,7 +10,8 @@ Every JSON body loadbay reads (the native API's, and every profile's) goes throu
   nested 100,000 deep with a RecursionError. The nesting is measured first, without
   recursion and in time linear in the body.
 - `NaN` and `Infinity` are refused: they are no JSON numbers, and no JSON encoder writes them
-  back. So is a number past Python's integer digit limit.
+  back. So is a number too large for a float (`1e999`, which `json.loads` reads as infinity),
+  and one past Python's integer digit limit.
 
 The messages are predicates on the body, each starting with "not", that say where it went
 wrong by line and column when the parser knows: "not valid JSON at line 1, column 29: the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import re
 import sys
 from itertools import accumulate
@@ -38,19 +40,26 @@ _BRACKET = re.compile(r"[\[\]{}]")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 # The first of NaN, Infinity or -Infinity outside a string (strings matched and passed over).
 _CONSTANT = re.compile(r'"(?:[^"\\]++|\\.)*+"?|(-?Infinity|NaN)', re.DOTALL)
+# Each number outside a string (strings matched and passed over).
+_FLOAT = re.compile(r'"(?:[^"\\]++|\\.)*+"?|(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)', re.DOTALL)
 
 
 def parse_json(body: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """The JSON value of `body` (bytes: see `json_text`), or a ValueError that says what is
-    wrong and where: not UTF-8, not JSON, nested deeper than `max_depth`, NaN or Infinity."""
+    wrong and where: not UTF-8, not JSON, nested deeper than `max_depth`, NaN or Infinity, a
+    number too large for a float."""
     text = body if isinstance(body, str) else json_text(body)
     depth = nesting(text)
     if depth > max_depth:
         raise ValueError(f"not read: it nests {depth} levels deep, and at most {max_depth} are taken")
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except json.JSONDecodeError as exc:
         raise ValueError(_malformed(exc)) from None
+    except _Overflow as exc:
+        at, number = _number_place(text, str(exc)), _shown(str(exc))
+        largest = "±1.8e308, the largest number this server reads"
+        raise ValueError(f"not read at {at}: {number} is beyond {largest}") from None
     except _Constant as exc:
         raise ValueError(f"not valid JSON at {_constant_place(text)}: {exc} is not a JSON number") from None
     except RecursionError:  # not after the check above; a guard all the same
@@ -105,6 +114,16 @@ def _constant_place(text: str) -> str:
     return _place(text[:found])
 
 
+def _number_place(text: str, number: str) -> str:
+    """Where `number` first stands outside a string: the one the parser met first."""
+    found = next((m.start(1) for m in _FLOAT.finditer(text) if m.group(1) == number), len(text))
+    return _place(text[:found])
+
+
+def _shown(number: str, most: int = 40) -> str:
+    return number if len(number) <= most else number[:most] + "…"
+
+
 # The JSON parser's messages, said for a client (any other: as it is, lower-cased).
 _SAID = {
     "Expecting value": "expecting a value",
@@ -129,3 +148,14 @@ class _Constant(ValueError):
 
 def _no_constant(name: str) -> Any:
     raise _Constant(name)
+
+
+class _Overflow(ValueError):
+    """A JSON number too large for a float, which `json.loads` would take as infinity."""
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if math.isinf(value):
+        raise _Overflow(number)
+    return value

@@ -23,6 +23,7 @@ processing, completed, error, cleared), `outcome`, `succeededItems` and
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC
@@ -396,7 +397,21 @@ class _Json(JSONResponse):
     """JSON in ASCII: items echo as sent, even text UTF-8 cannot encode (a lone surrogate)."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, allow_nan=False, separators=(",", ":")).encode("ascii")
+        try:
+            text = json.dumps(content, allow_nan=False, separators=(",", ":"))
+        except ValueError:  # a page stored before numbers past a float were refused (1e999)
+            text = _NOT_FINITE.sub(_finite, json.dumps(content, separators=(",", ":")))
+        return text.encode("ascii")
+
+
+# Infinity, -Infinity and NaN where json.dumps writes them (outside strings), which no JSON
+# has; written as a client sends them (1e999: a JSON number any reader takes), NaN as null
+_NOT_FINITE = re.compile(r'"(?:[^"\\]++|\\.)*+"|(-?Infinity|NaN)')
+_FINITE = {"Infinity": "1e999", "-Infinity": "-1e999", "NaN": "null"}
+
+
+def _finite(found: re.Match[str]) -> str:
+    return found.group(0) if found.group(1) is None else _FINITE[found.group(1)]
 
 
 # errors as envelopes ------------------------------------------------------------------
