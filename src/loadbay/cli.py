@@ -322,6 +322,9 @@ CONTENT_TYPES = {
     ".json": "application/json",
 }
 _SPREADSHEETS = {".xlsx", ".xls", ".xlsm", ".ods", ".numbers"}
+# The name `push` gives its file in the batch (the API's default), whatever the file's own: a
+# push again with the same job id replaces it, renamed or not, rather than adding a second file.
+PUSH_INPUT = "data"
 
 
 def _content_type(file: Path) -> str:
@@ -420,9 +423,9 @@ def _attach(
         say(f"batch {batch['id']} already exists for job id {body['job_id']!r}: {batch['status']}")
     if batch["status"] == "open":
         with _upload_body(file) as chunks:
-            client.upload(batch["id"], file.name, content_type, chunks, file.stat().st_size)
+            client.upload(batch["id"], PUSH_INPUT, content_type, chunks, file.stat().st_size)
         batch = client.submit(batch["id"])
-        say(f"batch {batch['id']} submitted")
+        say(f"batch {batch['id']} submitted ({file.name})")
     return batch
 
 

@@ -1,0 +1,100 @@
+"""The `loadbay` CLI when things go wrong, run as a user runs it (`python -m loadbay …` in a
+subprocess) against a real server, or a loopback listener that misbehaves on purpose: a push
+cut short, then pushed again; output paths that cannot be written; a server that takes the
+connection and never answers; Ctrl-C; a batch left open; a mistyped command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+from loadbay.cli import ExitCode
+from tests.support.servers import Server
+
+HEADER = "customer_number,name,email\n"
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "loadbay", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def user_env(server: Server, key: str, url: str | None = None) -> dict[str, str]:
+    return server.env | {"LOADBAY_URL": url or server.url, "LOADBAY_API_KEY": key, "COLUMNS": "200"}
+
+
+@contextmanager
+def forwarding(upstream: str, *, drop: str) -> Iterator[str]:
+    """A loopback proxy to `upstream` that hangs up without an answer on each request whose
+    path ends with `drop` (as a server killed at that moment would); its URL."""
+
+    class Forward(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path.endswith(drop):
+                self.close_connection = True
+                return
+            names = ("X-Api-Key", "Content-Type", "User-Agent")
+            headers = {name: self.headers[name] for name in names if self.headers[name]}
+            answer = httpx.request(self.command, upstream + self.path, headers=headers, content=body)
+            self.send_response(answer.status_code)
+            self.send_header("Content-Type", answer.headers.get("content-type", "text/plain"))
+            self.send_header("Content-Length", str(len(answer.content)))
+            self.end_headers()
+            self.wfile.write(answer.content)
+
+        do_GET = do_PUT = do_POST = _forward
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+# push ----------------------------------------------------------------------------------------
+
+
+def test_a_push_again_after_one_cut_short_replaces_its_file(server: Server, key: str, tmp_path: Path) -> None:
+    """A push cut off after its upload of old.csv leaves the batch open with it; the user fixes
+    the file, names it new.csv and pushes with the same job id: the batch reads new.csv alone."""
+    old, new = tmp_path / "old.csv", tmp_path / "new.csv"
+    old.write_text(HEADER + "C1,Ada,not-an-email\nC2,Bob,bob@old\n")
+    new.write_text(HEADER + "C1,Ada,ada@example.com\nC2,Bob,bob@example.com\n")
+    push = ("push", "--type", "billing.customer", "--job-id", "dup-files")
+    with forwarding(server.url, drop="/submit") as proxy:
+        cut = run(user_env(server, key, proxy), *push, str(old), "--retry-for", "0")
+    assert cut.returncode == ExitCode.UNREACHABLE, cut.stdout + cut.stderr
+
+    again = run(user_env(server, key), *push, str(new), "--wait")
+    assert again.returncode == ExitCode.OK, again.stdout + again.stderr
+    assert "2 records, 2 succeeded, 0 invalid, 0 failed" in again.stdout
+    assert "(new.csv)" in again.stdout, "the push names the file it sent"
+    number = int(again.stdout.split()[1])
+    with server.client(key) as client:
+        inputs = client.get(f"/v1/batches/{number}/inputs").json()["data"]
+    assert [(i["kind"], i["format"]) for i in inputs] == [("file", "csv")], inputs
+    results = run(user_env(server, key), "results", str(number))
+    rows = list(csv.DictReader(io.StringIO(results.stdout)))
+    assert [(r["email"], r["loadbay_status"]) for r in rows] == [
+        ("ada@example.com", "succeeded"),
+        ("bob@example.com", "succeeded"),
+    ]
