@@ -567,6 +567,63 @@ def test_bad_requests_are_400(shared: httpx.Client, mode: str, body: str, code: 
     assert error(shared.post(API, params={"mode": mode}, content=body.encode()), 400) == code
 
 
+UPLOAD_FIELDS = (
+    "<inputType>API</inputType><operation>eBill-Import</operation><inputFilename>c.csv</inputFilename>"
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "body", "code", "named"),
+    [
+        (
+            "S3FileUpload",
+            f"<subOperation>Customer</subOperation><subOperation>Invoice</subOperation>{UPLOAD_FIELDS}",
+            "INVALID_XML",
+            "<subOperation>",
+        ),
+        (
+            "S3FileUpload",
+            f"<JobId>A</JobId><jobId>B</jobId><subOperation>Customer</subOperation>{UPLOAD_FIELDS}",
+            "INVALID_XML",
+            "<jobId>",
+        ),
+        (
+            "S3FileUpload",
+            f"<jobId><x>1</x></jobId><subOperation>Customer</subOperation>{UPLOAD_FIELDS}",
+            "INVALID_REQUEST",
+            "<jobId>",
+        ),
+        (
+            "S3FileUpload",
+            f"<subOperation>Customer</subOperation>{UPLOAD_FIELDS}<INPUTFILENAME>d.csv</INPUTFILENAME>",
+            "INVALID_XML",
+            "<inputFilename>",
+        ),
+        ("BatchInit", "<jobId>I1</jobId><jobId>I2</jobId>", "INVALID_XML", "<jobId>"),
+        (
+            "BatchInit",
+            "<carryForwardInvoices>true</carryForwardInvoices><carryforwardinvoices>false</carryforwardinvoices>",
+            "INVALID_XML",
+            "<carryForwardInvoices>",
+        ),
+        ("BatchFinalize", "<id>1</id><id>2</id>", "INVALID_XML", "<id>"),
+        ("BatchFinalize", "<jobId><jobId>J</jobId></jobId>", "INVALID_REQUEST", "<jobId>"),
+    ],
+)
+def test_an_element_given_twice_or_holding_elements_is_refused(
+    client: httpx.Client, mode: str, body: str, code: str, named: str
+) -> None:
+    """A value given twice made a batch process with the last one (a Customer file named
+    Invoice, say), and an element where a value goes was read as empty (no jobId)."""
+    method = "PUT" if mode == "BatchFinalize" else "POST"
+    answer = client.request(
+        method, API, params={"mode": mode}, content=f"<batchProcess>{body}</batchProcess>"
+    )
+    assert error(answer, 400) == code
+    assert named in (parse_xml(answer.content).findtext("errorMessage") or "")
+    assert client.get("/v1/batches").json()["data"] == []  # nothing was made
+
+
 def test_the_content_types_charset_reads_the_request(client: httpx.Client) -> None:
     """A Latin-1 request without a declaration of its own, said to be Latin-1 by its
     Content-Type (RFC 7303), is read so (it was refused as malformed XML)."""

@@ -77,7 +77,7 @@ from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
 from loadbay.profiles.common import account_of, profile_app, the_service, whole_number
 from loadbay.readers import format_for_content_type, unstorable
-from loadbay.xmlsafe import charset_of, parse_xml
+from loadbay.xmlsafe import charset_of, local_name, parse_xml
 
 __all__ = ["PREFIX", "SUB_OPERATIONS", "build"]
 
@@ -197,9 +197,14 @@ def _root(body: _XmlBody) -> Element:
     return root
 
 
+def _aliases(model: type[BaseModel]) -> dict[str, str]:
+    """The model's field names as eBill spells them, by their lower-case spelling."""
+    return {(f.alias or name).lower(): f.alias or name for name, f in model.model_fields.items()}
+
+
 def _request(values: Mapping[str, str | None], model: type[M]) -> M:
     """`values` (by element name, any letter case; empty ones left out) as `model`, or InvalidInput."""
-    aliases = {(f.alias or name).lower(): f.alias or name for name, f in model.model_fields.items()}
+    aliases = _aliases(model)
     known = {aliases[k.lower()]: v for k, v in values.items() if k.lower() in aliases and v}
     try:
         return model.model_validate(known)
@@ -209,8 +214,36 @@ def _request(values: Mapping[str, str | None], model: type[M]) -> M:
 
 
 def _elements(root: Element, model: type[M]) -> M:
-    """`model` from the root's children, their text stripped (XML's indentation is no part of a value)."""
-    return _request({child.tag: (child.text or "").strip() for child in root}, model)
+    """`model` from the root's children that name its fields."""
+    return _request(_values(root, _aliases(model)), model)
+
+
+def _values(root: Element, aliases: Mapping[str, str]) -> dict[str, str]:
+    """The text of each child of the root that `aliases` names (by its name without namespace,
+    in any letter case: `JobId` is `jobId`), stripped (XML's indentation is no part of a
+    value). INVALID_XML for one given twice, which cannot be told from a mistake; as
+    xmlsafe.children_by_name, but in any letter case."""
+    found: dict[str, str] = {}
+    for child in root:
+        name = aliases.get(local_name(child.tag).lower())
+        if name is None:
+            continue
+        if name in found:
+            raise InvalidInput(
+                f"<{name}> appears more than once in <batchProcess>; send it once", code="INVALID_XML"
+            )
+        found[name] = _text(child, name)
+    return found
+
+
+def _text(element: Element, name: str) -> str:
+    """The element's text, stripped; INVALID_REQUEST when it holds elements where its value goes."""
+    if len(element):
+        raise InvalidInput(
+            f"<{name}> holds an element, <{local_name(element[0].tag)}>; it takes a value, as text",
+            code="INVALID_REQUEST",
+        )
+    return (element.text or "").strip()
 
 
 # finding batches ----------------------------------------------------------------------
