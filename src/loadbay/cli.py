@@ -54,7 +54,7 @@ class ExitCode(IntEnum):
 
 EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "done (a batch followed to its end: every record succeeded)",
-    ExitCode.USAGE: "wrong usage, no API key, or a file format loadbay does not read",
+    ExitCode.USAGE: "wrong usage, no API key, a file loadbay does not read or cannot write",
     ExitCode.RECORDS_REFUSED: "batch completed with records refused (invalid, failed, unprocessed)",
     ExitCode.BATCH_FAILED: "batch ended in error, or was cancelled or cleared",
     ExitCode.REQUEST_REFUSED: "request refused by the server (its code and detail are printed)",
@@ -830,6 +830,8 @@ def results(
     """A batch's result CSV: every record with loadbay_status, action, entity id and error.
     Once it is final; with --outcome invalid alone, once its validation has ended."""
     outcomes = [name.strip() for value in outcome or [] for name in value.split(",") if name.strip()]
+    if output is not None:
+        _check_output(output)
     with _api(url, key, retry_for) as client, client.results(batch_id, outcomes) as body:
         if output is None:
             _to_stdout(body)
@@ -846,14 +848,38 @@ def _to_stdout(body: Iterable[bytes]) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
+def _check_output(output: Path) -> None:
+    """A usage error, before anything is asked of the server, for an -o that cannot be written."""
+    problem = None
+    if output.is_dir():
+        problem = "is a directory: name a file (in it)"
+    elif not output.parent.is_dir():
+        problem = f"is in no directory: {str(output.parent)!r} does not exist"
+    elif not os.access(output.parent, os.W_OK):
+        problem = f"cannot be written: you may not write in {str(output.parent)!r}"
+    if problem:
+        raise typer.BadParameter(f"{str(output)!r} {problem}", param_hint="'-o'")
+
+
+@contextmanager
+def _writing(output: Path) -> Iterator[None]:
+    """An OSError while writing `output` (a full disk) as one line and the usage exit status."""
+    try:
+        yield
+    except OSError as exc:
+        console.print(f"[red]cannot write[/] {escape(str(output))}: {escape(exc.strerror or str(exc))}")
+        raise typer.Exit(ExitCode.USAGE) from None
+
+
 def _to_file(body: Iterable[bytes], output: Path) -> None:
     """Written beside, then renamed: a download cut short leaves no half file."""
     partial = output.with_name(output.name + ".part")
     try:
-        with partial.open("wb") as stream:
-            for data in body:
-                stream.write(data)
-        partial.replace(output)
+        with _writing(output):
+            with partial.open("wb") as stream:
+                for data in body:
+                    stream.write(data)
+            partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
     console.print(f"wrote {output}")
@@ -877,6 +903,8 @@ def types(
     """The batch types this server takes; with NAME, its columns (the required ones marked)."""
     if (template or output) and not name:
         raise typer.BadParameter("--template needs a type NAME", param_hint="'--template'")
+    if output is not None:
+        _check_output(output)
     with _api(url, key, retry_for) as client:
         if template or output:
             _write_text(client.template(str(name)), output)
@@ -896,7 +924,8 @@ def _write_text(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    output.write_text(text)
+    with _writing(output):
+        output.write_text(text)
     console.print(f"wrote {output}")
 
 

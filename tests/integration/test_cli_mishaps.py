@@ -98,3 +98,30 @@ def test_a_push_again_after_one_cut_short_replaces_its_file(server: Server, key:
         ("ada@example.com", "succeeded"),
         ("bob@example.com", "succeeded"),
     ]
+
+
+# output files --------------------------------------------------------------------------------
+
+
+def test_an_output_path_that_cannot_be_written_is_a_usage_error(
+    server: Server, key: str, tmp_path: Path
+) -> None:
+    """Checked before the download: one message, exit 2, and no file made beside the target."""
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "C1,Ada,ada@example.com\n")
+    env = user_env(server, key)
+    pushed = run(env, "push", str(source), "--type", "billing.customer", "--wait")
+    assert pushed.returncode == ExitCode.OK, pushed.stdout + pushed.stderr
+    number = pushed.stdout.split()[1]
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for args, said in [
+        (("results", number, "-o", str(tmp_path / "missing" / "x.csv")), "does not exist"),
+        (("results", number, "-o", str(folder)), "is a directory"),
+        (("types", "billing.customer", "--template", "-o", str(tmp_path / "missing" / "x.csv")), "exist"),
+    ]:
+        refused = run(env, *args)
+        assert refused.returncode == ExitCode.USAGE, refused.stderr
+        assert said in refused.stderr and refused.stdout == "", refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "out"]
+    assert not list(folder.iterdir())
