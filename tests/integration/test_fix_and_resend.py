@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -23,7 +24,7 @@ COLUMNS = ["customer_number", "name", "email", "phone", "address_line1", "city",
 
 @pytest.fixture(scope="module")
 def keys(server: Server) -> Iterator[str]:
-    return iter(make_keys(server, f"resend-{uuid.uuid4().hex[:6]}", 6))
+    return iter(make_keys(server, f"resend-{uuid.uuid4().hex[:6]}", 8))
 
 
 @pytest.fixture
@@ -208,3 +209,82 @@ def test_a_retry_of_failed_records_and_what_cannot_be_retried(
     assert (answer.status_code, answer.json()["code"]) == (409, "RESULTS_NOT_READY")
     bad = client.post(f"/v1/batches/{second['id']}/retry", json={"outcomes": ["lost"]})
     assert bad.status_code == 400
+
+
+# catalog items: their ud… and udLookup_… values go round the loop too -------------------
+
+
+def send_catalog(client: httpx.Client, content: str, content_type: str) -> dict[str, Any]:
+    batch = client.post("/v1/batches", json={"type": "catalog.user1"}).json()
+    sent = client.put(
+        f"/v1/batches/{batch['id']}/data", content=content, headers={"Content-Type": content_type}
+    )
+    assert sent.status_code == 200, sent.text
+    client.post(f"/v1/batches/{batch['id']}/submit")
+    return wait_final(client, batch["id"])
+
+
+def stored_item(server: Server, client: httpx.Client, item_id: str) -> Any:
+    account = client.get("/v1/account").json()["id"]
+    sql = "SELECT data FROM catalog_userx WHERE account_id = :a AND dimension = 1 AND item_id = :i"
+    (row,) = server.query(sql, a=account, i=item_id)
+    return json.loads(row[0])
+
+
+def refused_rows(client: httpx.Client, batch_id: int) -> tuple[list[str], list[dict[str, str]]]:
+    answer = client.get(f"/v1/batches/{batch_id}/results", params={"outcome": "invalid,failed,unprocessed"})
+    assert answer.status_code == 200, answer.text
+    header, *rows = list(csv.reader(io.StringIO(answer.text, newline="")))
+    return header, [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def test_a_refused_catalog_update_fixed_and_sent_again_keeps_its_ud_values(
+    server: Server, client: httpx.Client
+) -> None:
+    first = {"id": "CAT-9", "description": "v1", "ud_color": "red", "ud_size": 42}
+    batch = client.post("/v1/batches", json={"type": "catalog.user1", "items": [first], "submit": True})
+    assert wait_final(client, batch.json()["id"])["outcome"] == "succeeded"
+    assert stored_item(server, client, "CAT-9") == first
+
+    update = {"id": "CAT-9", "description": "x" * 600, "ud_color": "red", "ud_size": 43}
+    refused = send_catalog(client, json.dumps([update]), "application/json")
+    assert (refused["outcome"], refused["counts"]["invalid"]) == ("failed", 1)
+    header, (row,) = refused_rows(client, refused["id"])
+    assert row["loadbay_error_code"] == "TOO_LONG"
+    assert json.loads(row["userDefined"]) == {"ud_color": "red", "ud_size": 43}
+
+    row["description"] = "v2"
+    again = send_catalog(client, csv_text([header, [row[h] for h in header]]), "text/csv")
+    assert (again["outcome"], again["counts"]["succeeded"], again["warnings"]) == ("succeeded", 1, [])
+    assert stored_item(server, client, "CAT-9") == update | {"description": "v2"}
+
+
+def test_an_invalid_range_in_a_ud_lookup_can_be_fixed_in_the_refused_file(
+    server: Server, client: httpx.Client
+) -> None:
+    lookup = {
+        "amount1Range": "5:1",
+        "price1Range": "4.21:30.45",
+        "fromDate": "2019-08-24T14:15:22Z",
+        "sortOrderNumber": 1,
+        "text1": 'Zoë, "quoted"',
+        "ud_LookupUDField": [15, {"deep": None}, True],
+    }
+    item = {
+        "id": "CAT-10",
+        "description": "Ünïcode",
+        "ud_note": "日本",
+        "udLookup_L": {"udfLookupItems": [lookup]},
+    }
+    refused = send_catalog(client, json.dumps(item, ensure_ascii=False) + "\n", "application/x-ndjson")
+    assert (refused["outcome"], refused["counts"]["invalid"]) == ("failed", 1)
+    header, (row,) = refused_rows(client, refused["id"])
+    assert row["loadbay_error_code"] == "INVALID_RANGE"
+    assert "udLookup_L.udfLookupItems.0.amount1Range" in row["loadbay_error_message"]
+    assert json.loads(row["userDefined"]) == {k: v for k, v in item.items() if k.startswith("ud")}
+
+    row["userDefined"] = row["userDefined"].replace('"5:1"', '"1:5"')  # the fix, in the file
+    again = send_catalog(client, csv_text([header, [row[h] for h in header]]), "text/csv")
+    assert (again["outcome"], again["counts"]["succeeded"], again["warnings"]) == ("succeeded", 1, [])
+    fixed = item | {"udLookup_L": {"udfLookupItems": [lookup | {"amount1Range": "1:5"}]}}
+    assert stored_item(server, client, "CAT-10") == fixed

@@ -46,7 +46,7 @@ def test_one_type_per_dimension_is_registered() -> None:
     assert [t.dimension for t in catalog_types()] == list(range(1, 10))
 
 
-def test_columns_are_the_items_top_level_fields_of_the_dimension() -> None:
+def test_columns_are_the_items_top_level_fields_of_the_dimension_and_user_defined() -> None:
     assert user1.columns().names == (
         "adminClassReference",
         "comment",
@@ -56,9 +56,10 @@ def test_columns_are_the_items_top_level_fields_of_the_dimension() -> None:
         "parentReference",
         "royaltyBearingFlag",
         "user1BOMHeaders",
+        "userDefined",  # the item's ud… and udLookup_… values, as JSON (test_catalog_result_file)
     )
     assert user1.columns().required == ("id",)
-    assert user2.columns().names[-1] == "user2BOMHeaders"
+    assert user2.columns().names[-2] == "user2BOMHeaders"
 
 
 def test_json_schema_names_the_dimensions_fields() -> None:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from operator import itemgetter
 from typing import Any
 
+import msgspec
+
 from loadbay.arrow import pa, pc
 from loadbay.domain.cells import FORMULA_START as _FORMULA_START
 from loadbay.domain.cells import NUMBER_RE2, RESULT_COLUMNS, RUNS_AS_FORMULA_RE2
@@ -18,6 +20,7 @@ from loadbay.domain.records import RecordOutcome, StagedRecord
 
 __all__ = [
     "RESULT_COLUMNS",
+    "RestColumn",
     "column_input_parts",
     "escape_cell",
     "header_row",
@@ -27,6 +30,18 @@ __all__ = [
     "result_rows",
     "rows_of_status",
 ]
+
+
+class RestColumn(str):
+    """A column whose cell holds a record's values under names no column of the type has,
+    as one JSON object (numbers as they were read), for a type that keeps such values (a
+    generic hook: a type names one among its columns, and spreads the object out again when
+    it reads the column back). A record with no such values shows the column's own value, as
+    any column does; one with both shows the own value inside the object, under the
+    column's name. So a record in column form, which only ever holds the type's columns,
+    gets the same cell on either path."""
+
+    __slots__ = ()
 
 
 def header_row(columns: Sequence[str]) -> str:
@@ -146,7 +161,8 @@ def input_parts(columns: Sequence[str], records: Sequence[StagedRecord]) -> list
 def column_input_parts(columns: Sequence[str], raw: Mapping[str, pa.Array], count: int) -> pa.Array:
     """`input_parts` of a chunk in column form (`raw[name]`: string arrays, null: absent), as
     a string array, made a column at a time: a cell protected as a formula, then quoted if it
-    holds a comma, a quote or a line break, as csv.writer quotes it."""
+    holds a comma, a quote or a line break, as csv.writer quotes it. (A record in column form
+    holds the type's columns only: a `RestColumn` shows its own value, as in `input_parts`.)"""
     if not columns:
         return pa.array([""] * count, pa.string())
     cells = [_column_cells(raw[name] if name in raw else pa.nulls(count, pa.string())) for name in columns]
@@ -197,10 +213,12 @@ class _InputCells:
     that is not text or starts like a formula takes a call.
     """
 
-    __slots__ = ("_blank", "_columns", "_pick")
+    __slots__ = ("_blank", "_columns", "_known", "_pick", "_rest")
 
     def __init__(self, columns: Sequence[str]) -> None:
         self._columns = columns
+        self._rest = next((c for c in columns if isinstance(c, RestColumn)), None)
+        self._known = frozenset(columns)
         self._blank = dict.fromkeys(columns, "")  # an absent value is an empty cell
         # (itemgetter of one name gives a value, not a tuple)
         self._pick: Callable[[dict[str, Any]], tuple[Any, ...]] | None = (
@@ -208,11 +226,30 @@ class _InputCells:
         )
 
     def of(self, raw: dict[str, Any]) -> list[str]:
+        if self._rest is not None:
+            raw = self._gathered(raw, self._rest)
         values = self._pick(self._blank | raw) if self._pick is not None else map(raw.get, self._columns)
         return [
             value if value.__class__ is str and not (value and value[0] in _FORMULA_START) else _cell(value)
             for value in values
         ]
+
+    def _gathered(self, raw: dict[str, Any], rest: str) -> dict[str, Any]:
+        """`raw` with its values under names no column has gathered into the rest column."""
+        known = self._known
+        others = {k: v for k, v in raw.items() if k not in known}
+        if not others:
+            return raw
+        if rest in raw:
+            others = {str(rest): raw[rest], **others}
+        shown = {k: v for k, v in raw.items() if k in known}
+        shown[rest] = _JSON.encode(others).decode()
+        return shown
+
+
+# Exact JSON of values as read: a Decimal (a JSON number with a fraction) as its digits, the
+# text as given ("Zoë", not "Zo\u00eb").
+_JSON = msgspec.json.Encoder(decimal_format="number", enc_hook=str)
 
 
 def outcome_text(outcome: RecordOutcome) -> str:

@@ -9,6 +9,12 @@ In every object of the item, a key starting with `ud` that is not a known field 
 a user-defined value, kept as given; at the item's top level `udLookup_*` keys are
 UD lookup fields (validated: ranges and dates). Any other unknown key is refused
 with `UNKNOWN_FIELD`, so a `user2BOMHeaders` sent to dimension 1 is not lost silently.
+
+The type's columns are the item's top-level fields and `userDefined` (a `RestColumn`): in
+a result file it holds the item's top-level keys that no column names (its `ud…` and
+`udLookup_…` values) as one JSON object, and a record that gives it (a result file sent
+again) has the object spread out into the item, so that fixing and sending again keeps
+them. A nested column's value may likewise be JSON text, as a result file writes it.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from typing import Annotated, Any, ClassVar
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -41,21 +48,24 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy import Connection
 
+from loadbay.core.results import RestColumn
 from loadbay.core.types import ApplyContext, field_errors
 from loadbay.db import repository as repo
 from loadbay.db.tables import catalog_userx
 from loadbay.domain.records import FieldError, StagedRecord
-from loadbay.readers import Columns
+from loadbay.readers import Columns, unstorable
 from loadbay.types.numbers import Integer
 from loadbay.types.upsert import UpsertSpec, UpsertType, find
 
-__all__ = ["DIMENSIONS", "UserXType", "catalog_types", "item_model", "type_name"]
+__all__ = ["DIMENSIONS", "USER_DEFINED", "UserXType", "catalog_types", "item_model", "type_name"]
 
 DIMENSIONS = range(1, 10)
 _UD = "ud*"  # the container a part's free `ud…` values are gathered into while validating
 _LOOKUPS = "udLookup_*"  # the container of an item's UD lookup fields
 _CONTAINERS = frozenset({_UD, _LOOKUPS})
 _FREE_DEPTH = 32  # how deep a user-defined value may nest
+# The column of an item's top-level values that no other column names (see the docstring).
+USER_DEFINED = RestColumn("userDefined")
 
 
 def type_name(dimension: int) -> str:
@@ -347,6 +357,106 @@ def _located(errors: Iterable[ErrorDetails]) -> list[ErrorDetails]:
     return out
 
 
+# reading a result file back ------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# JSON text in a cell, read as the readers read JSON: a number with a fraction as a Decimal.
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What reading a record back needs of a dimension's columns: the nested ones (an object
+    or a list, which a CSV cell holds as JSON text) and every column, case-folded."""
+
+    nested: frozenset[str]
+    folded: frozenset[str]
+
+
+def _item_of(raw: Mapping[str, Any], shape: _Shape) -> dict[str, Any] | FieldError:
+    """The item a record gives: a nested column's JSON text decoded (text that is not JSON is
+    left for the model to refuse), the userDefined column's object spread out (in turn, for
+    an object that holds userDefined itself); INVALID_VALUE when a value cannot be so read."""
+    item: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in shape.nested and isinstance(value, str):
+            decoded = _decoded(value)
+            if decoded is not None and (found := unstorable(decoded)) is not None:
+                return _not_read(key, f"a value holds {found}, which text cannot hold")
+            value = value if decoded is None else decoded
+        if key != USER_DEFINED:
+            item[key] = value
+    pending = [raw.get(USER_DEFINED)]
+    while pending:
+        given = _user_defined(pending.pop())
+        if isinstance(given, FieldError):
+            return given
+        for key, value in given.items():
+            if key == USER_DEFINED:
+                pending.append(value)
+            elif key in item or key.casefold() in shape.folded:
+                where = "is given twice" if key in item else "has a column of its own"
+                return _not_read(USER_DEFINED, f"{key!r} {where}")
+            else:
+                item[key] = value
+    return item
+
+
+def _user_defined(given: Any) -> dict[str, Any] | FieldError:
+    """The values a userDefined value holds: an object, or its JSON text (nothing, if empty)."""
+    if given is None or given == "":
+        return {}
+    value = _decoded(given) if isinstance(given, str) else given
+    if not isinstance(value, dict):
+        return _not_read(USER_DEFINED, "not a JSON object of the item's user-defined values")
+    if (found := unstorable(value)) is not None:
+        return _not_read(USER_DEFINED, f"a value holds {found}, which text cannot hold")
+    return value
+
+
+def _decoded(text: str) -> Any:
+    """JSON text's value; None when it is not JSON (or nests too deep to read)."""
+    try:
+        return _DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _not_read(column: str, why: str) -> FieldError:
+    return FieldError("INVALID_VALUE", f"{column}: {why}", str(column))
+
+
+@cache
+def _shape(model: type[Item]) -> _Shape:
+    nested = set()
+    for name, field in model.model_fields.items():
+        alias = field.alias or name
+        kind = _without_none(field.annotation)
+        if alias not in _CONTAINERS and (get_origin(kind) is list or _is_model(kind)):
+            nested.add(alias)
+    names = _column_names(model)
+    return _Shape(frozenset(nested), frozenset(n.casefold() for n in names))
+
+
+def _without_none(annotation: Any) -> Any:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if get_origin(annotation) in (Union, UnionType) and len(args) == 1 else annotation
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
+
+
+def _column_names(model: type[Item]) -> tuple[str, ...]:
+    """The item's top-level fields, then userDefined."""
+    fields = model.model_fields.items()
+    return (*(f.alias or n for n, f in fields if f.alias not in _CONTAINERS), USER_DEFINED)
+
+
 # the batch type ----------------------------------------------------------------
 
 
@@ -384,12 +494,24 @@ class UserXType(UpsertType):
     model: ClassVar[type[Item]]
 
     def columns(self) -> Columns:
-        names = tuple(f.alias or n for n, f in self.model.model_fields.items() if f.alias not in _CONTAINERS)
+        names = _column_names(self.model)
         return Columns(names=names, required=("id",), blank_is_absent=False)  # (its ud… values kept as given)
 
+    def json_schema(self) -> dict[str, Any]:
+        """The item's schema, with userDefined: its ud… values, as an object or its JSON text."""
+        schema = self.model.model_json_schema()
+        schema["properties"][str(USER_DEFINED)] = {
+            "anyOf": [{"type": "object"}, {"type": "string"}],
+            "description": "user-defined values (ud… and udLookup_… keys), spread into the item",
+        }
+        return schema
+
     def validate(self, raw: Mapping[str, Any]) -> tuple[dict[str, Any] | None, tuple[FieldError, ...]]:
+        item = _item_of(raw, _shape(self.model))
+        if isinstance(item, FieldError):
+            return None, (item,)
         try:
-            parsed = self.model.model_validate(raw)
+            parsed = self.model.model_validate(item)
         except ValidationError as exc:
             return None, field_errors(_located(exc.errors()))
         return parsed.model_dump(mode="json", by_alias=True, exclude_unset=True), ()
