@@ -124,6 +124,15 @@ function resendable(batch) {
   return ["completed", "cancelled"].includes(batch.status) && again > 0 && !batch.parent_id && state.children.length === 0;
 }
 
+/** The valid records of a completed batch that were not imported, by why: failed while being
+ *  imported, or never processed (their chunk's attempts ran out). */
+function notImported(c) {
+  const parts = [];
+  if (c.failed) parts.push(`${plural(c.failed, "record")} failed while being imported (the data was valid)`);
+  if (c.unprocessed) parts.push(`${plural(c.unprocessed, "record was", "records were")} not processed (${c.unprocessed === 1 ? "its" : "their"} chunk failed on every attempt)`);
+  return parts.join(" and ");
+}
+
 function callout(tone, ...children) {
   const box = $("#callout");
   box.className = `callout callout-${tone}`;
@@ -189,7 +198,7 @@ function renderCallout(batch) {
               ...sendAgain(batch, `new ${batch.type} import`),
             )
           : h("p", {}, "Why each record was refused is listed below. ", ...sendAgain(batch)),
-        resendable(batch) ? h("p", {}, `${plural(c.failed, "record")} failed while being imported (the data was valid): `, h("strong", {}, "Send again"), " makes a new batch of them.") : null,
+        resendable(batch) ? h("p", {}, `${notImported(c)}: `, h("strong", {}, "Send again"), ` makes a new batch of ${c.failed + c.unprocessed === 1 ? "it" : "them"}.`) : null,
       );
   } else if (batch.status === "cancelled") {
     const parts = [`${count(c.succeeded)} of ${plural(c.total, "record")} had been imported`];
