@@ -54,7 +54,7 @@ print(json.dumps(keys))
 @pytest.fixture(scope="module")
 def accounts(server: Server) -> dict[str, Iterator[str]]:
     """API keys of new live and test accounts on the module's server, each handed out once."""
-    args = [sys.executable, "-c", _MAKE_ACCOUNTS, f"c2m-{uuid.uuid4().hex[:8]}", "30"]
+    args = [sys.executable, "-c", _MAKE_ACCOUNTS, f"c2m-{uuid.uuid4().hex[:8]}", "60"]
     out = subprocess.run(args, env=server.env, check=True, capture_output=True)
     return {mode: iter(keys) for mode, keys in json.loads(out.stdout).items()}
 
@@ -541,6 +541,27 @@ def test_another_accounts_batch_is_404_everywhere(c2m: httpx.Client, server: Ser
         ):
             error(r, 404, "NOT_FOUND")
     error(c2m.get("/batches/999999999"), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("spelt", ["+{}", "0_{}", " {}", "{} ", "{}.0"])
+def test_a_batch_id_that_is_not_plain_digits_is_400_everywhere(c2m: httpx.Client, spelt: str) -> None:
+    """`/batches/1_0` was batch 10 and `/batches/+1` batch 1 (lax int); now only plain digits
+    name a batch, and the batch is left as it is."""
+    batch_id = ready(c2m)
+    path = f"/batches/{spelt.format(batch_id)}"
+    for r in (
+        c2m.get(path),
+        c2m.get(f"{path}/details"),
+        c2m.get(f"{path}/tracking"),
+        c2m.post(path),
+        c2m.put(path, content=batch_xml(job_xml(2, 3)), headers=XML),
+    ):
+        assert "plain digits" in error(r, 400, "INVALID_INPUT")
+    assert fields(c2m.get(f"/batches/{batch_id}").text)["submitted"] == "false"
+    assert (c2m.get(f"/batches/0{batch_id}").status_code, c2m.get(f"/batches/{2**63}").status_code) == (
+        200,
+        404,
+    )
 
 
 def test_a_test_account_never_has_tracking(server: Server, test_key: str, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from loadbay.domain.text import many
 from loadbay.http.bodies import LimitedRoute, read_limited, streams_files
 from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
-from loadbay.profiles.common import account_of, profile_app, service_of
+from loadbay.profiles.common import account_of, profile_app, service_of, whole_number
 from loadbay.types.mail import DOCUMENT, MailJob, jobs_page
 from loadbay.types.mail_tracking import TrackingEvent, tracking_page
 from loadbay.xmlsafe import charset_of, children_by_name, local_name, parse_xml
@@ -95,18 +95,18 @@ def create_batch(request: Request) -> Response:
 
 @router.put("/{batch_id}")
 @streams_files
-async def upload(batch_id: int, request: Request) -> Response:
+async def upload(batch_id: str, request: Request) -> Response:
     """The PDF (application/pdf) first, then the batch XML (application/xml or text/xml)."""
     service = service_of(request)
     account = await run_in_threadpool(account_of, request)
-    await run_in_threadpool(_find, service, account, batch_id)  # before the body is read
+    batch = await run_in_threadpool(_find, service, account, batch_id)  # before the body is read
     media_type = _media_type(request)
     if media_type == "application/pdf":
-        await receive(await run_in_threadpool(service.attach, account, batch_id, DOCUMENT), request)
+        await receive(await run_in_threadpool(service.attach, account, batch.id, DOCUMENT), request)
     elif media_type in _XML_TYPES:
         body = await read_limited(request)
         items = await run_in_threadpool(_manifest, body, charset_of(request.headers.get("content-type")))
-        await run_in_threadpool(service.put_page, account, batch_id, 0, items)
+        await run_in_threadpool(service.put_page, account, batch.id, 0, items)
     else:
         raise errors.UnsupportedMediaType(
             f"unsupported Content-Type {media_type or '(none)'!r}; "
@@ -116,17 +116,29 @@ async def upload(batch_id: int, request: Request) -> Response:
 
 
 @router.post("/{batch_id}")
-def submit(batch_id: int, request: Request) -> Response:
+def submit(batch_id: str, request: Request) -> Response:
     """Queue the batch; batches are taken first in, first out."""
     service, account = service_of(request), account_of(request)
     service.submit(account, _find(service, account, batch_id).id)
     return Response(status_code=200)
 
 
-def _find(service: BatchService, account: Account, batch_id: int) -> Batch:
+def _find(service: BatchService, account: Account, batch_id: str) -> Batch:
     """The account's mail batch: another account's batch, or a batch of another type (a
-    native billing.customer batch, say), is NotFound, as an id that names no batch is."""
-    return service.get(account, batch_id, types={TYPE})
+    native billing.customer batch, say), is NotFound, as an id that names no batch is. An id
+    is plain ASCII digits: anything else (`+1`, `1_0`, ` 1`, `²`) is InvalidInput."""
+    number = whole_number(batch_id)
+    if number is None and not (batch_id.isascii() and batch_id.isdigit()):
+        raise errors.InvalidInput(
+            f"the batch id {_shown(batch_id)!r} is not plain digits: send the <id> POST /batches answered"
+        )
+    if number is None:  # more digits than any id has
+        raise errors.NotFound(f"batch {_shown(batch_id)} not found")
+    return service.get(account, number, types={TYPE})
+
+
+def _shown(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[:most] + "…"
 
 
 def _media_type(request: Request) -> str:
@@ -196,7 +208,7 @@ def _text(element: Element) -> str | None:
 
 
 @router.get("/{batch_id}")
-def status(batch_id: int, request: Request) -> Response:
+def status(batch_id: str, request: Request) -> Response:
     service, account = service_of(request), account_of(request)
     batch = _find(service, account, batch_id)
     shown = service.errors(account, batch.id, None, _SHOWN_ERRORS) if _refused(batch) else []
@@ -204,7 +216,7 @@ def status(batch_id: int, request: Request) -> Response:
 
 
 @router.get("/{batch_id}/details")
-def details(batch_id: int, request: Request) -> StreamingResponse:
+def details(batch_id: str, request: Request) -> StreamingResponse:
     """The jobs created (id, key, status), the jobs refused and why, and the count created."""
     service, account = service_of(request), account_of(request)
     batch = _find(service, account, batch_id)
@@ -212,7 +224,7 @@ def details(batch_id: int, request: Request) -> StreamingResponse:
 
 
 @router.get("/{batch_id}/tracking", response_model=None)
-def tracking(batch_id: int, request: Request) -> Response | StreamingResponse:
+def tracking(batch_id: str, request: Request) -> Response | StreamingResponse:
     service, account = service_of(request), account_of(request)
     batch = _find(service, account, batch_id)
     first = service.read_applied(account, batch.id, partial(tracking_page, after_id=0, limit=_PAGE))
