@@ -45,6 +45,7 @@ _TRY_LATER = frozenset({502, 503, 504})
 _PROBLEM = "application/problem+json"
 
 Body = Callable[[], Iterable[bytes]]  # makes a request body afresh for each try
+Attempt = Callable[[httpx.Timeout], httpx.Response]  # one try of a request, within these timeouts
 RetryNote = Callable[[str, float, float], None]  # (what went wrong, seconds to wait, seconds left)
 
 
@@ -69,13 +70,15 @@ class Unreachable(ClientError):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How long to keep trying: `budget` seconds of one outage (from the first failed try of a
-    run of them), waiting `first` seconds, then twice as long each time up to `cap`, each wait
-    cut by up to half at random so that many clients do not come back at the same instant."""
+    """How long to keep trying: `budget` seconds of one outage (from the start of the first
+    failed try of a run of them), waiting `first` seconds, then twice as long each time up to
+    `cap`, each wait cut by up to half at random so that many clients do not come back at the
+    same instant. No try waits for an answer longer than the budget left (but `shortest`)."""
 
     budget: float = 120.0
     first: float = 0.5
     cap: float = 5.0
+    shortest: float = 1.0
 
     def wait(self, failures: int, elapsed: float, hint: float | None = None) -> float | None:
         """Seconds to wait before the next try after `failures` failed ones in a row, the first
@@ -86,6 +89,14 @@ class RetryPolicy:
             return None
         delay = min(self.cap, self.first * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
         return min(left, delay if hint is None else hint)
+
+    def timeout(self, usual: httpx.Timeout, elapsed: float) -> httpx.Timeout:
+        """`usual`, each part cut to the budget left `elapsed` seconds into an outage (0: none
+        yet), so that a server that takes the connection and never answers ends the budget."""
+        most = max(self.shortest, self.budget - elapsed)
+        parts = (usual.connect, usual.read, usual.write, usual.pool)
+        connect, read, write, pool = (most if part is None else min(part, most) for part in parts)
+        return httpx.Timeout(connect=connect, read=read, write=write, pool=pool)
 
 
 class Client:
@@ -108,8 +119,10 @@ class Client:
         self._sleep = sleep
         self._clock = clock
         headers = {"X-Api-Key": key, "User-Agent": f"loadbay-cli/{__version__}"}
-        timeout = httpx.Timeout(60.0, connect=5.0)
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._timeout = httpx.Timeout(60.0, connect=5.0)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=self._timeout, transport=transport
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -181,8 +194,13 @@ class Client:
         """The batch's result CSV as it arrives (only records with these outcomes, if any);
         Refused when the server refuses it (RESULTS_NOT_READY before the batch is final)."""
         params = {"outcome": ",".join(outcomes)} if outcomes else None
-        request = self._http.build_request("GET", f"/v1/batches/{batch_id}/results", params=params)
-        response, tries = self._retrying(lambda: self._http.send(request, stream=True))
+
+        def attempt(timeout: httpx.Timeout) -> httpx.Response:
+            path = f"/v1/batches/{batch_id}/results"
+            request = self._http.build_request("GET", path, params=params, timeout=timeout)
+            return self._http.send(request, stream=True)
+
+        response, tries = self._retrying(attempt)
         if response.is_error:
             raise _refusal(response, retried=tries > 1)
         try:
@@ -221,8 +239,9 @@ class Client:
             params["cursor"] = page["next_cursor"]
 
     def _send(self, method: str, path: str, *, body: Body | None = None, **options: Any) -> httpx.Response:
-        def attempt() -> httpx.Response:
-            request = self._http.build_request(method, path, content=body() if body else None, **options)
+        def attempt(timeout: httpx.Timeout) -> httpx.Response:
+            content = body() if body else None
+            request = self._http.build_request(method, path, content=content, timeout=timeout, **options)
             return self._http.send(request)
 
         response, tries = self._retrying(attempt)
@@ -230,14 +249,16 @@ class Client:
             raise _refusal(response, retried=tries > 1)
         return response
 
-    def _retrying(self, attempt: Callable[[], httpx.Response]) -> tuple[httpx.Response, int]:
+    def _retrying(self, attempt: Attempt) -> tuple[httpx.Response, int]:
         """Try until there is an answer that is not "try later", or the budget is spent; the
-        answer and the number of tries. An error answer of a streamed request is read."""
+        answer and the number of tries. An outage counts from the start of its first failed
+        try. An error answer of a streamed request is read."""
         failures, first_failure = 0, 0.0
         while True:
-            hint = None
+            hint, started = None, self._clock()
+            outage = started - first_failure if failures else 0.0
             try:
-                response = attempt()
+                response = attempt(self.retry.timeout(self._timeout, outage))
             except httpx.TransportError as exc:
                 problem = _describe(exc)
             else:
@@ -248,7 +269,7 @@ class Client:
                 response.close()
                 problem, hint = f"HTTP {response.status_code}", _retry_after(response)
             failures += 1
-            first_failure = first_failure if failures > 1 else self._clock()
+            first_failure = first_failure if failures > 1 else started
             elapsed = self._clock() - first_failure
             delay = self.retry.wait(failures, elapsed, hint)
             if delay is None:

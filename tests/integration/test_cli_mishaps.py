@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -70,6 +72,28 @@ def forwarding(upstream: str, *, drop: str) -> Iterator[str]:
         proxy.server_close()
 
 
+@contextmanager
+def silent_listener() -> Iterator[str]:
+    """A loopback listener that takes every connection and never answers; its URL."""
+    held: list[socket.socket] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def take() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:  # closed: the test is over
+                return
+
+    threading.Thread(target=take, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
 # push ----------------------------------------------------------------------------------------
 
 
@@ -125,3 +149,20 @@ def test_an_output_path_that_cannot_be_written_is_a_usage_error(
         assert said in refused.stderr and refused.stdout == "", refused.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv", "out"]
     assert not list(folder.iterdir())
+
+
+# a server that does not answer ---------------------------------------------------------------
+
+
+def test_a_server_that_never_answers_ends_within_the_retry_time(tmp_path: Path) -> None:
+    """The outage counts from the start of the first try, and no try waits longer than the
+    time left: --retry-for 2 ends in about 2 s (each try used to wait 60 s for an answer)."""
+    env = {"PATH": "/usr/bin:/bin", "LOADBAY_API_KEY": "lb_live_x", "HOME": str(tmp_path)}
+    with silent_listener() as url:
+        started = time.monotonic()
+        shown = run(env, "show", "1", "--url", url, "--retry-for", "2", timeout=60)
+        took = time.monotonic() - started
+    assert shown.returncode == ExitCode.UNREACHABLE, shown.stderr
+    assert "no answer in time" in shown.stderr
+    assert shown.stderr.splitlines()[-1].startswith(f"unreachable no answer from {url} for 2 s")
+    assert 2 <= took < 6, f"took {took:.1f} s with --retry-for 2"
