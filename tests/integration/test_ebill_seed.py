@@ -193,17 +193,18 @@ SEED_INVOICES_ANSWER = """<batchProcess>
 </batchProcess>"""
 
 # the seed's spellings of the kinds ("All Invoice, CreditMemo and DebitMemo", "based on the
-# type (Invoice, CreditMemo, DebitMemo)"), and the ones a reader of the seed may write
+# type (Invoice, CreditMemo, DebitMemo)"), and the ones a reader of the seed (or of a guide
+# that writes `Credit Memo`) may write: each answered as it was written
 SEED_SPELLINGS = {
-    "CreditMemo": "CreditMemo",
-    "DebitMemo": "DebitMemo",
-    "Credit Memo": "CreditMemo",
-    "Debit Memo": "DebitMemo",
-    "creditmemo": "CreditMemo",
-    "Invoice Line Item": "Invoice Line Item",
-    "InvoiceLineItem": "Invoice Line Item",
-    "Customer": "Customer",
-    "Invoice": "Invoice",
+    "CreditMemo": "billing.credit_memo",
+    "DebitMemo": "billing.debit_memo",
+    "Credit Memo": "billing.credit_memo",
+    "Debit Memo": "billing.debit_memo",
+    "creditmemo": "billing.credit_memo",
+    "Invoice Line Item": "billing.invoice_line",
+    "InvoiceLineItem": "billing.invoice_line",
+    "Customer": "billing.customer",
+    "Invoice": "billing.invoice",
 }
 # curl's default for -d/--data-binary, JSON, none, and types that are not CSV at all
 CONTENT_TYPES = [
@@ -402,10 +403,12 @@ def _the_seeds_invoices(client: httpx.Client) -> None:
 # the kinds as the seed spells them -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spelling", "answered"), list(SEED_SPELLINGS.items()))
-def test_every_spelling_of_a_kind_is_taken(client: httpx.Client, spelling: str, answered: str) -> None:
+@pytest.mark.parametrize(("spelling", "batch_type"), list(SEED_SPELLINGS.items()))
+def test_every_spelling_of_a_kind_is_taken(client: httpx.Client, spelling: str, batch_type: str) -> None:
+    """Each spelling makes a batch of its kind, answered with the spelling sent (`Credit Memo`
+    was answered `CreditMemo`, which a client checking the answer against its request refused)."""
     parent = ""
-    if answered == "Invoice Line Item":
+    if batch_type == "billing.invoice_line":
         invoices = SEED_CUSTOMERS.replace(
             "<subOperation>Customer</subOperation>", "<subOperation>Invoice</subOperation>"
         )
@@ -417,7 +420,15 @@ def test_every_spelling_of_a_kind_is_taken(client: httpx.Client, spelling: str, 
         "<subOperation>Customer</subOperation>", f"{parent}<subOperation>{spelling}</subOperation>"
     )
     draft = fields(call(client, "POST", body, "S3FileUpload"))
-    assert (draft["status"], draft["subOperation"]) == ("Draft", answered)
+    assert (draft["status"], draft["subOperation"]) == ("Draft", spelling)
+    assert fields(by_id(client, draft["id"]))["subOperation"] == spelling
+    assert client.get(f"{NATIVE}/{draft['id']}").json()["type"] == batch_type
+
+
+def by_id(client: httpx.Client, batch_id: str) -> Element:
+    answer = client.get(API, params={"id": batch_id})
+    assert answer.status_code == 200, answer.text
+    return parse_xml(answer.content)
 
 
 def test_credit_and_debit_memos_load_under_the_seeds_spelling(client: httpx.Client) -> None:

@@ -19,8 +19,8 @@ The eBill `id` is the core batch id and `jobId` its job_id: unique per account, 
 jobId used before is refused (409) even with the same body. `subOperation` names the
 batch type (`Customer`, `Invoice`, `Invoice Line Item`, `CreditMemo`, `DebitMemo`, as the
 seed spells the kinds; in any letter case and with or without spaces, so `Credit Memo`
-and `InvoiceLineItem` too); an `Invoice Line Item` file is a child batch of its invoice
-batch.
+and `InvoiceLineItem` too), and is answered as the request wrote it (batch option
+`ebill_sub_operation`); an `Invoice Line Item` file is a child batch of its invoice batch.
 
 Statuses come from the core's: open → Draft, queued → Queued, validating, validated
 and processing → Processing, completed → Success, Partial Success or Failed (all, some
@@ -85,8 +85,8 @@ PREFIX = "/compat/ebill"
 PATH = "/rest/batchProcess"
 
 IMPORT, CARRY_FORWARD = "eBill-Import", "CarryForward"
-# each subOperation as the seed spells it (and answers it), and its batch type; a request
-# may write it in any letter case, with or without spaces (_sub_operation_key)
+# each subOperation as the seed spells it, and its batch type; a request may write it in any
+# letter case, with or without spaces (_sub_operation_key), and is answered as it wrote it
 SUB_OPERATIONS = {
     "Customer": "billing.customer",
     "Invoice": "billing.invoice",
@@ -107,6 +107,8 @@ _OPERATIONS: dict[str, tuple[str, str]] = (
     | {core: (CARRY_FORWARD, sub) for core, (_node, sub) in CARRIED.items()}
     | {CARRY_FORWARD_TYPE: (CARRY_FORWARD, "")}
 )
+
+SENT_AS = "ebill_sub_operation"  # the batch option that keeps the subOperation as the client wrote it
 
 _STATUSES = {
     Status.OPEN: ("Draft", "BatchProcess is created"),
@@ -308,7 +310,11 @@ def _file_upload(service: BatchService, account: Account, root: Element) -> Elem
     _check_filename(request.input_filename)
     parent_id = _parent(service, account, request, batch_type)
     spec = NewBatch(
-        type=batch_type, job_id=request.job_id, parent_id=parent_id, description=request.input_filename
+        type=batch_type,
+        job_id=request.job_id,
+        parent_id=parent_id,
+        description=request.input_filename,
+        options={SENT_AS: request.sub_operation},
     )
     batch = _create(service, account, spec)
     upload = service.upload_url(account, batch.id, request.input_filename, format_by_name=True)
@@ -413,6 +419,7 @@ def _add(node: Element, values: Mapping[str, Any]) -> None:
 def _summary(batch: Batch, tag: str = "batchProcess") -> Element:
     """The fields every batch process node has, in the seed's order."""
     operation, sub_operation = _OPERATIONS[batch.type]
+    sub_operation = batch.options.get(SENT_AS, sub_operation)  # as the client wrote it, if it did
     word, message = _status(batch)
     counts = batch.counts
     failed = counts.invalid + counts.failed + counts.unprocessed
