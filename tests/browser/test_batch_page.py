@@ -203,3 +203,38 @@ def test_a_batch_of_a_type_the_new_import_page_does_not_take(page: Page, dashboa
     expect(page.locator("#type-elsewhere").get_by_role("link")).to_have_attribute(
         "href", "/compat/click2mail/docs"
     )
+
+
+def test_a_long_refused_value_shows_its_start_and_the_whole_on_request(
+    page: Page, dashboard: Server, key: str
+) -> None:
+    """A 3,000-character name and two 400 KB emails: each example shows the value's first 79
+    characters and '…', the whole of it on hover (title) and in a box that scrolls once
+    expanded; the page stays as tall as a page of short values."""
+    name, email = "N" * 3000, "e" * 400_000
+    rows = f"H1,{name},a@example.com\nH2,Bob,{email}\nH3,Cy,{email}\n"
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=30) as client:
+        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+        client.put(
+            f"/v1/batches/{made['id']}/data", content="customer_number,name,email\n" + rows, headers=CSV
+        )
+        client.post(f"/v1/batches/{made['id']}/submit")
+        wait_final(client, made["id"])
+    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    groups = page.locator("#groups tbody tr")  # the largest first
+    expect(groups).to_have_count(2)
+    names = groups.nth(1).locator(".examples li")
+    expect(names).to_contain_text(f"“{'N' * 79}…” (3,000 characters: show all)")
+    expect(names.locator("summary")).to_have_attribute("title", name)
+    emails = groups.nth(0).locator(".examples li")
+    expect(emails).to_have_count(2)
+    expect(emails.nth(0)).to_contain_text("(400,000 characters: show all)")
+    assert page.evaluate("document.documentElement.scrollHeight") < 3000
+
+    emails.nth(0).locator("summary").click()
+    whole = emails.nth(0).locator(".value-whole")
+    expect(whole).to_be_visible()
+    assert whole.inner_text() == email
+    expect(emails.nth(0)).to_contain_text("(400,000 characters: hide)")
+    assert whole.evaluate("e => e.getBoundingClientRect().height") < 300  # it scrolls
+    assert page.evaluate("document.documentElement.scrollHeight") < 3500

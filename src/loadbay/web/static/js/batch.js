@@ -441,16 +441,28 @@ function wireDownloads() {
 
 // errors -------------------------------------------------------------------------------------
 
-const SHORT_VALUE = 80; // characters of a nested value shown (the whole of it: on hover)
+const SHORT_VALUE = 80; // characters of a refused value shown (the whole of it: on hover, and expanded)
 
-/** A refused value as a person reads it: text as it is, in quotes; nested values (a job's
- *  recipients, say, which the API gives as JSON) by their values, not as a JSON dump. */
+/** A refused value as a person reads it: text in quotes; nested values (a job's recipients,
+ *  say, which the API gives as JSON) by their values, not as a JSON dump. A value longer than
+ *  SHORT_VALUE shows its start, and the whole of it on hover and when expanded (in a box that
+ *  scrolls: a value of 400 KB does not make the page that tall). */
 function shownValue(value) {
   const nested = /^[[{]/.test(value) ? parsed(value) : undefined;
-  if (nested === undefined) return h("span", { class: "value" }, "“", value, "”");
-  const text = inWords(nested) || "none";
-  const short = text.length > SHORT_VALUE ? `${text.slice(0, SHORT_VALUE - 1)}…` : text;
-  return h("span", { class: "value value-nested", title: text }, short);
+  const text = nested === undefined ? value : inWords(nested) || "none";
+  const quoted = (words) => (nested === undefined ? ["“", words, "”"] : [words]);
+  const tone = nested === undefined ? "value" : "value value-nested";
+  const chars = Array.from(text); // code points, so "…" never splits one
+  if (chars.length <= SHORT_VALUE) return h("span", { class: tone }, ...quoted(text));
+  const short = `${chars.slice(0, SHORT_VALUE - 1).join("")}…`;
+  const size = plural(chars.length, "character");
+  const hint = h("span", { class: "small muted" }, `(${size}: show all)`);
+  return h(
+    "details",
+    { class: "value-long", ontoggle: (event) => (hint.textContent = `(${size}: ${event.currentTarget.open ? "hide" : "show all"})`) },
+    h("summary", { title: text }, h("span", { class: tone }, ...quoted(short)), " ", hint),
+    h("div", { class: "value-whole", tabindex: "0", role: "region", "aria-label": "The whole value" }, text),
+  );
 }
 
 function parsed(text) {
