@@ -304,6 +304,23 @@ def test_total_items_announces_the_most_a_batch_holds(client: httpx.Client, p: s
     assert read(client, fewer)["result"]["totalItems"] == 5
 
 
+def test_a_batch_whose_pages_hold_no_item_is_not_submitted(client: httpx.Client, p: str) -> None:
+    """ "A batch may be submitted with fewer items than totalItems, not with none (NO_DATA)":
+    one whose pages were all empty was submitted and completed "succeeded" with 0 items."""
+    batch_id = create(client, pageSize=2, totalItems=2)
+    ok(page(client, batch_id, 0, []))
+    ok(page(client, batch_id, 1, []))
+    refused(submit(client, batch_id), 409, "NO_DATA")
+    assert read(client, batch_id)["result"]["status"] == "open"
+    before = client.get("/v1/batches", params={"type": "catalog.user7"}).json()["data"]
+    response = client.post(base(7), json=SEED_CREATE | {"items": []}, params={"Submit": "true"})
+    refused(response, 409, "NO_DATA")
+    assert client.get("/v1/batches", params={"type": "catalog.user7"}).json()["data"] == before
+    ok(page(client, batch_id, 0, [{"id": p + "A"}]))  # an item after all: submitted
+    ok(submit(client, batch_id))
+    assert processed(client, batch_id)["result"]["succeededItems"] == 1
+
+
 def test_paths_match_in_any_letter_case(client: httpx.Client, p: str) -> None:
     """As on Alliant's ASP.NET server: `/api/import/userXs/batch/…` in any case is the same
     endpoint; a trailing slash is ignored. The native API keeps its own spelling."""

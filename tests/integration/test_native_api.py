@@ -444,6 +444,23 @@ def test_a_page_that_is_not_items_is_refused(server: Server, key: str) -> None:
         assert_problem(file, 409, "MIXED_INPUT")
 
 
+def test_pages_with_no_items_are_no_data(server: Server, key: str) -> None:
+    """A batch whose pages hold no item was submitted and completed with no record; it is
+    refused as a batch with no data is (an empty file is read, and completes with a warning)."""
+    with server.client(key) as client:
+        batch = create(client)
+        put_page(client, batch["id"], 0, [])
+        put_page(client, batch["id"], 1, {"items": []})
+        problem = assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "NO_DATA")
+        assert "its pages hold no items" in problem["detail"]
+        refused = client.post("/v1/batches", json={"type": TYPE, "items": [], "submit": True})
+        assert_problem(refused, 409, "NO_DATA")
+        assert [b["id"] for b in client.get("/v1/batches").json()["data"]] == [batch["id"]]
+        put_page(client, batch["id"], 1, [{"customer_number": "E1", "name": "One"}])
+        post(client, batch["id"], "submit")
+        assert wait_final(client, batch["id"])["counts"] == counts(total=1, valid=1, succeeded=1)
+
+
 def test_items_inline_on_create_with_submit(server: Server, key: str) -> None:
     items = [{"customer_number": "I1", "name": "One"}, {"customer_number": "I2", "name": "Two"}]
     with server.client(key) as client:

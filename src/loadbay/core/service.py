@@ -541,10 +541,8 @@ class BatchService:
         batch_type = self.rt.types.get(batch.type)
         intake.require_attachments(batch, batch_type, "it is submitted")
         count, items, files = repo.input_summary(conn, batch.id)
-        if count == 0 and batch.source_url is None and not batch_type.generates:
-            raise Conflict(
-                f"batch {batch.id} has no data yet; upload a file or send pages first", code="NO_DATA"
-            )
+        if files == 0 and items == 0 and batch.source_url is None and not batch_type.generates:
+            raise Conflict(_no_data(batch, count), code="NO_DATA")
         if batch.total_items is not None and files == 0 and items != batch.total_items:
             raise Conflict(
                 f"batch {batch.id} has received {items} of its {batch.total_items} items",
@@ -731,6 +729,14 @@ def _valued(example: ErrorExample, raw: Mapping[str, Any] | None, field: str | N
     value = raw[field]
     shown = value if isinstance(value, str) else json.dumps(value, default=str)
     return replace(example, value=shown)
+
+
+def _no_data(batch: Batch, inputs: int) -> str:
+    """Why a batch with no file and no item in its pages (`inputs`: how many pages) cannot be
+    submitted: it would complete with no record. (An empty file is read, and says so.)"""
+    if inputs:
+        return f"batch {batch.id} has no records: its pages hold no items; send a page with items first"
+    return f"batch {batch.id} has no data yet; upload a file or send pages first"
 
 
 def _require_results(batch: Batch) -> None:
