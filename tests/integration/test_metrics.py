@@ -105,6 +105,39 @@ def test_queue_lag_grows_while_no_worker_runs(database_url: str, tmp_path: Path)
         server.stop()
 
 
+def test_a_child_waiting_for_its_parent_is_no_queue_lag(database_url: str, tmp_path: Path) -> None:
+    """A child batch submitted while its parent is open waits for the parent, not for a worker:
+    no worker could take it, so it is no validation lag. Once its parent is final it waits
+    for a worker, and its lag counts from then, not from its own submit."""
+    server = start_server(database_url, tmp_path, workers=0, env=FAST_HEARTBEAT)
+    try:
+        key = server.account("child-lag")
+        with server.client(key) as client:
+            parent = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+            child = client.post(
+                "/v1/batches", json={"type": "billing.customer", "parent_id": parent["id"]}
+            ).json()
+            client.put(
+                f"/v1/batches/{child['id']}/data", content=CUSTOMERS, headers={"Content-Type": "text/csv"}
+            )
+            client.post(f"/v1/batches/{child['id']}/submit").raise_for_status()
+            assert client.get(f"/v1/batches/{child['id']}").json()["status"] == "queued"
+            time.sleep(2.0)
+            lag = sample(client.get("/metrics").text, "loadbay_queue_lag_seconds", queue="validation")
+            assert lag == 0.0, "the child waits for its open parent, which no worker can hurry"
+
+            # its parent ends (cleared: a cancel would cancel the child too)
+            client.post(f"/v1/batches/{parent['id']}/clear").raise_for_status()
+            assert client.get(f"/v1/batches/{child['id']}").json()["status"] == "queued"
+            lag = sample(client.get("/metrics").text, "loadbay_queue_lag_seconds", queue="validation")
+            assert lag is not None and lag < 1.5, "waiting counts from the parent's end, not the submit"
+            time.sleep(1.2)
+            lag = sample(client.get("/metrics").text, "loadbay_queue_lag_seconds", queue="validation")
+            assert lag is not None and lag >= 1.0
+    finally:
+        server.stop()
+
+
 def test_readiness_follows_the_worker_processes(database_url: str, tmp_path: Path) -> None:
     """An API-only server is not ready until a worker process beats; a worker killed -9 stops
     counting after three missed heartbeats, one stopped cleanly at once."""

@@ -77,7 +77,7 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = repo.now()
         with self._db.read() as conn:
-            census = queue.census(conn, now - self._alive)
+            census = queue.census(conn, now, now - self._alive)
         yield _batches(census)
         yield _gauge("loadbay_chunks", "Chunks by status", "status", sorted(census.chunks.items()))
         yield _records(census)

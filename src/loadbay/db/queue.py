@@ -76,8 +76,8 @@ class Census:
     batches: dict[tuple[str, str], int]  # (status, type)
     chunks: dict[str, int]
     records: dict[tuple[str, str], int]  # (type, outcome)
-    oldest_queued_batch: datetime | None  # submitted, not yet taken for validation
-    oldest_ready_chunk: datetime | None  # could be applied, not yet taken
+    oldest_queued_batch: datetime | None  # could be taken for validation (claim_validation), not yet taken
+    oldest_ready_chunk: datetime | None  # could be taken to apply (claim_chunk), not yet taken
     live_workers: list[WorkerBeat]
 
 
@@ -161,7 +161,13 @@ def _waiting_batches(takeovers_only: bool, idle_accounts_only: bool) -> Any:
     if not takeovers_only:
         waiting = or_(batches.c.status == Status.QUEUED, waiting)
     query = (
-        select(batches.c.id, batches.c.attempt, batches.c.status, batches.c.failed_attempts)
+        select(
+            batches.c.id,
+            batches.c.attempt,
+            batches.c.status,
+            batches.c.failed_attempts,
+            _waiting_since(parent).label("waiting_since"),
+        )
         .outerjoin(parent, parent.c.id == batches.c.parent_id)
         .where(waiting, or_(batches.c.parent_id.is_(None), parent.c.status.in_(list(FINAL))))
     )
@@ -176,6 +182,15 @@ def _waiting_batches(takeovers_only: bool, idle_accounts_only: bool) -> Any:
         )
         query = query.where(batches.c.status == Status.QUEUED, ~busy)
     return query
+
+
+def _waiting_since(parent: Any) -> Any:
+    """Since when a batch `_waiting_batches` finds could be taken: the end of the lease it was
+    taken over from; else its submit, or its parent's end when that came later (a child
+    submitted while its parent was open waited for the parent, not for a worker)."""
+    b = batches.c
+    after_parent = case((parent.c.finished_at > b.submitted_at, parent.c.finished_at), else_=b.submitted_at)
+    return case((b.status == Status.VALIDATING, b.lease_expires_at), else_=after_parent)
 
 
 def extend_validation(conn: Connection, batch_id: int, attempt: int, until: datetime) -> bool:
@@ -302,17 +317,18 @@ def _next_chunk() -> Any:
     return (
         select(chunks.c.id, chunks.c.batch_id, chunks.c.seq, chunks.c.attempt, chunks.c.failed_attempts)
         .join(batches, batches.c.id == chunks.c.batch_id)
-        .where(
-            _applicable(),
-            or_(
-                chunks.c.status == PENDING,
-                and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < bindparam("at")),
-            ),
-        )
+        .where(_applicable(), _claimable_chunk())
         .order_by(applied, batches.c.submitted_at, batches.c.id, chunks.c.seq)
         .limit(1)
         .with_for_update(skip_locked=True, of=chunks)
     )
+
+
+def _claimable_chunk() -> Any:
+    """A chunk a worker may take at `:at` (of a batch `_applicable`): pending, or leased by a
+    worker whose lease ran out."""
+    expired = and_(chunks.c.status == LEASED, chunks.c.lease_expires_at < bindparam("at"))
+    return or_(chunks.c.status == PENDING, expired)
 
 
 @cache
@@ -501,18 +517,22 @@ def stalled_batches(conn: Connection) -> list[int]:
 _OUTCOMES = ("succeeded", "failed", "invalid", "unprocessed")
 
 
-def census(conn: Connection, alive_since: datetime) -> Census:
-    """The queue now; workers are live if their last heartbeat is after `alive_since`."""
+def census(conn: Connection, at: datetime, alive_since: datetime) -> Census:
+    """The queue at `at`; workers are live if their last heartbeat is after `alive_since`.
+    Its waiting work is what a worker could claim at `at`, by the claims' own filters."""
     b = batches.c
     by_batch = conn.execute(select(b.status, b.type, func.count()).group_by(b.status, b.type)).all()
     by_chunk = conn.execute(select(chunks.c.status, func.count()).group_by(chunks.c.status)).all()
     sums = [func.coalesce(func.sum(b[name]), 0) for name in _OUTCOMES]
     by_type = conn.execute(select(b.type, *sums).group_by(b.type)).all()
-    queued = conn.execute(select(func.min(b.submitted_at)).where(b.status == Status.QUEUED)).scalar()
+    waiting = _waiting_batches(False, False).subquery()
+    queued = conn.execute(select(func.min(waiting.c.waiting_since)), {"at": at}).scalar()
+    since = case((chunks.c.status == LEASED, chunks.c.lease_expires_at), else_=chunks.c.ready_at)
     ready = conn.execute(
-        select(func.min(chunks.c.ready_at))
+        select(func.min(since))
         .join(batches, b.id == chunks.c.batch_id)
-        .where(_applicable(), chunks.c.status == PENDING)
+        .where(_applicable(), _claimable_chunk()),
+        {"at": at},
     ).scalar()
     return Census(
         batches={(str(status), str(type_)): int(n) for status, type_, n in by_batch},
