@@ -7,6 +7,7 @@ the one place those numbers are chosen; `loadbay --help` and docs/cli.md show th
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -801,8 +802,12 @@ def _error_list(rows: Iterator[dict[str, Any]], as_json: bool) -> None:
 
 
 def _json_array(items: Iterable[Any]) -> None:
+    """A JSON array of `items`, written as they come, once the first has (a refusal of the first
+    page writes nothing: stdout is JSON or empty)."""
+    rest = iter(items)
+    first = list(itertools.islice(rest, 1))
     sys.stdout.write("[")
-    for n, item in enumerate(items):
+    for n, item in enumerate(itertools.chain(first, rest)):
         sys.stdout.write(("," if n else "") + "\n  " + json.dumps(item))
     sys.stdout.write("\n]\n")
 

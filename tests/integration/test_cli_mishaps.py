@@ -165,4 +165,15 @@ def test_a_server_that_never_answers_ends_within_the_retry_time(tmp_path: Path) 
     assert shown.returncode == ExitCode.UNREACHABLE, shown.stderr
     assert "no answer in time" in shown.stderr
     assert shown.stderr.splitlines()[-1].startswith(f"unreachable no answer from {url} for 2 s")
-    assert 2 <= took < 6, f"took {took:.1f} s with --retry-for 2"
+    assert 2 <= took < 12, f"took {took:.1f} s with --retry-for 2 (python starts in a few)"
+
+
+# JSON on stdout ------------------------------------------------------------------------------
+
+
+def test_a_refused_error_list_writes_no_json(server: Server, key: str) -> None:
+    """`errors --list --json` of no such batch: the refusal on stderr, nothing on stdout (it
+    wrote `[` first: broken JSON for jq)."""
+    listed = run(user_env(server, key), "errors", "999999", "--list", "--json")
+    assert listed.returncode == ExitCode.REQUEST_REFUSED
+    assert listed.stdout == "" and "404 NOT_FOUND" in listed.stderr
