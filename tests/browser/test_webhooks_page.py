@@ -70,7 +70,22 @@ def test_add_an_endpoint_and_follow_its_deliveries(page: Page, dashboard: Server
         expect(attempts.nth(2)).to_contain_text("#3 delivered · HTTP 200")
 
         page.get_by_role("button", name=f"Rotate secret: {url}").click()
+        dialog = page.get_by_role("dialog", name="Rotate the signing secret?")
+        expect(dialog).to_contain_text(f"loadbay signs every delivery to {url} with a new secret")
+        expect(dialog).to_contain_text("it rejects every delivery as wrongly signed")
+        dialog.get_by_role("button", name="Keep the secret").click()
+        expect(dialog).to_be_hidden()
+        page.wait_for_timeout(500)
+        expect(page.locator("#secret-value")).to_have_text(secret)  # nothing rotated
+        page.get_by_role("button", name=f"Rotate secret: {url}").click()
+        dialog.get_by_role("button", name="Rotate the secret").click()
         expect(page.locator("#secret-value")).not_to_have_text(secret)
+        expect(page.locator("#secret")).to_be_focused()
+        rotated = page.locator("#secret-value").inner_text()
+        delivery.get_by_role("button", name=re.compile(r"^Send delivery \d+ again$")).click()
+        expect(attempts).to_have_count(4)
+        fourth = receiver.wait_for("/crm", 4)[3]
+        assert signed_with(rotated, fourth.headers, fourth.body)
         page.get_by_role("button", name=f"Disable: {url}").click()
         expect(row).to_contain_text("Disabled")
         page.get_by_role("button", name=f"Enable: {url}").click()

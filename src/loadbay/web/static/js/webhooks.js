@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { boot } from "./shell.js";
 import { $, announce, ago, clock, h, repeat, show } from "./ui.js";
 
-const state = { hooks: [], chosen: null, deleting: null };
+const state = { hooks: [], chosen: null, deleting: null, rotating: null };
 
 function failure(box, error) {
   box.textContent = error.message;
@@ -39,7 +39,7 @@ function row(hook) {
         "div",
         { class: "hook-actions" },
         button("Deliveries", "button-secondary", () => choose(hook.id)),
-        button("Rotate secret", "button-quiet", (event) => act(event.target, () => rotate(hook))),
+        button("Rotate secret", "button-quiet", () => confirmRotate(hook)),
         button(hook.enabled ? "Disable" : "Enable", "button-quiet", (event) =>
           act(event.target, () => api(`/v1/webhooks/${hook.id}`, { method: "PATCH", json: { enabled: !hook.enabled } }), hook.enabled ? "Endpoint disabled." : "Endpoint enabled."),
         ),
@@ -82,9 +82,27 @@ function showSecret(hook) {
   show($("#secret"), true);
 }
 
-async function rotate(hook) {
-  const { body } = await api(`/v1/webhooks/${hook.id}/rotate`, { method: "POST" });
-  showSecret(body);
+function confirmRotate(hook) {
+  state.rotating = hook;
+  $("#rotate-url").textContent = hook.url;
+  $("#confirm-rotate").showModal();
+}
+
+function wireRotate() {
+  const dialog = $("#confirm-rotate");
+  dialog.addEventListener("close", async () => {
+    const hook = state.rotating;
+    state.rotating = null;
+    if (dialog.returnValue !== "rotate" || !hook) return;
+    try {
+      const { body } = await api(`/v1/webhooks/${hook.id}/rotate`, { method: "POST" });
+      showSecret(body);
+      announce("Secret rotated. Copy the new one now.");
+      $("#secret").focus(); // the new secret, which is shown only now
+    } catch (error) {
+      failure($("#hooks-error"), error);
+    }
+  });
 }
 
 function confirmDelete(hook) {
@@ -189,6 +207,7 @@ async function choose(hookId) {
 boot(async () => {
   wireForm();
   wireDelete();
+  wireRotate();
   poll = repeat(async () => {
     try {
       await loadHooks();
