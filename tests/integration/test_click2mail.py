@@ -333,6 +333,35 @@ def test_the_xml_again_before_submit_replaces_the_jobs(c2m: httpx.Client) -> Non
     assert [j.findtext("startingPage") for j in details.findall("jobs/job")] == ["2"]
 
 
+def test_refusals_name_click2mail_calls_not_native_ones(database_url: str, tmp_path: Path) -> None:
+    """A batch XML over LOADBAY_MAX_BODY_BYTES said "send more items in more pages, or the data
+    as a file", a submit without it "upload a file or send pages first", the PDF after it "send
+    attachments before the data", a second submit "allowed now: cancel": calls Click2Mail has
+    not. Each now says what a Click2Mail client can do."""
+    env = {"LOADBAY_MAX_BODY_BYTES": "4096"}
+    api = start_server(database_url, tmp_path / "data", workers=0, env=env)
+    try:
+        with _client(api, api.account("words")) as client:
+            batch_id = create(client)
+            assert put(client, batch_id, pdf(3), PDF).status_code == 200
+            said = [error(client.post(f"/batches/{batch_id}"), 400, "NO_DATA")]
+            big = batch_xml(*[job_xml(1, 1)] * 20).encode()
+            for body in (big, iter([big])):  # its length declared; streamed without one
+                refused = client.put(f"/batches/{batch_id}", content=body, headers=XML)
+                said.append(error(refused, 413, "PAYLOAD_TOO_LARGE"))
+            assert put(client, batch_id, TWO_JOBS, XML).status_code == 200
+            said.append(error(put(client, batch_id, pdf(3), PDF), 400, "ATTACHMENT_AFTER_DATA"))
+            assert client.post(f"/batches/{batch_id}").status_code == 200
+            said.append(error(client.post(f"/batches/{batch_id}"), 400, "INVALID_STATE"))
+            said.append(error(put(client, batch_id, TWO_JOBS, XML), 400, "BATCH_NOT_OPEN"))
+    finally:
+        api.stop()
+    for description in said:
+        assert not re.search(r"page|file|attachment|data\b|allowed now|open\b|queued", description), said
+    assert "batch XML" in said[0] and "PUT the batch XML" in said[0]
+    assert "several batches" in said[1] and "LOADBAY_MAX_BODY_BYTES" in said[1] and "4 KiB" in said[2]
+
+
 # bad bodies ----------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ from loadbay import errors
 from loadbay.core.service import BatchService
 from loadbay.domain.lifecycle import ACTIVE, FINAL, Status
 from loadbay.domain.models import Account, Batch, ErrorRow, NewBatch
-from loadbay.domain.text import many
+from loadbay.domain.text import byte_size, many
 from loadbay.http.bodies import LimitedRoute, read_limited, streams_files
 from loadbay.http.problems import http_status, install_error_handlers
 from loadbay.http.streaming import receive
@@ -59,12 +59,15 @@ _ORDER = (
     "Click2Mail batches take their calls in this order: POST /batches, PUT the PDF "
     "(application/pdf), PUT the batch XML (application/xml), POST /batches/{id} to submit"
 )
-_HINTS = {
-    "ATTACHMENT_MISSING": _ORDER,
-    "ATTACHMENT_AFTER_DATA": _ORDER,
-    "NO_DATA": _ORDER,
-    "BATCH_NOT_OPEN": "a submitted, cancelled or cleared batch takes no more uploads; create a new batch",
-    "INVALID_STATE": "a batch is submitted once, after its PDF and its batch XML",
+_HINTS = {"ATTACHMENT_MISSING": _ORDER}
+_SAID = {  # the core's words for these name calls Click2Mail has not (pages, files, cancel)
+    "NO_DATA": f"the batch has no batch XML yet. {_ORDER}",
+    "ATTACHMENT_AFTER_DATA": f"the batch has its batch XML already, and its PDF comes before it. {_ORDER}",
+    "BATCH_NOT_OPEN": "a batch takes no uploads once submitted, cancelled or cleared; create a new batch",
+    "INVALID_STATE": (
+        "the batch was submitted already, or cancelled or cleared (its status says which): "
+        "a batch is submitted once, after its PDF and its batch XML"
+    ),
 }
 
 router = APIRouter(prefix="/batches", route_class=LimitedRoute)
@@ -104,7 +107,7 @@ async def upload(batch_id: str, request: Request) -> Response:
     if media_type == "application/pdf":
         await receive(await run_in_threadpool(service.attach, account, batch.id, DOCUMENT), request)
     elif media_type in _XML_TYPES:
-        body = await read_limited(request)
+        body = await _batch_xml(request)
         items = await run_in_threadpool(_manifest, body, charset_of(request.headers.get("content-type")))
         await run_in_threadpool(service.put_page, account, batch.id, 0, items)
     else:
@@ -121,6 +124,19 @@ def submit(batch_id: str, request: Request) -> Response:
     service, account = service_of(request), account_of(request)
     service.submit(account, _find(service, account, batch_id).id)
     return Response(status_code=200)
+
+
+async def _batch_xml(request: Request) -> bytes:
+    """The body, read whole within LOADBAY_MAX_BODY_BYTES; over it, a 413 in Click2Mail's calls."""
+    try:
+        return await read_limited(request)
+    except errors.PayloadTooLarge:
+        limit = service_of(request).rt.settings.max_body_bytes
+        raise errors.PayloadTooLarge(
+            f"the batch XML is over {byte_size(limit)}, the most this server reads in one request "
+            "(LOADBAY_MAX_BODY_BYTES): split its jobs into several batches, each sent as this one "
+            "(POST /batches, PUT the PDF, PUT its share of the batch XML, POST /batches/{id})"
+        ) from None
 
 
 def _find(service: BatchService, account: Account, batch_id: str) -> Batch:
@@ -408,10 +424,12 @@ def _error(status_code: int, code: str, description: str) -> Response:
 
 
 async def _loadbay_error(_request: Request, exc: errors.LoadbayError) -> Response:
-    """Click2Mail answers 400 to a call its batch's state refuses (wrong order, submitted)."""
+    """Click2Mail answers 400 to a call its batch's state refuses (wrong order, submitted); the
+    core's words that name native calls are said in Click2Mail's."""
     status_code = 400 if isinstance(exc, errors.Conflict) else http_status(exc)
     hint = _HINTS.get(exc.code)
-    return _error(status_code, exc.code, f"{exc.message}. {hint}" if hint else exc.message)
+    message = _SAID.get(exc.code, f"{exc.message}. {hint}" if hint else exc.message)
+    return _error(status_code, exc.code, message)
 
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> Response:
