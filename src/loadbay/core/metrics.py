@@ -1,8 +1,9 @@
 """Prometheus metrics.
 
 Read from the database on each scrape, so every server answers the same: batches by status
-and type, chunks by status, records with an outcome by type and outcome (counters), the age
-of the oldest waiting work (queue lag) and the live worker processes (their heartbeats).
+and type, chunks by status, records with an outcome by type and outcome (a counter: only
+batches past validation, whose counts never go down), the age of the oldest work a worker
+could take (queue lag) and the live worker processes (their heartbeats).
 
 Measured where the work happens: how long applying a chunk takes and how long a batch takes
 from submit to its final status (histograms). Worker threads inside `loadbay serve` report
@@ -95,7 +96,7 @@ def _batches(census: queue.Census) -> GaugeMetricFamily:
 
 
 def _records(census: queue.Census) -> CounterMetricFamily:
-    doc = "Records that have an outcome, by record type and outcome"
+    doc = "Records that have an outcome, by record type and outcome (of batches past validation)"
     family = CounterMetricFamily("loadbay_records", doc, labels=["type", "outcome"])
     for (type_, outcome), count in sorted(census.records.items()):
         family.add_metric([type_, outcome], count)

@@ -71,7 +71,8 @@ PENDING, LEASED, DONE, SPENT, CANCELLED = "pending", "leased", "done", "failed",
 @dataclass(frozen=True, slots=True)
 class Census:
     """The queue across all accounts: batches by status and type, chunks by status, records
-    with an outcome by type and outcome, and since when the oldest waiting work waits."""
+    with an outcome by type and outcome (of batches past validation: their counts never go
+    down), and since when the oldest waiting work waits."""
 
     batches: dict[tuple[str, str], int]  # (status, type)
     chunks: dict[str, int]
@@ -515,6 +516,11 @@ def stalled_batches(conn: Connection) -> list[int]:
 
 
 _OUTCOMES = ("succeeded", "failed", "invalid", "unprocessed")
+# Batches whose outcome counts only grow: their validation is over, and no status they may
+# move to comes before it. A validating batch's counts may be taken back (a worker that takes
+# over a validation starts it again from nothing, one that fails resets them), so the census
+# counts its records once its validation ends.
+_COUNTED = sorted({Status.VALIDATED, Status.PROCESSING, *FINAL})
 
 
 def census(conn: Connection, at: datetime, alive_since: datetime) -> Census:
@@ -524,7 +530,7 @@ def census(conn: Connection, at: datetime, alive_since: datetime) -> Census:
     by_batch = conn.execute(select(b.status, b.type, func.count()).group_by(b.status, b.type)).all()
     by_chunk = conn.execute(select(chunks.c.status, func.count()).group_by(chunks.c.status)).all()
     sums = [func.coalesce(func.sum(b[name]), 0) for name in _OUTCOMES]
-    by_type = conn.execute(select(b.type, *sums).group_by(b.type)).all()
+    by_type = conn.execute(select(b.type, *sums).where(b.status.in_(_COUNTED)).group_by(b.type)).all()
     waiting = _waiting_batches(False, False).subquery()
     queued = conn.execute(select(func.min(waiting.c.waiting_since)), {"at": at}).scalar()
     since = case((chunks.c.status == LEASED, chunks.c.lease_expires_at), else_=chunks.c.ready_at)
