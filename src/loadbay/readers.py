@@ -23,6 +23,7 @@ Record and item numbers in messages count from 1, like line numbers.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import re
@@ -56,6 +57,7 @@ __all__ = [
     "UTF8_CHARSETS",
     "Columns",
     "READ_OPTIONS",
+    "SNIFF_BYTES",
     "RawRecord",
     "ReadOptions",
     "BlockReader",
@@ -67,6 +69,7 @@ __all__ = [
     "open_reader",
     "parse_content_type",
     "read_through",
+    "sniff_format",
     "unstorable",
 ]
 
@@ -136,6 +139,29 @@ def _format_from_filename(media_type: str, filename: str | None) -> str | None:
         return None
     _, dot, extension = filename.rpartition(".")
     return _EXTENSIONS.get(extension.lower()) if dot else None
+
+
+SNIFF_BYTES: Final = 8192  # the most of a file's start `sniff_format` needs
+# Control characters no CSV or JSON text holds (a zip, an Excel workbook or a PDF does).
+_CONTROL: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format of a file told by its first bytes (`head`, up to SNIFF_BYTES), for a file
+    neither its Content-Type nor its name tells: after a byte order mark and whitespace, `{`
+    starts JSON Lines, `[` a JSON array, and any other text is CSV (its delimiter told by its
+    header, as always). None when `head` is no such text: not UTF-8, control characters, or
+    markup (`<`: an HTML page, XML)."""
+    try:
+        text = codecs.getincrementaldecoder("utf-8")().decode(
+            head
+        )  # a character cut off at the end is no error
+    except UnicodeDecodeError:
+        return None
+    first = text.removeprefix("\ufeff").lstrip(" \t\r\n")[:1]
+    if _CONTROL.search(text) or first == "<":
+        return None
+    return {"{": "jsonl", "[": "json"}.get(first, "csv")
 
 
 # --------------------------------------------------------------------------- public types

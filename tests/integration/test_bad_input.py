@@ -1314,6 +1314,48 @@ def test_unreadable_source_is_a_batch_error(client: httpx.Client, httpserver: HT
     assert_fresh(client, [f"{p}1"])
 
 
+def test_a_source_served_as_octet_stream_is_told_by_its_first_bytes(
+    client: httpx.Client, httpserver: HTTPServer, p: str
+) -> None:
+    """A file with no extension served as application/octet-stream (as object stores serve
+    one) is read by its first bytes, and the `copied` event says so (the batch ended in error,
+    "unsupported Content-Type None"); one whose first bytes are no CSV or JSON text ends in
+    error naming the Content-Type received, and keeps no input."""
+    octet = "application/octet-stream"
+    httpserver.expect_request("/objects/7781").respond_with_data(customers_csv([f"{p}1"]), content_type=octet)
+    httpserver.expect_request("/objects/7782").respond_with_data(b"PK\x03\x04\x14\x00", content_type=octet)
+    done = wait_final(
+        client, create(client, source_url=_loopback(httpserver, "/objects/7781"))["id"], timeout=30
+    )
+    assert done["status"] == "completed" and done["counts"]["succeeded"] == 1, done
+    events = client.get(f"/v1/batches/{done['id']}/events").json()["data"]
+    [copied] = [e["detail"] for e in events if e["event"] == "copied"]
+    assert "read as csv by its first bytes (Content-Type 'application/octet-stream'" in copied, copied
+    done = wait_final(
+        client, create(client, source_url=_loopback(httpserver, "/objects/7782"))["id"], timeout=30
+    )
+    message = assert_error_batch(done, "UNSUPPORTED_MEDIA_TYPE")
+    assert "Content-Type 'application/octet-stream'" in message and "None" not in message, message
+    assert client.get(f"/v1/batches/{done['id']}/inputs").json()["data"] == []
+
+
+def test_a_source_in_a_charset_other_than_utf8_is_refused(
+    client: httpx.Client, httpserver: HTTPServer, p: str
+) -> None:
+    """`text/csv; charset=latin-1` is refused as an upload's is; the file was read by its
+    URL's extension as UTF-8 instead."""
+    latin = "text/csv; charset=latin-1"
+    httpserver.expect_request("/latin-declared.csv").respond_with_data(
+        customers_csv([f"{p}1"]), content_type=latin
+    )
+    done = wait_final(
+        client, create(client, source_url=_loopback(httpserver, "/latin-declared.csv"))["id"], timeout=30
+    )
+    message = assert_error_batch(done, "UNSUPPORTED_MEDIA_TYPE")
+    assert "charset 'latin-1'" in message and latin in message, message
+    assert_fresh(client, [f"{p}1"])
+
+
 # --------------------------------------------------------------------------- a stricter server
 
 

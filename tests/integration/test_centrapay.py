@@ -544,3 +544,115 @@ def test_a_body_sent_as_another_media_type_is_415(server: Server, key: str, cont
         assert client.get("/v1/batches", params={"limit": 1}).json()["data"] == newest
         untyped = client.post(API, content=body)
     assert untyped.status_code == 200, untyped.text
+
+
+# files whose type their server does not say ----------------------------------------
+
+
+def serve_as(httpserver: HTTPServer, path: str, body: bytes, content_type: str | None) -> str:
+    """Serve `body` with this Content-Type, or with none at all."""
+
+    def answer(_request: Request) -> Response:
+        response = Response(body)
+        del response.headers["Content-Type"]
+        if content_type is not None:
+            response.headers["Content-Type"] = content_type
+        return response
+
+    httpserver.expect_request(path).respond_with_handler(answer)
+    return f"http://127.0.0.1:{httpserver.port}{path}"
+
+
+def native_batch(client: httpx.Client, url: str) -> dict[str, Any]:
+    """This account's batch that fetched `url`, as the native API shows it."""
+    batches: list[dict[str, Any]] = client.get("/v1/batches").json()["data"]
+    [batch] = [b for b in batches if b["source_url"] == url]
+    return batch
+
+
+def stored_inputs(server: Server, batch_id: int) -> list[str]:
+    """The objects in the server's store under the batch's inputs (files only)."""
+    prefix = f"batches/{batch_id}/inputs/"
+    if server.s3 is not None:
+        return [k for k in server.s3.listed() if k.startswith(prefix)]
+    root = Path(server.env["LOADBAY_DATA_DIR"]) / "blobs"
+    return [str(p.relative_to(root)) for p in (root / prefix).rglob("*") if p.is_file()]
+
+
+TERMINAL_LINE = '{"terminal_id": "T9", "status": "online", "reported_at": "2026-03-01T10:00:00Z"}\n'
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "content_type"),
+    [
+        (ASSET, (ASSET_HEADER + f"x1,{BARCODE}\n").encode(), "application/octet-stream"),
+        (ASSET, (ASSET_HEADER + f"x1,{BARCODE}\n").encode(), "binary/octet-stream"),
+        (ASSET, (ASSET_HEADER + f"x1,{BARCODE}\n").encode(), None),
+        (TERMINAL, b"\xef\xbb\xbf \n" + TERMINAL_LINE.encode(), "application/octet-stream"),
+        (ASSET, f'[\n  {{"external_id": "x1", "barcode": "{BARCODE}"}}\n]'.encode(), "binary/octet-stream"),
+    ],
+)
+def test_a_file_whose_type_says_nothing_is_told_by_its_first_bytes(
+    server: Server, key: str, httpserver: HTTPServer, kind: str, body: bytes, content_type: str | None
+) -> None:
+    """The seed's own URL has no extension (https://azurebuckets.com/1234), and object stores
+    serve such files as application/octet-stream: the file's first bytes tell its format (`{`
+    JSON Lines, `[` a JSON array, else CSV), and the `copied` event says so. It ended in error,
+    "UNSUPPORTED_MEDIA_TYPE: unsupported Content-Type None"."""
+    url = serve_as(httpserver, f"/{uuid.uuid4().hex[:8]}/1234", body, content_type)
+    with server.client(key) as client:
+        done = finish(client, seed_body(url, type=kind, test=False))
+        native = native_batch(client, url)
+        events = client.get(f"/v1/batches/{native['id']}/events").json()["data"]
+        inputs = client.get(f"/v1/batches/{native['id']}/inputs").json()["data"]
+    assert (done["status"], done["count"], done["errorCount"]) == ("complete", "1", "0"), done
+    [copied] = [e for e in events if e["event"] == "copied"]
+    assert "by its first bytes" in copied["detail"], copied
+    said = repr(content_type) if content_type else "no Content-Type"
+    assert said in copied["detail"], copied
+    expected = {"{": "jsonl", "[": "json"}.get(body.lstrip(b"\xef\xbb\xbf \n")[:1].decode(), "csv")
+    assert [i["format"] for i in inputs] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00", "application/octet-stream"),  # a workbook
+        (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", None),  # an .xls
+        (b"<html><body>Sign in</body></html>", "binary/octet-stream"),
+        (ASSET_HEADER.encode(), "text/html"),
+    ],
+)
+def test_a_file_whose_format_cannot_be_told_is_an_error_that_leaves_nothing(
+    server: Server, key: str, httpserver: HTTPServer, body: bytes, content_type: str | None
+) -> None:
+    """Neither its Content-Type, nor its URL's name, nor its first bytes say CSV or JSON: the
+    batch ends in error naming the Content-Type received (it said `None` whatever was sent),
+    and keeps no input and no stored copy (the copy stayed in the store, with no input row)."""
+    url = serve_as(httpserver, f"/{uuid.uuid4().hex[:8]}/5678", body, content_type)
+    with server.client(key) as client:
+        done = finish(client, seed_body(url, test=False))
+        native = native_batch(client, url)
+        inputs = client.get(f"/v1/batches/{native['id']}/inputs").json()["data"]
+    assert (done["status"], done["errorCount"]) == ("error", "1"), done
+    [error] = done["errors"]
+    assert error["message"].startswith("UNSUPPORTED_MEDIA_TYPE: "), error
+    said = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    assert said in error["message"], error
+    assert inputs == []
+    assert stored_inputs(server, native["id"]) == []
+
+
+def test_a_charset_other_than_utf8_is_refused_whatever_the_name_says(
+    server: Server, key: str, httpserver: HTTPServer
+) -> None:
+    """`text/csv; charset=latin-1` is refused, as an upload's is (docs/native-api.md); the
+    fetched file fell back to its URL's extension and was read as UTF-8."""
+    url = serve_as(
+        httpserver, "/latin.csv", (ASSET_HEADER + f"l1,{BARCODE}\n").encode(), "text/csv; charset=latin-1"
+    )
+    with server.client(key) as client:
+        done = finish(client, seed_body(url, test=False))
+    assert done["status"] == "error", done
+    message = done["errors"][0]["message"]
+    assert message.startswith("UNSUPPORTED_MEDIA_TYPE: ") and "'latin-1'" in message, message

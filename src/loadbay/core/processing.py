@@ -29,6 +29,7 @@ from typing import Any, BinaryIO, TypeVar, cast
 from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
+from loadbay.blobs import BlobWriter
 from loadbay.core import metrics, settle, totals, webhooks
 from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
@@ -44,9 +45,11 @@ from loadbay.domain.lifecycle import Event, Milestone, Status, next_status
 from loadbay.domain.models import Batch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
 from loadbay.domain.text import many
-from loadbay.errors import Busy, LoadbayError
+from loadbay.errors import Busy, LoadbayError, UnsupportedMediaType
 from loadbay.fetcher import fetch_to
 from loadbay.readers import (
+    SNIFF_BYTES,
+    UTF8_CHARSETS,
     Columns,
     RawRecord,
     ReadOptions,
@@ -55,7 +58,9 @@ from loadbay.readers import (
     iter_json_items,
     open_blocks,
     open_reader,
+    parse_content_type,
     read_through,
+    sniff_format,
 )
 
 __all__ = ["LeaseLost", "applies_early", "apply_chunk", "validate_batch"]
@@ -361,25 +366,26 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
 
     Each attempt writes its own copy and points the batch at it under its lease, so an
     attempt that lost its lease mid-fetch cannot replace the file a later one reads (or
-    resumes reading); the copy it replaces is deleted."""
+    resumes reading); the copy it replaces is deleted. A copy that cannot be fetched whole, or
+    whose format cannot be told, is not kept."""
     assert batch.source_url is not None
     folder = fetched_folder(batch.id, claim.attempt)
     key = f"{folder}/source"
     writer = rt.blobs.writer(key)
+    sink = _HeadKept(writer)
     try:
-        sink = cast(BinaryIO, writer)
         got = fetch_to(
             batch.source_url,
-            sink,
+            cast(BinaryIO, sink),
             allow=rt.fetch_allow,
             max_bytes=rt.settings.max_upload_bytes,
             timeout=rt.settings.fetch_timeout,
         )
+        fmt, told = _source_format(got.content_type, got.final_url, sink.head)
     except LoadbayError:
         writer.abort()
         raise
     size = writer.commit()
-    fmt = _source_format(got.content_type, got.final_url)
     try:
         with rt.db.write() as conn:
             _check_lease(conn, claim, rt)
@@ -387,7 +393,11 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
             before = [i["blob_key"] for i in inputs if i["name"] == FETCHED_NAME]
             repo.upsert_input(conn, batch.id, "file", FETCHED_NAME, format=fmt, blob_key=key, size=size)
             repo.add_event(
-                conn, batch.id, Milestone.COPIED, Status.VALIDATING, f"{size} bytes from {got.final_url}"
+                conn,
+                batch.id,
+                Milestone.COPIED,
+                Status.VALIDATING,
+                f"{size} bytes from {got.final_url}, {told}",
             )
     except LeaseLost:
         rt.blobs.delete_prefix(folder)
@@ -398,12 +408,61 @@ def _fetch_source(rt: Runtime, claim: queue.ValidationClaim, batch: Batch) -> No
             rt.blobs.delete_prefix(old.rsplit("/", 1)[0])
 
 
-def _source_format(content_type: str | None, url: str) -> str:
+class _HeadKept:
+    """A blob writer that keeps the first SNIFF_BYTES written, for `_source_format`."""
+
+    def __init__(self, writer: BlobWriter) -> None:
+        self._writer, self.head = writer, b""
+
+    def write(self, data: bytes) -> int:
+        if len(self.head) < SNIFF_BYTES:
+            self.head += data[: SNIFF_BYTES - len(self.head)]
+        return self._writer.write(data)
+
+
+# Content-Types that say nothing of a file's format: its URL's extension, else its first bytes, tell it.
+_SAYS_NOTHING = frozenset(
+    {"", "application/octet-stream", "binary/octet-stream", "text/plain", "application/vnd.ms-excel"}
+)
+_SERVE = (
+    "serve it as text/csv, text/tab-separated-values, application/x-ndjson (JSON Lines) or "
+    "application/json, or with a .csv, .tsv, .jsonl, .ndjson or .json file name"
+)
+
+
+def _source_format(content_type: str | None, url: str, head: bytes) -> tuple[str, str]:
+    """The format of a fetched file, and which rule told it: its Content-Type, else its URL's
+    extension, else (a Content-Type that says nothing) its first bytes (`head`). A charset
+    other than UTF-8 is refused whichever rule tells the format, as an upload's is."""
     name = url.split("?", 1)[0].rsplit("/", 1)[-1]
+    media_type, charset = parse_content_type(content_type or "")
+    said = f"Content-Type {content_type!r}" if content_type else "no Content-Type"
+    if charset is not None and charset not in UTF8_CHARSETS:
+        raise UnsupportedMediaType(
+            f"the file came with {said}: charset {charset!r} is not read; serve it as UTF-8"
+        )
+    if fmt := _format_of(content_type, None):
+        return fmt, f"read as {fmt} by its {said}"
+    if fmt := _format_of(None, name):
+        return fmt, f"read as {fmt} by the extension of {name!r} ({said})"
+    if media_type not in _SAYS_NOTHING:
+        raise UnsupportedMediaType(
+            f"unsupported {said}, and the URL's name {name!r} has no extension loadbay reads; {_SERVE}"
+        )
+    if fmt := sniff_format(head):
+        return fmt, f"read as {fmt} by its first bytes ({said}, no known extension in {name!r})"
+    raise UnsupportedMediaType(
+        f"the file's format cannot be told: it came with {said}, the URL's name {name!r} has no "
+        f"extension loadbay reads, and its first bytes are not CSV or JSON text; {_SERVE}"
+    )
+
+
+def _format_of(content_type: str | None, name: str | None) -> str | None:
+    """What `format_for_content_type` says, or None for a Content-Type and name that say nothing."""
     try:
         return format_for_content_type(content_type, name)
-    except LoadbayError:
-        return format_for_content_type(None, name)
+    except UnsupportedMediaType:
+        return None
 
 
 def _records(
