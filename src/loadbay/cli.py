@@ -409,7 +409,26 @@ def push(
 def _attach(
     client: Client, body: dict[str, Any], file: Path, content_type: str, say: Callable[[str], None]
 ) -> Batch:
-    """The batch of this job id: made, or found, and given FILE and submitted if still open."""
+    """The batch of this job id: made, or found, and given FILE and submitted if still open.
+    Ctrl-C meanwhile ends the command with the job id to carry on with (and the batch's id)."""
+    batch = None
+    try:
+        batch = _made(client, body, say)
+        return _filled(client, batch, file, content_type, say)
+    except KeyboardInterrupt:
+        _interrupted_push(body["job_id"], batch)
+
+
+def _interrupted_push(job_id: str, batch: Batch | None) -> NoReturn:
+    made = (
+        f"batch {batch['id']} was made and may wait for its file or submit" if batch else "no batch seen yet"
+    )
+    _note(f"interrupted ({made}): to carry on, push again with --job-id {job_id}")
+    raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _made(client: Client, body: dict[str, Any], say: Callable[[str], None]) -> Batch:
+    """The batch of this job id: made now, or found."""
     try:
         batch, created = client.create_batch(body)
     except Refused as exc:
@@ -422,6 +441,11 @@ def _attach(
         )
     if not created:
         say(f"batch {batch['id']} already exists for job id {body['job_id']!r}: {batch['status']}")
+    return batch
+
+
+def _filled(client: Client, batch: Batch, file: Path, content_type: str, say: Callable[[str], None]) -> Batch:
+    """The batch given FILE and submitted, if it is still open."""
     if batch["status"] == "open":
         with _upload_body(file) as chunks:
             client.upload(batch["id"], PUSH_INPUT, content_type, chunks, file.stat().st_size)

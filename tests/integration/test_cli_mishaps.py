@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import csv
 import io
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -20,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from loadbay.cli import ExitCode
-from tests.support.servers import Server
+from tests.support.servers import Server, free_port
 
 HEADER = "customer_number,name,email\n"
 
@@ -177,3 +179,48 @@ def test_a_refused_error_list_writes_no_json(server: Server, key: str) -> None:
     listed = run(user_env(server, key), "errors", "999999", "--list", "--json")
     assert listed.returncode == ExitCode.REQUEST_REFUSED
     assert listed.stdout == "" and "404 NOT_FOUND" in listed.stderr
+
+
+# Ctrl-C --------------------------------------------------------------------------------------
+
+
+def interrupted(env: dict[str, str], *args: str, once: str, tmp_path: Path) -> tuple[int, str]:
+    """Run the CLI until its stderr shows `once`, then press Ctrl-C: its exit status, stderr."""
+    err = tmp_path / "cli.err"
+    with err.open("w") as stream:
+        cli = subprocess.Popen([sys.executable, "-m", "loadbay", *args], env=env, stderr=stream, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while once not in err.read_text():
+            assert time.monotonic() < deadline and cli.poll() is None, err.read_text()
+            time.sleep(0.05)
+        cli.send_signal(signal.SIGINT)
+        code = cli.wait(30)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    said = err.read_text()
+    assert "Traceback" not in said, said
+    return code, said
+
+
+def test_ctrl_c_before_following_names_the_job_id_and_the_batch(
+    server: Server, key: str, tmp_path: Path
+) -> None:
+    """Interrupted while the create is tried again (no batch yet), or the submit (a batch made):
+    one line names the job id made up for the push (and the batch), to carry on with."""
+    source = tmp_path / "c.csv"
+    source.write_text(HEADER + "C1,Ada,ada@example.com\n")
+    push = ("push", str(source), "--type", "billing.customer", "--retry-for", "60")
+    nowhere = user_env(server, key, f"http://127.0.0.1:{free_port()}")  # (no one listens)
+    code, said = interrupted(nowhere, *push, once="no answer", tmp_path=tmp_path)
+    assert code == ExitCode.INTERRUPTED, said
+    assert re.search(r"^interrupted \(no batch seen yet\): .* --job-id cli-[0-9a-f-]{36}$", said, re.M), said
+
+    with forwarding(server.url, drop="/submit") as proxy:
+        code, said = interrupted(user_env(server, key, proxy), *push, once="no answer", tmp_path=tmp_path)
+    assert code == ExitCode.INTERRUPTED, said
+    with server.client(key) as client:
+        (batch,) = client.get("/v1/batches").json()["data"]
+    line = f"interrupted (batch {batch['id']} was made and may wait for its file or submit): "
+    assert f"{line}to carry on, push again with --job-id {batch['job_id']}\n" in said, said
