@@ -327,6 +327,75 @@ def _seed_invoices(client: httpx.Client, customers: list[str]) -> None:
     assert len(download(fields(done)["downloadUrl"])) == 100
 
 
+# an invoice batch process and its line-item files: one batch process ----------------------------
+
+
+def native_final(client: httpx.Client, batch_id: str, status: str = "completed") -> dict[str, Any]:
+    """The batch through the native API, once it has reached `status`."""
+    deadline = time.monotonic() + 60
+    batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}").json()
+    while batch["status"] != status:
+        assert time.monotonic() < deadline, batch
+        time.sleep(0.05)
+        batch = client.get(f"/v1/batches/{batch_id}").json()
+    return batch
+
+
+def test_an_invoice_batch_process_is_final_once_its_line_item_files_are(client: httpx.Client) -> None:
+    """BatchFinalize "will pick up the Invoice file and all the ITM files ... and process
+    them": the invoice batch process stays Processing, with no downloadUrl, until its
+    line-item files are final too (it was Success, with its downloadUrl, while they were
+    still Queued or Processing: the core validates children once their parent is final).
+    A line-item batch made through the native API with process "manual" holds the family
+    there, at validated, for as long as the test needs."""
+    customers = client.post(
+        "/v1/batches",
+        json={
+            "type": "billing.customer",
+            "items": [{"customer_number": "F1", "name": "Fay"}],
+            "submit": True,
+        },
+    )
+    native_final(client, customers.json()["id"])
+    invoices = draft(
+        client,
+        upload_request("FAM_INV", "Invoice", "FAM_INV.csv"),
+        "invoice_number,customer_number,invoice_date,amount\nFAM-1,F1,2020-08-01,30.00\n",
+    )
+    items = [{"invoice_number": "FAM-1", "line_number": 1, "quantity": 3, "unit_price": "10.00"}]
+    held = client.post(
+        "/v1/batches",
+        json={
+            "type": "billing.invoice_line",
+            "parent_id": int(invoices["id"]),
+            "process": "manual",
+            "items": items,
+        },
+    )
+    assert held.status_code == 201, held.text
+    child_id = str(held.json()["id"])
+    assert fields(finalize(client, invoices["id"]))["status"] == "Queued"
+
+    native_final(client, invoices["id"])  # the invoices are applied ...
+    native_final(client, child_id, "validated")  # ... and the line items wait
+    for answer in (get(client, id=invoices["id"]), get(client, jobId="FAM_INV")):
+        parent = fields(answer)
+        assert (parent["status"], parent["successMessage"], parent["downloadUrl"]) == (
+            "Processing",
+            "BatchProcess is Processing",
+            "",
+        )
+        [child] = answer.findall("child/batchProcess")
+        assert (fields(child)["id"], fields(child)["status"]) == (child_id, "Processing")
+
+    assert client.post(f"/v1/batches/{child_id}/process").status_code == 200
+    done = poll(client, id=invoices["id"])
+    parent = fields(done)
+    assert (parent["status"], parent["successCount"]) == ("Success", "1")
+    assert [r["invoice_number"] for r in download(parent["downloadUrl"])] == ["FAM-1"]
+    assert [fields(c)["status"] for c in done.findall("child/batchProcess")] == ["Success"]
+
+
 # a whole month ----------------------------------------------------------------------------------
 
 JULY = {

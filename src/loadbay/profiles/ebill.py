@@ -22,15 +22,17 @@ seed spells the kinds; in any letter case and with or without spaces, so `Credit
 and `InvoiceLineItem` too), and is answered as the request wrote it (batch option
 `ebill_sub_operation`); an `Invoice Line Item` file is a child batch of its invoice batch.
 
-Statuses come from the core's: open → Draft, queued → Queued, validating, validated
-and processing → Processing, completed → Success, Partial Success or Failed (all, some
-or none of the records succeeded); error, cancelled and cleared → Failed, with
-errorMessage saying why. successCount counts succeeded records, failCount the invalid,
-failed and unprocessed ones. downloadUrl is the core's signed URL of the result file
-(every record with its loadbay_status; a presigned GET on S3) once the batch is final; a
-batch that failed before it had records (an unreadable file: error; cleared) has a result
-file of one row that says why (loadbay_status `error` or `cleared`, loadbay_error_code and
-loadbay_error_message). A batch whose files were removed (LOADBAY_RETENTION_DAYS) has none.
+Statuses come from the core's: open → Draft, queued → Queued, validating, validated and
+processing → Processing, completed → Success, Partial Success or Failed (all, some or none
+of the records succeeded); error, cancelled and cleared → Failed, with errorMessage saying
+why. A parent (an invoice batch, a carry-forward) is Processing, with no downloadUrl,
+until its children are final too. successCount counts succeeded records, failCount the
+invalid, failed and unprocessed ones. downloadUrl is the core's signed URL of the result
+file (every record with its loadbay_status; a presigned GET on S3) once the batch is
+final; a batch that failed before it had records (an unreadable file: error; cleared) has
+a result file of one row that says why (loadbay_status `error` or `cleared`,
+loadbay_error_code and loadbay_error_message). A batch whose files were removed
+(LOADBAY_RETENTION_DAYS) has none.
 
 Request bodies are read by the shared reader (loadbay.http.bodies): at most
 LOADBAY_MAX_BODY_BYTES, over it 413 PAYLOAD_TOO_LARGE. Uploaded files are streamed and
@@ -47,7 +49,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 from xml.etree.ElementTree import Element, SubElement, indent, tostring
 
@@ -479,14 +481,24 @@ def _with_download(service: BatchService, account: Account, batch: Batch) -> Ele
 def _full(service: BatchService, account: Account, batch: Batch) -> Element:
     """A batch process with its children: a carry-forward's as in BatchInit's answer,
     any other's (line-item files) as <child><batchProcess>…</batchProcess>…</child>."""
-    node = _with_download(service, account, batch)
     children = service.children(account, batch.id)
+    node = _with_download(service, account, _as_family(batch, children))
     if batch.type == CARRY_FORWARD_TYPE:
         node.append(_carried(service, account, children, urls=True))
     elif children:
         child = SubElement(node, "child")
         child.extend(_with_download(service, account, c) for c in children)
     return node
+
+
+def _as_family(batch: Batch, children: Iterable[Batch]) -> Batch:
+    """The batch as eBill shows a parent: Processing (no downloadUrl) until its children are
+    final too. The core validates children only once their parent is final, but eBill's
+    BatchFinalize processes "the Invoice file and all the ITM files" as one batch process,
+    whose final status (and downloadUrl) says they are all done."""
+    if batch.final and not all(child.final for child in children):
+        return replace(batch, status=Status.PROCESSING)
+    return batch
 
 
 def _carried(service: BatchService, account: Account, children: Iterable[Batch], *, urls: bool) -> Element:
