@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     signed_url_ttl: int = Field(default=3600, gt=0)
     heartbeat_seconds: float = Field(default=5.0, gt=0)  # a worker process's heartbeat; 3 missed: not live
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)  # `loadbay worker` serves /metrics
+    worker_metrics_host: str = Field(default="127.0.0.1", min_length=1)  # where that port listens
     fusebill_process_wait: float = Field(default=5.0, ge=0)  # seconds Fusebill's Process waits for the job
     # webhooks: seconds an attempt waits for an answer; seconds a delivery is retried (from its
     # event, or a redeliver); the first retry's delay (doubled each time, jittered, at most an

@@ -89,10 +89,18 @@ class _Slot:
 class WorkerProcesses:
     """`count` worker processes, supervised from a thread of the server's process."""
 
-    def __init__(self, count: int, *, data_dir: Path | None = None, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        count: int,
+        *,
+        data_dir: Path | None = None,
+        base_url: str | None = None,
+        metrics_host: str | None = None,
+    ) -> None:
         self.count = count
         self._data_dir = data_dir
         self._base_url = base_url
+        self._metrics_host = metrics_host  # (the server's own address: `serve --host`)
         self._slots = [_Slot(i) for i in range(count)]
         self._lock = threading.Lock()  # a wake-up never writes to a descriptor being closed
         self._stopping = threading.Event()
@@ -205,11 +213,14 @@ class WorkerProcesses:
 
     def _env(self, slot: _Slot) -> dict[str, str]:
         """The server's environment; a worker process's own metrics port, when asked for one,
-        is LOADBAY_WORKER_METRICS_PORT plus its index (0, 1, …)."""
+        is LOADBAY_WORKER_METRICS_PORT plus its index (0, 1, …), on the server's own address
+        unless LOADBAY_WORKER_METRICS_HOST names another."""
         env = dict(os.environ)
         port = env.get("LOADBAY_WORKER_METRICS_PORT", "").strip()
         if port.isdigit():
             env["LOADBAY_WORKER_METRICS_PORT"] = str(int(port) + slot.index)
+        if self._metrics_host and not env.get("LOADBAY_WORKER_METRICS_HOST", "").strip():
+            env["LOADBAY_WORKER_METRICS_HOST"] = self._metrics_host
         return env
 
     def _bury(self, slot: _Slot) -> int:
@@ -320,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = WorkerPool(rt, 1, kind="serve", tag=options.tag)
     fewer_collections()
     if settings.worker_metrics_port:
-        serve_process_metrics(settings.worker_metrics_port)
+        serve_process_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stop.set())
     threading.Thread(target=_follow_server, args=(pool,), name="loadbay-server-watch", daemon=True).start()

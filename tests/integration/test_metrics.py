@@ -5,6 +5,7 @@ process's own metrics port."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import signal
@@ -179,6 +180,49 @@ def test_readiness_follows_the_worker_processes(database_url: str, tmp_path: Pat
             if worker.poll() is None:
                 worker.kill()
         server.stop()
+
+
+def test_worker_metrics_listen_on_loopback_unless_told(database_url: str, tmp_path: Path) -> None:
+    """A worker process's own /metrics listens on loopback, not on every interface: a worker
+    process of `loadbay serve` and a `loadbay worker` alike; LOADBAY_WORKER_METRICS_HOST names
+    another address (127.0.0.2 here: loopback too, so nothing is opened to the network)."""
+    ports = [free_port() for _ in range(2)]
+    env = FAST_HEARTBEAT | {"LOADBAY_WORKER_METRICS_PORT": str(ports[0])}
+    server = start_server(database_url, tmp_path, workers=0, processes=1, env=env)
+    worker = start_worker(database_url, tmp_path, env={"LOADBAY_WORKER_METRICS_PORT": str(ports[1])})
+    try:
+        wait_until(lambda: all(listening(port) for port in ports))
+        assert [listening(port) for port in ports] == [{"127.0.0.1"}, {"127.0.0.1"}]
+    finally:
+        worker.kill()
+        worker.wait()
+        server.stop()
+
+    env |= {"LOADBAY_WORKER_METRICS_HOST": "127.0.0.2"}
+    server = start_server(database_url, tmp_path, workers=0, processes=1, env=env)
+    try:
+        wait_until(lambda: listening(ports[0]))
+        assert listening(ports[0]) == {"127.0.0.2"}
+        own = httpx.get(f"http://127.0.0.2:{ports[0]}/metrics", timeout=10).text
+        assert "loadbay_chunk_apply_seconds" in own
+    finally:
+        server.stop()
+
+
+def listening(port: int) -> set[str]:
+    """The addresses sockets listen on at `port` (TCP, IPv4 and IPv6), read from /proc/net."""
+    found = set()
+    for name in ("tcp", "tcp6"):
+        path = Path("/proc/net") / name
+        rows = path.read_text().splitlines()[1:] if path.exists() else []
+        for row in rows:
+            local, state = row.split()[1], row.split()[3]
+            address, _, hex_port = local.partition(":")
+            if state == "0A" and int(hex_port, 16) == port:  # (0A: LISTEN)
+                # each 32-bit word of the address is in the host's (little-endian) order
+                raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+                found.add(str(ipaddress.ip_address(raw)))
+    return found
 
 
 def wait_until(condition: object, timeout: float = 30.0) -> None:

@@ -7,8 +7,9 @@ could take (queue lag) and the live worker processes (their heartbeats).
 
 Measured where the work happens: how long applying a chunk takes and how long a batch takes
 from submit to its final status (histograms). Worker threads inside `loadbay serve` report
-them on its /metrics; a `loadbay worker` process serves its own on
-LOADBAY_WORKER_METRICS_PORT. HTTP requests are measured by the app (starlette-exporter).
+them on its /metrics; a worker process serves its own on LOADBAY_WORKER_METRICS_PORT, at
+LOADBAY_WORKER_METRICS_HOST (loopback by default). HTTP requests are measured by the app
+(starlette-exporter).
 """
 
 from __future__ import annotations
@@ -147,8 +148,9 @@ class _Merged(Collector):
             yield from registry.collect()
 
 
-def serve_process_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - a scrape target
-    """Serve this process's measurements at http://host:port/metrics (a `loadbay worker`)."""
+def serve_process_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve this process's measurements at http://host:port/metrics (a worker process):
+    loopback unless told otherwise (LOADBAY_WORKER_METRICS_HOST, `serve --host`)."""
     registry = CollectorRegistry()
     registry.register(_Merged(PROCESS, REGISTRY))
     start_http_server(port, host, registry=registry)
