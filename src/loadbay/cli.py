@@ -495,6 +495,7 @@ def _follow(client: Client, batch: Batch, warned: set[str] | None = None) -> Bat
         with reporter() as report:
             while True:
                 _show_warnings(batch, warned)
+                _say_open(batch, client.url, warned)
                 report(batch)
                 if settled(batch):
                     return batch
@@ -565,6 +566,17 @@ def _duration(seconds: int) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _say_open(batch: Batch, url: str, said: set[str]) -> None:
+    """Once: an open batch waits for its data and a submit (made by whoever made it)."""
+    line = (
+        f"batch {batch['id']} is open: nothing happens to it until it is submitted "
+        f"(POST {url}/v1/batches/{batch['id']}/submit); watching on (Ctrl-C stops watching)"
+    )
+    if batch["status"] == "open" and line not in said:
+        _note(line)
+        said.add(line)
 
 
 def _show_warnings(batch: Batch, shown: set[str]) -> None:

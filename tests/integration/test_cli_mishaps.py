@@ -224,3 +224,21 @@ def test_ctrl_c_before_following_names_the_job_id_and_the_batch(
         (batch,) = client.get("/v1/batches").json()["data"]
     line = f"interrupted (batch {batch['id']} was made and may wait for its file or submit): "
     assert f"{line}to carry on, push again with --job-id {batch['job_id']}\n" in said, said
+
+
+# an open batch -------------------------------------------------------------------------------
+
+
+def test_watch_says_once_that_an_open_batch_waits_for_a_submit(
+    server: Server, key: str, tmp_path: Path
+) -> None:
+    """A batch never submitted (made with the API): watch says so once, and how to submit it,
+    then watches on until Ctrl-C (it only polled `open 0/?`)."""
+    with server.client(key) as client:
+        made = client.post("/v1/batches", json={"type": "billing.customer", "submit": False}).json()
+    env = user_env(server, key)
+    code, said = interrupted(env, "watch", str(made["id"]), once="open 0/", tmp_path=tmp_path)
+    assert code == ExitCode.INTERRUPTED, said
+    line = f"batch {made['id']} is open: nothing happens to it until it is submitted "
+    assert said.count(line) == 1, said
+    assert f"(POST {server.url}/v1/batches/{made['id']}/submit)" in said
