@@ -321,6 +321,20 @@ def test_a_batch_whose_pages_hold_no_item_is_not_submitted(client: httpx.Client,
     assert processed(client, batch_id)["result"]["succeededItems"] == 1
 
 
+def test_a_submit_with_no_items_says_what_an_alliant_client_can_do(client: httpx.Client) -> None:
+    """The refusal named a batch that was never made ("batch 150 has no data yet": the create
+    was undone, and the next batch made is 150) and told the client to upload a file, which no
+    Alliant client can: it now says to send items with the create or PATCH pages."""
+    answer = client.post(base(1), json=SEED_CREATE, params={"Submit": "true"})
+    message = refused(answer, 409, "NO_DATA")["errors"][0]["message"]
+    next_id = create(client)
+    assert f"batch {next_id}" not in message and "file" not in message, message
+    assert "send them with the create" in message and "PATCH its pages" in message
+    assert "no batch was made" in message
+    patched = refused(submit(client, next_id), 409, "NO_DATA")["errors"][0]["message"]
+    assert patched == f"batch {next_id} has no items to submit; PATCH a page {{pageNumber, items}} first"
+
+
 def test_paths_match_in_any_letter_case(client: httpx.Client, p: str) -> None:
     """As on Alliant's ASP.NET server: `/api/import/userXs/batch/…` in any case is the same
     endpoint; a trailing slash is ignored. The native API keeps its own spelling."""

@@ -461,6 +461,30 @@ def test_pages_with_no_items_are_no_data(server: Server, key: str) -> None:
         assert wait_final(client, batch["id"])["counts"] == counts(total=1, valid=1, succeeded=1)
 
 
+def test_a_refused_submit_on_create_names_no_batch(server: Server, key: str) -> None:
+    """A create submitted with no data, or fewer items than its total_items, is undone; its
+    refusal named the batch it would have been ("batch 150 has no data yet"), an id the next
+    batch made then gets."""
+    with server.client(key) as client:
+        empty = assert_problem(
+            client.post("/v1/batches", json={"type": TYPE, "submit": True}), 409, "NO_DATA"
+        )
+        items = [{"customer_number": "S1", "name": "One"}]
+        short = client.post(
+            "/v1/batches", json={"type": TYPE, "submit": True, "items": items, "total_items": 2}
+        )
+        incomplete = assert_problem(short, 409, "INCOMPLETE_BATCH")
+        made = create(client)
+    assert empty["detail"] == (
+        "the batch submitted on create has no records: send items with it, or create it, "
+        "send its data, then submit it; no batch was made"
+    )
+    assert incomplete["detail"] == (
+        "the batch submitted on create has received 1 of its 2 items; no batch was made"
+    )
+    assert f"batch {made['id']}" not in empty["detail"] + incomplete["detail"]
+
+
 def test_items_inline_on_create_with_submit(server: Server, key: str) -> None:
     items = [{"customer_number": "I1", "name": "One"}, {"customer_number": "I2", "name": "Two"}]
     with server.client(key) as client:

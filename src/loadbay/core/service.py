@@ -284,7 +284,7 @@ class BatchService:
             intake.require_takes_data(batch, self.rt.types.get(batch.type))
             intake.store_page(conn, batch, number, items)
         if submit:
-            self._submit_family(conn, batch)
+            self._submit_family(conn, batch, created=True)
 
     def _spawn(self, conn: Connection, account: Account, parent_id: int, spec: NewBatch) -> None:
         """Create the child batches a batch's type makes along with it (BatchType.spawn)."""
@@ -529,23 +529,25 @@ class BatchService:
         self._wake()
         return batch
 
-    def _submit_family(self, conn: Connection, batch: Batch) -> None:
-        """Submit the batch and its open children."""
-        self._submit(conn, batch)
+    def _submit_family(self, conn: Connection, batch: Batch, *, created: bool = False) -> None:
+        """Submit the batch and its open children (`created`: the batch, made in this
+        transaction, is submitted on create)."""
+        self._submit(conn, batch, created=created)
         for child in repo.children(conn, batch.id):
             if child.status == Status.OPEN:
                 self._submit(conn, child)
 
-    def _submit(self, conn: Connection, batch: Batch) -> None:
+    def _submit(self, conn: Connection, batch: Batch, *, created: bool = False) -> None:
         status = next_status(batch.status, Event.SUBMIT)
         batch_type = self.rt.types.get(batch.type)
         intake.require_attachments(batch, batch_type, "it is submitted")
         count, items, files = repo.input_summary(conn, batch.id)
         if files == 0 and items == 0 and batch.source_url is None and not batch_type.generates:
-            raise Conflict(_no_data(batch, count), code="NO_DATA")
+            raise Conflict(_no_data(batch, count, created), code="NO_DATA")
         if batch.total_items is not None and files == 0 and items != batch.total_items:
+            made = "; no batch was made" if created else ""
             raise Conflict(
-                f"batch {batch.id} has received {items} of its {batch.total_items} items",
+                f"{_named(batch, created)} has received {items} of its {batch.total_items} items{made}",
                 code="INCOMPLETE_BATCH",
             )
         repo.set_status(conn, batch.id, status, Event.SUBMIT, submitted_at=repo.now())
@@ -731,12 +733,24 @@ def _valued(example: ErrorExample, raw: Mapping[str, Any] | None, field: str | N
     return replace(example, value=shown)
 
 
-def _no_data(batch: Batch, inputs: int) -> str:
+def _no_data(batch: Batch, inputs: int, created: bool) -> str:
     """Why a batch with no file and no item in its pages (`inputs`: how many pages) cannot be
-    submitted: it would complete with no record. (An empty file is read, and says so.)"""
+    submitted: it would complete with no record. (An empty file is read, and says so.) One
+    submitted on create is not named: refused, it was never made."""
+    if created:
+        return (
+            "the batch submitted on create has no records: send items with it, or create it, "
+            "send its data, then submit it; no batch was made"
+        )
     if inputs:
         return f"batch {batch.id} has no records: its pages hold no items; send a page with items first"
     return f"batch {batch.id} has no data yet; upload a file or send pages first"
+
+
+def _named(batch: Batch, created: bool) -> str:
+    """The batch as a refusal of its submit names it: not by its id when it is submitted on
+    create, since the refusal undoes the create (the next batch made gets that id)."""
+    return "the batch submitted on create" if created else f"batch {batch.id}"
 
 
 def _require_results(batch: Batch) -> None:

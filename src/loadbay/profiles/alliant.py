@@ -25,7 +25,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC
 from typing import Annotated, Any
 
@@ -253,7 +254,8 @@ def create_batch(
         options={_FILE_NAME: parsed.import_file_name, _TOTAL: parsed.total_items},
         page_size=parsed.page_size,
     )
-    batch, _ = service.create(account, spec, items=parsed.items, page=parsed.page_number, submit=submit)
+    with _items_needed(None):
+        batch, _ = service.create(account, spec, items=parsed.items, page=parsed.page_number, submit=submit)
     return _envelope({"batchId": batch.id, "jobQueueGuid": _guid(batch)}, status=201)
 
 
@@ -272,7 +274,8 @@ def patch_batch(
             _within_total(page.page_number, page.items, page_size, total)
         service.put_page(account, batch_id, page.page_number, page.items)
     if submit:
-        service.submit(account, batch_id)
+        with _items_needed(batch_id):
+            service.submit(account, batch_id)
     return _envelope({})
 
 
@@ -312,6 +315,25 @@ def _within_total(number: int, items: list[Any], page_size: int, total: int) -> 
             f"beyond the batch's {total} items (totalItems)",
             code="PAGE_BEYOND_TOTAL",
         )
+
+
+@contextmanager
+def _items_needed(batch_id: int | None) -> Iterator[None]:
+    """A submit refused for want of data (NO_DATA) said as an Alliant client can act on it: it
+    sends items, never a file. `batch_id`: None for a create, which the refusal undoes."""
+    try:
+        yield
+    except Conflict as exc:
+        if exc.code != "NO_DATA":
+            raise
+        if batch_id is None:
+            said = (
+                "nothing to submit: the batch has no items; send them with the create (pageNumber "
+                "and items), or create the batch, PATCH its pages, then submit; no batch was made"
+            )
+        else:
+            said = f"batch {batch_id} has no items to submit; PATCH a page {{pageNumber, items}} first"
+        raise Conflict(said, code="NO_DATA") from None
 
 
 def _total(batch: Batch) -> int | None:
