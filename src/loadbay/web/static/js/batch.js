@@ -15,6 +15,7 @@ import {
   count,
   duration,
   h,
+  keepFocus,
   plural,
   progressBar,
   progressText,
@@ -22,6 +23,8 @@ import {
   show,
   speedText,
   statusText,
+  update,
+  updateRows,
   when,
 } from "./ui.js";
 import { explain } from "./codes.js";
@@ -40,6 +43,7 @@ const state = {
   cursors: [null], // the cursor of each errors page seen (null: the first)
   page: 0,
   group: null, // the {code, field} the error table shows only, or null for every error
+  groups: new Map(), // the error groups last read, by code and field
   parent: null, // the parent batch, read while this child waits for it
   children: [],
   inputs: [], // an open batch's files and pages (GET …/inputs: {name, kind, size, pending, received_at, …}), in their order
@@ -133,17 +137,29 @@ function notImported(c) {
   return parts.join(" and ");
 }
 
+// What the callout will show, built by renderCallout then put in place at once (updated in
+// place: a focused link in it stays focused while the batch moves).
+let calloutTone = null;
+let calloutParts = [];
+
 function callout(tone, ...children) {
-  const box = $("#callout");
-  box.className = `callout callout-${tone}`;
-  box.replaceChildren(...children.filter((child) => child !== null && child !== undefined));
-  show(box, true);
+  calloutTone = tone;
+  calloutParts = children.filter((child) => child !== null && child !== undefined);
 }
 
 function renderCallout(batch) {
+  calloutTone = null;
+  calloutParts = [];
+  calloutContent(batch);
+  const box = $("#callout");
+  if (calloutTone) box.className = `callout callout-${calloutTone}`;
+  update(box, ...calloutParts);
+  show(box, calloutTone !== null);
+}
+
+function calloutContent(batch) {
   const c = batch.counts;
   const bad = refused(c);
-  show($("#callout"), false);
   if (batch.status === "open") {
     const hasData = state.inputs.some((input) => input.received_at); // a file at its upload URL is not here yet
     const parent = batch.parent_id ? h("a", { href: `/batches/${batch.parent_id}` }, `batch ${batch.parent_id}`) : null;
@@ -213,9 +229,8 @@ function renderCallout(batch) {
   }
   const refusedChildren = state.children.filter((child) => FINAL.has(child.status) && refused(child.counts) > 0);
   if (refusedChildren.length) {
-    const box = $("#callout");
-    if (box.hidden) callout("warn");
-    box.append(
+    if (!calloutTone) callout("warn");
+    calloutParts.push(
       h(
         "p",
         {},
@@ -226,9 +241,8 @@ function renderCallout(batch) {
     );
   }
   if (batch.warnings.length) {
-    const box = $("#callout");
-    if (box.hidden) callout("info");
-    box.append(h("p", {}, h("strong", {}, "Warnings:")), h("ul", {}, batch.warnings.map((w) => h("li", {}, w))));
+    if (!calloutTone) callout("info");
+    calloutParts.push(h("p", {}, h("strong", {}, "Warnings:")), h("ul", {}, batch.warnings.map((w) => h("li", {}, w))));
   }
 }
 
@@ -263,6 +277,8 @@ async function act(action, button) {
     show(box, true);
   } finally {
     button.disabled = false;
+    // (disabled while it worked, the button lost focus; once the batch moved on it may be hidden)
+    keepFocus(button.hidden ? $("#status-line") : button);
   }
 }
 
@@ -497,13 +513,20 @@ function groupName(group) {
   return `${group.code} ${group.field ? `on ${group.field}` : "of whole records"}`;
 }
 
+const groupKey = (group) => `${group.code} ${group.field ?? ""}`;
+
 function groupRow(group) {
   const what = explain(group.code);
   const more = group.count > group.examples.length;
-  const showAll = h("button", { type: "button", class: "button-quiet small", "aria-label": `Show all ${count(group.count)} errors ${groupName(group)}`, onclick: () => showGroup(group) }, `Show all ${count(group.count)}`);
+  const key = groupKey(group);
+  const showAll = h(
+    "button",
+    { type: "button", class: "button-quiet small", "aria-label": `Show all ${count(group.count)} errors ${groupName(group)}`, onclick: () => showGroup(state.groups.get(key)) },
+    `Show all ${count(group.count)}`,
+  );
   return h(
     "tr",
-    {},
+    { "data-id": key },
     h("td", { "data-label": "Problem" }, h("code", { class: "code" }, group.code), what ? h("div", { class: "small" }, what) : null),
     h("td", { "data-label": "Field" }, group.field ? h("code", {}, group.field) : h("span", { class: "muted" }, "the whole record")),
     h("td", { "data-label": "Records", class: "num" }, count(group.count)),
@@ -522,7 +545,8 @@ async function showGroup(group) {
 
 async function loadSummary() {
   const { body: summary } = await api(`${base}/errors/summary`);
-  $("#groups tbody").replaceChildren(...summary.groups.map(groupRow));
+  state.groups = new Map(summary.groups.map((group) => [groupKey(group), group]));
+  updateRows($("#groups tbody"), summary.groups.map(groupRow)); // in place: a focused button stays focused
   const shown = summary.groups.reduce((n, g) => n + g.count, 0);
   const more = summary.total > shown ? ` The ${count(summary.total - shown)} errors of smaller groups are in the table below.` : "";
   $("#problems-hint").textContent =
@@ -566,10 +590,27 @@ async function loadErrors(page) {
   show($("#errors-next"), Boolean(body.next_cursor));
 }
 
+/** Turn the errors' page by `step` (0: back to the first), one turn at a time: a press while a
+ *  page loads waits for it. The pressed button hides at the last or first page: focus then goes
+ *  to the one that goes the other way. */
+let turning = Promise.resolve();
+function turn(step) {
+  turning = turning.then(async () => {
+    const page = step === 0 ? 0 : state.page + step;
+    if (page < 0 || (step > 0 && !state.cursors[page])) return; // (past either end: pressed twice)
+    await loadErrors(page);
+    if (step > 0) $("#errors-title").scrollIntoView();
+    const next = $("#errors-next");
+    const back = $("#errors-previous");
+    keepFocus([step > 0 ? next : back, step > 0 ? back : next, $("#errors-title")].find((button) => !button.hidden));
+  });
+  return turning;
+}
+
 function wireErrors() {
-  $("#errors-next").addEventListener("click", () => loadErrors(state.page + 1).then(() => $("#errors-title").scrollIntoView()));
-  $("#errors-first").addEventListener("click", () => loadErrors(0));
-  $("#errors-previous").addEventListener("click", () => loadErrors(state.page - 1));
+  $("#errors-next").addEventListener("click", () => turn(1));
+  $("#errors-first").addEventListener("click", () => turn(0));
+  $("#errors-previous").addEventListener("click", () => turn(-1));
   $("#errors-all").addEventListener("click", () => showGroup(null));
 }
 
@@ -593,7 +634,7 @@ function renderChildren(children) {
   const rows = children.map((child) =>
     h(
       "tr",
-      {},
+      { "data-id": child.id },
       h("td", {}, h("a", { href: `/batches/${child.id}` }, `Batch ${child.id}`)),
       h("td", {}, h("code", {}, child.type)),
       h("td", {}, badge(child)),
@@ -601,7 +642,7 @@ function renderChildren(children) {
       h("td", { class: "num" }, count(child.progress.total)),
     ),
   );
-  $("#children tbody").replaceChildren(...rows);
+  updateRows($("#children tbody"), rows); // in place: a focused link stays focused
   show($("#children"), rows.length > 0);
   return children.some((child) => MOVING.has(child.status));
 }
@@ -697,9 +738,8 @@ function renderDetails(batch) {
   const items = rows
     .filter(([, value]) => value !== null && !(Array.isArray(value) && value.length === 0))
     .map(([term, value]) => h("div", {}, h("dt", {}, term), h("dd", {}, value)));
-  $("#details").replaceChildren(...items);
-  const parent = $("#crumb-parent");
-  parent.replaceChildren(...(batch.parent_id ? [h("a", { href: `/batches/${batch.parent_id}` }, `Batch ${batch.parent_id}`), " / "] : []));
+  update($("#details"), ...items); // in place: a focused link stays focused
+  update($("#crumb-parent"), ...(batch.parent_id ? [h("a", { href: `/batches/${batch.parent_id}` }, `Batch ${batch.parent_id}`), " / "] : []));
 }
 
 // loading ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { boot } from "./shell.js";
-import { $, MOVING, ago, badge, count, h, progressBar, progressText, repeat, show } from "./ui.js";
+import { $, MOVING, ago, badge, count, h, progressBar, progressText, repeat, show, updateRows } from "./ui.js";
 
 const params = new URLSearchParams(location.search);
 
@@ -98,7 +98,7 @@ function emptyText() {
 async function load() {
   const { body: page } = await api(`/v1/batches?${query()}`);
   const tbody = $("#batches tbody");
-  tbody.replaceChildren(...page.data.map(row));
+  updateRows(tbody, page.data.map(row)); // in place: a focused link stays focused
   show($("#batches"), page.data.length > 0);
   const empty = $("#empty");
   empty.textContent = emptyText();

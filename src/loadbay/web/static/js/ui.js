@@ -193,3 +193,59 @@ export function repeat(tick) {
   });
   return { now: run };
 }
+
+// updating in place ------------------------------------------------------------------------
+
+/**
+ * Make `old` look like `now` in place: its attributes, text and children, recursively. The
+ * elements that stay keep what a person has there: keyboard focus, a selection. Listeners stay
+ * those of `old`, so a listener that needs fresh data reads it when it runs. Answers the node
+ * now in the page.
+ */
+export function morph(old, now) {
+  if (old.nodeType !== now.nodeType || old.nodeName !== now.nodeName) {
+    old.replaceWith(now);
+    return now;
+  }
+  if (old.nodeType !== Node.ELEMENT_NODE) {
+    if (old.nodeValue !== now.nodeValue) old.nodeValue = now.nodeValue;
+    return old;
+  }
+  const kept = old.nodeName === "DETAILS" ? ["open"] : []; // opened or closed by the person, not by data
+  for (const { name } of [...old.attributes]) if (!now.hasAttribute(name) && !kept.includes(name)) old.removeAttribute(name);
+  for (const { name, value } of [...now.attributes]) if (old.getAttribute(name) !== value && !kept.includes(name)) old.setAttribute(name, value);
+  update(old, ...now.childNodes);
+  return old;
+}
+
+/** `element`'s children made these, in place (see morph): replaceChildren that keeps focus. */
+export function update(element, ...children) {
+  const kids = children.flat().filter((c) => c !== null && c !== undefined && c !== false);
+  const nodes = kids.map((kid) => (typeof kid === "string" ? document.createTextNode(kid) : kid));
+  nodes.forEach((node, i) => {
+    const was = element.childNodes[i];
+    if (was) morph(was, node);
+    else element.append(node);
+  });
+  while (element.childNodes.length > nodes.length) element.lastChild.remove();
+}
+
+/** A table body's rows made `rows`, each row (a tr with data-id) updated in place where it was
+ *  there before, so a focused link or button in it stays focused across refreshes. */
+export function updateRows(tbody, rows) {
+  const before = new Map([...tbody.children].map((tr) => [tr.dataset.id, tr]));
+  rows.forEach((row, i) => {
+    const was = before.get(row.dataset.id);
+    before.delete(row.dataset.id);
+    const kept = was ? morph(was, row) : row;
+    if (tbody.children[i] !== kept) tbody.insertBefore(kept, tbody.children[i] || null);
+  });
+  for (const gone of before.values()) gone.remove();
+}
+
+/** Focus `target` if focus was lost (on the page's body) since an action began, as when the
+ *  button pressed hides itself or is disabled while it works: never leave a keyboard user on the body. */
+export function keepFocus(target) {
+  const lost = !document.activeElement || document.activeElement === document.body;
+  if (lost && target && target.isConnected) target.focus();
+}

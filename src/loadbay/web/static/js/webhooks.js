@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { boot } from "./shell.js";
-import { $, announce, ago, clock, h, repeat, show } from "./ui.js";
+import { $, announce, ago, clock, h, keepFocus, repeat, show, updateRows } from "./ui.js";
 
 const state = { hooks: [], chosen: null, deleting: null, rotating: null };
 
@@ -23,12 +23,23 @@ function stateCell(hook) {
   return h("span", { class: "badge badge-completed-succeeded" }, "Enabled");
 }
 
+/** The endpoint as last read: a row's buttons stay across refreshes (updateRows), so they read it
+ *  when pressed. */
+function current(id) {
+  return state.hooks.find((hook) => hook.id === id);
+}
+
 function row(hook) {
+  const id = hook.id;
   const label = (text) => `${text}: ${hook.url}`;
   const button = (text, tone, onclick) => h("button", { type: "button", class: `${tone} small`, "aria-label": label(text), onclick }, text);
+  const toggle = (event) => {
+    const enabled = current(id).enabled;
+    act(event.currentTarget, () => api(`/v1/webhooks/${id}`, { method: "PATCH", json: { enabled: !enabled } }), enabled ? "Endpoint disabled." : "Endpoint enabled.");
+  };
   return h(
     "tr",
-    { "data-id": hook.id },
+    { "data-id": id },
     h("td", {}, h("code", { class: "wrap" }, hook.url), hook.description ? h("p", { class: "small muted" }, hook.description) : null),
     h("td", {}, h("ul", { class: "plain small" }, hook.events.map((event) => h("li", {}, h("code", {}, event))))),
     h("td", {}, stateCell(hook)),
@@ -38,12 +49,10 @@ function row(hook) {
       h(
         "div",
         { class: "hook-actions" },
-        button("Deliveries", "button-secondary", () => choose(hook.id)),
-        button("Rotate secret", "button-quiet", () => confirmRotate(hook)),
-        button(hook.enabled ? "Disable" : "Enable", "button-quiet", (event) =>
-          act(event.target, () => api(`/v1/webhooks/${hook.id}`, { method: "PATCH", json: { enabled: !hook.enabled } }), hook.enabled ? "Endpoint disabled." : "Endpoint enabled."),
-        ),
-        button("Delete", "button-danger", () => confirmDelete(hook)),
+        button("Deliveries", "button-secondary", () => choose(id)),
+        button("Rotate secret", "button-quiet", () => confirmRotate(current(id))),
+        button(hook.enabled ? "Disable" : "Enable", "button-quiet", toggle),
+        button("Delete", "button-danger", () => confirmDelete(current(id))),
       ),
     ),
   );
@@ -52,7 +61,7 @@ function row(hook) {
 async function loadHooks() {
   const { body } = await api("/v1/webhooks");
   state.hooks = body.data;
-  $("#hooks tbody").replaceChildren(...state.hooks.map(row));
+  updateRows($("#hooks tbody"), state.hooks.map(row)); // in place: a focused button stays focused
   show($("#hooks"), state.hooks.length > 0);
   show($("#hooks-empty"), state.hooks.length === 0);
   show($("#hooks-error"), false);
@@ -72,7 +81,8 @@ async function act(button, action, message) {
   } catch (error) {
     failure($("#hooks-error"), error);
   } finally {
-    button.disabled = false;
+    button.disabled = false; // (disabled, it lost focus)
+    keepFocus(button.isConnected ? button : $("#hooks-title"));
   }
 }
 
@@ -124,6 +134,7 @@ function wireDelete() {
     } catch (error) {
       failure($("#hooks-error"), error);
     }
+    keepFocus($("#hooks-title")); // its row, and the button pressed, are gone
   });
 }
 
@@ -171,8 +182,9 @@ function attempt(a) {
 const TONE = { delivered: "completed-succeeded", failed: "error", pending: "processing" };
 
 function deliveryRow(delivery) {
+  const hookId = state.chosen;
   const again = h("button", { type: "button", class: "button-quiet small", "aria-label": `Send delivery ${delivery.id} again` }, "Send again");
-  again.addEventListener("click", () => act(again, () => api(`/v1/webhooks/${state.chosen}/deliveries/${delivery.id}/redeliver`, { method: "POST" }), "Sent again."));
+  again.addEventListener("click", () => act(again, () => api(`/v1/webhooks/${hookId}/deliveries/${delivery.id}/redeliver`, { method: "POST" }), "Sent again."));
   return h(
     "tr",
     { "data-id": delivery.id, "data-status": delivery.status },
@@ -186,7 +198,7 @@ function deliveryRow(delivery) {
 
 async function loadDeliveries() {
   const { body } = await api(`/v1/webhooks/${state.chosen}/deliveries?limit=50`);
-  $("#delivery-list tbody").replaceChildren(...body.data.map(deliveryRow));
+  updateRows($("#delivery-list tbody"), body.data.map(deliveryRow)); // in place: a focused button stays focused
   show($("#delivery-list"), body.data.length > 0);
   show($("#deliveries-empty"), body.data.length === 0);
   return body.data.some((delivery) => delivery.status === "pending");
