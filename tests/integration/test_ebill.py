@@ -747,6 +747,35 @@ def test_ids_are_plain_digits(client: httpx.Client) -> None:
     assert get(client, id=batch_id).find("child") is None  # no line-item file joined it
 
 
+def test_a_refused_upload_url_leaves_no_batch_process(client: httpx.Client) -> None:
+    """S3FileUpload makes its batch process and its uploadUrl in one transaction
+    (BatchService.create_with_upload): an inputFilename the uploadUrl cannot take (100
+    characters, 600 bytes URL-encoded) is refused, with no batch process left, a line-item
+    file's no child of its invoice batch process either."""
+    long_name = "é" * 100 + ".csv"
+    refused = client.post(
+        API, params={"mode": "S3FileUpload"}, content=upload_request("LONG", "Customer", long_name).encode()
+    )
+    assert error(refused, 400) == "INVALID_NAME"
+    assert client.get("/v1/batches").json()["data"] == []
+    invoices = fields(call(client, "POST", upload_request("LONG_INV", "Invoice", "i.csv"), "S3FileUpload"))
+    line_items = upload_request(
+        "LONG_ITM",
+        "Invoice Line Item",
+        long_name,
+        f"<parentBatchProcess>{invoices['id']}</parentBatchProcess>",
+    )
+    assert (
+        error(client.post(API, params={"mode": "S3FileUpload"}, content=line_items.encode()), 400)
+        == "INVALID_NAME"
+    )
+    assert [b["id"] for b in client.get("/v1/batches").json()["data"]] == [int(invoices["id"])]
+    assert get(client, id=invoices["id"]).find("child") is None
+    assert fields(call(client, "POST", upload_request("LONG", "Customer", "short.csv"), "S3FileUpload"))[
+        "uploadUrl"
+    ]  # the refused jobId was never taken
+
+
 def test_state_and_identity_conflicts(server: Server, client: httpx.Client) -> None:
     empty = fields(call(client, "POST", upload_request("EMPTY", "Customer", "e.csv"), "S3FileUpload"))
     assert error(_finalize(client, empty["id"]), 409) == "NO_DATA"

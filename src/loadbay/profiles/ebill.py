@@ -60,7 +60,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loadbay.core import intake
 from loadbay.core.service import BatchService
 from loadbay.domain.lifecycle import Status
 from loadbay.domain.models import Account, Batch, NewBatch
@@ -318,7 +317,9 @@ def _file_upload(service: BatchService, account: Account, root: Element) -> Elem
         description=request.input_filename,
         options={SENT_AS: request.sub_operation},
     )
-    batch = _create(service, account, spec)
+    batch = _create_with_upload(service, account, spec, request.input_filename)
+    # the file's format is its name's whatever the PUT's Content-Type: asked again, the URL
+    # notes it (create_with_upload cannot yet), after every check passed with the create
     upload = service.upload_url(account, batch.id, request.input_filename, format_by_name=True)
     node = _summary(batch)
     _add(node, {"uploadUrl": _ebill_url(upload.url)})
@@ -347,7 +348,8 @@ def _batch_type(request: UploadRequest) -> str:
 
 
 def _check_filename(name: str) -> None:
-    """InvalidInput unless the name can be stored and its extension says the file's format."""
+    """InvalidInput unless the name's extension says the file's format (whether it can be
+    stored is the upload URL's to say, in the transaction that creates the batch)."""
     try:
         format_for_content_type(None, name)
     except UnsupportedMediaType:
@@ -355,7 +357,6 @@ def _check_filename(name: str) -> None:
             f"inputFilename {name!r}: its extension says the format: .csv (or .tsv, .jsonl, .ndjson, .json)",
             code="INVALID_FILENAME",
         ) from None
-    intake.input_key(0, name)
 
 
 def _parent(service: BatchService, account: Account, request: UploadRequest, batch_type: str) -> int | None:
@@ -377,6 +378,20 @@ def _parent(service: BatchService, account: Account, request: UploadRequest, bat
     if parent.type != INVOICES:
         raise InvalidInput(f"batch process {parent.id} is not an Invoice batch", code="NOT_AN_INVOICE_BATCH")
     return parent.id
+
+
+def _create_with_upload(service: BatchService, account: Account, spec: NewBatch, name: str) -> Batch:
+    """A new batch that expects file `name` at an upload URL, made with the URL's checks in
+    one transaction: a URL refused leaves no batch behind."""
+    try:
+        batch, created, _upload = service.create_with_upload(account, spec, name)
+    except Conflict as exc:  # the batch this jobId made before takes no file any more
+        if exc.code != "BATCH_NOT_OPEN" or spec.job_id is None:
+            raise
+        batch, created = _by_job_id(service, account, spec.job_id), False
+    if not created:
+        raise JobIdConflict(f"jobId {spec.job_id!r} is taken by batch process {batch.id}; use a new jobId")
+    return batch
 
 
 def _create(service: BatchService, account: Account, spec: NewBatch, *, submit: bool = False) -> Batch:
