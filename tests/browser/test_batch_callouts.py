@@ -61,3 +61,26 @@ def test_a_completed_batch_with_records_not_processed_names_them(
         " (its chunk failed on every attempt): Send again makes a new batch of them."
     )
     expect(page.get_by_role("button", name="Send 3 records again")).to_be_visible()
+
+
+def test_a_cancel_says_cancelling_while_it_runs(page: Page, dashboard: Server, key: str) -> None:
+    """The cancel is held back 2 s on its way to the server (a cancel of 200,000 records takes
+    about that long): meanwhile the button and the status say it is cancelling."""
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+
+    def slowly(route: Route) -> None:
+        page.wait_for_timeout(2000)
+        route.continue_()
+
+    page.route(f"**/v1/batches/{made['id']}/cancel", slowly)
+    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    page.get_by_role("button", name="Cancel batch").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel the batch").click()
+    button = page.locator("#action-cancel")
+    expect(button).to_have_text("Cancelling…")
+    expect(button).to_be_disabled()
+    expect(page.locator("#status-sentence")).to_contain_text("Cancelling: stopping the work on the batch")
+    expect(page.locator("#status-badge")).to_have_text("Cancelled")
+    expect(button).to_be_hidden()
+    expect(page.locator("#status-sentence")).to_contain_text("Finished")

@@ -50,6 +50,7 @@ const state = {
   replaced: new Set(), // the names of the files this page sent again, replacing the first
   picker: null, // the file picker, once the batch is seen open
   sending: null, // the upload on its way: {abort}
+  acting: null, // the action on its way (submit, process, cancel, retry), if any
 };
 
 function refused(counts) {
@@ -78,7 +79,16 @@ function renderStatus(batch) {
   renderCallout(batch);
 }
 
+// What the page says while an action is on its way (a cancel of a large batch takes seconds).
+const ACTING = {
+  submit: ["Submitting…", "Submitting the batch…"],
+  process: ["Starting…", "Starting the import…"],
+  cancel: ["Cancelling…", "Cancelling: stopping the work on the batch and giving every record read an outcome…"],
+  retry: ["Making the new batch…", "Making a new batch of the records not imported…"],
+};
+
 function sentence(batch) {
+  if (state.acting && !FINAL.has(batch.status)) return ACTING[state.acting][1];
   const total = batch.progress.total;
   switch (batch.status) {
     case "open":
@@ -254,14 +264,21 @@ function renderActions(batch) {
   show($("#action-cancel"), !FINAL.has(batch.status));
   show($("#action-retry"), resendable(batch));
   const valid = batch.counts.valid;
-  $("#action-process").textContent = `Process ${plural(valid, "valid record")}`;
-  $("#action-retry").textContent = `Send ${plural(batch.counts.failed + batch.counts.unprocessed, "record")} again`;
+  // (a button whose action is on its way says so until it ends: act)
+  if (state.acting !== "process") $("#action-process").textContent = `Process ${plural(valid, "valid record")}`;
+  if (state.acting !== "retry") $("#action-retry").textContent = `Send ${plural(batch.counts.failed + batch.counts.unprocessed, "record")} again`;
 }
 
 async function act(action, button) {
   const box = $("#action-error");
   show(box, false);
+  const [busy, doing] = ACTING[action];
+  const label = button.textContent;
+  state.acting = action;
   button.disabled = true;
+  button.textContent = busy;
+  $("#status-sentence").textContent = doing;
+  announce(doing);
   try {
     const { body } = await api(`${base}/${action}`, { method: "POST" });
     if (action === "retry") {
@@ -276,7 +293,13 @@ async function act(action, button) {
     box.replaceChildren(`Could not ${what}: ${error.message}`, ...code);
     show(box, true);
   } finally {
+    state.acting = null;
     button.disabled = false;
+    button.textContent = label;
+    if (state.batch) {
+      renderStatus(state.batch);
+      renderActions(state.batch);
+    }
     // (disabled while it worked, the button lost focus; once the batch moved on it may be hidden)
     keepFocus(button.hidden ? $("#status-line") : button);
   }
