@@ -34,6 +34,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from typer.core import TyperGroup
 
 from loadbay import __version__
 from loadbay.client import FINAL, Batch, Client, Refused, RetryPolicy, Unreachable, settled
@@ -79,7 +80,40 @@ _FOLLOW = (
     ExitCode.UNREACHABLE,
     ExitCode.INTERRUPTED,
 )
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A usage error as one line on stderr, for a reader piping it, with its exit status (Typer
+    draws a box of several)."""
+    try:
+        yield
+    except typer.TyperException as exc:  # (click's errors, which Typer carries)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            raise  # (the help itself)
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "loadbay"
+        message = " ".join(exc.format_message().split())
+        Console(stderr=True, soft_wrap=True).print(
+            f"usage error: {message} (see `{command} --help`)", markup=False, highlight=False
+        )
+        raise typer.Exit(exc.exit_code) from None
+
+
+class _Commands(TyperGroup):
+    """loadbay's commands, each usage error on one line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:  # (a click Context)
+        with _one_line_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="loadbay: a self-hosted bulk import service. Client commands read the server's address "
     "from LOADBAY_URL (or --url) and the API key from LOADBAY_API_KEY (or --key).",
     epilog=_codes(*ExitCode),

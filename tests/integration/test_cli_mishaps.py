@@ -242,3 +242,22 @@ def test_watch_says_once_that_an_open_batch_waits_for_a_submit(
     line = f"batch {made['id']} is open: nothing happens to it until it is submitted "
     assert said.count(line) == 1, said
     assert f"(POST {server.url}/v1/batches/{made['id']}/submit)" in said
+
+
+# usage errors --------------------------------------------------------------------------------
+
+
+def test_a_usage_error_is_one_line(tmp_path: Path) -> None:
+    """What a user piping stderr reads: one line (it was a box of five), exit 2."""
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "80", "LOADBAY_URL": f"http://127.0.0.1:{free_port()}"}
+    missing = str(tmp_path / "missing.csv")
+    for args, said in [
+        (("push", missing, "--type", "billing.customer"), "does not exist"),
+        (("push", "--bogus"), "No such option: --bogus"),
+        (("show", "1"), "no API key: set LOADBAY_API_KEY or pass --key"),
+        (("nocommand",), "No such command 'nocommand'"),
+    ]:
+        refused = run(env, *args)
+        assert refused.returncode == ExitCode.USAGE, refused.stderr
+        assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("usage error: "), refused.stderr
+        assert said in refused.stderr and re.search(r"\(see `.*loadbay.* --help`\)\n$", refused.stderr)
