@@ -340,7 +340,15 @@ _SIGNED: dict[Pair, Case] = {
     ),
 }
 
+
+def _retried_twice(api: Api) -> httpx.Response:
+    batch_id = api.final()
+    api.client.post(f"/v1/batches/{batch_id}/retry", json={"outcomes": ["invalid"]})
+    return api.client.post(f"/v1/batches/{batch_id}/retry", json={"outcomes": ["invalid"]})
+
+
 _RETRY: dict[Pair, Case] = _on_batch("POST", "/retry") | {
+    ("POST", BATCH + "/retry", 200): (_retried_twice, None),
     ("POST", BATCH + "/retry", 201): (
         lambda api: api.client.post(f"/v1/batches/{api.final()}/retry", json={"outcomes": ["invalid"]}),
         None,

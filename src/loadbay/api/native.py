@@ -364,29 +364,38 @@ def clear(batch_id: int, service: Service, account: Caller) -> BatchOut:
     status_code=201,
     response_model=BatchOut,
     response_description="The new batch, linked to this one by retry_of",
-    responses=problem_responses(
-        400,
-        401,
-        404,
-        409,
-        413,
-        503,
-        said={
-            409: "`RESULTS_NOT_READY`: the batch is not completed or cancelled; `NOTHING_TO_RETRY`: no "
-            "record ended so; `RETRY_NOT_SUPPORTED`: its records cannot be sent alone",
-        },
-    ),
+    responses={
+        200: {"model": BatchOut, "description": "The retry made already of the same outcomes"},
+        **problem_responses(
+            400,
+            401,
+            404,
+            409,
+            413,
+            503,
+            said={
+                409: "`RESULTS_NOT_READY`: the batch is not completed or cancelled; `NOTHING_TO_RETRY`: "
+                "no record ended so; `RETRY_NOT_SUPPORTED`: its records cannot be sent alone; "
+                "`ALREADY_RETRIED`: an earlier retry took some of those records (retry it instead)",
+            },
+        ),
+    },
 )
 def retry(
     batch_id: int,
     service: Service,
     account: Caller,
+    response: Response,
     body: Annotated[RetryBatch | None, Body(openapi_examples=RETRY_EXAMPLES)] = None,
 ) -> BatchOut:
     """A new batch of the same type of the records that ended `failed` or `unprocessed` (or
-    the `outcomes` named), as they were sent; submitted at once unless `submit` is false."""
+    the `outcomes` named), as they were sent; submitted at once unless `submit` is false.
+    Asked for again with the same outcomes, the retry made (200)."""
     asked = body or RetryBatch()
-    return _out(service, service.retry(account, batch_id, asked.outcomes, submit=asked.submit))
+    batch, made = service.retry(account, batch_id, asked.outcomes, submit=asked.submit)
+    if not made:
+        response.status_code = 200
+    return _out(service, batch)
 
 
 @router.get(

@@ -5,6 +5,11 @@ any more (a customer created since, a database outage). See `BatchService.retry`
 The records are copied from the finished batch's staged chunks (each record's values as
 read from its file or page) into pages of the new batch, in the transaction that creates
 it, in record order: a retry is made whole or not at all.
+
+A batch's records are sent again once: a retry asked for again with the same outcomes is
+answered with the retry made (a client whose answer was lost asks again), and one whose
+outcomes share some with an earlier retry's is refused (`earlier_retry`): those records were
+sent already, and may have been applied; the earlier retry is the one to retry.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from loadbay.domain.models import Batch
 from loadbay.domain.records import OutcomeStatus
 from loadbay.errors import Conflict
 
-__all__ = ["RETRIED", "check_retryable", "copy_records"]
+__all__ = ["RETRIED", "check_retryable", "copy_records", "earlier_retry", "outcomes_text"]
 
 RETRIED = frozenset({OutcomeStatus.FAILED.value, OutcomeStatus.UNPROCESSED.value})
 _PAGE = 1000  # records per page of the new batch
@@ -50,6 +55,29 @@ def check_retryable(batch: Batch, batch_type: BatchType, children: int) -> None:
             f"batch {batch.id} {what}: its records cannot be sent again alone; send them in a new batch",
             code="RETRY_NOT_SUPPORTED",
         )
+
+
+def outcomes_text(outcomes: frozenset[str]) -> str:
+    """The outcomes as stored with a retry (batches.retry_outcomes)."""
+    return ",".join(sorted(outcomes))
+
+
+def earlier_retry(batch_id: int, made: list[tuple[int, str | None]], outcomes: frozenset[str]) -> int | None:
+    """The id of the retry of batch `batch_id` (of those `made`: id, outcomes text) that took
+    exactly `outcomes`, to answer with; None when no retry took any of them. Conflict
+    (ALREADY_RETRIED) when one took some of them."""
+    for retry_id, text in made:
+        took = frozenset(text.split(",")) if text else RETRIED
+        if took == outcomes:
+            return retry_id
+        if took & outcomes:
+            names = ", ".join(sorted(took & outcomes))
+            raise Conflict(
+                f"batch {batch_id}'s {names} records were sent again in batch {retry_id}; "
+                f"retry batch {retry_id} instead",
+                code="ALREADY_RETRIED",
+            )
+    return None
 
 
 def copy_records(conn: Connection, original: Batch, retry: Batch, outcomes: frozenset[str]) -> int:

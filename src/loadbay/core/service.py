@@ -589,23 +589,29 @@ class BatchService:
 
     def retry(
         self, account: Account, batch_id: int, outcomes: Collection[str] | None = None, *, submit: bool = True
-    ) -> Batch:
+    ) -> tuple[Batch, bool]:
         """A new batch of the same type, process mode and options, linked by `retry_of`, of
         the records of the account's completed or cancelled batch that ended with one of
         `outcomes` (default: failed and unprocessed), as they were read; submitted unless
-        `submit` is false. Conflict (NOTHING_TO_RETRY) when no record ended so."""
+        `submit` is false; and True. Conflict (NOTHING_TO_RETRY) when no record ended so.
+        The retry made already of the same outcomes, and False, when there is one; Conflict
+        (ALREADY_RETRIED) when an earlier retry took some of them (see core.retries)."""
         wanted = _outcomes(outcomes) if outcomes else retries.RETRIED
         with self.rt.db.write() as conn:
-            original = self._get(conn, account, batch_id)
+            original = self._get(conn, account, batch_id, lock=True)  # (one retry at a time)
             family = len(repo.children(conn, batch_id))
             retries.check_retryable(original, self.rt.types.get(original.type), family)
+            made = retries.earlier_retry(batch_id, repo.retries_of(conn, batch_id), wanted)
+            if made is not None:
+                return self._get(conn, account, made), False
             spec = NewBatch(
                 type=original.type,
                 description=original.description,
                 process=original.process_mode,
                 options=original.options,
             )
-            row = self._batch_row(account, spec, _fingerprint(spec, None, submit)) | {"retry_of": original.id}
+            row = self._batch_row(account, spec, _fingerprint(spec, None, submit))
+            row |= {"retry_of": original.id, "retry_outcomes": retries.outcomes_text(wanted)}
             new_id = repo.insert_batch(conn, row)
             repo.add_event(conn, new_id, Milestone.CREATED, Status.OPEN, f"a retry of batch {original.id}")
             retry = self._get(conn, account, new_id)
@@ -616,7 +622,7 @@ class BatchService:
                 self._submit(conn, self._get(conn, account, new_id))
         if submit:
             self._wake()
-        return self.get(account, new_id)
+        return self.get(account, new_id), True
 
     def clear(self, account: Account, batch_id: int) -> Batch:
         """Remove the batch's staged data; it takes no more data afterwards."""

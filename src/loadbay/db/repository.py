@@ -294,6 +294,14 @@ def children(conn: Connection, parent_id: int) -> list[Batch]:
     return [_batch(row) for row in conn.execute(query).mappings()]
 
 
+def retries_of(conn: Connection, batch_id: int) -> list[tuple[int, str | None]]:
+    """(id, outcomes taken: comma-separated, or None for a retry made before they were kept)
+    of each retry of the batch, oldest first."""
+    c = batches.c
+    query = select(c.id, c.retry_outcomes).where(c.retry_of == batch_id).order_by(c.id)
+    return [(row.id, row.retry_outcomes) for row in conn.execute(query)]
+
+
 def update_batch(conn: Connection, batch_id: int, **values: Any) -> None:
     if "warnings" in values:
         values["warnings"] = json.dumps(values["warnings"])

@@ -153,6 +153,7 @@ batches = Table(
     Column("failed_attempts", Integer, nullable=False, server_default="0"),
     Column("origin", String(20)),  # the API that created it: "api" or a profile's name
     Column("retry_of", Id, ForeignKey("batches.id")),  # the batch whose refused records it retries
+    Column("retry_outcomes", String(100)),  # the outcomes it took of them, comma-separated, sorted
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -165,6 +166,7 @@ batches = Table(
     Index(None, "account_id", "id"),
     Index(None, "status", "submitted_at"),
     Index(None, "parent_id"),
+    Index(None, "retry_of"),
     Index(None, "results_at", "finished_at"),
     Index(None, "files_removed_at", "finished_at"),
 )
