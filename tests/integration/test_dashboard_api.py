@@ -177,12 +177,25 @@ def test_errors_are_grouped_by_code_and_field_with_examples(server: Server, key:
     ]
 
 
+def test_the_errors_of_groups_past_the_fifty_listed_are_counted(server: Server, key: str) -> None:
+    """52 groups (an unknown field each): 50 listed, and the 2 errors of the others counted in
+    `not_listed` (they were left out without a word: 50 groups summing to 50 of 52)."""
+    items = [{"id": f"G{i}", f"bogus_{i:02}": 1} for i in range(52)]
+    with server.client(key) as client:
+        made = client.post("/v1/batches", json={"type": "catalog.user1", "items": items, "submit": True})
+        batch = wait_final(client, made.json()["id"])
+        summary = client.get(f"/v1/batches/{batch['id']}/errors/summary").json()
+    assert (summary["total"], len(summary["groups"]), summary["not_listed"]) == (52, 50, 2)
+    assert {g["code"] for g in summary["groups"]} == {"UNKNOWN_FIELD"}
+
+
 def test_a_clean_batch_has_an_empty_summary_and_others_see_none(
     server: Server, key: str, other_key: str
 ) -> None:
     with server.client(key) as client:
         batch = _run(client, "customer_number,name\nK1,One\n")
-        assert client.get(f"/v1/batches/{batch['id']}/errors/summary").json() == {"total": 0, "groups": []}
+        summary = client.get(f"/v1/batches/{batch['id']}/errors/summary").json()
+        assert summary == {"total": 0, "groups": [], "not_listed": 0}
     with server.client(other_key) as other:
         _problem(other.get(f"/v1/batches/{batch['id']}/errors/summary"), 404, "NOT_FOUND")
 

@@ -434,7 +434,8 @@ def error_summary(batch_id: int, service: Service, account: Caller) -> ErrorSumm
     """Record errors counted by code and field, the largest groups first (at most 50), each
     with its first three errors and the values they refused."""
     total, groups = service.error_summary(account, batch_id)
-    return ErrorSummaryOut(total=total, groups=[ErrorGroupOut.of(g) for g in groups])
+    listed = [ErrorGroupOut.of(g) for g in groups]
+    return ErrorSummaryOut(total=total, groups=listed, not_listed=total - sum(g.count for g in listed))
 
 
 @router.get(

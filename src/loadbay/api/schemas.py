@@ -275,6 +275,9 @@ class ErrorGroupOut(BaseModel):
 class ErrorSummaryOut(BaseModel):
     total: int = Field(description="Record errors in all (a record refused on two fields has two)")
     groups: list[ErrorGroupOut] = Field(description="Errors by code and field, the largest groups first")
+    not_listed: int = Field(
+        description="Record errors in the groups past those listed (50 at most): `GET …/errors` has them"
+    )
 
 
 class AccountOut(BaseModel):
