@@ -206,7 +206,7 @@ def serve(
     _start_logging(settings)
     base_url = settings.base_url(host, port)
     count = _default_worker_processes() if workers is None else workers
-    processes = WorkerProcesses(count, data_dir=data_dir, base_url=base_url)
+    processes = WorkerProcesses(count, data_dir=data_dir, base_url=base_url, metrics_host=host)
     application = create_app(settings, workers=worker_threads, base_url=base_url, processes=processes)
     if demo:
         _print_demo_key(application.state.service, settings, host, port)
@@ -253,7 +253,7 @@ def worker(
     pool = WorkerPool(rt, concurrency, kind="worker")
     fewer_collections()
     if settings.worker_metrics_port:
-        serve_process_metrics(settings.worker_metrics_port)
+        serve_process_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stop.set())
     pool.start()
@@ -837,13 +837,16 @@ def _error_groups(summary: dict[str, Any], batch_id: int, as_json: bool) -> None
         console.print(f"batch {batch_id} has no record errors")
         return
     title = f"{summary['total']} record error" + ("s" if summary["total"] != 1 else "")
-    table = Table("code", "field", "records", "for example", title=title)
+    table = Table("code", "field", "errors", "for example", title=title)
     for group in summary["groups"]:
         examples = "\n".join(_example(e) for e in group["examples"])
         table.add_row(
             escape(group["code"]), escape(group["field"] or ""), str(group["count"]), escape(examples)
         )
     out.print(table)
+    if summary.get("not_listed"):  # (an older server has no such field)
+        count = summary["not_listed"]
+        console.print(f"{count} more error{'s' if count != 1 else ''} in groups not listed here")
     console.print(f"each one: loadbay errors {batch_id} --list [--code CODE] [--field FIELD]")
 
 

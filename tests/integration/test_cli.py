@@ -368,6 +368,18 @@ def test_errors_grouped_and_listed(server: Server, key: str, tmp_path: Path) -> 
     assert not list(tmp_path.glob("*.part"))
 
 
+def test_errors_of_groups_past_those_listed_are_counted(server: Server, key: str, tmp_path: Path) -> None:
+    """52 groups (an unknown field each): the table lists 50 and says so of the 2 others (it
+    titled "52 record errors" over rows summing to 50, without a word)."""
+    source = tmp_path / "items.jsonl"
+    source.write_text("".join(json.dumps({"id": f"G{i}", f"bogus_{i:02}": 1}) + "\n" for i in range(52)))
+    number = batch_id(loadbay(server, key, "push", str(source), "--type", "catalog.user1", "--wait"))
+    grouped = loadbay(server, key, "errors", str(number))
+    assert grouped.returncode == 0, grouped.stderr
+    assert "2 more errors in groups not listed here" in grouped.stderr
+    assert len(re.findall(r"UNKNOWN_FIELD", grouped.stdout)) == 50
+
+
 def test_two_phase_process_cancel_and_watch(server: Server, key: str, tmp_path: Path) -> None:
     source = tmp_path / "c.csv"
     source.write_text(HEADER + "C1,Ada,ada@example.com\nC2,Bob,bad\n")
