@@ -3,10 +3,11 @@ its child batches and its parent, and which API created it (as far as anything t
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.browser.pages import sign_in
 from tests.support.pdfs import pdf
@@ -238,3 +239,33 @@ def test_a_long_refused_value_shows_its_start_and_the_whole_on_request(
     expect(emails.nth(0)).to_contain_text("(400,000 characters: hide)")
     assert whole.evaluate("e => e.getBoundingClientRect().height") < 300  # it scrolls
     assert page.evaluate("document.documentElement.scrollHeight") < 3500
+
+
+def test_errors_in_groups_not_listed_are_counted(page: Page, dashboard: Server, key: str) -> None:
+    """The error summary lists the largest 50 groups; `not_listed` counts the errors of the
+    others. It is added to the server's answer here (a server without it: the page works from
+    the total, and says nothing when every group is listed)."""
+    rows = "".join(f"L{i},Name {i},bad-{i}\n" for i in range(3))
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+        client.put(
+            f"/v1/batches/{made['id']}/data", content="customer_number,name,email\n" + rows, headers=CSV
+        )
+        client.post(f"/v1/batches/{made['id']}/submit")
+        wait_final(client, made["id"])
+    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    expect(page.locator("#errors tbody tr")).to_have_count(3)
+    expect(page.locator("#groups-more")).to_be_hidden()
+    expect(page.locator("#problems-hint")).to_contain_text("3 errors in 1 group,")
+
+    def with_more(route: Route) -> None:
+        response = route.fetch()
+        summary = response.json() | {"total": 10, "not_listed": 7}
+        route.fulfill(response=response, body=json.dumps(summary))
+
+    page.route(f"**/v1/batches/{made['id']}/errors/summary", with_more)
+    page.reload()
+    expect(page.locator("#groups-more")).to_have_text(
+        "7 more errors in other groups, not listed here: every error is in the table below."
+    )
+    expect(page.locator("#problems-hint")).to_contain_text("10 errors in the 1 largest group and others,")

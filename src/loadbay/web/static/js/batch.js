@@ -632,11 +632,15 @@ async function loadSummary() {
   const { body: summary } = await api(`${base}/errors/summary`);
   state.groups = new Map(summary.groups.map((group) => [groupKey(group), group]));
   updateRows($("#groups tbody"), summary.groups.map(groupRow)); // in place: a focused button stays focused
+  // The errors of the groups past those listed (the API lists the largest 50): not_listed, where
+  // the server says (an older one does not), else what the listed groups leave of the total.
   const shown = summary.groups.reduce((n, g) => n + g.count, 0);
-  const more = summary.total > shown ? ` The ${count(summary.total - shown)} errors of smaller groups are in the table below.` : "";
+  const notListed = typeof summary.not_listed === "number" ? summary.not_listed : Math.max(0, summary.total - shown);
+  $("#groups-more").textContent = notListed ? `${plural(notListed, "more error")} in other groups, not listed here: every error is in the table below.` : "";
+  show($("#groups-more"), notListed > 0);
+  const groups = notListed ? `the ${plural(summary.groups.length, "largest group")} and others` : plural(summary.groups.length, "group");
   $("#problems-hint").textContent =
-    `${plural(summary.total, "error")} in ${plural(summary.groups.length, "group")}, by code and field, the largest first. A record refused on two fields counts in both. Records are numbered from 1 in the order of the file (a CSV's header row is not counted).` +
-    more;
+    `${plural(summary.total, "error")} in ${groups}, by code and field, the largest first. A record refused on two fields counts in both. Records are numbered from 1 in the order of the file (a CSV's header row is not counted).`;
   return summary.total;
 }
 
