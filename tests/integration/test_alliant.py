@@ -478,6 +478,40 @@ def test_the_same_id_twice_is_a_duplicate(client: httpx.Client, p: str) -> None:
     assert errors_by_item(processed(client, batch_id)) == {p + "A": [("DUPLICATE_KEY", "id")]}
 
 
+def test_items_are_stored_as_sent_and_a_flag_is_true_or_false(
+    server: Server, client: httpx.Client, p: str
+) -> None:
+    """ "ipRightsBearingFlag": "yes" was stored as true, and the id " v0 " as "v0" (so that it
+    collided with "v0" as DUPLICATE_KEY). A flag is JSON's true or false (or that text, as a CSV
+    cell holds it); an id, and every text of the item, is kept as sent."""
+    items = [
+        {"id": f" {p}v0 ", "description": "  spaced  ", "parentReference": {"id": p + "v0"}},
+        {"id": p + "v0"},
+        {"id": p + "yes", "ipRightsBearingFlag": "yes"},
+        {"id": p + "one", "royaltyBearingFlag": 1},
+        {"id": p + "text", "ipRightsBearingFlag": "False", "royaltyBearingFlag": True},
+        {"id": "   "},
+    ]
+    batch_id = create(client, pageSize=len(items), totalItems=len(items))
+    ok(page(client, batch_id, 0, items))
+    ok(submit(client, batch_id))
+    done = processed(client, batch_id)
+    assert [(e["index"], e["code"], e["field"], e["message"]) for e in done["errors"]] == [
+        (0, "UNKNOWN_PARENT", "parentReference.id", done["errors"][0]["message"]),
+        (2, "INVALID_VALUE", "ipRightsBearingFlag", 'ipRightsBearingFlag: must be true or false, not "yes"'),
+        (3, "INVALID_VALUE", "royaltyBearingFlag", "royaltyBearingFlag: must be true or false, not 1"),
+        (5, "INVALID_VALUE", "id", "id: must not be white space alone"),
+    ]
+    assert stored(server, 1, p + "v0") is not None and stored(server, 1, p + "yes") is None
+    text = stored(server, 1, p + "text")
+    assert text is not None and json.loads(text["data"])["ipRightsBearingFlag"] is False
+    # " v0 " is its own item, stored as sent (its parent "v0" comes later: refused for that alone)
+    again = create(client, submit=True, items=[{"id": f" {p}v0 ", "description": "  spaced  "}], totalItems=1)
+    assert processed(client, again)["errors"] == []
+    spaced = stored(server, 1, f" {p}v0 ")
+    assert spaced is not None and spaced["description"] == "  spaced  "
+
+
 # status codes, each with its envelope -----------------------------------------------------------
 
 

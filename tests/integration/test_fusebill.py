@@ -592,6 +592,23 @@ def test_a_number_too_large_for_a_float_is_400(server: Server, key: str, number:
     assert jobs[0][0] == 0
 
 
+def test_reference_and_file_name_are_kept_as_sent(server: Server, key: str) -> None:
+    """`"reference": 0` and `"fileName": ""` became the defaults (`str(value or default)`), and
+    `"fileName": false` too: a number is kept as its text, as Json.NET reads it into a string,
+    text as sent; a boolean is refused, naming the field."""
+    ids = seed_ledger(server, key, "N")
+    with fusebill(server, key) as client:
+        refused = client.post(API, json={"accountUploadType": "BulkWriteOff", "data": [1], "fileName": False})
+        body = {"accountUploadType": "BulkWriteOff", "data": [ids["N1"]], "reference": 0, "fileName": ""}
+        job = client.post(API, json=body).json()
+        client.post(f"{API}/{job['id']}/Cancel").raise_for_status()
+    assert refused.status_code == 400
+    assert refused.json()["Errors"] == [
+        {"Key": "Api Error", "Value": "fileName must be text, not a boolean."}
+    ]
+    assert (job["reference"], job["fileName"]) == ("0", "")
+
+
 def test_another_accounts_job_is_not_found(server: Server, key: str) -> None:
     ids = seed_ledger(server, key, "X")
     other = server.account("someone-else")

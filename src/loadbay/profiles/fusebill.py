@@ -159,17 +159,24 @@ def _named(body: Any, names: tuple[str, ...]) -> Any:
 
 
 def _text(body: dict[str, Any], name: str, default: str) -> str:
-    """The body's text field `name` (`default` when it is left out or empty); a number or
-    boolean is taken as its text (as Json.NET reads one into a string), an array or object is
-    refused, and so is text that cannot be stored (a NUL, an unpaired surrogate)."""
+    """The body's text field `name` as sent (`default` when it is left out or null); a number is
+    taken as its JSON text (`"reference": 0` is "0"), as Json.NET reads one into a string; a
+    boolean, an array or an object is refused, and so is text that cannot be stored (a NUL, an
+    unpaired surrogate)."""
     value = body.get(name)
-    if isinstance(value, list | dict):
-        shape = "an array" if isinstance(value, list) else "an object"
-        raise FusebillError(400, f"{name} must be text, not {shape}.")
-    text = str(value or default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise FusebillError(400, f"{name} must be text, not {_kind(value)}.")
+    text = value if isinstance(value, str) else json.dumps(value)
     if (found := unstorable(text)) is not None:
         raise FusebillError(400, f"{name} must not hold {found}.")
     return text
+
+
+def _kind(value: bool | list[Any] | dict[str, Any]) -> str:
+    """What a JSON value that is no text is, for a message."""
+    return "a boolean" if isinstance(value, bool) else "an array" if isinstance(value, list) else "an object"
 
 
 def _job_items(body: Any) -> tuple[str, list[dict[str, Any]]]:

@@ -32,6 +32,7 @@ from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -149,7 +150,29 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def _flag(value: Any) -> Any:
+    """A flag: JSON's true or false, or that text in any letter case (a CSV cell, a result file
+    sent again; Json.NET reads it so too). pydantic's bool also takes "yes", "on", "1", 1 or
+    "t", and would store true for them, which the client never sent."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if not isinstance(value, bool):
+        shown = json.dumps(value, default=str)
+        raise PydanticCustomError(
+            "INVALID_VALUE", "must be true or false, not {value}", {"value": shown[:40]}
+        )
+    return value
+
+
+def _some_text(value: str) -> str:
+    """An id of white space alone is no id (an id is kept as sent, its white space with it)."""
+    if not value.strip():
+        raise PydanticCustomError("INVALID_VALUE", "must not be white space alone")
+    return value
+
+
 Range = Annotated[str, AfterValidator(_range)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
 Number = Annotated[Decimal, Field(max_digits=28), PlainSerializer(json_number, when_used="json")]
 FreeValue = Annotated[Any, AfterValidator(_shallow)]
 
@@ -164,7 +187,6 @@ class _Part(BaseModel):
         alias_generator=to_camel,
         extra="forbid",
         coerce_numbers_to_str=True,
-        str_strip_whitespace=True,
         json_schema_extra={"patternProperties": {"^ud": {}}},
     )
     free_prefixes: ClassVar[tuple[tuple[str, str], ...]] = (("ud", _UD),)
@@ -315,10 +337,10 @@ class Item(_Part):
     admin_class_reference: Reference | None = None
     comment: str | None = None
     description: str | None = Field(default=None, max_length=500)
-    id: str = Field(min_length=1, max_length=50)
-    ip_rights_bearing_flag: bool | None = None
+    id: Annotated[str, AfterValidator(_some_text)] = Field(min_length=1, max_length=50)
+    ip_rights_bearing_flag: Flag | None = None
     parent_reference: Reference | None = None
-    royalty_bearing_flag: bool | None = None
+    royalty_bearing_flag: Flag | None = None
     lookups: SkipJsonSchema[dict[str, UdLookup]] = Field(default_factory=dict, alias=_LOOKUPS)
     bom_headers: list[BomHeader] = Field(default_factory=list)
 
