@@ -10,12 +10,13 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.support.servers import Server, free_port, start_server, start_worker, wait_final
+from tests.support.servers import Server, _env, free_port, start_server, start_worker, wait_final
 
 CUSTOMERS = "customer_number,name,email\nM1,Ann,ann@example.com\nM2,Bob,not-an-email\nM3,Cy,\n"
 FAST_HEARTBEAT = {"LOADBAY_HEARTBEAT_SECONDS": "0.3"}
@@ -207,6 +208,27 @@ def test_worker_metrics_listen_on_loopback_unless_told(database_url: str, tmp_pa
         assert "loadbay_chunk_apply_seconds" in own
     finally:
         server.stop()
+
+
+def test_worker_metrics_listen_on_the_address_serve_and_the_setting_name(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The worker processes of `loadbay serve --host H` serve their own /metrics on H; a
+    `loadbay worker` on LOADBAY_WORKER_METRICS_HOST (127.0.0.2: loopback, nothing opened)."""
+    ports = [free_port() for _ in range(3)]
+    env = _env(database_url, tmp_path, FAST_HEARTBEAT | {"LOADBAY_WORKER_METRICS_PORT": str(ports[0])})
+    args = [sys.executable, "-m", "loadbay", "serve", "--host", "127.0.0.2", "--port", str(ports[2])]
+    with (tmp_path / "serve.log").open("wb") as log:
+        serve = subprocess.Popen([*args, "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    chosen = {"LOADBAY_WORKER_METRICS_PORT": str(ports[1]), "LOADBAY_WORKER_METRICS_HOST": "127.0.0.2"}
+    worker = start_worker(database_url, tmp_path, env=chosen)
+    try:
+        wait_until(lambda: all(listening(port) for port in ports))
+        assert [listening(port) for port in ports] == [{"127.0.0.2"}] * 3
+    finally:
+        for process in (worker, serve):
+            process.terminate()
+            process.wait(30)
 
 
 def listening(port: int) -> set[str]:
