@@ -31,8 +31,11 @@ function query() {
   return query;
 }
 
-function refused(counts) {
-  return counts.invalid + counts.failed + counts.unprocessed;
+/** The records loadbay refused: invalid or failed, and those left unprocessed when a chunk failed
+ *  on every attempt; not those of a batch the person cancelled (they chose to stop it). */
+function refused(batch) {
+  const counts = batch.counts;
+  return counts.invalid + counts.failed + (batch.status === "cancelled" ? 0 : counts.unprocessed);
 }
 
 const SHOWN_WORD = 24; // characters of one word of a job id shown (monospace, so they take one width)
@@ -64,7 +67,7 @@ function jobCell(batch) {
 
 function row(batch) {
   const link = `/batches/${batch.id}`;
-  const bad = refused(batch.counts);
+  const bad = refused(batch);
   const cell = (name, label, ...content) => h("td", { class: `c-${name}`, "data-label": label }, ...content);
   return h(
     "tr",
@@ -115,6 +118,14 @@ async function load() {
   return moving;
 }
 
+/** What in the address the API refused (400), in words. */
+function unusable(error) {
+  if (error.code === "INVALID_STATUS") return `there is no status “${params.get("status")}”.`;
+  if (error.message.startsWith("cursor")) return "its page (cursor) is not one this list made.";
+  if (error.message.startsWith("q")) return `its search is ${count(Array.from(params.get("q") || "").length)} characters long; a search is 200 characters at most.`;
+  return "one of its filters is not one the list knows.";
+}
+
 function pager(next) {
   const older = $("#page-older");
   const newest = $("#page-newest");
@@ -136,6 +147,13 @@ boot(async () => {
       return (await load()) ? 2000 : 10_000;
     } catch (error) {
       const box = $("#list-error");
+      if (error.status === 400) {
+        // An address edited by hand (or kept from elsewhere): say which part, in words, and the way back.
+        box.replaceChildren(`This address asks for something the list cannot show: ${unusable(error)} `, h("a", { href: "/" }, "Show the newest batches"), ".");
+        show(box, true);
+        show($("#batches"), false);
+        return null; // (asking again gets the same answer)
+      }
       box.textContent = `The batches could not be loaded: ${error.message}`;
       show(box, true);
       return error.status === 401 ? null : 5000;
