@@ -84,3 +84,31 @@ def test_a_cancel_says_cancelling_while_it_runs(page: Page, dashboard: Server, k
     expect(page.locator("#status-badge")).to_have_text("Cancelled")
     expect(button).to_be_hidden()
     expect(page.locator("#status-sentence")).to_contain_text("Finished")
+
+
+def test_a_validated_batch_with_no_valid_record_has_nothing_to_process(
+    page: Page, dashboard: Server, key: str
+) -> None:
+    made = _made(dashboard, key, "customer_number,name\nZ1,\nZ2,\n", process="manual")
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        assert wait_final(client, made["id"])["counts"]["valid"] == 0  # (validated: two-phase)
+    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    expect(page.locator("#status-badge")).to_have_text("Validated – waiting for you")
+    expect(page.locator("#callout")).to_contain_text("Nothing to process: all 2 records were refused.")
+    expect(page.locator("#action-process")).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel batch")).to_be_visible()
+
+
+def test_a_slow_server_shows_the_batch_loading(page: Page, dashboard: Server, key: str) -> None:
+    made = _made(dashboard, key, "customer_number,name\nS1,Sue\n")
+
+    def slowly(route: Route) -> None:
+        page.wait_for_timeout(2500)
+        route.continue_()
+
+    page.route(f"**/v1/batches/{made['id']}", slowly)
+    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    loading = page.get_by_role("status").filter(has_text=f"Loading batch {made['id']}…")
+    expect(loading).to_be_visible()
+    expect(page.locator("#status-badge")).to_have_text("Completed, all imported")
+    expect(loading).to_be_hidden()

@@ -118,7 +118,7 @@ function sentence(batch) {
     case "processing":
       return "Importing the valid records.";
     case "validated":
-      return "Checked; nothing is imported until you press Process.";
+      return batch.counts.valid ? "Checked; nothing is imported until you press Process." : "Checked; no record is valid.";
     default:
       return batch.finished_at ? `Finished ${when(batch.finished_at)}${took(batch)}.` : "";
   }
@@ -248,7 +248,13 @@ function calloutContent(batch) {
     }
   } else if (batch.status === "validated") {
     const will = `${plural(c.valid, "record")} will be imported when you press Process`;
-    if (c.invalid === 0) {
+    if (c.valid === 0) {
+      callout(
+        "danger",
+        h("p", {}, h("strong", {}, "Nothing to process: "), `${c.total === 1 ? "the record was" : `all ${plural(c.total, "record")} were`} refused.`),
+        h("p", {}, "Look at the refused records below, fix them in the file, and import it again; cancel this batch (it imports nothing either way)."),
+      );
+    } else if (c.invalid === 0) {
       callout("action", h("p", {}, "Every record is valid: ", h("strong", {}, will), "."), h("p", {}, "Process imports them; Cancel imports nothing."));
     } else {
       callout(
@@ -321,7 +327,7 @@ function calloutContent(batch) {
 function renderActions(batch) {
   $("#confirm-text").textContent = confirmText(batch); // (while the dialog is open too: the numbers move)
   show($("#action-submit"), batch.status === "open");
-  show($("#action-process"), batch.status === "validated" && batch.process === "manual");
+  show($("#action-process"), batch.status === "validated" && batch.process === "manual" && batch.counts.valid > 0);
   show($("#action-cancel"), !FINAL.has(batch.status));
   show($("#action-retry"), resendable(batch));
   const valid = batch.counts.valid;
@@ -856,6 +862,7 @@ async function load() {
   renderDetails(batch);
   const childrenMoving = renderChildren(children.data);
   await renderProblems(batch);
+  show($("#batch-loading"), false);
   show($("#batch"), true);
   show($("#batch-error"), false);
   return MOVING.has(batch.status) || childrenMoving;
@@ -868,6 +875,7 @@ const poll = repeat(async () => {
     const moving = await load();
     return moving ? 1000 : FINAL.has(state.batch.status) ? null : 10_000;
   } catch (error) {
+    show($("#batch-loading"), false);
     const box = $("#batch-error");
     box.textContent = error.status === 404 ? `There is no batch ${id} in this account.` : `The batch could not be loaded: ${error.message}`;
     show(box, true);
