@@ -102,8 +102,9 @@ def xml_bodies(root: str) -> list[Any]:
 @pytest.fixture(scope="module")
 def keys(server: Server) -> list[str]:
     """[0] for the tables, [1] for the jobs the worker validates, [2] for random input, [3] for
-    property names, [4:-1] one per race, [-1] for the batches of types a profile does not serve."""
-    return make_keys(server, "profile-attacks", 5 + len(RACES))
+    property names, [4:-2] one per race, [-2] for eBill's same uploads, [-1] for the batches of
+    types a profile does not serve."""
+    return make_keys(server, "profile-attacks", 6 + len(RACES))
 
 
 @pytest.fixture(scope="module")
@@ -1204,7 +1205,9 @@ def alliant_race(client: httpx.Client) -> tuple[str, str, bytes]:
 
 
 def ebill_race(client: httpx.Client) -> tuple[str, str, bytes]:
-    return "POST", f"{EBILL}?mode=S3FileUpload", upload(jobId="raced")
+    """A BatchInit runs once for its jobId. (The same S3FileUpload again answers the Draft it
+    made: test_ebill_same_uploads_race_to_one_batch_process.)"""
+    return "POST", f"{EBILL}?mode=BatchInit", ebill_xml(jobId="raced", carryForwardInvoices="true")
 
 
 def click2mail_race(client: httpx.Client) -> tuple[str, str, bytes]:
@@ -1252,6 +1255,20 @@ def test_races_have_one_winner(server: Server, keys: list[str], race: str) -> No
     for answer in answers:
         if answer is not winners[0]:
             lost(answer)
+
+
+def test_ebill_same_uploads_race_to_one_batch_process(server: Server, keys: list[str]) -> None:
+    """The same S3FileUpload sent at once: every answer is the one Draft batch process."""
+    key = keys[-2]
+
+    def send(_: int) -> httpx.Response:
+        with server.client(key) as racer:
+            return racer.post(EBILL, params={"mode": "S3FileUpload"}, content=upload(jobId="raced-upload"))
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        answers = list(pool.map(send, range(RACERS)))
+    assert {answer.status_code for answer in answers} == {200}, [answer.text for answer in answers]
+    assert len({parse_xml(answer.content).findtext("id") for answer in answers}) == 1
 
 
 # property names that text cannot hold -------------------------------------------------------

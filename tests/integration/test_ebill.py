@@ -823,6 +823,86 @@ def _finalize(client: httpx.Client, batch_id: str) -> httpx.Response:
     )
 
 
+def message(answer: httpx.Response, status: int, code: str) -> str:
+    assert error(answer, status) == code
+    return parse_xml(answer.content).findtext("errorMessage") or ""
+
+
+def test_the_same_s3_file_upload_again_renews_the_upload_url(client: httpx.Client) -> None:
+    """NO_DATA said to 'ask for a new URL if that one expired', which eBill had no call for:
+    the same S3FileUpload again was 409 JOB_ID_CONFLICT. It now answers the same Draft batch
+    process with a new uploadUrl; another body, or once it is finalized, is still refused,
+    in eBill's words (the native 'job_id … already names batch 5' before)."""
+    body = upload_request("AGAIN", "Customer", "again.csv")
+    first = fields(call(client, "POST", body, "S3FileUpload"))
+    again = fields(call(client, "POST", body, "S3FileUpload"))
+    assert (again["id"], again["status"], again["jobId"]) == (first["id"], "Draft", "AGAIN")
+    assert httpx.put(again["uploadUrl"], content=CUSTOMERS_FILE.encode()).status_code == 200
+    assert len(client.get("/v1/batches").json()["data"]) == 1
+
+    other = client.post(
+        API, params={"mode": "S3FileUpload"}, content=upload_request("AGAIN", "Customer", "x.csv")
+    )
+    said = message(other, 409, "JOB_ID_CONFLICT")
+    assert said.startswith(
+        f"jobId 'AGAIN' already names batch process {first['id']} (jobId 'AGAIN'), made by"
+    )
+    assert "job_id" not in said and f"batch {first['id']}" not in said
+
+    finalize(client, first["id"])
+    assert fields(poll(client, id=first["id"]))["status"] == "Success"
+    finalized = message(
+        client.post(API, params={"mode": "S3FileUpload"}, content=body), 409, "JOB_ID_CONFLICT"
+    )
+    assert "finalized" in finalized and f"batch process {first['id']}" in finalized
+    refused = message(
+        client.post(
+            API, params={"mode": "BatchInit"}, content="<batchProcess><jobId>AGAIN</jobId></batchProcess>"
+        ),
+        409,
+        "JOB_ID_CONFLICT",
+    )
+    assert refused.startswith(
+        f"jobId 'AGAIN' already names batch process {first['id']} (jobId 'AGAIN'), made by"
+    )
+
+
+def test_refusals_name_batch_processes_and_say_what_to_do(client: httpx.Client) -> None:
+    """A line-item file never uploaded is named as the batch process it is (it was 'batch
+    22'), with what an eBill client can do; one sent after its invoice was finalized is 409
+    PARENT_NOT_DRAFT (it was CONFLICT: 'parent batch 3 is completed; children join open
+    batches only')."""
+    invoices = draft(
+        client,
+        upload_request("NAMES_INV", "Invoice", "i.csv"),
+        "invoice_number,customer_number,invoice_date,amount\n",
+    )
+    parent = f"<parentBatchProcess>{invoices['id']}</parentBatchProcess>"
+    body = upload_request("NAMES_ITM", "Invoice Line Item", "l.csv", parent)
+    line_items = fields(call(client, "POST", body, "S3FileUpload"))
+    said = message(_finalize(client, invoices["id"]), 409, "NO_DATA")
+    assert said.startswith(f"batch process {line_items['id']} (jobId 'NAMES_ITM') has no file 'l.csv' yet"), (
+        said
+    )
+    assert f"finalize batch process {invoices['id']} (jobId 'NAMES_INV') again" in said
+    assert "S3FileUpload again (the same jobId and body)" in said
+    assert "submit" not in said and "URL " not in said
+
+    renewed = fields(call(client, "POST", body, "S3FileUpload"))  # as the message says
+    assert renewed["id"] == line_items["id"]
+    put = httpx.put(renewed["uploadUrl"], content=b"invoice_number,line_number,quantity,unit_price\n")
+    assert put.status_code == 200
+    assert fields(finalize(client, invoices["id"]))["status"] == "Queued"
+
+    late = upload_request("NAMES_ITM_2", "Invoice Line Item", "l2.csv", parent)
+    said = message(client.post(API, params={"mode": "S3FileUpload"}, content=late), 409, "PARENT_NOT_DRAFT")
+    assert said.startswith(f"batch process {invoices['id']} (jobId 'NAMES_INV') is "), said
+    assert "Draft" in said and "parent batch" not in said
+    assert [c.findtext("jobId") for c in poll(client, id=invoices["id"]).findall("child/batchProcess")] == [
+        "NAMES_ITM"
+    ]
+
+
 def test_a_key_is_needed(server: Server, client: httpx.Client) -> None:
     with server.client() as anonymous:
         assert error(anonymous.get(API, params={"id": "1"}), 401) == "UNAUTHORIZED"

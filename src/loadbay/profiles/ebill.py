@@ -15,8 +15,10 @@
     GET  /rest/batchProcess?id=N | ?jobId=J     the batch process and its children
     GET  {downloadUrl}                          the result file (no API key)
 
-The eBill `id` is the core batch id and `jobId` its job_id: unique per account, so a
-jobId used before is refused (409) even with the same body. `subOperation` names the
+The eBill `id` is the core batch id and `jobId` its job_id: unique per account. The same
+S3FileUpload again (its jobId and body) answers the batch process it made, while it is
+Draft, with a new uploadUrl (for one that expired); any other use of a jobId used before
+is refused (409), a BatchInit's even with the same body. `subOperation` names the
 batch type (`Customer`, `Invoice`, `Invoice Line Item`, `CreditMemo`, `DebitMemo`, as the
 seed spells the kinds; in any letter case and with or without spaces, so `Credit Memo`
 and `InvoiceLineItem` too), and is answered as the request wrote it (batch option
@@ -47,6 +49,7 @@ state or a used jobId refuses it, 413 a body over the limit):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -381,23 +384,51 @@ def _parent(service: BatchService, account: Account, request: UploadRequest, bat
 
 
 def _create_with_upload(service: BatchService, account: Account, spec: NewBatch, name: str) -> Batch:
-    """A new batch that expects file `name` at an upload URL, made with the URL's checks in
-    one transaction: a URL refused leaves no batch behind."""
+    """A batch process in Draft that expects file `name` at an upload URL, made with the URL's
+    checks in one transaction (a URL refused leaves none behind). The same request again (its
+    jobId and body) answers the batch process it made, while it is Draft, for a new uploadUrl."""
     try:
-        batch, created, _upload = service.create_with_upload(account, spec, name)
-    except Conflict as exc:  # the batch this jobId made before takes no file any more
-        if exc.code != "BATCH_NOT_OPEN" or spec.job_id is None:
-            raise
-        batch, created = _by_job_id(service, account, spec.job_id), False
-    if not created:
-        raise JobIdConflict(f"jobId {spec.job_id!r} is taken by batch process {batch.id}; use a new jobId")
+        batch, _created, _upload = service.create_with_upload(account, spec, name)
+    except JobIdConflict:
+        raise _job_id_taken(service, account, spec, "made by another request") from None
+    except Conflict as exc:
+        raise _upload_refused(service, account, spec, exc) from None
     return batch
 
 
+def _upload_refused(service: BatchService, account: Account, spec: NewBatch, exc: Conflict) -> LoadbayError:
+    """The core's refusal of an S3FileUpload in eBill's words."""
+    if exc.code == "BATCH_NOT_OPEN" and spec.job_id is not None:  # the one this jobId made before
+        return _job_id_taken(service, account, spec, "which was finalized and takes no file any more")
+    if exc.code == Conflict.code and spec.parent_id is not None:  # the parent is not open
+        parent = _by_id(service, account, spec.parent_id)
+        return Conflict(
+            f"{_named(parent)} is {_status(parent)[0]}: line-item files join an invoice batch "
+            "process while it is Draft; send them before its BatchFinalize",
+            code="PARENT_NOT_DRAFT",
+        )
+    return exc
+
+
+def _job_id_taken(service: BatchService, account: Account, spec: NewBatch, how: str) -> JobIdConflict:
+    found = service.list_batches(account, {"job_id": spec.job_id}, None, 1)
+    named = _named(found[0]) if found and found[0].type in _OPERATIONS else "another batch of this account"
+    return JobIdConflict(f"jobId {spec.job_id!r} already names {named}, {how}; use a new jobId")
+
+
+def _named(batch: Batch) -> str:
+    """A batch process as an eBill client knows it."""
+    job_id = f" (jobId {batch.job_id!r})" if batch.job_id is not None else ""
+    return f"batch process {batch.id}{job_id}"
+
+
 def _create(service: BatchService, account: Account, spec: NewBatch, *, submit: bool = False) -> Batch:
-    batch, created = service.create(account, spec, submit=submit)
+    try:
+        batch, created = service.create(account, spec, submit=submit)
+    except JobIdConflict:
+        raise _job_id_taken(service, account, spec, "made by another request") from None
     if not created:
-        raise JobIdConflict(f"jobId {spec.job_id!r} is taken by batch process {batch.id}; use a new jobId")
+        raise _job_id_taken(service, account, spec, "which is not run twice")
     return batch
 
 
@@ -410,7 +441,34 @@ def _finalize(service: BatchService, account: Account, root: Element) -> Element
             f"batch process {batch.id} belongs to batch process {batch.parent_id}; finalize that one",
             code="FINALIZE_PARENT",
         )
-    return _full(service, account, service.submit(account, batch.id))
+    try:
+        submitted = service.submit(account, batch.id)
+    except Conflict as exc:
+        raise _finalize_refused(service, account, batch, exc) from None
+    return _full(service, account, submitted)
+
+
+_NO_FILE = re.compile(r"batch (\d+) has no ")  # the core's NO_DATA / FILE_NOT_UPLOADED message
+
+
+def _finalize_refused(service: BatchService, account: Account, batch: Batch, exc: Conflict) -> LoadbayError:
+    """A file never uploaded, in eBill's words: the batch process (the invoice's, or one of its
+    line-item files) named by id and jobId, and what an eBill client can do about it."""
+    found = _NO_FILE.match(exc.message) if exc.code in ("NO_DATA", "FILE_NOT_UPLOADED") else None
+    if found is None:
+        return exc
+    missing = batch if int(found[1]) == batch.id else _by_id(service, account, int(found[1]))
+    again = (
+        "send its S3FileUpload again (the same jobId and body) for a new one"
+        if missing.job_id is not None
+        else "make a new batch process for the file (it has no jobId to ask again by)"
+    )
+    finalize = "it" if missing.id == batch.id else _named(batch)
+    return Conflict(
+        f"{_named(missing)} has no file {missing.description!r} yet: nothing was PUT to its "
+        f"uploadUrl; PUT the file there and finalize {finalize} again (if the uploadUrl expired, {again})",
+        code=exc.code,
+    )
 
 
 Mode = Callable[[BatchService, Account, Element], Element]
