@@ -459,6 +459,9 @@ PROCESS_IDS = [
     pytest.param(as_json({"id": 2**63}), 404, "was not found", id="2**63"),
     pytest.param(as_json({"id": 2**200}), 404, "was not found", id="2**200"),
     pytest.param(b'{"id": -1}', 404, "was not found", id="negative"),
+    # a number with a zero fraction is the whole number, as Json.NET reads it into a long
+    pytest.param(b'{"id": -1.0}', 404, "was not found", id="negative-zero-fraction"),
+    pytest.param(b'{"id": 1e300}', 404, "was not found", id="1e300"),
     pytest.param(b"{id:0}", 404, "was not found", id="bare-key"),  # the seed's curl sends {id:123456}
 ]
 

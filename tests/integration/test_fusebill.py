@@ -406,9 +406,29 @@ def test_process_takes_the_id_as_a_string_of_digits(server: Server, key: str) ->
         processed = client.post(f"{API}/Process", json={"id": str(job["id"])})
 
     assert refused.status_code == 400, refused.text
-    assert refused.json()["Errors"][0]["Value"] == "id is required and must be a number."
+    assert refused.json()["Errors"][0]["Value"] == "id is required and must be a whole number."
     assert processed.status_code == 200, processed.text
     assert (processed.json()["id"], processed.json()["status"]) == (job["id"], "Processed")
+
+
+def test_process_takes_an_id_with_a_zero_fraction(server: Server, key: str) -> None:
+    """Json.NET reads `3.0` and `3e0` into the long id as it reads `3`: `{"id": 3.0}` was
+    refused, saying the id "must be a number". A fraction is still refused, saying it must be
+    a whole number (Json.NET would round it)."""
+    ids = seed_ledger(server, key, "Z")
+    with fusebill(server, key) as client:
+        job = client.post(API, json={"accountUploadType": "BulkWriteOff", "data": [ids["Z1"]]}).json()
+        poll(client, job["id"], "Validated")
+        fraction = client.post(f"{API}/Process", content=f'{{"id": {job["id"]}.5}}')
+        processed = client.post(f"{API}/Process", content=f'{{"id": {job["id"]}.0}}')
+        again = client.post(f"{API}/Process", content=f'{{"id": {job["id"]}e0}}')
+
+    assert fraction.status_code == 400
+    assert fraction.json()["Errors"][0]["Value"] == "id is required and must be a whole number."
+    assert processed.status_code == 200, processed.text
+    assert (processed.json()["id"], processed.json()["status"]) == (job["id"], "Processed")
+    assert again.status_code == 400  # read as the job's id: the seed's refusal names it
+    assert again.json()["Errors"][0]["Value"].startswith(f"Cannot process Upload {job['id']} that is not")
 
 
 def test_a_wrong_method_is_405_with_every_method_of_the_path(server: Server, key: str) -> None:
@@ -466,6 +486,25 @@ def test_payment_job_applies_good_payments_only(server: Server, key: str) -> Non
         "Q3": Decimal("10.00"),
         "Q4": Decimal("5.00"),
     }
+
+
+def test_a_payment_that_is_not_an_object_says_so(server: Server, key: str) -> None:
+    """A BulkPayment item that is not an object failed with only "amount: Field required"; its
+    record now says the item is not an object."""
+    seed_ledger(server, key, "O")
+    customer = query(server, "SELECT id FROM billing_customers WHERE customer_number = 'OA'")[0][0]
+    data = [5, {"customerId": customer, "amount": 1}, "P-1"]
+    with fusebill(server, key) as client:
+        job = client.post(API, json={"accountUploadType": "BulkPayment", "data": data}).json()
+        poll(client, job["id"], "ValidatedWithErrors")
+        full = client.get(f"{API}/{job['id']}", params={"view": "Full"}).json()
+        client.post(f"{API}/{job['id']}/Cancel").raise_for_status()
+
+    assert [(r["id"], r["status"], r["details"]) for r in full["records"]] == [
+        (1, "FailedValidation", "item 1 is not an object"),
+        (2, "PassedValidation", None),
+        (3, "FailedValidation", "item 3 is not an object"),
+    ]
 
 
 def test_a_boolean_in_data_is_no_id(server: Server, key: str) -> None:

@@ -179,7 +179,7 @@ def _kind(value: bool | list[Any] | dict[str, Any]) -> str:
     return "a boolean" if isinstance(value, bool) else "an array" if isinstance(value, list) else "an object"
 
 
-def _job_items(body: Any) -> tuple[str, list[dict[str, Any]]]:
+def _job_items(body: Any) -> tuple[str, list[Any]]:
     if not isinstance(body, dict):
         raise FusebillError(400, "The request body must be a JSON object.")
     upload_type = body.get("accountUploadType")
@@ -200,9 +200,9 @@ def _write_off_item(value: Any) -> dict[str, Any]:
     return {"invoice_id": value}
 
 
-def _payment_item(value: Any) -> dict[str, Any]:
+def _payment_item(value: Any) -> Any:
     if not isinstance(value, dict):
-        return {"payment": value}  # refused by validation as a record, with its index
+        return value  # refused as a record: "item 2 is not an object" (INVALID_RECORD)
     fields = {name.lower(): column for name, column in _PAYMENT_FIELDS.items()}
     return {fields.get(str(key).lower(), str(key)): item for key, item in value.items()}
 
@@ -244,16 +244,19 @@ def _process_job(service: BatchService, account: Account, body: Any) -> Batch:
 
 
 def _upload_id(value: Any) -> int:
-    """Process's `id`: a number, or a string of ASCII digits (`"6"`), which ASP.NET's model
-    binding reads into a long too; a boolean, a fraction or any other text is refused. A
+    """Process's `id`: a whole number, as Json.NET reads one into a long (`6`, and `6.0` or
+    `6e0` too), or a string of ASCII digits (`"6"`), which ASP.NET's model binding reads so
+    too; a boolean, a fraction (which Json.NET would round) or any other text is refused. A
     number past any id is not found."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, str) and value.isascii() and value.isdigit():
         number = whole_number(value)
         if number is None:
             raise FusebillError(404, f"Upload {_shown(value)} was not found.")
         return number
     if not isinstance(value, int) or isinstance(value, bool):
-        raise FusebillError(400, "id is required and must be a number.")
+        raise FusebillError(400, "id is required and must be a whole number.")
     return value
 
 
