@@ -16,6 +16,18 @@ from tests.support.servers import Server, wait_final
 CSV = {"Content-Type": "text/csv"}
 
 
+def imported(dashboard: Server, key: str, rows: str) -> int:
+    """The id of a billing.customer batch of `rows` (customer_number,name,email), final."""
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=30) as client:
+        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
+        client.put(
+            f"/v1/batches/{made['id']}/data", content="customer_number,name,email\n" + rows, headers=CSV
+        )
+        client.post(f"/v1/batches/{made['id']}/submit")
+        wait_final(client, made["id"])
+    return int(made["id"])
+
+
 def detail(page: Page, term: str) -> Locator:
     """The value of the batch's detail `term`."""
     return page.locator("#details > div", has=page.get_by_text(term, exact=True)).locator("dd")
@@ -112,14 +124,7 @@ def test_the_api_that_created_a_batch(page: Page, dashboard: Server, key: str) -
 
 def test_one_group_of_errors_on_its_own(page: Page, dashboard: Server, key: str) -> None:
     rows = "".join(f"G{i},Name {i},bad-{i}\n" for i in range(6)) + "G6,,g6@example.com\n"
-    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
-        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
-        client.put(
-            f"/v1/batches/{made['id']}/data", content="customer_number,name,email\n" + rows, headers=CSV
-        )
-        client.post(f"/v1/batches/{made['id']}/submit")
-        wait_final(client, made["id"])
-    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    sign_in(page, dashboard, key, f"/batches/{imported(dashboard, key, rows)}")
     expect(page.locator("#errors tbody tr")).to_have_count(7)
     expect(page.get_by_role("button", name="Show all 1 errors REQUIRED on name")).to_have_count(
         0
@@ -214,14 +219,7 @@ def test_a_long_refused_value_shows_its_start_and_the_whole_on_request(
     expanded; the page stays as tall as a page of short values."""
     name, email = "N" * 3000, "e" * 400_000
     rows = f"H1,{name},a@example.com\nH2,Bob,{email}\nH3,Cy,{email}\n"
-    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=30) as client:
-        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
-        client.put(
-            f"/v1/batches/{made['id']}/data", content="customer_number,name,email\n" + rows, headers=CSV
-        )
-        client.post(f"/v1/batches/{made['id']}/submit")
-        wait_final(client, made["id"])
-    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    sign_in(page, dashboard, key, f"/batches/{imported(dashboard, key, rows)}")
     groups = page.locator("#groups tbody tr")  # the largest first
     expect(groups).to_have_count(2)
     names = groups.nth(1).locator(".examples li")
@@ -246,14 +244,8 @@ def test_errors_in_groups_not_listed_are_counted(page: Page, dashboard: Server, 
     others. It is added to the server's answer here (a server without it: the page works from
     the total, and says nothing when every group is listed)."""
     rows = "".join(f"L{i},Name {i},bad-{i}\n" for i in range(3))
-    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
-        made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
-        client.put(
-            f"/v1/batches/{made['id']}/data", content="customer_number,name,email\n" + rows, headers=CSV
-        )
-        client.post(f"/v1/batches/{made['id']}/submit")
-        wait_final(client, made["id"])
-    sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    batch_id = imported(dashboard, key, rows)
+    sign_in(page, dashboard, key, f"/batches/{batch_id}")
     expect(page.locator("#errors tbody tr")).to_have_count(3)
     expect(page.locator("#groups-more")).to_be_hidden()
     expect(page.locator("#problems-hint")).to_contain_text("3 errors in 1 group,")
@@ -263,7 +255,7 @@ def test_errors_in_groups_not_listed_are_counted(page: Page, dashboard: Server, 
         summary = response.json() | {"total": 10, "not_listed": 7}
         route.fulfill(response=response, body=json.dumps(summary))
 
-    page.route(f"**/v1/batches/{made['id']}/errors/summary", with_more)
+    page.route(f"**/v1/batches/{batch_id}/errors/summary", with_more)
     page.reload()
     expect(page.locator("#groups-more")).to_have_text(
         "7 more errors in other groups, not listed here: every error is in the table below."
