@@ -36,7 +36,7 @@ from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from loadbay.domain.text import many
 
@@ -437,12 +437,38 @@ def migrate(url: str) -> None:
     config = alembic_config(url)
     applied: list[str] = []
     config.attributes["on_version_apply"] = partial(_applied, applied)
-    with _alembic_quiet():
+    with _alembic_quiet(), _migrating_alone(url):
         command.upgrade(config, "head")
     if applied:
         log.info(
             "database migrated to revision %s (%s applied)", applied[-1], many(len(applied), "migration")
         )
+
+
+_MIGRATION_LOCK = 0x6C6F6164626179  # PostgreSQL's advisory lock key of a migration ("loadbay")
+
+
+@contextmanager
+def _migrating_alone(url: str) -> Iterator[None]:
+    """One process migrates the database at a time: processes that start together on a new
+    database (serve and a worker) each made the tables, and all but one crashed on what the
+    other had made. SQLite: a `flock` on a file beside the database; PostgreSQL: an advisory
+    lock, held by a connection of its own. The others then find the schema at its head."""
+    if url.startswith("sqlite:///"):
+        with open(f"{url.removeprefix('sqlite:///')}.migrating", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK})")
+            try:
+                yield
+            finally:
+                conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK})")
+    finally:
+        engine.dispose()
 
 
 def _applied(applied: list[str], *, step: MigrationInfo, **_: Any) -> None:
