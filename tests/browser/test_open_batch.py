@@ -26,10 +26,12 @@ def open_batch(dashboard: Server, key: str, **spec: object) -> int:
         return batch_id
 
 
-def add_file(page: Page, file: Path) -> None:
-    """Choose `file` in the batch's Files card and upload it."""
+def add_file(page: Page, file: Path, check: str = "") -> None:
+    """Choose `file` in the batch's Files card and upload it; `check`, what the picker says of
+    the file before it is sent (the picker is emptied once the file is in the batch)."""
     page.locator("#file").set_input_files(file)
     expect(page.locator("#file-chosen")).to_contain_text(file.name)
+    expect(page.locator("#file-check")).to_contain_text(check)
     page.get_by_role("button", name="Upload the file").click()
 
 
@@ -51,8 +53,7 @@ def test_files_added_to_an_open_batch_then_submitted(
     expect(card.get_by_text("No file yet.")).to_be_visible()
     inputs = page.get_by_role("list", name="Files in this batch").get_by_role("listitem")
 
-    add_file(page, first)
-    expect(page.locator("#file-check")).to_contain_text("every required one is there")
+    add_file(page, first, check="every required one is there")
     expect(page.locator("#upload-text")).to_have_text(
         f"first.csv ({first.stat().st_size} B) is in the batch. Add another file, or submit the batch."
     )
