@@ -216,7 +216,7 @@ def _status(service: BatchService, key: str | None, batch_id: int) -> Response:
         503,
         said={
             400: "`INVALID_NAME`: `name` cannot name a file, or a malformed parameter",
-            409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has pages already",
+            409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has pages already, or is a retry (it takes pages)",
         },
     ),
     openapi_extra={"requestBody": _FILE},
@@ -296,7 +296,13 @@ def inputs(batch_id: int, service: Service, account: Caller) -> Page[InputOut]:
     "/batches/{batch_id}/upload-url",
     response_model=UploadUrlOut,
     responses=problem_responses(
-        400, 401, 404, 409, 413, 503, said={409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has pages already"}
+        400,
+        401,
+        404,
+        409,
+        413,
+        503,
+        said={409: f"{_NOT_OPEN}; `MIXED_INPUT`: it has pages already, or is a retry (it takes pages)"},
     ),
 )
 def upload_url(

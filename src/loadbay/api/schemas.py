@@ -303,16 +303,22 @@ class EventOut(BaseModel):
 
 class InputOut(BaseModel):
     name: str = Field(
-        description="The file's name in the batch (`page-000000003` for page 3; `source` for a fetched copy)"
+        description="The file's name in the batch (`page-000000003` for page 3; `source` for a fetched "
+        "copy; `batch-12` for a retry's records, those of batch 12)"
     )
-    kind: Literal["file", "page", "fetched"] = Field(
+    kind: Literal["file", "page", "fetched", "retry"] = Field(
         description='"file": uploaded (directly or at an upload URL); "page": a page of JSON items; '
-        '"fetched": the copy of the batch\'s `source_url`'
+        '"fetched": the copy of the batch\'s `source_url`; "retry": a retry\'s records, read from the '
+        "batch it retries when the retry is validated (before any page added to it)"
     )
     format: str | None = Field(
-        description="How it is read (csv, tsv, jsonl, json, …); null for a file not received"
+        description="How it is read (csv, tsv, jsonl, json, …); null for a file not received and for "
+        "a retry's records"
     )
-    size: int | None = Field(description="Bytes stored (a page: its JSON text); null for a file not received")
+    size: int | None = Field(
+        description="Bytes stored (a page: its JSON text; a retry's records: 0, they stay in the batch "
+        "they come from); null for a file not received"
+    )
     pending: bool = Field(
         description="An upload URL was handed out for this file, loadbay has not received it yet, and "
         "the batch is open: loadbay looks for it when the batch is submitted. On S3 the file goes to "

@@ -509,6 +509,11 @@ def _refuse_mixed(conn: Connection, batch: Batch, kind: str) -> None:
             "so it takes no pages (items)",
             code="MIXED_INPUT",
         )
+    if kind == "file" and batch.retry_of is not None:
+        raise Conflict(
+            f"a retry takes pages (items) after the records of batch {batch.retry_of}, not files",
+            code="MIXED_INPUT",
+        )
     count, _items, files = repo.input_summary(conn, batch.id)
     other = count - files if kind == "file" else files
     if other:

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Dialect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from loadbay.blobs import BlobWriter
-from loadbay.core import metrics, settle, totals, webhooks
+from loadbay.core import metrics, retries, settle, totals, webhooks
 from loadbay.core.columns import ColumnApplied, ColumnChunk, is_column_payload
 from loadbay.core.heartbeat import Heartbeat
 from loadbay.core.intake import FETCHED_NAME, fetched_folder
@@ -474,13 +474,16 @@ def _records(
     blocks: bool = False,
     counted: dict[int, int] | None = None,
 ) -> Iterator[Any]:
-    """Every record of the batch in order: its files, then its pages (with `blocks`, a CSV
-    file's records come a block at a time where they can: see `open_blocks`). `counted`:
-    filled with each file's records (by input id) as it is read to its end."""
+    """Every record of the batch in order: a retry's records, its files, then its pages (with
+    `blocks`, a CSV file's records come a block at a time where they can: see `open_blocks`).
+    `counted`: filled with each file's records (by input id) as it is read to its end."""
     with rt.db.read() as conn:
         inputs = repo.list_inputs(conn, batch.id)
     limit, options = rt.settings.max_record_bytes, ReadOptions.of(batch.options)
     for item in inputs:
+        if item["kind"] == retries.KIND:
+            yield from retries.records(rt.db, batch, columns)
+            continue
         if item["kind"] == "page":
             with rt.db.read() as conn:
                 text = repo.page_items(conn, item["id"])

@@ -604,6 +604,7 @@ class BatchService:
             made = retries.earlier_retry(batch_id, repo.retries_of(conn, batch_id), wanted)
             if made is not None:
                 return self._get(conn, account, made), False
+            retries.check_records(conn, original, wanted)
             spec = NewBatch(
                 type=original.type,
                 description=original.description,
@@ -614,10 +615,7 @@ class BatchService:
             row |= {"retry_of": original.id, "retry_outcomes": retries.outcomes_text(wanted)}
             new_id = repo.insert_batch(conn, row)
             repo.add_event(conn, new_id, Milestone.CREATED, Status.OPEN, f"a retry of batch {original.id}")
-            retry = self._get(conn, account, new_id)
-            if not retries.copy_records(conn, original, retry, wanted):
-                names = ", ".join(sorted(wanted))
-                raise Conflict(f"no record of batch {batch_id} ended {names}", code="NOTHING_TO_RETRY")
+            retries.add_input(conn, new_id, original, wanted)
             if submit:
                 self._submit(conn, self._get(conn, account, new_id))
         if submit:

@@ -56,6 +56,7 @@ __all__ = [
     "mark_ready",
     "open_chunk_ids",
     "chunk_payload",
+    "chunks_without_payload",
     "cancel_chunk",
     "census",
     "stalled_batches",
@@ -466,6 +467,16 @@ def chunk_records(
         .limit(limit)
     )
     return [(row.seq, row.payload, row.outcomes) for row in conn.execute(query)]
+
+
+def chunks_without_payload(conn: Connection, batch_id: int) -> bool:
+    """Whether some of the batch's chunks have lost their staged records."""
+    lost = (
+        select(chunks.c.id)
+        .outerjoin(chunk_payloads, chunk_payloads.c.chunk_id == chunks.c.id)
+        .where(chunks.c.batch_id == batch_id, chunk_payloads.c.chunk_id.is_(None))
+    )
+    return conn.execute(select(lost.exists())).scalar_one()
 
 
 def result_parts(conn: Connection, batch_id: int, after_seq: int, limit: int) -> list[tuple[int, str | None]]:

@@ -358,6 +358,7 @@ def _batch(row: RowMapping) -> Batch:
         results_at=row["results_at"],
         files_removed_at=row["files_removed_at"],
         retry_of=row["retry_of"],
+        retry_outcomes=row["retry_outcomes"],
     )
 
 
@@ -396,12 +397,12 @@ def upsert_input(conn: Connection, batch_id: int, kind: str, name: str, **values
 
 
 def list_inputs(conn: Connection, batch_id: int) -> list[RowMapping]:
-    """The batch's inputs in data order: files by arrival, then pages by number."""
+    """The batch's inputs in data order: a retry's records, files by arrival, then pages by number."""
     columns = [c for c in batch_inputs.c if c.name != "items"]  # a page's items are read one page at a time
     query = select(*columns).where(batch_inputs.c.batch_id == batch_id).order_by(batch_inputs.c.id)
     rows = list(conn.execute(query).mappings())
     pages = sorted((r for r in rows if r["kind"] == "page"), key=lambda r: str(r["name"]))
-    return [r for r in rows if r["kind"] == "file"] + pages
+    return [r for r in rows if r["kind"] == "retry"] + [r for r in rows if r["kind"] == "file"] + pages
 
 
 def page_items(conn: Connection, input_id: int) -> str:

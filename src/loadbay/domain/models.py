@@ -94,6 +94,7 @@ class Batch:
     results_at: datetime | None = None  # its result files are in the blob store (from then)
     files_removed_at: datetime | None = None  # its files were removed: LOADBAY_RETENTION_DAYS ran out
     retry_of: int | None = None  # the batch whose records it sends again (POST /v1/batches/{id}/retry)
+    retry_outcomes: str | None = None  # the outcomes it sends again, comma-separated (None: the default)
 
     @property
     def final(self) -> bool:
@@ -133,10 +134,11 @@ class BatchEvent:
 class BatchInput:
     """One of a batch's inputs as a client may know it (never where it is stored).
 
-    `kind`: "file" (uploaded), "page" (of JSON items) or "fetched" (the copy of its
-    source_url). A file expected at its upload URL and not received has no size, format or
-    received_at; it is `pending` while the batch is open, and not once the batch has left open
-    without it (then it is never received)."""
+    `kind`: "file" (uploaded), "page" (of JSON items), "fetched" (the copy of its
+    source_url) or "retry" (a retry's records, read from the batch it retries). A file
+    expected at its upload URL and not received has no size, format or received_at; it is
+    `pending` while the batch is open, and not once the batch has left open without it (then
+    it is never received)."""
 
     name: str
     kind: str

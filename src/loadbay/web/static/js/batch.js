@@ -389,9 +389,9 @@ function wireActions() {
 // files: an open batch takes more -----------------------------------------------------------
 
 /** Whether files can be added to the batch here: an open batch of a type that takes files, whose
- *  data is neither pages of items nor fetched from a URL. */
+ *  data is neither pages of items (a retry's records are read as items) nor fetched from a URL. */
 function takesFiles(batch) {
-  const pages = state.inputs.some((input) => input.kind === "page");
+  const pages = state.inputs.some((input) => input.kind === "page" || input.kind === "retry");
   return batch.status === "open" && Boolean(catalog[batch.type]) && !batch.source_url && !pages;
 }
 
