@@ -448,8 +448,11 @@ def test_a_redeliver_retries_as_a_new_event_even_during_an_attempt(database_url:
     before: one more attempt, and the delivery failed); and one clicked while an attempt is
     being sent is not undone when that attempt fails (its failure, recorded after, put the
     delivery back on the old window: failed with no attempt after the redeliver)."""
-    env = ENV | {"LOADBAY_WEBHOOK_TIMEOUT": "2", "LOADBAY_WEBHOOK_DISABLE_AFTER": "1000"}
-    api = start_server(database_url, tmp_path / "data", env=env)
+    window = {"LOADBAY_WEBHOOK_RETRY_FOR": "6", "LOADBAY_WEBHOOK_TIMEOUT": "8"}
+    env = ENV | window | {"LOADBAY_WEBHOOK_DISABLE_AFTER": "1000"}
+    # One worker thread: it sends the third attempt and records its failure before it can send
+    # the attempt the redeliver asked for (another would send that one at once).
+    api = start_server(database_url, tmp_path / "data", workers=1, env=env)
     try:
         with receiving() as receiver, api.client(api.account("again")) as client:
             refusing = endpoint(client, receiver.plan(path(), Answer(500)), events=["batch.cancelled"])
@@ -462,7 +465,11 @@ def test_a_redeliver_retries_as_a_new_event_even_during_an_attempt(database_url:
             [again] = finished(client, refusing["id"])
             assert len(again["attempts"]) - before >= 3, again
 
-            slow = endpoint(client, receiver.plan(path(), Answer(500, delay=1.5)), events=["batch.cancelled"])
+            # The third attempt starts 2.3 s or more into the 6 s window, well inside it, and fails
+            # 4.5 s later, past its end; the next ones fail at once, well inside the window a
+            # redeliver starts again.
+            slow_then_fast = [Answer(500, delay=1), Answer(500, delay=1), Answer(500, delay=4.5), Answer(500)]
+            slow = endpoint(client, receiver.plan(path(), *slow_then_fast), events=["batch.cancelled"])
             cancelled(client)
 
             def third_attempt_sending() -> dict[str, Any] | None:
