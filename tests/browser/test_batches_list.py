@@ -29,6 +29,21 @@ def test_refused_counts_no_record_the_person_cancelled(page: Page, dashboard: Se
     expect(row.locator(".c-refused")).to_have_text("1")
 
 
+def test_a_batch_waiting_for_process_shows_nothing_imported(page: Page, dashboard: Server, key: str) -> None:
+    """Before, its bar was two fifths full, "2 of 5 records": the refused records counted as done."""
+    items = [{"customer_number": f"W{n}", "name": "" if n < 2 else "Wyn"} for n in range(5)]
+    with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
+        made = client.post(
+            "/v1/batches",
+            json={"type": "billing.customer", "process": "manual", "submit": True, "items": items},
+        ).json()
+        assert wait_final(client, made["id"])["counts"]["invalid"] == 2
+    sign_in(page, dashboard, key)
+    row = page.locator(f"#batches tr[data-id='{made['id']}']")
+    expect(row.locator(".cell-progress")).to_have_text("5 records checked, none imported yet")
+    expect(row.locator("progress")).to_have_js_property("value", 0)
+
+
 def test_created_reads_on_one_line(page: Page, dashboard: Server, key: str) -> None:
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
         client.post("/v1/batches", json={"type": "billing.customer", "description": "x" * 300})

@@ -107,8 +107,10 @@ export function badge(batch) {
 export function progressBar(batch, label) {
   const p = batch.progress;
   const bar = h("progress", { max: 1, "aria-label": label || `Batch ${batch.id} progress` });
-  // A cancelled batch's records all have an outcome: its bar shows the share imported.
+  // A cancelled batch's records all have an outcome: its bar shows the share imported. A
+  // validated one waits for Process: nothing is imported yet, though its refused records are done.
   if (batch.status === "cancelled") bar.value = p.total ? batch.counts.succeeded / p.total : 0;
+  else if (batch.status === "validated") bar.value = 0;
   else if (p.fraction !== null && batch.status !== "open") bar.value = p.fraction;
   else if (!MOVING.has(batch.status)) bar.value = 0;
   // else: no value, an indeterminate bar (the total is not known yet)
@@ -120,6 +122,7 @@ export function progressText(batch) {
   if (batch.status === "error" || batch.status === "cleared") return "";
   if (batch.status === "open") return p.total !== null ? `${plural(p.total, "record")} received` : "";
   if (batch.status === "cancelled" && p.total !== null) return `${count(batch.counts.succeeded)} of ${plural(p.total, "record")} imported`;
+  if (batch.status === "validated" && p.total !== null) return `${plural(p.total, "record")} checked, none imported yet`;
   if (p.total === null) {
     if (batch.status === "validating") return `${plural(batch.counts.total, "record")} read so far`;
     return "";
