@@ -82,3 +82,12 @@ def test_later_duplicates_are_marked_within_and_across_chunks() -> None:
         None,
     ]
     assert marked[2].errors[0].field == "customer_number" and marked[2].data is None
+
+
+def test_a_long_refused_value_is_shortened_in_its_message() -> None:
+    """Before, the message repeated the whole value, in every error list and result row."""
+    value = "@" + "a" * 299
+    _data, (error,) = customer.validate({"customer_number": "C", "name": "x", "email": value})
+    assert error.message == f"email: not an email address: {value[:60]}… (300 characters)"
+    _data, (short,) = customer.validate({"customer_number": "C", "name": "x", "email": "nope"})
+    assert short.message == "email: not an email address: nope"

@@ -348,8 +348,19 @@ def _code(error: ErrorDetails) -> str:
 
 
 def _message(field: str | None, error: ErrorDetails) -> str:
-    msg = error["msg"].removeprefix("Value error, ")
+    msg = _shortened(error["msg"].removeprefix("Value error, "), error.get("ctx", {}).get("value"))
     return f"{field}: {msg}" if field else msg
+
+
+_SHOWN = 60  # characters of a refused value that its error message repeats
+
+
+def _shortened(message: str, value: Any) -> str:
+    """`message` with a long refused `value` in it cut to its first characters: the record's
+    row has it whole, and a message stays short in every list (a value can be a megabyte)."""
+    if not isinstance(value, str) or len(value) <= _SHOWN or value not in message:
+        return message
+    return message.replace(value, f"{value[:_SHOWN]}… ({len(value):,} characters)")
 
 
 class TypeRegistry:
