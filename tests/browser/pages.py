@@ -1,19 +1,20 @@
 """What the browser tests do over and over: sign in, fill the new-import form, read a
-downloaded CSV."""
+downloaded CSV, hold a request on its way to the server."""
 
 from __future__ import annotations
 
 import csv
 import io
 import re
+import time
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.support.servers import Server
 
-__all__ = ["CUSTOMERS", "batch_id", "rows_of", "sign_in", "start_import"]
+__all__ = ["CUSTOMERS", "Held", "batch_id", "rows_of", "sign_in", "start_import"]
 
 CUSTOMERS = (
     "customer_number,name,email,balance\n"
@@ -55,3 +56,36 @@ def start_import(page: Page, file: Path, *, type_: str = "billing.customer", **o
 
 def batch_id(page: Page) -> int:
     return int(page.url.rsplit("/", 1)[1])
+
+
+class Held:
+    """The page's requests to `url`, held on their way to the server until `release()`: what
+    the page shows while such a request is on its way (a "Cancelling…", a "Loading…") lasts
+    until the test has looked at it. (A handler that waits a few seconds instead ends it on its
+    own clock, which a loaded machine can pass before the test looks.)"""
+
+    def __init__(self, page: Page, url: str) -> None:
+        self.page = page
+        self.url = url
+        self.routes: list[Route] = []
+        self.released = False
+        page.route(url, self._hold)
+
+    def _hold(self, route: Route) -> None:
+        if self.released:
+            route.continue_()
+        else:
+            self.routes.append(route)
+
+    def wait(self, timeout: float = 30) -> None:
+        """Until the page has sent a request to `url` (it is held now)."""
+        deadline = time.monotonic() + timeout
+        while not self.routes:
+            assert time.monotonic() < deadline, f"the page sent no request to {self.url} in {timeout} s"
+            self.page.wait_for_timeout(20)  # (the route's handler runs meanwhile)
+
+    def release(self) -> None:
+        """Send the held requests on to the server; later ones go straight there."""
+        self.released = True
+        for route in self.routes:
+            route.continue_()

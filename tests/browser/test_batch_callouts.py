@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from playwright.sync_api import Page, Route, expect
 
-from tests.browser.pages import sign_in
+from tests.browser.pages import Held, sign_in
 from tests.support.servers import Server, wait_final
 
 CSV = {"Content-Type": "text/csv"}
@@ -64,23 +64,22 @@ def test_a_completed_batch_with_records_not_processed_names_them(
 
 
 def test_a_cancel_says_cancelling_while_it_runs(page: Page, dashboard: Server, key: str) -> None:
-    """The cancel is held back 2 s on its way to the server (a cancel of 200,000 records takes
-    about that long): meanwhile the button and the status say it is cancelling."""
+    """The cancel is held on its way to the server (a cancel of 200,000 records takes 2-3 s)
+    until the test has seen the button and the status say it is cancelling; released, the
+    batch is cancelled and they say so no more."""
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
         made = client.post("/v1/batches", json={"type": "billing.customer"}).json()
 
-    def slowly(route: Route) -> None:
-        page.wait_for_timeout(2000)
-        route.continue_()
-
-    page.route(f"**/v1/batches/{made['id']}/cancel", slowly)
+    cancel = Held(page, f"**/v1/batches/{made['id']}/cancel")
     sign_in(page, dashboard, key, f"/batches/{made['id']}")
     page.get_by_role("button", name="Cancel batch").click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel the batch").click()
+    cancel.wait()
     button = page.locator("#action-cancel")
     expect(button).to_have_text("Cancelling…")
     expect(button).to_be_disabled()
     expect(page.locator("#status-sentence")).to_contain_text("Cancelling: stopping the work on the batch")
+    cancel.release()
     expect(page.locator("#status-badge")).to_have_text("Cancelled")
     expect(button).to_be_hidden()
     expect(page.locator("#status-sentence")).to_contain_text("Finished")
@@ -100,15 +99,14 @@ def test_a_validated_batch_with_no_valid_record_has_nothing_to_process(
 
 
 def test_a_slow_server_shows_the_batch_loading(page: Page, dashboard: Server, key: str) -> None:
+    """The batch is held on its way from the server until the test has seen the page say it
+    is loading; released, the batch shows and the loading line goes."""
     made = _made(dashboard, key, "customer_number,name\nS1,Sue\n")
-
-    def slowly(route: Route) -> None:
-        page.wait_for_timeout(2500)
-        route.continue_()
-
-    page.route(f"**/v1/batches/{made['id']}", slowly)
+    batch = Held(page, f"**/v1/batches/{made['id']}")
     sign_in(page, dashboard, key, f"/batches/{made['id']}")
+    batch.wait()  # the page has asked for the batch
     loading = page.get_by_role("status").filter(has_text=f"Loading batch {made['id']}…")
     expect(loading).to_be_visible()
+    batch.release()
     expect(page.locator("#status-badge")).to_have_text("Completed, all imported")
     expect(loading).to_be_hidden()
