@@ -6,10 +6,11 @@ once the file was read through), and say nothing of 'not processed' for records 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.pages import sign_in
 from tests.support.servers import Server
@@ -34,17 +35,38 @@ def _validating(client: httpx.Client, process: str, rows: int = ROWS) -> dict[st
     raise AssertionError(f"batch {made['id']} did not start validating")
 
 
+def _seen_as(page: Page, batch: dict[str, Any]) -> Callable[[], None]:
+    """The page sees the batch as `batch` (the API's answer while the batch was being validated)
+    until the function answered is called: the dialog's numbers would otherwise move with every
+    refresh, and the validation, read through in a few seconds here, can end before the dialog is
+    looked at (the dialog then speaks of a batch read through)."""
+    frozen = [True]
+
+    def answer(route: Route) -> None:
+        if frozen:
+            route.fulfill(json=batch)
+        else:
+            route.continue_()
+
+    page.route(f"**/v1/batches/{batch['id']}", answer)
+    return frozen.clear
+
+
 def test_cancelling_while_validating_says_the_rest_is_never_read(
     page: Page, dashboard: Server, key: str
 ) -> None:
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=60) as client:
         batch = _validating(client, "auto")  # applied as it is staged: the file's records are counted first
         assert batch["progress"]["total"] == ROWS
+    thaw = _seen_as(page, batch)
     sign_in(page, dashboard, key, f"/batches/{batch['id']}")
     page.get_by_role("button", name="Cancel batch").click()
     text = page.locator("#confirm-text")
-    expect(text).to_contain_text(f"of the {ROWS:,} records so far")
+    expect(text).to_contain_text(
+        f"Validation has read {batch['counts']['total']:,} of the {ROWS:,} records so far"
+    )
     expect(text).to_contain_text("are never read: they get no outcome, are not in the result file")
+    thaw()  # the batch as it is, from the cancel on
     page.get_by_role("dialog").get_by_role("button", name="Cancel the batch").click()
     expect(page.locator("#status-badge")).to_have_text("Cancelled")
 
@@ -71,11 +93,16 @@ def test_a_cancel_before_the_file_was_counted_says_the_rest_was_never_read(
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=60) as client:
         batch = _validating(client, "manual", MANUAL_ROWS)
         assert batch["progress"]["total"] is None
+        thaw = _seen_as(page, batch)
         sign_in(page, dashboard, key, f"/batches/{batch['id']}")
         page.get_by_role("button", name="Cancel batch").click()
-        expect(page.locator("#confirm-text")).to_contain_text("records of its data so far")
-        expect(page.locator("#confirm-text")).to_contain_text("the rest is never read")
+        text = page.locator("#confirm-text")
+        expect(text).to_contain_text(
+            f"Validation has read {batch['counts']['total']:,} records of its data so far"
+        )
+        expect(text).to_contain_text("the rest is never read")
         page.get_by_role("dialog").get_by_role("button", name="Keep the batch").click()
+        thaw()
         cancelled = client.post(f"/v1/batches/{batch['id']}/cancel").json()
     read = cancelled["counts"]["total"]
     if read == MANUAL_ROWS:  # (validation finished first, on a fast machine: nothing to check)
