@@ -381,7 +381,7 @@ def test_the_upload_shows_its_progress_and_can_be_stopped_and_sent_again(
     sign_in(page, dashboard, key, "/new")
     network = page.context.new_cdp_session(page)
     network.send("Network.enable")
-    slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 60_000}
+    slow = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 8_000}
     network.send("Network.emulateNetworkConditions", slow)
     page.get_by_label("Kind of records").select_option("billing.customer")
     page.locator("#file").set_input_files(upload)
