@@ -6,6 +6,7 @@
     ├── Unauthorized              no key, or an unknown key
     ├── Conflict                  the request is valid but the batch's state refuses it
     │   ├── InvalidTransition     a lifecycle move the transition table does not allow
+    │   ├── NoData                a submit finds no data (or no file at an upload URL it handed out)
     │   └── JobIdConflict         the same job_id was used with a different body
     ├── InvalidInput              a request parameter or body is wrong
     │   ├── UnknownType           the batch type is not registered
@@ -45,6 +46,7 @@ __all__ = [
     "LoadbayError",
     "MalformedFile",
     "MissingColumn",
+    "NoData",
     "NotFound",
     "PayloadTooLarge",
     "StoreUnavailable",
@@ -100,6 +102,18 @@ class BatchInProgress(Conflict):
 
     def __init__(self, batch_id: int) -> None:
         super().__init__(f"batch {batch_id} is still in progress; a new one waits until it is finished")
+        self.batch_id = batch_id
+
+
+class NoData(Conflict):
+    """The batch has no data to submit yet. Upload a file or send pages, then submit it."""
+
+    code = "NO_DATA"
+
+    def __init__(self, message: str, *, batch_id: int | None, code: str | None = None) -> None:
+        """`batch_id`: the batch with nothing (one of the submitted batch's children, maybe);
+        None when the batch was submitted on create, and so never made."""
+        super().__init__(message, code=code)
         self.batch_id = batch_id
 
 

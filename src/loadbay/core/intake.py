@@ -20,7 +20,14 @@ from loadbay.db import repository as repo
 from loadbay.domain.lifecycle import Milestone, Status
 from loadbay.domain.models import Batch, BatchInput
 from loadbay.domain.text import byte_size, many
-from loadbay.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
+from loadbay.errors import (
+    Conflict,
+    InvalidInput,
+    NoData,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from loadbay.readers import format_for_content_type, unstorable
 
 __all__ = [
@@ -213,9 +220,10 @@ def check_uploads(rt: Runtime, expected: list[RowMapping], received: Mapping[int
         try:
             found[row["id"]] = _stored(rt, row)
         except NotFound:
-            raise Conflict(
+            raise NoData(
                 f"batch {batch_id} has no file {name!r} yet: nothing was uploaded to its upload URL; "
                 "upload it (ask for a new URL if that one expired) and submit again",
+                batch_id=batch_id,
                 code="FILE_NOT_UPLOADED" if received.get(batch_id) else "NO_DATA",
             ) from None
     return found

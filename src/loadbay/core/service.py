@@ -41,6 +41,7 @@ from loadbay.errors import (
     InvalidInput,
     InvalidTransition,
     JobIdConflict,
+    NoData,
     NotFound,
     TestModeMismatch,
     Unauthorized,
@@ -543,7 +544,7 @@ class BatchService:
         intake.require_attachments(batch, batch_type, "it is submitted")
         count, items, files = repo.input_summary(conn, batch.id)
         if files == 0 and items == 0 and batch.source_url is None and not batch_type.generates:
-            raise Conflict(_no_data(batch, count, created), code="NO_DATA")
+            raise NoData(_no_data(batch, count, created), batch_id=None if created else batch.id)
         if batch.total_items is not None and files == 0 and items != batch.total_items:
             made = "; no batch was made" if created else ""
             raise Conflict(

@@ -49,7 +49,6 @@ state or a used jobId refuses it, 413 a body over the limit):
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -72,6 +71,7 @@ from loadbay.errors import (
     InvalidInput,
     JobIdConflict,
     LoadbayError,
+    NoData,
     NotFound,
     UnsupportedMediaType,
 )
@@ -448,16 +448,12 @@ def _finalize(service: BatchService, account: Account, root: Element) -> Element
     return _full(service, account, submitted)
 
 
-_NO_FILE = re.compile(r"batch (\d+) has no ")  # the core's NO_DATA / FILE_NOT_UPLOADED message
-
-
 def _finalize_refused(service: BatchService, account: Account, batch: Batch, exc: Conflict) -> LoadbayError:
     """A file never uploaded, in eBill's words: the batch process (the invoice's, or one of its
     line-item files) named by id and jobId, and what an eBill client can do about it."""
-    found = _NO_FILE.match(exc.message) if exc.code in ("NO_DATA", "FILE_NOT_UPLOADED") else None
-    if found is None:
+    if not isinstance(exc, NoData) or exc.batch_id is None:
         return exc
-    missing = batch if int(found[1]) == batch.id else _by_id(service, account, int(found[1]))
+    missing = batch if exc.batch_id == batch.id else _by_id(service, account, exc.batch_id)
     again = (
         "send its S3FileUpload again (the same jobId and body) for a new one"
         if missing.job_id is not None
