@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -483,6 +484,40 @@ def test_a_refused_submit_on_create_names_no_batch(server: Server, key: str) -> 
         "the batch submitted on create has received 1 of its 2 items; no batch was made"
     )
     assert f"batch {made['id']}" not in empty["detail"] + incomplete["detail"]
+
+
+def test_a_create_refused_for_its_type_names_no_batch(server: Server, key: str) -> None:
+    """A create with items, or submitted, whose type refuses them is undone as well; the
+    refusal named the batch it would have been ("batch 151 needs its document (…) before it is
+    submitted; send it first", "batch 152 is a billing.carry_forward batch: …"), an id the next
+    batch made may then get."""
+    mail = {"type": "mail.job"}  # needs its PDF before its data and before its submit
+    carried = {"type": "billing.carry_forward", "options": {"invoices": True}}  # makes its own records
+    job = [{"startingPage": 1, "endingPage": 1}]
+    cases: list[tuple[dict[str, Any], str]] = [
+        (mail | {"submit": True}, "ATTACHMENT_MISSING"),
+        (mail | {"items": job, "submit": True}, "ATTACHMENT_MISSING"),
+        (mail | {"items": job}, "ATTACHMENT_MISSING"),
+        (carried | {"items": [{"customer_number": "C1"}], "submit": True}, "NO_DATA_TAKEN"),
+        (carried | {"items": [{"customer_number": "C1"}]}, "NO_DATA_TAKEN"),
+        (carried | {"upload_url": True}, "NO_DATA_TAKEN"),
+    ]
+    with server.client(key) as client:
+        said = []
+        for body, code in cases:
+            said.append(assert_problem(client.post("/v1/batches", json=body), 409, code)["detail"])
+            assert client.get("/v1/batches").json()["data"] == [], body
+    for detail in said:
+        assert detail.endswith("; no batch was made"), detail
+        assert re.search(r"batch \d", detail) is None, detail
+    assert said[0] == (
+        "a mail.job batch needs its document (the PDF the jobs print from) before it is submitted: "
+        "create it and send its document first; no batch was made"
+    )
+    assert said[3] == (
+        "a billing.carry_forward batch makes its own records and takes no data: create it without "
+        "items or an upload URL; no batch was made"
+    )
 
 
 def test_items_inline_on_create_with_submit(server: Server, key: str) -> None:

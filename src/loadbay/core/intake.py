@@ -168,14 +168,20 @@ def signed_upload(rt: Runtime, batch: Batch, name: str, *, format_by_name: bool 
 
 
 def expect_upload(
-    rt: Runtime, conn: Connection, batch: Batch, name: str, *, format_by_name: bool = False
+    rt: Runtime,
+    conn: Connection,
+    batch: Batch,
+    name: str,
+    *,
+    format_by_name: bool = False,
+    created: bool = False,
 ) -> str:
     """Note that the batch (locked, in `conn`'s write transaction) expects file `name` at an
     upload URL, after every check an upload URL must pass; the file's object key, for
     `sign_upload` once the transaction is committed. The create that asks for a URL runs it
-    in the transaction that creates the batch, so a refused URL leaves no batch behind."""
+    in the transaction that creates the batch (`created`), so a refused URL leaves no batch behind."""
     require_open(batch)
-    require_takes_data(batch, rt.types.get(batch.type))
+    require_takes_data(batch, rt.types.get(batch.type), created=created)
     require_free_name(batch, name)
     key = input_key(batch.id, name)
     fmt = format_for_content_type(None, name) if format_by_name else ""
@@ -368,8 +374,15 @@ def attachments_of(batch: Batch) -> dict[str, Any]:
     return dict(found) if isinstance(found, Mapping) else {}
 
 
-def require_takes_data(batch: Batch, batch_type: BatchType) -> None:
-    """Conflict (NO_DATA_TAKEN) for a batch whose type makes its own records (BatchType.generates)."""
+def require_takes_data(batch: Batch, batch_type: BatchType, *, created: bool = False) -> None:
+    """Conflict (NO_DATA_TAKEN) for a batch whose type makes its own records (BatchType.generates).
+    `created`: the batch is being made, and the refusal undoes that (see `_unmade`)."""
+    if batch_type.generates and created:
+        raise Conflict(
+            f"a {batch_type.name} batch makes its own records and takes no data: create it without "
+            f"items or an upload URL{_UNMADE}",
+            code="NO_DATA_TAKEN",
+        )
     if batch_type.generates:
         raise Conflict(
             f"batch {batch.id} is a {batch_type.name} batch: it makes its own records and takes no data",
@@ -377,15 +390,27 @@ def require_takes_data(batch: Batch, batch_type: BatchType) -> None:
         )
 
 
-def require_attachments(batch: Batch, batch_type: BatchType, before: str) -> None:
-    """Conflict (ATTACHMENT_MISSING) unless the batch has every attachment its type needs."""
+def require_attachments(batch: Batch, batch_type: BatchType, before: str, *, created: bool = False) -> None:
+    """Conflict (ATTACHMENT_MISSING) unless the batch has every attachment its type needs.
+    `created`: the batch is being made, and the refusal undoes that (see `_unmade`)."""
     have = attachments_of(batch)
     for name, what in batch_type.attachments.items():
+        if name not in have and created:
+            raise Conflict(
+                f"a {batch_type.name} batch needs its {name} ({what}) before {before}: create it "
+                f"and send its {name} first{_UNMADE}",
+                code="ATTACHMENT_MISSING",
+            )
         if name not in have:
             raise Conflict(
                 f"batch {batch.id} needs its {name} ({what}) before {before}; send it first",
                 code="ATTACHMENT_MISSING",
             )
+
+
+# A refusal of what a create asks for (its items, its submit, an upload URL) undoes the
+# create: it names no batch, since none was made (the next batch made may get the id).
+_UNMADE = "; no batch was made"
 
 
 class Attachment:

@@ -266,7 +266,8 @@ class BatchService:
             if page[0] is not None or submit:
                 self._fill(conn, self._get(conn, account, batch_id), page, submit)
             if upload is not None:  # the upload URL's checks, in this transaction
-                key = intake.expect_upload(self.rt, conn, self._get(conn, account, batch_id), upload)
+                batch = self._get(conn, account, batch_id)
+                key = intake.expect_upload(self.rt, conn, batch, upload, created=True)
         return batch_id, key
 
     def _batch_row(self, account: Account, spec: NewBatch, fingerprint: str) -> dict[str, Any]:
@@ -281,8 +282,8 @@ class BatchService:
         (a refused page or submit leaves no batch behind)."""
         items, number = page
         if items is not None:
-            intake.require_attachments(batch, self.rt.types.get(batch.type), "its data")
-            intake.require_takes_data(batch, self.rt.types.get(batch.type))
+            intake.require_attachments(batch, self.rt.types.get(batch.type), "its data", created=True)
+            intake.require_takes_data(batch, self.rt.types.get(batch.type), created=True)
             intake.store_page(conn, batch, number, items)
         if submit:
             self._submit_family(conn, batch, created=True)
@@ -541,7 +542,7 @@ class BatchService:
     def _submit(self, conn: Connection, batch: Batch, *, created: bool = False) -> None:
         status = next_status(batch.status, Event.SUBMIT)
         batch_type = self.rt.types.get(batch.type)
-        intake.require_attachments(batch, batch_type, "it is submitted")
+        intake.require_attachments(batch, batch_type, "it is submitted", created=created)
         count, items, files = repo.input_summary(conn, batch.id)
         if files == 0 and items == 0 and batch.source_url is None and not batch_type.generates:
             raise NoData(_no_data(batch, count, created), batch_id=None if created else batch.id)
