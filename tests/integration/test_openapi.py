@@ -144,3 +144,26 @@ def test_docs_pages_load_everything_from_this_server(api: Server, profiles: list
             assert asset.status_code == 200, reference
             if reference.endswith(".css"):
                 assert {u[:5] for u in re.findall(r"url\(\s*[\"']?([^)\"']+)", asset.text)} <= {"data:"}
+
+
+def test_the_submit_says_each_refusal_for_want_of_data(api: Server, document: dict[str, Any]) -> None:
+    """Its 409 said `NO_DATA` meant "nothing uploaded yet": a batch whose pages hold no item
+    (pages sent empty) is refused so too, and a file never sent to an upload URL the batch
+    handed out is `NO_DATA`, or `FILE_NOT_UPLOADED` when the batch has other data."""
+    said = document["paths"]["/v1/batches/{batch_id}/submit"]["post"]["responses"]["409"]["description"]
+    with api.client(api.account("no-data")) as client:
+        empty = client.post("/v1/batches", json={"type": "billing.customer", "items": []}).json()
+        pages = client.post(f"/v1/batches/{empty['id']}/submit").json()
+        awaited = client.post("/v1/batches", json={"type": "billing.customer", "upload_url": True}).json()
+        nothing = client.post(f"/v1/batches/{awaited['id']}/submit").json()
+        sent = client.put(
+            f"/v1/batches/{awaited['id']}/data?name=b.csv",
+            content=b"customer_number,name\nB1,Bee\n",
+            headers={"Content-Type": "text/csv"},
+        )
+        assert sent.status_code == 200, sent.text
+        other = client.post(f"/v1/batches/{awaited['id']}/submit").json()
+    assert (pages["code"], nothing["code"], other["code"]) == ("NO_DATA", "NO_DATA", "FILE_NOT_UPLOADED")
+    assert "pages hold no item" in pages["detail"]
+    assert "`NO_DATA`: the batch has no data: no file, no `source_url`, and no item in its pages" in said
+    assert "or nothing at an upload URL it handed out; `FILE_NOT_UPLOADED`:" in said

@@ -327,8 +327,10 @@ def upload_url(
         409,
         503,
         said={
-            409: f"{_STATE}; `NO_DATA`: nothing uploaded yet; `INCOMPLETE_BATCH`: fewer items than "
-            "`total_items`; `ATTACHMENT_MISSING`"
+            409: f"{_STATE}; `NO_DATA`: the batch has no data: no file, no `source_url`, and no item "
+            "in its pages (pages sent empty hold none), or nothing at an upload URL it handed out; "
+            "`FILE_NOT_UPLOADED`: nothing at an upload URL it handed out, though it has other data; "
+            "`INCOMPLETE_BATCH`: fewer items than `total_items`; `ATTACHMENT_MISSING`"
         },
     ),
 )
