@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -42,6 +43,7 @@ from tests.support.servers import Server, start_server
 ENVELOPE = {"result", "errors", "warnings", "hasErrors", "hasWarnings"}
 FINAL = {"completed", "error", "cleared", "cancelled"}
 SEED_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")  # the seed's createdDateTime, "2022-27-25": a date, no time
+ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 256 * 1024  # the module server's LOADBAY_MAX_BODY_BYTES (a JSON body read whole)
 
 
@@ -510,6 +512,30 @@ def test_items_are_stored_as_sent_and_a_flag_is_true_or_false(
     assert processed(client, again)["errors"] == []
     spaced = stored(server, 1, f" {p}v0 ")
     assert spaced is not None and spaced["description"] == "  spaced  "
+
+
+def test_a_flag_takes_what_the_record_types_page_says(server: Server, client: httpx.Client, p: str) -> None:
+    """docs/record-types.md said a catalog item's flags are JSON booleans; the text "true" or
+    "false", in any letter case, is taken too (catalog.Flag). Each value its flags row names is
+    sent: those before "anything else" are taken, those after refused."""
+    rows = (ROOT / "docs" / "record-types.md").read_text(encoding="utf-8").splitlines()
+    row = next(line for line in rows if line.startswith("| flags"))
+    said_taken, _, said_refused = row.split("|")[2].partition("anything else")
+    taken = [json.loads(value) for value in re.findall(r"`([^`]+)`", said_taken)]
+    refused = [json.loads(value) for value in re.findall(r"`([^`]+)`", said_refused)]
+    assert {True, False} <= set(taken) and any(isinstance(value, str) for value in taken), row
+    assert refused, row
+    items = [{"id": f"{p}{i}", "royaltyBearingFlag": value} for i, value in enumerate(taken + refused)]
+    batch_id = create(client, submit=True, items=items, pageSize=len(items), totalItems=len(items))
+    done = processed(client, batch_id)
+    assert [(e["index"], e["code"], e["field"]) for e in done["errors"]] == [
+        (i, "INVALID_VALUE", "royaltyBearingFlag") for i in range(len(taken), len(items))
+    ]
+    for i, value in enumerate(taken):
+        item = stored(server, 1, f"{p}{i}")
+        assert item is not None and json.loads(item["data"])["royaltyBearingFlag"] is (
+            value if isinstance(value, bool) else value.lower() == "true"
+        ), value
 
 
 # status codes, each with its envelope -----------------------------------------------------------
