@@ -115,9 +115,7 @@ def check_records(conn: Connection, original: Batch, outcomes: frozenset[str]) -
 def add_input(conn: Connection, retry_id: int, original: Batch, outcomes: frozenset[str]) -> None:
     """Give the new retry its input: the `count` records of `original` that ended in `outcomes`."""
     records = count(original, outcomes)
-    repo.upsert_input(
-        conn, retry_id, KIND, input_name(original.id), format="", item_count=records, size=0
-    )
+    repo.upsert_input(conn, retry_id, KIND, input_name(original.id), format="", item_count=records, size=0)
 
 
 KIND = "retry"  # the kind of a retry's input (batch_inputs.kind)
