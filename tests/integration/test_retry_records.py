@@ -104,6 +104,19 @@ def test_a_retry_of_invalid_records_reads_them_as_they_were_sent(client: httpx.C
     ]
 
 
+def test_an_automatic_retry_reads_its_records_like_any_batch(client: httpx.Client) -> None:
+    """billing.customer applies while it is validated, so an automatic batch reads its files
+    through first: that took the retry's records for a file (an error after three attempts)."""
+    p = uuid.uuid4().hex[:6]
+    items = [{"customer_number": f"{p}-{i}", "name": "" if i < 2 else "Ann"} for i in range(5)]
+    body = {"type": "billing.customer", "submit": True, "items": items}
+    original = wait_final(client, client.post("/v1/batches", json=body).json()["id"])
+    assert (original["process"], original["counts"]["invalid"]) == ("auto", 2)
+    retry = client.post(f"/v1/batches/{original['id']}/retry", json={"outcomes": ["invalid"]}).json()
+    done = wait_final(client, retry["id"])
+    assert (done["status"], done["counts"]["total"], done["counts"]["invalid"]) == ("completed", 2, 2), done
+
+
 def drop_staged_records(server: Server, batch_id: int) -> None:
     """What the database would hold had the batch's staged records been lost."""
     url = server.env["LOADBAY_DATABASE_URL"].replace("postgresql://", "postgresql+psycopg://", 1)

@@ -218,7 +218,9 @@ def _stage_all(rt: Runtime, claim: queue.ValidationClaim, batch: Batch, resume: 
         records = _generated(rt, batch, batch_type)
     else:
         blocks = batch_type.column_plans is not None
-        records = _records(rt, batch, batch_type.columns(), warnings, blocks=blocks, counted=staged.counted)
+        records = batch_records(
+            rt, batch, batch_type.columns(), warnings, blocks=blocks, counted=staged.counted
+        )
     seq, first = resume
     early = staged.early = batch.apply_early or applies_early(batch, batch_type)
     if early:
@@ -337,7 +339,7 @@ def _keep_shares(
 ) -> int:
     """Keep one child's shares, a thousand per transaction; how many it had."""
     count = 0
-    shares = totals.shares(child_type, _records(rt, child, child_type.columns(), []))
+    shares = totals.shares(child_type, batch_records(rt, child, child_type.columns(), []))
     while part := list(islice(shares, 1000)):
         with rt.db.write() as conn:
             _check_lease(conn, claim, rt)
@@ -348,9 +350,10 @@ def _keep_shares(
 
 def _read_through(rt: Runtime, batch: Batch, columns: Columns) -> dict[int, int]:
     """Read the batch's files once, raising what reading them raises; the records of each
-    (by input id). Its pages were counted when they were stored."""
+    (by input id). Its pages were counted when they were stored, a retry's records when it
+    was made."""
     with rt.db.read() as conn:
-        files = [item for item in repo.list_inputs(conn, batch.id) if item["kind"] != "page"]
+        files = [item for item in repo.list_inputs(conn, batch.id) if item["kind"] == "file"]
     counted: dict[int, int] = {}
     limit, options = rt.settings.max_record_bytes, ReadOptions.of(batch.options)
     for item in files:
@@ -465,7 +468,7 @@ def _format_of(content_type: str | None, name: str | None) -> str | None:
         return None
 
 
-def _records(
+def batch_records(
     rt: Runtime,
     batch: Batch,
     columns: Columns,
@@ -760,7 +763,12 @@ def _stop_early(rt: Runtime, conn: Connection, batch: Batch, code: str, message:
     reason = FieldError(code, f"not applied: the batch's validation failed: {message}"[:2000])
     staged = f"{many(batch.counts.total, 'record')} {'was' if batch.counts.total == 1 else 'were'}"
     detail = f"validation failed after {staged} staged: {message}"[:2000]
-    values = {"error_code": code, "error_message": message, "lease_owner": None, "lease_expires_at": None}
+    values: dict[str, Any] = {
+        "error_code": code,
+        "error_message": message,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
     settle.cancel(conn, rt.types.get(batch.type), batch, detail, reason, **values)
 
 
