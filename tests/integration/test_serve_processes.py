@@ -151,6 +151,13 @@ def held_by(server: Server, pid: int) -> list[str]:
     return sorted(kind for (kind,) in server.query(sql, owner=f"%:{pid}:%"))
 
 
+def stopped(pid: int) -> bool:
+    """Whether the process is stopped: a SIGSTOP takes effect a moment after it is sent (the
+    process, running on another CPU, could commit a claim's work meanwhile)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] in "tT"
+
+
 def kill_holding(server: Server, pid: int, kind: str) -> str:
     """SIGKILL the worker process at a moment it holds a claim of that kind (SIGSTOPped first:
     it finishes none meanwhile); wait until another worker has taken its claims over (well
@@ -158,6 +165,7 @@ def kill_holding(server: Server, pid: int, kind: str) -> str:
     deadline = time.monotonic() + 10
     while True:
         os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: stopped(pid), "the worker process to stop", timeout=5)
         held = held_by(server, pid)
         if kind in held:
             break
@@ -173,8 +181,8 @@ def kill_holding(server: Server, pid: int, kind: str) -> str:
 def test_a_dead_worker_process_claims_are_taken_over_at_once(database_url: str, tmp_path: Path) -> None:
     """The server releases the claims of its worker process that died as soon as it sees it
     dead (its heartbeat goes too): the worker started again takes them over at once, not once
-    their lease (a minute here) has run out. Killed while validating, then while applying."""
-    env = ENV | {"LOADBAY_LEASE_SECONDS": "60"}
+    their lease (two minutes here) has run out. Killed while validating, then while applying."""
+    env = ENV | {"LOADBAY_LEASE_SECONDS": "120"}
     server = start_server(database_url, tmp_path / "data", workers=0, processes=1, env=env)
     released = {}
     try:
@@ -185,14 +193,14 @@ def test_a_dead_worker_process_claims_are_taken_over_at_once(database_url: str, 
             released[victim] = kill_holding(server, victim, "validation")
             (victim,) = worker_processes(server, 1)
             released[victim] = kill_holding(server, victim, "chunk")
-            wait_final(client, batch_id, timeout=20)
+            wait_final(client, batch_id, timeout=60)
             took = time.monotonic() - first_killed
             assert_exactly_once(client, batch_id, database_url)
         log = server.log.read_text()
         for pid, counts in released.items():
             assert f"worker pid {pid} is dead; its claims are released: {counts}" in log, log
         assert "Traceback" not in log
-        assert took < 20, took
+        assert took < 60, took  # (half the lease: a loaded machine takes 20 s or more)
     finally:
         server.stop()
 
