@@ -1,7 +1,6 @@
-"""A batch cancelled while it is being validated: the records not read yet are never read, and
-get no outcome. The cancel dialog and the cancelled batch's callout say so, with the numbers
-the API gives (records read: counts.total; the file's records: its inputs' item_count, known
-once the file was read through), and say nothing of 'not processed' for records never read."""
+"""A batch cancelled while it is being validated: the records not read yet are read afterwards,
+unchecked, and end "not processed", as the cancel dialog says; while they are being read the
+page says so and offers no result file; then the cancelled batch's callout counts them."""
 
 from __future__ import annotations
 
@@ -52,7 +51,19 @@ def _seen_as(page: Page, batch: dict[str, Any]) -> Callable[[], None]:
     return frozen.clear
 
 
-def test_cancelling_while_validating_says_the_rest_is_never_read(
+def _when_read(client: httpx.Client, batch_id: int, rows: int) -> dict[str, Any]:
+    """The cancelled batch once every record of its data has its outcome."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}").json()
+        if not batch["unread_pending"]:
+            assert batch["counts"]["total"] == rows, batch
+            return batch
+        time.sleep(0.1)
+    raise AssertionError(f"batch {batch_id}'s unread records were not read")
+
+
+def test_cancelling_while_validating_gives_the_records_not_read_their_outcome(
     page: Page, dashboard: Server, key: str
 ) -> None:
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=60) as client:
@@ -65,51 +76,46 @@ def test_cancelling_while_validating_says_the_rest_is_never_read(
     expect(text).to_contain_text(
         f"Validation has read {batch['counts']['total']:,} of the {ROWS:,} records so far"
     )
-    expect(text).to_contain_text("are never read: they get no outcome, are not in the result file")
+    expect(text).to_contain_text(
+        "every record not imported yet ends as “not processed”, those not read yet too (they are read"
+        " without being checked). They are in the result file, and Send again sends them."
+    )
     thaw()  # the batch as it is, from the cancel on
     page.get_by_role("dialog").get_by_role("button", name="Cancel the batch").click()
     expect(page.locator("#status-badge")).to_have_text("Cancelled")
 
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}) as client:
-        counts = client.get(f"/v1/batches/{batch['id']}").json()["counts"]
-    read = counts["total"]
-    assert 0 < read < ROWS
+        done = _when_read(client, batch["id"], ROWS)
+    counts = done["counts"]
+    assert counts["succeeded"] + counts["unprocessed"] == ROWS and counts["unprocessed"] > 0, counts
     callout = page.locator("#callout")
-    expect(callout).to_contain_text(
-        f"Cancelled while it was being validated: {read:,} of the {ROWS:,} records in its data had been read"
-    )
-    expect(callout).to_contain_text(
-        f"The other {ROWS - read:,} records were never read: they have no outcome, are not in the"
-        " result file, and Send again does not send them."
-    )
-    expect(page.locator("#count-total")).to_have_text(f"{read:,} read")
+    expect(callout).to_contain_text(f"{counts['succeeded']:,} of {ROWS:,} records had been imported")
+    expect(callout).to_contain_text(f"{counts['unprocessed']:,} records were not processed")
+    expect(page.locator("#count-total")).to_have_text(f"{ROWS:,}")
+    expect(page.locator("#downloads")).to_be_visible()
 
 
-def test_a_cancel_before_the_file_was_counted_says_the_rest_was_never_read(
+def test_a_batch_whose_records_not_read_are_being_read_says_so_and_offers_no_file_yet(
     page: Page, dashboard: Server, key: str
 ) -> None:
-    """A two-phase batch is validated without counting its file first: how many records were
-    never read is not known, and the callout says so instead of a number."""
+    """Between the cancel and the end of that reading (seconds here: the page is shown the batch
+    as the API answers it meanwhile), the page says what is happening and has no download."""
     with httpx.Client(base_url=dashboard.url, headers={"X-Api-Key": key}, timeout=60) as client:
         batch = _validating(client, "manual", MANUAL_ROWS)
-        assert batch["progress"]["total"] is None
-        thaw = _seen_as(page, batch)
-        sign_in(page, dashboard, key, f"/batches/{batch['id']}")
-        page.get_by_role("button", name="Cancel batch").click()
-        text = page.locator("#confirm-text")
-        expect(text).to_contain_text(
-            f"Validation has read {batch['counts']['total']:,} records of its data so far"
-        )
-        expect(text).to_contain_text("the rest is never read")
-        page.get_by_role("dialog").get_by_role("button", name="Keep the batch").click()
-        thaw()
+        assert batch["progress"]["total"] is None  # (a two-phase batch's file is not counted first)
         cancelled = client.post(f"/v1/batches/{batch['id']}/cancel").json()
-    read = cancelled["counts"]["total"]
-    if read == MANUAL_ROWS:  # (validation finished first, on a fast machine: nothing to check)
-        return
-    callout = page.locator("#callout")
-    expect(callout).to_contain_text(f"Cancelled while it was being validated: {read:,} records had been read")
-    expect(callout).to_contain_text(
-        "The rest of its data was never read (how many records it holds is not known:"
-    )
-    expect(callout).not_to_contain_text(f"of {read:,} records had been imported")
+        reading = cancelled | {"unread_pending": True}
+        thaw = _seen_as(page, reading)
+        sign_in(page, dashboard, key, f"/batches/{batch['id']}")
+        callout = page.locator("#callout")
+        expect(callout).to_contain_text(
+            f"Cancelled before its data was read through (its validation had read "
+            f"{cancelled['counts']['total']:,} records): the rest is being read now"
+        )
+        expect(callout).to_contain_text("The result file is ready once every record has its outcome")
+        expect(page.locator("#downloads")).to_be_hidden()
+        expect(page.locator("#count-total")).to_have_text(f"{cancelled['counts']['total']:,} so far")
+        thaw()
+        _when_read(client, batch["id"], MANUAL_ROWS)
+    expect(callout).to_contain_text(f"{MANUAL_ROWS:,} records were not processed")
+    expect(page.locator("#downloads")).to_be_visible()

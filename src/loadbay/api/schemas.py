@@ -175,6 +175,11 @@ class BatchOut(BaseModel):
     retry_of: int | None = Field(
         description="The batch whose records this one sends again (POST /v1/batches/{id}/retry)"
     )
+    unread_pending: bool = Field(
+        description="Cancelled before its data was read through: loadbay reads the rest now, each such "
+        "record ending `unprocessed`. Its counts grow until then, and its result file (409 "
+        "RESULTS_NOT_READY) and its webhook event come once it is false"
+    )
     process: str
     options: dict[str, Any]
     source_url: str | None
@@ -212,6 +217,7 @@ class BatchOut(BaseModel):
             parent_id=batch.parent_id,
             origin=batch.origin,
             retry_of=batch.retry_of,
+            unread_pending=batch.unread_pending,
             process=batch.process_mode,
             options=batch.options,
             source_url=batch.source_url,

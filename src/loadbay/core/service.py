@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from loadbay.core import files, intake, retries, settle
+from loadbay.core import files, intake, retries, settle, unread
 from loadbay.core.progress import STAGE_EVENTS, Progress, progress
 from loadbay.core.results import header_row, rows_of_status
 from loadbay.core.runtime import Runtime
@@ -571,23 +571,36 @@ class BatchService:
 
     def cancel(self, account: Account, batch_id: int) -> Batch:
         """Stop the batch (and its unfinished children): records not yet applied become
-        `unprocessed`. A batch cancelled while still validating has outcomes only for the
-        records read so far; its counts say how many that is."""
+        `unprocessed`. Those of a batch cancelled before its validation read them all become
+        so once a worker has read them (`unread_pending` until then: see core.unread)."""
         with self.rt.db.write() as conn:
             batch = self._get(conn, account, batch_id, lock=True)
-            self._cancel(conn, batch)
-            cancelled = [batch.id]
+            done = [] if self._cancel(conn, batch) else [batch.id]
             for child in repo.children(conn, batch.id):
-                if not child.final:
-                    self._cancel(conn, child)
-                    cancelled.append(child.id)
+                if not child.final and not self._cancel(conn, child):
+                    done.append(child.id)
             batch = self._get(conn, account, batch_id)
-        for done in cancelled:  # nothing reads them any more
-            files.remove_inputs(self.rt, done)
+        self._wake()
+        for finished in done:  # nothing reads them any more
+            files.remove_inputs(self.rt, finished)
         return batch
 
-    def _cancel(self, conn: Connection, batch: Batch) -> None:
-        settle.cancel(conn, self.rt.types.get(batch.type), batch)
+    def _cancel(self, conn: Connection, batch: Batch) -> bool:
+        """Cancel the batch; whether records of its data are left to read (core.unread)."""
+        batch_type = self.rt.types.get(batch.type)
+        if not unread.waits_for_reading(batch, batch_type):
+            settle.cancel(conn, batch_type, batch)
+            return False
+        settle.cancel(
+            conn,
+            batch_type,
+            batch,
+            announce=False,
+            unread_pending=True,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+        return True
 
     def retry(
         self, account: Account, batch_id: int, outcomes: Collection[str] | None = None, *, submit: bool = True
@@ -766,12 +779,23 @@ def _require_results(batch: Batch) -> None:
             + _AVAILABLE.get(batch.status, ""),
             code="RESULTS_NOT_READY",
         )
+    _require_read(batch)
 
 
 def _require_final(batch: Batch) -> None:
     if not batch.final:
         raise Conflict(
             f"batch {batch.id} is {batch.status}; its result file exists once it is final",
+            code="RESULTS_NOT_READY",
+        )
+    _require_read(batch)
+
+
+def _require_read(batch: Batch) -> None:
+    if batch.unread_pending:
+        raise Conflict(
+            f"batch {batch.id} was cancelled before all its data was read; its result file exists "
+            "once the records not read yet have their outcome (unprocessed), in a moment",
             code="RESULTS_NOT_READY",
         )
 

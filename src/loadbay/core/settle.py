@@ -323,16 +323,20 @@ def cancel(
     batch: Batch,
     detail: str | None = None,
     reason: FieldError = UNPROCESSED,
+    *,
+    announce: bool = True,
     **values: Any,
 ) -> None:
     """Stop the batch (`cancelled`): every chunk not yet applied is settled with its valid
-    records unprocessed for `reason`; `values` are more batch columns to set."""
+    records unprocessed for `reason`; `values` are more batch columns to set. `announce`:
+    its webhook event now (else once its unread records have their outcome: core.unread)."""
     status = next_status(batch.status, Event.CANCEL)
     finished = repo.now()
     metrics.batch_finished(batch, status, finished)
     repo.set_status(conn, batch.id, status, Event.CANCEL, detail, finished_at=finished, **values)
     cancel_chunks(conn, batch_type, batch.id, reason)
-    webhooks.announce(conn, batch.id)
+    if announce:
+        webhooks.announce(conn, batch.id)
 
 
 def cancel_chunks(

@@ -32,6 +32,7 @@ def batch_view(batch: Batch, progress: Progress) -> dict[str, Any]:
         "parent_id": batch.parent_id,
         "origin": batch.origin,
         "retry_of": batch.retry_of,
+        "unread_pending": batch.unread_pending,
         "process": batch.process_mode,
         "options": batch.options,
         "source_url": batch.source_url,

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from loadbay import __version__
 from loadbay.arrow import pa, pa_csv, pc
-from loadbay.core import delivery, files, processing, settle
+from loadbay.core import delivery, files, processing, settle, unread
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -82,6 +82,7 @@ class Worker:
             or self._validate_for_idle_account()
             or self._apply_next()
             or self._validate_next()
+            or self._read_unread()
             or self._settle_stalled()
             or delivery.deliver_next(self.rt)
             or files.store_next_results(self.rt, self.owner)
@@ -156,6 +157,15 @@ class Worker:
         if claim is None:
             return False
         processing.validate_batch(self.rt, claim)
+        return True
+
+    def _read_unread(self) -> bool:
+        """Give the records a cancel left unread their outcome (see core.unread)."""
+        with self.rt.db.write() as conn:
+            claim = queue.claim_unread(conn, self.owner, repo.now(), self._lease)
+        if claim is None:
+            return False
+        unread.read_unread(self.rt, claim)
         return True
 
     def _settle_stalled(self) -> bool:

@@ -40,7 +40,10 @@ __all__ = [
     "applied_chunks",
     "beat",
     "claim_chunk",
+    "claim_unread",
     "claim_validation",
+    "extend_unread",
+    "insert_cancelled_chunk",
     "waits_for_idle_account",
     "delete_chunks",
     "expire_leases_of",
@@ -136,6 +139,28 @@ def claim_validation(
         .values(status=Status.VALIDATING, lease_owner=owner, lease_expires_at=at + lease, attempt=attempt)
     )
     return ValidationClaim(row.id, attempt, row.status == Status.VALIDATING, row.failed_attempts)
+
+
+def claim_unread(conn: Connection, owner: str, at: datetime, lease: timedelta) -> ValidationClaim | None:
+    """Take a cancelled batch whose records not read yet wait for their outcome (none else
+    reads them: its lease ended at the cancel, or its reader's lease expired)."""
+    b = batches.c
+    free = or_(b.lease_expires_at.is_(None), b.lease_expires_at < at)
+    query = select(b.id, b.attempt).where(b.unread_pending, free).order_by(b.finished_at, b.id).limit(1)
+    row = conn.execute(query.with_for_update(skip_locked=True)).first()
+    if row is None:
+        return None
+    attempt = row.attempt + 1
+    values = {"lease_owner": owner, "lease_expires_at": at + lease, "attempt": attempt}
+    conn.execute(update(batches).where(b.id == row.id).values(**values))
+    return ValidationClaim(row.id, attempt, takeover=False)
+
+
+def extend_unread(conn: Connection, batch_id: int, attempt: int, until: datetime | None) -> bool:
+    """Renew the lease of a reading of unread records (None: end it now); False when it was lost."""
+    b = batches.c
+    held = update(batches).where(b.id == batch_id, b.attempt == attempt, b.unread_pending)
+    return bool(conn.execute(held.values(lease_expires_at=until)).rowcount == 1)
 
 
 def waits_for_idle_account(conn: Connection, at: datetime) -> bool:
@@ -423,6 +448,17 @@ def release_chunk(conn: Connection, chunk_id: int, attempt: int, error: str, fai
             last_error=error,
             failed_attempts=chunks.c.failed_attempts + int(failed),
         )
+    )
+
+
+def insert_cancelled_chunk(
+    conn: Connection, batch_id: int, chunk: NewChunk, outcomes: str, result: str
+) -> None:
+    """Stage a chunk already final (cancelled) with its outcomes and result rows."""
+    values = {"status": CANCELLED, "outcomes": outcomes, "result": result}
+    insert_chunks(conn, batch_id, [chunk])
+    conn.execute(
+        update(chunks).where(chunks.c.batch_id == batch_id, chunks.c.seq == chunk.seq).values(**values)
     )
 
 

@@ -359,6 +359,7 @@ def _batch(row: RowMapping) -> Batch:
         files_removed_at=row["files_removed_at"],
         retry_of=row["retry_of"],
         retry_outcomes=row["retry_outcomes"],
+        unread_pending=row["unread_pending"],
     )
 
 
@@ -820,6 +821,7 @@ def results_wanted(conn: Connection, at: datetime, kept_since: datetime | None, 
         c.finished_at.is_not(None),
         c.files_removed_at.is_(None),
         or_(c.results_claimed_until.is_(None), c.results_claimed_until < at),
+        ~c.unread_pending,  # (its file would lack the records not read yet)
     )
     if kept_since is not None:
         query = query.where(c.finished_at >= kept_since)

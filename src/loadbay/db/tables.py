@@ -154,6 +154,8 @@ batches = Table(
     Column("origin", String(20)),  # the API that created it: "api" or a profile's name
     Column("retry_of", Id, ForeignKey("batches.id")),  # the batch whose refused records it retries
     Column("retry_outcomes", String(100)),  # the outcomes it took of them, comma-separated, sorted
+    # cancelled before its validation read all its data: a worker reads the rest (core.unread)
+    Column("unread_pending", Boolean, nullable=False, server_default=false()),
     Column("created_at", UTCDateTime, nullable=False),
     Column("submitted_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),

@@ -95,6 +95,7 @@ class Batch:
     files_removed_at: datetime | None = None  # its files were removed: LOADBAY_RETENTION_DAYS ran out
     retry_of: int | None = None  # the batch whose records it sends again (POST /v1/batches/{id}/retry)
     retry_outcomes: str | None = None  # the outcomes it sends again, comma-separated (None: the default)
+    unread_pending: bool = False  # cancelled before all its data was read: the rest is being read
 
     @property
     def final(self) -> bool:

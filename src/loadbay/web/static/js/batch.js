@@ -58,21 +58,6 @@ function refused(counts) {
   return counts.invalid + counts.failed + counts.unprocessed;
 }
 
-/** Of a batch cancelled while it was being validated, what its validation had read: {read,
- *  unread}, unread null when the data's records were never counted (a file is counted when it
- *  is read through, which a two-phase batch's validation does not do first); null for any other
- *  batch. Records never read have no outcome: they are in neither the counts nor the result file. */
-function cutShort(batch) {
-  if (batch.status !== "cancelled") return null;
-  const seen = new Set(state.events.map((e) => e.event));
-  if (!seen.has("start") || seen.has("chunked")) return null; // never read, or read through
-  const read = batch.counts.total;
-  const counted = state.inputs.length > 0 && state.inputs.every((input) => input.item_count !== null);
-  const inData = counted ? state.inputs.reduce((n, input) => n + input.item_count, 0) : null;
-  if (inData !== null && inData <= read) return null;
-  return { read, inData, unread: inData === null ? null : inData - read };
-}
-
 // status, progress, counts -------------------------------------------------------------------
 
 function renderStatus(batch) {
@@ -91,8 +76,8 @@ function renderStatus(batch) {
   }
   // The records of the batch once known; until then, those read so far.
   const total = batch.progress.total;
-  $("#count-total").textContent = total !== null ? count(total) : MOVING.has(batch.status) ? `${count(batch.counts.total)} so far` : "–";
-  if (cutShort(batch)) $("#count-total").textContent = `${count(batch.counts.total)} read`; // (the rest never was)
+  const soFar = `${count(batch.counts.total)} so far`; // (a cancelled batch's records not read yet are being read)
+  $("#count-total").textContent = batch.unread_pending ? soFar : total !== null ? count(total) : MOVING.has(batch.status) ? soFar : "–";
   renderCallout(batch);
 }
 
@@ -169,41 +154,20 @@ function notImported(c) {
 let calloutTone = null;
 let calloutParts = [];
 
-/** The callout of a batch cancelled while it was being validated: what was read, what became of
- *  it, and that the rest was never read (so has no outcome, no row in the result file, and is not
- *  sent again). */
-function cancelledWhileRead(batch, { read, inData, unread }) {
-  const c = batch.counts;
-  const readText = inData === null ? `${plural(read, "record")} had been read` : `${count(read)} of the ${plural(inData, "record")} in its data had been read`;
-  const parts = [`${count(c.succeeded)} of them imported`];
-  if (c.unprocessed) parts.push(`${count(c.unprocessed)} not processed`);
-  if (c.invalid) parts.push(`${count(c.invalid)} refused as invalid`);
-  if (c.failed) parts.push(`${count(c.failed)} failed`);
-  const never =
-    unread === null
-      ? "The rest of its data was never read (how many records it holds is not known: it was not read through): those records have no outcome, are not in the result file, and Send again does not send them."
-      : `The other ${plural(unread, "record was", "records were")} never read: ${unread === 1 ? "it has" : "they have"} no outcome, ${unread === 1 ? "is" : "are"} not in the result file, and Send again does not send ${unread === 1 ? "it" : "them"}.`;
-  const again = c.failed + c.unprocessed;
-  callout(
-    "muted",
-    h("p", {}, `Cancelled while it was being validated: ${readText}; ${parts.join(", ")}.`),
-    h("p", {}, never),
-    resendable(batch) ? h("p", {}, h("strong", {}, "Send again"), ` makes a new batch of the ${plural(again, "record")} read and not imported.`) : null,
-  );
-}
-
-/** What the cancel dialog says, for the batch as it is now: a batch being validated has records
- *  not read yet, and those are never read. */
+/** What the cancel dialog says, for the batch as it is now: the records of a batch being
+ *  validated not read yet are read afterwards, unchecked, and end “not processed”. */
 function confirmText(batch) {
   const c = batch.counts;
   const total = batch.progress.total;
-  if (batch.status === "open" || batch.status === "queued") {
+  if (batch.status === "open") {
     return "No record has been read yet. Cancelling stops the batch before its data is read: nothing is imported. This cannot be undone.";
+  }
+  if (batch.status === "queued") {
+    return "No record has been checked yet. Cancelling stops the batch: nothing is imported, and each record ends as “not processed” (in the result file; Send again sends them). This cannot be undone.";
   }
   if (batch.status === "validating" && (total === null || total > c.total)) {
     const read = total === null ? `${plural(c.total, "record")} of its data so far` : `${count(c.total)} of the ${plural(total, "record")} so far`;
-    const rest = total === null ? "the rest is never read" : `the other ${plural(total - c.total, "record")} are never read`;
-    return `Validation has read ${read}. Cancelling stops it, and ${rest}: they get no outcome, are not in the result file, and Send again does not send them. Records read and not imported yet end as “not processed”; records already imported stay. This cannot be undone.`;
+    return `Validation has read ${read}. Cancelling stops it: every record not imported yet ends as “not processed”, those not read yet too (they are read without being checked). They are in the result file, and Send again sends them. Records already imported stay. This cannot be undone.`;
   }
   return "Records not imported yet will not be imported: they end as “not processed”. Records already imported stay. This cannot be undone.";
 }
@@ -288,9 +252,14 @@ function calloutContent(batch) {
           : h("p", {}, "Why each record was refused is listed below. ", ...sendAgain(batch)),
         resendable(batch) ? h("p", {}, `${notImported(c)}: `, h("strong", {}, "Send again"), ` makes a new batch of ${c.failed + c.unprocessed === 1 ? "it" : "them"}.`) : null,
       );
-  } else if (batch.status === "cancelled" && cutShort(batch)) {
-    cancelledWhileRead(batch, cutShort(batch));
-  } else if (batch.status === "cancelled" && !state.events.some((e) => e.event === "start")) {
+  } else if (batch.status === "cancelled" && batch.unread_pending) {
+    const read = state.events.some((e) => e.event === "start") ? `its validation had read ${plural(c.total, "record")}` : "no record had been read";
+    callout(
+      "muted",
+      h("p", {}, `Cancelled before its data was read through (${read}): the rest is being read now, without being checked, and each record not imported ends as “not processed”.`),
+      h("p", {}, "The result file is ready once every record has its outcome, in a moment."),
+    );
+  } else if (batch.status === "cancelled" && c.total === 0) {
     callout("muted", h("p", {}, "Cancelled before its data was read: no record was read or imported."));
   } else if (batch.status === "cancelled") {
     const parts = [`${count(c.succeeded)} of ${plural(c.total, "record")} had been imported`];
@@ -511,15 +480,14 @@ function wireFiles() {
 // downloads ----------------------------------------------------------------------------------
 
 function renderDownloads(batch) {
-  const ready = batch.status === "completed" || batch.status === "cancelled";
+  const ready = (batch.status === "completed" || batch.status === "cancelled") && !batch.unread_pending;
   show($("#downloads"), ready);
   if (!ready) return;
   const bad = refused(batch.counts);
   // (records of a type the new-import page does not take are sent again another way: renderCallout)
   const again = catalog[batch.type] ? ", ready to fix and import again" : "";
-  const unread = cutShort(batch) ? " Records never read (the batch was cancelled while it was being read) are in neither." : "";
   $("#downloads-hint").textContent =
-    `The result file has every record as it was read, and what happened to it: loadbay_status (succeeded, invalid, failed, unprocessed), the action, the id it got, and the error code and message. The refused-records file has only the records that were not imported${again}.${unread}`;
+    `The result file has every record as it was read, and what happened to it: loadbay_status (succeeded, invalid, failed, unprocessed), the action, the id it got, and the error code and message. The refused-records file has only the records that were not imported${again}.`;
   const refusedButton = $("#download-refused");
   refusedButton.disabled = bad === 0;
   refusedButton.textContent = bad ? `Download ${plural(bad, "refused record")} (CSV)` : "No refused records";
@@ -848,9 +816,7 @@ async function load() {
   state.parent = batch.parent_id && ["open", "queued"].includes(batch.status) ? (await api(`/v1/batches/${batch.parent_id}`)).body : null;
   // What an open batch holds: whether it has data, takes files, and the files it lists.
   state.events = events.data;
-  // A batch cancelled while it was validated: whether its files were counted (what was never read).
-  const readCut = batch.status === "cancelled" && events.data.some((e) => e.event === "start") && !events.data.some((e) => e.event === "chunked");
-  state.inputs = batch.status === "open" || readCut ? (await api(`${base}/inputs`)).body.data : [];
+  state.inputs = batch.status === "open" ? (await api(`${base}/inputs`)).body.data : [];
   if (before && before.status !== batch.status) announce(`Batch ${id}: ${statusText(batch)}`);
   $("#batch-subtitle").replaceChildren(h("code", {}, batch.type), batch.job_id ? ` · ${batch.job_id}` : "", batch.description ? ` · ${batch.description}` : "");
   document.title = `Batch ${id} (${statusText(batch)}) · loadbay`;
@@ -865,7 +831,7 @@ async function load() {
   show($("#batch-loading"), false);
   show($("#batch"), true);
   show($("#batch-error"), false);
-  return MOVING.has(batch.status) || childrenMoving;
+  return MOVING.has(batch.status) || batch.unread_pending || childrenMoving;
 }
 
 // Every second while the batch (or a child) moves; every 10 seconds while it waits (someone
