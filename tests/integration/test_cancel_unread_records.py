@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -135,3 +136,26 @@ def test_a_batch_cancelled_mid_validation_after_its_worker_was_killed(
         batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}").json()
         counts = batch["counts"]
         assert counts["total"] == ROWS == counts["invalid"] + counts["unprocessed"], counts
+
+
+def test_a_worker_killed_while_it_reads_the_unread_records_is_taken_over(
+    api: Server, workers: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    """The next worker goes on after the last chunk the killed one staged: each record once."""
+    with api.client(api.account("acme")) as client:
+        batch_id = submit_file(client, customer_csv(ROWS), process="manual")
+        assert client.post(f"/v1/batches/{batch_id}/cancel").json()["unread_pending"] is True
+        worker = workers()
+        seen = wait_until(client, batch_id, lambda b: b["counts"]["total"] >= 5_000)
+        worker.send_signal(signal.SIGSTOP)  # (then killed: it stages nothing more meanwhile)
+        worker.kill()
+        worker.wait(15)
+        cut = client.get(f"/v1/batches/{batch_id}").json()
+        assert cut["unread_pending"] and cut["counts"]["total"] < ROWS, (seen, cut)
+
+        workers()
+        rows = results(client, batch_id)
+        assert [r["customer_number"] for r in rows] == [f"K{i:06d}" for i in range(ROWS)]
+        assert {r["loadbay_status"] for r in rows} == {"unprocessed"}
+        counts = client.get(f"/v1/batches/{batch_id}").json()["counts"]
+        assert (counts["total"], counts["unprocessed"]) == (ROWS, ROWS)
