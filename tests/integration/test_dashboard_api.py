@@ -177,6 +177,17 @@ def test_errors_are_grouped_by_code_and_field_with_examples(server: Server, key:
     ]
 
 
+def test_an_example_value_read_from_json_as_a_number_shows_its_digits(server: Server, key: str) -> None:
+    """A balance sent as the JSON number 1.234 (kept in its chunk as that number) is shown
+    as 1.234, as one read from CSV is, not as the JSON text "1.234"."""
+    items = [{"customer_number": "J1", "name": "One", "balance": 1.234}]
+    with server.client(key) as client:
+        batch = wait_final(client, _create(client, items=items, submit=True)["id"])
+        summary = client.get(f"/v1/batches/{batch['id']}/errors/summary").json()
+    (group,) = summary["groups"]
+    assert (group["code"], group["examples"][0]["value"]) == ("INVALID_DECIMAL", "1.234")
+
+
 def test_the_errors_of_groups_past_the_fifty_listed_are_counted(server: Server, key: str) -> None:
     """52 groups (an unknown field each): 50 listed, and the 2 errors of the others counted in
     `not_listed` (they were left out without a word: 50 groups summing to 50 of 52)."""

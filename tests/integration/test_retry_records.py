@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -150,3 +151,66 @@ def test_nothing_to_retry_makes_no_batch(client: httpx.Client) -> None:
     answer = client.post(f"/v1/batches/{original['id']}/retry", json={"outcomes": ["failed"]})
     assert (answer.status_code, answer.json()["code"]) == (409, "NOTHING_TO_RETRY")
     assert client.get("/v1/batches").json()["data"] == before
+
+
+# numbers with a fraction (read from JSON as Decimal) are sent again as numbers -----------------
+
+CATALOG_ITEM = '{"id": "%s", "description": "d", "ud_x": 1.50, "ud_l": [0.25, {"a": 1E-7}], "ud_t": "2.50"}'
+
+
+def unprocessed_catalog_batch(client: httpx.Client, item_id: str, via: str) -> dict[str, Any]:
+    """A manual catalog.user1 batch of one item sent `via` a JSON file or a JSON page,
+    cancelled at validated: its item unprocessed."""
+    text = CATALOG_ITEM % item_id
+    if via == "file":
+        made = client.post("/v1/batches", json={"type": "catalog.user1", "process": "manual"}).json()
+        sent = client.put(
+            f"/v1/batches/{made['id']}/data",
+            content=f"[{text}]",
+            headers={"Content-Type": "application/json"},
+        )
+        assert sent.status_code == 200, sent.text
+        assert client.post(f"/v1/batches/{made['id']}/submit").status_code == 200
+    else:
+        body = f'{{"type": "catalog.user1", "process": "manual", "submit": true, "items": [{text}]}}'
+        answer = client.post("/v1/batches", content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 201, answer.text
+        made = answer.json()
+    assert wait_final(client, made["id"])["status"] == "validated"
+    cancelled: dict[str, Any] = client.post(f"/v1/batches/{made['id']}/cancel").json()
+    assert cancelled["counts"]["unprocessed"] == 1
+    return cancelled
+
+
+@pytest.mark.parametrize(
+    ("via", "shown"),
+    [
+        ("file", '{"ud_x":1.50,"ud_l":[0.25,{"a":1E-7}],"ud_t":"2.50"}'),  # its digits as sent
+        ("page", '{"ud_x":1.5,"ud_l":[0.25,{"a":1E-7}],"ud_t":"2.50"}'),  # (a page keeps 1.50 as 1.5)
+    ],
+)
+def test_a_retry_sends_a_number_with_a_fraction_again_as_that_number(
+    server: Server, client: httpx.Client, via: str, shown: str
+) -> None:
+    """Before, the chunk's payload kept it as text: the retry sent "1.50", and stored it so."""
+    item_id = f"R-{uuid.uuid4().hex[:6]}"
+    original = unprocessed_catalog_batch(client, item_id, via)
+    retry = client.post(f"/v1/batches/{original['id']}/retry")
+    assert retry.status_code == 201, retry.text
+    assert wait_final(client, retry.json()["id"])["counts"]["valid"] == 1
+    client.post(f"/v1/batches/{retry.json()['id']}/process")
+    assert wait_final(client, retry.json()["id"])["outcome"] == "succeeded"
+
+    answer = client.get(f"/v1/batches/{retry.json()['id']}/results")
+    (row,) = csv.DictReader(io.StringIO(answer.text, newline=""))
+    assert (row["id"], row["userDefined"]) == (item_id, shown)
+    account = client.get("/v1/account").json()["id"]
+    sql = "SELECT data FROM catalog_userx WHERE account_id = :a AND dimension = 1 AND item_id = :i"
+    (stored,) = server.query(sql, a=account, i=item_id)
+    assert json.loads(stored[0]) == {
+        "id": item_id,
+        "description": "d",
+        "ud_x": 1.5,
+        "ud_l": [0.25, {"a": 1e-7}],
+        "ud_t": "2.50",
+    }

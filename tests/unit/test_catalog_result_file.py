@@ -115,11 +115,6 @@ def test_numbers_with_a_fraction_are_written_as_read() -> None:
     assert row["userDefined"] == '{"ud_price":12.50,"ud_tiny":1E-7,"ud_list":[-0.5]}'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a chunk's payload keeps a Decimal read from JSON as text (core/settle.py, "
-    "decimal_format='string'), before any result row is made of it",
-)
 def test_numbers_with_a_fraction_stay_numbers_through_the_chunk_payload() -> None:
     (row,) = rows(refused_file([{"id": "A", "description": "x" * 501, **FRACTIONS}]))
     assert json.loads(row["userDefined"], parse_float=Decimal) == FRACTIONS

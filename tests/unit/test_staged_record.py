@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -55,3 +56,58 @@ def test_payloads_written_before_the_compact_form_still_read() -> None:
     assert settle.decode_chunk(old) == [
         StagedRecord(0, "C1", {"customer_number": "C1"}, {"customer_number": "C1"})
     ]
+
+
+# numbers with a fraction (read from JSON as Decimal) --------------------------------------
+
+JSON_RAW = {"id": "I1", "price": Decimal("12.50"), "tiny": Decimal("1E-7"), "deep": [{"x": Decimal("-0.5")}]}
+
+
+def test_a_number_read_with_a_fraction_comes_back_the_number_it_was() -> None:
+    """Not the text "12.50": the result file, the record views and a retry show and send
+    the value read."""
+    payload = settle.encode_chunk([StagedRecord(0, "I1", JSON_RAW, None)])
+    assert '"price":12.50,"tiny":1E-7,"deep":[{"x":-0.5}]' in payload
+    raw = settle.decode_chunk(payload)[0].raw
+    assert raw == JSON_RAW and type(raw["price"]) is Decimal and str(raw["price"]) == "12.50"
+    assert str(raw["tiny"]) == "1E-7" and type(raw["deep"][0]["x"]) is Decimal
+
+
+def test_the_validated_values_of_such_a_record_are_kept_as_they_were() -> None:
+    """What is applied is what was validated: an amount as text stays text, a float a float."""
+    data = {"id": "I1", "price": "12.50", "ratio": 0.1, "deep": [{"x": -0.5}], "n": 3}
+    back = trip(StagedRecord(0, "I1", JSON_RAW, data))
+    assert back.data == data
+    assert type(back.data["price"]) is str and type(back.data["ratio"]) is float
+    assert type(back.data["deep"][0]["x"]) is float and type(back.data["n"]) is int
+
+
+def test_text_that_looks_like_a_number_stays_text() -> None:
+    raw = {"id": "I1", "price": "12.50", "n": 3, "big": 12345678901234567890123}
+    assert trip(StagedRecord(0, "I1", raw, None)).raw == raw
+    assert type(trip(StagedRecord(0, "I1", raw, None)).raw["price"]) is str
+
+
+def test_payloads_that_hold_such_numbers_as_text_still_read() -> None:
+    """Written before (decimal_format="string"): the value reads as the text it was kept as."""
+    old = '[[0,"I1",{"id":"I1","price":"12.50"},{"id":"I1","price":"12.50"},[]]]'
+    assert settle.decode_chunk(old) == [
+        StagedRecord(0, "I1", {"id": "I1", "price": "12.50"}, {"id": "I1", "price": "12.50"})
+    ]
+
+
+def test_payloads_written_by_the_json_module_still_read() -> None:
+    old = '[[0,"I1",{"id":"I1","p":1.50,"q":NaN},{"id":"I1","p":1.5},[]]]'
+    (record,) = settle.decode_chunk(old)
+    assert str(record.raw["p"]) == "1.50" and type(record.data["p"]) is float  # type: ignore[index]
+
+
+def test_a_decimal_no_number_holds_is_kept_as_text() -> None:
+    (record,) = settle.decode_chunk(settle.encode_chunk([StagedRecord(0, "I1", {"p": Decimal("NaN")}, None)]))
+    assert record.raw == {"p": "NaN"}
+
+
+def test_a_payload_that_is_no_chunk_is_refused() -> None:
+    for payload in ("", "5", "[1]", '{"a": 1}', "[[0,1,2]]"):
+        with pytest.raises(ValueError):
+            settle.decode_chunk(payload)

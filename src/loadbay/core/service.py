@@ -7,6 +7,7 @@ import json
 import secrets
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -748,6 +749,8 @@ def _valued(example: ErrorExample, raw: Mapping[str, Any] | None, field: str | N
     if raw is None or field is None or raw.get(field) is None:
         return example
     value = raw[field]
+    if isinstance(value, Decimal):  # a number with a fraction read from JSON: 1.234, not "1.234"
+        value = str(value)
     shown = value if isinstance(value, str) else json.dumps(value, default=str)
     return replace(example, value=shown)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -56,12 +57,26 @@ INTERRUPTIONS_SPENT = FieldError(
 
 # msgspec writes and reads the same JSON as the json module, 5-7 times faster (measured on
 # 2,000-record customer chunks: 12 -> 2 µs per record to encode, 14 -> 9 to decode).
-_ENCODER = msgspec.json.Encoder(decimal_format="string")
+# A chunk's payload: its records, each [index, external id, raw, data, errors]
+# (`StagedRecord.to_json`). A Decimal among the values read (raw: a JSON number with a
+# fraction, as the JSON readers read it) is written as that number, its digits as read, and
+# read back as a Decimal (`_RAWS`), so it is shown and sent again as the number it was, not
+# as text; text stays text (a payload written before, which holds such a number as text,
+# reads as it did). The validated values (data: JSON-ready, never a Decimal) are read as
+# plain JSON, a float as a float: what is applied is what was validated.
+_ENCODER = msgspec.json.Encoder(decimal_format="number")
+_TEXT_DECIMALS = msgspec.json.Encoder(decimal_format="string")  # (a Decimal no number can hold)
 _DECODER = msgspec.json.Decoder()
+_ITEMS = msgspec.json.Decoder(list[tuple[Any, Any, msgspec.Raw, Any, Any]])  # (raw left as text)
+_RAWS = msgspec.json.Decoder(float_hook=Decimal)
 
 
 def encode_chunk(records: Sequence[StagedRecord]) -> str:
-    return _ENCODER.encode([r.to_json() for r in records]).decode()
+    items = [r.to_json() for r in records]
+    try:
+        return _ENCODER.encode(items).decode()
+    except ValueError:  # a Decimal NaN or infinity (no JSON reader makes one): as text
+        return _TEXT_DECIMALS.encode(items).decode()
 
 
 def decode_chunk(payload: str) -> list[StagedRecord]:
@@ -69,10 +84,22 @@ def decode_chunk(payload: str) -> list[StagedRecord]:
     if is_column_payload(payload):
         return ColumnChunk.decode(payload).to_records()
     try:
-        items = _DECODER.decode(payload)
+        items = _ITEMS.decode(payload)
+        raws = _RAWS.decode(b"[" + b",".join([item[2] for item in items]) + b"]")
     except msgspec.DecodeError:  # written by the json module: NaN and Infinity are allowed there
-        items = json.loads(payload)
-    return [StagedRecord.from_json(item) for item in items]
+        items, raws = _json_items(payload)
+    return [
+        StagedRecord.from_json((index, external_id, raw, data, errors))
+        for (index, external_id, _, data, errors), raw in zip(items, raws, strict=True)
+    ]
+
+
+def _json_items(payload: str) -> tuple[list[Any], list[Any]]:
+    """`decode_chunk`'s items and values read of a payload the json module wrote."""
+    items = json.loads(payload)
+    if not isinstance(items, list) or not all(isinstance(i, list) and len(i) == 5 for i in items):
+        raise ValueError("not a chunk: a list of [index, external id, raw, data, errors]")
+    return items, [item[2] for item in json.loads(payload, parse_float=Decimal)]
 
 
 def encode_outcomes(results: Sequence[RecordOutcome]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -77,7 +78,7 @@ class StagedRecord:
         return [self.index, self.external_id, self.raw, data, errors]
 
     @classmethod
-    def from_json(cls, item: list[Any]) -> StagedRecord:
+    def from_json(cls, item: Sequence[Any]) -> StagedRecord:
         index, external_id, raw, data, errors = item
         if data == SAME_AS_RAW:
             data = dict(raw)
