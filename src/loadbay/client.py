@@ -279,7 +279,10 @@ class Client:
 
 
 def settled(batch: Batch) -> bool:
-    """Whether the batch will not move on by itself: final, or a two-phase batch validated."""
+    """Whether the batch will not move on by itself: final (a cancelled batch once its records
+    not read yet have their outcome), or a two-phase batch validated."""
+    if batch.get("unread_pending"):
+        return False
     return batch["status"] in FINAL or (batch["status"] == "validated" and batch["process"] == "manual")
 
 

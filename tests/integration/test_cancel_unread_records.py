@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadbay.xmlsafe import parse_xml
 from tests.integration.test_crash_safety import customer_csv, submit_file, wait_until
 from tests.support.servers import Server, start_server, start_worker, wait_final
 
@@ -159,3 +160,36 @@ def test_a_worker_killed_while_it_reads_the_unread_records_is_taken_over(
         assert {r["loadbay_status"] for r in rows} == {"unprocessed"}
         counts = client.get(f"/v1/batches/{batch_id}").json()["counts"]
         assert (counts["total"], counts["unprocessed"]) == (ROWS, ROWS)
+
+
+def test_an_ebill_batch_process_cancelled_before_it_was_read_has_no_download_until_it_is(
+    api: Server, workers: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    """eBill's downloadUrl stays empty while the records not read are being read (before, the
+    GET of the batch process failed: the result file it signs did not exist yet)."""
+    ebill = "/compat/ebill/rest/batchProcess"
+    request = (
+        "<batchProcess><jobId>CANCELLED_1</jobId><inputType>API</inputType><operation>eBill-Import"
+        "</operation><subOperation>Customer</subOperation><inputFilename>c.csv</inputFilename></batchProcess>"
+    )
+    with api.client(api.account("acme")) as client:
+        made = parse_xml(
+            client.post(ebill, params={"mode": "S3FileUpload"}, content=request.encode()).content
+        )
+        batch_id, url = made.findtext("id"), made.findtext("uploadUrl")
+        assert batch_id and url
+        body = "customerNumber,customerName\n" + "".join(f"E{i},Name {i}\n" for i in range(40))
+        assert httpx.put(url, content=body.encode()).status_code == 200
+        finalize = f"<batchProcess><id>{batch_id}</id><jobId>CANCELLED_1</jobId></batchProcess>"
+        assert (
+            client.put(ebill, params={"mode": "BatchFinalize"}, content=finalize.encode()).status_code == 200
+        )
+        assert client.post(f"/v1/batches/{batch_id}/cancel").json()["unread_pending"] is True
+
+        shown = client.get(ebill, params={"id": batch_id})
+        assert shown.status_code == 200, shown.text
+        assert parse_xml(shown.content).findtext("downloadUrl") == ""
+        workers()
+        results(client, int(batch_id))
+        read = parse_xml(client.get(ebill, params={"id": batch_id}).content)
+        assert (read.findtext("downloadUrl") or "").startswith("http")

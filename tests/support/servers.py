@@ -139,7 +139,9 @@ def wait_final(client: httpx.Client, batch_id: int, timeout: float = 120.0) -> d
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         batch: dict[str, Any] = client.get(f"/v1/batches/{batch_id}").json()
-        if batch["status"] in FINAL or batch["status"] == "validated" and batch["process"] == "manual":
+        waits = batch["status"] == "validated" and batch["process"] == "manual"
+        # (a cancelled batch whose records not read yet are being read moves on still)
+        if (batch["status"] in FINAL or waits) and not batch.get("unread_pending"):
             return batch
         time.sleep(0.05)
     raise AssertionError(f"batch {batch_id} not final after {timeout}s: {batch}")

@@ -532,8 +532,9 @@ def _error_message(batch: Batch) -> str:
 
 def _download_url(service: BatchService, account: Account, batch: Batch) -> str:
     """The result file's signed URL once the batch is final (the seed's statuses 3-5), else ""
-    (and "" once its files were removed at the end of their retention)."""
-    if not batch.final:
+    (and "" while a cancelled batch's unread records are being read, and once its files were
+    removed at the end of their retention)."""
+    if not batch.final or batch.unread_pending:
         return ""
     try:
         return _ebill_url(service.result_url(account, batch.id))
