@@ -123,6 +123,7 @@ class CarryForwardType(BatchType):
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         numbers = {r.data["customer_number"]: r.index for r in records if r.data is not None}
         customers = ledger.customers_by(conn, ctx.account_id, "customer_number", numbers)
+        ledger.lock_customers(conn, customers.values())  # a payment applied meanwhile is zeroed too
         owing = {ref.id: ref for ref in customers.values() if ref.balance != 0}
         for ref in owing.values():
             ref.balance = Decimal("0.00")
@@ -226,6 +227,9 @@ class _CarriedType(BatchType):
         docs = self.documents.table.c
         number = docs[self.documents.number]
         query = select(docs.id, number, docs.status).where(*self._mine(account_id), number.in_(numbers))
+        # locked (by id, as payments and write-offs lock invoices) until they are carried: a
+        # document paid or written off meanwhile is seen as it then is, and kept so
+        query = query.order_by(docs.id).with_for_update()
         return {row[1]: (row[0], row[2]) for row in conn.execute(query)}
 
     def _carry(self, conn: Connection, ids: list[int]) -> None:

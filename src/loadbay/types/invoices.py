@@ -91,6 +91,7 @@ class InvoiceType(BatchType):
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         now = datetime.now(UTC)
         customers = ledger.customers_named(conn, ctx.account_id, records)
+        ledger.lock_customers(conn, customers.values())  # before the invoices are read: see ledger
         valid = [r for r in records if r.data is not None]
         stored = find(conn, INVOICES, [(ctx.account_id, r.data["invoice_number"]) for r in valid if r.data])
         failures: dict[int, FieldError] = {}

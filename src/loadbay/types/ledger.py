@@ -2,6 +2,15 @@
 
 Amounts are computed in Python with Decimal and written back as values (never
 as SQL arithmetic), so SQLite's floating-point NUMERIC never rounds money.
+
+Written back as values, they must be read as no other transaction can change them until
+this one ends: on PostgreSQL several workers apply chunks at once, and two chunks that
+read a balance, moved it and wrote it back would each write over the other's move. So a
+type's `apply` reads its rows, then locks them (`lock_customers`, `lock_invoices`: `FOR
+UPDATE`), which reads them again as they are once every earlier writer has committed. Locks
+are always taken in one order, customers before invoices and each by id, so two chunks
+never wait for each other in a circle. (On SQLite the transaction that applies a chunk
+holds the one write lock from its start: what it reads nobody else changes.)
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ __all__ = [
     "InvoiceRef",
     "customers_by",
     "invoices_by",
+    "lock_customers",
+    "lock_invoices",
     "save_customer_balances",
     "save_invoices",
     "unknown",
@@ -104,6 +115,73 @@ def open_invoices(
         for row in conn.execute(query):
             found.setdefault(row.customer_id, []).append(_invoice(row))
     return found
+
+
+def _locks(conn: Connection) -> bool:
+    """Whether rows read for a write must be locked: on SQLite the applying transaction
+    holds the database's one write lock already."""
+    return conn.dialect.name == "postgresql"
+
+
+def lock_customers(conn: Connection, customers: Iterable[CustomerRef]) -> None:
+    """Lock the customers' rows until the transaction ends (by id) and read each one's
+    status, currency and balance again, as they are once every earlier writer has committed."""
+    by_id: dict[int, list[CustomerRef]] = {}
+    for ref in customers:
+        by_id.setdefault(ref.id, []).append(ref)
+    if not by_id or not _locks(conn):
+        return
+    c = billing_customers.c
+    for part in _chunks(sorted(by_id)):
+        query = (
+            select(c.id, c.status, c.currency, c.balance)
+            .where(c.id.in_(part))
+            .order_by(c.id)
+            .with_for_update()
+        )
+        for row in conn.execute(query):
+            for ref in by_id[row.id]:
+                ref.status, ref.currency, ref.balance = row.status, row.currency, Decimal(row.balance)
+
+
+def lock_invoices(conn: Connection, invoices: Iterable[InvoiceRef]) -> None:
+    """Lock the invoices' rows until the transaction ends (by id, after their customers') and
+    read each one again, as it is once every earlier writer has committed."""
+    by_id: dict[int, list[InvoiceRef]] = {}
+    for ref in invoices:
+        by_id.setdefault(ref.id, []).append(ref)
+    if not by_id or not _locks(conn):
+        return
+    i = billing_invoices.c
+    for part in _chunks(sorted(by_id)):
+        query = (
+            select(i.id, i.invoice_number, i.customer_id, i.invoice_date, i.amount, i.balance, i.status)
+            .where(i.id.in_(part))
+            .order_by(i.id)
+            .with_for_update()
+        )
+        for row in conn.execute(query):
+            fresh = _invoice(row)
+            for ref in by_id[row.id]:
+                for name in ("customer_id", "invoice_date", "amount", "balance", "status"):
+                    setattr(ref, name, getattr(fresh, name))
+
+
+def locked_open_invoices(
+    conn: Connection, account_id: int, customer_ids: Iterable[int]
+) -> dict[int, list[InvoiceRef]]:
+    """`open_invoices`, locked (`lock_invoices`): call it with the customers locked, so no
+    invoice of theirs is made, paid or written off meanwhile."""
+    found = open_invoices(conn, account_id, customer_ids)
+    if not _locks(conn):
+        return found
+    every = [ref for refs in found.values() for ref in refs]
+    lock_invoices(conn, every)
+    still: dict[int, list[InvoiceRef]] = {}
+    for ref in sorted(every, key=lambda r: (r.invoice_date, r.id)):
+        if ref.status == "Open" and ref.balance > 0:  # not carried over meanwhile
+            still.setdefault(ref.customer_id, []).append(ref)
+    return still
 
 
 def _invoice(row: Any) -> InvoiceRef:

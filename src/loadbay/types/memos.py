@@ -64,6 +64,7 @@ class _MemoType(BatchType):
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         now = datetime.now(UTC)
         customers = ledger.customers_named(conn, ctx.account_id, records)
+        ledger.lock_customers(conn, customers.values())  # their balances move: see ledger
         applied: list[Applied] = []
         rows: dict[int, dict[str, Any]] = {}
         for record in (r for r in records if r.data is not None):

@@ -73,7 +73,7 @@ class WriteOffType(BatchType):
 
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         now = datetime.now(UTC)
-        book = _WriteOffBook.load(conn, ctx, records)
+        book = _WriteOffBook.load(conn, ctx, records, lock=True)
         failures: list[Applied] = []
         rows: list[tuple[int, dict[str, Any]]] = []
         for record in (r for r in records if r.data is not None):
@@ -105,15 +105,28 @@ class _WriteOffBook:
         self.touched: dict[int, ledger.InvoiceRef] = {}
 
     @classmethod
-    def load(cls, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> _WriteOffBook:
+    def load(
+        cls, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord], *, lock: bool = False
+    ) -> _WriteOffBook:
+        """The invoices the records name and their customers; `lock`: locked, customers first
+        (see ledger), as applying moves their balances."""
         data = [r.data for r in records if r.data is not None]
         by_id = ledger.invoices_by(conn, ctx.account_id, "id", [d.get("invoice_id") for d in data])
         by_number = ledger.invoices_by(
             conn, ctx.account_id, "invoice_number", [d.get("invoice_number") for d in data]
         )
         by_number = ledger.same_objects(by_id, by_number)
-        customer_ids = [ref.customer_id for ref in (*by_id.values(), *by_number.values())]
-        return cls(by_id, by_number, ledger.customers_by(conn, ctx.account_id, "id", customer_ids))
+        invoices = [*by_id.values(), *by_number.values()]
+        customers = ledger.customers_by(conn, ctx.account_id, "id", [ref.customer_id for ref in invoices])
+        if lock:
+            ledger.lock_customers(conn, customers.values())
+            ledger.lock_invoices(conn, invoices)
+            moved = {ref.customer_id for ref in invoices} - customers.keys()  # another customer's now
+            if moved:
+                more = ledger.customers_by(conn, ctx.account_id, "id", moved)
+                ledger.lock_customers(conn, more.values())
+                customers |= more
+        return cls(by_id, by_number, customers)
 
     def invoice(self, data: Mapping[str, Any]) -> ledger.InvoiceRef | None:
         if data.get("invoice_id") is not None:
@@ -200,7 +213,8 @@ class PaymentType(BatchType):
     def apply(self, conn: Connection, ctx: ApplyContext, records: Sequence[StagedRecord]) -> list[Applied]:
         now = datetime.now(UTC)
         customers = _payers(conn, ctx, records)
-        invoices = ledger.open_invoices(conn, ctx.account_id, [c.id for c in customers.values()])
+        ledger.lock_customers(conn, customers.values())  # then their invoices: see ledger
+        invoices = ledger.locked_open_invoices(conn, ctx.account_id, [c.id for c in customers.values()])
         failures: list[Applied] = []
         payments: list[tuple[int, dict[str, Any], list[tuple[ledger.InvoiceRef, Decimal]]]] = []
         for record in (r for r in records if r.data is not None):
