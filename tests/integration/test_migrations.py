@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from loadbay.db.engine import alembic_config, migrate
+from loadbay.db.engine import SchemaTooNew, alembic_config, migrate
 from loadbay.db.tables import metadata
 
 
@@ -76,3 +81,26 @@ def test_staging_keys_are_one_btree_on_sqlite_and_kept_both_ways(database_url: s
             assert [tuple(row) for row in conn.execute(read)] == keys
     finally:
         engine.dispose()
+
+
+def test_a_database_a_newer_loadbay_migrated_is_told_so(database_url: str, tmp_path: Path) -> None:
+    """An older loadbay started against it (a rollback, or a server of the old version restarted
+    mid-rollout) said only Alembic's "Can't locate revision identified by '0099'", and `doctor`
+    advised starting it once to migrate the database, which it cannot."""
+    url = database_url.replace("postgresql://", "postgresql+psycopg://", 1)
+    migrate(url)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(SchemaTooNew, match="migrated by a newer loadbay"):
+        migrate(url)
+    env = os.environ | {"LOADBAY_DATABASE_URL": database_url, "LOADBAY_DATA_DIR": str(tmp_path)}
+    doctor = subprocess.run(
+        [sys.executable, "-m", "loadbay", "doctor"], env=env, capture_output=True, text=True, check=False
+    )
+    assert doctor.returncode == 1
+    assert "schema at revision 0099: the database was migrated by a newer loadbay" in doctor.stdout
+    assert "start `loadbay serve`" not in doctor.stdout

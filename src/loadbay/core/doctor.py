@@ -11,7 +11,7 @@ from loadbay.blobs import BlobStore
 from loadbay.config import Settings
 from loadbay.db import queue
 from loadbay.db import repository as repo
-from loadbay.db.engine import Database, schema_revisions
+from loadbay.db.engine import Database, known_revision, newer_schema, schema_revisions
 from loadbay.domain.text import many
 from loadbay.errors import LoadbayError
 
@@ -33,6 +33,8 @@ def check_database(db: Database) -> Check:
         current, head = schema_revisions(db)
     except Exception as exc:
         return Check("database", False, f"cannot be reached: {_reason(exc)}")
+    if current is not None and current != head and not known_revision(db, current):
+        return Check("database", False, f"schema at revision {current}: {newer_schema(head)}")
     if current != head:
         return Check(
             "database",

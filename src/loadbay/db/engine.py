@@ -34,6 +34,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.pool import NullPool, QueuePool
@@ -438,7 +439,12 @@ def migrate(url: str) -> None:
     applied: list[str] = []
     config.attributes["on_version_apply"] = partial(_applied, applied)
     with _alembic_quiet(), _migrating_alone(url):
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as exc:
+            if "Can't locate revision" not in str(exc):
+                raise
+            raise SchemaTooNew(f"{exc}: {newer_schema(head_revision(config))}") from None
     if applied:
         log.info(
             "database migrated to revision %s (%s applied)", applied[-1], many(len(applied), "migration")
@@ -504,5 +510,29 @@ def schema_revisions(db: Database) -> tuple[str | None, str | None]:
     """(the database's migration revision, the newest this loadbay has): equal once migrated."""
     with db.read() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    head = ScriptDirectory.from_config(alembic_config(db.url)).get_current_head()
-    return current, head
+    return current, head_revision(alembic_config(db.url))
+
+
+def head_revision(config: Config) -> str | None:
+    """The newest migration revision this loadbay has."""
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def known_revision(db: Database, revision: str) -> bool:
+    """Whether this loadbay has the migration `revision` (else a newer one made it)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config(db.url)).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def newer_schema(head: str | None) -> str:
+    """What an operator is told of a database a newer loadbay migrated."""
+    return (
+        f"the database was migrated by a newer loadbay (this one's newest revision is {head}); "
+        "run that version or a newer one: an older one cannot use its schema"
+    )
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer loadbay than this one."""
