@@ -87,6 +87,30 @@ def results_written(server: Server, batch_id: int, timeout: float = 30.0) -> Non
         time.sleep(0.05)
 
 
+def test_result_files_whose_writing_failed_are_written_again_soon(
+    server: Server, client: httpx.Client
+) -> None:
+    """A store that fails a moment as a batch ends (here: a directory where the file goes)
+    kept the batch's claim on its writing for 10 minutes: its result files came that late."""
+    if server.s3 is not None:
+        pytest.skip("the local store's directory is obstructed")
+    items = [{"customer_number": f"W{n}", "name": "Wyn"} for n in range(3)]
+    batch = new_batch(client, items=items)
+    where = Path(server.env["LOADBAY_DATA_DIR"]) / "blobs" / "batches" / str(batch["id"]) / "results.csv"
+    where.mkdir(parents=True)
+    try:
+        assert client.post(f"/v1/batches/{batch['id']}/submit").status_code == 200
+        assert wait_final(client, batch["id"])["status"] == "completed"
+        time.sleep(1)  # (a worker tries to write them, and fails)
+        query = "SELECT results_at, results_claimed_until FROM batches WHERE id = :id"
+        written, claimed = server.query(query, id=batch["id"])[0]
+        assert written is None and claimed is not None
+    finally:
+        where.rmdir()
+    results_written(server, batch["id"], timeout=30)
+    assert (stored(server, f"batches/{batch['id']}/results.csv") or b"").count(b"\n") == 4
+
+
 # uploads to a signed URL ---------------------------------------------------------------------
 
 

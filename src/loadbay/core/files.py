@@ -67,6 +67,7 @@ CSV = "text/csv; charset=utf-8"
 _PAGE = 5  # chunks' result rows read per transaction (20 of 4,000 records: 25 MB more in a worker)
 _PAYLOADS = 5  # chunks' staged payloads read per transaction (each holds a chunk's records)
 _CLAIM = timedelta(minutes=10)  # how long a worker has to write one batch's result files
+_RETRY = timedelta(seconds=10)  # before result files whose writing failed are tried again
 _SWEEP_EVERY = 60.0  # seconds between two retention passes of one worker
 _SWEEP_BATCHES = 20  # batches whose files one pass removes at most
 _READ = 1 << 20
@@ -179,7 +180,12 @@ def store_next_results(rt: Runtime, owner: str) -> bool:
             batch = repo.get_batch(conn, None, batch_id) if claimed else None
         if batch is not None:
             log.debug("worker %s writes the result files of batch %s", owner, batch_id)
-            _write_and_mark(rt, batch)
+            try:
+                _write_and_mark(rt, batch)
+            except Exception:  # (the store away a moment: tried again soon, not once the claim ends)
+                with rt.db.write() as conn:
+                    repo.results_due(conn, batch_id, repo.now() + _RETRY)
+                raise
             return True
     return False
 

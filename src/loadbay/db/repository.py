@@ -86,6 +86,7 @@ __all__ = [
     "pending_inputs",
     "received_files",
     "release_keys",
+    "results_due",
     "results_stored",
     "results_wanted",
     "seen_keys",
@@ -838,6 +839,14 @@ def claim_results(conn: Connection, batch_id: int, at: datetime, until: datetime
         .values(results_claimed_until=until)
     )
     return conn.execute(claimed).rowcount == 1
+
+
+def results_due(conn: Connection, batch_id: int, at: datetime) -> None:
+    """Let any worker write the batch's result files from `at` on (the claim on them ends)."""
+    c = batches.c
+    conn.execute(
+        update(batches).where(c.id == batch_id, c.results_at.is_(None)).values(results_claimed_until=at)
+    )
 
 
 def results_stored(conn: Connection, batch_id: int, at: datetime) -> bool:
