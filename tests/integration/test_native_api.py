@@ -964,6 +964,24 @@ def test_children_of_a_parent(server: Server, key: str) -> None:
         assert_problem(refused, 409, "CONFLICT")
 
 
+def test_a_child_batch_has_no_children(server: Server, key: str) -> None:
+    """A family is one level deep: a batch whose parent is a child was made (its cancel and
+    submit reached the parent and its children only: the grandchild stayed open, and could
+    be submitted and applied after its family was cancelled). It is refused now, as is a
+    child whose type makes children of its own (they would be grandchildren)."""
+    with server.client(key) as client:
+        parent = create(client)
+        child = create(client, parent_id=parent["id"])
+        refused = client.post("/v1/batches", json={"type": TYPE, "parent_id": child["id"]})
+        problem = assert_problem(refused, 409, "INVALID_PARENT")
+        assert f"parent batch {child['id']} is itself a child of batch {parent['id']}" in problem["detail"]
+        carried = {"type": "billing.carry_forward", "options": {"invoices": True}, "parent_id": parent["id"]}
+        problem = assert_problem(client.post("/v1/batches", json=carried), 409, "INVALID_PARENT")
+        assert "billing.carry_forward_invoice" in problem["detail"], problem
+        family = client.get("/v1/batches").json()["data"]
+    assert [b["id"] for b in family] == [child["id"], parent["id"]]  # nothing else was made
+
+
 def test_a_child_cancelled_while_waiting_at_its_upload_url_does_not_hold_up_its_parent(
     server: Server, key: str
 ) -> None:

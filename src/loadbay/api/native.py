@@ -101,7 +101,9 @@ _CSV = {
                 403: "`TEST_MODE_MISMATCH`: `test` differs from the API key's account",
                 404: "`NOT_FOUND`: no such `parent_id` batch",
                 409: "`JOB_ID_CONFLICT`: the job_id names a batch made with another body; `MIXED_INPUT`: "
-                "`items` with `source_url` or `upload_url` (a batch takes pages or files, not both); or "
+                "`items` with `source_url` or `upload_url` (a batch takes pages or files, not both); "
+                "`INVALID_PARENT`: the `parent_id` batch is a child itself, or the type makes children "
+                "of its own (a family is one level deep); or "
                 "the items or submit asked for are refused (`NO_DATA`, `INCOMPLETE_BATCH`, a parent no "
                 "longer open); or the upload URL asked for is (`BATCH_NOT_OPEN`: the batch is submitted "
                 "on create; `NO_DATA_TAKEN`)",

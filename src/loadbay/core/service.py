@@ -260,7 +260,7 @@ class BatchService:
             if spec.exclusive_of:
                 _check_exclusive(conn, account, spec.exclusive_of)
             if spec.parent_id is not None:
-                self._check_parent(conn, account, spec.parent_id)
+                self._check_parent(conn, account, spec)
             batch_id = repo.insert_batch(conn, self._batch_row(account, spec, fingerprint))
             repo.add_event(conn, batch_id, Milestone.CREATED, Status.OPEN)
             self._spawn(conn, account, batch_id, spec)
@@ -298,10 +298,29 @@ class BatchService:
             )
             repo.add_event(conn, child_id, Milestone.CREATED, Status.OPEN)
 
-    def _check_parent(self, conn: Connection, account: Account, parent_id: int) -> None:
+    def _check_parent(self, conn: Connection, account: Account, spec: NewBatch) -> None:
+        """The parent a new batch names: the account's, open, and no child itself. A family is
+        one level deep (a child of a child was neither cancelled nor submitted with the family:
+        cancelled, its grandchild stayed open and could still be submitted and applied), so a
+        batch whose type makes children of its own cannot be a child either."""
+        parent_id = spec.parent_id
+        assert parent_id is not None
         parent = repo.get_batch(conn, account.id, parent_id) if _storable_id(parent_id) else None
         if parent is None:
             raise NotFound(f"parent batch {parent_id} not found")
+        if parent.parent_id is not None:
+            raise Conflict(
+                f"parent batch {parent_id} is itself a child of batch {parent.parent_id}, and a child "
+                f"batch has no children; name batch {parent.parent_id} as the parent, or none",
+                code="INVALID_PARENT",
+            )
+        if made := self.rt.types.get(spec.type).spawn(spec.options):
+            kinds = ", ".join(sorted({child.type for child in made}))
+            raise Conflict(
+                f"a {spec.type} batch is made with child batches of its own ({kinds}), so it cannot "
+                f"be a child of batch {parent_id}; create it without parent_id",
+                code="INVALID_PARENT",
+            )
         if parent.status != Status.OPEN:
             raise Conflict(f"parent batch {parent_id} is {parent.status}; children join open batches only")
 
