@@ -485,6 +485,40 @@ def test_a_redeliver_retries_as_a_new_event_even_during_an_attempt(database_url:
         api.stop()
 
 
+def test_a_redeliver_during_an_attempt_that_succeeds_is_still_sent(database_url: str, tmp_path: Path) -> None:
+    """A redeliver clicked while an attempt is being sent sends the event again, whatever became
+    of that attempt: one that succeeded marked the delivery delivered, and the redeliver was
+    lost (no second request ever came)."""
+    env = ENV | {"LOADBAY_WEBHOOK_TIMEOUT": "8", "LOADBAY_WEBHOOK_DISABLE_AFTER": "1000"}
+    # One worker thread: the redelivered attempt waits until the one under way is recorded.
+    api = start_server(database_url, tmp_path / "data", workers=1, env=env)
+    try:
+        with receiving() as receiver, api.client(api.account("again")) as client:
+            where = path()
+            hook = endpoint(
+                client, receiver.plan(where, Answer(200, delay=2), Answer(200)), events=["batch.cancelled"]
+            )
+            cancelled(client)
+
+            def first_attempt_sending() -> dict[str, Any] | None:
+                found = deliveries(client, hook["id"])
+                attempts = found[0]["attempts"] if found else []
+                return found[0] if attempts and attempts[-1]["result"] == "sending" else None
+
+            sending = eventually(first_attempt_sending)
+            again = client.post(f"/v1/webhooks/{hook['id']}/deliveries/{sending['id']}/redeliver")
+            assert again.status_code == 200, again.text
+            first, second = receiver.wait_for(where, 2, timeout=15)
+            assert first.headers["webhook-id"] == second.headers["webhook-id"]
+            done = eventually(lambda: (d := deliveries(client, hook["id"])[0])["status"] == "delivered" and d)
+            assert [(a["attempt"], a["result"]) for a in done["attempts"]] == [
+                (1, "delivered"),
+                (2, "delivered"),
+            ]
+    finally:
+        api.stop()
+
+
 def cancelled(client: httpx.Client) -> None:
     batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
     assert client.post(f"/v1/batches/{batch['id']}/cancel").status_code == 200

@@ -146,10 +146,10 @@ def _record(
         conn, claim.delivery_id, claim.attempt, result=outcome, response=result.response, **log
     )
     if result.delivered:
-        # (even by an attempt whose hold ran out: the receiver has it)
-        hooks.set_delivery(
-            conn, claim.delivery_id, None, status=hooks.DELIVERED, next_attempt_at=None, finished_at=at
-        )
+        # (even by an attempt whose hold ran out: the receiver has it; but not one redelivered
+        # during this attempt, which is sent again as asked)
+        delivered = {"status": hooks.DELIVERED, "next_attempt_at": None, "finished_at": at}
+        hooks.set_delivery(conn, claim.delivery_id, None, since=claim.retrying_since, **delivered)
         hooks.endpoint_recovered(conn, claim.endpoint_id)
         return
     # (the backoff and the window start again at a redeliver, as for a new event; one made
