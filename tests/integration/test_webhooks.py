@@ -519,6 +519,28 @@ def test_a_redeliver_during_an_attempt_that_succeeds_is_still_sent(database_url:
         api.stop()
 
 
+def test_a_delivery_is_retried_until_its_window_ends(database_url: str, tmp_path: Path) -> None:
+    """The last attempt comes at the end of LOADBAY_WEBHOOK_RETRY_FOR, not before: a delivery
+    whose next wait went past the window's end was failed at once, up to an hour early (here:
+    one attempt, failed 3 s before its window ended, as the first wait is 15 to 30 s)."""
+    env = ENV | {"LOADBAY_WEBHOOK_BACKOFF": "30", "LOADBAY_WEBHOOK_RETRY_FOR": "3"}
+    api = start_server(
+        database_url, tmp_path / "data", workers=1, env=env | {"LOADBAY_WEBHOOK_DISABLE_AFTER": "1000"}
+    )
+    try:
+        with receiving() as receiver, api.client(api.account("window")) as client:
+            where = path()
+            hook = endpoint(client, receiver.plan(where, Answer(500)), events=["batch.cancelled"])
+            cancelled(client)
+            [failed] = finished(client, hook["id"])
+            sent = receiver.requests(where)
+    finally:
+        api.stop()
+    assert [(a["attempt"], a["result"]) for a in failed["attempts"]] == [(1, "failed"), (2, "failed")]
+    assert 2.0 <= sent[1].at - sent[0].at <= 6.0  # at the window's end, 3 s after the event
+    assert (failed["status"], len(sent)) == ("failed", 2)
+
+
 def cancelled(client: httpx.Client) -> None:
     batch = client.post("/v1/batches", json={"type": "billing.customer"}).json()
     assert client.post(f"/v1/batches/{batch['id']}/cancel").status_code == 200

@@ -15,7 +15,8 @@ endpoint secret's bytes (base64 after `whsec_`). Its URL goes through the fetche
 A 2xx answer delivers it. Any other answer, or none, fails the attempt: the next comes after
 LOADBAY_WEBHOOK_BACKOFF seconds, twice as long after each failure (at most an hour), each
 wait cut by up to half at random, until LOADBAY_WEBHOOK_RETRY_FOR seconds have passed since
-the event (or the last redeliver): then the delivery has failed. An endpoint whose every
+the event (or the last redeliver): a wait that would end later ends then, with one last
+attempt, and a failure after that fails the delivery. An endpoint whose every
 attempt has failed for LOADBAY_WEBHOOK_DISABLE_AFTER seconds is disabled, with the reason.
 """
 
@@ -156,10 +157,11 @@ def _record(
     # during this attempt is left as it is)
     tries = hooks.tries_since(conn, claim.delivery_id, claim.retrying_since)
     after = at + timedelta(seconds=backoff(max(tries, 1), settings.webhook_backoff))
-    if after > claim.retrying_since + timedelta(seconds=settings.webhook_retry_for):
+    end = claim.retrying_since + timedelta(seconds=settings.webhook_retry_for)
+    if at >= end:
         values = {"status": hooks.FAILED, "next_attempt_at": None, "finished_at": at}
-    else:
-        values = {"next_attempt_at": after}
+    else:  # (a wait past the window's end is cut to it: the last attempt comes at its end)
+        values = {"next_attempt_at": min(after, end)}
     hooks.set_delivery(conn, claim.delivery_id, claim.attempt, since=claim.retrying_since, **values)
     since = hooks.endpoint_failing(conn, claim.endpoint_id, at)
     if since is not None and at - since >= timedelta(seconds=settings.webhook_disable_after):
