@@ -946,6 +946,29 @@ def test_list_batches_with_filters_and_cursor(server: Server, key: str) -> None:
         assert [b["id"] for b in both] == [done["id"]]
 
 
+def test_list_batches_in_any_of_several_statuses_or_types(server: Server, key: str) -> None:
+    """`status` (and `type`) repeated, or comma-separated, is any of them: the last of a
+    repeated status was the only one kept (the others' batches missing), a comma-separated
+    list was a 400, and an unknown type an empty 200."""
+    with server.client(key) as client:
+        done = run(client, "customer_number,name\nS1,One\n")
+        stopped = post(client, create(client)["id"], "cancel")
+        opened = create(client)
+        final = [stopped["id"], done["id"]]
+        repeated = client.get("/v1/batches", params=[("status", "completed"), ("status", "cancelled")])
+        assert [b["id"] for b in repeated.json()["data"]] == final, repeated.text
+        listed = client.get("/v1/batches", params={"status": "completed, cancelled"})
+        assert [b["id"] for b in listed.json()["data"]] == final, listed.text
+        types = client.get("/v1/batches", params=[("type", TYPE), ("type", "billing.invoice")])
+        assert [b["id"] for b in types.json()["data"]] == [opened["id"], *final], types.text
+
+        unknown = assert_problem(client.get("/v1/batches", params={"type": "nope"}), 400, "UNKNOWN_TYPE")
+        assert "'nope'" in unknown["detail"] and TYPE in unknown["detail"], unknown
+        bogus = client.get("/v1/batches", params=[("status", "completed"), ("status", "done")])
+        problem = assert_problem(bogus, 400, "INVALID_STATUS")
+        assert "'done'" in problem["detail"] and "cancelled" in problem["detail"], problem
+
+
 def test_children_of_a_parent(server: Server, key: str) -> None:
     with server.client(key) as client:
         parent = create(client, description="parent")

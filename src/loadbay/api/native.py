@@ -135,12 +135,28 @@ def _out(service: BatchService, batch: Batch, upload: UploadUrlOut | None = None
     return BatchOut.of(batch, service.progress([batch])[batch.id], upload)
 
 
-@router.get("/batches", response_model=Page[BatchOut], responses=problem_responses(400, 401, 503))
+_LIST_400 = (
+    "`INVALID_STATUS`: a `status` that is no batch status; `UNKNOWN_TYPE`: a `type` that is no "
+    "registered type (each names the known ones); or a malformed parameter"
+)
+
+
+@router.get(
+    "/batches",
+    response_model=Page[BatchOut],
+    responses=problem_responses(400, 401, 503, said={400: _LIST_400}),
+)
 def list_batches(
     service: Service,
     account: Caller,
-    status: Text | None = None,
-    type: Text | None = None,
+    status: Annotated[
+        list[Text] | None,
+        Query(description="Only batches in one of these statuses: comma-separated or repeated"),
+    ] = None,
+    type: Annotated[
+        list[Text] | None,
+        Query(description="Only batches of one of these types: comma-separated or repeated"),
+    ] = None,
     job_id: Text | None = None,
     q: Annotated[
         Text | None, Query(max_length=200, description="Text the job id or description holds")
@@ -150,14 +166,26 @@ def list_batches(
 ) -> Page[BatchOut]:
     """Newest first; pass `next_cursor` back as `cursor` for the next page. `q` finds the
     batches whose job id or description holds the text, in any letter case."""
-    if status and status not in set(Status):
-        raise InvalidInput(f"status must be one of {', '.join(Status)}", code="INVALID_STATUS")
-    filters = {k: v for k, v in {"status": status, "type": type, "job_id": job_id}.items() if v}
+    statuses, types = _listed(status), _listed(type)
+    if unknown := [s for s in statuses if s not in set(Status)]:
+        raise InvalidInput(
+            f"unknown status {', '.join(map(repr, unknown))}; a batch's status is one of {', '.join(Status)}",
+            code="INVALID_STATUS",
+        )
+    for name in types:
+        service.batch_type(name)  # UnknownType, naming the known ones
+    filters = {k: v for k, v in {"status": statuses, "type": types, "job_id": job_id}.items() if v}
     batches = service.list_batches(account, filters, cursor, limit, search=q)
     progress = service.progress(batches)
     next_cursor = str(batches[-1].id) if len(batches) == limit else None
     data = [BatchOut.of(b, progress[b.id]) for b in batches]
     return Page[BatchOut](data=data, next_cursor=next_cursor)
+
+
+def _listed(values: list[str] | None) -> list[str]:
+    """A parameter's values, given repeated or comma-separated (or both), in order, once each."""
+    names = (name.strip() for value in values or [] for name in value.split(","))
+    return list(dict.fromkeys(name for name in names if name))
 
 
 async def _polling_key(

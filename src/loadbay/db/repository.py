@@ -259,10 +259,14 @@ def list_batches(
     search: str | None = None,
 ) -> list[Batch]:
     """Newest first; `before_id` is the cursor of the next page; `search` is text the job id
-    or the description holds (in any letter case)."""
+    or the description holds (in any letter case). A filter's value is one value, or a list
+    of them (any of them)."""
     query = select(batches).where(batches.c.account_id == account_id)
     for name, value in filters.items():
-        query = query.where(batches.c[name] == value)
+        if isinstance(value, list | tuple | set | frozenset):
+            query = query.where(batches.c[name].in_(list(value)))
+        else:
+            query = query.where(batches.c[name] == value)
     if search:
         query = query.where(_holds(batches.c.job_id, search) | _holds(batches.c.description, search))
     if before_id is not None:
