@@ -7,6 +7,7 @@
     ├── Conflict                  the request is valid but the batch's state refuses it
     │   ├── InvalidTransition     a lifecycle move the transition table does not allow
     │   ├── NoData                a submit finds no data (or no file at an upload URL it handed out)
+    │   ├── ParentNotOpen         a child batch created for a parent that is no longer open
     │   └── JobIdConflict         the same job_id was used with a different body
     ├── InvalidInput              a request parameter or body is wrong
     │   ├── UnknownType           the batch type is not registered
@@ -48,6 +49,7 @@ __all__ = [
     "MissingColumn",
     "NoData",
     "NotFound",
+    "ParentNotOpen",
     "PayloadTooLarge",
     "StoreUnavailable",
     "TestModeMismatch",
@@ -115,6 +117,19 @@ class NoData(Conflict):
         None when the batch was submitted on create, and so never made."""
         super().__init__(message, code=code)
         self.batch_id = batch_id
+
+
+class ParentNotOpen(Conflict):
+    """The parent batch is no longer open: children join open batches only."""
+
+    code = "BATCH_NOT_OPEN"
+
+    def __init__(self, parent_id: int, status: str) -> None:
+        super().__init__(
+            f"parent batch {parent_id} is {status}; children join open batches only: create this "
+            "batch before its parent is submitted, or without parent_id"
+        )
+        self.parent_id = parent_id
 
 
 class InvalidTransition(Conflict):

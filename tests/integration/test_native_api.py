@@ -984,7 +984,11 @@ def test_children_of_a_parent(server: Server, key: str) -> None:
         assert wait_final(client, parent["id"])["status"] == "completed"
         assert wait_final(client, child["id"])["status"] == "completed"
         refused = client.post("/v1/batches", json={"type": TYPE, "parent_id": parent["id"]})
-        assert_problem(refused, 409, "CONFLICT")
+        # (it was CONFLICT, a code the error table does not have)
+        said = assert_problem(refused, 409, "BATCH_NOT_OPEN")["detail"]
+        assert said.startswith(
+            f"parent batch {parent['id']} is completed; children join open batches only"
+        ), said
 
 
 def test_a_child_batch_has_no_children(server: Server, key: str) -> None:

@@ -103,10 +103,10 @@ _CSV = {
                 409: "`JOB_ID_CONFLICT`: the job_id names a batch made with another body; `MIXED_INPUT`: "
                 "`items` with `source_url` or `upload_url` (a batch takes pages or files, not both); "
                 "`INVALID_PARENT`: the `parent_id` batch is a child itself, or the type makes children "
-                "of its own (a family is one level deep); or "
-                "the items or submit asked for are refused (`NO_DATA`, `INCOMPLETE_BATCH`, a parent no "
-                "longer open); or the upload URL asked for is (`BATCH_NOT_OPEN`: the batch is submitted "
-                "on create; `NO_DATA_TAKEN`)",
+                "of its own (a family is one level deep); `BATCH_NOT_OPEN`: the `parent_id` batch is no "
+                "longer open (children join open batches only); or the items or submit asked for are "
+                "refused (`NO_DATA`, `INCOMPLETE_BATCH`); or the upload URL asked for is (`BATCH_NOT_OPEN`: "
+                "the batch is submitted on create; `NO_DATA_TAKEN`)",
             },
         ),
     },

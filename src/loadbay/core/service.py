@@ -44,6 +44,7 @@ from loadbay.errors import (
     JobIdConflict,
     NoData,
     NotFound,
+    ParentNotOpen,
     TestModeMismatch,
     Unauthorized,
     UnknownType,
@@ -322,7 +323,7 @@ class BatchService:
                 code="INVALID_PARENT",
             )
         if parent.status != Status.OPEN:
-            raise Conflict(f"parent batch {parent_id} is {parent.status}; children join open batches only")
+            raise ParentNotOpen(parent_id, parent.status)
 
     def get(self, account: Account, batch_id: int, *, types: Collection[str] | None = None) -> Batch:
         """The account's batch; with `types`, a batch of another type is NotFound too

@@ -73,6 +73,7 @@ from loadbay.errors import (
     LoadbayError,
     NoData,
     NotFound,
+    ParentNotOpen,
     UnsupportedMediaType,
 )
 from loadbay.http.auth import signed
@@ -398,15 +399,15 @@ def _create_with_upload(service: BatchService, account: Account, spec: NewBatch,
 
 def _upload_refused(service: BatchService, account: Account, spec: NewBatch, exc: Conflict) -> LoadbayError:
     """The core's refusal of an S3FileUpload in eBill's words."""
-    if exc.code == "BATCH_NOT_OPEN" and spec.job_id is not None:  # the one this jobId made before
-        return _job_id_taken(service, account, spec, "which was finalized and takes no file any more")
-    if exc.code == Conflict.code and spec.parent_id is not None:  # the parent is not open
-        parent = _by_id(service, account, spec.parent_id)
+    if isinstance(exc, ParentNotOpen):
+        parent = _by_id(service, account, exc.parent_id)
         return Conflict(
             f"{_named(parent)} is {_status(parent)[0]}: line-item files join an invoice batch "
             "process while it is Draft; send them before its BatchFinalize",
             code="PARENT_NOT_DRAFT",
         )
+    if exc.code == "BATCH_NOT_OPEN" and spec.job_id is not None:  # the one this jobId made before
+        return _job_id_taken(service, account, spec, "which was finalized and takes no file any more")
     return exc
 
 
