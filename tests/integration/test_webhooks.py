@@ -284,6 +284,40 @@ def test_an_endpoint_that_keeps_failing_is_disabled_and_says_why(
     assert (enabled["enabled"], enabled["disabled_reason"], enabled["failing_since"]) == (True, None, None)
 
 
+def test_a_patch_clears_the_description_refuses_null_and_keeps_the_failures_when_disabling(
+    client: httpx.Client, receiver: Receiver
+) -> None:
+    """`"description": null` clears the description, and `"url": null` or `"events": null` is a
+    400 (each answered 200 and changed nothing); `"enabled": false` keeps `failing_since` and
+    `disabled_reason` (it cleared them, as only `"enabled": true` does)."""
+    where = path()
+    hook = endpoint(client, receiver.plan(where, Answer(503)), events=["batch.cancelled"], description="CRM")
+    cancelled(client)
+    disabled = eventually(
+        lambda: (e := client.get(f"/v1/webhooks/{hook['id']}").json())["enabled"] is False and e
+    )
+    kept = client.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": False})
+    assert kept.status_code == 200, kept.text
+    assert (kept.json()["disabled_reason"], kept.json()["failing_since"]) == (
+        disabled["disabled_reason"],
+        disabled["failing_since"],
+    )
+    assert disabled["disabled_reason"] is not None and disabled["failing_since"] is not None
+
+    cleared = client.patch(f"/v1/webhooks/{hook['id']}", json={"description": None})
+    assert cleared.status_code == 200 and cleared.json()["description"] is None, cleared.text
+    for field in ("url", "events", "enabled"):
+        refused = client.patch(f"/v1/webhooks/{hook['id']}", json={field: None})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["code"] == "INVALID_INPUT"
+        assert [e["field"] for e in refused.json()["errors"]] == [field], refused.json()
+    after = client.get(f"/v1/webhooks/{hook['id']}").json()
+    assert (after["url"], after["events"], after["enabled"]) == (hook["url"], ["batch.cancelled"], False)
+
+    enabled = client.patch(f"/v1/webhooks/{hook['id']}", json={"enabled": True}).json()
+    assert (enabled["enabled"], enabled["disabled_reason"], enabled["failing_since"]) == (True, None, None)
+
+
 def test_rotate_and_redeliver(client: httpx.Client, receiver: Receiver) -> None:
     where = path()
     hook = endpoint(client, receiver.plan(where, Answer(200)), events=["batch.cancelled"])

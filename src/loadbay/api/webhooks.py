@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from loadbay.api.schemas import Page, Text
 from loadbay.core.service import BatchService
@@ -54,10 +55,20 @@ class UpdateWebhook(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: Url | None = None
-    events: list[EventName] | None = None
-    enabled: StrictBool | None = Field(default=None, description="true again clears disabled_reason")
-    description: Description | None = None
+    url: Url | SkipJsonSchema[None] = None
+    events: list[EventName] | SkipJsonSchema[None] = None
+    enabled: StrictBool | SkipJsonSchema[None] = Field(
+        default=None, description="true again clears disabled_reason and failing_since"
+    )
+    description: Description | None = Field(default=None, description="null clears it")
+
+    @field_validator("url", "events", "enabled")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        """`url`, `events` and `enabled` take a value, or are left out (`null` changed nothing)."""
+        if value is None:
+            raise ValueError("cannot be null: send a value, or leave it out to keep it as it is")
+        return value
 
 
 class WebhookOut(BaseModel):
@@ -206,7 +217,9 @@ def update_webhook(
     hooks: Hooks,
     account: Caller,
 ) -> WebhookOut:
-    changes = EndpointChanges(body.url, body.events, body.enabled, body.description)
+    changes = EndpointChanges(
+        body.url, body.events, body.enabled, body.description, "description" in body.model_fields_set
+    )
     return WebhookOut.of(hooks.update(account, webhook_id, changes))
 
 

@@ -62,12 +62,14 @@ _DELETE_TRIES = 5  # an endpoint's delete, done again while deliveries for it ke
 
 @dataclass(frozen=True, slots=True)
 class EndpointChanges:
-    """What a PATCH changes (None: left as it is)."""
+    """What a PATCH changes (None: left as it is; the description is set, to None too, when
+    `description_named`)."""
 
     url: str | None = None
     events: Sequence[str] | None = None
     enabled: bool | None = None
     description: str | None = None
+    description_named: bool = False
 
 
 class Webhooks:
@@ -108,17 +110,20 @@ class Webhooks:
             return self._get(conn, account, endpoint_id)
 
     def update(self, account: Account, endpoint_id: int, changes: EndpointChanges) -> Endpoint:
-        """Change the endpoint; enabling it again forgets why it was disabled and its failures."""
+        """Change the endpoint; enabling it forgets why it was disabled and its failures
+        (disabling it keeps them)."""
         values: dict[str, object] = {}
         if changes.url is not None:
             self._check_url(changes.url)
             values["url"] = changes.url
         if changes.events is not None:
             values["events"] = _events(changes.events)
-        if changes.description is not None:
+        if changes.description is not None or changes.description_named:
             values["description"] = changes.description
         if changes.enabled is not None:
-            values |= {"enabled": changes.enabled, "disabled_reason": None, "failing_since": None}
+            values["enabled"] = changes.enabled
+        if changes.enabled:
+            values |= {"disabled_reason": None, "failing_since": None}
         with self.rt.db.write() as conn:
             self._get(conn, account, endpoint_id)
             hooks.update_endpoint(conn, endpoint_id, repo.now(), **values)
