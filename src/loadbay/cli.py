@@ -222,13 +222,19 @@ def _default_worker_processes() -> int:
 
 
 def _print_demo_key(service: Any, settings: Settings, host: str, port: int) -> None:
-    """The demo account's key lives in the data dir, so every `make run` shows the same one."""
+    """The demo account's key lives in the data dir, so every `make run` shows the same one;
+    a key the database does not know (the database was made anew, the file kept: every
+    request with the key printed was a 401) is replaced by a new demo account's."""
+    from loadbay.errors import Unauthorized
+
     path = settings.data_dir / "demo-api-key"
-    if not path.exists():
+    key = path.read_text().strip() if path.exists() else ""
+    try:
+        service.authenticate(key)
+    except Unauthorized:
         _account, key = service.create_account("demo")
         path.write_text(key + "\n")
         path.chmod(0o600)
-    key = path.read_text().strip()
     console.print(f"\n[bold]loadbay[/] at http://{host}:{port}  (dashboard: /, API docs: /docs)")
     console.print(f"demo account API key: [bold green]{key}[/]")
     console.print(f'try: curl -H "X-Api-Key: {key}" http://{host}:{port}/v1/types\n')

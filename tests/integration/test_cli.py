@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -105,10 +105,16 @@ def test_version_and_the_exit_codes_in_the_help(tmp_path: Path) -> None:
     assert len(set(ExitCode)) == len(ExitCode) == len(EXIT_MEANINGS)
 
 
-def serve_demo(data_dir: Path, until: str = "worker process 0 started", **settings: str) -> list[str]:
+def serve_demo(
+    data_dir: Path,
+    until: str = "worker process 0 started",
+    while_up: Callable[[Server, list[str]], None] | None = None,
+    **settings: str,
+) -> list[str]:
     """What `loadbay serve --demo` (`make run`) prints until it answers and its worker process
     has started (and migrated too: it prints `until`), in its lines; the server is stopped
-    then. `settings`: LOADBAY_ variables by their names (LOG_LEVEL="debug")."""
+    then (after `while_up`, given the server and those lines). `settings`: LOADBAY_ variables
+    by their names (LOG_LEVEL="debug")."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOADBAY_")}
     env |= {f"LOADBAY_{name}": value for name, value in settings.items()}
@@ -122,6 +128,8 @@ def serve_demo(data_dir: Path, until: str = "worker process 0 started", **settin
         deadline = time.monotonic() + 60
         while until not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.1)
+        if while_up is not None:
+            while_up(server, log.read_text().splitlines())
     finally:
         server.stop()
     return log.read_text().splitlines()
@@ -142,6 +150,29 @@ def test_serve_demo_shows_its_address_and_key_first(tmp_path: Path) -> None:
         assert before[-1].startswith("loadbay at http://127.0.0.1:"), (start, lines)
         assert any("worker process 0 started" in line for line in lines), (start, lines)
         assert not [line for line in lines if "alembic" in line], (start, lines)
+
+
+def test_serve_demo_makes_the_demo_account_again_in_a_new_database(tmp_path: Path) -> None:
+    """A database made anew beside the demo key of an old one (data/loadbay.db removed,
+    data/demo-api-key kept): the key printed was the old one, which no account had, and every
+    request with it was a 401. The demo account is made again, and its key printed and kept."""
+    data = tmp_path / "data"
+
+    def answers(server: Server, lines: list[str]) -> None:
+        key = next(line for line in lines if line.startswith("demo account API key: lb_")).split(": ")[1]
+        assert (data / "demo-api-key").read_text().strip() == key
+        with server.client(key) as client:
+            account = client.get("/v1/account")
+        assert account.status_code == 200 and account.json()["name"] == "demo", account.text
+
+    first = serve_demo(data, while_up=answers)
+    (data / "loadbay.db").unlink()
+    again = serve_demo(data, while_up=answers)
+    kept = serve_demo(data, while_up=answers)  # the same database: the same key
+    keys = [
+        [line for line in lines if line.startswith("demo account API key:")] for lines in (first, again, kept)
+    ]
+    assert keys[0] != keys[1] == keys[2], keys
 
 
 def test_the_log_level_is_a_setting(tmp_path: Path) -> None:
