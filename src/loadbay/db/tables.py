@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 
@@ -171,6 +172,13 @@ batches = Table(
     Index(None, "retry_of"),
     Index(None, "results_at", "finished_at"),
     Index(None, "files_removed_at", "finished_at"),
+    # the few batches whose unread records wait (queue.claim_unread looks for them when idle)
+    Index(
+        "ix_batches_unread_pending",
+        "finished_at",
+        postgresql_where=text("unread_pending"),
+        sqlite_where=text("unread_pending"),
+    ),
 )
 
 batch_events = Table(

@@ -24,8 +24,13 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("unread_pending", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
+    where = sa.text("unread_pending")
+    op.create_index(
+        "ix_batches_unread_pending", "batches", ["finished_at"], postgresql_where=where, sqlite_where=where
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_batches_unread_pending", table_name="batches")
     with op.batch_alter_table("batches", schema=None) as batch_op:
         batch_op.drop_column("unread_pending")
