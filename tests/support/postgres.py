@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -142,6 +143,11 @@ def _admin_connection(server_url: str) -> psycopg.Connection[tuple[object, ...]]
 def _start_cluster(bin_dir: Path) -> str:
     cluster = _Cluster(bin_dir=bin_dir, base_dir=_make_base_dir(), owner_pid=os.getpid())
     atexit.register(_stop_cluster, cluster)
+    return _init_and_start(cluster)
+
+
+def _init_and_start(cluster: _Cluster) -> str:
+    bin_dir = cluster.bin_dir
     cluster.socket_dir.mkdir()
     _chown_tree_to_postgres(cluster.base_dir)
     _run_as_postgres(
@@ -202,6 +208,40 @@ def _pg_ctl_start(cluster: _Cluster, port: int) -> None:
         ],
         "pg_ctl start",
     )
+
+
+class OwnCluster:
+    """A throwaway PostgreSQL server of one test's own, which it may stop and start again (an
+    outage, a crash) without touching the session's: `own_cluster()`."""
+
+    def __init__(self, cluster: _Cluster, url: str) -> None:
+        self._cluster = cluster
+        self.url = url
+        self.port = urlsplit(url).port
+
+    def stop(self, mode: str = "fast") -> None:
+        """`pg_ctl stop -m mode` (fast: clients are told and disconnected; immediate: a crash)."""
+        argv = [str(self._cluster.bin_dir / "pg_ctl"), "-D", str(self._cluster.data_dir)]
+        _run_as_postgres(self._cluster, [*argv, "-m", mode, "-w", "stop"], "pg_ctl stop")
+
+    def start(self) -> None:
+        """Start it again on the same port."""
+        _pg_ctl_start(self._cluster, self.port or 0)
+
+
+@contextlib.contextmanager
+def own_cluster() -> Iterator[OwnCluster | None]:
+    """A PostgreSQL server started for the caller alone (None: no server binaries here),
+    stopped and deleted afterwards."""
+    bin_dir = find_postgres_bin_dir()
+    if bin_dir is None:
+        yield None
+        return
+    cluster = _Cluster(bin_dir=bin_dir, base_dir=_make_base_dir(), owner_pid=os.getpid())
+    try:
+        yield OwnCluster(cluster, _init_and_start(cluster))
+    finally:
+        _stop_cluster(cluster)
 
 
 def _stop_cluster(cluster: _Cluster) -> None:

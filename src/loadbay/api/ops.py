@@ -28,9 +28,15 @@ def ops_router(rt: Runtime) -> APIRouter:
 
     @router.get("/healthz")
     def healthz() -> dict[str, Any]:
-        """The server is up and reaches its database; `workers`: processes running workers
-        whose heartbeat is recent (0 means batches wait: start `loadbay worker`)."""
-        return {"status": "ok", "workers": len(_live(rt))}
+        """The server is up (liveness): 200 whether or not its database answers, so that an
+        outage of the database does not get every server restarted. `workers`: processes
+        running workers whose heartbeat is recent (0 means batches wait: start `loadbay
+        worker`); null, with the reason in `problems`, while the database does not answer
+        (`/readyz` is 503 then)."""
+        try:
+            return {"status": "ok", "workers": len(_live(rt))}
+        except Exception as exc:  # the database is away: this process still lives
+            return {"status": "ok", "workers": None, "problems": [_no_database(exc)]}
 
     @router.get("/readyz", responses={503: {"description": "Not ready: the reasons are listed"}})
     def readyz() -> JSONResponse:
@@ -45,7 +51,7 @@ def ops_router(rt: Runtime) -> APIRouter:
             live = _live(rt)
         except Exception as exc:  # the database is away: say so, do not crash the probe
             live = []
-            problems.append(f"the database does not answer ({type(exc).__name__})")
+            problems.append(_no_database(exc))
         else:
             if not live:
                 problems.append("no worker is alive: batches wait until a `loadbay worker` (or serve) runs")
@@ -74,6 +80,10 @@ def _every(seconds: float, check: Callable[[], Check]) -> Callable[[], Check]:
         return last[0][1]
 
     return cached
+
+
+def _no_database(exc: Exception) -> str:
+    return f"the database does not answer ({type(exc).__name__})"
 
 
 def _live(rt: Runtime) -> list[queue.WorkerBeat]:

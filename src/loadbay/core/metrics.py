@@ -14,6 +14,7 @@ LOADBAY_WORKER_METRICS_HOST (loopback by default). HTTP requests are measured by
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from loadbay.db import queue
 from loadbay.db import repository as repo
@@ -36,6 +38,8 @@ __all__ = [
     "serve_process_metrics",
     "timed_chunk",
 ]
+
+log = logging.getLogger(__name__)
 
 # This process's measurements (one registry for every app and worker pool in the process).
 PROCESS = CollectorRegistry()
@@ -70,21 +74,50 @@ def batch_finished(batch: Batch, status: str, at: datetime) -> None:
 
 
 class QueueCollector(Collector):
-    """What the database holds, across all accounts, on each scrape."""
+    """What the database holds, across all accounts, on each scrape, and whether it answered
+    (`loadbay_database_up`): while it does not, the scrape has that gauge at 0 and none of
+    the database's metrics, so that the process's own (HTTP requests, CPU) still come, and an
+    alert on the database's metrics sees them absent rather than losing every series."""
 
     def __init__(self, db: Database, heartbeat_seconds: float) -> None:
         self._db = db
         self._alive = timedelta(seconds=3 * heartbeat_seconds)
+        self._was_up = True
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = repo.now()
-        with self._db.read() as conn:
-            census = queue.census(conn, now, now - self._alive)
+        up = GaugeMetricFamily(
+            "loadbay_database_up", "Whether the database answered this scrape (1) or not (0)"
+        )
+        try:
+            with self._db.read() as conn:
+                census = queue.census(conn, now, now - self._alive)
+        except (SQLAlchemyError, OSError) as exc:
+            if self._was_up:  # once per outage, not once per scrape
+                log.warning(
+                    "metrics: the database does not answer (%s); its metrics are left out", _reason(exc)
+                )
+            self._was_up = False
+            up.add_metric([], 0.0)
+            yield up
+            return
+        if not self._was_up:
+            log.info("metrics: the database answers again")
+        self._was_up = True
+        up.add_metric([], 1.0)
+        yield up
         yield _batches(census)
         yield _gauge("loadbay_chunks", "Chunks by status", "status", sorted(census.chunks.items()))
         yield _records(census)
         yield _lag(census, now)
         yield from _workers(census)
+
+
+def _reason(exc: BaseException) -> str:
+    """An error's kind and the first line of what it says (a database error's own, not its
+    statement)."""
+    cause = getattr(exc, "orig", None) or exc
+    return f"{type(cause).__name__}: {str(cause).partition(chr(10))[0]}"
 
 
 def _batches(census: queue.Census) -> GaugeMetricFamily:

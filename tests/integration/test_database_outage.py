@@ -1,0 +1,76 @@
+"""PostgreSQL stopped and started again under real `loadbay serve` and `loadbay worker`
+processes (a server of this module's own, so that the session's is not touched): what the
+operator's endpoints answer meanwhile, and what the workers do and log."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.test_metrics import sample
+from tests.support.postgres import OwnCluster, own_cluster
+from tests.support.servers import start_server
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[OwnCluster]:
+    with own_cluster() as made:
+        if made is None:
+            pytest.skip("no PostgreSQL server binaries (install Debian's postgresql)")
+        yield made
+
+
+@pytest.fixture
+def postgres(cluster: OwnCluster) -> Iterator[OwnCluster]:
+    """The module's server, running again after each test (which may stop it)."""
+    yield cluster
+    with contextlib.suppress(RuntimeError):  # (running already)
+        cluster.start()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_health_and_metrics_answer_while_the_database_is_down(postgres: OwnCluster, tmp_path: Path) -> None:
+    """/healthz is liveness: 200 while the database is down (an orchestrator would restart
+    every server otherwise); /metrics is 200 with the process's own metrics and
+    loadbay_database_up 0 instead of the database's; /readyz is 503."""
+    server = start_server(postgres.url, tmp_path, workers=0)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            up = client.get("/metrics")
+            assert up.status_code == 200
+            assert sample(up.text, "loadbay_workers_alive", kind="worker") == 0
+
+            postgres.stop()
+            health = client.get("/healthz")
+            assert health.status_code == 200, health.text
+            assert health.json()["status"] == "ok" and health.json()["workers"] is None
+            assert "the database does not answer" in health.json()["problems"][0]
+            down = client.get("/metrics")
+            assert down.status_code == 200, down.text
+            assert sample(down.text, "loadbay_database_up") == 0
+            assert sample(down.text, "loadbay_workers_alive", kind="worker") is None
+            requests = 'loadbay_http_requests_total{app_name="loadbay",method="GET",path="/metrics"'
+            assert requests in down.text, "the process's own metrics are still there"
+            assert "process_cpu_seconds_total" in down.text
+            assert client.get("/readyz").status_code == 503
+
+            postgres.start()
+            wait_until(lambda: sample(client.get("/metrics").text, "loadbay_database_up") == 1)
+            assert client.get("/healthz").json() == {"status": "ok", "workers": 0}
+            assert sample(client.get("/metrics").text, "loadbay_workers_alive", kind="worker") == 0
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "Traceback" not in log, log
+    assert log.count("the database does not answer") == 1, log  # once per outage, not per scrape
