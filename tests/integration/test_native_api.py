@@ -600,6 +600,33 @@ def test_upload_url_on_create(server: Server, key: str) -> None:
     assert done["counts"] == counts(total=1, valid=1, succeeded=1)
 
 
+def test_a_file_missing_at_one_upload_url_of_two_is_file_not_uploaded(server: Server, key: str) -> None:
+    """Upload URLs for a.csv and b.csv, only b.csv sent: the batch has other data, so its
+    submit is FILE_NOT_UPLOADED naming a.csv, as with a direct upload beside the missing file
+    (on S3 it was NO_DATA: b.csv, sent to the store, counted only once found). Once a.csv is
+    sent, the submit goes through with both."""
+    with server.client(key) as client:
+        batch = create(client)
+        urls = {
+            name: client.post(f"/v1/batches/{batch['id']}/upload-url", json={"name": name}).json()["url"]
+            for name in ("a.csv", "b.csv")
+        }
+        sent = httpx.put(
+            urls["b.csv"], content=b"customer_number,name\nB1,Bee\n", headers={"Content-Type": CSV}
+        )
+        assert sent.status_code == 200, sent.text
+        refused = assert_problem(client.post(f"/v1/batches/{batch['id']}/submit"), 409, "FILE_NOT_UPLOADED")
+        assert "'a.csv'" in refused["detail"]
+        sent = httpx.put(
+            urls["a.csv"], content=b"customer_number,name\nA1,Ay\n", headers={"Content-Type": CSV}
+        )
+        assert sent.status_code == 200, sent.text
+        post(client, batch["id"], "submit")
+        done = wait_final(client, batch["id"])
+    assert done["status"] == "completed"
+    assert done["counts"] == counts(total=2, valid=2, succeeded=2)
+
+
 def test_a_create_whose_upload_url_is_refused_leaves_no_batch(
     server: Server, key: str, httpserver: HTTPServer
 ) -> None:

@@ -217,21 +217,29 @@ def check_uploads(rt: Runtime, expected: list[RowMapping], received: Mapping[int
     """Look for each expected file (`repository.pending_inputs` rows) in the store, outside
     any transaction; what was found, by input id. Refused with what a client can act on:
     nothing there (409 NO_DATA when the batch has no other data, FILE_NOT_UPLOADED when it
-    has), over LOADBAY_MAX_UPLOAD_BYTES (413; the object is deleted so that a smaller one
-    can be sent), a Content-Type loadbay does not read (415). `received`: the inputs each
-    batch has besides those expected."""
+    has: a file received besides, or another expected file found in the store), over
+    LOADBAY_MAX_UPLOAD_BYTES (413; the object is deleted so that a smaller one can be sent),
+    a Content-Type loadbay does not read (415). `received`: the inputs each batch has besides
+    those expected."""
     found: dict[int, Found] = {}
+    missing: list[RowMapping] = []
     for row in expected:
-        name, batch_id = row["name"], row["batch_id"]
         try:
             found[row["id"]] = _stored(rt, row)
         except NotFound:
-            raise NoData(
-                f"batch {batch_id} has no file {name!r} yet: nothing was uploaded to its upload URL; "
-                "upload it (ask for a new URL if that one expired) and submit again",
-                batch_id=batch_id,
-                code="FILE_NOT_UPLOADED" if received.get(batch_id) else "NO_DATA",
-            ) from None
+            missing.append(row)
+    if missing:  # (every file looked for first: on S3 one sent to its URL is known only now)
+        row = missing[0]
+        name, batch_id = row["name"], row["batch_id"]
+        others = received.get(batch_id) or any(
+            r["batch_id"] == batch_id and r["id"] in found for r in expected
+        )
+        raise NoData(
+            f"batch {batch_id} has no file {name!r} yet: nothing was uploaded to its upload URL; "
+            "upload it (ask for a new URL if that one expired) and submit again",
+            batch_id=batch_id,
+            code="FILE_NOT_UPLOADED" if others else "NO_DATA",
+        )
     return found
 
 
