@@ -246,7 +246,7 @@ def worker(
     data_dir: DataDir = None,
 ) -> None:
     """Run extra workers in this process (share a PostgreSQL with the servers)."""
-    from loadbay.core.metrics import serve_process_metrics
+    from loadbay.core.metrics import MetricsPortError, serve_process_metrics
     from loadbay.core.runtime import Runtime
     from loadbay.core.worker import WorkerPool
     from loadbay.memory import fewer_collections, return_big_buffers
@@ -255,11 +255,15 @@ def worker(
     settings = _settings(data_dir)
     _start_logging(settings)
     return_big_buffers()
+    if settings.worker_metrics_port:  # first: a port taken ends the worker before it takes work
+        try:
+            serve_process_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
+        except MetricsPortError as exc:
+            console.print(f"loadbay worker: {exc}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
     rt = Runtime.for_workers(settings, default_registry(), base_url=settings.base_url())
     pool = WorkerPool(rt, concurrency, kind="worker")
     fewer_collections()
-    if settings.worker_metrics_port:
-        serve_process_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stop.set())
     pool.start()

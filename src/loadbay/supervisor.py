@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadbay.config import Settings
-from loadbay.core.metrics import serve_process_metrics
+from loadbay.core.metrics import MetricsPortError, serve_process_metrics
 from loadbay.core.runtime import Runtime
 from loadbay.core.worker import WorkerPool, process_name
 from loadbay.memory import fewer_collections, return_big_buffers
@@ -327,11 +327,17 @@ def main(argv: list[str] | None = None) -> None:
     if options.data_dir is not None:
         settings = settings.model_copy(update={"data_dir": options.data_dir})
     base_url = options.base_url or settings.base_url()
+    if settings.worker_metrics_port:  # first: a port taken ends the process before it takes work
+        port = settings.worker_metrics_port
+        named = f"LOADBAY_WORKER_METRICS_PORT={port - options.index} plus worker process {options.index}"
+        try:
+            serve_process_metrics(port, settings.worker_metrics_host, named)
+        except MetricsPortError as exc:
+            log.error("worker process %d: %s", options.index, exc)
+            raise SystemExit(1) from None
     rt = Runtime.for_workers(settings, default_registry(), base_url=base_url)
     pool = WorkerPool(rt, 1, kind="serve", tag=options.tag)
     fewer_collections()
-    if settings.worker_metrics_port:
-        serve_process_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: pool.stop.set())
     threading.Thread(target=_follow_server, args=(pool,), name="loadbay-server-watch", daemon=True).start()

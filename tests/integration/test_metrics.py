@@ -231,6 +231,36 @@ def test_worker_metrics_listen_on_the_address_serve_and_the_setting_name(
             process.wait(30)
 
 
+def test_a_metrics_port_taken_is_one_line_naming_it(database_url: str, tmp_path: Path) -> None:
+    """A second `loadbay worker` with the same LOADBAY_WORKER_METRICS_PORT on one machine (the
+    docs give every process the same settings) exits 1 with one line naming the address and
+    the setting, no traceback (it was a Rich traceback ending in `OSError: [Errno 98] Address
+    already in use`); a worker process of `loadbay serve` whose port is taken says so too."""
+    port = free_port()
+    env = FAST_HEARTBEAT | {"LOADBAY_WORKER_METRICS_PORT": str(port)}
+    first = start_worker(database_url, tmp_path, env=env)
+    server = None
+    try:
+        wait_until(lambda: listening(port))
+        second = start_worker(database_url, tmp_path, env=env)
+        assert second.wait(60) == 1
+        said = sorted(tmp_path.glob("worker-*.log"))[-1].read_text()  # (the second's: the newest)
+        assert said.count("\n") == 1 and "Traceback" not in said, said
+        assert f"127.0.0.1:{port} (LOADBAY_WORKER_METRICS_PORT={port})" in said, said
+        assert "Address already in use" in said and "a port of its own" in said, said
+        assert first.poll() is None, "the first worker goes on"
+
+        server = start_server(database_url, tmp_path / "serve", workers=0, processes=1, env=env)
+        taken = f"127.0.0.1:{port} (LOADBAY_WORKER_METRICS_PORT={port} plus worker process 0)"
+        wait_until(lambda: taken in server.log.read_text())
+    finally:
+        first.terminate()
+        first.wait(30)
+        if server is not None:
+            server.stop()
+    assert server is not None and "Traceback" not in server.log.read_text(), server.log.read_text()
+
+
 def listening(port: int) -> set[str]:
     """The addresses sockets listen on at `port` (TCP, IPv4 and IPv6), read from /proc/net."""
     found = set()

@@ -14,6 +14,7 @@ LOADBAY_WORKER_METRICS_HOST (loopback by default). HTTP requests are measured by
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -31,6 +32,7 @@ from loadbay.db.engine import Database
 from loadbay.domain.models import Batch
 
 __all__ = [
+    "MetricsPortError",
     "QueueCollector",
     "batch_finished",
     "exposition",
@@ -181,12 +183,32 @@ class _Merged(Collector):
             yield from registry.collect()
 
 
-def serve_process_metrics(port: int, host: str = "127.0.0.1") -> None:
+class MetricsPortError(Exception):
+    """The port a worker process was told to serve its metrics on cannot be listened on (one
+    line an operator can act on: the address, the setting that named it, and why)."""
+
+
+def serve_process_metrics(port: int, host: str = "127.0.0.1", setting: str = "") -> None:
     """Serve this process's measurements at http://host:port/metrics (a worker process):
-    loopback unless told otherwise (LOADBAY_WORKER_METRICS_HOST, `serve --host`)."""
+    loopback unless told otherwise (LOADBAY_WORKER_METRICS_HOST, `serve --host`).
+    MetricsPortError when the port cannot be listened on (`setting`: what named it, for the
+    message; LOADBAY_WORKER_METRICS_PORT by default)."""
     registry = CollectorRegistry()
     registry.register(_Merged(PROCESS, REGISTRY))
-    start_http_server(port, host, registry=registry)
+    try:
+        start_http_server(port, host, registry=registry)
+    except OSError as exc:
+        named = setting or f"LOADBAY_WORKER_METRICS_PORT={port}"
+        why = exc.strerror or str(exc)
+        hint = (
+            ": another process listens on it (another `loadbay worker` on this machine?); give each "
+            "worker process on a machine a port of its own, or unset it"
+            if exc.errno == errno.EADDRINUSE
+            else ""
+        )
+        raise MetricsPortError(
+            f"cannot serve this process's metrics on {host}:{port} ({named}): {why}{hint}"
+        ) from None
 
 
 def exposition(queue_registry: CollectorRegistry | None = None) -> bytes:
