@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_metrics import sample
+from tests.integration.test_metrics import import_customers, sample
 from tests.support.postgres import OwnCluster, own_cluster
-from tests.support.servers import start_server
+from tests.support.servers import start_server, start_worker
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +74,42 @@ def test_health_and_metrics_answer_while_the_database_is_down(postgres: OwnClust
     log = server.log.read_text()
     assert "Traceback" not in log, log
     assert log.count("the database does not answer") == 1, log  # once per outage, not per scrape
+
+
+def test_a_worker_waits_for_the_database_and_rides_out_an_outage(
+    postgres: OwnCluster, tmp_path: Path
+) -> None:
+    """A `loadbay worker` started while PostgreSQL is down waits for it (it exited 1), one line
+    per attempt; once running, an outage is one line per retry and thread, the waits growing,
+    not a traceback every poll (7,000 lines in 15 s); and it works again afterwards."""
+    postgres.stop()
+    worker = start_worker(postgres.url, tmp_path, concurrency=2)  # (files: the server's data dir)
+    server = None
+    try:
+        log = next(tmp_path.glob("worker-*.log"))
+        wait_until(lambda: "(attempt 3)" in log.read_text(), timeout=60)
+        assert worker.poll() is None, log.read_text()
+        waited = log.read_text()
+        assert "the database does not answer (OperationalError: connection failed" in waited, waited
+        assert len(waited.splitlines()) == 3, waited  # one line per attempt: 0.5, 1, 2 s apart
+
+        postgres.start()
+        server = start_server(postgres.url, tmp_path, workers=0)
+        key = server.account("outage")
+        with server.client(key) as client:
+            import_customers(client)
+            postgres.stop()
+            time.sleep(8)
+            during = log.read_text().split(waited, 1)[1]
+            postgres.start()
+            import_customers(client)
+        assert worker.poll() is None
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        if server is not None:
+            server.stop()
+    assert "Traceback" not in log.read_text(), log.read_text()
+    lines = [line for line in during.splitlines() if "does not answer" in line]
+    assert 4 <= len(lines) <= 20, during  # two threads and a heartbeat, waits of 0.5 s doubling
+    assert all(line.count("trying again in") == 1 for line in lines if "worker heartbeat" not in line), lines

@@ -10,6 +10,7 @@ from types import TracebackType
 from sqlalchemy import Connection
 
 from loadbay.core.runtime import Runtime
+from loadbay.db.engine import database_trouble
 
 __all__ = ["Heartbeat"]
 
@@ -49,6 +50,7 @@ class Heartbeat:
         try:
             with self._rt.db.write() as conn:
                 return self._renew(conn)
-        except Exception:  # a missed beat is not fatal: the lease is long enough for two more
-            log.warning("lease heartbeat failed", exc_info=True)
+        except Exception as exc:  # a missed beat is not fatal: the lease is long enough for two more
+            trouble = database_trouble(exc)  # (the database away: one line, not its traceback)
+            log.warning("lease heartbeat failed: %s", trouble or exc, exc_info=trouble is None)
             return True

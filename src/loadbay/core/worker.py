@@ -23,7 +23,7 @@ from loadbay.core import delivery, files, processing, settle, unread
 from loadbay.core.runtime import Runtime
 from loadbay.db import queue
 from loadbay.db import repository as repo
-from loadbay.db.engine import is_interruption
+from loadbay.db.engine import database_trouble
 
 __all__ = ["Worker", "WorkerPool", "process_name"]
 
@@ -63,14 +63,19 @@ class Worker:
         self._next_staging_sweep = 0.0  # (time.monotonic) when to look for staging left behind
 
     def run(self) -> None:
+        failures = 0  # in a row: the wait after each grows (see `_pause`)
         while not self._stop.is_set():
+            pause = self.rt.settings.poll_interval
             try:
                 busy = self.run_once()
+                failures = 0
             except Exception as exc:  # never let one bad piece of work end the worker
-                _log_failure(self.owner, exc)
+                failures += 1
+                pause = _pause(pause, failures)
+                _log_failure(self.owner, exc, pause)
                 busy = False
             if not busy:
-                self._wake.wait(self.rt.settings.poll_interval)
+                self._wake.wait(pause)
                 self._wake.clear()
 
     def run_once(self) -> bool:
@@ -178,14 +183,28 @@ class Worker:
         return False
 
 
-def _log_failure(owner: str, exc: Exception) -> None:
-    """A lost connection or a lock waited for too long (the worker tries again after a pause)
-    in one line; anything else with its traceback."""
-    if is_interruption(exc):
-        reason = str(getattr(exc, "orig", exc)).partition("\n")[0]
-        log.warning("worker %s: interrupted by the database (%s); trying again", owner, reason)
+# A worker whose work fails again and again (the database is down) waits longer each time:
+# the poll interval (at least _FIRST_PAUSE), doubled after each failure in a row, up to
+# _LONGEST_PAUSE; its first success ends the series.
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.5, 15.0
+
+
+def _pause(poll_interval: float, failures: int) -> float:
+    """How long a worker waits after its `failures`-th failure in a row."""
+    doubled: float = max(poll_interval, _FIRST_PAUSE) * 2.0 ** min(failures - 1, 16)
+    return min(_LONGEST_PAUSE, doubled)
+
+
+def _log_failure(owner: str, exc: Exception, pause: float) -> None:
+    """The database away (down, a lost connection, a lock waited for too long: the worker
+    tries again after `pause`) in one line; anything else with its traceback."""
+    trouble = database_trouble(exc)
+    if trouble is not None:
+        log.warning(
+            "worker %s: the database does not answer (%s); trying again in %g s", owner, trouble, pause
+        )
     else:
-        log.exception("worker %s: unexpected error", owner)
+        log.exception("worker %s: unexpected error; trying again in %g s", owner, pause)
 
 
 class WorkerPool:
@@ -220,7 +239,10 @@ class WorkerPool:
         if self._threads:  # (an API-only server keeps Python's defaults)
             _collect_less_often()
             _load_pyarrow()
-            self._beat_once()  # live from the start: /readyz need not wait a heartbeat
+            try:
+                self._beat_once()  # live from the start: /readyz need not wait a heartbeat
+            except Exception as exc:  # (the database gone again since it migrated: the beats go on)
+                log.warning("worker heartbeat failed: %s", database_trouble(exc) or exc)
         for thread in self._threads:
             thread.start()
 
@@ -229,8 +251,9 @@ class WorkerPool:
         while not self.stop.wait(interval):
             try:
                 self._beat_once()
-            except Exception:  # the database may be away for a while; the workers say so too
-                log.warning("worker heartbeat failed", exc_info=True)
+            except Exception as exc:  # the database may be away for a while; the workers say so too
+                trouble = database_trouble(exc)
+                log.warning("worker heartbeat failed: %s", trouble, exc_info=trouble is None)
 
     def _beat_once(self) -> None:
         with self.rt.db.write() as conn:

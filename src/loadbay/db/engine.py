@@ -36,7 +36,7 @@ from alembic.runtime.migration import MigrationContext, MigrationInfo
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
-from sqlalchemy.exc import DBAPIError, InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.pool import NullPool, QueuePool
 
 from loadbay.domain.text import many
@@ -46,7 +46,9 @@ __all__ = [
     "WORKER_PING_AFTER",
     "Database",
     "WriterTurns",
+    "database_trouble",
     "is_interruption",
+    "is_unavailable",
     "migrate",
     "schema_revisions",
 ]
@@ -274,6 +276,31 @@ def is_interruption(exc: BaseException) -> bool:
         return getattr(orig, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     state = getattr(orig, "sqlstate", None)
     return isinstance(state, str) and (state in _INTERRUPTIONS or state.startswith("08"))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether the database could not be reached at all: a connection refused, reset or timed
+    out (psycopg's OperationalError without a SQLSTATE), lost, or ended by the server (it is
+    shutting down or starting up). The work did nothing wrong; it can run once the database
+    is back."""
+    if not isinstance(exc, DBAPIError) or isinstance(exc.orig, sqlite3.Error):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is None:
+        return isinstance(exc, OperationalError)
+    return isinstance(state, str) and (state.startswith("08") or state in ("57P01", "57P02", "57P03"))
+
+
+def database_trouble(exc: BaseException) -> str | None:
+    """What a log line says of an error that is the database's, not the work's (unreachable,
+    or an interruption: `is_unavailable`, `is_interruption`): its kind and the first line of
+    its message; None for any other error (which deserves its traceback)."""
+    if not (is_unavailable(exc) or is_interruption(exc)):
+        return None
+    cause = getattr(exc, "orig", None) or exc
+    return f"{type(cause).__name__}: {str(cause).strip().partition(chr(10))[0]}"
 
 
 class WriterTurns:
