@@ -45,6 +45,7 @@ def test_health_and_metrics_answer_while_the_database_is_down(postgres: OwnClust
     every server otherwise); /metrics is 200 with the process's own metrics and
     loadbay_database_up 0 instead of the database's; /readyz is 503."""
     server = start_server(postgres.url, tmp_path, workers=0)
+    key = server.account("outage")
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             up = client.get("/metrics")
@@ -64,6 +65,9 @@ def test_health_and_metrics_answer_while_the_database_is_down(postgres: OwnClust
             assert requests in down.text, "the process's own metrics are still there"
             assert "process_cpu_seconds_total" in down.text
             assert client.get("/readyz").status_code == 503
+            listed = client.get("/v1/batches", headers={"X-Api-Key": key})  # a request that needs it
+            assert listed.status_code == 503 and listed.json()["code"] == "BUSY", listed.text
+            assert listed.headers["Retry-After"]
 
             postgres.start()
             wait_until(lambda: sample(client.get("/metrics").text, "loadbay_database_up") == 1)
@@ -113,3 +117,43 @@ def test_a_worker_waits_for_the_database_and_rides_out_an_outage(
     lines = [line for line in during.splitlines() if "does not answer" in line]
     assert 4 <= len(lines) <= 20, during  # two threads and a heartbeat, waits of 0.5 s doubling
     assert all(line.count("trying again in") == 1 for line in lines if "worker heartbeat" not in line), lines
+
+
+def test_a_validation_cut_by_a_crash_of_the_database_is_taken_again_at_once(
+    postgres: OwnCluster, tmp_path: Path
+) -> None:
+    """PostgreSQL crashed and restarted (`pg_ctl -m immediate`) under a running validation: an
+    interruption, given back at once, not a failed attempt left to its lease (it was logged
+    'validation failed (attempt 1)', its traceback, and the batch waited the lease out, ~60 s:
+    the connection that replaced the lost one was refused, which did not count as lost, and
+    giving the batch back failed while the server restarted)."""
+    env = {"LOADBAY_LEASE_SECONDS": "60", "LOADBAY_CHUNK_SIZE": "500"}
+    rows = "".join(f"C{i},Name {i},c{i}@example.com\n" for i in range(200_000))
+    server = start_server(postgres.url, tmp_path, workers=0, env=env)
+    worker = start_worker(postgres.url, tmp_path, env=env)
+    try:
+        with server.client(server.account("crash")) as client:
+            batch = client.post("/v1/batches", json={"type": "billing.customer", "process": "manual"}).json()
+            body = "customer_number,name,email\n" + rows
+            sent = client.put(
+                f"/v1/batches/{batch['id']}/data", content=body, headers={"Content-Type": "text/csv"}
+            )
+            assert sent.status_code == 200, sent.text
+            client.post(f"/v1/batches/{batch['id']}/submit").raise_for_status()
+            wait_until(lambda: client.get(f"/v1/batches/{batch['id']}").json()["status"] == "validating")
+            time.sleep(0.5)
+            postgres.stop("immediate")
+            crashed = time.monotonic()
+            postgres.start()
+            wait_until(lambda: client.get(f"/v1/batches/{batch['id']}").json()["status"] == "validated", 120)
+            took = time.monotonic() - crashed
+            done = client.get(f"/v1/batches/{batch['id']}").json()
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        server.stop()
+    log = next(tmp_path.glob("worker-*.log")).read_text()
+    assert "validation interrupted (attempt 1)" in log, log
+    assert "validation failed" not in log and "Traceback" not in log, log
+    assert done["counts"]["valid"] == 200_000 and done["error"] is None, done
+    assert took < 30, f"{took:.0f} s: the lease (60 s) was waited out"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from loadbay.core.staging import Chunk, Stager, chunk_keys, mark_duplicates, ski
 from loadbay.core.types import ApplyContext, BatchType, ChildTotals
 from loadbay.db import queue
 from loadbay.db import repository as repo
-from loadbay.db.engine import is_interruption
+from loadbay.db.engine import database_trouble, is_interruption
 from loadbay.domain.lifecycle import Event, Milestone, Status, next_status
 from loadbay.domain.models import Batch
 from loadbay.domain.records import Applied, FieldError, StagedRecord
@@ -114,8 +115,10 @@ def validate_batch(rt: Runtime, claim: queue.ValidationClaim) -> None:
         log.info("batch %s: validation lease lost; leaving it to its new owner", claim.batch_id)
     except Exception as exc:
         failed = not is_interruption(exc)
-        where = (claim.batch_id, "failed" if failed else "interrupted", claim.attempt)
-        log.log(_level(failed), "batch %s: validation %s (attempt %s)", *where, exc_info=exc)
+        where = (claim.batch_id, "failed" if failed else "interrupted", claim.attempt, _why(exc, failed))
+        log.log(
+            _level(failed), "batch %s: validation %s (attempt %s)%s", *where, exc_info=exc if failed else None
+        )
         _give_back(rt, claim, _summary(exc), failed)
 
 
@@ -143,8 +146,13 @@ def _summary(exc: Exception) -> str:
 
 
 def _level(failed: bool) -> int:
-    """A failed attempt is logged as an error (with its traceback); an interrupted one is not."""
+    """A failed attempt is logged as an error (with its traceback); an interrupted one is not:
+    a WARNING line that says what the database said (`_why`)."""
     return logging.ERROR if failed else logging.WARNING
+
+
+def _why(exc: Exception, failed: bool) -> str:
+    return "" if failed else f": {database_trouble(exc) or exc}"
 
 
 def _renew_validation(rt: Runtime, claim: queue.ValidationClaim, conn: Connection) -> bool:
@@ -155,8 +163,42 @@ def _renew_validation(rt: Runtime, claim: queue.ValidationClaim, conn: Connectio
 def _give_back(rt: Runtime, claim: queue.ValidationClaim, error: str, failed: bool) -> None:
     """End our lease now, keeping the error, so another attempt starts at once; `failed`:
     the attempt counts as failed (else it was interrupted)."""
-    with rt.db.write() as conn:
+
+    def give(conn: Connection) -> None:
         queue.give_back_validation(conn, claim.batch_id, claim.attempt, repo.now(), error[:2000], failed)
+
+    _hand_back(rt, f"batch {claim.batch_id}", give)
+
+
+# A give-back the database does not take (it is restarting) is tried again after these waits,
+# doubled each time, while the lease lasts: given back, the work is taken again at once, not
+# once the lease has run out.
+_HAND_BACK_FIRST, _HAND_BACK_LONGEST = 0.25, 5.0
+
+
+def _hand_back(rt: Runtime, what: str, write: Callable[[Connection], object]) -> None:
+    """Give back a claim (`write`, in a write transaction), tried again while the database
+    does not answer (an interruption: `is_interruption`), one line each time, for at most the
+    lease; then, or for any other error, the error is raised (the lease runs out instead)."""
+    deadline = time.monotonic() + rt.settings.lease_seconds
+    wait = _HAND_BACK_FIRST
+    while True:
+        try:
+            with rt.db.write() as conn:
+                write(conn)
+            return
+        except Exception as exc:
+            if not is_interruption(exc) or time.monotonic() + wait > deadline:
+                raise
+            trouble = database_trouble(exc)
+            log.warning(
+                "%s: not given back yet, the database does not answer (%s); again in %g s",
+                what,
+                trouble,
+                wait,
+            )
+        time.sleep(wait)
+        wait = min(wait * 2, _HAND_BACK_LONGEST)
 
 
 def _load(rt: Runtime, batch_id: int) -> Batch:
@@ -794,15 +836,27 @@ def apply_chunk(rt: Runtime, claim: queue.ChunkClaim) -> None:
         log.info("chunk %s: lease lost; its new owner applies it", claim.id)
     except Exception as exc:
         failed = not is_interruption(exc)
-        where = (claim.id, claim.batch_id, "failed" if failed else "interrupted", claim.attempt)
-        log.log(_level(failed), "chunk %s of batch %s %s (attempt %s)", *where, exc_info=exc)
+        where = (
+            claim.id,
+            claim.batch_id,
+            "failed" if failed else "interrupted",
+            claim.attempt,
+            _why(exc, failed),
+        )
+        log.log(
+            _level(failed), "chunk %s of batch %s %s (attempt %s)%s", *where, exc_info=exc if failed else None
+        )
         _release(rt, claim, exc, failed)
 
 
 def _release(rt: Runtime, claim: queue.ChunkClaim, exc: Exception, failed: bool) -> None:
     """Give the chunk back for another attempt at once, keeping the error."""
-    with rt.db.write() as conn:
-        queue.release_chunk(conn, claim.id, claim.attempt, _summary(exc)[:2000], failed)
+    error = _summary(exc)[:2000]
+    _hand_back(
+        rt,
+        f"chunk {claim.id}",
+        lambda conn: queue.release_chunk(conn, claim.id, claim.attempt, error, failed),
+    )
 
 
 def _chunk_spent(rt: Runtime, claim: queue.ChunkClaim) -> FieldError | None:

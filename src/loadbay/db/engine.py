@@ -265,11 +265,12 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 def is_interruption(exc: BaseException) -> bool:
     """Whether the database ended a statement for a reason that is not the work's own: a lock
     it waited for too long (lock_timeout, a deadlock, SQLite's busy timeout), a conflict with
-    another transaction, or a connection lost or ended by the server. Trying the same work
-    again later may well succeed."""
+    another transaction, a connection lost or ended by the server, or no connection to be
+    had (`is_unavailable`: a server restarting refuses the new connection that replaces the
+    one it ended). Trying the same work again later may well succeed."""
     if not isinstance(exc, DBAPIError):
         return False
-    if exc.connection_invalidated:
+    if exc.connection_invalidated or is_unavailable(exc):
         return True
     orig = exc.orig
     if isinstance(orig, sqlite3.OperationalError):
