@@ -40,6 +40,7 @@ from loadbay import __version__
 from loadbay.client import FINAL, Batch, Client, Refused, RetryPolicy, Unreachable, settled
 from loadbay.config import Settings
 from loadbay.domain.text import many
+from loadbay.errors import SchemaTooNew
 
 
 class ExitCode(IntEnum):
@@ -98,6 +99,9 @@ def _one_line_errors() -> Iterator[None]:
             f"usage error: {message} (see `{command} --help`)", markup=False, highlight=False
         )
         raise typer.Exit(exc.exit_code) from None
+    except SchemaTooNew as exc:  # (serve, worker, doctor's neighbours: the process cannot start)
+        Console(stderr=True, soft_wrap=True).print(f"loadbay: {exc}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
 
 
 class _Commands(TyperGroup):

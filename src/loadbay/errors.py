@@ -51,6 +51,7 @@ __all__ = [
     "NotFound",
     "ParentNotOpen",
     "PayloadTooLarge",
+    "SchemaTooNew",
     "StoreUnavailable",
     "TestModeMismatch",
     "Unauthorized",
@@ -238,3 +239,8 @@ class TestModeMismatch(LoadbayError):
     """The batch's `test` flag differs from the API key's account (test keys make test batches)."""
 
     code = "TEST_MODE_MISMATCH"
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer loadbay than this one (not a request's error:
+    the process cannot start)."""

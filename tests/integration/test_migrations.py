@@ -13,8 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, text
 
-from loadbay.db.engine import SchemaTooNew, alembic_config, migrate
+from loadbay.db.engine import alembic_config, migrate
 from loadbay.db.tables import metadata
+from loadbay.errors import SchemaTooNew
 
 
 def test_migrations_match_the_declared_schema(database_url: str) -> None:
@@ -104,3 +105,17 @@ def test_a_database_a_newer_loadbay_migrated_is_told_so(database_url: str, tmp_p
     assert doctor.returncode == 1
     assert "schema at revision 0099: the database was migrated by a newer loadbay" in doctor.stdout
     assert "start `loadbay serve`" not in doctor.stdout
+    worker = subprocess.run(
+        [sys.executable, "-m", "loadbay", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode == 1
+    assert (
+        "loadbay: Can't locate revision identified by '0099': the database was migrated by a newer"
+        in worker.stderr
+    )
+    assert "Traceback" not in worker.stderr

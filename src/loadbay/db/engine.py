@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.pool import NullPool, QueuePool
 
 from loadbay.domain.text import many
+from loadbay.errors import SchemaTooNew
 
 __all__ = [
     "SQLITE_LARGEST_ROWID",
@@ -560,7 +561,3 @@ def newer_schema(head: str | None) -> str:
         f"the database was migrated by a newer loadbay (this one's newest revision is {head}); "
         "run that version or a newer one: an older one cannot use its schema"
     )
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was migrated by a newer loadbay than this one."""
