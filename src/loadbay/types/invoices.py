@@ -69,7 +69,7 @@ INVOICES = UpsertSpec(
     ("account_id", "invoice_number"),
     ("customer_id", "invoice_date", "due_date", "currency", "amount", "balance"),
     on_create=("status",),
-    read=("amount", "balance", "status", "customer_id"),
+    read=("amount", "balance", "status"),
 )
 
 
@@ -103,11 +103,11 @@ class InvoiceType(BatchType):
             else:
                 rows[record.index] = _invoice_row(record, ctx, customers)
         saved = Upsert(INVOICES, list(rows.values())).run(conn, now)
-        deltas = ledger.document_moves(
-            (row, result.before) for row, result in zip(rows.values(), saved, strict=True)
-        )
-        touched = ledger.with_former_customers(conn, ctx.account_id, customers, deltas)
-        ledger.move_balances(conn, touched, deltas, now)
+        deltas = [
+            (row["customer_id"], ledger.amount_change(row, result.before))
+            for row, result in zip(rows.values(), saved, strict=True)
+        ]
+        ledger.move_balances(conn, customers.values(), deltas, now)
         applied = [Applied(i, error=e) for i, e in failures.items()]
         for index, result in zip(rows, saved, strict=True):
             applied.append(Applied(index, action=result.action, entity_id=str(result.id)))

@@ -275,36 +275,6 @@ def amount_change(row: Mapping[str, Any], before: Mapping[str, Any] | None) -> D
     return Decimal(row["amount"]) - (Decimal(before["amount"]) if before else Decimal(0))
 
 
-def document_moves(
-    saved: Iterable[tuple[Mapping[str, Any], Mapping[str, Any] | None]], sign: int = 1
-) -> list[tuple[int, Decimal]]:
-    """(customer id, delta) of what each created or changed document (its row, and what was
-    stored before) moves on its customers' balances, times `sign`: a document given to
-    another customer leaves its old customer's balance and joins the new one's."""
-    moves: list[tuple[int, Decimal]] = []
-    for row, before in saved:
-        if before is not None and before["customer_id"] != row["customer_id"]:
-            moves.append((before["customer_id"], -sign * Decimal(before["amount"])))
-            moves.append((row["customer_id"], sign * Decimal(row["amount"])))
-        else:
-            moves.append((row["customer_id"], sign * amount_change(row, before)))
-    return moves
-
-
-def with_former_customers(
-    conn: Connection,
-    account_id: int,
-    customers: Mapping[Any, CustomerRef],
-    moves: Sequence[tuple[int, Decimal]],
-) -> list[CustomerRef]:
-    """The `customers`, and (locked) those of `moves` not among them: the former customers of
-    documents given to another one."""
-    known = {ref.id for ref in customers.values()}
-    former = customers_by(conn, account_id, "id", {cid for cid, _ in moves if cid not in known})
-    lock_customers(conn, former.values())
-    return [*customers.values(), *former.values()]
-
-
 def same_objects(first: dict[Any, Any], second: dict[Any, Any]) -> dict[Any, Any]:
     """`second` with each ref replaced by `first`'s ref of the same id, so a row found both
     by id and by number is one object (its balance moves once)."""

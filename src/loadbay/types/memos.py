@@ -43,7 +43,7 @@ MEMOS = UpsertSpec(
     ("account_id", "kind", "memo_number"),
     ("customer_id", "memo_date", "amount", "currency", "reason"),
     on_create=("status",),
-    read=("amount", "customer_id"),
+    read=("amount",),
 )
 
 
@@ -74,10 +74,11 @@ class _MemoType(BatchType):
             else:
                 rows[record.index] = self._row(record, ctx, customers)
         saved = Upsert(MEMOS, list(rows.values())).run(conn, now)
-        pairs = ((row, stored.before) for row, stored in zip(rows.values(), saved, strict=True))
-        deltas = ledger.document_moves(pairs, self.sign)
-        touched = ledger.with_former_customers(conn, ctx.account_id, customers, deltas)
-        ledger.move_balances(conn, touched, deltas, now)
+        deltas = [
+            (row["customer_id"], self.sign * ledger.amount_change(row, stored.before))
+            for row, stored in zip(rows.values(), saved, strict=True)
+        ]
+        ledger.move_balances(conn, customers.values(), deltas, now)
         for index, stored in zip(rows, saved, strict=True):
             applied.append(Applied(index, action=stored.action, entity_id=str(stored.id)))
         return applied
