@@ -276,3 +276,32 @@ def test_memos_move_the_customer_balance(server: Server, key: str) -> None:
     assert outcomes(debit_rows) == [("succeeded", ""), ("invalid", "INVALID_VALUE")]  # amount must be > 0
     balance = query(server, "SELECT balance FROM billing_customers WHERE customer_number = 'M1'")[0][0]
     assert Decimal(str(balance)) == Decimal("-10.50")
+
+
+def test_a_document_sent_again_for_another_customer_is_refused(server: Server, key: str) -> None:
+    """Before, the new customer's balance moved by the change in amount only and the old one
+    kept the whole amount: an invoice sent again for G2 left G1 owing 40.00 it no longer owed."""
+    with server.client(key) as client:
+        done(client, load(client, "billing.customer", "customer_number,name\nG1,Gil\nG2,Gus\n"))
+        invoice = "invoice_number,customer_number,invoice_date,amount\nGI,{},2026-01-01,{}\n"
+        memo = "memo_number,customer_number,memo_date,amount\nGC,{},2026-01-05,5.00\n"
+        rows = {}
+        for number, amount in (("G1", "40.00"), ("G2", "45.00")):
+            _, rows[f"invoice {number}"] = done(
+                client, load(client, "billing.invoice", invoice.format(number, amount))
+            )
+            _, rows[f"memo {number}"] = done(client, load(client, "billing.credit_memo", memo.format(number)))
+    assert {name: outcomes(found) for name, found in rows.items()} == {
+        "invoice G1": [("succeeded", "")],
+        "memo G1": [("succeeded", "")],
+        "invoice G2": [("failed", "CUSTOMER_CHANGED")],
+        "memo G2": [("failed", "CUSTOMER_CHANGED")],
+    }
+    message = rows["invoice G2"][0]["loadbay_error_message"]
+    assert message.startswith("invoice GI belongs to another customer; it cannot move to customer G2")
+    balances = dict(
+        query(
+            server, "SELECT customer_number, balance FROM billing_customers WHERE customer_number LIKE 'G%'"
+        )
+    )
+    assert {k: Decimal(str(v)) for k, v in balances.items()} == {"G1": Decimal("35.00"), "G2": Decimal("0")}

@@ -69,7 +69,7 @@ INVOICES = UpsertSpec(
     ("account_id", "invoice_number"),
     ("customer_id", "invoice_date", "due_date", "currency", "amount", "balance"),
     on_create=("status",),
-    read=("amount", "balance", "status"),
+    read=("amount", "balance", "status", "customer_id"),
 )
 
 
@@ -98,6 +98,7 @@ class InvoiceType(BatchType):
         rows: dict[int, dict[str, Any]] = {}
         for record in valid:
             error = ledger.unknown_customer(record, customers) or _not_changeable(record, stored, ctx)
+            error = error or _moved(record, stored, ctx, customers)
             if error:
                 failures[record.index] = error
             else:
@@ -128,6 +129,18 @@ def _not_changeable(
         f"invoice {record.data['invoice_number']} is {before['status']} or partly settled; it cannot change",
         "invoice_number",
     )
+
+
+def _moved(
+    record: StagedRecord,
+    stored: Mapping[Any, dict[str, Any]],
+    ctx: ApplyContext,
+    customers: Mapping[Any, ledger.CustomerRef],
+) -> FieldError | None:
+    assert record.data is not None
+    number = record.data["invoice_number"]
+    before = stored.get((ctx.account_id, number))
+    return ledger.moved("invoice", number, before, customers[record.data["customer_number"]])
 
 
 def _invoice_row(

@@ -270,6 +270,22 @@ def move_balances(
     save_customer_balances(conn, touched.values(), now)
 
 
+def moved(
+    what: str, number: Any, before: Mapping[str, Any] | None, customer: CustomerRef
+) -> FieldError | None:
+    """CUSTOMER_CHANGED when a stored document (`before`) is sent again for another customer:
+    a document stays with its customer (moving it would move balances two customers' writers
+    hold apart), or None."""
+    if before is None or before["customer_id"] == customer.id:
+        return None
+    return FieldError(
+        "CUSTOMER_CHANGED",
+        f"{what} {number} belongs to another customer; it cannot move to customer {customer.number}: "
+        "credit it where it is and issue a new one",
+        "customer_number",
+    )
+
+
 def amount_change(row: Mapping[str, Any], before: Mapping[str, Any] | None) -> Decimal:
     """How much a created or changed document's amount moved."""
     return Decimal(row["amount"]) - (Decimal(before["amount"]) if before else Decimal(0))

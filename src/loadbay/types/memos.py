@@ -15,7 +15,7 @@ from loadbay.db.tables import billing_memos
 from loadbay.domain.records import Applied, StagedRecord
 from loadbay.types import ledger
 from loadbay.types.invoices import currency_code
-from loadbay.types.upsert import Upsert, UpsertSpec
+from loadbay.types.upsert import Upsert, UpsertSpec, find
 
 __all__ = ["CreditMemoType", "DebitMemoType", "MemoRecord"]
 
@@ -43,7 +43,7 @@ MEMOS = UpsertSpec(
     ("account_id", "kind", "memo_number"),
     ("customer_id", "memo_date", "amount", "currency", "reason"),
     on_create=("status",),
-    read=("amount",),
+    read=("amount", "customer_id"),
 )
 
 
@@ -67,8 +67,17 @@ class _MemoType(BatchType):
         ledger.lock_customers(conn, customers.values())  # their balances move: see ledger
         applied: list[Applied] = []
         rows: dict[int, dict[str, Any]] = {}
-        for record in (r for r in records if r.data is not None):
-            error = ledger.unknown_customer(record, customers)
+        valid = [r for r in records if r.data is not None]
+        found = find(
+            conn, MEMOS, [(ctx.account_id, self.kind, r.data["memo_number"]) for r in valid if r.data]
+        )
+        for record in valid:
+            assert record.data is not None
+            number = record.data["memo_number"]
+            before = found.get((ctx.account_id, self.kind, number))
+            error = ledger.unknown_customer(record, customers) or ledger.moved(
+                f"{self.kind} memo", number, before, customers[record.data["customer_number"]]
+            )
             if error:
                 applied.append(Applied(record.index, error=error))
             else:
