@@ -83,6 +83,8 @@ def test_a_batch_cancelled_before_it_was_read_gives_each_record_its_outcome(
         waiting = client.get(f"/v1/batches/{batch_id}/results")  # no worker has read the data yet
         assert (waiting.status_code, waiting.json()["code"]) == (409, "RESULTS_NOT_READY")
         assert "once the records not read yet have their outcome" in waiting.json()["detail"]
+        early = client.post(f"/v1/batches/{batch_id}/retry")  # (it would miss the records not read yet)
+        assert (early.status_code, early.json()["code"]) == (409, "RESULTS_NOT_READY")
 
         workers()
         rows = results(client, batch_id)
@@ -193,3 +195,38 @@ def test_an_ebill_batch_process_cancelled_before_it_was_read_has_no_download_unt
         results(client, int(batch_id))
         read = parse_xml(client.get(ebill, params={"id": batch_id}).content)
         assert (read.findtext("downloadUrl") or "").startswith("http")
+
+
+def test_data_unreadable_part_way_keeps_the_records_read_before_it(
+    api: Server, workers: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    """250 readable rows, then bytes that are no UTF-8: the 250 end unprocessed (the 50 after
+    the last whole chunk of 100 too), and the event says why the rest has no outcome."""
+    with api.client(api.account("acme")) as client:
+        good = "customer_number,name\n" + "".join(f"U{i},Name {i}\n" for i in range(250))
+        batch_id = submit_file(client, good.encode() + b"U250,\xff\xfe broken\n")
+        assert client.post(f"/v1/batches/{batch_id}/cancel").json()["unread_pending"] is True
+        workers()
+        rows = results(client, batch_id)
+        assert [r["customer_number"] for r in rows] == [f"U{i}" for i in range(250)]
+        events = client.get(f"/v1/batches/{batch_id}/events").json()["data"]
+        detail = events[-1]["detail"]
+        assert detail.startswith(
+            "250 records never read before the cancel: unprocessed; the rest of the data"
+        ), detail
+
+
+def test_a_file_never_fetched_is_said_so(api: Server, workers: Callable[[], subprocess.Popen[bytes]]) -> None:
+    with api.client(api.account("acme")) as client:
+        body = {"type": "billing.customer", "source_url": "https://example.com/customers.csv", "submit": True}
+        made = client.post("/v1/batches", json=body)
+        assert made.status_code == 201, made.text
+        assert client.post(f"/v1/batches/{made.json()['id']}/cancel").json()["unread_pending"] is True
+        workers()
+        done = wait_final(client, made.json()["id"])
+        assert done["counts"]["total"] == 0
+        events = client.get(f"/v1/batches/{done['id']}/events").json()["data"]
+        assert events[-1]["detail"] == (
+            "0 records never read before the cancel: unprocessed; its file at source_url had not been"
+            " fetched: its records are not known"
+        )

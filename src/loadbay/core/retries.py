@@ -60,6 +60,12 @@ def check_retryable(batch: Batch, batch_type: BatchType, children: int) -> None:
             f"batch {batch.id} is {batch.status}; a retry is made of a completed or cancelled batch",
             code="RESULTS_NOT_READY",
         )
+    if batch.unread_pending:
+        raise Conflict(
+            f"batch {batch.id} was cancelled before all its data was read; a retry is made of it once "
+            "the records not read yet have their outcome (unprocessed), in a moment",
+            code="RESULTS_NOT_READY",
+        )
     if batch_type.generates or batch_type.attachments or batch.parent_id is not None or children:
         what = (
             "makes its own records"

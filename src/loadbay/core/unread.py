@@ -22,8 +22,6 @@ import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
-from itertools import islice
-from typing import cast
 
 from sqlalchemy import Connection
 
@@ -41,7 +39,7 @@ from loadbay.domain.lifecycle import Milestone, Status
 from loadbay.domain.models import Batch
 from loadbay.domain.records import FieldError, OutcomeStatus, RecordOutcome, StagedRecord
 from loadbay.domain.text import many
-from loadbay.errors import LoadbayError
+from loadbay.errors import Busy, LoadbayError
 from loadbay.readers import RawRecord, RowBlock
 
 __all__ = ["NEVER_READ", "read_unread", "waits_for_reading"]
@@ -62,23 +60,30 @@ def waits_for_reading(batch: Batch, batch_type: BatchType) -> bool:
 
 
 def read_unread(rt: Runtime, claim: queue.ValidationClaim) -> None:
-    """Give each record of the claimed batch not read yet its outcome, unprocessed."""
+    """Give each record of the claimed batch not read yet its outcome, unprocessed. The
+    database or the store away a moment gives the batch back (read again from where it
+    stopped); anything else ends the reading there, with what stopped it in its event: the
+    batch is never left waiting for a reading that fails the same way each time."""
     try:
         with Heartbeat(rt, partial(_renew, rt, claim)):
-            batch, batch_type = _load(rt, claim.batch_id)
-            read, stopped = _stage_rest(rt, claim, batch, batch_type)
+            read, stopped = _stage_rest(rt, claim)
             _finish(rt, claim, read, stopped)
     except LeaseLost:
         log.info("batch %s: reading its unread records: lease lost", claim.batch_id)
         return
     except Exception as exc:
-        if not is_interruption(exc):
+        if not _passing(exc):
             raise
         log.warning("batch %s: reading its unread records interrupted: %s", claim.batch_id, exc)
         with rt.db.write() as conn:
             queue.extend_unread(conn, claim.batch_id, claim.attempt, None)  # (another goes on at once)
         return
     files.remove_inputs(rt, claim.batch_id)
+
+
+def _passing(exc: Exception) -> bool:
+    """Whether the reading can go on later: the database or the object store was away."""
+    return isinstance(exc, Busy) or is_interruption(exc)
 
 
 def _load(rt: Runtime, batch_id: int) -> tuple[Batch, BatchType]:
@@ -88,28 +93,51 @@ def _load(rt: Runtime, batch_id: int) -> tuple[Batch, BatchType]:
     return batch, rt.types.get(batch.type)
 
 
-def _stage_rest(
-    rt: Runtime, claim: queue.ValidationClaim, batch: Batch, batch_type: BatchType
-) -> tuple[int, str]:
+def _stage_rest(rt: Runtime, claim: queue.ValidationClaim) -> tuple[int, str]:
     """Stage the records after the last staged chunk; (how many, why reading stopped early or "")."""
-    with rt.db.read() as conn:
-        seq, first = queue.staged_through(conn, batch.id)
-    records = skip_records(batch_records(rt, batch, batch_type.columns(), []), first)
     read = 0
     try:
+        batch, batch_type = _load(rt, claim.batch_id)
+        with rt.db.read() as conn:
+            seq, first = queue.staged_through(conn, batch.id)
+            inputs = len(repo.list_inputs(conn, batch.id))
+        if batch.source_url and not inputs:
+            return 0, "its file at source_url had not been fetched: its records are not known"
+        records = skip_records(batch_records(rt, batch, batch_type.columns(), []), first)
         for part in _parts(records, rt.settings.chunk_size):
             _store(rt, claim, batch_type, queue.NewChunk(seq, first + read, len(part), 0, ""), part)
             seq, read = seq + 1, read + len(part)
-    except LoadbayError as exc:  # (unreadable from there on)
-        return read, f"{exc.code}: {exc.message}"
+    except LeaseLost:
+        raise
+    except Exception as exc:
+        if _passing(exc):
+            raise
+        if not isinstance(exc, LoadbayError):
+            log.exception("batch %s: reading its unread records failed; ending it there", claim.batch_id)
+        what = (
+            f"{exc.code}: {exc.message}" if isinstance(exc, LoadbayError) else f"{type(exc).__name__}: {exc}"
+        )
+        return read, f"the rest of the data could not be read ({what})"
     return read, ""
 
 
 def _parts(items: Iterator[RawRecord | RowBlock], size: int) -> Iterator[list[RawRecord]]:
-    """The records (read one by one: no block) in lists of `size`, the last shorter."""
-    while part := list(islice(items, size)):
-        assert all(isinstance(record, RawRecord) for record in part)
-        yield cast(list[RawRecord], part)
+    """The records (read one by one: no block) in lists of `size`, the last shorter; when
+    reading fails, the records read before it first."""
+    part: list[RawRecord] = []
+    try:
+        for item in items:
+            assert isinstance(item, RawRecord)
+            part.append(item)
+            if len(part) == size:
+                yield part
+                part = []
+    except Exception:
+        if part:
+            yield part
+        raise
+    if part:
+        yield part
 
 
 def _store(
@@ -145,7 +173,7 @@ def _finish(rt: Runtime, claim: queue.ValidationClaim, read: int, stopped: str) 
     """The batch is read through (or as far as it can be): its event, and its webhook's."""
     detail = f"{many(read, 'record')} never read before the cancel: unprocessed"
     if stopped:
-        detail += f"; the rest of the data could not be read ({stopped})"
+        detail += f"; {stopped}"
     with rt.db.write() as conn:
         _check_lease(rt, claim, conn)
         repo.update_batch(conn, claim.batch_id, unread_pending=False, lease_owner=None, lease_expires_at=None)

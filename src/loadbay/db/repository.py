@@ -867,7 +867,11 @@ def results_stored(conn: Connection, batch_id: int, at: datetime) -> bool:
 def expired_batches(conn: Connection, finished_before: datetime, limit: int) -> list[int]:
     """Batches final since before `finished_before` whose files are not removed yet, oldest first."""
     c = batches.c
-    query = select(c.id).where(c.files_removed_at.is_(None), c.finished_at < finished_before)
+    query = select(c.id).where(
+        c.files_removed_at.is_(None),
+        c.finished_at < finished_before,
+        ~c.unread_pending,  # (its inputs are being read)
+    )
     return list(conn.execute(query.order_by(c.finished_at).limit(limit)).scalars())
 
 

@@ -177,7 +177,7 @@ batches = Table(
         "ix_batches_unread_pending",
         "finished_at",
         postgresql_where=text("unread_pending"),
-        sqlite_where=text("unread_pending"),
+        sqlite_where=text("unread_pending = 1"),  # (as the claim's WHERE reads there, or it is not used)
     ),
 )
 

@@ -24,9 +24,12 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("unread_pending", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
-    where = sa.text("unread_pending")
     op.create_index(
-        "ix_batches_unread_pending", "batches", ["finished_at"], postgresql_where=where, sqlite_where=where
+        "ix_batches_unread_pending",
+        "batches",
+        ["finished_at"],
+        postgresql_where=sa.text("unread_pending"),
+        sqlite_where=sa.text("unread_pending = 1"),  # (as the claim's WHERE reads on SQLite)
     )
 
 

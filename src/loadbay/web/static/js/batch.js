@@ -137,7 +137,8 @@ function sendAgain(batch, text) {
 /** Records a retry can send again (failed or not processed), of a batch a retry can be made of. */
 function resendable(batch) {
   const again = batch.counts.failed + batch.counts.unprocessed;
-  return ["completed", "cancelled"].includes(batch.status) && again > 0 && !batch.parent_id && state.children.length === 0;
+  const settled = ["completed", "cancelled"].includes(batch.status) && !batch.unread_pending;
+  return settled && again > 0 && !batch.parent_id && state.children.length === 0;
 }
 
 /** The valid records of a completed batch that were not imported, by why: failed while being
