@@ -157,3 +157,20 @@ def test_a_validation_cut_by_a_crash_of_the_database_is_taken_again_at_once(
     assert "validation failed" not in log and "Traceback" not in log, log
     assert done["counts"]["valid"] == 200_000 and done["error"] is None, done
     assert took < 30, f"{took:.0f} s: the lease (60 s) was waited out"
+
+
+def test_a_worker_given_a_database_that_refuses_it_says_so_and_exits(
+    postgres: OwnCluster, tmp_path: Path
+) -> None:
+    """A server that answers and refuses (an unknown database; so for a wrong password or role)
+    is no outage to wait out: before, the worker waited for it for ever, and the API said BUSY."""
+    url = postgres.url.rsplit("/", 1)[0] + "/no_such_database"
+    worker = start_worker(url, tmp_path)
+    try:
+        assert worker.wait(60) != 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    log = next(tmp_path.glob("worker-*.log")).read_text()
+    assert 'database "no_such_database" does not exist' in log, log
+    assert "trying again" not in log, log

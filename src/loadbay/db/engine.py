@@ -291,8 +291,26 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     state = getattr(exc.orig, "sqlstate", None)
     if state is None:
-        return isinstance(exc, OperationalError)
+        return isinstance(exc, OperationalError) and not _refused(str(exc.orig))
     return isinstance(state, str) and (state.startswith("08") or state in ("57P01", "57P02", "57P03"))
+
+
+# What a server that answered says when it cannot take a connection yet (psycopg gives a
+# failed connection no SQLSTATE): anything else it says is settled (a wrong password, an
+# unknown database or role, no pg_hba.conf entry), not an outage to wait out.
+_NOT_YET = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "too many clients already",
+    "remaining connection slots are reserved",
+)
+
+
+def _refused(message: str) -> bool:
+    """Whether a failed connection's message is the server's settled refusal (see _NOT_YET)."""
+    return "FATAL:" in message and not any(reason in message for reason in _NOT_YET)
 
 
 def database_trouble(exc: BaseException) -> str | None:
