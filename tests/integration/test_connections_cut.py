@@ -59,7 +59,9 @@ def test_connections_cut_while_a_batch_is_validated_and_applied(server: Server, 
             cut.append(cut_every_connection(database_url))
             answered = status_right_after(client, batch_id)
             assert answered.status_code == 200, answered.text
-        assert all(n >= 3 for n in cut), cut  # the server's and both workers' connections at least
+        # The server's and both workers' connections, at least once (a worker backing off after
+        # the cut before holds none for a moment); some connection every time.
+        assert max(cut) >= 3 and min(cut) >= 1, cut
         assert_exactly_once(client, batch_id, database_url)
     assert "interrupted" in server.log.read_text(), "no cut landed on work in progress"
 

@@ -47,7 +47,7 @@ def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def keys(server: Server) -> Iterator[str]:
-    return iter(make_keys(server, f"hooks-{uuid.uuid4().hex[:6]}", 12))
+    return iter(make_keys(server, f"hooks-{uuid.uuid4().hex[:6]}", 24))
 
 
 @pytest.fixture
