@@ -412,7 +412,8 @@ def clear(batch_id: int, service: Service, account: Caller) -> BatchOut:
             413,
             503,
             said={
-                409: "`RESULTS_NOT_READY`: the batch is not completed or cancelled; `NOTHING_TO_RETRY`: "
+                409: "`RESULTS_NOT_READY`: the batch is not completed or cancelled, or its records a "
+                "cancel left unread are still being read (`unread_pending`); `NOTHING_TO_RETRY`: "
                 "no record ended so; `RETRY_NOT_SUPPORTED`: its records cannot be sent alone; "
                 "`ALREADY_RETRIED`: an earlier retry took some of those records (retry it instead)",
             },
